@@ -1,0 +1,223 @@
+//! Batch normalization (THEORY.md section 6, "BatchNorm"; Ioffe and Szegedy 2015).
+//!
+//! Layout: a batch is a `d × B` matrix, **one column per sample**; statistics are per feature (row)
+//! over the batch:
+//! `μ_j = (1/B) Σ_n x_jn`, `s_j² = (1/B) Σ_n (x_jn − μ_j)²` (population variance),
+//! `x̂ = (x − μ)/sqrt(s² + eps)`, `y = γ ⊙ x̂ + β` (`γ = 1, β = 0` when not affine).
+//! Running averages follow torch's `BatchNorm1d` convention exactly:
+//! `running = (1 − momentum) running + momentum · batch`, with the **unbiased** batch variance
+//! `s² B/(B − 1)` in the running variance (initial mean 0, variance 1).
+//! If `s² + eps = 0` (a constant feature with `eps = 0`) the normalized value is defined as 0, never NaN.
+
+use faer::{MatMut, MatRef};
+use serde::{Deserialize, Serialize};
+
+/// Where a normalization sits relative to the activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// `h = N(σ(W h_prev + b))`: the placement Theorem 5–7 analyze (normalization of `A`).
+    #[default]
+    PostActivation,
+    /// `h = σ(N(W h_prev + b))`: the placement of the original BatchNorm paper.
+    PreActivation,
+}
+
+/// How the backward pass treats the batch statistics in training mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StatsGradient {
+    /// Differentiate through `μ_B` and `s_B` (the true gradient, as torch).
+    #[default]
+    Full,
+    /// Treat `μ_B`, `s_B` as constants (the theory's assumption behind (28)):
+    /// `dx = γ dy / sqrt(s² + eps)`.
+    Constant,
+}
+
+/// Settings of a BatchNorm layer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BatchNormSpec {
+    /// Before or after the activation.
+    pub placement: Placement,
+    /// Learn a per-feature gain `γ` and shift `β`.
+    pub affine: bool,
+    /// Added to the variance before the square root (torch default `1e-5`).
+    pub eps: f64,
+    /// Running-average momentum, torch convention (default `0.1`).
+    pub momentum: f64,
+    /// Full backward through the batch statistics or statistics as constants.
+    pub stats_gradient: StatsGradient,
+}
+
+impl Default for BatchNormSpec {
+    fn default() -> Self {
+        Self {
+            placement: Placement::PostActivation,
+            affine: true,
+            eps: 1e-5,
+            momentum: 0.1,
+            stats_gradient: StatsGradient::Full,
+        }
+    }
+}
+
+/// Per-feature mean and **population** variance of a batch (or of the running averages).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NormStats {
+    /// Mean per feature.
+    pub mean: Vec<f64>,
+    /// Variance per feature.
+    pub var: Vec<f64>,
+}
+
+impl NormStats {
+    /// Statistics of the rows of a `d × B` batch (population variance).
+    pub fn of_batch(x: MatRef<'_, f64>) -> NormStats {
+        let (d, b) = (x.nrows(), x.ncols());
+        let mut mean = vec![0.0; d];
+        for c in 0..b {
+            let col = x.col(c);
+            for (m, v) in mean.iter_mut().zip(col.iter()) {
+                *m += *v;
+            }
+        }
+        let inv_b = 1.0 / b.max(1) as f64;
+        mean.iter_mut().for_each(|m| *m *= inv_b);
+        let mut var = vec![0.0; d];
+        for c in 0..b {
+            let col = x.col(c);
+            for ((s, v), m) in var.iter_mut().zip(col.iter()).zip(&mean) {
+                let t = *v - *m;
+                *s += t * t;
+            }
+        }
+        var.iter_mut().for_each(|s| *s *= inv_b);
+        NormStats { mean, var }
+    }
+}
+
+/// Running averages of a BatchNorm layer (torch's `running_mean`, `running_var`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunningStats {
+    /// Running mean (starts at 0).
+    pub mean: Vec<f64>,
+    /// Running **unbiased** variance (starts at 1).
+    pub var: Vec<f64>,
+    /// Number of batches folded in.
+    pub batches: u64,
+}
+
+impl RunningStats {
+    /// Fresh running statistics for `d` features.
+    pub fn new(d: usize) -> Self {
+        Self {
+            mean: vec![0.0; d],
+            var: vec![1.0; d],
+            batches: 0,
+        }
+    }
+
+    /// Folds in one batch of size `batch_size` with torch's momentum convention
+    /// (`running = (1 − m) running + m batch`, unbiased variance `s² B/(B − 1)`; for `B = 1` the
+    /// biased variance is used).
+    pub fn update(&mut self, batch: &NormStats, batch_size: usize, momentum: f64) {
+        let unbias = if batch_size > 1 {
+            batch_size as f64 / (batch_size - 1) as f64
+        } else {
+            1.0
+        };
+        for (r, m) in self.mean.iter_mut().zip(&batch.mean) {
+            *r = (1.0 - momentum) * *r + momentum * m;
+        }
+        for (r, v) in self.var.iter_mut().zip(&batch.var) {
+            *r = (1.0 - momentum) * *r + momentum * v * unbias;
+        }
+        self.batches += 1;
+    }
+
+    /// The running averages as statistics to normalize with.
+    pub fn as_stats(&self) -> NormStats {
+        NormStats {
+            mean: self.mean.clone(),
+            var: self.var.clone(),
+        }
+    }
+}
+
+/// `1/sqrt(var + eps)`, or 0 when `var + eps = 0` (so a constant feature normalizes to 0).
+#[inline]
+pub(crate) fn inv_std(var: f64, eps: f64) -> f64 {
+    let s = var + eps;
+    if s > 0.0 { 1.0 / s.sqrt() } else { 0.0 }
+}
+
+/// Forward pass: writes `x̂` and `y = γ ⊙ x̂ + β` for the rows of `x` given the statistics;
+/// fills `inv` with `1/sqrt(var + eps)` per feature.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward(
+    x: MatRef<'_, f64>,
+    stats: &NormStats,
+    eps: f64,
+    gamma: Option<&[f64]>,
+    beta: Option<&[f64]>,
+    mut xhat: MatMut<'_, f64>,
+    mut y: MatMut<'_, f64>,
+    inv: &mut [f64],
+) {
+    for (i, v) in inv.iter_mut().zip(&stats.var) {
+        *i = inv_std(*v, eps);
+    }
+    for c in 0..x.ncols() {
+        for r in 0..x.nrows() {
+            let h = (x[(r, c)] - stats.mean[r]) * inv[r];
+            xhat[(r, c)] = h;
+            y[(r, c)] = match (gamma, beta) {
+                (Some(g), Some(b)) => g[r] * h + b[r],
+                _ => h,
+            };
+        }
+    }
+}
+
+/// Backward pass. `dy` is overwritten by `dx`. With `full = true` the gradient flows through the
+/// batch statistics: `dx = inv (g − mean_n g − x̂ mean_n(g x̂))`, `g = γ dy`; otherwise
+/// `dx = inv g`. Accumulates nothing: `dgamma`, `dbeta` are overwritten (`Σ_n dy x̂`, `Σ_n dy`).
+pub(crate) fn backward(
+    mut dy: MatMut<'_, f64>,
+    xhat: MatRef<'_, f64>,
+    inv: &[f64],
+    gamma: Option<&[f64]>,
+    full: bool,
+    dgamma: Option<&mut [f64]>,
+    dbeta: Option<&mut [f64]>,
+) {
+    let (d, b) = (dy.nrows(), dy.ncols());
+    let mut sum_g = vec![0.0; d];
+    let mut sum_gx = vec![0.0; d];
+    for c in 0..b {
+        for r in 0..d {
+            let v = dy[(r, c)];
+            sum_g[r] += v;
+            sum_gx[r] += v * xhat[(r, c)];
+        }
+    }
+    if let Some(dg) = dgamma {
+        dg.copy_from_slice(&sum_gx);
+    }
+    if let Some(db) = dbeta {
+        db.copy_from_slice(&sum_g);
+    }
+    let inv_b = 1.0 / b as f64;
+    for c in 0..b {
+        for r in 0..d {
+            let g = gamma.map_or(1.0, |g| g[r]);
+            let v = dy[(r, c)];
+            dy[(r, c)] = if full {
+                g * inv[r] * (v - inv_b * sum_g[r] - xhat[(r, c)] * inv_b * sum_gx[r])
+            } else {
+                g * inv[r] * v
+            };
+        }
+    }
+}

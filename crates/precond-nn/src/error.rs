@@ -1,0 +1,120 @@
+//! The crate's typed error.
+
+/// Everything that can go wrong in `precond-nn`. Each variant carries the data that locates the
+/// problem (sizes, layer, line and column). Functions returning this error leave their inputs and
+/// the network untouched.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NnError {
+    /// Two sizes that must agree do not.
+    #[error("dimension mismatch in {what}: expected {expected}, got {got}")]
+    DimensionMismatch {
+        /// What was being compared.
+        what: &'static str,
+        /// The size required.
+        expected: usize,
+        /// The size given.
+        got: usize,
+    },
+    /// A configuration value is out of its valid range.
+    #[error("invalid configuration: {what} = {value} ({reason})")]
+    InvalidConfig {
+        /// Which setting.
+        what: &'static str,
+        /// The offending value, formatted.
+        value: String,
+        /// Why it is rejected.
+        reason: &'static str,
+    },
+    /// A layer index past the end of the network.
+    #[error("layer {layer} does not exist (the network has {n_layers} layers)")]
+    NoSuchLayer {
+        /// The requested layer (0-based).
+        layer: usize,
+        /// Number of layers.
+        n_layers: usize,
+    },
+    /// A unit index past the width of its layer.
+    #[error("unit {unit} does not exist in layer {layer} of width {width}")]
+    NoSuchUnit {
+        /// The layer (0-based).
+        layer: usize,
+        /// The requested unit.
+        unit: usize,
+        /// Width of the layer.
+        width: usize,
+    },
+    /// A NaN or infinite value where a finite one is required.
+    #[error("non-finite value {value} in {what} at row {row}, column {col}")]
+    NonFinite {
+        /// Which argument.
+        what: &'static str,
+        /// Row index (0-based).
+        row: usize,
+        /// Column index (0-based).
+        col: usize,
+        /// The offending value.
+        value: f64,
+    },
+    /// Targets of the wrong kind for the loss (e.g. real values for softmax cross-entropy).
+    #[error("targets do not fit the loss: {reason}")]
+    TargetMismatch {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A class label at or above the number of classes, or a non-integer label.
+    #[error("invalid class label {label} at sample {index} ({n_classes} classes)")]
+    InvalidLabel {
+        /// Sample index.
+        index: usize,
+        /// The label value, formatted.
+        label: String,
+        /// Number of classes.
+        n_classes: usize,
+    },
+    /// A malformed CSV file. `line` is 1-based (the header is line 1), `column` is 1-based.
+    #[error("CSV error at line {line}, column {column}: {reason}")]
+    Csv {
+        /// 1-based line number.
+        line: usize,
+        /// 1-based column (field) number; 0 when the whole line is at fault.
+        column: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A bundled data set name that does not exist.
+    #[error("unknown data set {name:?} (bundled: breast_cancer, diabetes, wine, digits, iris)")]
+    UnknownDataset {
+        /// The requested name.
+        name: String,
+    },
+    /// An I/O failure reading a file.
+    #[error("I/O error on {path}: {message}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The OS message.
+        message: String,
+    },
+    /// A data set or batch with no samples or no features.
+    #[error("empty input: {what}")]
+    Empty {
+        /// Which argument.
+        what: &'static str,
+    },
+    /// A numerical routine (SVD, eigenvalues) failed to converge.
+    #[error("numerical failure in {what}")]
+    Numerical {
+        /// Which routine.
+        what: &'static str,
+    },
+    /// The optimizer reported an error.
+    #[error("optimizer error: {message}")]
+    Optimizer {
+        /// The optimizer's message.
+        message: String,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T> = core::result::Result<T, NnError>;
