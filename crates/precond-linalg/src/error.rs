@@ -37,6 +37,70 @@ pub enum LinalgError {
         /// The offending value.
         value: f64,
     },
+    /// A matrix required to be symmetric positive definite is not: a Cholesky pivot (or a
+    /// diagonal entry, for the equilibration of [`sym_equilibrate`](crate::sym_equilibrate))
+    /// at `index` is not positive.
+    #[error("{what} is not positive definite (pivot {index} is {value})")]
+    NotPositiveDefinite {
+        /// Which argument.
+        what: &'static str,
+        /// Index of the first non-positive pivot or diagonal entry (0-based).
+        index: usize,
+        /// The offending pivot / diagonal value (NaN when the factorization does not report it).
+        value: f64,
+    },
+    /// A matrix required to be symmetric is not, beyond the documented tolerance
+    /// ([`SYMMETRY_RTOL`](crate::SYMMETRY_RTOL) times the largest entry magnitude).
+    #[error("{what} is not symmetric: a[{row},{col}] = {upper} but a[{col},{row}] = {lower}")]
+    NotSymmetric {
+        /// Which argument.
+        what: &'static str,
+        /// Row of the upper-triangle entry.
+        row: usize,
+        /// Column of the upper-triangle entry.
+        col: usize,
+        /// `a[row, col]`.
+        upper: f64,
+        /// `a[col, row]`.
+        lower: f64,
+    },
+    /// A matrix required to have full (column) rank does not, numerically:
+    /// `sigma_min <= threshold`.
+    #[error("{what} is rank deficient: sigma_min = {sigma_min:e}, sigma_max = {sigma_max:e}")]
+    RankDeficient {
+        /// Which argument.
+        what: &'static str,
+        /// Its smallest singular value.
+        sigma_min: f64,
+        /// Its largest singular value.
+        sigma_max: f64,
+    },
+    /// A row, column or vector whose norm must be positive is zero.
+    #[error("{what}: entry {index} has zero norm")]
+    ZeroNorm {
+        /// Which argument.
+        what: &'static str,
+        /// Index of the zero row / column / entry.
+        index: usize,
+    },
+    /// An iterative method (or a LAPACK-style QR iteration inside faer) did not converge.
+    #[error("{what} did not converge after {iterations} iterations (residual {residual:e})")]
+    NoConvergence {
+        /// Which algorithm.
+        what: &'static str,
+        /// Iterations performed.
+        iterations: usize,
+        /// The last residual measure (NaN when unknown).
+        residual: f64,
+    },
+    /// A scalar or vector argument outside its domain.
+    #[error("invalid argument {name}: {reason}")]
+    InvalidArgument {
+        /// The argument's name.
+        name: &'static str,
+        /// Why it is invalid.
+        reason: String,
+    },
 }
 
 /// Shorthand for results of this crate.

@@ -1,7 +1,55 @@
 //! Conditioning diagnostics on faer (THEORY.md sections 1–4).
+//!
+//! * exact condition numbers ([`cond2`], [`cond1`]) and symmetric spectra ([`sym_spectrum`],
+//!   with the smallest positive eigenvalue; the fast [`sym_cond`] / [`sym_extremes`]),
+//! * cheap Hager–Higham 1-norm estimates on an LU or Cholesky factor ([`cond_estimate_lu`],
+//!   [`cond_estimate_spd`]),
+//! * preconditioned condition numbers `κ(SᵀHS)` and the row-scaled `κ(PH)`
+//!   ([`precond_cond_diag`], [`precond_cond_dense`], [`precond_cond_factor`]),
+//! * equilibration, Theorem 2 and Corollary 1 ([`row_equilibrate`], [`sym_equilibrate`],
+//!   [`scaling_spread`], [`van_der_sluis_bound`]),
+//! * rates of Theorem 1 and heavy-ball momentum, and the observed rate of an error sequence,
+//! * matrix-free spectra: [`lanczos_extremes`], [`power_iteration`], [`hutchinson_trace`].
+//!
+//! Every fallible function returns [`LinalgError`]; nothing panics on bad input.
 
+mod condition;
+mod equilibration;
 mod error;
+mod estimate;
+mod hutchinson;
+mod lanczos;
+mod layout;
 mod operator;
+mod power;
+mod preconditioned;
+mod rates;
+mod spectrum;
+mod tridiagonal;
 
+pub use condition::{Cond2, RANK_RTOL_FACTOR, cond1, cond2, norm1, singular_values};
+pub use equilibration::{
+    Equilibration, VanDerSluis, col_equilibrate, col_norms, row_equilibrate, row_norms,
+    scaling_spread, sym_equilibrate, van_der_sluis_bound,
+};
 pub use error::{LinalgError, Result};
-pub use operator::LinearOperator;
+pub use estimate::{
+    CondEstimate, cond_estimate_from_llt, cond_estimate_from_lu, cond_estimate_lu,
+    cond_estimate_spd,
+};
+pub use hutchinson::{TraceEstimate, hutchinson_trace};
+pub use lanczos::{LanczosOptions, LanczosResult, lanczos_extremes};
+pub use layout::{Layout, SYMMETRY_RTOL, check_finite, mat_from_slice};
+pub use operator::{DenseOperator, LinearOperator};
+pub use power::{PowerOptions, PowerResult, power_iteration};
+pub use preconditioned::{
+    PreconditionedCond, precond_cond_dense, precond_cond_diag, precond_cond_factor,
+};
+pub use rates::{
+    HeavyBall, RateFit, Tail, gd_optimal_rate, gd_optimal_step, gd_rate, heavy_ball_optimal,
+    heavy_ball_optimal_rate, observed_rate,
+};
+pub use spectrum::{
+    SymExtremes, SymSpectrum, default_spectrum_rel_tol, sym_cond, sym_extremes, sym_spectrum,
+    sym_spectrum_with_tol,
+};

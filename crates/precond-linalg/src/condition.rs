@@ -1,0 +1,127 @@
+//! Exact condition numbers: the 2-norm `κ(A) = σ_max/σ_min` (THEORY.md notation) and the 1-norm
+//! `κ₁(A) = ‖A‖₁‖A⁻¹‖₁`.
+
+use faer::linalg::solvers::DenseSolveCore;
+use faer::{Mat, MatRef};
+
+use crate::error::{LinalgError, Result};
+use crate::layout::{check_matrix, check_square};
+
+/// A matrix is declared numerically rank deficient when
+/// `σ_min ≤ RANK_RTOL_FACTOR · max(m, n) · ε · σ_max` (`ε = f64::EPSILON`), the default of
+/// `numpy.linalg.matrix_rank` and of LAPACK-based rank decisions.
+pub const RANK_RTOL_FACTOR: f64 = 1.0;
+
+/// The 2-norm condition number of a (possibly rectangular) matrix, with its extreme singular
+/// values.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Cond2 {
+    /// Largest singular value `σ_max = ‖A‖₂`.
+    pub sigma_max: f64,
+    /// Smallest of the `min(m, n)` singular values.
+    pub sigma_min: f64,
+    /// `κ(A) = σ_max/σ_min`; `f64::INFINITY` when [`rank_deficient`](Self::rank_deficient).
+    pub kappa: f64,
+    /// `σ_min ≤ max(m, n) · ε · σ_max` (see [`RANK_RTOL_FACTOR`]), including the zero matrix.
+    pub rank_deficient: bool,
+}
+
+impl Cond2 {
+    /// Builds the record from the extreme singular values of an `m × n` matrix.
+    pub(crate) fn from_extremes(sigma_max: f64, sigma_min: f64, m: usize, n: usize) -> Self {
+        let thresh = RANK_RTOL_FACTOR * (m.max(n) as f64) * f64::EPSILON * sigma_max;
+        let rank_deficient = sigma_max <= 0.0 || sigma_min <= thresh;
+        let kappa = if rank_deficient {
+            f64::INFINITY
+        } else {
+            sigma_max / sigma_min
+        };
+        Self {
+            sigma_max,
+            sigma_min,
+            kappa,
+            rank_deficient,
+        }
+    }
+}
+
+/// All singular values of `a`, nonincreasing (faer's bidiagonal SVD without vectors).
+pub(crate) fn singular_values_checked(a: MatRef<'_, f64>, what: &'static str) -> Result<Vec<f64>> {
+    check_matrix(a, what)?;
+    a.singular_values().map_err(|_| LinalgError::NoConvergence {
+        what: "faer singular value decomposition",
+        iterations: 0,
+        residual: f64::NAN,
+    })
+}
+
+/// The 2-norm condition number `κ(A) = σ_max/σ_min` of any non-empty `m × n` matrix (THEORY.md,
+/// notation; Theorem 2 is stated in this norm). For `m ≠ n` the smallest of the `min(m, n)`
+/// singular values is used, as `numpy.linalg.cond`. A numerically rank-deficient matrix gives
+/// `κ = ∞` and `rank_deficient = true` (threshold: [`RANK_RTOL_FACTOR`]), never NaN.
+///
+/// Cost: one full singular value computation, `O(m n min(m, n))`.
+///
+/// # Errors
+/// [`LinalgError::Empty`], [`LinalgError::NonFinite`] (with the entry's position),
+/// [`LinalgError::NoConvergence`] if faer's SVD iteration fails.
+pub fn cond2(a: MatRef<'_, f64>) -> Result<Cond2> {
+    let s = singular_values_checked(a, "matrix A of cond2")?;
+    let sigma_max = s[0];
+    let sigma_min = s[s.len() - 1];
+    Ok(Cond2::from_extremes(
+        sigma_max,
+        sigma_min,
+        a.nrows(),
+        a.ncols(),
+    ))
+}
+
+/// The singular values of `a`, nonincreasing.
+///
+/// # Errors
+/// As [`cond2`].
+pub fn singular_values(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
+    singular_values_checked(a, "matrix A of singular_values")
+}
+
+/// The matrix 1-norm `‖A‖₁ = max_j Σ_i |a_ij|` (largest absolute column sum). No checks: NaN
+/// propagates.
+pub fn norm1(a: MatRef<'_, f64>) -> f64 {
+    let mut best = 0.0f64;
+    for j in 0..a.ncols() {
+        let c = a.col(j);
+        let mut s = 0.0;
+        for i in 0..a.nrows() {
+            s += c[i].abs();
+        }
+        if s > best || s.is_nan() {
+            best = s;
+        }
+    }
+    best
+}
+
+/// The exact 1-norm condition number `κ₁(A) = ‖A‖₁ ‖A⁻¹‖₁` of a square matrix, through the
+/// explicit inverse from a partially pivoted LU factorization (`O(n³)`); the reference the
+/// estimates of [`cond_estimate_lu`](crate::cond_estimate_lu) are tested against, equal to
+/// `numpy.linalg.cond(a, 1)`. A singular matrix (a zero pivot or a non-finite inverse) gives
+/// `f64::INFINITY`.
+///
+/// # Errors
+/// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`] if not square,
+/// [`LinalgError::NonFinite`].
+pub fn cond1(a: MatRef<'_, f64>) -> Result<f64> {
+    check_square(a, "matrix A of cond1")?;
+    let lu = a.partial_piv_lu();
+    let u = lu.U();
+    if (0..u.nrows()).any(|i| u[(i, i)] == 0.0) {
+        return Ok(f64::INFINITY);
+    }
+    let inv: Mat<f64> = lu.inverse();
+    let ni = norm1(inv.as_ref());
+    if !ni.is_finite() {
+        return Ok(f64::INFINITY);
+    }
+    Ok(norm1(a) * ni)
+}

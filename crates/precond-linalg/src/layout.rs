@@ -1,0 +1,193 @@
+//! Building faer matrices from plain slices, and the input checks every routine shares.
+
+use faer::{Mat, MatRef};
+
+use crate::error::{LinalgError, Result};
+
+/// Memory order of a dense matrix given as a flat slice (the C ABI passes such slices).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// `data[i * ncols + j] = a[i, j]` (C order).
+    RowMajor,
+    /// `data[i + j * nrows] = a[i, j]` (Fortran order).
+    ColMajor,
+}
+
+/// Copies an `nrows × ncols` matrix stored in `data` with the given [`Layout`] into a
+/// [`faer::Mat`].
+///
+/// # Errors
+/// [`LinalgError::Empty`] if either dimension is zero, [`LinalgError::DimensionMismatch`] if
+/// `data.len() != nrows * ncols` (or the product overflows), [`LinalgError::NonFinite`] naming
+/// the row and column of the first NaN/∞ entry (in memory order).
+pub fn mat_from_slice(
+    data: &[f64],
+    nrows: usize,
+    ncols: usize,
+    layout: Layout,
+) -> Result<Mat<f64>> {
+    if nrows == 0 || ncols == 0 {
+        return Err(LinalgError::Empty {
+            what: "matrix data",
+            rows: nrows,
+            cols: ncols,
+        });
+    }
+    let expected = nrows
+        .checked_mul(ncols)
+        .ok_or(LinalgError::DimensionMismatch {
+            what: "matrix data length (nrows * ncols overflows)",
+            expected: usize::MAX,
+            got: data.len(),
+        })?;
+    if data.len() != expected {
+        return Err(LinalgError::DimensionMismatch {
+            what: "matrix data length vs nrows * ncols",
+            expected,
+            got: data.len(),
+        });
+    }
+    if let Some(k) = data.iter().position(|v| !v.is_finite()) {
+        let (row, col) = match layout {
+            Layout::RowMajor => (k / ncols, k % ncols),
+            Layout::ColMajor => (k % nrows, k / nrows),
+        };
+        return Err(LinalgError::NonFinite {
+            what: "matrix data",
+            row,
+            col,
+            value: data[k],
+        });
+    }
+    let m = match layout {
+        Layout::RowMajor => MatRef::from_row_major_slice(data, nrows, ncols).to_owned(),
+        Layout::ColMajor => MatRef::from_column_major_slice(data, nrows, ncols).to_owned(),
+    };
+    Ok(m)
+}
+
+/// Checks that every entry of `a` is finite; on failure names the first offending entry
+/// (column by column) with its row and column.
+///
+/// # Errors
+/// [`LinalgError::NonFinite`].
+pub fn check_finite(a: MatRef<'_, f64>, what: &'static str) -> Result<()> {
+    for j in 0..a.ncols() {
+        let col = a.col(j);
+        for i in 0..a.nrows() {
+            let v = col[i];
+            if !v.is_finite() {
+                return Err(LinalgError::NonFinite {
+                    what,
+                    row: i,
+                    col: j,
+                    value: v,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Relative tolerance of the symmetry check of the symmetric routines: `a` is accepted when
+/// `|a[i,j] − a[j,i]| ≤ SYMMETRY_RTOL · max|a|`, and then its symmetric part `(a + aᵀ)/2` is
+/// used. Finite-difference Hessians are symmetric only to about this accuracy.
+pub const SYMMETRY_RTOL: f64 = 1e-6;
+
+/// Non-empty and finite.
+pub(crate) fn check_matrix(a: MatRef<'_, f64>, what: &'static str) -> Result<()> {
+    if a.nrows() == 0 || a.ncols() == 0 {
+        return Err(LinalgError::Empty {
+            what,
+            rows: a.nrows(),
+            cols: a.ncols(),
+        });
+    }
+    check_finite(a, what)
+}
+
+/// Non-empty, square and finite.
+pub(crate) fn check_square(a: MatRef<'_, f64>, what: &'static str) -> Result<()> {
+    if a.nrows() == 0 || a.ncols() == 0 {
+        return Err(LinalgError::Empty {
+            what,
+            rows: a.nrows(),
+            cols: a.ncols(),
+        });
+    }
+    if a.nrows() != a.ncols() {
+        return Err(LinalgError::DimensionMismatch {
+            what: "columns of a square matrix (must equal its rows)",
+            expected: a.nrows(),
+            got: a.ncols(),
+        });
+    }
+    check_finite(a, what)
+}
+
+/// Square, finite and symmetric to [`SYMMETRY_RTOL`]; returns the symmetric part.
+pub(crate) fn symmetric_part(a: MatRef<'_, f64>, what: &'static str) -> Result<Mat<f64>> {
+    check_square(a, what)?;
+    let n = a.nrows();
+    let mut amax = 0.0f64;
+    for j in 0..n {
+        for i in 0..n {
+            amax = amax.max(a[(i, j)].abs());
+        }
+    }
+    let tol = SYMMETRY_RTOL * amax;
+    for j in 0..n {
+        for i in (j + 1)..n {
+            let (l, u) = (a[(i, j)], a[(j, i)]);
+            if (l - u).abs() > tol {
+                return Err(LinalgError::NotSymmetric {
+                    what,
+                    row: j,
+                    col: i,
+                    upper: u,
+                    lower: l,
+                });
+            }
+        }
+    }
+    Ok(Mat::from_fn(n, n, |i, j| 0.5 * (a[(i, j)] + a[(j, i)])))
+}
+
+/// Non-empty and finite vector.
+pub(crate) fn check_vec(v: &[f64], what: &'static str) -> Result<()> {
+    if v.is_empty() {
+        return Err(LinalgError::Empty {
+            what,
+            rows: 0,
+            cols: 1,
+        });
+    }
+    if let Some(k) = v.iter().position(|x| !x.is_finite()) {
+        return Err(LinalgError::NonFinite {
+            what,
+            row: k,
+            col: 0,
+            value: v[k],
+        });
+    }
+    Ok(())
+}
+
+/// Finite, strictly positive vector of length `n`.
+pub(crate) fn check_positive_vec(v: &[f64], n: usize, what: &'static str) -> Result<()> {
+    if v.len() != n {
+        return Err(LinalgError::DimensionMismatch {
+            what,
+            expected: n,
+            got: v.len(),
+        });
+    }
+    check_vec(v, what)?;
+    if let Some(k) = v.iter().position(|&x| x <= 0.0) {
+        return Err(LinalgError::InvalidArgument {
+            name: what,
+            reason: format!("entry {k} is {} but must be positive", v[k]),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Preconditioned condition numbers (THEORY.md §2–3): the spectral `κ(SᵀHS)` that sets the rate
+//! of iteration (5), and, separately named, the 2-norm `κ(PH)` of the row-scaled Hessian that
+//! Van der Sluis' Theorem 2 bounds.
+
+use faer::{Mat, MatRef, Side};
+
+use crate::condition::{Cond2, cond2};
+use crate::error::{LinalgError, Result};
+use crate::layout::{check_positive_vec, check_square, symmetric_part};
+use crate::spectrum::{SymSpectrum, default_spectrum_rel_tol, sym_eigenvalues_unchecked};
+
+/// The two condition numbers of a preconditioned Hessian (THEORY.md §3, last bullet: both must
+/// be reported, clearly named).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PreconditionedCond {
+    /// `κ(SᵀHS) = κ(P^{1/2} H P^{1/2}) = λ_max/λ_min` of the preconditioned Hessian: the number
+    /// that sets the convergence rate of the preconditioned iteration (5) (Theorem 1 applied in
+    /// `y = S⁻¹x`). `f64::INFINITY` unless `SᵀHS` is positive definite (tolerance of
+    /// [`SymSpectrum`]); see [`spectrum`](Self::spectrum) for the smallest positive eigenvalue.
+    pub spectral_kappa: f64,
+    /// Eigenvalues of `SᵀHS`, ascending (equal to those of `PH`).
+    pub eigenvalues: Vec<f64>,
+    /// The full spectral record of `SᵀHS` (smallest positive eigenvalue, `κ` over positive
+    /// eigenvalues, positive definiteness).
+    pub spectrum: SymSpectrum,
+    /// `κ₂(PH) = σ_max(PH)/σ_min(PH)`, the 2-norm condition number of the row-scaled matrix
+    /// `diag(p) H` (or `P H`): what Theorem 2 / Corollary 1 bound. Differs from
+    /// [`spectral_kappa`](Self::spectral_kappa) in general.
+    pub row_scaled_kappa2: f64,
+    /// The singular-value record of `PH`.
+    pub row_scaled: Cond2,
+}
+
+fn finish(m: Mat<f64>, ph: MatRef<'_, f64>) -> Result<PreconditionedCond> {
+    let n = m.nrows();
+    let sym = Mat::from_fn(n, n, |i, j| 0.5 * (m[(i, j)] + m[(j, i)]));
+    let ev = sym_eigenvalues_unchecked(sym.as_ref())?;
+    let spectrum = SymSpectrum::from_sorted(ev, default_spectrum_rel_tol(n));
+    let row_scaled = cond2(ph)?;
+    Ok(PreconditionedCond {
+        spectral_kappa: spectrum.kappa,
+        eigenvalues: spectrum.eigenvalues.clone(),
+        spectrum,
+        row_scaled_kappa2: row_scaled.kappa,
+        row_scaled,
+    })
+}
+
+/// Preconditioned condition numbers for a positive diagonal preconditioner `P = diag(p)`,
+/// `S = diag(sqrt(p))` (THEORY.md §2: the Adam/RMSProp/AdaGrad case of §4).
+///
+/// # Errors
+/// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`] (not square or `p.len() ≠ n`),
+/// [`LinalgError::NonFinite`], [`LinalgError::NotSymmetric`], [`LinalgError::InvalidArgument`]
+/// for a non-positive `p_i`, [`LinalgError::NoConvergence`].
+pub fn precond_cond_diag(h: MatRef<'_, f64>, p: &[f64]) -> Result<PreconditionedCond> {
+    let hs = symmetric_part(h, "Hessian H")?;
+    let n = hs.nrows();
+    check_positive_vec(
+        p,
+        n,
+        "diagonal preconditioner p (length must equal rows of H)",
+    )?;
+    let s: Vec<f64> = p.iter().map(|v| v.sqrt()).collect();
+    let m = Mat::from_fn(n, n, |i, j| s[i] * hs[(i, j)] * s[j]);
+    let ph = Mat::from_fn(n, n, |i, j| p[i] * hs[(i, j)]);
+    finish(m, ph.as_ref())
+}
+
+/// Preconditioned condition numbers for a dense symmetric positive definite preconditioner `P`:
+/// `S` is its Cholesky factor (`P = S Sᵀ`, `S` lower triangular). THEORY.md §2, eq. (4)–(5).
+///
+/// # Errors
+/// As [`precond_cond_diag`], plus [`LinalgError::NotPositiveDefinite`] when `P` is not SPD and
+/// [`LinalgError::NotSymmetric`] when `P` is not symmetric.
+pub fn precond_cond_dense(h: MatRef<'_, f64>, p: MatRef<'_, f64>) -> Result<PreconditionedCond> {
+    let hs = symmetric_part(h, "Hessian H")?;
+    let ps = symmetric_part(p, "preconditioner P")?;
+    if ps.nrows() != hs.nrows() {
+        return Err(LinalgError::DimensionMismatch {
+            what: "size of preconditioner P vs Hessian H",
+            expected: hs.nrows(),
+            got: ps.nrows(),
+        });
+    }
+    let llt = ps.llt(Side::Lower).map_err(|e| {
+        let faer::linalg::cholesky::llt::factor::LltError::NonPositivePivot { index } = e;
+        LinalgError::NotPositiveDefinite {
+            what: "preconditioner P",
+            index,
+            value: f64::NAN,
+        }
+    })?;
+    let s = llt.L();
+    let m = s.transpose() * (&hs * s);
+    let ph = &ps * &hs;
+    finish(m, ph.as_ref())
+}
+
+/// Preconditioned condition numbers for a given square factor `S` (`P = S Sᵀ`, iteration (4)
+/// in `y = S⁻¹x`). `S` is assumed invertible; a singular `S` shows up as a singular `SᵀHS`.
+///
+/// # Errors
+/// As [`precond_cond_diag`] (with `S` checked for emptiness, squareness, finiteness and size).
+pub fn precond_cond_factor(h: MatRef<'_, f64>, s: MatRef<'_, f64>) -> Result<PreconditionedCond> {
+    let hs = symmetric_part(h, "Hessian H")?;
+    check_square(s, "preconditioner factor S")?;
+    if s.nrows() != hs.nrows() {
+        return Err(LinalgError::DimensionMismatch {
+            what: "size of preconditioner factor S vs Hessian H",
+            expected: hs.nrows(),
+            got: s.nrows(),
+        });
+    }
+    let m = s.transpose() * (&hs * s);
+    let p = s * s.transpose();
+    let ph = &p * &hs;
+    finish(m, ph.as_ref())
+}

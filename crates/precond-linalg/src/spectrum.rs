@@ -1,0 +1,186 @@
+//! Spectral data of a symmetric matrix (THEORY.md §1: `κ(H) = λ_max/λ_min` for SPD `H`, and the
+//! smallest *positive* eigenvalue that replaces `λ_min` for singular Hessians in Theorem 1).
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::evd::tridiag;
+use faer::{Mat, MatRef, Par, Side};
+
+use crate::error::{LinalgError, Result};
+use crate::layout::symmetric_part;
+use crate::tridiagonal::kth_eigenvalue;
+
+/// Eigenvalues and conditioning of a symmetric matrix.
+///
+/// Tolerance convention: with `τ = rel_tol · max_i |λ_i|`, an eigenvalue is *positive* when
+/// `λ > τ`, the matrix is *positive definite* when `λ_min > τ`, and the smallest positive
+/// eigenvalue is the smallest `λ_i > τ`. The default `rel_tol` is `n · ε` (`ε = f64::EPSILON`),
+/// the size of the rounding error of a backward-stable eigensolver relative to `‖H‖₂`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SymSpectrum {
+    /// All eigenvalues, ascending.
+    pub eigenvalues: Vec<f64>,
+    /// Smallest (algebraically) eigenvalue.
+    pub lambda_min: f64,
+    /// Largest eigenvalue.
+    pub lambda_max: f64,
+    /// `λ_min > τ` (see the type's documentation).
+    pub positive_definite: bool,
+    /// `κ(H) = λ_max/λ_min` when positive definite, `f64::INFINITY` otherwise.
+    pub kappa: f64,
+    /// The smallest eigenvalue `> τ`, `None` when no eigenvalue is positive.
+    pub smallest_positive: Option<f64>,
+    /// `λ_max / smallest_positive` (Theorem 1 for singular Hessians); `f64::INFINITY` when there
+    /// is no positive eigenvalue. Equals [`kappa`](Self::kappa) for positive definite input.
+    pub kappa_positive: f64,
+    /// The relative tolerance used (`τ = rel_tol · max|λ|`).
+    pub rel_tol: f64,
+}
+
+impl SymSpectrum {
+    /// Classifies ascending `eigenvalues` with relative tolerance `rel_tol`.
+    pub(crate) fn from_sorted(eigenvalues: Vec<f64>, rel_tol: f64) -> Self {
+        let lambda_min = eigenvalues[0];
+        let lambda_max = eigenvalues[eigenvalues.len() - 1];
+        let tau = rel_tol * lambda_min.abs().max(lambda_max.abs());
+        let positive_definite = lambda_min > tau;
+        let kappa = if positive_definite {
+            lambda_max / lambda_min
+        } else {
+            f64::INFINITY
+        };
+        let smallest_positive = eigenvalues.iter().copied().find(|&l| l > tau);
+        let kappa_positive = smallest_positive.map_or(f64::INFINITY, |s| lambda_max / s);
+        Self {
+            eigenvalues,
+            lambda_min,
+            lambda_max,
+            positive_definite,
+            kappa,
+            smallest_positive,
+            kappa_positive,
+            rel_tol,
+        }
+    }
+}
+
+/// Default relative tolerance of [`sym_spectrum`]: `n · ε`.
+pub fn default_spectrum_rel_tol(n: usize) -> f64 {
+    (n.max(1) as f64) * f64::EPSILON
+}
+
+/// All eigenvalues of the symmetric matrix `h` with positive-definiteness, `κ` and the smallest
+/// positive eigenvalue, classified with the default relative tolerance `n · ε`
+/// (see [`SymSpectrum`]). THEORY.md §1, Theorem 1.
+///
+/// `h` must be symmetric to [`SYMMETRY_RTOL`](crate::SYMMETRY_RTOL); its symmetric part is used.
+///
+/// # Errors
+/// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`] (not square),
+/// [`LinalgError::NonFinite`], [`LinalgError::NotSymmetric`], [`LinalgError::NoConvergence`].
+pub fn sym_spectrum(h: MatRef<'_, f64>) -> Result<SymSpectrum> {
+    sym_spectrum_with_tol(h, default_spectrum_rel_tol(h.nrows()))
+}
+
+/// [`sym_spectrum`] with an explicit relative tolerance `rel_tol ≥ 0` (eigenvalues `≤ rel_tol ·
+/// max|λ|` count as zero or negative).
+///
+/// # Errors
+/// As [`sym_spectrum`], plus [`LinalgError::InvalidArgument`] for a negative or non-finite
+/// `rel_tol`.
+pub fn sym_spectrum_with_tol(h: MatRef<'_, f64>, rel_tol: f64) -> Result<SymSpectrum> {
+    if !(rel_tol.is_finite() && rel_tol >= 0.0) {
+        return Err(LinalgError::InvalidArgument {
+            name: "rel_tol",
+            reason: format!("{rel_tol} must be finite and non-negative"),
+        });
+    }
+    let hs = symmetric_part(h, "symmetric matrix H")?;
+    let ev = sym_eigenvalues_unchecked(hs.as_ref())?;
+    Ok(SymSpectrum::from_sorted(ev, rel_tol))
+}
+
+/// Ascending eigenvalues of a symmetric matrix already checked (faer's tridiagonal QR).
+pub(crate) fn sym_eigenvalues_unchecked(h: MatRef<'_, f64>) -> Result<Vec<f64>> {
+    h.self_adjoint_eigenvalues(Side::Lower)
+        .map_err(|_| LinalgError::NoConvergence {
+            what: "faer symmetric eigenvalue QR iteration",
+            iterations: 0,
+            residual: f64::NAN,
+        })
+}
+
+/// The two extreme eigenvalues of a symmetric matrix.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SymExtremes {
+    /// Smallest eigenvalue.
+    pub lambda_min: f64,
+    /// Largest eigenvalue.
+    pub lambda_max: f64,
+}
+
+/// Tridiagonalizes a symmetric matrix in place with faer (Householder, `4n³/3` flops) and returns
+/// its diagonal and off-diagonal.
+pub(crate) fn tridiagonalize(mut a: Mat<f64>, par: Par) -> (Vec<f64>, Vec<f64>) {
+    let n = a.nrows();
+    let bs = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
+    let mut hh = Mat::<f64>::zeros(bs, n.saturating_sub(1));
+    let mut mem = MemBuffer::new(tridiag::tridiag_in_place_scratch::<f64>(
+        n,
+        par,
+        Default::default(),
+    ));
+    tridiag::tridiag_in_place(
+        a.as_mut(),
+        hh.as_mut(),
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    );
+    let d = (0..n).map(|i| a[(i, i)]).collect();
+    let e = (0..n.saturating_sub(1)).map(|i| a[(i + 1, i)]).collect();
+    (d, e)
+}
+
+/// The smallest and largest eigenvalues of the symmetric matrix `h`, without the full spectrum:
+/// faer's Householder tridiagonalization followed by Sturm-sequence bisection for the two
+/// extreme eigenvalues of the tridiagonal matrix (`O(n)` per bisection step, as LAPACK's
+/// `DSTEBZ`). Same backward error as a full symmetric eigensolver (absolute error `≈ ε‖H‖₂`
+/// per eigenvalue), at the cost of the reduction alone.
+///
+/// # Errors
+/// As [`sym_spectrum`].
+pub fn sym_extremes(h: MatRef<'_, f64>) -> Result<SymExtremes> {
+    let hs = symmetric_part(h, "symmetric matrix H")?;
+    let n = hs.nrows();
+    if n == 1 {
+        return Ok(SymExtremes {
+            lambda_min: hs[(0, 0)],
+            lambda_max: hs[(0, 0)],
+        });
+    }
+    let (d, e) = tridiagonalize(hs, faer::get_global_parallelism());
+    Ok(SymExtremes {
+        lambda_min: kth_eigenvalue(&d, &e, 0),
+        lambda_max: kth_eigenvalue(&d, &e, n - 1),
+    })
+}
+
+/// `κ(H) = λ_max/λ_min` of a symmetric positive definite matrix from [`sym_extremes`] (THEORY.md
+/// §1; the number that sets the GD rate of Theorem 1). Positive definiteness uses the tolerance
+/// of [`sym_spectrum`]: `λ_min > n · ε · max|λ|`.
+///
+/// # Errors
+/// As [`sym_spectrum`], plus [`LinalgError::NotPositiveDefinite`] (with `index = 0` and `value =
+/// λ_min`) when `H` is not positive definite.
+pub fn sym_cond(h: MatRef<'_, f64>) -> Result<f64> {
+    let ex = sym_extremes(h)?;
+    let tau = default_spectrum_rel_tol(h.nrows()) * ex.lambda_min.abs().max(ex.lambda_max.abs());
+    if ex.lambda_min <= tau {
+        return Err(LinalgError::NotPositiveDefinite {
+            what: "symmetric matrix H of sym_cond",
+            index: 0,
+            value: ex.lambda_min,
+        });
+    }
+    Ok(ex.lambda_max / ex.lambda_min)
+}
