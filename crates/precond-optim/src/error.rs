@@ -1,0 +1,115 @@
+//! The crate's error type.
+
+/// Everything that can go wrong in `precond-optim`. Every error leaves the optimizer (parameters,
+/// state, step count) exactly as it was before the failing call.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OptimError {
+    /// A configuration key holds a value of the wrong type or out of range. `key` is the full path
+    /// of the key, e.g. `"betas"`, `"groups[1].lr"`, `"regularization.l1_ratio"`.
+    #[error("invalid config value for `{key}`: {message}")]
+    Config {
+        /// Path of the offending key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A configuration key that is not known (or does not apply to the chosen optimizer, as a
+    /// keyword argument torch would reject).
+    #[error("unknown config key `{key}`: {message}")]
+    UnknownKey {
+        /// Path of the offending key.
+        key: String,
+        /// Which keys are accepted there.
+        message: String,
+    },
+    /// The configuration text is not valid JSON.
+    #[error("config is not valid JSON: {0}")]
+    Json(String),
+    /// Two buffers that must have the same length do not.
+    #[error("length mismatch for {what}: expected {expected}, got {got}")]
+    LengthMismatch {
+        /// Which buffer.
+        what: &'static str,
+        /// Required length.
+        expected: usize,
+        /// Given length.
+        got: usize,
+    },
+    /// The gradient contains a NaN or an infinity (policy `"nonfinite": "error"`).
+    #[error("non-finite gradient at index {index}; parameters and state left untouched")]
+    NonFiniteGradient {
+        /// First offending index in the flat buffer.
+        index: usize,
+    },
+    /// The optimizer already holds state of one floating-point type and was stepped with another.
+    #[error(
+        "dtype mismatch: optimizer state is {expected}, buffers are {got} (call reset() to switch)"
+    )]
+    DtypeMismatch {
+        /// The dtype of the existing state.
+        expected: &'static str,
+        /// The dtype of the given buffers.
+        got: &'static str,
+    },
+    /// A parameter group's range is empty or outside `0..n_params`.
+    #[error("group {index}: range {start}..{end} is empty or outside 0..{n_params}")]
+    GroupRange {
+        /// Group index in the config.
+        index: usize,
+        /// Range start.
+        start: usize,
+        /// Range end (exclusive).
+        end: usize,
+        /// Number of parameters.
+        n_params: usize,
+    },
+    /// Two parameter groups overlap.
+    #[error("groups {first} and {second} overlap")]
+    GroupOverlap {
+        /// Index of one group.
+        first: usize,
+        /// Index of the other.
+        second: usize,
+    },
+    /// A saved state does not fit this optimizer.
+    #[error("state rejected: {reason}")]
+    State {
+        /// What does not fit (version, layout, size, dtype, corrupt bytes).
+        reason: String,
+    },
+    /// The preconditioner `P_k` is not defined yet (Adam's bias-corrected `v̂_0 = 0/0` before the
+    /// first step).
+    #[error("the preconditioner of `{optimizer}` is undefined before the first step")]
+    NoPreconditionerYet {
+        /// Optimizer name.
+        optimizer: &'static str,
+    },
+    /// A valid request this optimizer cannot serve (e.g. intrinsic L1 with a dense `P`).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// A user-given fixed preconditioner is not symmetric positive definite (or a factor `S` is
+    /// singular).
+    #[error("fixed preconditioner is not symmetric positive definite: {reason}")]
+    NotSpd {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = OptimError> = std::result::Result<T, E>;
+
+impl OptimError {
+    pub(crate) fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
+        OptimError::Config {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+    pub(crate) fn state(reason: impl Into<String>) -> Self {
+        OptimError::State {
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The two floating-point element types the optimizers run on.
+
+use std::fmt::Debug;
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+/// Element type of parameter, gradient and state buffers: `f32` or `f64`.
+///
+/// Scalars (learning rate, betas, …) are computed in `f64` and rounded once to `Self` with
+/// [`Float::from_f64`], exactly as torch rounds a Python float when it meets a `float32` tensor.
+pub trait Float:
+    Copy
+    + Send
+    + Sync
+    + Default
+    + PartialOrd
+    + Debug
+    + 'static
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+{
+    /// `0`.
+    const ZERO: Self;
+    /// `1`.
+    const ONE: Self;
+    /// The dtype tag.
+    const DTYPE: Dtype;
+    /// Round an `f64` to `Self` (nearest).
+    fn from_f64(v: f64) -> Self;
+    /// Widen to `f64` (exact).
+    fn to_f64(self) -> f64;
+    /// IEEE square root.
+    fn sqrt(self) -> Self;
+    /// `|self|`.
+    #[inline(always)]
+    fn abs(self) -> Self {
+        if self < Self::ZERO { -self } else { self }
+    }
+    /// `max(self, o)` as a compare-and-select (vectorizes; NaN never reaches it).
+    #[inline(always)]
+    fn maxv(self, o: Self) -> Self {
+        if o > self { o } else { self }
+    }
+    /// `torch.sign`: `-1`, `0` or `1`.
+    #[inline(always)]
+    fn sign(self) -> Self {
+        if self > Self::ZERO {
+            Self::ONE
+        } else if self < Self::ZERO {
+            -Self::ONE
+        } else {
+            Self::ZERO
+        }
+    }
+    /// Neither NaN nor infinite.
+    fn is_finite(self) -> bool;
+    /// Bit pattern widened to `u64` (for exact comparisons in tests and state files).
+    fn to_bits_u64(self) -> u64;
+}
+
+/// Floating-point type tag of buffers and saved state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// `f32`.
+    F32,
+    /// `f64`.
+    F64,
+}
+
+impl Dtype {
+    /// `"f32"` or `"f64"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::F64 => "f64",
+        }
+    }
+}
+
+impl Float for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const DTYPE: Dtype = Dtype::F32;
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+    #[inline(always)]
+    fn is_finite(self) -> bool {
+        f32::is_finite(self)
+    }
+    #[inline(always)]
+    fn to_bits_u64(self) -> u64 {
+        u64::from(self.to_bits())
+    }
+}
+
+impl Float for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const DTYPE: Dtype = Dtype::F64;
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    #[inline(always)]
+    fn is_finite(self) -> bool {
+        f64::is_finite(self)
+    }
+    #[inline(always)]
+    fn to_bits_u64(self) -> u64 {
+        self.to_bits()
+    }
+}

@@ -1,0 +1,319 @@
+//! The fused per-element update and the one-pass loop over memory.
+//!
+//! An optimizer step is `x_new = reg.finish(x, reg.decay(x) + mom.increment(reg.grad(x, ±g), pre))`
+//! composed from three small generic parts ([`PrecondRule`], [`MomentumRule`], [`Regularizer`]) in
+//! [`Fused`]. [`fused_step`] runs it over the buffers in a single pass (each of `x`, `g` and the
+//! state slots read once and written once, no allocation), compiled twice, for the baseline target
+//! and with AVX2+FMA enabled, and picked at run time by CPU feature detection, so a default
+//! `cargo build` vectorizes with AVX2 on a CPU that has it. LLVM never contracts `a*b + c` into an
+//! FMA on its own, so both versions give bit-identical results. Above a size threshold rayon splits
+//! the buffers into chunks.
+
+use crate::float::Float;
+use crate::momentum::MomentumRule;
+use crate::precond::PrecondRule;
+use crate::regularization::Regularizer;
+
+/// Maximum number of per-element state slots of a fused update.
+pub const MAX_SLOTS: usize = 3;
+
+/// One fused per-element update.
+pub trait ElementUpdate<T: Float>: Copy + Send + Sync {
+    /// State slots used (≤ [`MAX_SLOTS`]).
+    const SLOTS: usize;
+    /// Whether the auxiliary read-only buffer is read.
+    const USES_AUX: bool;
+    /// New `x` from `x`, gradient `g`, auxiliary value and state slots.
+    fn update(&self, x: T, g: T, aux: T, st: &mut [T; MAX_SLOTS]) -> T;
+}
+
+/// The composition of a preconditioner rule, a momentum rule and a regularizer into one element
+/// update (slots: the preconditioner's first, then the momentum's).
+///
+/// Per element: `g ← sign·g` (`sign = −1` for `maximize`), `g ← reg.grad(x, g)`,
+/// `q = pre.update(g)`, `Δ = mom.increment(g, pre, q)`, `x ← reg.finish(x, reg.decay(x) + Δ)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Fused<T, P, M, R> {
+    /// `1` or `−1` (`maximize`).
+    pub sign: T,
+    /// Preconditioner rule.
+    pub pre: P,
+    /// Momentum rule.
+    pub mom: M,
+    /// Regularizer.
+    pub reg: R,
+}
+
+impl<T: Float, P: PrecondRule<T>, M: MomentumRule<T>, R: Regularizer<T>> ElementUpdate<T>
+    for Fused<T, P, M, R>
+{
+    const SLOTS: usize = P::SLOTS + M::SLOTS;
+    const USES_AUX: bool = P::USES_AUX;
+    #[inline(always)]
+    fn update(&self, x: T, g: T, aux: T, st: &mut [T; MAX_SLOTS]) -> T {
+        let g = self.reg.grad(x, g * self.sign);
+        let (sp, sm) = st.split_at_mut(P::SLOTS);
+        let q = self.pre.update(g, aux, sp);
+        let d = self.mom.increment(g, &self.pre, q, sm);
+        let z = self.reg.decay(x) + d;
+        self.reg.finish(x, z, &self.pre, q)
+    }
+}
+
+/// Which compiled version of the loop runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimdLevel {
+    /// The baseline target (SSE2 on x86-64).
+    Baseline,
+    /// AVX2 + FMA (x86-64 only).
+    Avx2,
+}
+
+impl SimdLevel {
+    /// The best level this CPU supports.
+    pub fn detect() -> SimdLevel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return SimdLevel::Avx2;
+            }
+        }
+        SimdLevel::Baseline
+    }
+}
+
+/// The buffers of one fused pass. `aux` is read only if the update uses it, slot `j` only if
+/// `j < U::SLOTS`; the used ones must have the length of `x` (checked, see [`fused_step`]).
+#[derive(Debug)]
+pub struct Buffers<'a, T> {
+    /// Parameters (updated in place).
+    pub x: &'a mut [T],
+    /// Gradient.
+    pub g: &'a [T],
+    /// Read-only per-element data (a fixed diagonal `P`), or empty.
+    pub aux: &'a [T],
+    /// State slots (unused ones empty).
+    pub slots: [&'a mut [T]; MAX_SLOTS],
+}
+
+#[inline(always)]
+fn fused_loop<T: Float, U: ElementUpdate<T>>(u: &U, b: Buffers<'_, T>) {
+    let Buffers {
+        x,
+        g,
+        aux,
+        slots: [s0, s1, s2],
+    } = b;
+    let n = x.len();
+    let g = &g[..n];
+    let aux = if U::USES_AUX { &aux[..n] } else { aux };
+    let s0 = if U::SLOTS > 0 { &mut s0[..n] } else { s0 };
+    let s1 = if U::SLOTS > 1 { &mut s1[..n] } else { s1 };
+    let s2 = if U::SLOTS > 2 { &mut s2[..n] } else { s2 };
+    for i in 0..n {
+        let mut st = [T::ZERO; MAX_SLOTS];
+        if U::SLOTS > 0 {
+            st[0] = s0[i];
+        }
+        if U::SLOTS > 1 {
+            st[1] = s1[i];
+        }
+        if U::SLOTS > 2 {
+            st[2] = s2[i];
+        }
+        let a = if U::USES_AUX { aux[i] } else { T::ZERO };
+        x[i] = u.update(x[i], g[i], a, &mut st);
+        if U::SLOTS > 0 {
+            s0[i] = st[0];
+        }
+        if U::SLOTS > 1 {
+            s1[i] = st[1];
+        }
+        if U::SLOTS > 2 {
+            s2[i] = st[2];
+        }
+    }
+}
+
+#[inline(never)]
+fn fused_loop_baseline<T: Float, U: ElementUpdate<T>>(u: &U, b: Buffers<'_, T>) {
+    fused_loop(u, b);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline(never)]
+fn fused_loop_avx2<T: Float, U: ElementUpdate<T>>(u: &U, b: Buffers<'_, T>) {
+    fused_loop(u, b);
+}
+
+fn run_chunk<T: Float, U: ElementUpdate<T>>(u: &U, level: SimdLevel, b: Buffers<'_, T>) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 if SimdLevel::detect() == SimdLevel::Avx2 => {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            unsafe { fused_loop_avx2(u, b) }
+        }
+        _ => fused_loop_baseline(u, b),
+    }
+}
+
+/// Length below which a step runs on one thread. Measured on the 2-core development machine
+/// (see BENCHMARKS.md): below ~64 Ki elements the rayon fork/join costs more than it saves.
+pub const PAR_THRESHOLD: usize = 1 << 16;
+/// Chunk length of the parallel split.
+const PAR_CHUNK: usize = 1 << 15;
+
+fn split_opt<T>(s: &mut [T], mid: usize) -> (&mut [T], &mut [T]) {
+    if s.is_empty() {
+        (Default::default(), Default::default())
+    } else {
+        s.split_at_mut(mid)
+    }
+}
+
+fn par_run<T: Float, U: ElementUpdate<T>>(
+    u: &U,
+    level: SimdLevel,
+    b: Buffers<'_, T>,
+    chunk: usize,
+) {
+    let n = b.x.len();
+    if n <= chunk {
+        run_chunk(u, level, b);
+        return;
+    }
+    let mid = (n / 2 + 63) & !63;
+    let Buffers {
+        x,
+        g,
+        aux,
+        slots: [s0, s1, s2],
+    } = b;
+    let (xl, xr) = x.split_at_mut(mid);
+    let (gl, gr) = g.split_at(mid);
+    let (al, ar) = if aux.is_empty() {
+        (aux, aux)
+    } else {
+        aux.split_at(mid)
+    };
+    let (s0l, s0r) = split_opt(s0, mid);
+    let (s1l, s1r) = split_opt(s1, mid);
+    let (s2l, s2r) = split_opt(s2, mid);
+    rayon::join(
+        || {
+            par_run(
+                u,
+                level,
+                Buffers {
+                    x: xl,
+                    g: gl,
+                    aux: al,
+                    slots: [s0l, s1l, s2l],
+                },
+                chunk,
+            )
+        },
+        || {
+            par_run(
+                u,
+                level,
+                Buffers {
+                    x: xr,
+                    g: gr,
+                    aux: ar,
+                    slots: [s0r, s1r, s2r],
+                },
+                chunk,
+            )
+        },
+    );
+}
+
+/// Errors of [`fused_step`]: a used buffer whose length differs from `x`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferLengthError {
+    /// Which buffer (`"g"`, `"aux"`, `"slot0"`, …).
+    pub what: &'static str,
+    /// Its length.
+    pub got: usize,
+    /// `x.len()`.
+    pub expected: usize,
+}
+
+/// Run the fused update `u` over the buffers in one pass: `level` picks the compiled version
+/// (use [`SimdLevel::detect`]); buffers at least `par_threshold` long are split across the rayon
+/// pool. Lengths are checked before anything is written.
+pub fn fused_step<T: Float, U: ElementUpdate<T>>(
+    u: &U,
+    b: Buffers<'_, T>,
+    level: SimdLevel,
+    par_threshold: usize,
+) -> Result<(), BufferLengthError> {
+    let n = b.x.len();
+    let check = |what, len: usize| {
+        if len == n {
+            Ok(())
+        } else {
+            Err(BufferLengthError {
+                what,
+                got: len,
+                expected: n,
+            })
+        }
+    };
+    check("g", b.g.len())?;
+    if U::USES_AUX {
+        check("aux", b.aux.len())?;
+    }
+    for (j, s) in b.slots.iter().enumerate().take(U::SLOTS) {
+        check(["slot0", "slot1", "slot2"][j], s.len())?;
+    }
+    if n >= par_threshold && rayon::current_num_threads() > 1 {
+        par_run(
+            u,
+            level,
+            b,
+            PAR_CHUNK.max(n.div_ceil(4 * rayon::current_num_threads())),
+        );
+    } else {
+        run_chunk(u, level, b);
+    }
+    Ok(())
+}
+
+/// Index of the first non-finite value, if any: a vectorizable reduction in blocks, then a scan
+/// of the offending block.
+pub fn first_nonfinite<T: Float>(g: &[T], par_threshold: usize) -> Option<usize> {
+    fn block_ok<T: Float>(b: &[T]) -> bool {
+        // An OR-reduction of comparisons (no early exit), which LLVM vectorizes.
+        let mut bad = false;
+        for &v in b {
+            bad |= !v.is_finite();
+        }
+        !bad
+    }
+    const BLOCK: usize = 4096;
+    let find = |start: usize, part: &[T]| -> Option<usize> {
+        for (bi, b) in part.chunks(BLOCK).enumerate() {
+            if !block_ok(b) {
+                return b
+                    .iter()
+                    .position(|v| !v.is_finite())
+                    .map(|i| start + bi * BLOCK + i);
+            }
+        }
+        None
+    };
+    if g.len() >= par_threshold && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        g.par_chunks(PAR_CHUNK)
+            .enumerate()
+            .filter_map(|(ci, c)| find(ci * PAR_CHUNK, c))
+            .min()
+    } else {
+        find(0, g)
+    }
+}

@@ -1,0 +1,226 @@
+//! Regularization as its own part: kind {none, L2, L1, elastic net} × space {original (coupled),
+//! intrinsic (decoupled, in `y = S^{-1} x`)} × form {gradient/subgradient, proximal}
+//! (THEORY.md section 5, equations (9)–(13) and Theorem 4).
+//!
+//! With the optimizer written as `x ← x − η P u` and `S = P^{1/2}` (diagonal), the penalty
+//! `R(z) = λ (r ||z||₁ + (1 − r)/2 ||z||²)` (`r` = `l1_ratio`: 1 for L1, 0 for L2) acts as follows:
+//!
+//! | space \ form | gradient / subgradient | proximal |
+//! |---|---|---|
+//! | original (`z = x`) | `g ← g + λ((1−r) x + r sign(x))` before the moments ((10), (12)) | `x ← soft(x̃, ηλr p) / (1 + ηλ(1−r) p)` |
+//! | intrinsic (`z = y`) | `x ← x(1 − ηλ(1−r)) − η P u − ηλ r sqrt(p) sign(x)` ((11), (13)) | `x ← soft(x̃, ηλr sqrt(p)) / (1 + ηλ(1−r))` |
+//!
+//! where `x̃ = x − η P u` and `soft(z, t) = sign(z) max(|z| − t, 0)`. The proximal forms are the
+//! exact proximal maps of `ηR` in the metric `P^{-1}` (original) or in `y` mapped back to `x`
+//! (intrinsic). `P` is the optimizer's current `P_k` after this step's update (for Adam
+//! `1/(sqrt(v̂_k) + eps)`), `η` the group's scheduled learning rate (AdaGrad: the decayed one).
+//! Intrinsic L2 in gradient form is weight decay, applied as `x ← x(1 − ηλ)` *before* the step as
+//! torch's `AdamW` does.
+
+use crate::float::Float;
+use crate::precond::PrecondRule;
+use serde::{Deserialize, Serialize};
+
+/// Which penalty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegKind {
+    /// No penalty.
+    #[default]
+    None,
+    /// `(λ/2)||z||²`.
+    L2,
+    /// `λ||z||₁`.
+    L1,
+    /// `λ(r||z||₁ + (1−r)/2 ||z||²)`.
+    ElasticNet,
+}
+
+/// In which variable the penalty acts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Space {
+    /// On `x` (coupled; torch's `weight_decay` of SGD/Adam/Adagrad/RMSprop), (10)/(12).
+    #[default]
+    Original,
+    /// On `y = S^{-1} x` (decoupled; AdamW's weight decay), (9)/(11)/(13).
+    Intrinsic,
+}
+
+/// A regularizer specification: the `"regularization"` config object.
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Regularization {
+    /// The penalty.
+    pub kind: RegKind,
+    /// `λ ≥ 0`.
+    pub strength: f64,
+    /// Elastic net's L1 share `r ∈ [0, 1]` (ignored for other kinds).
+    pub l1_ratio: f64,
+    /// The variable it acts on.
+    pub space: Space,
+    /// Proximal (exact zeros for L1) instead of (sub)gradient form.
+    pub proximal: bool,
+}
+
+impl Regularization {
+    /// No regularization.
+    pub const NONE: Regularization = Regularization {
+        kind: RegKind::None,
+        strength: 0.0,
+        l1_ratio: 0.0,
+        space: Space::Original,
+        proximal: false,
+    };
+
+    /// `(λ_L1, λ_L2)` split of the penalty.
+    pub fn split(&self) -> (f64, f64) {
+        match self.kind {
+            RegKind::None => (0.0, 0.0),
+            RegKind::L1 => (self.strength, 0.0),
+            RegKind::L2 => (0.0, self.strength),
+            RegKind::ElasticNet => (
+                self.strength * self.l1_ratio,
+                self.strength * (1.0 - self.l1_ratio),
+            ),
+        }
+    }
+
+    /// True when the penalty is absent or zero.
+    pub fn is_none(&self) -> bool {
+        self.kind == RegKind::None || self.strength == 0.0
+    }
+}
+
+/// A regularizer part of a fused optimizer (see [`crate::Fused`]). The three hooks are where a
+/// penalty can enter one fused element update:
+/// `g ← grad(x, g)`; `x̃ = decay(x) + Δ`; `x_new = finish(x, x̃, P)`.
+pub trait Regularizer<T: Float>: Copy + Send + Sync {
+    /// Original-space gradient-form terms added to the gradient before the moments.
+    #[inline(always)]
+    fn grad(&self, _x: T, g: T) -> T {
+        g
+    }
+    /// Intrinsic L2 in gradient form: multiplicative decay applied before the step.
+    #[inline(always)]
+    fn decay(&self, x: T) -> T {
+        x
+    }
+    /// Intrinsic L1 subgradient term and proximal maps, applied to the stepped `z`.
+    #[inline(always)]
+    fn finish<P: PrecondRule<T>>(&self, _x_old: T, z: T, _pre: &P, _q: T) -> T {
+        z
+    }
+}
+
+/// No penalty.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoReg;
+impl<T: Float> Regularizer<T> for NoReg {}
+
+/// Coupled L2 (10)/(12), torch's `weight_decay` of SGD, Adam, Adagrad, RMSprop: `g ← g + λ x`.
+#[derive(Clone, Copy, Debug)]
+pub struct CoupledL2<T> {
+    /// `λ`.
+    pub weight_decay: T,
+}
+impl<T: Float> Regularizer<T> for CoupledL2<T> {
+    #[inline(always)]
+    fn grad(&self, x: T, g: T) -> T {
+        g + self.weight_decay * x
+    }
+}
+
+/// Intrinsic L2 (9)/(11) = decoupled weight decay, torch `AdamW`: `x ← x (1 − ηλ)` before the step.
+#[derive(Clone, Copy, Debug)]
+pub struct DecoupledL2<T> {
+    /// `1 − ηλ`, computed in `f64`.
+    pub factor: T,
+}
+impl<T: Float> Regularizer<T> for DecoupledL2<T> {
+    #[inline(always)]
+    fn decay(&self, x: T) -> T {
+        x * self.factor
+    }
+}
+
+/// `soft(z, t) = sign(z) max(|z| − t, 0)`.
+#[inline(always)]
+pub fn soft_threshold<T: Float>(z: T, t: T) -> T {
+    z.sign() * (z.abs() - t).maxv(T::ZERO)
+}
+
+/// Every kind × space × form (and a coupled `weight_decay` on top), branch-free: unused terms
+/// have zero coefficients and leave the value bit-for-bit unchanged.
+#[derive(Clone, Copy, Debug)]
+pub struct Elementwise<T> {
+    g_l2: T,
+    g_l1: T,
+    decay: T,
+    i_l1: T,
+    t1_sqrtp: T,
+    t1_p: T,
+    t2_c: T,
+    t2_p: T,
+}
+
+impl<T: Float> Elementwise<T> {
+    /// The combined regularizer for learning rate `lr`: an original-space gradient-form L2 of
+    /// strength `coupled_wd`, an intrinsic gradient-form L2 (`decoupled_wd`, AdamW-style) and `reg`.
+    pub fn new(reg: &Regularization, coupled_wd: f64, decoupled_wd: f64, lr: f64) -> Self {
+        let (l1, l2) = if reg.is_none() {
+            (0.0, 0.0)
+        } else {
+            reg.split()
+        };
+        let mut e = [coupled_wd, 0.0, decoupled_wd * lr, 0.0, 0.0, 0.0, 0.0, 0.0];
+        match (reg.space, reg.proximal) {
+            (Space::Original, false) => {
+                e[0] += l2;
+                e[1] = l1;
+            }
+            (Space::Intrinsic, false) => {
+                e[2] += lr * l2;
+                e[3] = lr * l1;
+            }
+            (Space::Original, true) => {
+                e[5] = lr * l1;
+                e[7] = lr * l2;
+            }
+            (Space::Intrinsic, true) => {
+                e[4] = lr * l1;
+                e[6] = lr * l2;
+            }
+        }
+        Elementwise {
+            g_l2: T::from_f64(e[0]),
+            g_l1: T::from_f64(e[1]),
+            decay: T::from_f64(1.0 - e[2]),
+            i_l1: T::from_f64(e[3]),
+            t1_sqrtp: T::from_f64(e[4]),
+            t1_p: T::from_f64(e[5]),
+            t2_c: T::from_f64(e[6]),
+            t2_p: T::from_f64(e[7]),
+        }
+    }
+}
+
+impl<T: Float> Regularizer<T> for Elementwise<T> {
+    #[inline(always)]
+    fn grad(&self, x: T, g: T) -> T {
+        g + self.g_l2 * x + self.g_l1 * x.sign()
+    }
+    #[inline(always)]
+    fn decay(&self, x: T) -> T {
+        x * self.decay
+    }
+    #[inline(always)]
+    fn finish<P: PrecondRule<T>>(&self, x_old: T, z: T, pre: &P, q: T) -> T {
+        let sp = pre.sqrt_p(q);
+        let p = pre.p(q);
+        let z = z - self.i_l1 * sp * x_old.sign();
+        let t1 = self.t1_sqrtp * sp + self.t1_p * p;
+        let t2 = T::ONE + (self.t2_c + self.t2_p * p);
+        soft_threshold(z, t1) / t2
+    }
+}

@@ -1,0 +1,166 @@
+//! Saved optimizer state: a serde struct and an exact binary encoding with a format version.
+
+use crate::error::{OptimError, Result};
+use crate::float::Dtype;
+use serde::{Deserialize, Serialize};
+
+/// Everything an [`crate::Optimizer`] needs to continue exactly where it was: step count, base
+/// learning rate and the per-element slots (moments, accumulators, momentum buffers; named by
+/// [`crate::Optimizer::slot_names`]). `f32` slots are stored widened to `f64` (exact).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerState {
+    /// [`OptimizerState::FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// Optimizer kind and slot names, e.g. `"adam:exp_avg_sq,exp_avg"`.
+    pub layout: String,
+    /// Number of parameters.
+    pub n_params: u64,
+    /// Steps taken.
+    pub step: u64,
+    /// Top-level base learning rate.
+    pub base_lr: f64,
+    /// Dtype of the slots (`None` before the first step).
+    pub dtype: Option<Dtype>,
+    /// The slots, each `n_params` long.
+    pub slots: Vec<Vec<f64>>,
+}
+
+const MAGIC: &[u8; 8] = b"PRCNDOPT";
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len())
+            .ok_or_else(|| OptimError::state("truncated state bytes"))?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+}
+
+impl OptimizerState {
+    /// The state format this build writes and reads.
+    pub const FORMAT_VERSION: u32 = 1;
+
+    /// Binary encoding: magic `PRCNDOPT`, version (u32), layout (u32 length + UTF-8), dtype (u8:
+    /// 0 none, 1 f32, 2 f64), n (u64), step (u64), base_lr (f64 bits), slot count (u32), then the
+    /// slots as little-endian values of the dtype. Round-trips bit-exactly.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let width = match self.dtype {
+            Some(Dtype::F32) => 4,
+            _ => 8,
+        };
+        let mut out = Vec::with_capacity(
+            48 + self.layout.len() + self.slots.iter().map(|s| s.len() * width).sum::<usize>(),
+        );
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.format_version.to_le_bytes());
+        out.extend_from_slice(&(self.layout.len() as u32).to_le_bytes());
+        out.extend_from_slice(self.layout.as_bytes());
+        out.push(match self.dtype {
+            None => 0,
+            Some(Dtype::F32) => 1,
+            Some(Dtype::F64) => 2,
+        });
+        out.extend_from_slice(&self.n_params.to_le_bytes());
+        out.extend_from_slice(&self.step.to_le_bytes());
+        out.extend_from_slice(&self.base_lr.to_bits().to_le_bytes());
+        out.extend_from_slice(&(self.slots.len() as u32).to_le_bytes());
+        for s in &self.slots {
+            for &v in s {
+                if width == 4 {
+                    out.extend_from_slice(&(v as f32).to_le_bytes());
+                } else {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Decode [`Self::to_bytes`]; refuses wrong magic, another format version, truncated or
+    /// trailing bytes.
+    pub fn from_bytes(b: &[u8]) -> Result<Self> {
+        let mut r = Reader { b, pos: 0 };
+        if r.take(8).ok() != Some(&MAGIC[..]) {
+            return Err(OptimError::state("not a precond-optim state (bad magic)"));
+        }
+        let format_version = r.u32()?;
+        if format_version != Self::FORMAT_VERSION {
+            return Err(OptimError::state(format!(
+                "format version {format_version} (this build reads {})",
+                Self::FORMAT_VERSION
+            )));
+        }
+        let ll = r.u32()? as usize;
+        let layout = std::str::from_utf8(r.take(ll)?)
+            .map_err(|_| OptimError::state("layout is not UTF-8"))?
+            .to_string();
+        let dtype = match r.u8()? {
+            0 => None,
+            1 => Some(Dtype::F32),
+            2 => Some(Dtype::F64),
+            d => return Err(OptimError::state(format!("unknown dtype tag {d}"))),
+        };
+        let n_params = r.u64()?;
+        let step = r.u64()?;
+        let base_lr = f64::from_bits(r.u64()?);
+        let k = r.u32()? as usize;
+        let width = if dtype == Some(Dtype::F32) { 4 } else { 8 };
+        let n = usize::try_from(n_params).map_err(|_| OptimError::state("n_params too large"))?;
+        let need = k
+            .checked_mul(n)
+            .and_then(|v| v.checked_mul(width))
+            .ok_or_else(|| OptimError::state("size overflow"))?;
+        if b.len() - r.pos != need {
+            return Err(OptimError::state(format!(
+                "expected {need} bytes of slot data, found {}",
+                b.len() - r.pos
+            )));
+        }
+        let mut slots = Vec::with_capacity(k);
+        for _ in 0..k {
+            let raw = r.take(n * width)?;
+            let v: Vec<f64> = if width == 4 {
+                raw.chunks_exact(4)
+                    .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                    .collect()
+            } else {
+                raw.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                    .collect()
+            };
+            slots.push(v);
+        }
+        Ok(OptimizerState {
+            format_version,
+            layout,
+            n_params,
+            step,
+            base_lr,
+            dtype,
+            slots,
+        })
+    }
+}
