@@ -8,14 +8,27 @@
 
 mod activation;
 mod batch_norm;
+mod data;
 mod error;
+mod hessian;
+mod input_norm;
 mod layer_norm;
 mod loss;
 mod mlp;
 
 pub use activation::{Activation, sigmoid, softplus};
 pub use batch_norm::{BatchNormSpec, NormStats, Placement, RunningStats, StatsGradient};
+pub use data::{
+    BUILTIN_DATASETS, CsvTable, Dataset, GaussianSpec, gather_columns, minibatches, parse_csv,
+    shuffled_indices, teacher_targets,
+};
 pub use error::{NnError, Result};
+pub use hessian::{
+    DataConditioning, HessianOperator, UnitHessian, WithNorm, column_norms, extended,
+    extended_hidden_matrix, kappa, layer_norm_column_bounds, row_norms, row_scaled, unit_hessian,
+    weighted_gram,
+};
+pub use input_norm::{InputScaling, InputTransform};
 pub use layer_norm::{LayerNormAffine, LayerNormSpec};
 pub use loss::{Loss, Targets};
 pub use mlp::{
