@@ -123,7 +123,7 @@ fn ritz_extremes(alpha: &[f64], beta: &[f64], beta_last: f64) -> [(f64, f64, f64
         let gap = if k >= 2 {
             (kth_eigenvalue(alpha, e, next) - theta).abs()
         } else {
-            f64::INFINITY
+            0.0
         };
         let bound = if gap > 0.0 { r.min(r * r / gap) } else { r };
         out[slot] = (theta, r, bound);
