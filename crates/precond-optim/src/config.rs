@@ -617,7 +617,7 @@ fn rows(m: &[f64]) -> Vec<Vec<f64>> {
 
 fn reg_value(r: &Regularization) -> Value {
     let kind = match r.kind {
-        RegKind::None => "none",
+        RegKind::None => return json!({"kind": "none"}),
         RegKind::L2 => "l2",
         RegKind::L1 => "l1",
         RegKind::ElasticNet => "elastic_net",
