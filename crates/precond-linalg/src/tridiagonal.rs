@@ -105,7 +105,7 @@ pub(crate) fn eigenvector(d: &[f64], e: &[f64], theta: f64) -> Vec<f64> {
             dd[i + 1] = temp - fact * dd[i + 1];
             if i + 2 < n {
                 du2[i] = du[i + 1];
-                du[i + 1] = -fact * du[i + 1];
+                du[i + 1] *= -fact;
             }
             piv[i] = true;
         }

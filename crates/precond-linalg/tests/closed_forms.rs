@@ -1,5 +1,6 @@
 //! Closed forms: diagonal matrices, rank-deficient matrices, equilibration, and the rates of
 //! Theorem 1 / heavy ball checked against simulated iterations.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::*;

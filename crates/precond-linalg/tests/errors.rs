@@ -1,5 +1,6 @@
 //! Every error path: NaN/∞ with position, empty and mismatched dimensions, non-symmetric and
 //! non-SPD input, invalid scalar arguments. Nothing panics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::*;

@@ -1,4 +1,5 @@
 //! The Hager–Higham condition estimate against the exact 1-norm condition number.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::*;

@@ -1,5 +1,6 @@
 //! Exact values against numpy / scipy (LAPACK) / mpmath references committed in
 //! `tests/fixtures/linalg_fixtures.json` (made by `tests/fixtures/make_fixtures.py`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::*;

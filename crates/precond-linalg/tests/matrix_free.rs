@@ -1,4 +1,5 @@
 //! Matrix-free spectra against the dense symmetric eigensolver and closed forms.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::*;

@@ -1,5 +1,6 @@
 //! Property tests of THEORY.md §2–3: Theorem 2 (Van der Sluis), Corollary 1, the orthogonal-rows
 //! identity, and the spectral equivalences of preconditioning.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::*;

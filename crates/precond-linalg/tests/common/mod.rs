@@ -1,5 +1,5 @@
 //! Shared helpers for the integration tests: seeded random matrices and the numpy fixtures.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use faer::Mat;
 use rand::{Rng, SeedableRng};
