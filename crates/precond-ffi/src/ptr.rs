@@ -1,0 +1,148 @@
+//! Checked conversions of C pointers and sizes: every pointer is null-checked and
+//! alignment-checked, every size product goes through `checked_mul`, and enum-like integers are
+//! validated before use.
+
+use crate::status::{FfiError, FfiResult};
+use precond_linalg::Layout;
+
+/// Memory order of a dense matrix passed as a flat buffer (the `layout` argument of the
+/// diagnostics). Passed as an `int32_t`; any other value is `PRECOND_INVALID_ARGUMENT`.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum precond_layout_t {
+    /// `a[i * ncols + j]` is entry `(i, j)` (C order).
+    PRECOND_ROW_MAJOR = 0,
+    /// `a[i + j * nrows]` is entry `(i, j)` (Fortran / Julia order).
+    PRECOND_COL_MAJOR = 1,
+}
+
+/// Validates a `layout` integer.
+pub(crate) fn layout(v: i32) -> FfiResult<Layout> {
+    match v {
+        0 => Ok(Layout::RowMajor),
+        1 => Ok(Layout::ColMajor),
+        _ => Err(FfiError::invalid(format!(
+            "argument `layout` is {v}; expected PRECOND_ROW_MAJOR (0) or PRECOND_COL_MAJOR (1)"
+        ))),
+    }
+}
+
+/// `len * size_of::<T>()` must fit in `isize` for a slice to exist.
+fn check_bytes<T>(len: usize, arg: &str) -> FfiResult<()> {
+    let ok = len
+        .checked_mul(size_of::<T>())
+        .is_some_and(|b| b <= isize::MAX as usize);
+    if ok {
+        Ok(())
+    } else {
+        Err(FfiError::dims(format!(
+            "argument `{arg}`: length {len} overflows the address space"
+        )))
+    }
+}
+
+fn check_ptr<T>(p: *const T, arg: &str) -> FfiResult<()> {
+    if p.is_null() {
+        return Err(FfiError::null(arg));
+    }
+    if !p.is_aligned() {
+        return Err(FfiError::invalid(format!(
+            "argument `{arg}` is not aligned to {} bytes",
+            align_of::<T>()
+        )));
+    }
+    Ok(())
+}
+
+/// A read-only slice of `len` elements at `p`.
+///
+/// # Safety
+/// If `p` is non-null and aligned, it must point to `len` readable, initialized elements that are
+/// not written during `'a`.
+pub(crate) unsafe fn in_slice<'a, T>(p: *const T, len: usize, arg: &str) -> FfiResult<&'a [T]> {
+    check_ptr(p, arg)?;
+    check_bytes::<T>(len, arg)?;
+    // SAFETY: non-null, aligned, size fits isize; validity is the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// A writable slice of `len` elements at `p`.
+///
+/// # Safety
+/// If `p` is non-null and aligned, it must point to `len` writable elements not accessed through
+/// any other pointer during `'a`.
+pub(crate) unsafe fn out_slice<'a, T>(p: *mut T, len: usize, arg: &str) -> FfiResult<&'a mut [T]> {
+    check_ptr(p, arg)?;
+    check_bytes::<T>(len, arg)?;
+    // SAFETY: as above.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
+}
+
+/// A writable single value at `p`.
+///
+/// # Safety
+/// If `p` is non-null and aligned it must be valid for writes of one `T`.
+pub(crate) unsafe fn out_ref<'a, T>(p: *mut T, arg: &str) -> FfiResult<&'a mut T> {
+    check_ptr(p, arg)?;
+    // SAFETY: non-null and aligned; validity is the caller's contract.
+    Ok(unsafe { &mut *p })
+}
+
+/// A read-only single value at `p`.
+///
+/// # Safety
+/// If `p` is non-null and aligned it must point to an initialized `T`.
+pub(crate) unsafe fn in_ref<'a, T>(p: *const T, arg: &str) -> FfiResult<&'a T> {
+    check_ptr(p, arg)?;
+    // SAFETY: as above.
+    Ok(unsafe { &*p })
+}
+
+/// `nrows * ncols` with overflow reported as a dimension error naming the arguments.
+pub(crate) fn mat_len(nrows: usize, ncols: usize, what: &str) -> FfiResult<usize> {
+    nrows
+        .checked_mul(ncols)
+        .ok_or_else(|| FfiError::dims(format!("{what}: {nrows} x {ncols} entries overflow size_t")))
+}
+
+/// Rejects a zero dimension.
+pub(crate) fn nonzero(v: usize, arg: &str) -> FfiResult<()> {
+    if v == 0 {
+        Err(FfiError::invalid(format!(
+            "argument `{arg}` is 0; it must be positive"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Requires `got == expected` for a caller buffer length.
+pub(crate) fn expect_len(got: usize, expected: usize, arg: &str) -> FfiResult<()> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(FfiError::dims(format!(
+            "argument `{arg}` has length {got}, expected {expected}"
+        )))
+    }
+}
+
+/// Validates a C boolean (`0` or `1`).
+pub(crate) fn bool01(v: i32, arg: &str) -> FfiResult<bool> {
+    match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(FfiError::invalid(format!(
+            "field `{arg}` is {v}; a boolean must be 0 or 1"
+        ))),
+    }
+}
+
+/// True when the byte ranges of two buffers overlap.
+pub(crate) fn overlaps<A, B>(a: *const A, a_len: usize, b: *const B, b_len: usize) -> bool {
+    let (a0, b0) = (a as usize, b as usize);
+    let a1 = a0.saturating_add(a_len.saturating_mul(size_of::<A>()));
+    let b1 = b0.saturating_add(b_len.saturating_mul(size_of::<B>()));
+    a0 < b1 && b0 < a1 && a_len > 0 && b_len > 0
+}
