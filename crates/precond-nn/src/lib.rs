@@ -15,6 +15,7 @@ mod input_norm;
 mod layer_norm;
 mod loss;
 mod mlp;
+mod train;
 
 pub use activation::{Activation, sigmoid, softplus};
 pub use batch_norm::{BatchNormSpec, NormStats, Placement, RunningStats, StatsGradient};
@@ -35,3 +36,4 @@ pub use mlp::{
     Evaluation, Forward, LayerSpec, LayerTrace, Mlp, MlpConfig, Mode, NormTrace, Normalization,
     ParamBlock, ParamKind, ParamLayout,
 };
+pub use train::{Control, EpochRecord, History, KappaSnapshot, PrecondStats, TrainConfig, train};

@@ -471,6 +471,13 @@ fn theorem7_layer_norm_column_norms() {
                     );
                 }
             }
+            // every column of Ĥ sums to zero, so a combination of the rows of [1ᵀ; H̃] vanishes:
+            // exactly one zero singular value (the next layer's unit Hessian is singular)
+            let sv = hbar.singular_values().expect("svd");
+            assert!(
+                sv[d] <= 1e-12 * sv[0] && sv[d - 1] > 1e-6 * sv[0],
+                "{affine:?}: {sv:?}"
+            );
             // without the normalization the columns are not equalized
             let raw = column_norms(
                 extended_hidden_matrix(&mlp, &p, x.as_ref(), 1, WithNorm::Raw, Mode::Train)

@@ -1,0 +1,285 @@
+//! Mini-batch training with any `precond-optim` optimizer, per-epoch history (loss, accuracy,
+//! preconditioner `P_k` statistics, `κ` of hidden layers' extended matrices), callbacks.
+//!
+//! One epoch: the training set is split into mini-batches (shuffled with a seed derived from
+//! [`TrainConfig::seed`] and the epoch number), and for each batch: a training-mode forward pass
+//! (batch statistics), the exact gradient, one optimizer step on the flat parameter buffer, and
+//! the BatchNorm running averages updated. After each epoch (and once before training, epoch 0)
+//! the full training and test sets are evaluated in inference mode (running averages).
+//! Everything is deterministic for a given seed.
+
+use crate::data::{Dataset, gather_columns, minibatches};
+use crate::error::{NnError, Result};
+use crate::hessian::{WithNorm, extended_hidden_matrix, kappa};
+use crate::mlp::{Mlp, Mode};
+use precond_optim::Optimizer;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Settings of [`train`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Number of passes over the training set.
+    pub epochs: usize,
+    /// Mini-batch size (the last batch of an epoch may be smaller).
+    pub batch_size: usize,
+    /// Shuffle the training set every epoch.
+    pub shuffle: bool,
+    /// Seed of the shuffling.
+    pub seed: u64,
+    /// Layers whose extended input matrix `Ā = [1ᵀ; H^{ℓ−1}]` gets its `κ` recorded each epoch
+    /// (with and without the previous layer's normalization), on the first
+    /// [`TrainConfig::kappa_samples`] training samples in training mode (batch statistics).
+    pub kappa_layers: Vec<usize>,
+    /// Number of training samples used for the `κ` snapshots.
+    pub kappa_samples: usize,
+    /// Record statistics of the optimizer's diagonal preconditioner `P_k` each epoch.
+    pub record_preconditioner: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 32,
+            shuffle: true,
+            seed: 0,
+            kappa_layers: Vec::new(),
+            kappa_samples: 256,
+            record_preconditioner: false,
+        }
+    }
+}
+
+/// `κ` of one layer's extended input matrix at the end of an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct KappaSnapshot {
+    /// The layer whose input is measured.
+    pub layer: usize,
+    /// `κ(Ā)` of what the layer sees (normalized hidden variables).
+    pub normalized: f64,
+    /// `κ(Ā)` with the previous layer's normalization skipped.
+    pub raw: f64,
+}
+
+/// Summary of the diagonal preconditioner `P_k` (THEORY.md section 4; learning rate outside).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PrecondStats {
+    /// Smallest entry.
+    pub min: f64,
+    /// Largest entry.
+    pub max: f64,
+    /// Mean entry.
+    pub mean: f64,
+    /// `max/min`: `κ(P_k)`.
+    pub spread: f64,
+}
+
+/// One row of the training history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Epoch number (0 = before training).
+    pub epoch: usize,
+    /// Optimizer steps taken so far.
+    pub steps: u64,
+    /// Mean of the mini-batch losses of this epoch (training mode); `None` for epoch 0.
+    pub batch_loss: Option<f64>,
+    /// Loss on the full training set, inference mode.
+    pub train_loss: f64,
+    /// Accuracy on the full training set (`None` for regression).
+    pub train_accuracy: Option<f64>,
+    /// Loss on the test set, if one was given.
+    pub test_loss: Option<f64>,
+    /// Accuracy on the test set.
+    pub test_accuracy: Option<f64>,
+    /// `κ` snapshots of [`TrainConfig::kappa_layers`].
+    pub kappa: Vec<KappaSnapshot>,
+    /// `P_k` statistics (when requested and available).
+    pub preconditioner: Option<PrecondStats>,
+}
+
+/// The training history: one record per epoch, epoch 0 first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct History {
+    /// The records.
+    pub epochs: Vec<EpochRecord>,
+    /// Whether a callback stopped training early.
+    pub stopped_early: bool,
+}
+
+impl History {
+    /// The last record.
+    pub fn last(&self) -> Option<&EpochRecord> {
+        self.epochs.last()
+    }
+}
+
+/// What a callback asks for after an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Keep training.
+    Continue,
+    /// Stop after this epoch.
+    Stop,
+}
+
+fn optim_err(e: precond_optim::OptimError) -> NnError {
+    NnError::Optimizer {
+        message: e.to_string(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    mlp: &Mlp,
+    params: &[f64],
+    optimizer: &Optimizer,
+    train_set: &Dataset,
+    test_set: Option<&Dataset>,
+    config: &TrainConfig,
+    epoch: usize,
+    batch_loss: Option<f64>,
+) -> Result<EpochRecord> {
+    let tr = mlp.evaluate(params, train_set.x.as_ref(), &train_set.targets, Mode::Eval)?;
+    let te = match test_set {
+        Some(t) => Some(mlp.evaluate(params, t.x.as_ref(), &t.targets, Mode::Eval)?),
+        None => None,
+    };
+    let mut snaps = Vec::with_capacity(config.kappa_layers.len());
+    if !config.kappa_layers.is_empty() {
+        let m = config.kappa_samples.clamp(1, train_set.n_samples());
+        let idx: Vec<usize> = (0..m).collect();
+        let probe = gather_columns(train_set.x.as_ref(), &idx);
+        for &l in &config.kappa_layers {
+            let a = extended_hidden_matrix(
+                mlp,
+                params,
+                probe.as_ref(),
+                l,
+                WithNorm::Normalized,
+                Mode::Train,
+            )?;
+            let r =
+                extended_hidden_matrix(mlp, params, probe.as_ref(), l, WithNorm::Raw, Mode::Train)?;
+            snaps.push(KappaSnapshot {
+                layer: l,
+                normalized: kappa(a.as_ref())?,
+                raw: kappa(r.as_ref())?,
+            });
+        }
+    }
+    let preconditioner = if config.record_preconditioner {
+        let mut p = vec![0.0; params.len()];
+        optimizer.preconditioner(&mut p).ok().map(|()| {
+            let min = p.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let mean = p.iter().sum::<f64>() / p.len().max(1) as f64;
+            PrecondStats {
+                min,
+                max,
+                mean,
+                spread: max / min,
+            }
+        })
+    } else {
+        None
+    };
+    Ok(EpochRecord {
+        epoch,
+        steps: optimizer.step_count(),
+        batch_loss,
+        train_loss: tr.loss,
+        train_accuracy: tr.accuracy,
+        test_loss: te.as_ref().map(|e| e.loss),
+        test_accuracy: te.and_then(|e| e.accuracy),
+        kappa: snaps,
+        preconditioner,
+    })
+}
+
+/// Trains `mlp` (its BatchNorm running averages are updated) with parameters `params` and the
+/// optimizer `optimizer` (built for `params.len()` parameters) on `train_set`, evaluating
+/// `test_set` each epoch. `callback` sees every record (epoch 0 included) and may stop training.
+///
+/// # Errors
+/// [`NnError::DimensionMismatch`] when the optimizer or parameters do not fit the network,
+/// [`NnError::InvalidConfig`] for `batch_size == 0`, target/loss mismatches, and
+/// [`NnError::Optimizer`] for an optimizer error (e.g. a non-finite gradient).
+pub fn train(
+    mlp: &mut Mlp,
+    params: &mut [f64],
+    optimizer: &mut Optimizer,
+    train_set: &Dataset,
+    test_set: Option<&Dataset>,
+    config: &TrainConfig,
+    mut callback: impl FnMut(&EpochRecord) -> Control,
+) -> Result<History> {
+    let n_params = mlp.layout().len();
+    if optimizer.n_params() != n_params {
+        return Err(NnError::DimensionMismatch {
+            what: "optimizer parameters vs network",
+            expected: n_params,
+            got: optimizer.n_params(),
+        });
+    }
+    if config.batch_size == 0 {
+        return Err(NnError::InvalidConfig {
+            what: "batch_size",
+            value: "0".into(),
+            reason: "must be positive",
+        });
+    }
+    for &l in &config.kappa_layers {
+        mlp.check_layer(l)?;
+    }
+    let loss = mlp.config().loss;
+    loss.check_targets(&train_set.targets, mlp.n_outputs(), train_set.n_samples())?;
+    if let Some(t) = test_set {
+        loss.check_targets(&t.targets, mlp.n_outputs(), t.n_samples())?;
+    }
+    let mut history = History::default();
+    let first = record(mlp, params, optimizer, train_set, test_set, config, 0, None)?;
+    let stop = callback(&first) == Control::Stop;
+    history.epochs.push(first);
+    if stop {
+        history.stopped_early = true;
+        return Ok(history);
+    }
+    let mut seeds = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut grad = vec![0.0; n_params];
+    for epoch in 1..=config.epochs {
+        let batches = minibatches(
+            train_set.n_samples(),
+            config.batch_size,
+            config.shuffle,
+            seeds.random::<u64>(),
+        )?;
+        let mut sum = 0.0;
+        for idx in &batches {
+            let xb = gather_columns(train_set.x.as_ref(), idx);
+            let tb = train_set.targets.gather(idx)?;
+            let ev = mlp.loss_and_grad(params, xb.as_ref(), &tb, Mode::Train, &mut grad)?;
+            optimizer.step_f64(params, &grad).map_err(optim_err)?;
+            mlp.update_running_stats(&ev.forward)?;
+            sum += ev.loss;
+        }
+        let rec = record(
+            mlp,
+            params,
+            optimizer,
+            train_set,
+            test_set,
+            config,
+            epoch,
+            Some(sum / batches.len() as f64),
+        )?;
+        let stop = callback(&rec) == Control::Stop;
+        history.epochs.push(rec);
+        if stop {
+            history.stopped_early = true;
+            break;
+        }
+    }
+    Ok(history)
+}
