@@ -9,3 +9,5 @@ pub mod error;
 pub mod io;
 
 pub use error::CliError;
+pub mod experiments;
+pub mod report;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use precond_cli::CliError;
 use precond_cli::io::{Format, read_matrix};
+use precond_cli::report;
 
 /// Preconditioning made measurable: the theory's report and conditioning diagnostics.
 #[derive(Parser)]
@@ -34,9 +35,33 @@ enum Command {
         #[arg(long, value_enum)]
         format: Option<Format>,
     },
+    /// Reproduce every claim of the theory and write an HTML report.
+    ///
+    /// Runs the experiments (GD rate vs kappa, change of variables, Van der Sluis, ...), writes
+    /// OUT/index.html (one self-contained page: inline CSS and SVG plots, tables, and for each
+    /// experiment the claim, the evidence and a verdict computed from the numbers) and
+    /// OUT/results.json (every number of the page), and prints a summary. Exits with status 2
+    /// when a claim does not hold.
+    Report {
+        /// Small problems for CI (seconds instead of minutes).
+        #[arg(long)]
+        quick: bool,
+        /// Run only these experiments (comma-separated ids or numbers, e.g. 1,van_der_sluis).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Seed of every random number in the experiments.
+        #[arg(long, default_value_t = 20240611)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long, default_value = "report")]
+        out: PathBuf,
+        /// List the experiments and exit.
+        #[arg(long)]
+        list: bool,
+    },
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Cond { file, json, format } => {
             let m = read_matrix(&file, format).map_err(|source| CliError::Read {
@@ -56,7 +81,32 @@ fn run(cli: Cli) -> Result<(), CliError> {
             } else {
                 print!("{}", rep.to_text());
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            quick,
+            only,
+            seed,
+            out,
+            list,
+        } => {
+            let all = precond_cli::experiments::registry();
+            if list {
+                for e in &all {
+                    println!("{:>2}  {:<22} {}", e.number(), e.id(), e.title());
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let selected = report::select(&all, &only)?;
+            let ctx = report::Ctx { quick, seed };
+            let rep = report::run_experiments(&selected, &ctx, true)?;
+            report::write_report(&rep, &out)?;
+            print!("{}", report::summary(&rep, &out));
+            Ok(if rep.holds == rep.experiments.len() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
         }
     }
 }
@@ -64,7 +114,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

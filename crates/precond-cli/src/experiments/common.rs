@@ -1,0 +1,91 @@
+//! Small helpers the experiments share: seeded random matrices and dense mat-vec products.
+
+use faer::Mat;
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+use crate::error::CliError;
+
+/// Maps a library error into the experiment's error.
+pub fn lerr<E: std::fmt::Display>(id: &'static str) -> impl Fn(E) -> CliError {
+    move |e| CliError::Experiment {
+        id: id.into(),
+        message: e.to_string(),
+    }
+}
+
+/// A vector of standard normal samples.
+pub fn gaussian_vec(rng: &mut impl Rng, n: usize) -> Vec<f64> {
+    (0..n).map(|_| rng.sample(StandardNormal)).collect()
+}
+
+/// A Haar-like random orthogonal matrix: the Q factor of a Gaussian matrix.
+pub fn random_orthogonal(rng: &mut impl Rng, n: usize) -> Mat<f64> {
+    let g = Mat::from_fn(n, n, |_, _| rng.sample::<f64, _>(StandardNormal));
+    g.qr().compute_Q()
+}
+
+/// The symmetric matrix `Q diag(lambda) Qᵀ` for a random orthogonal `Q` (exactly symmetrized).
+pub fn sym_with_spectrum(rng: &mut impl Rng, lambda: &[f64]) -> Mat<f64> {
+    let n = lambda.len();
+    let q = random_orthogonal(rng, n);
+    let a = Mat::from_fn(n, n, |i, j| {
+        (0..n)
+            .map(|k| q[(i, k)] * lambda[k] * q[(j, k)])
+            .sum::<f64>()
+    });
+    Mat::from_fn(n, n, |i, j| 0.5 * (a[(i, j)] + a[(j, i)]))
+}
+
+/// `n` values log-spaced from `lo` to `hi` (inclusive).
+pub fn logspace(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    if n == 1 {
+        return vec![lo];
+    }
+    let (a, b) = (lo.ln(), hi.ln());
+    (0..n)
+        .map(|k| (a + (b - a) * k as f64 / (n - 1) as f64).exp())
+        .collect()
+}
+
+/// `y = A x` for a dense matrix (column-major loops; `A` is small in the experiments).
+pub fn matvec(a: &Mat<f64>, x: &[f64], y: &mut [f64]) {
+    y.iter_mut().for_each(|v| *v = 0.0);
+    for (j, &xj) in x.iter().enumerate() {
+        let c = a.col_as_slice(j);
+        for (yi, &aij) in y.iter_mut().zip(c) {
+            *yi += aij * xj;
+        }
+    }
+}
+
+/// `y = Aᵀ x`.
+pub fn matvec_t(a: &Mat<f64>, x: &[f64], y: &mut [f64]) {
+    for (j, yj) in y.iter_mut().enumerate() {
+        *yj = a.col_as_slice(j).iter().zip(x).map(|(a, b)| a * b).sum();
+    }
+}
+
+/// Euclidean norm.
+pub fn norm(x: &[f64]) -> f64 {
+    x.iter().map(|v| v * v).sum::<f64>().sqrt()
+}
+
+/// At most `max` indices of `0..len`, always including the first and last, evenly spaced.
+pub fn subsample(len: usize, max: usize) -> Vec<usize> {
+    if len <= max {
+        return (0..len).collect();
+    }
+    let mut v: Vec<usize> = (0..max).map(|k| k * (len - 1) / (max - 1)).collect();
+    v.dedup();
+    v
+}
+
+/// `(x, y)` of a sequence at [`subsample`]d indices, as plot coordinates.
+pub fn curve(seq: &[f64], max: usize) -> (Vec<f64>, Vec<f64>) {
+    let idx = subsample(seq.len(), max);
+    (
+        idx.iter().map(|&k| k as f64).collect(),
+        idx.iter().map(|&k| seq[k]).collect(),
+    )
+}

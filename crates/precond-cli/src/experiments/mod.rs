@@ -1,0 +1,20 @@
+//! The report's experiments, one file each, and the registry that lists them.
+//!
+//! To add an experiment: write `src/experiments/<id>.rs` with a unit struct implementing
+//! [`Experiment`](crate::report::Experiment), declare the module here and add it to [`registry`].
+
+mod change_of_variables;
+mod common;
+mod gd_rate;
+mod van_der_sluis;
+
+use crate::report::Experiment;
+
+/// Every experiment, in the order of the list.
+pub fn registry() -> Vec<Box<dyn Experiment>> {
+    vec![
+        Box::new(gd_rate::GdRate),
+        Box::new(change_of_variables::ChangeOfVariables),
+        Box::new(van_der_sluis::VanDerSluisExperiment),
+    ]
+}

@@ -1,0 +1,218 @@
+//! `precond report` end to end: `--quick` runs, every verdict holds, `results.json` parses and
+//! its numbers appear in the page, and the page is well-formed XML (XHTML-compatible markup).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use precond_cli::report::fmt_num;
+use serde_json::Value;
+
+fn out_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("precond-report-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn precond(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_precond"))
+        .args(args)
+        .output()
+        .expect("precond runs")
+}
+
+/// Every finite number of the tables and checks, as the page prints it.
+fn page_numbers(j: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in j["experiments"].as_array().expect("experiments") {
+        for t in e["evidence"]["tables"].as_array().expect("tables") {
+            for row in t["rows"].as_array().expect("rows") {
+                for c in row.as_array().expect("row") {
+                    if let Some(v) = c.as_f64() {
+                        out.push(fmt_num(v));
+                    }
+                }
+            }
+        }
+        for c in e["evidence"]["checks"].as_array().expect("checks") {
+            for k in ["value", "bound", "margin"] {
+                if let Some(v) = c[k].as_f64() {
+                    out.push(fmt_num(v));
+                }
+            }
+        }
+        if let Some(m) = e["margin"].as_f64() {
+            out.push(fmt_num(m));
+        }
+    }
+    out
+}
+
+#[test]
+fn quick_report_runs_and_every_claim_holds() {
+    let dir = out_dir("quick");
+    let out = precond(&["report", "--quick", "--out", dir.to_str().expect("utf-8")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "report failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("claims hold"), "{stdout}");
+    // No progress bar output when stderr is not a terminal.
+    assert!(
+        out.stderr.is_empty(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("results.json")).expect("results.json"),
+    )
+    .expect("results.json parses");
+    let exps = json["experiments"].as_array().expect("experiments array");
+    let registry = precond_cli::experiments::registry();
+    assert_eq!(
+        exps.len(),
+        registry.len(),
+        "every registered experiment ran"
+    );
+    for e in exps {
+        let id = e["id"].as_str().expect("id");
+        assert_eq!(
+            e["verdict"],
+            "holds",
+            "{id}: {}",
+            serde_json::to_string_pretty(&e["evidence"]["checks"]).unwrap_or_default()
+        );
+        let checks = e["evidence"]["checks"].as_array().expect("checks");
+        assert!(!checks.is_empty(), "{id} has checks");
+        for c in checks {
+            assert_eq!(c["holds"], true, "{id}: {c}");
+            assert!(
+                c["margin"].as_f64().expect("finite margin") >= 0.0,
+                "{id}: {c}"
+            );
+        }
+        assert!(
+            !e["evidence"]["plots"].as_array().expect("plots").is_empty(),
+            "{id} has a plot"
+        );
+        assert!(
+            stdout.contains(e["title"].as_str().expect("title")),
+            "summary names {id}"
+        );
+    }
+    assert_eq!(json["holds"].as_u64(), Some(exps.len() as u64));
+
+    let html = std::fs::read_to_string(dir.join("index.html")).expect("index.html");
+    for n in page_numbers(&json) {
+        assert!(
+            html.contains(&n),
+            "number {n} of results.json is not in the page"
+        );
+    }
+    // Well-formed: the whole page parses as XML, one <svg> per plot, a section per experiment.
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(&html, opts)
+        .expect("index.html is well-formed XHTML");
+    let svgs = doc
+        .descendants()
+        .filter(|n| n.tag_name().name() == "svg")
+        .count();
+    let plots: usize = exps
+        .iter()
+        .map(|e| e["evidence"]["plots"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(svgs, plots);
+    for e in exps {
+        let id = e["id"].as_str().expect("id");
+        assert!(
+            doc.descendants().any(|n| n.attribute("id") == Some(id)),
+            "section {id}"
+        );
+    }
+    // Self-contained: no external resources.
+    for bad in ["<script src", "<link ", "http://cdn", "https://"] {
+        assert!(
+            !html.contains(bad),
+            "page references an external resource: {bad}"
+        );
+    }
+}
+
+#[test]
+fn only_selects_by_id_or_number_and_rejects_unknown() {
+    let dir = out_dir("only");
+    let out = precond(&[
+        "report",
+        "--quick",
+        "--only",
+        "3,gd_rate",
+        "--out",
+        dir.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).expect("json"))
+            .expect("parses");
+    let ids: Vec<&str> = json["experiments"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| e["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["gd_rate", "van_der_sluis"]);
+
+    let out = precond(&[
+        "report",
+        "--only",
+        "nope",
+        "--out",
+        dir.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(
+            "error: invalid argument --only: unknown experiment 'nope': expected one of 1 (gd_rate)"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1);
+}
+
+#[test]
+fn same_seed_same_numbers() {
+    let (a, b) = (out_dir("seed-a"), out_dir("seed-b"));
+    for d in [&a, &b] {
+        let out = precond(&[
+            "report",
+            "--quick",
+            "--only",
+            "3",
+            "--seed",
+            "7",
+            "--out",
+            d.to_str().expect("utf-8"),
+        ]);
+        assert!(out.status.success());
+    }
+    let strip = |d: &PathBuf| {
+        let mut j: Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("results.json")).expect("json"))
+                .expect("parses");
+        j["seconds"] = Value::Null;
+        for e in j["experiments"].as_array_mut().expect("array") {
+            e["seconds"] = Value::Null;
+        }
+        j
+    };
+    assert_eq!(strip(&a), strip(&b));
+}
