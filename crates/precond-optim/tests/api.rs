@@ -1,5 +1,7 @@
 //! Config strictness (errors naming the key), state save/load, bad input, groups, schedules.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use precond_optim::{
     Dtype, NonFinitePolicy, OptimError, OptimizerConfig, OptimizerKind, OptimizerState, RegKind,
     Schedule, Space,
@@ -560,10 +562,10 @@ fn reset_set_lr_and_observers() {
     assert_eq!(o.slot_names(), vec!["exp_avg_sq", "exp_avg"]);
     assert_eq!(o.slot::<f32>(1).map(|s| s.len()), Some(3));
 
-    let mut sgd = OptimizerConfig::sgd(0.1, 0.0).build(3).unwrap();
+    let sgd = OptimizerConfig::sgd(0.1, 0.0).build(3).unwrap();
     sgd.preconditioner(&mut p).unwrap();
     assert!(p.iter().all(|&v| (v - 1.0).abs() < 1e-18));
-    let mut ada =
+    let ada =
         OptimizerConfig::from_json(r#"{"optimizer": "adagrad", "initial_accumulator_value": 4.0}"#)
             .unwrap()
             .build(3)

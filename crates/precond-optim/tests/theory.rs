@@ -2,6 +2,8 @@
 //! Convergence rates are compared with `precond-linalg`'s diagnostics (spectra, Theorem 1 rates,
 //! observed rates), which are computed independently of this crate.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use faer::MatRef;
 use precond_linalg::{
     Tail, gd_optimal_rate, gd_optimal_step, heavy_ball_optimal, observed_rate, precond_cond_diag,
@@ -176,8 +178,8 @@ impl Objective for Reparam<'_> {
         let x = matvec(&self.s, y);
         let mut gx = vec![0.0; n];
         let f = self.q.value_grad(&x, &mut gx);
-        for j in 0..n {
-            g[j] = (0..n).map(|i| self.s[i * n + j] * gx[i]).sum();
+        for (j, gj) in g.iter_mut().enumerate() {
+            *gj = (0..n).map(|i| self.s[i * n + j] * gx[i]).sum();
         }
         f
     }

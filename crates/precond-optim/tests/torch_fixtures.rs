@@ -3,6 +3,8 @@
 //! element, f32 to 1e-5; the final `P_k` against THEORY.md's formula evaluated on torch's state;
 //! learning-rate schedules and parameter groups against torch's schedulers and param groups.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use precond_optim::{OptimizerConfig, StepFloat};
 use serde::Deserialize;
 
