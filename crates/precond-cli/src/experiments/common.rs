@@ -89,3 +89,58 @@ pub fn curve(seq: &[f64], max: usize) -> (Vec<f64>, Vec<f64>) {
         idx.iter().map(|&k| seq[k]).collect(),
     )
 }
+
+/// Pearson correlation of two equally long slices.
+pub fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let ma = a.iter().sum::<f64>() / n;
+    let mb = b.iter().sum::<f64>() / n;
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma) * (x - ma);
+        sbb += (y - mb) * (y - mb);
+    }
+    sab / (saa * sbb).sqrt()
+}
+
+/// The row-major `N × d` sample matrix of a `d × N` feature matrix (one column per sample), with
+/// a trailing column of ones when `intercept`.
+pub fn samples_row_major(x: &Mat<f64>, intercept: bool) -> Vec<f64> {
+    let (d, n) = (x.nrows(), x.ncols());
+    let w = d + usize::from(intercept);
+    let mut out = Vec::with_capacity(n * w);
+    for c in 0..n {
+        for r in 0..d {
+            out.push(x[(r, c)]);
+        }
+        if intercept {
+            out.push(1.0);
+        }
+    }
+    out
+}
+
+/// A faer matrix from a row-major `n × n` slice.
+pub fn square_from_row_major(h: &[f64], n: usize) -> Mat<f64> {
+    Mat::from_fn(n, n, |i, j| h[i * n + j])
+}
+
+/// Binary labels as 0/1 floats (class labels of a two-class data set, or values as given).
+pub fn labels_f64(t: &precond_nn::Targets) -> Vec<f64> {
+    match t {
+        precond_nn::Targets::Classes { labels, .. } => labels.iter().map(|&l| l as f64).collect(),
+        precond_nn::Targets::Values(v) => (0..v.ncols()).map(|c| v[(0, c)]).collect(),
+    }
+}
+
+/// Drops features (rows) that are constant over the samples.
+pub fn drop_constant_rows(x: &Mat<f64>) -> Mat<f64> {
+    let keep: Vec<usize> = (0..x.nrows())
+        .filter(|&r| {
+            let first = x[(r, 0)];
+            (0..x.ncols()).any(|c| (x[(r, c)] - first).abs() > 0.0)
+        })
+        .collect();
+    Mat::from_fn(keep.len(), x.ncols(), |i, c| x[(keep[i], c)])
+}

@@ -6,6 +6,7 @@
 mod change_of_variables;
 mod common;
 mod gd_rate;
+mod input_normalization;
 mod van_der_sluis;
 
 use crate::report::Experiment;
@@ -16,5 +17,6 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(gd_rate::GdRate),
         Box::new(change_of_variables::ChangeOfVariables),
         Box::new(van_der_sluis::VanDerSluisExperiment),
+        Box::new(input_normalization::InputNormalization),
     ]
 }
