@@ -157,6 +157,42 @@ typedef enum precond_estimate_method_t {
 typedef struct precond_optimizer_t precond_optimizer_t;
 
 /**
+ * Condition numbers of the extended data matrix `X̄ = [1ᵀ; X]` (`(d + 1) × N`, one column per
+ * sample, the row of ones first) under the input transformations of THEORY.md §6
+ * (`precond_dataset_kappa`). `κ` is the 2-norm condition number, `INFINITY` when numerically
+ * rank deficient (e.g. a constant feature after centring).
+ */
+typedef struct precond_dataset_kappa_t {
+    /**
+     * `κ(X̄)` of the raw data.
+     */
+    double kappa_raw;
+    /**
+     * `κ([1ᵀ; X − μ1ᵀ])`, centred features ((22): centring does not worsen `κ`).
+     */
+    double kappa_centred;
+    /**
+     * `κ(X̄̃)`, standardized features `(x − μ)/s` (population variance).
+     */
+    double kappa_standardized;
+    /**
+     * `κ` after min-max normalization `(x − min)/(max − min)`.
+     */
+    double kappa_min_max;
+    /**
+     * `κ(D_0 X̄)`, `D_0 = diag(1/‖row_i(X̄)‖)`: the Van der Sluis row scaling of the raw data
+     * (Theorem 2).
+     */
+    double kappa_van_der_sluis;
+    /**
+     * `sqrt(d + 1)`: Theorem 6 (23) states `kappa_standardized ≤ sqrt(d + 1) · κ(D X̄)` for
+     * every positive diagonal `D`, so `kappa_standardized / sqrt_d_plus_1` is a lower bound on
+     * the best row scaling of the raw data.
+     */
+    double sqrt_d_plus_1;
+} precond_dataset_kappa_t;
+
+/**
  * The 2-norm condition number of a matrix (`precond_cond2`).
  */
 typedef struct precond_cond2_t {
@@ -404,6 +440,28 @@ void precond_clear_last_error(void);
  * Thread-safety: may be called concurrently.
  */
 const char *precond_status_name(int32_t status);
+
+/**
+ * Computes the condition numbers of the extended data matrix of a data set (Theorem 6): `x`
+ * holds `n_samples × n_features` values, **one row per sample** (as in a CSV file), stored
+ * with `layout`. Standardization and min-max statistics are computed from `x` itself.
+ *
+ * Ownership: reads `x`, writes `*out`. Thread-safety: may be called concurrently.
+ * Cost: five SVDs of `(n_features + 1) × n_samples` matrices.
+ *
+ * Errors: `PRECOND_NULL_POINTER` (`x`, `out`), `PRECOND_INVALID_ARGUMENT` (bad `layout`, a zero
+ * dimension), `PRECOND_DIMENSION_MISMATCH` (size overflow), `PRECOND_NON_FINITE` (naming sample
+ * and feature), `PRECOND_NUMERICAL_FAILURE` (SVD failure). `*out` is written only on success.
+ *
+ * # Safety
+ * `x` must point to `n_samples*n_features` readable doubles, `out` to a writable
+ * `precond_dataset_kappa_t`.
+ */
+enum precond_status_t precond_dataset_kappa(const double *x,
+                                            size_t n_samples,
+                                            size_t n_features,
+                                            int32_t layout,
+                                            struct precond_dataset_kappa_t *out);
 
 /**
  * Computes the 2-norm condition number `κ(A) = σ_max/σ_min` of the `nrows × ncols` matrix `a`

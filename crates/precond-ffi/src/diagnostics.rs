@@ -99,7 +99,7 @@ pub enum precond_estimate_method_t {
     PRECOND_ESTIMATE_SPD = 1,
 }
 
-fn read_matrix(
+pub(crate) fn read_matrix(
     a: *const f64,
     nrows: usize,
     ncols: usize,

@@ -24,6 +24,7 @@
 //! - Messages: per handle (`precond_optimizer_last_error`) and thread-local
 //!   (`precond_last_error`) for every failing call.
 
+mod dataset;
 mod diagnostics;
 mod optimizer;
 mod ptr;
@@ -31,6 +32,7 @@ mod status;
 
 use std::ffi::c_char;
 
+pub use dataset::{precond_dataset_kappa, precond_dataset_kappa_t};
 pub use diagnostics::{
     precond_col_equilibrate, precond_cond_estimate, precond_cond_estimate_t, precond_cond2,
     precond_cond2_t, precond_estimate_method_t, precond_preconditioned_cond_diag,

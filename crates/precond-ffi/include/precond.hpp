@@ -1,0 +1,285 @@
+/*
+ * precond.hpp: header-only C++17 wrapper of the precond C API (precond.h).
+ *
+ * - precond::Optimizer owns a precond_optimizer_t (RAII, move-only).
+ * - Buffers are passed as precond::span<T> (a minimal std::span: pointer + size), constructible
+ *   from std::vector, std::array, C arrays, or a pointer and a size.
+ * - Every failing call throws precond::Error, which carries the status code and the library's
+ *   message (from the handle for optimizer calls, else the thread-local last error).
+ *
+ * Thread-safety as in precond.h: free functions may run concurrently; one Optimizer must not be
+ * used by two threads at the same time.
+ */
+#ifndef PRECOND_HPP
+#define PRECOND_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "precond.h"
+
+namespace precond {
+
+/** A failed call: the status code and the library's message naming the problem. */
+class Error : public std::runtime_error {
+public:
+    Error(precond_status_t status, const std::string &message)
+        : std::runtime_error(message), status_(status) {}
+    /** The status code returned by the C function. */
+    precond_status_t status() const noexcept { return status_; }
+    /** The name of the status code, e.g. "PRECOND_NON_FINITE". */
+    const char *status_name() const noexcept {
+        return precond_status_name(static_cast<int32_t>(status_));
+    }
+
+private:
+    precond_status_t status_;
+};
+
+namespace detail {
+inline void check(precond_status_t st) {
+    if (st != PRECOND_OK) {
+        throw Error(st, precond_last_error());
+    }
+}
+/* span.size() must equal rows * cols (checked for overflow); the C functions take the size
+ * from the dimensions, the wrapper makes sure the span really has that many elements. */
+inline void require_len(std::size_t have, std::size_t rows, std::size_t cols, const char *what) {
+    if (cols != 0 && rows > SIZE_MAX / cols) {
+        throw Error(PRECOND_DIMENSION_MISMATCH, std::string(what) + ": size overflows size_t");
+    }
+    if (have != rows * cols) {
+        throw Error(PRECOND_DIMENSION_MISMATCH,
+                    std::string(what) + ": buffer has " + std::to_string(have) +
+                        " elements, the dimensions need " + std::to_string(rows * cols));
+    }
+}
+inline void check(precond_status_t st, const precond_optimizer_t *opt) {
+    if (st != PRECOND_OK) {
+        throw Error(st, precond_optimizer_last_error(opt));
+    }
+}
+} // namespace detail
+
+/** A non-owning view of `size` contiguous elements (a minimal C++20 std::span). */
+template <class T> class span {
+public:
+    constexpr span() noexcept : data_(nullptr), size_(0) {}
+    constexpr span(T *data, std::size_t size) noexcept : data_(data), size_(size) {}
+    template <std::size_t N> constexpr span(T (&array)[N]) noexcept : data_(array), size_(N) {}
+    /** Any contiguous container with data() and size() (std::vector, std::array, span<U>). */
+    template <class C,
+              class = std::enable_if_t<
+                  !std::is_array<std::remove_reference_t<C>>::value &&
+                  std::is_convertible<decltype(std::declval<C &>().data()), T *>::value>>
+    constexpr span(C &&c) noexcept : data_(c.data()), size_(c.size()) {}
+
+    constexpr T *data() const noexcept { return data_; }
+    constexpr std::size_t size() const noexcept { return size_; }
+    constexpr bool empty() const noexcept { return size_ == 0; }
+    constexpr T &operator[](std::size_t i) const noexcept { return data_[i]; }
+    constexpr T *begin() const noexcept { return data_; }
+    constexpr T *end() const noexcept { return data_ + size_; }
+
+private:
+    T *data_;
+    std::size_t size_;
+};
+
+/** Memory order of a matrix buffer. */
+enum class Layout : int32_t { RowMajor = PRECOND_ROW_MAJOR, ColMajor = PRECOND_COL_MAJOR };
+
+/** Factorization of the cheap condition estimate. */
+enum class EstimateMethod : int32_t { LU = PRECOND_ESTIMATE_LU, SPD = PRECOND_ESTIMATE_SPD };
+
+/** The library version (compare with PRECOND_VERSION of the header). */
+inline std::string version() { return precond_version(); }
+
+/** 2-norm condition number of an nrows x ncols matrix (precond_cond2). */
+inline precond_cond2_t cond2(span<const double> a, std::size_t nrows, std::size_t ncols,
+                             Layout layout) {
+    precond_cond2_t out{};
+    detail::require_len(a.size(), nrows, ncols, "precond::cond2");
+    detail::check(precond_cond2(a.data(), nrows, ncols, static_cast<int32_t>(layout), &out));
+    return out;
+}
+
+/** Ascending eigenvalues of a symmetric n x n matrix and, optionally, its spectral summary. */
+inline std::vector<double> sym_eigenvalues(span<const double> h, std::size_t n, Layout layout,
+                                           precond_spectrum_t *summary = nullptr) {
+    detail::require_len(h.size(), n, n, "precond::sym_eigenvalues");
+    std::vector<double> ev(n);
+    detail::check(precond_sym_eigenvalues(h.data(), n, static_cast<int32_t>(layout), ev.data(),
+                                          ev.size(), summary));
+    return ev;
+}
+
+/** kappa(P^{1/2} H P^{1/2}) and kappa(P H) for a positive diagonal P = diag(p). */
+inline precond_preconditioned_cond_t preconditioned_cond_diag(span<const double> h,
+                                                              std::size_t n, Layout layout,
+                                                              span<const double> p) {
+    detail::require_len(h.size(), n, n, "precond::preconditioned_cond_diag");
+    precond_preconditioned_cond_t out{};
+    detail::check(precond_preconditioned_cond_diag(h.data(), n, static_cast<int32_t>(layout),
+                                                   p.data(), p.size(), &out));
+    return out;
+}
+
+/** A diagonal scaling and the scaled matrix (same layout as the input). */
+struct Equilibration {
+    std::vector<double> scale;
+    std::vector<double> scaled;
+};
+
+/** Row equilibration diag(1/||a_i||) A (Theorem 2). */
+inline Equilibration row_equilibrate(span<const double> a, std::size_t nrows, std::size_t ncols,
+                                     Layout layout) {
+    detail::require_len(a.size(), nrows, ncols, "precond::row_equilibrate");
+    Equilibration e{std::vector<double>(nrows), std::vector<double>(a.size())};
+    detail::check(precond_row_equilibrate(a.data(), nrows, ncols, static_cast<int32_t>(layout),
+                                          e.scale.data(), e.scale.size(), e.scaled.data(),
+                                          e.scaled.size()));
+    return e;
+}
+
+/** Column equilibration A diag(1/||a^j||). */
+inline Equilibration col_equilibrate(span<const double> a, std::size_t nrows, std::size_t ncols,
+                                     Layout layout) {
+    detail::require_len(a.size(), nrows, ncols, "precond::col_equilibrate");
+    Equilibration e{std::vector<double>(ncols), std::vector<double>(a.size())};
+    detail::check(precond_col_equilibrate(a.data(), nrows, ncols, static_cast<int32_t>(layout),
+                                          e.scale.data(), e.scale.size(), e.scaled.data(),
+                                          e.scaled.size()));
+    return e;
+}
+
+/** The cheap 1-norm condition estimate of a square n x n matrix. */
+inline precond_cond_estimate_t cond_estimate(span<const double> a, std::size_t n, Layout layout,
+                                             EstimateMethod method = EstimateMethod::LU) {
+    detail::require_len(a.size(), n, n, "precond::cond_estimate");
+    precond_cond_estimate_t out{};
+    detail::check(precond_cond_estimate(a.data(), n, static_cast<int32_t>(layout),
+                                        static_cast<int32_t>(method), &out));
+    return out;
+}
+
+/** kappa of the extended data matrix [1^T; X^T] raw, centred, standardized, ... (Theorem 6);
+ *  x holds one row per sample. */
+inline precond_dataset_kappa_t dataset_kappa(span<const double> x, std::size_t n_samples,
+                                             std::size_t n_features, Layout layout) {
+    detail::require_len(x.size(), n_samples, n_features, "precond::dataset_kappa");
+    precond_dataset_kappa_t out{};
+    detail::check(precond_dataset_kappa(x.data(), n_samples, n_features,
+                                        static_cast<int32_t>(layout), &out));
+    return out;
+}
+
+/** torch's defaults for an optimizer kind (precond_optimizer_config_init). */
+inline precond_optimizer_config_t default_config(precond_optimizer_kind_t kind) {
+    precond_optimizer_config_t cfg{};
+    detail::check(precond_optimizer_config_init(static_cast<int32_t>(kind), &cfg));
+    return cfg;
+}
+
+/** An optimizer over n_params parameters (owns a precond_optimizer_t). */
+class Optimizer {
+public:
+    /** From the JSON configuration (torch names), e.g. {"optimizer": "adamw", "lr": 1e-3}. */
+    Optimizer(const std::string &config_json, std::size_t n_params) {
+        detail::check(precond_optimizer_new_json(config_json.c_str(), n_params, &opt_));
+    }
+    /** From a typed configuration (start from precond::default_config). */
+    Optimizer(const precond_optimizer_config_t &config, std::size_t n_params) {
+        detail::check(precond_optimizer_new(&config, n_params, &opt_));
+    }
+    ~Optimizer() { precond_optimizer_free(opt_); }
+    Optimizer(const Optimizer &) = delete;
+    Optimizer &operator=(const Optimizer &) = delete;
+    Optimizer(Optimizer &&other) noexcept : opt_(std::exchange(other.opt_, nullptr)) {}
+    Optimizer &operator=(Optimizer &&other) noexcept {
+        if (this != &other) {
+            precond_optimizer_free(opt_);
+            opt_ = std::exchange(other.opt_, nullptr);
+        }
+        return *this;
+    }
+
+    /** One step on double buffers (params updated in place). */
+    void step(span<double> params, span<const double> grads) {
+        require_same_size(params.size(), grads.size());
+        detail::check(
+            precond_optimizer_step_f64(opt_, params.data(), grads.data(), params.size()), opt_);
+    }
+    /** One step on float buffers. */
+    void step(span<float> params, span<const float> grads) {
+        require_same_size(params.size(), grads.size());
+        detail::check(
+            precond_optimizer_step_f32(opt_, params.data(), grads.data(), params.size()), opt_);
+    }
+    /** Base learning rate. */
+    double lr() const {
+        double v = 0.0;
+        detail::check(precond_optimizer_get_lr(opt_, &v), opt_);
+        return v;
+    }
+    /** Sets the base learning rate. */
+    void set_lr(double lr) { detail::check(precond_optimizer_set_lr(opt_, lr), opt_); }
+    /** The learning rate of the next step (through the schedule). */
+    double current_lr() const {
+        double v = 0.0;
+        detail::check(precond_optimizer_current_lr(opt_, &v), opt_);
+        return v;
+    }
+    std::size_t n_params() const {
+        std::size_t n = 0;
+        detail::check(precond_optimizer_n_params(opt_, &n), opt_);
+        return n;
+    }
+    std::uint64_t step_count() const {
+        std::uint64_t n = 0;
+        detail::check(precond_optimizer_step_count(opt_, &n), opt_);
+        return n;
+    }
+    /** The current diagonal preconditioner P_k. */
+    std::vector<double> preconditioner() const {
+        std::vector<double> p(n_params());
+        detail::check(precond_optimizer_preconditioner(opt_, p.data(), p.size()), opt_);
+        return p;
+    }
+    /** The state as bytes (precond_optimizer_save_state). */
+    std::vector<std::uint8_t> save_state() const {
+        std::size_t size = 0, written = 0;
+        detail::check(precond_optimizer_state_size(opt_, &size), opt_);
+        std::vector<std::uint8_t> buf(size);
+        detail::check(precond_optimizer_save_state(opt_, buf.data(), buf.size(), &written), opt_);
+        buf.resize(written);
+        return buf;
+    }
+    /** Loads a saved state; on error the optimizer is unchanged. */
+    void load_state(span<const std::uint8_t> state) {
+        detail::check(precond_optimizer_load_state(opt_, state.data(), state.size()), opt_);
+    }
+    /** Forgets moments, accumulators and the step count. */
+    void reset() { detail::check(precond_optimizer_reset(opt_), opt_); }
+    /** The underlying handle (still owned by this object). */
+    precond_optimizer_t *get() const noexcept { return opt_; }
+
+private:
+    static void require_same_size(std::size_t a, std::size_t b) {
+        if (a != b) {
+            throw Error(PRECOND_DIMENSION_MISMATCH,
+                        "precond::Optimizer::step: params has " + std::to_string(a) +
+                            " elements, grads has " + std::to_string(b));
+        }
+    }
+    precond_optimizer_t *opt_ = nullptr;
+};
+
+} // namespace precond
+
+#endif // PRECOND_HPP

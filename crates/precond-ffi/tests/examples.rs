@@ -1,0 +1,648 @@
+//! Builds the C and C++ examples of `ffi-examples/` with their Makefile (`-Wall -Wextra -Werror
+//! -pedantic`, C99 / C++17) against the library cargo built for this test run, runs them, checks
+//! their printed numbers against the same computations done in Rust, and runs them under
+//! valgrind memcheck (`--error-exitcode=1 --leak-check=full`) when valgrind is installed.
+//!
+//! The library: `cargo test` compiles the `precond_ffi` lib target once with all its crate
+//! types, so `libprecond_ffi.a` and `libprecond_ffi.so` sit next to this test binary in
+//! `target/<profile>/deps/` and are as fresh as the rlib linked into it; no nested cargo call
+//! is needed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use faer::MatRef;
+use precond_linalg::{cond1, cond2, precond_cond_diag, row_equilibrate, sym_spectrum};
+use precond_nn::DataConditioning;
+use precond_optim::OptimizerConfig;
+
+struct Built {
+    build: PathBuf,
+    libdir: PathBuf,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn include_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("include")
+}
+
+/// The directory holding `libprecond_ffi.{a,so}` of this build.
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test binary directory").to_path_buf();
+    for dir in [deps.clone(), deps.join("..")] {
+        if dir.join("libprecond_ffi.a").exists() && dir.join("libprecond_ffi.so").exists() {
+            return dir;
+        }
+    }
+    panic!(
+        "libprecond_ffi.a/.so not found next to {} (cargo builds every crate type of the lib)",
+        exe.display()
+    );
+}
+
+fn make(args: &[&str], build: &Path, libdir: &Path) -> Output {
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(root().join("ffi-examples"))
+        .arg(format!("BUILD={}", build.display()))
+        .arg(format!("PRECOND_LIBDIR={}", libdir.display()))
+        .args(args)
+        .output()
+        .expect("run make");
+    assert!(
+        out.status.success(),
+        "make {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Builds every example once per test binary.
+fn built() -> &'static Built {
+    static B: OnceLock<Built> = OnceLock::new();
+    B.get_or_init(|| {
+        let build = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ffi-examples");
+        let libdir = lib_dir();
+        make(&["-j2", "all"], &build, &libdir);
+        Built { build, libdir }
+    })
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let b = built();
+    let out = Command::new(b.build.join(program))
+        .args(args)
+        .output()
+        .expect("run example");
+    assert!(
+        out.status.success(),
+        "{program} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn valgrind_available() -> bool {
+    Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn valgrind(program: &str, args: &[&str]) {
+    if !valgrind_available() {
+        eprintln!("valgrind not installed: skipping the memcheck run of {program}");
+        return;
+    }
+    let b = built();
+    let out = Command::new("valgrind")
+        .args([
+            "--error-exitcode=1",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite,possible",
+            "-q",
+        ])
+        .arg(format!(
+            "--suppressions={}",
+            root().join("ffi-examples/valgrind.supp").display()
+        ))
+        .arg(b.build.join(program))
+        .args(args)
+        .output()
+        .expect("run valgrind");
+    assert!(
+        out.status.success(),
+        "valgrind reported errors for {program}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("ERROR SUMMARY") || stderr.contains("ERROR SUMMARY: 0 errors"),
+        "{stderr}"
+    );
+}
+
+fn parse(out: &str) -> HashMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn num(kv: &HashMap<String, String>, key: &str) -> f64 {
+    let v = kv.get(key).unwrap_or_else(|| panic!("no `{key}` in the output"));
+    v.parse()
+        .unwrap_or_else(|_| panic!("`{key}` = {v} is not a number"))
+}
+
+/// `got` agrees with `want` to `rtol` relative to `max(|want|, floor)`; infinities must match.
+fn close(key: &str, got: f64, want: f64, rtol: f64, floor: f64) {
+    if want.is_infinite() || got.is_infinite() {
+        assert!(got.is_infinite() && want.is_infinite(), "{key}: {got} vs {want}");
+        return;
+    }
+    let scale = want.abs().max(floor);
+    assert!(
+        (got - want).abs() <= rtol * scale,
+        "{key}: printed {got:e}, Rust computes {want:e} (rtol {rtol:e})"
+    );
+}
+
+// ---------------------------------------------------------------- the header alone
+
+fn compile_header_only(compiler: &str, std: &str, lang: &str, include: &str) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("header-only");
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let src = dir.join(format!("include_{}.{lang}", std.replace('+', "p")));
+    std::fs::write(
+        &src,
+        format!("#include \"{include}\"\nint main(void) {{ return PRECOND_OK; }}\n"),
+    )
+    .expect("write source");
+    let out = Command::new(compiler)
+        .arg(format!("-std={std}"))
+        .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only"])
+        .arg("-I")
+        .arg(include_dir())
+        .arg(&src)
+        .output()
+        .expect("run compiler");
+    assert!(
+        out.status.success(),
+        "{compiler} -std={std} rejects {include}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn header_compiles_as_c99_and_as_cpp() {
+    compile_header_only("gcc", "c99", "c", "precond.h");
+    compile_header_only("gcc", "c11", "c", "precond.h");
+    compile_header_only("g++", "c++11", "cpp", "precond.h");
+    compile_header_only("g++", "c++17", "cpp", "precond.hpp");
+}
+
+// ---------------------------------------------------------------- c/quadratic.c
+
+const N: usize = 6;
+
+/// `H = D K D`, `D = diag(3^i)`, `K_ij = 0.5^|i−j|`, exactly as the C program builds it.
+fn quadratic_h() -> Vec<f64> {
+    let mut d = [1.0f64; N];
+    let mut k = [1.0f64; N];
+    for i in 1..N {
+        d[i] = 3.0 * d[i - 1];
+        k[i] = 0.5 * k[i - 1];
+    }
+    let mut h = vec![0.0; N * N];
+    for i in 0..N {
+        for j in 0..N {
+            h[i * N + j] = d[i] * d[j] * k[i.abs_diff(j)];
+        }
+    }
+    h
+}
+
+/// `g = Hx − b`, returns `f = ½xᵀHx − bᵀx`, with the C program's operation order.
+fn quad_grad(h: &[f64], b: &[f64], x: &[f64], g: &mut [f64]) -> f64 {
+    let mut f = 0.0;
+    for i in 0..N {
+        let mut hx = 0.0;
+        for j in 0..N {
+            hx += h[i * N + j] * x[j];
+        }
+        g[i] = hx - b[i];
+        f += 0.5 * x[i] * hx - b[i] * x[i];
+    }
+    f
+}
+
+#[test]
+fn c_quadratic_prints_what_rust_computes() {
+    let out = run("quadratic", &[]);
+    let kv = parse(&out);
+    assert_eq!(kv["version"], env!("CARGO_PKG_VERSION"));
+    let h = quadratic_h();
+    let hm = MatRef::from_row_major_slice(&h, N, N);
+    let ones = [1.0; N];
+    let mut b = vec![0.0; N];
+    quad_grad(&h, &[0.0; N], &ones, &mut b);
+    let mut g = vec![0.0; N];
+    let f_star = quad_grad(&h, &b, &ones, &mut g);
+
+    let spec = sym_spectrum(hm).expect("spectrum");
+    let tight = 1e-10;
+    close("kappa_H", num(&kv, "kappa_H"), spec.kappa, tight, 0.0);
+    close("lambda_min_H", num(&kv, "lambda_min_H"), spec.lambda_min, tight, 0.0);
+    close("lambda_max_H", num(&kv, "lambda_max_H"), spec.lambda_max, tight, 0.0);
+    // independent: for SPD H the 2-norm condition number is λ_max/λ_min
+    close("cond2_H", num(&kv, "cond2_H"), spec.kappa, 1e-8, 0.0);
+    let c2 = cond2(hm).expect("cond2");
+    close("cond2_H", num(&kv, "cond2_H"), c2.kappa, tight, 0.0);
+    // the Hager–Higham estimate is a lower bound of the exact κ₁, within a factor 3
+    let k1 = cond1(hm).expect("cond1");
+    let est = num(&kv, "kappa1_estimate_H");
+    assert!(est <= k1 * (1.0 + 1e-12) && est >= k1 / 3.0, "{est} vs κ₁ = {k1}");
+    let pj: Vec<f64> = (0..N).map(|i| 1.0 / h[i * N + i]).collect();
+    let jac = precond_cond_diag(hm, &pj).expect("jacobi");
+    close(
+        "jacobi_kappa_precond",
+        num(&kv, "jacobi_kappa_precond"),
+        jac.spectral_kappa,
+        tight,
+        0.0,
+    );
+    let eq = row_equilibrate(hm).expect("equilibrate");
+    let ce = cond2(eq.scaled.as_ref()).expect("cond2");
+    close(
+        "row_equilibrated_cond2",
+        num(&kv, "row_equilibrated_cond2"),
+        ce.kappa,
+        tight,
+        0.0,
+    );
+
+    for (name, json) in [
+        ("adam", r#"{"optimizer": "adam", "lr": 0.05}"#),
+        (
+            "adamw",
+            r#"{"optimizer": "adamw", "lr": 0.05, "weight_decay": 0.001}"#,
+        ),
+    ] {
+        let mut opt = OptimizerConfig::from_json(json)
+            .expect("config")
+            .build(N)
+            .expect("build");
+        let mut x = vec![0.0; N];
+        for _ in 0..3000 {
+            quad_grad(&h, &b, &x, &mut g);
+            opt.step_f64(&mut x, &g).expect("step");
+        }
+        let f = quad_grad(&h, &b, &x, &mut g);
+        let dist = x.iter().map(|v| (v - 1.0) * (v - 1.0)).sum::<f64>().sqrt();
+        let mut p = vec![0.0; N];
+        opt.preconditioner(&mut p).expect("P");
+        let pc = precond_cond_diag(hm, &p).expect("precond cond");
+        assert_eq!(kv[&format!("{name}_steps")], "3000");
+        close(
+            "f - f*",
+            num(&kv, &format!("{name}_f_minus_fstar")),
+            f - f_star,
+            1e-8,
+            1e-12 * f_star.abs(),
+        );
+        close(
+            "dist",
+            num(&kv, &format!("{name}_dist_to_xstar")),
+            dist,
+            1e-8,
+            1e-12,
+        );
+        for (i, pi) in p.iter().enumerate() {
+            close(&format!("{name}_p{i}"), num(&kv, &format!("{name}_p{i}")), *pi, tight, 0.0);
+        }
+        close(
+            "kappa_precond",
+            num(&kv, &format!("{name}_kappa_precond")),
+            pc.spectral_kappa,
+            tight,
+            0.0,
+        );
+        close(
+            "row_scaled_kappa2",
+            num(&kv, &format!("{name}_row_scaled_kappa2")),
+            pc.row_scaled_kappa2,
+            tight,
+            0.0,
+        );
+        // THEORY.md §4: Adam's diagonal P undoes the row scaling D, so κ(P^{1/2}HP^{1/2}) is
+        // orders of magnitude below κ(H) (here 8.4e4 → about 37)
+        assert!(pc.spectral_kappa < spec.kappa / 1000.0, "{name}: {}", pc.spectral_kappa);
+    }
+    // Adam converges to x* = 1; AdamW's decoupled decay moves the minimizer by O(λ)
+    assert!(num(&kv, "adam_dist_to_xstar") < 1e-8);
+    let dw = num(&kv, "adamw_dist_to_xstar");
+    assert!(dw > 1e-6 && dw < 1e-3, "{dw}");
+}
+
+#[test]
+fn c_quadratic_links_dynamically_with_identical_output() {
+    assert_eq!(run("quadratic_shared", &[]), run("quadratic", &[]));
+}
+
+// ---------------------------------------------------------------- c/errors.c
+
+#[test]
+fn c_error_paths_all_pass() {
+    let out = run("errors", &[]);
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(fails.is_empty(), "{fails:#?}");
+    let last = out.lines().last().unwrap_or_default();
+    let (passed, total) = last
+        .strip_prefix("checks ")
+        .and_then(|s| s.split_once('/'))
+        .expect("a final `checks p/t` line");
+    assert_eq!(passed, total);
+    let total: usize = total.parse().expect("count");
+    assert!(total >= 80, "only {total} checks");
+    // every status code except OK-only and panic appears among the checked failures
+    for code in [
+        "PRECOND_NULL_POINTER",
+        "PRECOND_INVALID_ARGUMENT",
+        "PRECOND_DIMENSION_MISMATCH",
+        "PRECOND_NON_FINITE",
+        "PRECOND_NUMERICAL_FAILURE",
+        "PRECOND_PARSE_ERROR",
+        "PRECOND_INVALID_STATE",
+    ] {
+        assert!(out.contains(&format!("[{code}]")), "no check returns {code}");
+    }
+}
+
+// ---------------------------------------------------------------- cpp/logistic.cpp
+
+struct Data {
+    n: usize,
+    d: usize,
+    x: Vec<f64>,
+    y: Vec<f64>,
+}
+
+fn breast_cancer() -> Data {
+    let text = std::fs::read_to_string(root().join("data/breast_cancer.csv")).expect("data");
+    let mut lines = text.lines();
+    let cols = lines.next().expect("header").split(',').count();
+    let (mut x, mut y, mut n) = (Vec::new(), Vec::new(), 0);
+    for line in lines.filter(|l| !l.is_empty()) {
+        for (j, f) in line.split(',').enumerate() {
+            let v: f64 = f.parse().expect("number");
+            if j < cols - 1 {
+                x.push(v);
+            } else {
+                y.push(v);
+            }
+        }
+        n += 1;
+    }
+    Data { n, d: cols - 1, x, y }
+}
+
+fn standardize(raw: &Data) -> Data {
+    let (n, d) = (raw.n, raw.d);
+    let mut x = raw.x.clone();
+    for j in 0..d {
+        let mut mean = 0.0;
+        for i in 0..n {
+            mean += raw.x[i * d + j];
+        }
+        mean /= n as f64;
+        let mut var = 0.0;
+        for i in 0..n {
+            let c = raw.x[i * d + j] - mean;
+            var += c * c;
+        }
+        var /= n as f64;
+        let sd = var.sqrt();
+        for i in 0..n {
+            x[i * d + j] = (raw.x[i * d + j] - mean) / sd;
+        }
+    }
+    Data {
+        n,
+        d,
+        x,
+        y: raw.y.clone(),
+    }
+}
+
+fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        z.exp() / (1.0 + z.exp())
+    }
+}
+
+fn loss_grad(data: &Data, theta: &[f64], g: &mut [f64], p: &mut [f64]) -> f64 {
+    let (n, d) = (data.n, data.d);
+    g.fill(0.0);
+    let mut loss = 0.0;
+    for i in 0..n {
+        let mut z = theta[0];
+        for j in 0..d {
+            z += theta[j + 1] * data.x[i * d + j];
+        }
+        let softplus = if z > 0.0 {
+            z + (-z).exp().ln_1p()
+        } else {
+            z.exp().ln_1p()
+        };
+        loss += softplus - data.y[i] * z;
+        p[i] = sigmoid(z);
+        let r = p[i] - data.y[i];
+        g[0] += r;
+        for j in 0..d {
+            g[j + 1] += r * data.x[i * d + j];
+        }
+    }
+    let inv = 1.0 / n as f64;
+    for v in g.iter_mut() {
+        *v *= inv;
+    }
+    loss * inv
+}
+
+fn logistic_hessian(data: &Data, p: &[f64]) -> Vec<f64> {
+    let d1 = data.d + 1;
+    let mut h = vec![0.0; d1 * d1];
+    let mut xb = vec![0.0; d1];
+    for i in 0..data.n {
+        xb[0] = 1.0;
+        xb[1..].copy_from_slice(&data.x[i * data.d..(i + 1) * data.d]);
+        let w = p[i] * (1.0 - p[i]);
+        for a in 0..d1 {
+            for b in 0..d1 {
+                h[a * d1 + b] += w * xb[a] * xb[b];
+            }
+        }
+    }
+    for v in h.iter_mut() {
+        *v /= data.n as f64;
+    }
+    h
+}
+
+const LOGISTIC_STEPS: usize = 300;
+
+#[test]
+fn cpp_logistic_prints_what_rust_computes() {
+    let data_path = root().join("data/breast_cancer.csv");
+    let steps = LOGISTIC_STEPS.to_string();
+    let out = run("logistic", &[data_path.to_str().expect("path"), &steps]);
+    let kv = parse(&out);
+    let raw = breast_cancer();
+    let std_data = standardize(&raw);
+    assert_eq!(kv["n_samples"], raw.n.to_string());
+    assert_eq!(kv["n_features"], raw.d.to_string());
+    assert_eq!((raw.n, raw.d), (569, 30));
+
+    // Theorem 6 numbers, from precond-nn on X as d × N (one column per sample)
+    let xt = MatRef::from_row_major_slice(&raw.x, raw.n, raw.d).transpose();
+    let c = DataConditioning::of(xt).expect("data conditioning");
+    let tight = 1e-10;
+    close("data_kappa_raw", num(&kv, "data_kappa_raw"), c.raw, tight, 0.0);
+    close("data_kappa_centred", num(&kv, "data_kappa_centred"), c.centred, tight, 0.0);
+    let ks = num(&kv, "data_kappa_standardized");
+    close("data_kappa_standardized", ks, c.standardized, tight, 0.0);
+    close("data_kappa_min_max", num(&kv, "data_kappa_min_max"), c.min_max, tight, 0.0);
+    let kv_dvs = num(&kv, "data_kappa_van_der_sluis");
+    close("data_kappa_van_der_sluis", kv_dvs, c.van_der_sluis, tight, 0.0);
+    let s = num(&kv, "data_sqrt_d_plus_1");
+    close("data_sqrt_d_plus_1", s, 31f64.sqrt(), 1e-15, 0.0);
+    // Theorem 6 (23) with D = D_0, and standardization's gain on this data set
+    assert!(ks <= s * kv_dvs * (1.0 + 1e-12), "{ks} > {s} * {kv_dvs}");
+    assert!(ks * 1000.0 < num(&kv, "data_kappa_raw"));
+
+    let adam = r#"{"optimizer": "adam", "lr": 0.01}"#;
+    let adamw = r#"{"optimizer": "adamw", "lr": 0.01, "weight_decay": 0.01}"#;
+    for (name, json, data) in [
+        ("raw_adam", adam, &raw),
+        ("raw_adamw", adamw, &raw),
+        ("std_adam", adam, &std_data),
+        ("std_adamw", adamw, &std_data),
+    ] {
+        let d1 = data.d + 1;
+        let mut opt = OptimizerConfig::from_json(json)
+            .expect("config")
+            .build(d1)
+            .expect("build");
+        let mut theta = vec![0.0; d1];
+        let mut g = vec![0.0; d1];
+        let mut p = vec![0.0; data.n];
+        for _ in 0..LOGISTIC_STEPS {
+            loss_grad(data, &theta, &mut g, &mut p);
+            opt.step_f64(&mut theta, &g).expect("step");
+        }
+        let loss = loss_grad(data, &theta, &mut g, &mut p);
+        let correct = (0..data.n)
+            .filter(|&i| (p[i] >= 0.5) == (data.y[i] >= 0.5))
+            .count();
+        let gnorm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let h = logistic_hessian(data, &p);
+        let hm = MatRef::from_row_major_slice(&h, d1, d1);
+        let spec = sym_spectrum(hm).expect("spectrum");
+        let mut pk = vec![0.0; d1];
+        opt.preconditioner(&mut pk).expect("P");
+        let pc = precond_cond_diag(hm, &pk).expect("precond cond");
+        let k = |f: &str| format!("{name}_{f}");
+        close(&k("loss"), num(&kv, &k("loss")), loss, 1e-9, 0.0);
+        close(
+            &k("accuracy"),
+            num(&kv, &k("accuracy")),
+            correct as f64 / data.n as f64,
+            1e-15,
+            0.0,
+        );
+        close(&k("grad_norm"), num(&kv, &k("grad_norm")), gnorm, 1e-8, 0.0);
+        close(&k("kappa_H"), num(&kv, &k("kappa_H")), spec.kappa, 1e-6, 0.0);
+        close(
+            &k("kappa_precond"),
+            num(&kv, &k("kappa_precond")),
+            pc.spectral_kappa,
+            1e-6,
+            0.0,
+        );
+        assert_eq!(kv[&k("steps")], LOGISTIC_STEPS.to_string());
+    }
+    // standardized inputs: a far better conditioned Hessian and a lower loss in as many steps
+    assert!(num(&kv, "std_adam_kappa_H") * 1000.0 < num(&kv, "raw_adam_kappa_H"));
+    assert!(num(&kv, "std_adam_loss") < num(&kv, "raw_adam_loss"));
+    assert!(num(&kv, "std_adam_accuracy") > 0.97);
+    // the wrapper turns a failing call into an exception carrying the library's message
+    assert_eq!(kv["exception_status"], "PRECOND_INVALID_ARGUMENT");
+    assert!(kv["exception_message"].contains("`lr`"));
+}
+
+// ---------------------------------------------------------------- valgrind
+
+#[test]
+fn valgrind_quadratic() {
+    valgrind("quadratic", &[]);
+}
+
+#[test]
+fn valgrind_error_paths() {
+    valgrind("errors", &[]);
+}
+
+#[test]
+fn valgrind_logistic() {
+    let data_path = root().join("data/breast_cancer.csv");
+    valgrind("logistic", &[data_path.to_str().expect("path"), "40"]);
+}
+
+// ---------------------------------------------------------------- install + pkg-config
+
+#[test]
+fn install_and_pkg_config() {
+    let b = built();
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ffi-install");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let prefix = tmp.join("prefix");
+    make(
+        &["install", &format!("PREFIX={}", prefix.display())],
+        &b.build,
+        &b.libdir,
+    );
+    for f in [
+        "lib/libprecond.a",
+        "lib/libprecond.so",
+        "include/precond.h",
+        "include/precond.hpp",
+        "lib/pkgconfig/precond.pc",
+    ] {
+        assert!(prefix.join(f).exists(), "{f} not installed");
+    }
+    let pc = std::fs::read_to_string(prefix.join("lib/pkgconfig/precond.pc")).expect("pc");
+    assert!(pc.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))), "{pc}");
+    let pkg_config = Command::new("pkg-config")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !pkg_config {
+        eprintln!("pkg-config not installed: skipping the build against the installed library");
+        return;
+    }
+    // build one example against the installed library, found through pkg-config only
+    let build = tmp.join("build");
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(root().join("ffi-examples"))
+        .arg(format!("BUILD={}", build.display()))
+        .arg("PKG_CONFIG_PRECOND=1")
+        .arg(build.join("quadratic"))
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+        .output()
+        .expect("make");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(build.join("quadratic")).output().expect("run");
+    assert!(run.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        self::run("quadratic", &[])
+    );
+}

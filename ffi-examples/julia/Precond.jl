@@ -1,0 +1,375 @@
+"""
+    Precond
+
+Julia bindings of the precond C library (`precond.h`) through `ccall`: optimizers whose diagonal
+preconditioner is observable, and conditioning diagnostics (THEORY.md sections 1-6).
+
+Set `ENV["PRECOND_LIB"]` to the path of `libprecond.so` (or `libprecond_ffi.so`) before loading
+the module; the default is `libprecond` on the library search path.
+
+- Handles are mutable structs with finalizers (`Optimizer`); `close(opt)` frees early.
+- Every failing call throws a `PrecondError` carrying the status code and the library's message
+  (taken from the handle for optimizer calls: Julia tasks migrate between threads, so the
+  per-handle message is the reliable one).
+- Matrices are Julia (column-major) arrays and are passed with `PRECOND_COL_MAJOR`.
+"""
+module Precond
+
+export PrecondError, Optimizer, OptimizerConfig, default_config, step!, lr, set_lr!,
+       current_lr, preconditioner, step_count, save_state, load_state!, reset!,
+       cond2, sym_eigenvalues, preconditioned_cond_diag, row_equilibrate, col_equilibrate,
+       cond_estimate, dataset_kappa, version
+
+const libprecond = get(ENV, "PRECOND_LIB", "libprecond")
+
+# status codes (precond_status_t)
+const PRECOND_OK = Cint(0)
+const PRECOND_NULL_POINTER = Cint(1)
+const PRECOND_INVALID_ARGUMENT = Cint(2)
+const PRECOND_DIMENSION_MISMATCH = Cint(3)
+const PRECOND_NON_FINITE = Cint(4)
+const PRECOND_NUMERICAL_FAILURE = Cint(5)
+const PRECOND_PARSE_ERROR = Cint(6)
+const PRECOND_INTERNAL_PANIC = Cint(7)
+const PRECOND_INVALID_STATE = Cint(8)
+
+# precond_layout_t, precond_estimate_method_t, precond_optimizer_kind_t
+const PRECOND_ROW_MAJOR = Cint(0)
+const PRECOND_COL_MAJOR = Cint(1)
+const PRECOND_ESTIMATE_LU = Cint(0)
+const PRECOND_ESTIMATE_SPD = Cint(1)
+const PRECOND_SGD = Cint(0)
+const PRECOND_GD = Cint(1)
+const PRECOND_ADAGRAD = Cint(2)
+const PRECOND_RMSPROP = Cint(3)
+const PRECOND_ADAM = Cint(4)
+const PRECOND_ADAMW = Cint(5)
+const PRECOND_PRECOND_GD = Cint(6)
+
+"""A failed call: status code, its name and the library's message naming the problem."""
+struct PrecondError <: Exception
+    status::Cint
+    name::String
+    message::String
+end
+
+Base.showerror(io::IO, e::PrecondError) = print(io, "PrecondError(", e.name, "): ", e.message)
+
+status_name(st::Cint) =
+    unsafe_string(ccall((:precond_status_name, libprecond), Cstring, (Cint,), st))
+
+function check(st::Cint)
+    st == PRECOND_OK && return nothing
+    msg = unsafe_string(ccall((:precond_last_error, libprecond), Cstring, ()))
+    throw(PrecondError(st, status_name(st), msg))
+end
+
+"""The library version string."""
+version() = unsafe_string(ccall((:precond_version, libprecond), Cstring, ()))
+
+"""The library version as MAJOR * 10000 + MINOR * 100 + PATCH."""
+version_number() = ccall((:precond_version_number, libprecond), UInt32, ())
+
+"""Clears this thread's last error message."""
+clear_last_error() = ccall((:precond_clear_last_error, libprecond), Cvoid, ())
+
+# ---------------------------------------------------------------- C structs (same field order)
+
+struct Cond2
+    sigma_max::Cdouble
+    sigma_min::Cdouble
+    kappa::Cdouble
+    rank_deficient::Int32
+end
+
+struct Spectrum
+    lambda_min::Cdouble
+    lambda_max::Cdouble
+    kappa::Cdouble
+    smallest_positive::Cdouble
+    kappa_positive::Cdouble
+    rel_tol::Cdouble
+    positive_definite::Int32
+    has_positive::Int32
+end
+
+struct PreconditionedCond
+    spectral_kappa::Cdouble
+    lambda_min::Cdouble
+    lambda_max::Cdouble
+    row_scaled_kappa2::Cdouble
+    positive_definite::Int32
+end
+
+struct CondEstimate
+    kappa1_estimate::Cdouble
+    norm1::Cdouble
+    inv_norm1_estimate::Cdouble
+    solves::Csize_t
+end
+
+struct DatasetKappa
+    kappa_raw::Cdouble
+    kappa_centred::Cdouble
+    kappa_standardized::Cdouble
+    kappa_min_max::Cdouble
+    kappa_van_der_sluis::Cdouble
+    sqrt_d_plus_1::Cdouble
+end
+
+"""Typed optimizer configuration (`precond_optimizer_config_t`); start from `default_config`."""
+struct OptimizerConfig
+    kind::Int32
+    lr::Cdouble
+    beta1::Cdouble
+    beta2::Cdouble
+    eps::Cdouble
+    weight_decay::Cdouble
+    momentum::Cdouble
+    dampening::Cdouble
+    alpha::Cdouble
+    lr_decay::Cdouble
+    initial_accumulator_value::Cdouble
+    amsgrad::Int32
+    nesterov::Int32
+    centered::Int32
+    maximize::Int32
+    skip_nonfinite::Int32
+    diag_preconditioner::Ptr{Cdouble}
+    diag_preconditioner_len::Csize_t
+end
+
+# ---------------------------------------------------------------- diagnostics
+
+"""2-norm condition number κ(A) = σ_max/σ_min of a matrix."""
+function cond2(A::AbstractMatrix{<:Real})
+    a = Matrix{Float64}(A)
+    out = Ref{Cond2}()
+    check(ccall((:precond_cond2, libprecond), Cint,
+                (Ptr{Cdouble}, Csize_t, Csize_t, Cint, Ref{Cond2}),
+                a, size(a, 1), size(a, 2), PRECOND_COL_MAJOR, out))
+    return out[]
+end
+
+"""Ascending eigenvalues of a symmetric matrix and its `Spectrum` summary."""
+function sym_eigenvalues(H::AbstractMatrix{<:Real})
+    h = Matrix{Float64}(H)
+    n = size(h, 1)
+    ev = Vector{Float64}(undef, n)
+    summary = Ref{Spectrum}()
+    check(ccall((:precond_sym_eigenvalues, libprecond), Cint,
+                (Ptr{Cdouble}, Csize_t, Cint, Ptr{Cdouble}, Csize_t, Ref{Spectrum}),
+                h, n, PRECOND_COL_MAJOR, ev, length(ev), summary))
+    return ev, summary[]
+end
+
+"""κ(P^{1/2} H P^{1/2}) and κ(P H) for the diagonal preconditioner P = diag(p)."""
+function preconditioned_cond_diag(H::AbstractMatrix{<:Real}, p::AbstractVector{<:Real})
+    h = Matrix{Float64}(H)
+    pv = Vector{Float64}(p)
+    out = Ref{PreconditionedCond}()
+    check(ccall((:precond_preconditioned_cond_diag, libprecond), Cint,
+                (Ptr{Cdouble}, Csize_t, Cint, Ptr{Cdouble}, Csize_t, Ref{PreconditionedCond}),
+                h, size(h, 1), PRECOND_COL_MAJOR, pv, length(pv), out))
+    return out[]
+end
+
+"""Row equilibration: `(d, diag(d) * A)` with d_i = 1/‖a_i‖ (Theorem 2)."""
+function row_equilibrate(A::AbstractMatrix{<:Real})
+    a = Matrix{Float64}(A)
+    d = Vector{Float64}(undef, size(a, 1))
+    scaled = similar(a)
+    check(ccall((:precond_row_equilibrate, libprecond), Cint,
+                (Ptr{Cdouble}, Csize_t, Csize_t, Cint, Ptr{Cdouble}, Csize_t, Ptr{Cdouble},
+                 Csize_t),
+                a, size(a, 1), size(a, 2), PRECOND_COL_MAJOR, d, length(d), scaled,
+                length(scaled)))
+    return d, scaled
+end
+
+"""Column equilibration: `(d, A * diag(d))` with d_j = 1/‖a^j‖."""
+function col_equilibrate(A::AbstractMatrix{<:Real})
+    a = Matrix{Float64}(A)
+    d = Vector{Float64}(undef, size(a, 2))
+    scaled = similar(a)
+    check(ccall((:precond_col_equilibrate, libprecond), Cint,
+                (Ptr{Cdouble}, Csize_t, Csize_t, Cint, Ptr{Cdouble}, Csize_t, Ptr{Cdouble},
+                 Csize_t),
+                a, size(a, 1), size(a, 2), PRECOND_COL_MAJOR, d, length(d), scaled,
+                length(scaled)))
+    return d, scaled
+end
+
+"""The cheap 1-norm condition estimate (LU, or Cholesky with `spd = true`)."""
+function cond_estimate(A::AbstractMatrix{<:Real}; spd::Bool = false)
+    a = Matrix{Float64}(A)
+    out = Ref{CondEstimate}()
+    check(ccall((:precond_cond_estimate, libprecond), Cint,
+                (Ptr{Cdouble}, Csize_t, Cint, Cint, Ref{CondEstimate}),
+                a, size(a, 1), PRECOND_COL_MAJOR,
+                spd ? PRECOND_ESTIMATE_SPD : PRECOND_ESTIMATE_LU, out))
+    return out[]
+end
+
+"""κ of the extended data matrix raw / centred / standardized / min-max / Van der Sluis
+(Theorem 6); `X` has one row per sample."""
+function dataset_kappa(X::AbstractMatrix{<:Real})
+    x = Matrix{Float64}(X)
+    out = Ref{DatasetKappa}()
+    check(ccall((:precond_dataset_kappa, libprecond), Cint,
+                (Ptr{Cdouble}, Csize_t, Csize_t, Cint, Ref{DatasetKappa}),
+                x, size(x, 1), size(x, 2), PRECOND_COL_MAJOR, out))
+    return out[]
+end
+
+# ---------------------------------------------------------------- optimizers
+
+"""torch's defaults for an optimizer kind (`PRECOND_ADAM`, ...)."""
+function default_config(kind::Integer)
+    out = Ref{OptimizerConfig}()
+    check(ccall((:precond_optimizer_config_init, libprecond), Cint,
+                (Cint, Ref{OptimizerConfig}), kind, out))
+    return out[]
+end
+
+"""
+    Optimizer(config_json::AbstractString, n_params)
+    Optimizer(config::OptimizerConfig, n_params)
+
+An optimizer over a flat vector of `n_params` parameters (freed by its finalizer or `close`).
+Not to be used by two tasks at the same time.
+"""
+mutable struct Optimizer
+    ptr::Ptr{Cvoid}
+    n_params::Int
+
+    function Optimizer(config_json::AbstractString, n_params::Integer)
+        out = Ref{Ptr{Cvoid}}(C_NULL)
+        check(ccall((:precond_optimizer_new_json, libprecond), Cint,
+                    (Cstring, Csize_t, Ref{Ptr{Cvoid}}), config_json, n_params, out))
+        return finalizer(close, new(out[], n_params))
+    end
+
+    function Optimizer(config::OptimizerConfig, n_params::Integer)
+        out = Ref{Ptr{Cvoid}}(C_NULL)
+        check(ccall((:precond_optimizer_new, libprecond), Cint,
+                    (Ref{OptimizerConfig}, Csize_t, Ref{Ptr{Cvoid}}), config, n_params, out))
+        return finalizer(close, new(out[], n_params))
+    end
+end
+
+"""Frees the handle now (idempotent; the finalizer calls it too)."""
+function Base.close(o::Optimizer)
+    if o.ptr != C_NULL
+        ccall((:precond_optimizer_free, libprecond), Cvoid, (Ptr{Cvoid},), o.ptr)
+        o.ptr = C_NULL
+    end
+    return nothing
+end
+
+function handle(o::Optimizer)
+    o.ptr == C_NULL && throw(PrecondError(PRECOND_NULL_POINTER, "PRECOND_NULL_POINTER",
+                                          "the optimizer was closed"))
+    return o.ptr
+end
+
+function check(o::Optimizer, st::Cint)
+    st == PRECOND_OK && return nothing
+    msg = unsafe_string(ccall((:precond_optimizer_last_error, libprecond), Cstring,
+                              (Ptr{Cvoid},), o.ptr))
+    throw(PrecondError(st, status_name(st), msg))
+end
+
+"""One optimizer step: `params` updated in place from `grads`."""
+function step!(o::Optimizer, params::Vector{Float64}, grads::Vector{Float64})
+    length(params) == length(grads) ||
+        throw(DimensionMismatch("params has $(length(params)), grads $(length(grads))"))
+    check(o, ccall((:precond_optimizer_step_f64, libprecond), Cint,
+                   (Ptr{Cvoid}, Ptr{Cdouble}, Ptr{Cdouble}, Csize_t),
+                   handle(o), params, grads, length(params)))
+    return params
+end
+
+function step!(o::Optimizer, params::Vector{Float32}, grads::Vector{Float32})
+    length(params) == length(grads) ||
+        throw(DimensionMismatch("params has $(length(params)), grads $(length(grads))"))
+    check(o, ccall((:precond_optimizer_step_f32, libprecond), Cint,
+                   (Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}, Csize_t),
+                   handle(o), params, grads, length(params)))
+    return params
+end
+
+"""Base learning rate."""
+function lr(o::Optimizer)
+    v = Ref{Cdouble}(0.0)
+    check(o, ccall((:precond_optimizer_get_lr, libprecond), Cint,
+                   (Ptr{Cvoid}, Ref{Cdouble}), handle(o), v))
+    return v[]
+end
+
+"""Learning rate of the next step (through the schedule)."""
+function current_lr(o::Optimizer)
+    v = Ref{Cdouble}(0.0)
+    check(o, ccall((:precond_optimizer_current_lr, libprecond), Cint,
+                   (Ptr{Cvoid}, Ref{Cdouble}), handle(o), v))
+    return v[]
+end
+
+"""Sets the base learning rate."""
+function set_lr!(o::Optimizer, value::Real)
+    check(o, ccall((:precond_optimizer_set_lr, libprecond), Cint,
+                   (Ptr{Cvoid}, Cdouble), handle(o), value))
+    return o
+end
+
+"""Number of parameters, as the library reports it."""
+function n_params(o::Optimizer)
+    v = Ref{Csize_t}(0)
+    check(o, ccall((:precond_optimizer_n_params, libprecond), Cint,
+                   (Ptr{Cvoid}, Ref{Csize_t}), handle(o), v))
+    return Int(v[])
+end
+
+"""Steps taken."""
+function step_count(o::Optimizer)
+    v = Ref{UInt64}(0)
+    check(o, ccall((:precond_optimizer_step_count, libprecond), Cint,
+                   (Ptr{Cvoid}, Ref{UInt64}), handle(o), v))
+    return Int(v[])
+end
+
+"""The current diagonal preconditioner P_k (learning rate kept outside)."""
+function preconditioner(o::Optimizer)
+    p = Vector{Float64}(undef, o.n_params)
+    check(o, ccall((:precond_optimizer_preconditioner, libprecond), Cint,
+                   (Ptr{Cvoid}, Ptr{Cdouble}, Csize_t), handle(o), p, length(p)))
+    return p
+end
+
+"""The optimizer state as bytes."""
+function save_state(o::Optimizer)
+    size = Ref{Csize_t}(0)
+    check(o, ccall((:precond_optimizer_state_size, libprecond), Cint,
+                   (Ptr{Cvoid}, Ref{Csize_t}), handle(o), size))
+    buf = Vector{UInt8}(undef, size[])
+    written = Ref{Csize_t}(0)
+    check(o, ccall((:precond_optimizer_save_state, libprecond), Cint,
+                   (Ptr{Cvoid}, Ptr{UInt8}, Csize_t, Ref{Csize_t}),
+                   handle(o), buf, length(buf), written))
+    return resize!(buf, written[])
+end
+
+"""Loads a saved state; on error the optimizer is unchanged."""
+function load_state!(o::Optimizer, state::Vector{UInt8})
+    check(o, ccall((:precond_optimizer_load_state, libprecond), Cint,
+                   (Ptr{Cvoid}, Ptr{UInt8}, Csize_t), handle(o), state, length(state)))
+    return o
+end
+
+"""Forgets moments, accumulators and the step count."""
+function reset!(o::Optimizer)
+    check(o, ccall((:precond_optimizer_reset, libprecond), Cint, (Ptr{Cvoid},), handle(o)))
+    return o
+end
+
+end # module
