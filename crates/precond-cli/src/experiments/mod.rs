@@ -3,6 +3,7 @@
 //! To add an experiment: write `src/experiments/<id>.rs` with a unit struct implementing
 //! [`Experiment`](crate::report::Experiment), declare the module here and add it to [`registry`].
 
+mod adaptive;
 mod change_of_variables;
 mod common;
 mod gd_rate;
@@ -17,6 +18,7 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(gd_rate::GdRate),
         Box::new(change_of_variables::ChangeOfVariables),
         Box::new(van_der_sluis::VanDerSluisExperiment),
+        Box::new(adaptive::Adaptive),
         Box::new(input_normalization::InputNormalization),
     ]
 }
