@@ -144,3 +144,38 @@ pub fn drop_constant_rows(x: &Mat<f64>) -> Mat<f64> {
         .collect();
     Mat::from_fn(keep.len(), x.ncols(), |i, c| x[(keep[i], c)])
 }
+
+/// Runs `steps` full-batch steps of the optimizer `cfg` on `obj` from `x` (updated in place),
+/// returning the objective value at every iterate (`steps + 1` entries; fewer if it became
+/// non-finite) and the optimizer (for its final `P_k`). `on_step(k, x_k)` sees every iterate.
+pub fn optimize(
+    id: &'static str,
+    obj: &dyn precond_optim::Objective,
+    cfg: &precond_optim::OptimizerConfig,
+    x: &mut [f64],
+    steps: usize,
+    on_step: &mut dyn FnMut(usize, &[f64]),
+) -> Result<(Vec<f64>, precond_optim::Optimizer), CliError> {
+    let n = obj.dim();
+    let mut opt = cfg.build(n).map_err(lerr(id))?;
+    let mut g = vec![0.0; n];
+    let mut loss = Vec::with_capacity(steps + 1);
+    for k in 0..=steps {
+        let f = obj.value_grad(x, &mut g);
+        loss.push(f);
+        on_step(k, x);
+        if !f.is_finite() || k == steps {
+            break;
+        }
+        opt.step_f64(x, &g).map_err(lerr(id))?;
+    }
+    Ok((loss, opt))
+}
+
+/// Symmetric matrix `diag(s) H diag(s) + λ·diag(t)` (`t` = ones or `s²`), for Theorem 3.
+pub fn scaled_plus(h: &Mat<f64>, s: &[f64], lambda: f64, t: &[f64]) -> Mat<f64> {
+    let n = s.len();
+    Mat::from_fn(n, n, |i, j| {
+        s[i] * h[(i, j)] * s[j] + if i == j { lambda * t[i] } else { 0.0 }
+    })
+}
