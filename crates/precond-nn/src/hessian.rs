@@ -250,13 +250,16 @@ pub fn weighted_gram(abar: MatRef<'_, f64>, d: &[f64]) -> Mat<f64> {
 /// [`LinearOperator`] `v ↦ H v` (so `precond_linalg::lanczos_extremes` gives its extreme
 /// eigenvalues and `κ`).
 ///
-/// `H v` is the central difference of exact gradients `(∇L(θ + h v) − ∇L(θ − h v))/(2h)` with
-/// `h = ε^{1/3} max(1, ‖θ‖_∞)/‖v‖_∞` (error `O(h²)` truncation plus `O(ε/h)` rounding, relative).
+/// [`LinearOperator::apply`] is **exact**: Pearlmutter's R-operator
+/// ([`Mlp::hessian_vector_product`]) on a forward pass computed once at construction, about one
+/// forward and one backward pass per application.
+/// [`HessianOperator::apply_finite_difference`] is the central difference of exact gradients
+/// `(∇L(θ + h v) − ∇L(θ − h v))/(2h)`, `h = ε^{1/3} max(1, ‖θ‖_∞)/‖v‖_∞`, kept as a cross-check.
+///
 /// The function differentiated: in [`Mode::Train`], BatchNorm layers configured with
 /// [`StatsGradient::Full`] use batch statistics (the true batch-loss Hessian), layers with
-/// [`StatsGradient::Constant`] are frozen at the statistics of `θ`; in [`Mode::Eval`] running
-/// averages; in [`Mode::Frozen`] the given statistics. Each application costs two forward and two
-/// backward passes.
+/// [`StatsGradient::Constant`] are frozen at the statistics of `θ` (so the operator is symmetric);
+/// in [`Mode::Eval`] running averages; in [`Mode::Frozen`] the given statistics.
 #[derive(Debug, Clone)]
 pub struct HessianOperator<'a> {
     mlp: &'a Mlp,
@@ -264,6 +267,7 @@ pub struct HessianOperator<'a> {
     x: Mat<f64>,
     targets: Targets,
     stats: Option<Vec<Option<NormStats>>>,
+    forward: crate::mlp::Forward,
 }
 
 impl<'a> HessianOperator<'a> {
@@ -304,12 +308,20 @@ impl<'a> HessianOperator<'a> {
             Mode::Eval => None,
             Mode::Frozen(s) => Some(s.to_vec()),
         };
+        let forward = {
+            let m = match &stats {
+                None => Mode::Eval,
+                Some(s) => Mode::Frozen(s),
+            };
+            mlp.forward(params, x, m)?
+        };
         Ok(Self {
             mlp,
             params: params.to_vec(),
             x: x.to_owned(),
             targets: targets.clone(),
             stats,
+            forward,
         })
     }
 
@@ -352,6 +364,15 @@ impl LinearOperator for HessianOperator<'_> {
     }
 
     fn apply(&self, v: &[f64], y: &mut [f64]) {
+        self.mlp
+            .hvp_impl(&self.params, &self.forward, &self.targets, v, y);
+    }
+}
+
+impl HessianOperator<'_> {
+    /// `H v` by central differences of exact gradients (see the type docs); `v` and `y` have
+    /// length [`LinearOperator::dim`].
+    pub fn apply_finite_difference(&self, v: &[f64], y: &mut [f64]) {
         let vmax = v.iter().fold(0.0f64, |m, a| m.max(a.abs()));
         if vmax == 0.0 {
             y.iter_mut().for_each(|a| *a = 0.0);

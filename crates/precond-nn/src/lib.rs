@@ -15,6 +15,7 @@ mod input_norm;
 mod layer_norm;
 mod loss;
 mod mlp;
+mod rop;
 mod train;
 
 pub use activation::{Activation, sigmoid, softplus};

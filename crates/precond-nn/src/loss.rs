@@ -223,6 +223,45 @@ impl Loss {
         total * inv_n
     }
 
+    /// Directional derivative of the gradient [`Loss::value_and_grad`] writes: for a tangent
+    /// `R{O}` of the outputs, writes `R{dL/dO} = (1/N) ∇²_o ℓ_n · R{o_n}` per column (the
+    /// Gauss–Newton part of Pearlmutter's R-operator): MSE `R{o}/N`, BCE `σ'(o) R{o}/N`,
+    /// softmax `p ⊙ (R{o} − pᵀR{o})/N`.
+    pub(crate) fn grad_tangent(
+        self,
+        out: MatRef<'_, f64>,
+        r_out: MatRef<'_, f64>,
+        mut r_grad: MatMut<'_, f64>,
+    ) {
+        let (k, n_samples) = (out.nrows(), out.ncols());
+        let inv_n = 1.0 / n_samples as f64;
+        for n in 0..n_samples {
+            match self {
+                Loss::Mse => {
+                    for j in 0..k {
+                        r_grad[(j, n)] = r_out[(j, n)] * inv_n;
+                    }
+                }
+                Loss::BceWithLogits => {
+                    for j in 0..k {
+                        let s = sigmoid(out[(j, n)]);
+                        r_grad[(j, n)] = s * (1.0 - s) * r_out[(j, n)] * inv_n;
+                    }
+                }
+                Loss::SoftmaxCrossEntropy => {
+                    let lse = log_sum_exp(out, n);
+                    let pr: f64 = (0..k)
+                        .map(|j| (out[(j, n)] - lse).exp() * r_out[(j, n)])
+                        .sum();
+                    for j in 0..k {
+                        let p = (out[(j, n)] - lse).exp();
+                        r_grad[(j, n)] = p * (r_out[(j, n)] - pr) * inv_n;
+                    }
+                }
+            }
+        }
+    }
+
     /// `∂²ℓ_n/∂o_{j,n}²`: the diagonal of the per-sample output Hessian, the `D` of Theorem 5 for
     /// an output unit with identity activation: `1` for MSE, `σ(o)(1 − σ(o))` for BCE,
     /// `p_j(1 − p_j)` for softmax cross-entropy.

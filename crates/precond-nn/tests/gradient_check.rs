@@ -181,6 +181,40 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The exact R-operator Hessian-vector product against central differences of exact
+    /// gradients, over the same random architectures.
+    #[test]
+    fn r_operator_hvp_matches_finite_differences(c in case()) {
+        let (mlp, params, x, t) = build(&c);
+        let mode = [Mode::Train, Mode::Eval][(c.mode % 2) as usize];
+        let fwd = mlp.forward(&params, x.as_ref(), mode).expect("forward");
+        prop_assume!(relu_margin(&mlp, &fwd) > 1e-3);
+        let op = HessianOperator::new(&mlp, &params, x.as_ref(), &t, mode).expect("op");
+        let v: Vec<f64> = randn(params.len(), 1, c.seed ^ 0x99).col(0).iter().copied().collect();
+        let mut exact = vec![0.0; params.len()];
+        let mut fd = vec![0.0; params.len()];
+        precond_linalg::LinearOperator::apply(&op, &v, &mut exact);
+        op.apply_finite_difference(&v, &mut fd);
+        let scale = 1.0 + exact.iter().fold(0.0f64, |m, a| m.max(a.abs()));
+        for (i, (a, b)) in exact.iter().zip(&fd).enumerate() {
+            prop_assert!((a - b).abs() <= 1e-6 * scale, "component {}: R-op {} vs fd {}", i, a, b);
+        }
+        // the public entry point agrees with the operator where no statistics are frozen
+        let plain = mlp.config().layers.iter().all(|s| !matches!(s.norm,
+            Normalization::BatchNorm(b) if b.stats_gradient == StatsGradient::Constant));
+        if plain || matches!(mode, Mode::Eval) {
+            let mut hv = vec![0.0; params.len()];
+            mlp.hessian_vector_product(&params, x.as_ref(), &t, mode, &v, &mut hv).expect("hvp");
+            for (a, b) in hv.iter().zip(&exact) {
+                prop_assert!((a - b).abs() <= 1e-12 * scale);
+            }
+        }
+    }
+}
+
 #[test]
 fn layout_groups_kinds_contiguously() {
     let bn = Normalization::BatchNorm(BatchNormSpec::default());

@@ -278,6 +278,20 @@ fn network_hvp_matches_second_differences_of_the_loss() {
     let op = HessianOperator::new(&mlp, &p, x.as_ref(), &t, Mode::Train).expect("op");
     let dense = op.to_dense();
     let fd = loss_fd_hessian(&mlp, &p, &x, &t, Mode::Train);
+    // finite differences of gradients give the same matrix
+    let n = op.dim();
+    let mut col = vec![0.0; n];
+    for j in 0..n {
+        let mut e = vec![0.0; n];
+        e[j] = 1.0;
+        op.apply_finite_difference(&e, &mut col);
+        for i in 0..n {
+            assert!(
+                (col[i] - dense[(i, j)]).abs() <= 1e-6 * (1.0 + max_abs(&dense)),
+                "({i},{j})"
+            );
+        }
+    }
     let scale = 1.0 + max_abs(&fd);
     let err = max_abs(&(&dense - &fd));
     assert!(err <= 1e-5 * scale, "HVP vs loss second differences: {err}");
@@ -578,4 +592,93 @@ fn hessian_errors() {
             .is_infinite()
     );
     assert!(row_scaled(x.as_ref(), &[1.0]).is_err());
+}
+
+#[test]
+fn lanczos_on_the_network_hessian_matches_dense_eigenvalues() {
+    use precond_linalg::{LanczosOptions, lanczos_extremes};
+    // logistic regression on breast_cancer: raw vs standardized inputs (Theorem 5 + 6 in action)
+    let ds = Dataset::builtin("breast_cancer").expect("data");
+    let mlp = net(
+        30,
+        vec![LayerSpec {
+            width: 1,
+            activation: Activation::Identity,
+            norm: Normalization::None,
+        }],
+        Loss::BceWithLogits,
+    );
+    let p = vec![0.0; mlp.layout().len()];
+    let (_, xs) = InputTransform::fit_apply(ds.x.as_ref(), InputScaling::Standardize).expect("std");
+    let mut kappas = Vec::new();
+    for x in [ds.x.clone(), xs] {
+        let op = HessianOperator::new(&mlp, &p, x.as_ref(), &ds.targets, Mode::Train).expect("op");
+        let dense = op.to_dense();
+        let ev = dense
+            .self_adjoint_eigenvalues(faer::Side::Lower)
+            .expect("eig");
+        let lz = lanczos_extremes(&op, LanczosOptions::default()).expect("lanczos");
+        let (lmin, lmax) = (ev[0], ev[ev.len() - 1]);
+        assert!(
+            (lz.lambda_max - lmax).abs() <= 1e-8 * lmax,
+            "{} vs {lmax}",
+            lz.lambda_max
+        );
+        assert!(
+            (lz.lambda_min - lmin).abs() <= 1e-6 * lmin.abs().max(1e-12 * lmax),
+            "{} vs {lmin}",
+            lz.lambda_min
+        );
+        kappas.push(lmax / lmin);
+        // at θ = 0, ŷ = 1/2, so D = I/4 and H = X̄X̄ᵀ/(4N) exactly
+        let xb = extended(x.as_ref());
+        let want = weighted_gram(xb.as_ref(), &vec![0.25; x.ncols()]);
+        let perm = |k: usize| if k == 30 { 0 } else { k + 1 };
+        for i in 0..31 {
+            for j in 0..31 {
+                assert!(
+                    (dense[(i, j)] - want[(perm(i), perm(j))]).abs() <= 1e-12 * want.norm_max()
+                );
+            }
+        }
+    }
+    assert!(
+        kappas[1] * 1e6 < kappas[0],
+        "standardization: κ(H) {:e} -> {:e}",
+        kappas[0],
+        kappas[1]
+    );
+
+    // a hidden-layer network with BatchNorm: Lanczos extremes vs the dense spectrum
+    let layers = vec![
+        LayerSpec {
+            width: 6,
+            activation: Activation::Tanh,
+            norm: Normalization::BatchNorm(BatchNormSpec::default()),
+        },
+        LayerSpec {
+            width: 3,
+            activation: Activation::Identity,
+            norm: Normalization::None,
+        },
+    ];
+    let wine = Dataset::builtin("wine").expect("wine");
+    let (_, xw) =
+        InputTransform::fit_apply(wine.x.as_ref(), InputScaling::Standardize).expect("std");
+    let mlp = net(13, layers, Loss::SoftmaxCrossEntropy);
+    let p = perturbed_params(&mlp, 61, 0.1);
+    let op = HessianOperator::new(&mlp, &p, xw.as_ref(), &wine.targets, Mode::Train).expect("op");
+    let ev = op
+        .to_dense()
+        .self_adjoint_eigenvalues(faer::Side::Lower)
+        .expect("eig");
+    let lz = lanczos_extremes(&op, LanczosOptions::default()).expect("lanczos");
+    let top = ev[ev.len() - 1];
+    assert!((lz.lambda_max - top).abs() <= 1e-8 * top);
+    assert!(
+        (lz.lambda_min - ev[0]).abs() <= 1e-6 * top,
+        "{} vs {}",
+        lz.lambda_min,
+        ev[0]
+    );
 }
