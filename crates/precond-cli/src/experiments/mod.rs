@@ -8,6 +8,7 @@ mod change_of_variables;
 mod common;
 mod gd_rate;
 mod input_normalization;
+mod regularization_l1;
 mod regularization_l2;
 mod van_der_sluis;
 
@@ -21,6 +22,7 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(van_der_sluis::VanDerSluisExperiment),
         Box::new(adaptive::Adaptive),
         Box::new(regularization_l2::RegularizationL2),
+        Box::new(regularization_l1::RegularizationL1),
         Box::new(input_normalization::InputNormalization),
     ]
 }
