@@ -287,7 +287,8 @@ pub fn fused_step<T: Float, U: ElementUpdate<T>>(
 /// Index of the first non-finite value, if any: a vectorizable reduction in blocks, then a scan
 /// of the offending block.
 pub fn first_nonfinite<T: Float>(g: &[T], par_threshold: usize) -> Option<usize> {
-    fn block_ok<T: Float>(b: &[T]) -> bool {
+    #[inline(always)]
+    fn block_ok_impl<T: Float>(b: &[T]) -> bool {
         // An OR-reduction of comparisons (no early exit), which LLVM vectorizes.
         let mut bad = false;
         for &v in b {
@@ -295,6 +296,21 @@ pub fn first_nonfinite<T: Float>(g: &[T], par_threshold: usize) -> Option<usize>
         }
         !bad
     }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn block_ok_avx2<T: Float>(b: &[T]) -> bool {
+        block_ok_impl(b)
+    }
+    let avx2 = SimdLevel::detect() == SimdLevel::Avx2;
+    let block_ok = |b: &[T]| -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: AVX2 support was detected at run time.
+            return unsafe { block_ok_avx2(b) };
+        }
+        let _ = avx2;
+        block_ok_impl(b)
+    };
     const BLOCK: usize = 4096;
     let find = |start: usize, part: &[T]| -> Option<usize> {
         for (bi, b) in part.chunks(BLOCK).enumerate() {

@@ -1,0 +1,153 @@
+//! One optimizer step of every `precond-optim` optimizer at n = 1e3 … 1e7, f32 and f64, with a
+//! STREAM-like copy/triad baseline measured in the same run (the memory-bandwidth bound), the
+//! baseline-vs-AVX2 loop versions, and the serial-vs-rayon crossover used for `PAR_THRESHOLD`.
+//!
+//! Run: `cargo bench --bench optim_step` (a few minutes); summarize with
+//! `python3 benches/peers/summarize_criterion.py`. Peer numbers: `benches/peers/optim_peers.py`.
+
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
+use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use precond::optim::{OptimizerConfig, SimdLevel, StepFloat};
+use std::time::Duration;
+
+const OPTIMIZERS: &[(&str, &str)] = &[
+    ("sgd", r#"{"optimizer": "sgd", "lr": 0.01}"#),
+    ("sgd_momentum", r#"{"optimizer": "sgd", "lr": 0.01, "momentum": 0.9}"#),
+    ("adagrad", r#"{"optimizer": "adagrad"}"#),
+    ("rmsprop", r#"{"optimizer": "rmsprop"}"#),
+    ("adam", r#"{"optimizer": "adam"}"#),
+    ("adamw", r#"{"optimizer": "adamw"}"#),
+    ("adam_prox_l1", r#"{"optimizer": "adam", "regularization": {"kind": "l1", "strength": 1e-4, "space": "intrinsic", "proximal": true}}"#),
+];
+
+fn setup<T: StepFloat>(json: &str, n: usize) -> (precond::optim::Optimizer, Vec<T>, Vec<T>) {
+    let cfg = OptimizerConfig::from_json(json).expect("valid config");
+    let mut opt = cfg.build(n).expect("builds");
+    let x: Vec<T> = (0..n).map(|i| T::from_f64(1.0 + (i % 97) as f64 * 1e-3)).collect();
+    let g: Vec<T> = (0..n).map(|i| T::from_f64(((i % 89) as f64 - 44.0) * 1e-3)).collect();
+    let mut xw = x.clone();
+    opt.step(&mut xw, &g).expect("first step"); // allocate state outside the timing
+    (opt, xw, g)
+}
+
+fn config<'a>(c: &'a mut Criterion, name: &str, n: usize) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut grp = c.benchmark_group(format!("{name}_n{n}"));
+    let big = n >= 1_000_000;
+    grp.sample_size(if big { 10 } else { 20 })
+        .warm_up_time(Duration::from_millis(if big { 300 } else { 200 }))
+        .measurement_time(Duration::from_millis(if big { 1500 } else { 500 }));
+    grp.throughput(Throughput::Elements(n as u64));
+    grp
+}
+
+fn bench_steps(c: &mut Criterion) {
+    for n in [1_000usize, 10_000, 100_000, 1_000_000, 10_000_000] {
+        let mut grp = config(c, "step", n);
+        for &(name, json) in OPTIMIZERS {
+            // all optimizers at 1e3/1e5/1e7; the Adam family at every size
+            if !(n == 1_000 || n == 100_000 || n == 10_000_000 || name.starts_with("adam") || name == "sgd") {
+                continue;
+            }
+            let (mut o, mut x, g) = setup::<f32>(json, n);
+            grp.bench_function(BenchmarkId::new(format!("{name}_f32"), n), |b| {
+                b.iter(|| o.step_f32(black_box(&mut x), black_box(&g)).expect("step"))
+            });
+            let (mut o, mut x, g) = setup::<f64>(json, n);
+            grp.bench_function(BenchmarkId::new(format!("{name}_f64"), n), |b| {
+                b.iter(|| o.step_f64(black_box(&mut x), black_box(&g)).expect("step"))
+            });
+        }
+        grp.finish();
+    }
+}
+
+/// STREAM-like copy `a = b` and triad `a = b + s c` (same run, same machine) for the bound.
+fn bench_stream(c: &mut Criterion) {
+    let n = 10_000_000usize;
+    let mut grp = c.benchmark_group("stream_n10000000");
+    grp.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_millis(1500));
+    let b64 = vec![1.0f64; n];
+    let c64 = vec![2.0f64; n];
+    let mut a64 = vec![0.0f64; n];
+    grp.throughput(Throughput::Bytes((2 * 8 * n) as u64));
+    grp.bench_function("copy_f64", |bch| bch.iter(|| a64.copy_from_slice(black_box(&b64))));
+    grp.throughput(Throughput::Bytes((3 * 8 * n) as u64));
+    grp.bench_function("triad_f64", |bch| {
+        bch.iter(|| {
+            let s = black_box(3.0);
+            for ((a, b), c) in a64.iter_mut().zip(&b64).zip(&c64) {
+                *a = b + s * c;
+            }
+        })
+    });
+    // two threads (the optimizer's rayon path uses both cores at this size)
+    grp.throughput(Throughput::Bytes((3 * 8 * n) as u64));
+    let threads = std::thread::available_parallelism().map_or(2, |v| v.get());
+    let chunk = n.div_ceil(threads);
+    grp.bench_function("triad_f64_threads", |bch| {
+        bch.iter(|| {
+            let s = black_box(3.0);
+            std::thread::scope(|sc| {
+                for ((a, b), c) in a64.chunks_mut(chunk).zip(b64.chunks(chunk)).zip(c64.chunks(chunk)) {
+                    sc.spawn(move || {
+                        for ((a, b), c) in a.iter_mut().zip(b).zip(c) {
+                            *a = b + s * c;
+                        }
+                    });
+                }
+            })
+        })
+    });
+    grp.throughput(Throughput::Bytes((2 * 8 * n) as u64));
+    grp.bench_function("copy_f64_threads", |bch| {
+        bch.iter(|| {
+            std::thread::scope(|sc| {
+                for (a, b) in a64.chunks_mut(chunk).zip(b64.chunks(chunk)) {
+                    sc.spawn(move || a.copy_from_slice(b));
+                }
+            })
+        })
+    });
+    grp.finish();
+}
+
+/// Runtime dispatch: the same Adam step compiled for the baseline target vs AVX2+FMA (n = 1e4,
+/// in cache, where the arithmetic is what counts).
+fn bench_dispatch(c: &mut Criterion) {
+    let n = 10_000;
+    let mut grp = config(c, "dispatch", n);
+    for level in [SimdLevel::Baseline, SimdLevel::Avx2] {
+        for (t, json) in [("f32", OPTIMIZERS[4].1), ("f64", OPTIMIZERS[4].1)] {
+            let id = BenchmarkId::new(format!("adam_{t}_{level:?}"), n);
+            if t == "f32" {
+                let (mut o, mut x, g) = setup::<f32>(json, n);
+                o.set_simd_level(level);
+                grp.bench_function(id, |b| b.iter(|| o.step_f32(black_box(&mut x), black_box(&g)).expect("step")));
+            } else {
+                let (mut o, mut x, g) = setup::<f64>(json, n);
+                o.set_simd_level(level);
+                grp.bench_function(id, |b| b.iter(|| o.step_f64(black_box(&mut x), black_box(&g)).expect("step")));
+            }
+        }
+    }
+    grp.finish();
+}
+
+/// Serial vs rayon crossover (sets `PAR_THRESHOLD`).
+fn bench_threshold(c: &mut Criterion) {
+    for n in [1usize << 14, 1 << 15, 1 << 16, 1 << 17, 1 << 18] {
+        let mut grp = config(c, "par", n);
+        for par in [false, true] {
+            let (mut o, mut x, g) = setup::<f32>(OPTIMIZERS[4].1, n);
+            o.set_parallel_threshold(if par { 1 } else { usize::MAX });
+            grp.bench_function(BenchmarkId::new(if par { "adam_f32_rayon" } else { "adam_f32_serial" }, n), |b| {
+                b.iter(|| o.step_f32(black_box(&mut x), black_box(&g)).expect("step"))
+            });
+        }
+        grp.finish();
+    }
+}
+
+criterion_group!(benches, bench_stream, bench_dispatch, bench_threshold, bench_steps);
+criterion_main!(benches);
