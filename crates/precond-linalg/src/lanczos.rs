@@ -148,6 +148,15 @@ pub fn lanczos_extremes<O: LinearOperator + ?Sized>(
     op: &O,
     opts: LanczosOptions,
 ) -> Result<LanczosResult> {
+    lanczos_core(op, opts, [true, true])
+}
+
+/// Lanczos stopping when the requested ends (`[min, max]`) have converged.
+pub(crate) fn lanczos_core<O: LinearOperator + ?Sized>(
+    op: &O,
+    opts: LanczosOptions,
+    want: [bool; 2],
+) -> Result<LanczosResult> {
     let n = op.dim();
     check_dim(n)?;
     if opts.max_iter == 0 {
@@ -201,7 +210,7 @@ pub fn lanczos_extremes<O: LinearOperator + ?Sized>(
         };
         let breakdown = b <= f64::EPSILON * scale.max(f64::MIN_POSITIVE);
         let exhausted = opts.reorthogonalize && j + 1 == n;
-        if breakdown || exhausted || (ok(ext[0]) && ok(ext[1])) {
+        if breakdown || exhausted || ((!want[0] || ok(ext[0])) && (!want[1] || ok(ext[1]))) {
             let exact = breakdown || exhausted;
             return Ok(LanczosResult {
                 lambda_min: ext[0].0,

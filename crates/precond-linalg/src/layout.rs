@@ -125,32 +125,53 @@ pub(crate) fn check_square(a: MatRef<'_, f64>, what: &'static str) -> Result<()>
     check_finite(a, what)
 }
 
-/// Square, finite and symmetric to [`SYMMETRY_RTOL`]; returns the symmetric part.
+/// Square, finite and symmetric to [`SYMMETRY_RTOL`]; returns the symmetric part. The check
+/// and the copy walk `TILE × TILE` blocks so that the transposed reads stay in cache.
 pub(crate) fn symmetric_part(a: MatRef<'_, f64>, what: &'static str) -> Result<Mat<f64>> {
+    const TILE: usize = 64;
     check_square(a, what)?;
     let n = a.nrows();
     let mut amax = 0.0f64;
     for j in 0..n {
+        let c = a.col(j);
         for i in 0..n {
-            amax = amax.max(a[(i, j)].abs());
+            amax = amax.max(c[i].abs());
         }
     }
     let tol = SYMMETRY_RTOL * amax;
-    for j in 0..n {
-        for i in (j + 1)..n {
-            let (l, u) = (a[(i, j)], a[(j, i)]);
-            if (l - u).abs() > tol {
-                return Err(LinalgError::NotSymmetric {
-                    what,
-                    row: j,
-                    col: i,
-                    upper: u,
-                    lower: l,
-                });
+    let mut out = Mat::<f64>::zeros(n, n);
+    let mut first_bad: Option<(usize, usize)> = None;
+    for jb in (0..n).step_by(TILE) {
+        let je = (jb + TILE).min(n);
+        for ib in (jb..n).step_by(TILE) {
+            let ie = (ib + TILE).min(n);
+            for j in jb..je {
+                for i in ib.max(j)..ie {
+                    let (l, u) = (a[(i, j)], a[(j, i)]);
+                    if (l - u).abs() > tol {
+                        // report the bad pair with the smallest (column, row) in column order
+                        let cand = (j, i);
+                        if first_bad.is_none_or(|b| cand < b) {
+                            first_bad = Some(cand);
+                        }
+                    }
+                    let v = 0.5 * (l + u);
+                    out[(i, j)] = v;
+                    out[(j, i)] = v;
+                }
             }
         }
     }
-    Ok(Mat::from_fn(n, n, |i, j| 0.5 * (a[(i, j)] + a[(j, i)])))
+    if let Some((j, i)) = first_bad {
+        return Err(LinalgError::NotSymmetric {
+            what,
+            row: j,
+            col: i,
+            upper: a[(j, i)],
+            lower: a[(i, j)],
+        });
+    }
+    Ok(out)
 }
 
 /// Non-empty and finite vector.

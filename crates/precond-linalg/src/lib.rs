@@ -25,6 +25,7 @@ mod power;
 mod preconditioned;
 mod rates;
 mod spectrum;
+mod sym_cond;
 mod tridiagonal;
 
 pub use condition::{Cond2, RANK_RTOL_FACTOR, cond1, cond2, norm1, singular_values};
@@ -50,6 +51,7 @@ pub use rates::{
     heavy_ball_optimal_rate, observed_rate,
 };
 pub use spectrum::{
-    SymExtremes, SymSpectrum, default_spectrum_rel_tol, sym_cond, sym_extremes, sym_spectrum,
+    SymExtremes, SymSpectrum, default_spectrum_rel_tol, sym_extremes, sym_spectrum,
     sym_spectrum_with_tol,
 };
+pub use sym_cond::{SYM_COND_KRYLOV_MIN_N, SYM_COND_MAX_ITER, SYM_COND_REL_TOL, sym_cond};

@@ -164,23 +164,3 @@ pub fn sym_extremes(h: MatRef<'_, f64>) -> Result<SymExtremes> {
         lambda_max: kth_eigenvalue(&d, &e, n - 1),
     })
 }
-
-/// `κ(H) = λ_max/λ_min` of a symmetric positive definite matrix from [`sym_extremes`] (THEORY.md
-/// §1; the number that sets the GD rate of Theorem 1). Positive definiteness uses the tolerance
-/// of [`sym_spectrum`]: `λ_min > n · ε · max|λ|`.
-///
-/// # Errors
-/// As [`sym_spectrum`], plus [`LinalgError::NotPositiveDefinite`] (with `index = 0` and `value =
-/// λ_min`) when `H` is not positive definite.
-pub fn sym_cond(h: MatRef<'_, f64>) -> Result<f64> {
-    let ex = sym_extremes(h)?;
-    let tau = default_spectrum_rel_tol(h.nrows()) * ex.lambda_min.abs().max(ex.lambda_max.abs());
-    if ex.lambda_min <= tau {
-        return Err(LinalgError::NotPositiveDefinite {
-            what: "symmetric matrix H of sym_cond",
-            index: 0,
-            value: ex.lambda_min,
-        });
-    }
-    Ok(ex.lambda_max / ex.lambda_min)
-}

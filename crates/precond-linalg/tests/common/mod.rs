@@ -17,41 +17,18 @@ pub fn random_mat(m: usize, n: usize, seed: u64) -> Mat<f64> {
     Mat::from_fn(m, n, |_, _| r.random_range(-1.0..1.0))
 }
 
-/// A random orthogonal n×n matrix (modified Gram–Schmidt, twice, on a random matrix).
+/// A random orthogonal n×n matrix (the Q factor of a Householder QR of a random matrix).
 pub fn random_orthogonal(n: usize, seed: u64) -> Mat<f64> {
-    let mut q = random_mat(n, n, seed);
-    for j in 0..n {
-        for _ in 0..2 {
-            for k in 0..j {
-                let c: f64 = (0..n).map(|i| q[(i, k)] * q[(i, j)]).sum();
-                for i in 0..n {
-                    q[(i, j)] -= c * q[(i, k)];
-                }
-            }
-        }
-        let nrm: f64 = (0..n).map(|i| q[(i, j)] * q[(i, j)]).sum::<f64>().sqrt();
-        for i in 0..n {
-            q[(i, j)] /= nrm;
-        }
-    }
-    q
+    random_mat(n, n, seed).qr().compute_Q()
 }
 
-/// Q diag(eigs) Qᵀ for a random orthogonal Q.
+/// Q diag(eigs) Qᵀ for a random orthogonal Q, exactly symmetrized.
 pub fn sym_with_eigs(eigs: &[f64], seed: u64) -> Mat<f64> {
     let n = eigs.len();
     let q = random_orthogonal(n, seed);
-    let mut h = Mat::from_fn(n, n, |i, j| {
-        (0..n).map(|k| q[(i, k)] * eigs[k] * q[(j, k)]).sum()
-    });
-    for i in 0..n {
-        for j in 0..i {
-            let v = 0.5 * (h[(i, j)] + h[(j, i)]);
-            h[(i, j)] = v;
-            h[(j, i)] = v;
-        }
-    }
-    h
+    let qd = Mat::from_fn(n, n, |i, k| q[(i, k)] * eigs[k]);
+    let h = &qd * q.transpose();
+    Mat::from_fn(n, n, |i, j| 0.5 * (h[(i, j)] + h[(j, i)]))
 }
 
 /// Random SPD matrix XᵀX/m + shift·I.
