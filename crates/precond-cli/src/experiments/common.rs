@@ -179,3 +179,38 @@ pub fn scaled_plus(h: &Mat<f64>, s: &[f64], lambda: f64, t: &[f64]) -> Mat<f64> 
         s[i] * h[(i, j)] * s[j] + if i == j { lambda * t[i] } else { 0.0 }
     })
 }
+
+/// Builds, initializes (seeded) and trains an MLP with `precond_nn::train`.
+pub fn fit_mlp(
+    id: &'static str,
+    config: precond_nn::MlpConfig,
+    optimizer: &precond_optim::OptimizerConfig,
+    train_set: &precond_nn::Dataset,
+    test_set: Option<&precond_nn::Dataset>,
+    train_config: &precond_nn::TrainConfig,
+) -> Result<(precond_nn::Mlp, Vec<f64>, precond_nn::History), CliError> {
+    let mut mlp = precond_nn::Mlp::new(config).map_err(lerr(id))?;
+    let mut params = mlp.init_params(train_config.seed);
+    let mut opt = optimizer.build(params.len()).map_err(lerr(id))?;
+    let hist = precond_nn::train(
+        &mut mlp,
+        &mut params,
+        &mut opt,
+        train_set,
+        test_set,
+        train_config,
+        |_| precond_nn::Control::Continue,
+    )
+    .map_err(lerr(id))?;
+    Ok((mlp, params, hist))
+}
+
+/// A data set with its features replaced by the min-max transform fitted on `fit_on`.
+pub fn min_max_like(
+    ds: &precond_nn::Dataset,
+    fit_on: &precond_nn::Dataset,
+) -> Result<precond_nn::Dataset, CliError> {
+    let t = precond_nn::InputTransform::fit(fit_on.x.as_ref(), precond_nn::InputScaling::MinMax)
+        .map_err(lerr("data"))?;
+    ds.map_features(|x| t.apply(x)).map_err(lerr("data"))
+}

@@ -4,10 +4,13 @@
 //! [`Experiment`](crate::report::Experiment), declare the module here and add it to [`registry`].
 
 mod adaptive;
+mod batch_norm;
 mod change_of_variables;
 mod common;
 mod gd_rate;
+mod hessian_structure;
 mod input_normalization;
+mod layer_norm;
 mod regularization_l1;
 mod regularization_l2;
 mod van_der_sluis;
@@ -23,6 +26,9 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(adaptive::Adaptive),
         Box::new(regularization_l2::RegularizationL2),
         Box::new(regularization_l1::RegularizationL1),
+        Box::new(hessian_structure::HessianStructure),
         Box::new(input_normalization::InputNormalization),
+        Box::new(batch_norm::BatchNorm),
+        Box::new(layer_norm::LayerNorm),
     ]
 }
