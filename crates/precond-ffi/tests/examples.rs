@@ -139,7 +139,9 @@ fn parse(out: &str) -> HashMap<String, String> {
 }
 
 fn num(kv: &HashMap<String, String>, key: &str) -> f64 {
-    let v = kv.get(key).unwrap_or_else(|| panic!("no `{key}` in the output"));
+    let v = kv
+        .get(key)
+        .unwrap_or_else(|| panic!("no `{key}` in the output"));
     v.parse()
         .unwrap_or_else(|_| panic!("`{key}` = {v} is not a number"))
 }
@@ -147,7 +149,10 @@ fn num(kv: &HashMap<String, String>, key: &str) -> f64 {
 /// `got` agrees with `want` to `rtol` relative to `max(|want|, floor)`; infinities must match.
 fn close(key: &str, got: f64, want: f64, rtol: f64, floor: f64) {
     if want.is_infinite() || got.is_infinite() {
-        assert!(got.is_infinite() && want.is_infinite(), "{key}: {got} vs {want}");
+        assert!(
+            got.is_infinite() && want.is_infinite(),
+            "{key}: {got} vs {want}"
+        );
         return;
     }
     let scale = want.abs().max(floor);
@@ -242,8 +247,20 @@ fn c_quadratic_prints_what_rust_computes() {
     let spec = sym_spectrum(hm).expect("spectrum");
     let tight = 1e-10;
     close("kappa_H", num(&kv, "kappa_H"), spec.kappa, tight, 0.0);
-    close("lambda_min_H", num(&kv, "lambda_min_H"), spec.lambda_min, tight, 0.0);
-    close("lambda_max_H", num(&kv, "lambda_max_H"), spec.lambda_max, tight, 0.0);
+    close(
+        "lambda_min_H",
+        num(&kv, "lambda_min_H"),
+        spec.lambda_min,
+        tight,
+        0.0,
+    );
+    close(
+        "lambda_max_H",
+        num(&kv, "lambda_max_H"),
+        spec.lambda_max,
+        tight,
+        0.0,
+    );
     // independent: for SPD H the 2-norm condition number is λ_max/λ_min
     close("cond2_H", num(&kv, "cond2_H"), spec.kappa, 1e-8, 0.0);
     let c2 = cond2(hm).expect("cond2");
@@ -251,7 +268,10 @@ fn c_quadratic_prints_what_rust_computes() {
     // the Hager–Higham estimate is a lower bound of the exact κ₁, within a factor 3
     let k1 = cond1(hm).expect("cond1");
     let est = num(&kv, "kappa1_estimate_H");
-    assert!(est <= k1 * (1.0 + 1e-12) && est >= k1 / 3.0, "{est} vs κ₁ = {k1}");
+    assert!(
+        est <= k1 * (1.0 + 1e-12) && est >= k1 / 3.0,
+        "{est} vs κ₁ = {k1}"
+    );
     let pj: Vec<f64> = (0..N).map(|i| 1.0 / h[i * N + i]).collect();
     let jac = precond_cond_diag(hm, &pj).expect("jacobi");
     close(
@@ -308,7 +328,13 @@ fn c_quadratic_prints_what_rust_computes() {
             1e-12,
         );
         for (i, pi) in p.iter().enumerate() {
-            close(&format!("{name}_p{i}"), num(&kv, &format!("{name}_p{i}")), *pi, tight, 0.0);
+            close(
+                &format!("{name}_p{i}"),
+                num(&kv, &format!("{name}_p{i}")),
+                *pi,
+                tight,
+                0.0,
+            );
         }
         close(
             "kappa_precond",
@@ -326,7 +352,11 @@ fn c_quadratic_prints_what_rust_computes() {
         );
         // THEORY.md §4: Adam's diagonal P undoes the row scaling D, so κ(P^{1/2}HP^{1/2}) is
         // orders of magnitude below κ(H) (here 8.4e4 → about 37)
-        assert!(pc.spectral_kappa < spec.kappa / 1000.0, "{name}: {}", pc.spectral_kappa);
+        assert!(
+            pc.spectral_kappa < spec.kappa / 1000.0,
+            "{name}: {}",
+            pc.spectral_kappa
+        );
     }
     // Adam converges to x* = 1; AdamW's decoupled decay moves the minimizer by O(λ)
     assert!(num(&kv, "adam_dist_to_xstar") < 1e-8);
@@ -364,7 +394,10 @@ fn c_error_paths_all_pass() {
         "PRECOND_PARSE_ERROR",
         "PRECOND_INVALID_STATE",
     ] {
-        assert!(out.contains(&format!("[{code}]")), "no check returns {code}");
+        assert!(
+            out.contains(&format!("[{code}]")),
+            "no check returns {code}"
+        );
     }
 }
 
@@ -393,7 +426,12 @@ fn breast_cancer() -> Data {
         }
         n += 1;
     }
-    Data { n, d: cols - 1, x, y }
+    Data {
+        n,
+        d: cols - 1,
+        x,
+        y,
+    }
 }
 
 fn standardize(raw: &Data) -> Data {
@@ -432,6 +470,7 @@ fn sigmoid(z: f64) -> f64 {
     }
 }
 
+#[allow(clippy::needless_range_loop)] // the C++ program's loops, same order
 fn loss_grad(data: &Data, theta: &[f64], g: &mut [f64], p: &mut [f64]) -> f64 {
     let (n, d) = (data.n, data.d);
     g.fill(0.0);
@@ -461,6 +500,7 @@ fn loss_grad(data: &Data, theta: &[f64], g: &mut [f64], p: &mut [f64]) -> f64 {
     loss * inv
 }
 
+#[allow(clippy::needless_range_loop)] // the C++ program's loops, same order
 fn logistic_hessian(data: &Data, p: &[f64]) -> Vec<f64> {
     let d1 = data.d + 1;
     let mut h = vec![0.0; d1 * d1];
@@ -499,13 +539,37 @@ fn cpp_logistic_prints_what_rust_computes() {
     let xt = MatRef::from_row_major_slice(&raw.x, raw.n, raw.d).transpose();
     let c = DataConditioning::of(xt).expect("data conditioning");
     let tight = 1e-10;
-    close("data_kappa_raw", num(&kv, "data_kappa_raw"), c.raw, tight, 0.0);
-    close("data_kappa_centred", num(&kv, "data_kappa_centred"), c.centred, tight, 0.0);
+    close(
+        "data_kappa_raw",
+        num(&kv, "data_kappa_raw"),
+        c.raw,
+        tight,
+        0.0,
+    );
+    close(
+        "data_kappa_centred",
+        num(&kv, "data_kappa_centred"),
+        c.centred,
+        tight,
+        0.0,
+    );
     let ks = num(&kv, "data_kappa_standardized");
     close("data_kappa_standardized", ks, c.standardized, tight, 0.0);
-    close("data_kappa_min_max", num(&kv, "data_kappa_min_max"), c.min_max, tight, 0.0);
+    close(
+        "data_kappa_min_max",
+        num(&kv, "data_kappa_min_max"),
+        c.min_max,
+        tight,
+        0.0,
+    );
     let kv_dvs = num(&kv, "data_kappa_van_der_sluis");
-    close("data_kappa_van_der_sluis", kv_dvs, c.van_der_sluis, tight, 0.0);
+    close(
+        "data_kappa_van_der_sluis",
+        kv_dvs,
+        c.van_der_sluis,
+        tight,
+        0.0,
+    );
     let s = num(&kv, "data_sqrt_d_plus_1");
     close("data_sqrt_d_plus_1", s, 31f64.sqrt(), 1e-15, 0.0);
     // Theorem 6 (23) with D = D_0, and standardization's gain on this data set
@@ -553,7 +617,13 @@ fn cpp_logistic_prints_what_rust_computes() {
             0.0,
         );
         close(&k("grad_norm"), num(&kv, &k("grad_norm")), gnorm, 1e-8, 0.0);
-        close(&k("kappa_H"), num(&kv, &k("kappa_H")), spec.kappa, 1e-6, 0.0);
+        close(
+            &k("kappa_H"),
+            num(&kv, &k("kappa_H")),
+            spec.kappa,
+            1e-6,
+            0.0,
+        );
         close(
             &k("kappa_precond"),
             num(&kv, &k("kappa_precond")),
@@ -613,7 +683,10 @@ fn install_and_pkg_config() {
         assert!(prefix.join(f).exists(), "{f} not installed");
     }
     let pc = std::fs::read_to_string(prefix.join("lib/pkgconfig/precond.pc")).expect("pc");
-    assert!(pc.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))), "{pc}");
+    assert!(
+        pc.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))),
+        "{pc}"
+    );
     let pkg_config = Command::new("pkg-config")
         .arg("--version")
         .output()
