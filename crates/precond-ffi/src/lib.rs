@@ -30,7 +30,7 @@ mod optimizer;
 mod ptr;
 mod status;
 
-use std::ffi::c_char;
+use std::ffi::{CStr, c_char};
 
 pub use dataset::{precond_dataset_kappa, precond_dataset_kappa_t};
 pub use diagnostics::{
@@ -57,8 +57,13 @@ pub use status::{FfiError, precond_status_t};
 /// Thread-safety: may be called concurrently.
 #[unsafe(no_mangle)]
 pub extern "C" fn precond_version() -> *const c_char {
-    const V: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
-    V.as_ptr().cast()
+    const V: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => panic!("the crate version contains a NUL byte"),
+        };
+    // trivially panic-free; the boundary is kept so that every entry point has one
+    std::panic::catch_unwind(|| V.as_ptr()).unwrap_or(c"".as_ptr())
 }
 
 /// The library version as one integer `MAJOR * 10000 + MINOR * 100 + PATCH`; compare with the
@@ -81,7 +86,7 @@ pub extern "C" fn precond_version_number() -> u32 {
     const N: u32 = parse(env!("CARGO_PKG_VERSION_MAJOR")) * 10000
         + parse(env!("CARGO_PKG_VERSION_MINOR")) * 100
         + parse(env!("CARGO_PKG_VERSION_PATCH"));
-    N
+    std::panic::catch_unwind(|| N).unwrap_or(0)
 }
 
 /// The message of the last failed call on the calling thread (NUL-terminated, owned by the
@@ -111,7 +116,11 @@ pub extern "C" fn precond_clear_last_error() {
 /// Thread-safety: may be called concurrently.
 #[unsafe(no_mangle)]
 pub extern "C" fn precond_status_name(status: i32) -> *const c_char {
-    let name: &'static std::ffi::CStr = match status {
+    std::panic::catch_unwind(|| status_name(status).as_ptr()).unwrap_or(c"".as_ptr())
+}
+
+fn status_name(status: i32) -> &'static CStr {
+    match status {
         0 => c"PRECOND_OK",
         1 => c"PRECOND_NULL_POINTER",
         2 => c"PRECOND_INVALID_ARGUMENT",
@@ -122,8 +131,7 @@ pub extern "C" fn precond_status_name(status: i32) -> *const c_char {
         7 => c"PRECOND_INTERNAL_PANIC",
         8 => c"PRECOND_INVALID_STATE",
         _ => c"PRECOND_UNKNOWN_STATUS",
-    };
-    name.as_ptr()
+    }
 }
 
 #[cfg(test)]

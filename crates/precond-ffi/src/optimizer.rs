@@ -736,9 +736,12 @@ pub unsafe extern "C" fn precond_optimizer_last_error(
     if opt.is_null() || !opt.is_aligned() {
         return NULL_MSG.as_ptr();
     }
-    // SAFETY: a live handle by contract; the CString lives until the next failing call on it.
-    match unsafe { &*opt }.last_error.try_borrow() {
-        Ok(e) => e.as_ptr(),
-        Err(_) => NULL_MSG.as_ptr(),
-    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: a live handle by contract; the CString lives until the next failing call on it.
+        match unsafe { &*opt }.last_error.try_borrow() {
+            Ok(e) => e.as_ptr(),
+            Err(_) => NULL_MSG.as_ptr(),
+        }
+    }))
+    .unwrap_or(NULL_MSG.as_ptr())
 }

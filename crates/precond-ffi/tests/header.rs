@@ -73,3 +73,33 @@ fn every_exported_function_is_declared() {
     }
     assert!(n >= 25, "only {n} exported functions found");
 }
+
+#[test]
+fn every_exported_function_has_a_panic_boundary() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut n = 0;
+    for e in std::fs::read_dir(&src).expect("src dir") {
+        let text = std::fs::read_to_string(e.expect("entry").path()).expect("read source");
+        for (i, _) in text.match_indices("extern \"C\" fn ") {
+            let rest = &text[i..];
+            let name = rest["extern \"C\" fn ".len()..]
+                .split('(')
+                .next()
+                .unwrap_or_default();
+            let body = &rest[..rest.find("\n}\n").expect("function end")];
+            assert!(
+                [
+                    "boundary(",
+                    "with_handle(",
+                    "with_handle_ref(",
+                    "catch_unwind("
+                ]
+                .iter()
+                .any(|b| body.contains(b)),
+                "{name} has no panic boundary"
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 25, "only {n} exported functions found");
+}
