@@ -885,3 +885,28 @@ fn version_function_agrees_with_the_crate() {
         precond_version_number()
     )));
 }
+
+#[test]
+fn distinct_handles_and_diagnostics_run_concurrently() {
+    let run = |seed: usize| -> (Vec<u64>, String) {
+        let o = Opt::json(r#"{"optimizer": "rmsprop", "lr": 0.01}"#, 8).expect("rmsprop");
+        let mut x: Vec<f64> = (0..8).map(|i| (i + seed) as f64 * 0.1).collect();
+        for k in 0..50 {
+            let g: Vec<f64> = x.iter().map(|v| v * (1.0 + k as f64 * 0.01)).collect();
+            assert_eq!(o.step(&mut x, &g), PRECOND_OK);
+        }
+        let (st, _) = cond2_of(&A, 2, 3, 9);
+        assert_eq!(st, PRECOND_INVALID_ARGUMENT);
+        (x.iter().map(|v| v.to_bits()).collect(), last())
+    };
+    let sequential: Vec<_> = (0..4).map(run).collect();
+    let threads: Vec<_> = (0..4).map(|s| std::thread::spawn(move || run(s))).collect();
+    for (t, want) in threads.into_iter().zip(&sequential) {
+        let got = t.join().expect("thread");
+        assert_eq!(
+            got.0, want.0,
+            "a handle's trajectory does not depend on other threads"
+        );
+        assert!(got.1.contains("`layout` is 9"), "{}", got.1);
+    }
+}

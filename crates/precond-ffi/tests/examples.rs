@@ -657,7 +657,7 @@ fn valgrind_error_paths() {
 #[test]
 fn valgrind_logistic() {
     let data_path = root().join("data/breast_cancer.csv");
-    valgrind("logistic", &[data_path.to_str().expect("path"), "40"]);
+    valgrind("logistic", &[data_path.to_str().expect("path"), "5"]);
 }
 
 // ---------------------------------------------------------------- install + pkg-config
