@@ -54,7 +54,7 @@ impl Experiment for BatchNorm {
             ..Default::default()
         });
         let tc = TrainConfig {
-            epochs: ctx.pick(12, 3),
+            epochs: ctx.pick(30, 3),
             batch_size: 64,
             seed: ctx.seed,
             kappa_layers: vec![1, 2],

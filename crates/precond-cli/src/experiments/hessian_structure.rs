@@ -118,9 +118,9 @@ impl Experiment for HessianStructure {
                     }
                 }
                 let (mut num, mut den) = (0.0, 0.0);
-                for r in 0..k {
-                    for c in 0..k {
-                        let sym = 0.5 * (fd[r][c] + fd[c][r]);
+                for (r, fd_row) in fd.iter().enumerate() {
+                    for (c, &f_rc) in fd_row.iter().enumerate() {
+                        let sym = 0.5 * (f_rc + fd[c][r]);
                         num += (uh.hessian[(r, c)] - sym).powi(2);
                         den += sym * sym;
                         fx.push(sym);

@@ -45,7 +45,7 @@ impl Experiment for LayerNorm {
         };
         let width = 32usize;
         let tc = TrainConfig {
-            epochs: ctx.pick(10, 3),
+            epochs: ctx.pick(30, 3),
             batch_size: 64,
             seed: ctx.seed,
             kappa_layers: vec![1],

@@ -27,7 +27,10 @@ fn tr(v: f64, log: bool) -> Option<f64> {
     t.is_finite().then_some(t)
 }
 
-fn tick(t: f64, log: bool) -> String {
+fn tick(t: f64, log: bool, span: f64) -> String {
+    if !log && t.abs() < 1e-9 * span {
+        return "0".into();
+    }
     if log {
         let r = t.round();
         if (t - r).abs() < 1e-9 {
@@ -93,8 +96,9 @@ pub fn render_svg(plot: &Plot, width: u32, height: u32) -> Result<String, CliErr
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(&err)?;
         let (lx, ly) = (plot.log_x, plot.log_y);
-        let xf = move |v: &f64| tick(*v, lx);
-        let yf = move |v: &f64| tick(*v, ly);
+        let (xs, ys) = (x1 - x0, y1 - y0);
+        let xf = move |v: &f64| tick(*v, lx, xs);
+        let yf = move |v: &f64| tick(*v, ly, ys);
         chart
             .configure_mesh()
             .x_desc(plot.x_label.as_str())
@@ -111,35 +115,40 @@ pub fn render_svg(plot: &Plot, width: u32, height: u32) -> Result<String, CliErr
             .map_err(&err)?;
         for (s, p) in plot.series.iter().zip(pts) {
             let color = PALETTE[s.color % PALETTE.len()];
-            let legend_line = move |(x, y): (i32, i32)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            };
+            // An empty name draws the series without a legend entry.
+            let named = !s.name.is_empty();
             match s.kind {
                 SeriesKind::Line => {
-                    chart
+                    let a = chart
                         .draw_series(LineSeries::new(p, color.stroke_width(2)))
-                        .map_err(&err)?
-                        .label(s.name.as_str())
-                        .legend(legend_line);
+                        .map_err(&err)?;
+                    if named {
+                        a.label(s.name.as_str()).legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                        });
+                    }
                 }
                 SeriesKind::Dashed => {
-                    chart
+                    let a = chart
                         .draw_series(DashedLineSeries::new(p, 6, 4, color.stroke_width(2)))
-                        .map_err(&err)?
-                        .label(s.name.as_str())
-                        .legend(move |(x, y)| {
+                        .map_err(&err)?;
+                    if named {
+                        a.label(s.name.as_str()).legend(move |(x, y)| {
                             PathElement::new(vec![(x, y), (x + 7, y)], color.stroke_width(2))
                         });
+                    }
                 }
                 SeriesKind::Points => {
-                    chart
+                    let a = chart
                         .draw_series(
                             p.into_iter()
                                 .map(|q| Circle::new(q, 3, color.mix(0.75).filled())),
                         )
-                        .map_err(&err)?
-                        .label(s.name.as_str())
-                        .legend(move |(x, y)| Circle::new((x + 9, y), 3, color.filled()));
+                        .map_err(&err)?;
+                    if named {
+                        a.label(s.name.as_str())
+                            .legend(move |(x, y)| Circle::new((x + 9, y), 3, color.filled()));
+                    }
                 }
             }
         }
