@@ -207,6 +207,22 @@ int main(int argc, char **argv) {
             std::printf("exception_status %s\n", e.status_name());
             std::printf("exception_message %s\n", e.what());
         }
+        // a failing call on a handle throws its per-handle message and leaves it usable
+        precond::Optimizer opt("{\"optimizer\": \"adam\", \"lr\": 0.1}", 2);
+        std::vector<double> x{1.0, 2.0};
+        const std::vector<double> bad{0.5, NAN}, good{0.5, -1.0};
+        try {
+            opt.step(x, bad);
+            std::printf("exception_missing 1\n");
+        } catch (const precond::Error &e) {
+            std::printf("handle_exception_status %s\n", e.status_name());
+            std::printf("handle_exception_message %s\n", e.what());
+        }
+        opt.step(x, good);
+        std::printf("handle_after_error_steps %llu\n",
+                    static_cast<unsigned long long>(opt.step_count()));
+        precond::Optimizer moved = std::move(opt);
+        std::printf("moved_n_params %zu\n", moved.n_params());
     } catch (const std::exception &e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;

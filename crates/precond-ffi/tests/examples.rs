@@ -640,6 +640,11 @@ fn cpp_logistic_prints_what_rust_computes() {
     // the wrapper turns a failing call into an exception carrying the library's message
     assert_eq!(kv["exception_status"], "PRECOND_INVALID_ARGUMENT");
     assert!(kv["exception_message"].contains("`lr`"));
+    assert!(!kv.contains_key("exception_missing"));
+    assert_eq!(kv["handle_exception_status"], "PRECOND_NON_FINITE");
+    assert!(kv["handle_exception_message"].contains("index 1"));
+    assert_eq!(kv["handle_after_error_steps"], "1");
+    assert_eq!(kv["moved_n_params"], "2");
 }
 
 // ---------------------------------------------------------------- valgrind
