@@ -1,6 +1,7 @@
 """torch.optim peer timings for benches/optim_step.rs (one optimizer step, params/s).
 
-Run:  /tmp/peers/bin/python benches/peers/optim_peers.py [--quick]
+Run:  /tmp/peers/bin/python benches/peers/optim_peers.py [--quick] [--only=adam,adamw] [--sizes=10000,1000000]
+      [--out=optim_peers.json]
 Writes benches/peers/optim_peers.json. Same machine, same run conditions as the criterion bench:
 torch.set_num_threads(2), parameters in one flat tensor, the gradient fixed (as in the Rust bench).
 Variants: fused=True (CPU fused kernels: Adam, AdamW, SGD, Adagrad), foreach=True, and the default
@@ -16,7 +17,18 @@ import torch
 
 torch.set_num_threads(2)
 QUICK = "--quick" in sys.argv
-SIZES = [1_000, 10_000, 100_000, 1_000_000, 10_000_000]
+
+
+def _arg(name, default):
+    for a in sys.argv[1:]:
+        if a.startswith(f"--{name}="):
+            return a.split("=", 1)[1].split(",")
+    return default
+
+
+SIZES = [int(s) for s in _arg("sizes", ["1000", "10000", "100000", "1000000", "10000000"])]
+ONLY = _arg("only", None)
+OUT = _arg("out", ["optim_peers.json"])[0]
 OPTS = {
     "sgd": (torch.optim.SGD, {"lr": 0.01}),
     "sgd_momentum": (torch.optim.SGD, {"lr": 0.01, "momentum": 0.9}),
@@ -53,6 +65,8 @@ def main():
     for n in SIZES:
         for dtype, dt in [("f32", torch.float32), ("f64", torch.float64)]:
             for name, (cls, kw) in OPTS.items():
+                if ONLY and name not in ONLY:
+                    continue
                 variants = ["foreach"] + (["fused"] if name in FUSED_OK else ["single"])
                 for var in variants:
                     p = torch.nn.Parameter(torch.linspace(1.0, 1.1, n, dtype=dt))
@@ -68,7 +82,7 @@ def main():
                     print(f"{name:13s} {var:8s} {dtype} n={n:>9d}  {t * 1e6:10.2f} us  {n / t / 1e6:9.1f} Mparam/s", flush=True)
     meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), machine=platform.processor() or platform.machine(),
                 cpu=open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": ") if os.path.exists("/proc/cpuinfo") else "")
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "optim_peers.json")
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), OUT)
     with open(out, "w") as f:
         json.dump(dict(meta=meta, rows=rows), f, indent=1)
     print("wrote", out)

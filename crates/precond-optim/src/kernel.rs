@@ -160,9 +160,10 @@ fn run_chunk<T: Float, U: ElementUpdate<T>>(u: &U, level: SimdLevel, b: Buffers<
     }
 }
 
-/// Length below which a step runs on one thread. Measured on the 2-core development machine
-/// (see BENCHMARKS.md): below ~64 Ki elements the rayon fork/join costs more than it saves.
-pub const PAR_THRESHOLD: usize = 1 << 16;
+/// Length below which a step runs on one thread. Measured with `cargo bench --bench optim_step --
+/// par_` on the 2-core development machine (BENCHMARKS.md): a two-thread Adam f32 step is slower
+/// than the serial one up to 64 Ki elements, break-even near 128 Ki, faster from 256 Ki on.
+pub const PAR_THRESHOLD: usize = 1 << 17;
 /// Chunk length of the parallel split.
 const PAR_CHUNK: usize = 1 << 15;
 

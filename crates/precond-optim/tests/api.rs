@@ -632,3 +632,59 @@ fn schedules_closed_forms() {
         (used[0] - 0.25).abs() < 1e-15 && (used[4] - 1.0).abs() < 1e-15 && used[12].abs() < 1e-15
     );
 }
+
+#[test]
+fn fixed_preconditioner_validation() {
+    let dense = |m: Vec<f64>| {
+        OptimizerConfig::precond_gd(0.1, precond_optim::FixedPreconditioner::DenseP(m))
+    };
+    // not symmetric, not positive definite, wrong size
+    assert!(matches!(
+        dense(vec![2.0, 1.0, 0.0, 2.0]).build(2),
+        Err(OptimError::NotSpd { .. })
+    ));
+    assert!(matches!(
+        dense(vec![1.0, 2.0, 2.0, 1.0]).build(2),
+        Err(OptimError::NotSpd { .. })
+    ));
+    assert!(matches!(
+        dense(vec![1.0, 0.0, 0.0]).build(2),
+        Err(OptimError::LengthMismatch { .. })
+    ));
+    // a singular factor S
+    let s = OptimizerConfig::precond_gd(
+        0.1,
+        precond_optim::FixedPreconditioner::DenseS(vec![1.0, 2.0, 2.0, 4.0]),
+    );
+    assert!(matches!(s.build(2), Err(OptimError::NotSpd { .. })));
+    let d = OptimizerConfig::precond_gd(
+        0.1,
+        precond_optim::FixedPreconditioner::Diagonal(vec![1.0, 2.0]),
+    );
+    assert!(matches!(d.build(3), Err(OptimError::LengthMismatch { .. })));
+    // dense P: x ← x − η P g, observable as a matrix, not as a diagonal
+    let mut o = dense(vec![2.0, 1.0, 1.0, 2.0]).build(2).unwrap();
+    let mut x = vec![1.0, 1.0];
+    o.step_f64(&mut x, &[1.0, -1.0]).unwrap();
+    assert!(
+        (x[0] - 0.9).abs() < 1e-15 && (x[1] - 1.1).abs() < 1e-15,
+        "{x:?}"
+    );
+    assert!(matches!(
+        o.preconditioner(&mut [0.0; 2]),
+        Err(OptimError::Unsupported(_))
+    ));
+    let mut p = [0.0; 4];
+    o.dense_preconditioner(&mut p).unwrap();
+    assert_eq!(p.map(|v| v as i32), [2, 1, 1, 2]);
+    // intrinsic L1 needs S^{-1}: refused for a dense P
+    let mut c = dense(vec![2.0, 1.0, 1.0, 2.0]);
+    c.regularization = precond_optim::Regularization {
+        kind: RegKind::L1,
+        strength: 0.1,
+        l1_ratio: 1.0,
+        space: Space::Intrinsic,
+        proximal: false,
+    };
+    assert!(matches!(c.build(2), Err(OptimError::Unsupported(_))));
+}
