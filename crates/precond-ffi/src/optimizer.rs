@@ -520,6 +520,9 @@ pub unsafe extern "C" fn precond_optimizer_set_lr(
 /// Reads the top-level base learning rate (the value `precond_optimizer_set_lr` sets) into
 /// `*lr`.
 ///
+/// Ownership: writes `*lr` (caller-owned). Thread-safety: not concurrently with other calls on
+/// the handle.
+///
 /// Errors: `PRECOND_NULL_POINTER` (`opt`, `lr`).
 ///
 /// # Safety
@@ -539,6 +542,9 @@ pub unsafe extern "C" fn precond_optimizer_get_lr(
 /// Reads the learning rate the next step will use (base learning rate through the schedule)
 /// into `*lr`.
 ///
+/// Ownership: writes `*lr` (caller-owned). Thread-safety: not concurrently with other calls on
+/// the handle.
+///
 /// Errors: `PRECOND_NULL_POINTER` (`opt`, `lr`).
 ///
 /// # Safety
@@ -557,6 +563,9 @@ pub unsafe extern "C" fn precond_optimizer_current_lr(
 
 /// Reads the number of parameters into `*n_params`.
 ///
+/// Ownership: writes `*n_params` (caller-owned). Thread-safety: not concurrently with other calls on
+/// the handle.
+///
 /// Errors: `PRECOND_NULL_POINTER`.
 ///
 /// # Safety
@@ -574,6 +583,9 @@ pub unsafe extern "C" fn precond_optimizer_n_params(
 }
 
 /// Reads the number of steps taken (skipped steps do not count) into `*steps`.
+///
+/// Ownership: writes `*steps` (caller-owned). Thread-safety: not concurrently with other calls on
+/// the handle.
 ///
 /// Errors: `PRECOND_NULL_POINTER`.
 ///
@@ -624,6 +636,9 @@ pub unsafe extern "C" fn precond_optimizer_preconditioner(
 
 /// Reads into `*size` the number of bytes `precond_optimizer_save_state` writes for the current
 /// state (it grows after the first step, when the moment buffers exist).
+///
+/// Ownership: writes `*size` (caller-owned). Thread-safety: not concurrently with other calls on
+/// the handle.
 ///
 /// Errors: `PRECOND_NULL_POINTER`.
 ///
@@ -706,6 +721,8 @@ pub unsafe extern "C" fn precond_optimizer_load_state(
 
 /// Forgets all state (moments, accumulators, step count, dtype); keeps the learning rate.
 ///
+/// Thread-safety: not concurrently with other calls on the handle.
+///
 /// Errors: `PRECOND_NULL_POINTER`.
 ///
 /// # Safety
@@ -725,6 +742,8 @@ pub unsafe extern "C" fn precond_optimizer_reset(
 /// has failed; a static message if `opt` is NULL. Never returns NULL. Unlike the thread-local
 /// `precond_last_error`, it follows the handle across threads (Julia tasks migrate). Every
 /// failing call taking a handle records its message both here and in `precond_last_error()`.
+///
+/// Thread-safety: not concurrently with other calls on the handle.
 ///
 /// # Safety
 /// `opt` must be NULL or a live handle.
