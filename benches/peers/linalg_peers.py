@@ -96,11 +96,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run-cargo", action="store_true")
     ap.add_argument("--sizes", default="100,500,1000,2000")
+    ap.add_argument("--cargo-filter", default=None, help="criterion name filter for --run-cargo, e.g. 2000")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.run_cargo:
-        subprocess.run(["cargo", "bench", "--bench", "linalg_cond"], cwd=ROOT, check=True)
-    res = {"machine": cpu_model(), "cores": os.cpu_count(), "numpy": np.__version__, "scipy": scipy.__version__,
+        cmd = ["cargo", "bench", "--bench", "linalg_cond"]
+        if args.cargo_filter:
+            cmd += ["--", args.cargo_filter]
+        subprocess.run(cmd, cwd=ROOT, check=True)
+    res = {"loadavg_after_cargo": os.getloadavg(), "machine": cpu_model(), "cores": os.cpu_count(), "numpy": np.__version__, "scipy": scipy.__version__,
            "loadavg_start": os.getloadavg(), "sizes": {}}
     for n in sizes:
         a, h = matrices(n)
