@@ -722,6 +722,9 @@ enum precond_status_t precond_optimizer_set_lr(struct precond_optimizer_t *opt, 
  * Reads the top-level base learning rate (the value `precond_optimizer_set_lr` sets) into
  * `*lr`.
  *
+ * Ownership: writes `*lr` (caller-owned). Thread-safety: not concurrently with other calls on
+ * the handle.
+ *
  * Errors: `PRECOND_NULL_POINTER` (`opt`, `lr`).
  *
  * # Safety
@@ -732,6 +735,9 @@ enum precond_status_t precond_optimizer_get_lr(const struct precond_optimizer_t 
 /**
  * Reads the learning rate the next step will use (base learning rate through the schedule)
  * into `*lr`.
+ *
+ * Ownership: writes `*lr` (caller-owned). Thread-safety: not concurrently with other calls on
+ * the handle.
  *
  * Errors: `PRECOND_NULL_POINTER` (`opt`, `lr`).
  *
@@ -744,6 +750,9 @@ enum precond_status_t precond_optimizer_current_lr(const struct precond_optimize
 /**
  * Reads the number of parameters into `*n_params`.
  *
+ * Ownership: writes `*n_params` (caller-owned). Thread-safety: not concurrently with other calls on
+ * the handle.
+ *
  * Errors: `PRECOND_NULL_POINTER`.
  *
  * # Safety
@@ -754,6 +763,9 @@ enum precond_status_t precond_optimizer_n_params(const struct precond_optimizer_
 
 /**
  * Reads the number of steps taken (skipped steps do not count) into `*steps`.
+ *
+ * Ownership: writes `*steps` (caller-owned). Thread-safety: not concurrently with other calls on
+ * the handle.
  *
  * Errors: `PRECOND_NULL_POINTER`.
  *
@@ -786,6 +798,9 @@ enum precond_status_t precond_optimizer_preconditioner(const struct precond_opti
 /**
  * Reads into `*size` the number of bytes `precond_optimizer_save_state` writes for the current
  * state (it grows after the first step, when the moment buffers exist).
+ *
+ * Ownership: writes `*size` (caller-owned). Thread-safety: not concurrently with other calls on
+ * the handle.
  *
  * Errors: `PRECOND_NULL_POINTER`.
  *
@@ -834,6 +849,8 @@ enum precond_status_t precond_optimizer_load_state(struct precond_optimizer_t *o
 /**
  * Forgets all state (moments, accumulators, step count, dtype); keeps the learning rate.
  *
+ * Thread-safety: not concurrently with other calls on the handle.
+ *
  * Errors: `PRECOND_NULL_POINTER`.
  *
  * # Safety
@@ -847,6 +864,8 @@ enum precond_status_t precond_optimizer_reset(struct precond_optimizer_t *opt);
  * has failed; a static message if `opt` is NULL. Never returns NULL. Unlike the thread-local
  * `precond_last_error`, it follows the handle across threads (Julia tasks migrate). Every
  * failing call taking a handle records its message both here and in `precond_last_error()`.
+ *
+ * Thread-safety: not concurrently with other calls on the handle.
  *
  * # Safety
  * `opt` must be NULL or a live handle.
