@@ -15,26 +15,31 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef};
 use precond_linalg::LinearOperator;
 
-/// `κ(A) = σ_max/σ_min` (2-norm), `∞` for a numerically rank-deficient matrix.
+/// `κ(A) = σ_max/σ_min` (2-norm over the `min(m, n)` singular values), `∞` for a numerically
+/// rank-deficient matrix: `precond_linalg::cond2`'s `kappa`.
 ///
 /// # Errors
-/// [`NnError::Empty`], [`NnError::Numerical`] if the SVD fails.
+/// [`NnError::Empty`], [`NnError::NonFinite`], [`NnError::Numerical`] if the SVD fails.
 pub fn kappa(a: MatRef<'_, f64>) -> Result<f64> {
-    if a.nrows() == 0 || a.ncols() == 0 {
-        return Err(NnError::Empty {
-            what: "matrix for the condition number",
-        });
-    }
-    let s = a.singular_values().map_err(|_| NnError::Numerical {
-        what: "singular values",
-    })?;
-    let (smax, smin) = (s[0], s[s.len() - 1]);
-    let thresh = (a.nrows().max(a.ncols()) as f64) * f64::EPSILON * smax;
-    Ok(if smax <= 0.0 || smin <= thresh {
-        f64::INFINITY
-    } else {
-        smax / smin
-    })
+    use precond_linalg::LinalgError;
+    precond_linalg::cond2(a)
+        .map(|c| c.kappa)
+        .map_err(|e| match e {
+            LinalgError::Empty { .. } => NnError::Empty {
+                what: "matrix for the condition number",
+            },
+            LinalgError::NonFinite {
+                row, col, value, ..
+            } => NnError::NonFinite {
+                what: "matrix for the condition number",
+                row,
+                col,
+                value,
+            },
+            _ => NnError::Numerical {
+                what: "singular values (precond_linalg::cond2)",
+            },
+        })
 }
 
 /// The extended matrix `Ā = [1ᵀ; A]` of a `d × N` matrix `A` (`(d + 1) × N`).

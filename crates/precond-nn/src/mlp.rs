@@ -794,7 +794,13 @@ impl Mlp {
             let a = if act == Activation::Identity {
                 u.to_owned()
             } else {
-                Mat::from_fn(u.nrows(), u.ncols(), |r, c| act.value(u[(r, c)]))
+                let mut a = u.to_owned();
+                for c in 0..a.ncols() {
+                    a.col_as_slice_mut(c)
+                        .iter_mut()
+                        .for_each(|v| *v = act.value(*v));
+                }
+                a
             };
             let post = if placement == Some(Placement::PostActivation) {
                 self.norm_forward(params, l, a.as_ref(), mode)
@@ -900,8 +906,9 @@ impl Mlp {
                 let u = t.activation_input();
                 let act = spec.activation;
                 for c in 0..d.ncols() {
-                    for r in 0..d.nrows() {
-                        d[(r, c)] *= act.derivative(u[(r, c)]);
+                    let uc = u.col(c);
+                    for (dv, uv) in d.col_as_slice_mut(c).iter_mut().zip(uc.iter()) {
+                        *dv *= act.derivative(*uv);
                     }
                 }
             }

@@ -12,6 +12,9 @@ import time
 import torch
 
 torch.set_default_dtype(torch.float64)
+# PEER_THREADS=1 for a single-threaded comparison (the Rust side: RAYON_NUM_THREADS=1)
+if os.environ.get("PEER_THREADS"):
+    torch.set_num_threads(int(os.environ["PEER_THREADS"]))
 here = os.path.dirname(os.path.abspath(__file__))
 path = os.path.join(here, "..", "..", "..", "..", "data", "digits.csv")
 with open(path) as f:
@@ -48,11 +51,11 @@ for variant in ["plain", "batchnorm"]:
             opt.step()
             return loss
 
-        for _ in range(50):
+        for _ in range(20):
             step()
         times = []
-        reps = max(20, 20000 // batch)
-        for _ in range(7):
+        reps = max(10, 5000 // batch)
+        for _ in range(5):
             t0 = time.perf_counter()
             for _ in range(reps):
                 step()
