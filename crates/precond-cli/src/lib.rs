@@ -11,3 +11,4 @@ pub mod io;
 pub use error::CliError;
 pub mod experiments;
 pub mod report;
+pub mod train;

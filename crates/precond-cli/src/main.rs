@@ -35,6 +35,56 @@ enum Command {
         #[arg(long, value_enum)]
         format: Option<Format>,
     },
+    /// Train a model on a bundled data set or a CSV file.
+    ///
+    /// Data: breast_cancer, diabetes, wine, digits, iris, or a CSV path with --target COLUMN.
+    /// Writes OUT/history.json (one record per epoch), OUT/loss.svg and OUT/accuracy.svg, and
+    /// prints the final train/test metrics. The optimizer is the library's JSON configuration
+    /// (the same the C ABI takes), given inline, as @FILE, or built from --opt/--lr/--weight-decay.
+    Train {
+        /// Bundled data set name or CSV file.
+        #[arg(long)]
+        data: String,
+        /// Target column of a CSV file.
+        #[arg(long)]
+        target: Option<String>,
+        /// logreg, linreg or mlp:W1,W2,... (default: logreg for labels, linreg for real targets).
+        #[arg(long)]
+        model: Option<String>,
+        /// Normalization (batchnorm/layernorm: standardized inputs plus the norm in every hidden layer).
+        #[arg(long, value_enum, default_value = "standardize")]
+        norm: precond_cli::train::Norm,
+        /// Hidden activation of an MLP: relu, tanh or sigmoid.
+        #[arg(long, default_value = "relu")]
+        activation: String,
+        /// Optimizer JSON, e.g. '{"optimizer": "adam", "lr": 1e-3}', or @file.json.
+        #[arg(long, conflicts_with_all = ["opt", "lr", "weight_decay"])]
+        optimizer: Option<String>,
+        /// Short form: optimizer name (sgd, gd, adagrad, rmsprop, adam, adamw).
+        #[arg(long)]
+        opt: Option<String>,
+        /// Short form: learning rate.
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Short form: weight decay (coupled, except adamw: decoupled).
+        #[arg(long)]
+        weight_decay: Option<f64>,
+        /// Number of epochs.
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        /// Mini-batch size.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Seed of the split, the initialization and the shuffling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Fraction of samples held out for testing.
+        #[arg(long, default_value_t = 0.2)]
+        test_fraction: f64,
+        /// Output directory.
+        #[arg(long, default_value = "train-out")]
+        out: PathBuf,
+    },
     /// Reproduce every claim of the theory and write an HTML report.
     ///
     /// Runs the experiments (GD rate vs kappa, change of variables, Van der Sluis, ...), writes
@@ -81,6 +131,87 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             } else {
                 print!("{}", rep.to_text());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Train {
+            data,
+            target,
+            model,
+            norm,
+            activation,
+            optimizer,
+            opt,
+            lr,
+            weight_decay,
+            epochs,
+            batch_size,
+            seed,
+            test_fraction,
+            out,
+        } => {
+            let json = match optimizer {
+                Some(j) => match j.strip_prefix('@') {
+                    Some(path) => {
+                        std::fs::read_to_string(path).map_err(|e| CliError::Argument {
+                            arg: "--optimizer",
+                            message: format!("cannot read {path}: {e}"),
+                        })?
+                    }
+                    None => j,
+                },
+                None => {
+                    let mut v =
+                        serde_json::json!({"optimizer": opt.unwrap_or_else(|| "adam".into())});
+                    if let Some(lr) = lr {
+                        v["lr"] = lr.into();
+                    }
+                    if let Some(wd) = weight_decay {
+                        v["weight_decay"] = wd.into();
+                    }
+                    v.to_string()
+                }
+            };
+            let optimizer = precond_optim::OptimizerConfig::from_json(&json).map_err(|e| {
+                CliError::Argument {
+                    arg: "--optimizer",
+                    message: e.to_string(),
+                }
+            })?;
+            let model = model
+                .map(|m| m.parse::<precond_cli::train::Model>())
+                .transpose()
+                .map_err(|message| CliError::Argument {
+                    arg: "--model",
+                    message,
+                })?;
+            let activation = match activation.as_str() {
+                "relu" => precond_nn::Activation::Relu,
+                "tanh" => precond_nn::Activation::Tanh,
+                "sigmoid" => precond_nn::Activation::Sigmoid,
+                other => {
+                    return Err(CliError::Argument {
+                        arg: "--activation",
+                        message: format!(
+                            "unknown activation '{other}': expected relu, tanh or sigmoid"
+                        ),
+                    });
+                }
+            };
+            let opts = precond_cli::train::TrainOptions {
+                data,
+                target,
+                model,
+                norm,
+                activation,
+                optimizer,
+                epochs,
+                batch_size,
+                seed,
+                test_fraction,
+                out,
+            };
+            let (_, summary) = precond_cli::train::run_train(&opts, true)?;
+            print!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Report {

@@ -226,6 +226,7 @@ fn format_flag_overrides_extension() {
     let out = precond(&["cond", p.to_str().expect("utf-8")]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot tell the format"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn tempdir(tag: &str) -> PathBuf {
@@ -496,6 +497,7 @@ fn every_malformed_file_fails_with_one_clear_line() {
             assert_eq!(err, format!("error: {ps}: {want}\n"), "{name}");
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

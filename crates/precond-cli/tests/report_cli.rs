@@ -127,6 +127,15 @@ fn quick_report_runs_and_every_claim_holds() {
         .map(|e| e["evidence"]["plots"].as_array().map_or(0, Vec::len))
         .sum();
     assert_eq!(svgs, plots);
+    // Each plot is also written as a standalone, well-formed SVG file.
+    let files: Vec<_> = std::fs::read_dir(dir.join("plots"))
+        .expect("plots dir")
+        .collect();
+    assert_eq!(files.len(), plots);
+    for f in files {
+        let svg = std::fs::read_to_string(f.expect("entry").path()).expect("svg");
+        roxmltree::Document::parse(&svg).expect("standalone SVG is well-formed");
+    }
     for e in exps {
         let id = e["id"].as_str().expect("id");
         assert!(
@@ -186,6 +195,7 @@ fn only_selects_by_id_or_number_and_rejects_unknown() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -215,4 +225,6 @@ fn same_seed_same_numbers() {
         j
     };
     assert_eq!(strip(&a), strip(&b));
+    let _ = std::fs::remove_dir_all(&a);
+    let _ = std::fs::remove_dir_all(&b);
 }

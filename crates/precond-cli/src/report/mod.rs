@@ -440,7 +440,8 @@ pub fn run_experiments(
     })
 }
 
-/// Writes `index.html` and `results.json` into `dir` (created if needed).
+/// Writes `index.html`, `results.json` and `plots/NN-id-k.svg` (each plot as its own file)
+/// into `dir` (created if needed).
 ///
 /// # Errors
 /// [`CliError::Write`] naming the path.
@@ -462,6 +463,15 @@ pub fn write_report(report: &Report, dir: &Path) -> Result<(), CliError> {
     })?;
     let jp = dir.join("results.json");
     std::fs::write(&jp, json + "\n").map_err(werr(&jp))?;
+    // Every plot also as its own SVG file, for embedding elsewhere (README, slides).
+    let pd = dir.join("plots");
+    std::fs::create_dir_all(&pd).map_err(werr(&pd))?;
+    for e in &report.experiments {
+        for (k, p) in e.evidence.plots.iter().enumerate() {
+            let f = pd.join(format!("{:02}-{}-{}.svg", e.number, e.id, k + 1));
+            std::fs::write(&f, render_svg(p, 720, 480)?).map_err(werr(&f))?;
+        }
+    }
     Ok(())
 }
 
