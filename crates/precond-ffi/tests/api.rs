@@ -879,7 +879,7 @@ fn version_function_agrees_with_the_crate() {
     // SAFETY: static string.
     let v = unsafe { CStr::from_ptr(precond_version()) };
     assert_eq!(v.to_str().ok(), Some(env!("CARGO_PKG_VERSION")));
-    let header = include_str!("../include/precond.h");
+    let header = include_str!("../../../include/precond.h");
     assert!(header.contains(&format!(
         "#define PRECOND_VERSION_NUMBER {}\n",
         precond_version_number()

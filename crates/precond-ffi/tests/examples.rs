@@ -28,7 +28,7 @@ fn root() -> PathBuf {
 }
 
 fn include_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("include")
+    root().join("include")
 }
 
 /// The directory holding `libprecond_ffi.{a,so}` of this build.

@@ -7,7 +7,7 @@ const GENERATED: &str = include_str!(concat!(env!("OUT_DIR"), "/precond.h"));
 
 #[test]
 fn committed_header_is_current() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("include/precond.h");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../include/precond.h");
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     if committed != GENERATED {
         if std::env::var_os("PRECOND_BLESS").is_some() {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const HEADER: &str = include_str!("../include/precond.h");
+const HEADER: &str = include_str!("../../../include/precond.h");
 
 fn julia_source() -> String {
     std::fs::read_to_string(root().join("ffi-examples/julia/Precond.jl")).expect("Precond.jl")
