@@ -231,25 +231,59 @@ fn sym_cond_fast_path_matches_the_dense_spectrum_to_1e_10() {
     let n = 300;
     assert!(n >= SYM_COND_KRYLOV_MIN_N);
     for (seed, eigs) in [
-        (1u64, (0..n).map(|i| 1.0 + 30.0 * (i as f64 / n as f64).powi(2)).collect::<Vec<_>>()),
-        (2, (0..n).map(|i| 10f64.powf(6.0 * i as f64 / (n - 1) as f64)).collect()),
-        (3, (0..n).map(|i| if i < n / 2 { 1e-3 + 1e-6 * i as f64 } else { 5.0 + i as f64 }).collect()),
+        (
+            1u64,
+            (0..n)
+                .map(|i| 1.0 + 30.0 * (i as f64 / n as f64).powi(2))
+                .collect::<Vec<_>>(),
+        ),
+        (
+            2,
+            (0..n)
+                .map(|i| 10f64.powf(6.0 * i as f64 / (n - 1) as f64))
+                .collect(),
+        ),
+        (
+            3,
+            (0..n)
+                .map(|i| {
+                    if i < n / 2 {
+                        1e-3 + 1e-6 * i as f64
+                    } else {
+                        5.0 + i as f64
+                    }
+                })
+                .collect(),
+        ),
     ] {
         let h = sym_with_eigs(&eigs, seed);
         let dense = sym_spectrum(h.as_ref()).unwrap();
         let k = sym_cond(h.as_ref()).unwrap();
         let tol = 1e-10 + 64.0 * n as f64 * EPS * dense.kappa;
-        assert!(rel_err(k, dense.kappa) <= tol, "seed {seed}: {k} vs {} (tol {tol:e})", dense.kappa);
+        assert!(
+            rel_err(k, dense.kappa) <= tol,
+            "seed {seed}: {k} vs {} (tol {tol:e})",
+            dense.kappa
+        );
     }
     let h = random_spd(n, 0.01, 4);
     let dense = sym_spectrum(h.as_ref()).unwrap();
-    assert!(rel_err(sym_cond(h.as_ref()).unwrap(), dense.kappa) <= 1e-10 + 64.0 * n as f64 * EPS * dense.kappa);
+    assert!(
+        rel_err(sym_cond(h.as_ref()).unwrap(), dense.kappa)
+            <= 1e-10 + 64.0 * n as f64 * EPS * dense.kappa
+    );
     // non-SPD input at this size: the Cholesky certificate fails
     let mut eigs: Vec<f64> = (0..n).map(|i| 1.0 + i as f64).collect();
     eigs[7] = -0.5;
     let ind = sym_with_eigs(&eigs, 5);
-    assert!(matches!(sym_cond(ind.as_ref()), Err(LinalgError::NotPositiveDefinite { .. })));
+    assert!(matches!(
+        sym_cond(ind.as_ref()),
+        Err(LinalgError::NotPositiveDefinite { .. })
+    ));
     eigs[7] = 0.0;
     let psd = sym_with_eigs(&eigs, 6);
-    assert!(matches!(sym_cond(psd.as_ref()), Err(LinalgError::NotPositiveDefinite { .. })));
+    assert!(matches!(
+        sym_cond(psd.as_ref()),
+        Err(LinalgError::NotPositiveDefinite { .. })
+    ));
 }

@@ -242,6 +242,25 @@ fn non_symmetric_and_non_spd_input() {
         }) => assert!((value + 0.25).abs() < 1e-15),
         other => panic!("{other:?}"),
     }
+    // the failing Cholesky pivot is reported 0-based
+    let dg = Mat::from_fn(4, 4, |i, j| {
+        if i == j {
+            [1.0, 2.0, -1.0, 3.0][i]
+        } else {
+            0.0
+        }
+    });
+    assert!(matches!(
+        cond_estimate_spd(dg.as_ref()),
+        Err(LinalgError::NotPositiveDefinite { index: 2, .. })
+    ));
+    assert!(matches!(
+        precond_cond_dense(
+            h.as_ref().submatrix(0, 0, 3, 3),
+            dg.as_ref().submatrix(0, 0, 3, 3)
+        ),
+        Err(LinalgError::NotPositiveDefinite { index: 2, .. })
+    ));
     // a singular PSD matrix is not SPD for sym_cond either
     let psd = sym_with_eigs(&[0.0, 1.0, 2.0], 9);
     assert!(matches!(
