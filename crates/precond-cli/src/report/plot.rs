@@ -43,7 +43,8 @@ fn tick(t: f64, log: bool, span: f64) -> String {
     }
 }
 
-fn range(vals: impl Iterator<Item = f64>) -> (f64, f64) {
+/// The data range padded by 4% (and by `top` of the span above, room for the legend).
+fn range(vals: impl Iterator<Item = f64>, top: f64) -> (f64, f64) {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for v in vals {
         lo = lo.min(v);
@@ -56,7 +57,7 @@ fn range(vals: impl Iterator<Item = f64>) -> (f64, f64) {
         return (lo - 0.5, hi + 0.5);
     }
     let pad = 0.04 * (hi - lo);
-    (lo - pad, hi + pad)
+    (lo - pad, hi + pad + top * (hi - lo))
 }
 
 fn perr<E: std::fmt::Debug>(title: &str) -> impl Fn(E) -> CliError + '_ {
@@ -86,8 +87,9 @@ pub fn render_svg(plot: &Plot, width: u32, height: u32) -> Result<String, CliErr
                     .collect()
             })
             .collect();
-        let (x0, x1) = range(pts.iter().flatten().map(|p| p.0));
-        let (y0, y1) = range(pts.iter().flatten().map(|p| p.1));
+        let legend_rows = plot.series.iter().filter(|s| !s.name.is_empty()).count();
+        let (x0, x1) = range(pts.iter().flatten().map(|p| p.0), 0.0);
+        let (y0, y1) = range(pts.iter().flatten().map(|p| p.1), 0.07 * legend_rows as f64);
         let mut chart = ChartBuilder::on(&root)
             .caption(&plot.title, ("sans-serif", 17))
             .margin(12)
