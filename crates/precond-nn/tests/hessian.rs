@@ -382,6 +382,8 @@ fn theorem6_standardization_is_within_sqrt_d_plus_one_of_any_row_scaling() {
             dc.raw.is_finite() && dc.standardized.is_finite(),
             "{name}: {dc:?}"
         );
+        // (22): centring does not worsen the conditioning of the extended matrix
+        assert!(dc.centred <= dc.raw * (1.0 + 1e-10), "{name}: {dc:?}");
         // (23) with the Van der Sluis scaling
         assert!(
             dc.standardized <= dc.sqrt_d1 * dc.van_der_sluis * (1.0 + 1e-10),
