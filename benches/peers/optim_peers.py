@@ -1,7 +1,7 @@
 """torch.optim peer timings for benches/optim_step.rs (one optimizer step, params/s).
 
 Run:  /tmp/peers/bin/python benches/peers/optim_peers.py [--quick] [--only=adam,adamw] [--sizes=10000,1000000]
-      [--out=optim_peers.json]
+      [--out=optim_peers.json] [--threads=2]
 Writes benches/peers/optim_peers.json. Same machine, same run conditions as the criterion bench:
 torch.set_num_threads(2), parameters in one flat tensor, the gradient fixed (as in the Rust bench).
 Variants: fused=True (CPU fused kernels: Adam, AdamW, SGD, Adagrad), foreach=True, and the default
@@ -15,7 +15,6 @@ import time
 
 import torch
 
-torch.set_num_threads(2)
 QUICK = "--quick" in sys.argv
 
 
@@ -29,6 +28,7 @@ def _arg(name, default):
 SIZES = [int(s) for s in _arg("sizes", ["1000", "10000", "100000", "1000000", "10000000"])]
 ONLY = _arg("only", None)
 OUT = _arg("out", ["optim_peers.json"])[0]
+torch.set_num_threads(int(_arg("threads", ["2"])[0]))
 OPTS = {
     "sgd": (torch.optim.SGD, {"lr": 0.01}),
     "sgd_momentum": (torch.optim.SGD, {"lr": 0.01, "momentum": 0.9}),
