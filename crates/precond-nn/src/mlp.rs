@@ -156,7 +156,17 @@ pub struct ParamBlock {
     pub shape: (usize, usize),
 }
 
-/// The documented layout of the flat parameter buffer (see the [module docs](self)).
+/// The documented layout of the flat parameter buffer. Blocks are grouped **by kind**, so each
+/// kind is one contiguous range ([`ParamLayout::kind_range`]):
+/// 1. every layer's weight `W^ℓ`, stored **row-major** (`out × in`, as torch's `Linear.weight`),
+///    so row `i` (the unit's `w_i` of Theorem 5) is contiguous;
+/// 2. every layer's bias `b^ℓ`;
+/// 3. every normalization gain `γ` (BatchNorm affine: one per feature; LayerNorm: 1 or `d`);
+/// 4. every normalization shift `β`.
+///
+/// "No weight decay on biases and gains" is the single range `kind_range(Bias).start..len()`.
+/// Blocks are named `layers.{ℓ}.weight`, `layers.{ℓ}.bias`, `layers.{ℓ}.norm.gain`,
+/// `layers.{ℓ}.norm.shift` (ℓ 0-based).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParamLayout {
     blocks: Vec<ParamBlock>,
