@@ -510,7 +510,16 @@ fn missing_file_and_help() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1);
-    let out = precond(&["cond", "--help"]);
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--format"));
+    for (cmd, flag) in [
+        ("cond", "--format"),
+        ("report", "--quick"),
+        ("train", "--target"),
+    ] {
+        let out = precond(&[cmd, "--help"]);
+        assert!(out.status.success(), "{cmd} --help");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(flag),
+            "{cmd} --help names {flag}"
+        );
+    }
 }

@@ -28,7 +28,7 @@ h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin
 .meta{color:#666}.claim{background:#f3f6fb;border-left:4px solid #3b6fb6;padding:.6em 1em;margin:1em 0}
 .theory{color:#555;font-size:.9em}
 table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
-th{background:#f5f5f5}td.t{text-align:left}caption{text-align:left;font-weight:600;padding:.3em 0}
+th{background:#f5f5f5;text-align:center}td.t{text-align:left}caption{text-align:left;font-weight:600;padding:.3em 0}
 .holds{color:#fff;background:#2e7d32;padding:.1em .5em;border-radius:.3em;font-weight:600}
 .fails{color:#fff;background:#c62828;padding:.1em .5em;border-radius:.3em;font-weight:600}
 .plots{display:flex;flex-wrap:wrap;gap:1em}.plots svg{border:1px solid #eee;max-width:100%;height:auto}
