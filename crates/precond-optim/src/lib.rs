@@ -32,6 +32,47 @@
 //! are thin aliases ([`presets`]). [`fused_step`] runs any composition in one pass, compiled for
 //! the baseline target and for AVX2+FMA and dispatched at run time, split over rayon above
 //! [`PAR_THRESHOLD`].
+//!
+//! # Example
+//!
+//! ```
+//! use precond_optim::{OptimizerConfig, Optimizer};
+//!
+//! // torch names and defaults; an intrinsic proximal L1 on top of AdamW's weight decay
+//! let cfg = OptimizerConfig::from_json(r#"{"optimizer": "adamw", "lr": 1e-2,
+//!     "regularization": {"kind": "l1", "strength": 1e-3, "space": "intrinsic", "proximal": true}}"#)?;
+//! let mut opt: Optimizer = cfg.build(3)?;
+//! let mut x = vec![1.0f64, -2.0, 0.5];
+//! opt.step_f64(&mut x, &[0.1, -0.3, 0.2])?;
+//! let mut p = vec![0.0; 3];
+//! opt.preconditioner(&mut p)?; // P_1 = 1/(sqrt(v̂_1) + eps) = 1/(|g| + eps)
+//! assert!((p[1] - 1.0 / (0.3 + 1e-8)).abs() < 1e-6);
+//! // bad input is a typed error naming the key
+//! let e = OptimizerConfig::from_json(r#"{"optimizer": "adam", "betas": [0.9, 1.5]}"#).unwrap_err();
+//! assert!(e.to_string().contains("`betas`"));
+//! # Ok::<(), precond_optim::OptimError>(())
+//! ```
+//!
+//! The same update from the parts, run by the fused kernel directly (RMSProp's `P` without momentum, plain
+//! step and an intrinsic proximal L1, one pass over `x`, `g` and `v`):
+//!
+//! ```
+//! use precond_optim::*;
+//!
+//! let (lr, lambda) = (0.01, 1e-3);
+//! let reg = Regularization { kind: RegKind::L1, strength: lambda, l1_ratio: 1.0,
+//!                            space: Space::Intrinsic, proximal: true };
+//! let update = Fused {
+//!     sign: 1.0f32,
+//!     pre: RmsPrecond::<f32, false>::new(0.99, 1e-8),
+//!     mom: NoMomentum { scale: -lr as f32 },
+//!     reg: Elementwise::new(&reg, 0.0, 0.0, lr),
+//! };
+//! let (mut x, g, mut v) = (vec![1.0f32; 1000], vec![0.5f32; 1000], vec![0.0f32; 1000]);
+//! fused_step(&update, Buffers { x: &mut x, g: &g, aux: &[], slots: [&mut v, &mut [], &mut []] },
+//!            SimdLevel::detect(), PAR_THRESHOLD).unwrap();
+//! assert!(x[0] < 1.0);
+//! ```
 
 mod config;
 mod error;
