@@ -321,3 +321,88 @@ fn bad_inputs_are_typed_errors() {
         })
     ));
 }
+
+#[test]
+fn running_statistics_and_frozen_mode_checks() {
+    let bn = Normalization::BatchNorm(BatchNormSpec::default());
+    let mut mlp = Mlp::new(MlpConfig::feedforward(
+        3,
+        &[4],
+        Activation::Tanh,
+        bn,
+        2,
+        Loss::Mse,
+    ))
+    .expect("valid");
+    let p = mlp.init_params(2);
+    let x = randn(3, 6, 3);
+    // frozen statistics: wrong number of layers, wrong width
+    assert!(matches!(
+        mlp.forward(&p, x.as_ref(), Mode::Frozen(&[None])),
+        Err(NnError::DimensionMismatch {
+            expected: 2,
+            got: 1,
+            ..
+        })
+    ));
+    let bad = vec![
+        Some(NormStats {
+            mean: vec![0.0; 3],
+            var: vec![1.0; 3],
+        }),
+        None,
+    ];
+    assert!(matches!(
+        mlp.forward(&p, x.as_ref(), Mode::Frozen(&bad)),
+        Err(NnError::DimensionMismatch {
+            expected: 4,
+            got: 3,
+            ..
+        })
+    ));
+    // frozen at the batch statistics reproduces the training-mode output
+    let train_out = mlp.forward(&p, x.as_ref(), Mode::Train).expect("train");
+    let stats = train_out.batch_norm_stats();
+    let frozen_out = mlp
+        .forward(&p, x.as_ref(), Mode::Frozen(&stats))
+        .expect("frozen");
+    assert!((train_out.output() - frozen_out.output()).norm_max() <= 1e-15);
+    // eval uses the running statistics: fresh (0, 1) gives σ(z)/sqrt(1 + eps) through the layer
+    let eval = mlp.forward(&p, x.as_ref(), Mode::Eval).expect("eval");
+    let z = &eval.layers[0].z;
+    let a = &eval.layers[0].post.as_ref().expect("bn").y;
+    for c in 0..6 {
+        for r in 0..4 {
+            assert!((a[(r, c)] - z[(r, c)].tanh() / (1.0f64 + 1e-5).sqrt()).abs() <= 1e-15);
+        }
+    }
+    assert!((mlp.predict(&p, x.as_ref()).expect("predict") - eval.output()).norm_max() <= 0.0);
+    // set_running_stats: wrong layer kind, wrong width, then success
+    assert!(matches!(
+        mlp.set_running_stats(1, RunningStats::new(2)),
+        Err(NnError::InvalidConfig { .. })
+    ));
+    assert!(matches!(
+        mlp.set_running_stats(0, RunningStats::new(3)),
+        Err(NnError::DimensionMismatch { .. })
+    ));
+    let mut rs = RunningStats::new(4);
+    rs.mean = vec![1.0, 2.0, 3.0, 4.0];
+    mlp.set_running_stats(0, rs.clone()).expect("set");
+    assert_eq!(mlp.running_stats()[0].as_ref(), Some(&rs));
+    mlp.reset_running_stats();
+    assert_eq!(mlp.running_stats()[0].as_ref(), Some(&RunningStats::new(4)));
+    // hessian_vector_product length checks
+    let t = random_targets(Loss::Mse, 2, 6, 4);
+    let mut hv = vec![0.0; p.len()];
+    assert!(matches!(
+        mlp.hessian_vector_product(&p, x.as_ref(), &t, Mode::Train, &[1.0], &mut hv),
+        Err(NnError::DimensionMismatch { .. })
+    ));
+    let mut v = vec![0.0; p.len()];
+    v[0] = f64::NAN;
+    assert!(matches!(
+        mlp.hessian_vector_product(&p, x.as_ref(), &t, Mode::Train, &v, &mut hv),
+        Err(NnError::NonFinite { row: 0, .. })
+    ));
+}
