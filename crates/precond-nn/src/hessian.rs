@@ -384,7 +384,12 @@ impl HessianOperator<'_> {
             return;
         }
         let pmax = self.params.iter().fold(1.0f64, |m, a| m.max(a.abs()));
-        let h = f64::EPSILON.cbrt() * pmax / vmax;
+        self.apply_finite_difference_step(v, y, f64::EPSILON.cbrt() * pmax / vmax);
+    }
+
+    /// `(∇L(θ + h v) − ∇L(θ − h v))/(2h)` with a given step `h` (error `O(h²)`; combine two steps
+    /// for Richardson extrapolation).
+    pub fn apply_finite_difference_step(&self, v: &[f64], y: &mut [f64], h: f64) {
         let mode = self.mode();
         let mut p = self.params.clone();
         let mut gm = vec![0.0; p.len()];
