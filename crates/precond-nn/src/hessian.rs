@@ -148,9 +148,9 @@ pub struct UnitHessian {
     pub d: Vec<f64>,
     /// `H = (1/N) Ā D Āᵀ`, the Hessian of `L` in `[b_i; w_i]`, `(d + 1) × (d + 1)`.
     pub hessian: Mat<f64>,
-    /// Whether `D` is a closed form (output unit without normalization) rather than a central
-    /// difference of exact per-sample gradients.
-    pub exact_d: bool,
+    /// Whether `D` came from the closed form (output unit without normalization) rather than
+    /// the R-operator (both exact).
+    pub closed_form_d: bool,
 }
 
 /// Theorem 5: the Hessian `H = (1/N) Ā D Āᵀ` of the mean loss with respect to the block
@@ -162,8 +162,8 @@ pub struct UnitHessian {
 /// `D` is exact in closed form for a unit of the output layer without normalization:
 /// `ℓ_n'' = c_n σ'(z)² + s_n σ''(z)` with `c_n`, `s_n` the loss curvature and slope
 /// ([`crate::Loss::output_curvature`]): `D = I` for linear regression with MSE (19), `D = ŷ(1 − ŷ)`
-/// for logistic regression. For hidden units it is the central difference (step
-/// `t = 1e-5 max(1, max_n |z_{i,n}|)`, error `O(t²)`) of exact back-propagated `∂ℓ_n/∂z_{i,n}`.
+/// for logistic regression. For every other unit it is exact too: Pearlmutter's R-operator
+/// along the bias direction `e_{b_i}` gives `R{∂L/∂z_{i,n}} = ℓ_n''(z_{i,n})/N`.
 ///
 /// # Errors
 /// Invalid layer/unit, parameters, input or targets.
@@ -209,21 +209,25 @@ pub fn unit_hessian(
             })
             .collect()
     } else {
-        let z = &fwd.layers[layer].z;
-        let zmax = (0..n).map(|c| z[(unit, c)].abs()).fold(1.0f64, f64::max);
-        let t = 1e-5 * zmax;
-        let mut grad = vec![0.0; params.len()];
-        let mut dz = Vec::new();
-        let mut slope = |tt: f64| -> Vec<f64> {
-            let f = mlp.forward_impl(params, x, fmode, Some((layer, unit, tt)));
-            let out = f.output();
-            let mut g = Mat::zeros(out.nrows(), out.ncols());
-            loss.value_and_grad(out, targets, g.as_mut());
-            mlp.backward_impl(params, &f, g, &mut grad, Some(&mut dz));
-            (0..n).map(|c| dz[layer][(unit, c)] * n as f64).collect()
-        };
-        let (p, m) = (slope(t), slope(-t));
-        p.iter().zip(&m).map(|(a, b)| (a - b) / (2.0 * t)).collect()
+        // R-operator along the bias b_i: R{z_i} = 1 for every sample, and with the samples
+        // separable R{dL/dz_{i,n}} = ℓ_n''(z_{i,n})/N exactly
+        let (bi, _) =
+            mlp.layout()
+                .unit(layer, unit)
+                .ok_or(NnError::NoSuchUnit { layer, unit, width })?;
+        let mut v = vec![0.0; params.len()];
+        v[bi] = 1.0;
+        let mut hv = vec![0.0; params.len()];
+        let mut row = vec![0.0; n];
+        mlp.hvp_capture(
+            params,
+            &fwd,
+            targets,
+            &v,
+            &mut hv,
+            Some((layer, unit, &mut row)),
+        );
+        row.iter().map(|r| r * n as f64).collect()
     };
     let abar = extended(fwd.layer_input(layer));
     let hessian = weighted_gram(abar.as_ref(), &d);
@@ -231,7 +235,7 @@ pub fn unit_hessian(
         abar,
         d,
         hessian,
-        exact_d,
+        closed_form_d: exact_d,
     })
 }
 
@@ -394,14 +398,14 @@ impl HessianOperator<'_> {
         let mut p = self.params.clone();
         let mut gm = vec![0.0; p.len()];
         let eval = |p: &[f64], g: &mut [f64]| {
-            let fwd = self.mlp.forward_impl(p, self.x.as_ref(), mode, None);
+            let fwd = self.mlp.forward_impl(p, self.x.as_ref(), mode);
             let out = fwd.output();
             let mut d = Mat::zeros(out.nrows(), out.ncols());
             self.mlp
                 .config()
                 .loss
                 .value_and_grad(out, &self.targets, d.as_mut());
-            self.mlp.backward_impl(p, &fwd, d, g, None);
+            self.mlp.backward_impl(p, &fwd, d, g);
         };
         for (a, b) in p.iter_mut().zip(v) {
             *a += h * b;

@@ -686,7 +686,7 @@ impl Mlp {
                 }
             }
         }
-        Ok(self.forward_impl(params, x, mode, None))
+        Ok(self.forward_impl(params, x, mode))
     }
 
     fn norm_forward(
@@ -757,14 +757,12 @@ impl Mlp {
         }
     }
 
-    /// Forward pass without validation. `shift = Some((layer, unit, t))` adds `t` to the
-    /// pre-activation `z_unit` of every sample in that layer (used for `ℓ_n''` in Theorem 5).
+    /// Forward pass without validation.
     pub(crate) fn forward_impl(
         &self,
         params: &[f64],
         x: MatRef<'_, f64>,
         mode: Mode<'_>,
-        shift: Option<(usize, usize, f64)>,
     ) -> Forward {
         let b = x.ncols();
         let mut layers: Vec<LayerTrace> = Vec::with_capacity(self.n_layers());
@@ -786,13 +784,6 @@ impl Mlp {
                 1.0,
                 par_for(spec.width, b, h.nrows()),
             );
-            if let Some((sl, su, t)) = shift {
-                if sl == l {
-                    for c in 0..b {
-                        z[(su, c)] += t;
-                    }
-                }
-            }
             let placement = spec.norm.placement();
             let pre = if placement == Some(Placement::PreActivation) {
                 self.norm_forward(params, l, z.as_ref(), mode)
@@ -890,22 +881,17 @@ impl Mlp {
                 got: d_out.nrows() * d_out.ncols(),
             });
         }
-        Ok(self.backward_impl(params, fwd, d_out.to_owned(), grad, None))
+        Ok(self.backward_impl(params, fwd, d_out.to_owned(), grad))
     }
 
-    /// Backward pass without validation. If `dz_out` is given, it receives `dL/dZ^ℓ` per layer.
+    /// Backward pass without validation.
     pub(crate) fn backward_impl(
         &self,
         params: &[f64],
         fwd: &Forward,
         mut d: Mat<f64>,
         grad: &mut [f64],
-        mut dz_out: Option<&mut Vec<Mat<f64>>>,
     ) -> Mat<f64> {
-        if let Some(v) = dz_out.as_deref_mut() {
-            v.clear();
-            v.resize(self.n_layers(), Mat::zeros(0, 0));
-        }
         for l in (0..self.n_layers()).rev() {
             let spec = &self.config.layers[l];
             let t = &fwd.layers[l];
@@ -962,9 +948,6 @@ impl Mlp {
                 1.0,
                 par_for(w.ncols(), d.ncols(), w.nrows()),
             );
-            if let Some(v) = dz_out.as_deref_mut() {
-                v[l] = d;
-            }
             d = dh;
         }
         d
@@ -994,7 +977,7 @@ impl Mlp {
         let mut d = Mat::zeros(out.nrows(), out.ncols());
         let loss = self.config.loss.value_and_grad(out, targets, d.as_mut());
         let accuracy = self.config.loss.accuracy(out, targets);
-        self.backward_impl(params, &forward, d, grad, None);
+        self.backward_impl(params, &forward, d, grad);
         Ok(Evaluation {
             loss,
             accuracy,

@@ -220,6 +220,20 @@ impl Mlp {
         v: &[f64],
         hv: &mut [f64],
     ) {
+        self.hvp_capture(params, fwd, targets, v, hv, None);
+    }
+
+    /// As [`Mlp::hvp_impl`]; with `capture = Some((layer, unit, out))`, also writes the row
+    /// `R{dL/dZ^layer}[unit, :]` into `out` (used for the exact `D` of Theorem 5).
+    pub(crate) fn hvp_capture(
+        &self,
+        params: &[f64],
+        fwd: &Forward,
+        targets: &Targets,
+        v: &[f64],
+        hv: &mut [f64],
+        mut capture: Option<(usize, usize, &mut [f64])>,
+    ) {
         let nl = self.n_layers();
         let b = fwd.batch_size();
         hv.iter_mut().for_each(|a| *a = 0.0);
@@ -357,6 +371,13 @@ impl Mlp {
                 rd = nrd;
             }
             // d = dL/dZ, rd = R{dL/dZ}
+            if let Some((cl, cu, out)) = capture.as_mut() {
+                if *cl == l {
+                    for (c, o) in out.iter_mut().enumerate() {
+                        *o = rd[(*cu, c)];
+                    }
+                }
+            }
             let h = fwd.layer_input(l);
             let wb = self.layout().blocks()[l].clone();
             {

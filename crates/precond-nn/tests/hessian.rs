@@ -52,7 +52,7 @@ fn linear_regression_unit_hessian_is_xxt_over_n_exactly() {
     let x = scaled_data(d, n, 11);
     let t = random_targets(Loss::Mse, 1, n, 5);
     let uh = unit_hessian(&mlp, &p, x.as_ref(), &t, 0, 0, Mode::Train).expect("unit hessian");
-    assert!(uh.exact_d);
+    assert!(uh.closed_form_d);
     assert!(
         uh.d.iter().all(|&v| (v - 1.0).abs() <= 0.0),
         "D = I for linear regression (19)"
@@ -208,7 +208,7 @@ fn unit_hessian_matches_finite_difference_block_hessian() {
             for (layer, unit) in [(0, 1), (1, 2), (2, 0)] {
                 let uh = unit_hessian(&mlp, &p, x.as_ref(), &t, layer, unit, Mode::Train)
                     .expect("unit hessian");
-                assert_eq!(uh.exact_d, layer == 2);
+                assert_eq!(uh.closed_form_d, layer == 2);
                 let fd = block_fd_hessian(&mlp, &p, &x, &t, layer, unit);
                 let err = max_abs(&(&uh.hessian - &fd));
                 assert!(
