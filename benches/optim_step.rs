@@ -149,5 +149,29 @@ fn bench_threshold(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_stream, bench_dispatch, bench_threshold, bench_steps);
+/// The fused Adam kernel alone (parts API, no non-finite check, no schedule/bookkeeping) at
+/// n = 1e7, to separate the kernel from the safety pass over `g`.
+fn bench_kernel_only(c: &mut Criterion) {
+    use precond::optim::{AdamPrecond, Buffers, Ema, Fused, NoReg, PAR_THRESHOLD, fused_step};
+    let n = 10_000_000;
+    let mut grp = config(c, "kernel", n);
+    let u = Fused { sign: 1.0f64, pre: AdamPrecond::<f64, false>::new(0.999, 1e-8, 10), mom: Ema::new(0.9, 1e-3, 10), reg: NoReg };
+    let (mut x, g, mut v, mut m) = (vec![1.0f64; n], vec![1e-3f64; n], vec![1e-6f64; n], vec![1e-3f64; n]);
+    grp.bench_function(BenchmarkId::new("adam_f64_kernel_only", n), |b| {
+        b.iter(|| {
+            let buf = Buffers { x: &mut x, g: &g, aux: &[], slots: [&mut v, &mut m, &mut []] };
+            fused_step(&u, buf, SimdLevel::detect(), PAR_THRESHOLD).expect("lengths")
+        })
+    });
+    let g32 = vec![1e-3f32; n];
+    grp.bench_function(BenchmarkId::new("nonfinite_check_f64", n), |b| {
+        b.iter(|| precond::optim::first_nonfinite(black_box(&g), PAR_THRESHOLD))
+    });
+    grp.bench_function(BenchmarkId::new("nonfinite_check_f32", n), |b| {
+        b.iter(|| precond::optim::first_nonfinite(black_box(&g32), PAR_THRESHOLD))
+    });
+    grp.finish();
+}
+
+criterion_group!(benches, bench_stream, bench_dispatch, bench_threshold, bench_kernel_only, bench_steps);
 criterion_main!(benches);
