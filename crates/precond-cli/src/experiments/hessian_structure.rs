@@ -149,10 +149,10 @@ impl Experiment for HessianStructure {
                     })
                     .into(),
                     unit.into(),
-                    (if uh.exact_d {
+                    (if uh.closed_form_d {
                         "closed form"
                     } else {
-                        "central difference"
+                        "R-operator (exact)"
                     })
                     .into(),
                     rel.into(),
@@ -184,7 +184,7 @@ impl Experiment for HessianStructure {
         let final_loss = hist.last().map_or(f64::NAN, |e| e.train_loss);
         Ok(Evidence {
             setup: format!(
-                "An MLP 4 → {hidden} (tanh) → 3 (softmax cross-entropy) trained with Adam on standardized iris ({} epochs, final training loss {}). For three hidden and three output units: H from precond_nn::unit_hessian (D in closed form for output units, by central differences of exact per-sample derivatives for hidden units) against an independent Hessian: central differences (step 1e-5·max(1, |θ|)) of the full back-propagated gradient (Mlp::loss_and_grad) over the unit's block.",
+                "An MLP 4 → {hidden} (tanh) → 3 (softmax cross-entropy) trained with Adam on standardized iris ({} epochs, final training loss {}). For three hidden and three output units: H from precond_nn::unit_hessian (D in closed form for output units, by the exact R-operator (Pearlmutter) along the unit's bias for hidden units) against an independent Hessian: central differences (step 1e-5·max(1, |θ|)) of the full back-propagated gradient (Mlp::loss_and_grad) over the unit's block.",
                 tc.epochs,
                 fmt_num(final_loss)
             ),
