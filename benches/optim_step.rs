@@ -13,25 +13,39 @@ use std::time::Duration;
 
 const OPTIMIZERS: &[(&str, &str)] = &[
     ("sgd", r#"{"optimizer": "sgd", "lr": 0.01}"#),
-    ("sgd_momentum", r#"{"optimizer": "sgd", "lr": 0.01, "momentum": 0.9}"#),
+    (
+        "sgd_momentum",
+        r#"{"optimizer": "sgd", "lr": 0.01, "momentum": 0.9}"#,
+    ),
     ("adagrad", r#"{"optimizer": "adagrad"}"#),
     ("rmsprop", r#"{"optimizer": "rmsprop"}"#),
     ("adam", r#"{"optimizer": "adam"}"#),
     ("adamw", r#"{"optimizer": "adamw"}"#),
-    ("adam_prox_l1", r#"{"optimizer": "adam", "regularization": {"kind": "l1", "strength": 1e-4, "space": "intrinsic", "proximal": true}}"#),
+    (
+        "adam_prox_l1",
+        r#"{"optimizer": "adam", "regularization": {"kind": "l1", "strength": 1e-4, "space": "intrinsic", "proximal": true}}"#,
+    ),
 ];
 
 fn setup<T: StepFloat>(json: &str, n: usize) -> (precond::optim::Optimizer, Vec<T>, Vec<T>) {
     let cfg = OptimizerConfig::from_json(json).expect("valid config");
     let mut opt = cfg.build(n).expect("builds");
-    let x: Vec<T> = (0..n).map(|i| T::from_f64(1.0 + (i % 97) as f64 * 1e-3)).collect();
-    let g: Vec<T> = (0..n).map(|i| T::from_f64(((i % 89) as f64 - 44.0) * 1e-3)).collect();
+    let x: Vec<T> = (0..n)
+        .map(|i| T::from_f64(1.0 + (i % 97) as f64 * 1e-3))
+        .collect();
+    let g: Vec<T> = (0..n)
+        .map(|i| T::from_f64(((i % 89) as f64 - 44.0) * 1e-3))
+        .collect();
     let mut xw = x.clone();
     opt.step(&mut xw, &g).expect("first step"); // allocate state outside the timing
     (opt, xw, g)
 }
 
-fn config<'a>(c: &'a mut Criterion, name: &str, n: usize) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+fn config<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+    n: usize,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
     let mut grp = c.benchmark_group(format!("{name}_n{n}"));
     let big = n >= 1_000_000;
     grp.sample_size(if big { 10 } else { 20 })
@@ -46,7 +60,12 @@ fn bench_steps(c: &mut Criterion) {
         let mut grp = config(c, "step", n);
         for &(name, json) in OPTIMIZERS {
             // all optimizers at 1e3/1e5/1e7; the Adam family at every size
-            if !(n == 1_000 || n == 100_000 || n == 10_000_000 || name.starts_with("adam") || name == "sgd") {
+            if !(n == 1_000
+                || n == 100_000
+                || n == 10_000_000
+                || name.starts_with("adam")
+                || name == "sgd")
+            {
                 continue;
             }
             let (mut o, mut x, g) = setup::<f32>(json, n);
@@ -66,12 +85,16 @@ fn bench_steps(c: &mut Criterion) {
 fn bench_stream(c: &mut Criterion) {
     let n = 10_000_000usize;
     let mut grp = c.benchmark_group("stream_n10000000");
-    grp.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_millis(1500));
+    grp.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_millis(1500));
     let b64 = vec![1.0f64; n];
     let c64 = vec![2.0f64; n];
     let mut a64 = vec![0.0f64; n];
     grp.throughput(Throughput::Bytes((2 * 8 * n) as u64));
-    grp.bench_function("copy_f64", |bch| bch.iter(|| a64.copy_from_slice(black_box(&b64))));
+    grp.bench_function("copy_f64", |bch| {
+        bch.iter(|| a64.copy_from_slice(black_box(&b64)))
+    });
     grp.throughput(Throughput::Bytes((3 * 8 * n) as u64));
     grp.bench_function("triad_f64", |bch| {
         bch.iter(|| {
@@ -89,7 +112,11 @@ fn bench_stream(c: &mut Criterion) {
         bch.iter(|| {
             let s = black_box(3.0);
             std::thread::scope(|sc| {
-                for ((a, b), c) in a64.chunks_mut(chunk).zip(b64.chunks(chunk)).zip(c64.chunks(chunk)) {
+                for ((a, b), c) in a64
+                    .chunks_mut(chunk)
+                    .zip(b64.chunks(chunk))
+                    .zip(c64.chunks(chunk))
+                {
                     sc.spawn(move || {
                         for ((a, b), c) in a.iter_mut().zip(b).zip(c) {
                             *a = b + s * c;
@@ -123,11 +150,15 @@ fn bench_dispatch(c: &mut Criterion) {
             if t == "f32" {
                 let (mut o, mut x, g) = setup::<f32>(json, n);
                 o.set_simd_level(level);
-                grp.bench_function(id, |b| b.iter(|| o.step_f32(black_box(&mut x), black_box(&g)).expect("step")));
+                grp.bench_function(id, |b| {
+                    b.iter(|| o.step_f32(black_box(&mut x), black_box(&g)).expect("step"))
+                });
             } else {
                 let (mut o, mut x, g) = setup::<f64>(json, n);
                 o.set_simd_level(level);
-                grp.bench_function(id, |b| b.iter(|| o.step_f64(black_box(&mut x), black_box(&g)).expect("step")));
+                grp.bench_function(id, |b| {
+                    b.iter(|| o.step_f64(black_box(&mut x), black_box(&g)).expect("step"))
+                });
             }
         }
     }
@@ -141,9 +172,17 @@ fn bench_threshold(c: &mut Criterion) {
         for par in [false, true] {
             let (mut o, mut x, g) = setup::<f32>(OPTIMIZERS[4].1, n);
             o.set_parallel_threshold(if par { 1 } else { usize::MAX });
-            grp.bench_function(BenchmarkId::new(if par { "adam_f32_rayon" } else { "adam_f32_serial" }, n), |b| {
-                b.iter(|| o.step_f32(black_box(&mut x), black_box(&g)).expect("step"))
-            });
+            grp.bench_function(
+                BenchmarkId::new(
+                    if par {
+                        "adam_f32_rayon"
+                    } else {
+                        "adam_f32_serial"
+                    },
+                    n,
+                ),
+                |b| b.iter(|| o.step_f32(black_box(&mut x), black_box(&g)).expect("step")),
+            );
         }
         grp.finish();
     }
@@ -155,11 +194,26 @@ fn bench_kernel_only(c: &mut Criterion) {
     use precond::optim::{AdamPrecond, Buffers, Ema, Fused, NoReg, PAR_THRESHOLD, fused_step};
     let n = 10_000_000;
     let mut grp = config(c, "kernel", n);
-    let u = Fused { sign: 1.0f64, pre: AdamPrecond::<f64, false>::new(0.999, 1e-8, 10), mom: Ema::new(0.9, 1e-3, 10), reg: NoReg };
-    let (mut x, g, mut v, mut m) = (vec![1.0f64; n], vec![1e-3f64; n], vec![1e-6f64; n], vec![1e-3f64; n]);
+    let u = Fused {
+        sign: 1.0f64,
+        pre: AdamPrecond::<f64, false>::new(0.999, 1e-8, 10),
+        mom: Ema::new(0.9, 1e-3, 10),
+        reg: NoReg,
+    };
+    let (mut x, g, mut v, mut m) = (
+        vec![1.0f64; n],
+        vec![1e-3f64; n],
+        vec![1e-6f64; n],
+        vec![1e-3f64; n],
+    );
     grp.bench_function(BenchmarkId::new("adam_f64_kernel_only", n), |b| {
         b.iter(|| {
-            let buf = Buffers { x: &mut x, g: &g, aux: &[], slots: [&mut v, &mut m, &mut []] };
+            let buf = Buffers {
+                x: &mut x,
+                g: &g,
+                aux: &[],
+                slots: [&mut v, &mut m, &mut []],
+            };
             fused_step(&u, buf, SimdLevel::detect(), PAR_THRESHOLD).expect("lengths")
         })
     });
@@ -173,5 +227,12 @@ fn bench_kernel_only(c: &mut Criterion) {
     grp.finish();
 }
 
-criterion_group!(benches, bench_stream, bench_dispatch, bench_threshold, bench_kernel_only, bench_steps);
+criterion_group!(
+    benches,
+    bench_stream,
+    bench_dispatch,
+    bench_threshold,
+    bench_kernel_only,
+    bench_steps
+);
 criterion_main!(benches);
