@@ -1,6 +1,6 @@
 //! One training step (forward, exact backward, Adam step) of a 64-128-128-10 ReLU MLP with
 //! softmax cross-entropy on digits-sized batches, f64. The PyTorch peer is
-//! `benches/peers/torch_train_step.py` (same network, same batch sizes, CPU, float64).
+//! `benches/peers/nn_train_step.py` (repository root) (same network, same batch sizes, CPU, float64).
 //!
 //! Run: `cargo bench -p precond-nn --bench train_step`
 #![allow(missing_docs)] // criterion's macros generate undocumented functions

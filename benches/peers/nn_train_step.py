@@ -1,7 +1,7 @@
 """PyTorch peer of crates/precond-nn/benches/train_step.rs: one training step (forward,
 backward, Adam step) of a 64-128-128-10 ReLU MLP with softmax cross-entropy, float64, CPU.
 
-Run: /tmp/peers/bin/python crates/precond-nn/benches/peers/torch_train_step.py
+Run: /tmp/peers/bin/python benches/peers/nn_train_step.py
 Prints the median time per step in microseconds for each (variant, batch).
 """
 import csv
