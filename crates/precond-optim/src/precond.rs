@@ -17,12 +17,22 @@ pub trait PrecondRule<T: Float>: Copy + Send + Sync {
     /// Feed gradient `g` (after `maximize` and coupled regularization) into the accumulators `s`
     /// and return `q` describing `p_i` at the new step.
     fn update(&self, g: T, aux: T, s: &mut [T]) -> T;
-    /// `p_i · u`.
-    fn apply(&self, q: T, u: T) -> T;
-    /// `p_i`.
-    fn p(&self, q: T) -> T;
-    /// `sqrt(p_i)` (the scale of intrinsic regularizers, Theorem 4).
-    fn sqrt_p(&self, q: T) -> T;
+    /// `p_i · u`. The default is the adaptive rules' convention: `q` is torch's denominator
+    /// (`sqrt(·) + eps`) and `p_i · u = u / q`, the arithmetic torch does.
+    #[inline(always)]
+    fn apply(&self, q: T, u: T) -> T {
+        u / q
+    }
+    /// `p_i` (default: `1 / q`, see [`Self::apply`]).
+    #[inline(always)]
+    fn p(&self, q: T) -> T {
+        T::ONE / q
+    }
+    /// `sqrt(p_i)` (the scale of intrinsic regularizers, Theorem 4; default `1 / sqrt(q)`).
+    #[inline(always)]
+    fn sqrt_p(&self, q: T) -> T {
+        T::ONE / q.sqrt()
+    }
     /// `q` of the current state without feeding a gradient (used to observe `P_k`).
     fn current(&self, aux: T, s: &[T]) -> T;
 }
@@ -103,18 +113,6 @@ impl<T: Float> PrecondRule<T> for AdagradPrecond<T> {
         sum.sqrt() + self.eps
     }
     #[inline(always)]
-    fn apply(&self, q: T, u: T) -> T {
-        u / q
-    }
-    #[inline(always)]
-    fn p(&self, q: T) -> T {
-        T::ONE / q
-    }
-    #[inline(always)]
-    fn sqrt_p(&self, q: T) -> T {
-        T::ONE / q.sqrt()
-    }
-    #[inline(always)]
     fn current(&self, _aux: T, s: &[T]) -> T {
         s[0].sqrt() + self.eps
     }
@@ -188,18 +186,6 @@ impl<T: Float, const CENTERED: bool> PrecondRule<T> for RmsPrecond<T, CENTERED> 
         }
     }
     #[inline(always)]
-    fn apply(&self, q: T, u: T) -> T {
-        u / q
-    }
-    #[inline(always)]
-    fn p(&self, q: T) -> T {
-        T::ONE / q
-    }
-    #[inline(always)]
-    fn sqrt_p(&self, q: T) -> T {
-        T::ONE / q.sqrt()
-    }
-    #[inline(always)]
     fn current(&self, _aux: T, s: &[T]) -> T {
         if CENTERED {
             (s[0] + (-s[1]) * s[1]).sqrt() + self.eps
@@ -251,18 +237,6 @@ impl<T: Float, const AMSGRAD: bool> PrecondRule<T> for AdamPrecond<T, AMSGRAD> {
         } else {
             v.sqrt() / self.bc2_sqrt + self.eps
         }
-    }
-    #[inline(always)]
-    fn apply(&self, q: T, u: T) -> T {
-        u / q
-    }
-    #[inline(always)]
-    fn p(&self, q: T) -> T {
-        T::ONE / q
-    }
-    #[inline(always)]
-    fn sqrt_p(&self, q: T) -> T {
-        T::ONE / q.sqrt()
     }
     #[inline(always)]
     fn current(&self, _aux: T, s: &[T]) -> T {
