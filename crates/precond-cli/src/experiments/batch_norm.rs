@@ -2,12 +2,12 @@
 
 use precond_linalg::{cond2, row_equilibrate};
 use precond_nn::{
-    Activation, BatchNormSpec, Dataset, Loss, MlpConfig, Mode, Normalization, TrainConfig,
-    WithNorm, extended_hidden_matrix, gather_columns,
+    Activation, BatchNormSpec, Loss, MlpConfig, Mode, Normalization, TrainConfig, WithNorm,
+    extended_hidden_matrix, gather_columns,
 };
 use precond_optim::OptimizerConfig;
 
-use super::common::{fit_mlp, lerr, min_max_like};
+use super::common::{digits_split, fit_mlp, lerr};
 use crate::error::CliError;
 use crate::report::{Check, Ctx, Evidence, Experiment, Plot, Series, SeriesKind, Table, fmt_num};
 
@@ -37,16 +37,7 @@ impl Experiment for BatchNorm {
         "With batch statistics treated as constants, the next layer's unit Hessian is (1/N)Ĥ̄DĤ̄ᵀ with Ĥ̄ = [1ᵀ; Ĥ] standardized, so Theorem 6 applies to every hidden layer: κ(Ĥ̄) ≤ √(d+1)·min_D κ(D H̄). BatchNorm keeps the hidden extended matrices well conditioned during training; at inference it uses running averages, a different function."
     }
     fn run(&self, ctx: &Ctx) -> Result<Evidence, CliError> {
-        let ds = Dataset::builtin("digits").map_err(lerr(ID))?;
-        let (train, test) = ds.split(0.25, ctx.seed).map_err(lerr(ID))?;
-        let (train, test) = (min_max_like(&train, &train)?, min_max_like(&test, &train)?);
-        let train = if ctx.quick {
-            train
-                .subset(&(0..400).collect::<Vec<_>>())
-                .map_err(lerr(ID))?
-        } else {
-            train
-        };
+        let (train, test) = digits_split(ctx, ID)?;
         let widths = [32usize, 32];
         let bn = Normalization::BatchNorm(BatchNormSpec {
             affine: false,

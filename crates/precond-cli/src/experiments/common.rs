@@ -214,3 +214,22 @@ pub fn min_max_like(
         .map_err(lerr("data"))?;
     ds.map_features(|x| t.apply(x)).map_err(lerr("data"))
 }
+
+/// `digits` split 75/25 with the experiment's seed, min-max scaled with the training set's
+/// ranges; `--quick` keeps the first 400 training samples (the BatchNorm and LayerNorm experiments).
+pub fn digits_split(
+    ctx: &crate::report::Ctx,
+    id: &'static str,
+) -> Result<(precond_nn::Dataset, precond_nn::Dataset), CliError> {
+    let ds = precond_nn::Dataset::builtin("digits").map_err(lerr(id))?;
+    let (train, test) = ds.split(0.25, ctx.seed).map_err(lerr(id))?;
+    let (train, test) = (min_max_like(&train, &train)?, min_max_like(&test, &train)?);
+    let train = if ctx.quick {
+        train
+            .subset(&(0..400).collect::<Vec<_>>())
+            .map_err(lerr(id))?
+    } else {
+        train
+    };
+    Ok((train, test))
+}

@@ -1,13 +1,13 @@
 //! Experiment 10: LayerNorm equalizes columns (THEORY.md §6, Section 5.3, Theorem 7).
 
 use precond_nn::{
-    Activation, Dataset, LayerNormAffine, LayerNormSpec, Loss, MlpConfig, Mode, Normalization,
-    ParamKind, TrainConfig, WithNorm, column_norms, extended_hidden_matrix, gather_columns,
+    Activation, LayerNormAffine, LayerNormSpec, Loss, MlpConfig, Mode, Normalization, ParamKind,
+    TrainConfig, WithNorm, column_norms, extended_hidden_matrix, gather_columns,
     layer_norm_column_bounds,
 };
 use precond_optim::OptimizerConfig;
 
-use super::common::{fit_mlp, lerr, min_max_like};
+use super::common::{digits_split, fit_mlp, lerr};
 use crate::error::CliError;
 use crate::report::{Check, Ctx, Evidence, Experiment, Plot, Series, SeriesKind, Table, fmt_num};
 
@@ -33,16 +33,7 @@ impl Experiment for LayerNorm {
         "After a post-activation LayerNorm over d features, every column of the next layer's extended input [1ᵀ; H̃] has norm √(1 + d(γ² + β²)) with scalar γ, β, and lies in [1, √(1 + d(‖γ‖∞ + ‖β‖∞)²)] with vector γ, β: equal column norms, a near-optimal column scaling."
     }
     fn run(&self, ctx: &Ctx) -> Result<Evidence, CliError> {
-        let ds = Dataset::builtin("digits").map_err(lerr(ID))?;
-        let (train, test) = ds.split(0.25, ctx.seed).map_err(lerr(ID))?;
-        let (train, test) = (min_max_like(&train, &train)?, min_max_like(&test, &train)?);
-        let train = if ctx.quick {
-            train
-                .subset(&(0..400).collect::<Vec<_>>())
-                .map_err(lerr(ID))?
-        } else {
-            train
-        };
+        let (train, test) = digits_split(ctx, ID)?;
         let width = 32usize;
         let tc = TrainConfig {
             epochs: ctx.pick(30, 3),
