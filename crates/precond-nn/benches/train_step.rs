@@ -1,5 +1,6 @@
-//! One training step (forward, exact backward, Adam step) of a 64-128-128-10 ReLU MLP with
-//! softmax cross-entropy on digits-sized batches, f64. The PyTorch peer is
+//! One training step (forward, exact backward, Adam step, BatchNorm running averages) of a
+//! 64-128-128-10 ReLU MLP with softmax cross-entropy on digits-sized batches, f64, with a reused
+//! [`Workspace`] (no allocation per step), as the training loop runs it. The PyTorch peer is
 //! `benches/peers/nn_train_step.py` (repository root) (same network, same batch sizes, CPU, float64).
 //!
 //! Run: `cargo bench -p precond-nn --bench train_step`
@@ -41,14 +42,22 @@ fn bench(c: &mut Criterion) {
             let xb: Mat<f64> = gather_columns(x_all.as_ref(), &idx);
             let tb = ds.targets.gather(&idx).expect("targets");
             let mut grad = vec![0.0; params.len()];
+            let mut ws = Workspace::new();
             group.bench_with_input(BenchmarkId::new(name, batch), &batch, |b, _| {
                 b.iter(|| {
-                    let ev = mlp
-                        .loss_and_grad(&params, xb.as_ref(), &tb, Mode::Train, &mut grad)
+                    let loss = mlp
+                        .loss_and_grad_into(
+                            &params,
+                            xb.as_ref(),
+                            &tb,
+                            Mode::Train,
+                            &mut ws,
+                            &mut grad,
+                        )
                         .expect("grad");
                     opt.step_f64(&mut params, &grad).expect("step");
-                    mlp.update_running_stats(&ev.forward).expect("running");
-                    black_box(ev.loss)
+                    mlp.update_running_stats(ws.forward()).expect("running");
+                    black_box(loss)
                 })
             });
         }

@@ -105,6 +105,36 @@ impl Activation {
         }
     }
 
+    /// `dst = σ(src)` elementwise (the `match` is hoisted out of the loop so each arm
+    /// vectorizes). `dst` and `src` have the same length.
+    #[inline]
+    pub(crate) fn apply_slice(self, src: &[f64], dst: &mut [f64]) {
+        match self {
+            Activation::Identity => dst.copy_from_slice(src),
+            Activation::Relu => dst.iter_mut().zip(src).for_each(|(o, &z)| *o = z.max(0.0)),
+            _ => dst
+                .iter_mut()
+                .zip(src)
+                .for_each(|(o, &z)| *o = self.value(z)),
+        }
+    }
+
+    /// `d ← d ⊙ σ'(u)` elementwise (the chain rule through the activation), `match` hoisted.
+    #[inline]
+    pub(crate) fn mul_derivative_slice(self, u: &[f64], d: &mut [f64]) {
+        match self {
+            Activation::Identity => {}
+            Activation::Relu => d
+                .iter_mut()
+                .zip(u)
+                .for_each(|(g, &z)| *g *= if z > 0.0 { 1.0 } else { 0.0 }),
+            _ => d
+                .iter_mut()
+                .zip(u)
+                .for_each(|(g, &z)| *g *= self.derivative(z)),
+        }
+    }
+
     /// Gain used by [`crate::Mlp::init_params`]: weights are drawn `N(0, gain²/fan_in)`
     /// (He for ReLU, `5/3` for tanh as torch's `calculate_gain`, 1 otherwise).
     pub fn init_gain(self) -> f64 {

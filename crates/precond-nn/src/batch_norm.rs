@@ -74,8 +74,21 @@ pub struct NormStats {
 impl NormStats {
     /// Statistics of the rows of a `d × B` batch (population variance).
     pub fn of_batch(x: MatRef<'_, f64>) -> NormStats {
+        let mut s = NormStats {
+            mean: Vec::new(),
+            var: Vec::new(),
+        };
+        s.set_of_batch(x);
+        s
+    }
+
+    /// Overwrites `self` with the statistics of the rows of `x` (as [`NormStats::of_batch`]),
+    /// reusing the vectors' storage.
+    pub(crate) fn set_of_batch(&mut self, x: MatRef<'_, f64>) {
         let (d, b) = (x.nrows(), x.ncols());
-        let mut mean = vec![0.0; d];
+        let mean = &mut self.mean;
+        mean.clear();
+        mean.resize(d, 0.0);
         for c in 0..b {
             let col = x.col(c);
             for (m, v) in mean.iter_mut().zip(col.iter()) {
@@ -84,16 +97,34 @@ impl NormStats {
         }
         let inv_b = 1.0 / b.max(1) as f64;
         mean.iter_mut().for_each(|m| *m *= inv_b);
-        let mut var = vec![0.0; d];
+        let var = &mut self.var;
+        var.clear();
+        var.resize(d, 0.0);
         for c in 0..b {
             let col = x.col(c);
-            for ((s, v), m) in var.iter_mut().zip(col.iter()).zip(&mean) {
+            for ((s, v), m) in var.iter_mut().zip(col.iter()).zip(mean.iter()) {
                 let t = *v - *m;
                 *s += t * t;
             }
         }
         var.iter_mut().for_each(|s| *s *= inv_b);
-        NormStats { mean, var }
+    }
+
+    /// Overwrites `self` with `other`, reusing the vectors' storage.
+    pub(crate) fn set_from(&mut self, mean: &[f64], var: &[f64]) {
+        self.mean.clear();
+        self.mean.extend_from_slice(mean);
+        self.var.clear();
+        self.var.extend_from_slice(var);
+    }
+
+    /// Overwrites `self` with mean 0 and variance 1 for `d` features (the statistics of a layer
+    /// without running averages), reusing the vectors' storage.
+    pub(crate) fn set_identity(&mut self, d: usize) {
+        self.mean.clear();
+        self.mean.resize(d, 0.0);
+        self.var.clear();
+        self.var.resize(d, 1.0);
     }
 }
 
@@ -153,7 +184,8 @@ pub(crate) fn inv_std(var: f64, eps: f64) -> f64 {
 }
 
 /// Forward pass: writes `x̂` and `y = γ ⊙ x̂ + β` for the rows of `x` given the statistics;
-/// fills `inv` with `1/sqrt(var + eps)` per feature.
+/// fills `inv` with `1/sqrt(var + eps)` per feature. `xhat` and `y` must be column-major
+/// (contiguous columns, as every owned [`faer::Mat`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     x: MatRef<'_, f64>,
@@ -165,24 +197,61 @@ pub(crate) fn forward(
     mut y: MatMut<'_, f64>,
     inv: &mut [f64],
 ) {
+    let d = x.nrows();
     for (i, v) in inv.iter_mut().zip(&stats.var) {
         *i = inv_std(*v, eps);
     }
+    let (mean, inv) = (&stats.mean[..d], &inv[..d]);
     for c in 0..x.ncols() {
-        for r in 0..x.nrows() {
-            let h = (x[(r, c)] - stats.mean[r]) * inv[r];
-            xhat[(r, c)] = h;
-            y[(r, c)] = match (gamma, beta) {
-                (Some(g), Some(b)) => g[r] * h + b[r],
-                _ => h,
-            };
+        let xc = x.col(c);
+        let hc = col_slice_mut(xhat.as_mut(), c);
+        for (((h, xv), m), i) in hc.iter_mut().zip(xc.iter()).zip(mean).zip(inv) {
+            *h = (*xv - *m) * *i;
+        }
+        let hc = col_slice(xhat.as_ref(), c);
+        let yc = col_slice_mut(y.as_mut(), c);
+        match (gamma, beta) {
+            (Some(g), Some(b)) => {
+                for (((yv, h), g), b) in yc.iter_mut().zip(hc).zip(&g[..d]).zip(&b[..d]) {
+                    *yv = g * h + b;
+                }
+            }
+            _ => yc.copy_from_slice(hc),
         }
     }
+}
+
+/// Column `c` of a column-major matrix as a slice.
+#[inline]
+pub(crate) fn col_slice<'a>(m: MatRef<'a, f64>, c: usize) -> &'a [f64] {
+    match m.col(c).try_as_col_major() {
+        Some(col) => col.as_slice(),
+        None => unreachable_layout(),
+    }
+}
+
+/// Column `c` of a column-major matrix as a mutable slice.
+#[inline]
+pub(crate) fn col_slice_mut<'a>(m: MatMut<'a, f64>, c: usize) -> &'a mut [f64] {
+    match m.col_mut(c).try_as_col_major_mut() {
+        Some(col) => col.as_slice_mut(),
+        None => unreachable_layout(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn unreachable_layout() -> ! {
+    // Only the crate's own owned matrices (unit row stride) reach these helpers.
+    unreachable!("internal buffer is not column-major")
 }
 
 /// Backward pass. `dy` is overwritten by `dx`. With `full = true` the gradient flows through the
 /// batch statistics: `dx = inv (g − mean_n g − x̂ mean_n(g x̂))`, `g = γ dy`; otherwise
 /// `dx = inv g`. Accumulates nothing: `dgamma`, `dbeta` are overwritten (`Σ_n dy x̂`, `Σ_n dy`).
+/// `sum_g`, `sum_gx` are scratch of any length (resized to `d`, storage reused). `dy` and `xhat`
+/// must be column-major.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
     mut dy: MatMut<'_, f64>,
     xhat: MatRef<'_, f64>,
@@ -191,32 +260,39 @@ pub(crate) fn backward(
     full: bool,
     dgamma: Option<&mut [f64]>,
     dbeta: Option<&mut [f64]>,
+    sum_g: &mut Vec<f64>,
+    sum_gx: &mut Vec<f64>,
 ) {
     let (d, b) = (dy.nrows(), dy.ncols());
-    let mut sum_g = vec![0.0; d];
-    let mut sum_gx = vec![0.0; d];
+    sum_g.clear();
+    sum_g.resize(d, 0.0);
+    sum_gx.clear();
+    sum_gx.resize(d, 0.0);
     for c in 0..b {
-        for r in 0..d {
-            let v = dy[(r, c)];
-            sum_g[r] += v;
-            sum_gx[r] += v * xhat[(r, c)];
+        let dc = col_slice(dy.as_ref(), c);
+        let hc = col_slice(xhat, c);
+        for (((sg, sgx), v), h) in sum_g.iter_mut().zip(sum_gx.iter_mut()).zip(dc).zip(hc) {
+            *sg += *v;
+            *sgx += *v * *h;
         }
     }
     if let Some(dg) = dgamma {
-        dg.copy_from_slice(&sum_gx);
+        dg.copy_from_slice(sum_gx);
     }
     if let Some(db) = dbeta {
-        db.copy_from_slice(&sum_g);
+        db.copy_from_slice(sum_g);
     }
     let inv_b = 1.0 / b as f64;
+    let inv = &inv[..d];
     for c in 0..b {
-        for r in 0..d {
+        let hc = col_slice(xhat, c);
+        let dc = col_slice_mut(dy.as_mut(), c);
+        for (r, (v, h)) in dc.iter_mut().zip(hc).enumerate() {
             let g = gamma.map_or(1.0, |g| g[r]);
-            let v = dy[(r, c)];
-            dy[(r, c)] = if full {
-                g * inv[r] * (v - inv_b * sum_g[r] - xhat[(r, c)] * inv_b * sum_gx[r])
+            *v = if full {
+                g * inv[r] * (*v - inv_b * sum_g[r] - *h * inv_b * sum_gx[r])
             } else {
-                g * inv[r] * v
+                g * inv[r] * *v
             };
         }
     }

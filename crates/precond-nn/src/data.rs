@@ -349,6 +349,15 @@ pub fn gather_columns(x: MatRef<'_, f64>, indices: &[usize]) -> Mat<f64> {
     out
 }
 
+/// As [`gather_columns`], into `out` (storage reused: no allocation once it has held this many
+/// columns). Indices must be `< x.ncols()`.
+pub(crate) fn gather_columns_into(x: MatRef<'_, f64>, indices: &[usize], out: &mut Mat<f64>) {
+    crate::mlp::fit(out, x.nrows(), indices.len());
+    for (k, &i) in indices.iter().enumerate() {
+        out.col_mut(k).copy_from(x.col(i));
+    }
+}
+
 /// `0..n` shuffled by a seeded ChaCha8 generator (Fisher–Yates).
 pub fn shuffled_indices(n: usize, seed: u64) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..n).collect();

@@ -397,15 +397,10 @@ impl HessianOperator<'_> {
         let mode = self.mode();
         let mut p = self.params.clone();
         let mut gm = vec![0.0; p.len()];
-        let eval = |p: &[f64], g: &mut [f64]| {
-            let fwd = self.mlp.forward_impl(p, self.x.as_ref(), mode);
-            let out = fwd.output();
-            let mut d = Mat::zeros(out.nrows(), out.ncols());
+        let mut ws = crate::Workspace::new();
+        let mut eval = |p: &[f64], g: &mut [f64]| {
             self.mlp
-                .config()
-                .loss
-                .value_and_grad(out, &self.targets, d.as_mut());
-            self.mlp.backward_impl(p, &fwd, d, g);
+                .loss_and_grad_core(p, self.x.as_ref(), &self.targets, mode, &mut ws, g);
         };
         for (a, b) in p.iter_mut().zip(v) {
             *a += h * b;

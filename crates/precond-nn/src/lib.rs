@@ -7,7 +7,8 @@
 //!   ([`LayerNormSpec`]: affine none / scalar / vector). All parameters live in one flat buffer
 //!   described by [`ParamLayout`] (weights, then biases, then gains, then shifts, each kind one
 //!   contiguous range), so any `precond-optim` optimizer and parameter group applies directly.
-//!   Exact backpropagation ([`Mlp::loss_and_grad`]) and exact Hessian-vector products
+//!   Exact backpropagation ([`Mlp::loss_and_grad`], and [`Mlp::loss_and_grad_into`] into a
+//!   reused [`Workspace`]: no allocation per training step) and exact Hessian-vector products
 //!   (Pearlmutter's R-operator, [`Mlp::hessian_vector_product`], [`HessianOperator`] as a
 //!   `precond_linalg::LinearOperator` for Lanczos).
 //! - Input transforms ([`InputTransform`]): standardization (population variance), centring,
@@ -55,6 +56,7 @@ mod loss;
 mod mlp;
 mod rop;
 mod train;
+mod workspace;
 
 pub use activation::{Activation, sigmoid, softplus};
 pub use batch_norm::{BatchNormSpec, NormStats, Placement, RunningStats, StatsGradient};
@@ -76,3 +78,4 @@ pub use mlp::{
     ParamBlock, ParamKind, ParamLayout,
 };
 pub use train::{Control, EpochRecord, History, KappaSnapshot, PrecondStats, TrainConfig, train};
+pub use workspace::Workspace;

@@ -75,6 +75,40 @@ impl Targets {
         })
     }
 
+    /// As [`Targets::gather`], into `out` (its storage reused when it is the same kind of
+    /// targets: no allocation once it has held this many samples).
+    pub(crate) fn gather_into(&self, indices: &[usize], out: &mut Targets) -> Result<()> {
+        let n = self.n_samples();
+        if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
+            return Err(NnError::DimensionMismatch {
+                what: "sample index vs number of samples",
+                expected: n,
+                got: bad,
+            });
+        }
+        match (self, out) {
+            (Targets::Values(m), Targets::Values(o)) => {
+                crate::mlp::fit(o, m.nrows(), indices.len());
+                for (k, &i) in indices.iter().enumerate() {
+                    o.col_mut(k).copy_from(m.col(i));
+                }
+            }
+            (
+                Targets::Classes { labels, n_classes },
+                Targets::Classes {
+                    labels: ol,
+                    n_classes: on,
+                },
+            ) => {
+                ol.clear();
+                ol.extend(indices.iter().map(|&i| labels[i]));
+                *on = *n_classes;
+            }
+            (_, out) => *out = self.gather(indices)?,
+        }
+        Ok(())
+    }
+
     /// Target of output `j` of sample `n` as a real number (labels as `0.0`/`1.0` for BCE).
     #[inline]
     fn value(&self, j: usize, n: usize) -> f64 {

@@ -24,10 +24,14 @@
 //! and updated only by [`Mlp::update_running_stats`], so forward passes are pure.
 
 use crate::activation::Activation;
-use crate::batch_norm::{self, BatchNormSpec, NormStats, Placement, RunningStats, StatsGradient};
+use crate::batch_norm::{
+    self, BatchNormSpec, NormStats, Placement, RunningStats, StatsGradient, col_slice,
+    col_slice_mut,
+};
 use crate::error::{NnError, Result};
 use crate::layer_norm::{self, LayerNormSpec};
 use crate::loss::{Loss, Targets};
+use crate::workspace::{BackwardBuffers, Workspace};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rand::{Rng, SeedableRng};
@@ -336,7 +340,30 @@ pub struct LayerTrace {
     pub post: Option<NormTrace>,
 }
 
+impl NormTrace {
+    /// No values yet (sized by the first forward pass).
+    fn empty() -> Self {
+        Self {
+            xhat: Mat::new(),
+            y: Mat::new(),
+            inv_std: Vec::new(),
+            stats: None,
+            from_batch: false,
+        }
+    }
+}
+
 impl LayerTrace {
+    /// No values yet (sized by the first forward pass).
+    fn empty() -> Self {
+        Self {
+            z: Mat::new(),
+            pre: None,
+            a: Mat::new(),
+            post: None,
+        }
+    }
+
     /// Input of the activation (`Z`, or its normalization for pre-activation placement).
     pub fn activation_input(&self) -> MatRef<'_, f64> {
         self.pre.as_ref().map_or(self.z.as_ref(), |t| t.y.as_ref())
@@ -358,6 +385,14 @@ pub struct Forward {
 }
 
 impl Forward {
+    /// No layers yet (filled by a forward pass; its storage is reused by the next one).
+    pub(crate) fn empty() -> Self {
+        Self {
+            input: Mat::new(),
+            layers: Vec::new(),
+        }
+    }
+
     /// The network output (logits / predictions), `k × B`.
     pub fn output(&self) -> MatRef<'_, f64> {
         self.layers
@@ -419,11 +454,37 @@ pub struct Mlp {
 const PAR_FLOPS: usize = 1 << 17;
 
 pub(crate) fn par_for(m: usize, n: usize, k: usize) -> Par {
-    if m.saturating_mul(n).saturating_mul(k) >= PAR_FLOPS {
+    // one rayon thread (RAYON_NUM_THREADS=1, or inside a 1-thread pool): faer's sequential
+    // kernels, which (unlike `Par::Rayon(1)`) allocate no job tables or reduction buffers
+    if m.saturating_mul(n).saturating_mul(k) >= PAR_FLOPS && rayon::current_num_threads() > 1 {
         Par::rayon(0)
     } else {
         Par::Seq
     }
+}
+
+/// Gives `m` the shape `rows × cols`, reusing its storage: shrinking never reallocates, growing
+/// reallocates only beyond the largest shape held so far (new entries are zero).
+#[inline]
+pub(crate) fn fit(m: &mut Mat<f64>, rows: usize, cols: usize) {
+    if m.nrows() != rows || m.ncols() != cols {
+        m.resize_with(rows, cols, |_, _| 0.0);
+    }
+}
+
+/// Makes a normalization trace slot present (keeping its storage) or absent.
+fn set_present(slot: &mut Option<NormTrace>, present: bool) {
+    if !present {
+        *slot = None;
+    } else if slot.is_none() {
+        *slot = Some(NormTrace::empty());
+    }
+}
+
+/// `z ← z + b` for one column.
+#[inline]
+fn add_bias(z: &mut [f64], bias: &[f64]) {
+    z.iter_mut().zip(bias).for_each(|(v, b)| *v += *b);
 }
 
 fn check_finite(what: &'static str, m: MatRef<'_, f64>) -> Result<()> {
@@ -661,10 +722,8 @@ impl Mlp {
         Ok(())
     }
 
-    /// Batched forward pass on `x` (`input_dim × B`, one column per sample).
-    pub fn forward(&self, params: &[f64], x: MatRef<'_, f64>, mode: Mode<'_>) -> Result<Forward> {
-        self.check_params(params)?;
-        self.check_input(x)?;
+    /// Validates a [`Mode::Frozen`] statistics list against the network.
+    fn check_mode(&self, mode: Mode<'_>) -> Result<()> {
         if let Mode::Frozen(s) = mode {
             if s.len() != self.n_layers() {
                 return Err(NnError::DimensionMismatch {
@@ -686,133 +745,272 @@ impl Mlp {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn check_grad_len(&self, grad: &[f64]) -> Result<()> {
+        if grad.len() != self.layout.len() {
+            return Err(NnError::DimensionMismatch {
+                what: "gradient buffer length",
+                expected: self.layout.len(),
+                got: grad.len(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_forward(&self, params: &[f64], x: MatRef<'_, f64>, mode: Mode<'_>) -> Result<()> {
+        self.check_params(params)?;
+        self.check_input(x)?;
+        self.check_mode(mode)
+    }
+
+    /// Checks that a forward trace has this network's shapes (a [`Forward`] has public fields, so
+    /// a hand-built or foreign one must give an error, never a panic).
+    fn check_trace(&self, fwd: &Forward) -> Result<()> {
+        if fwd.layers.len() != self.n_layers() {
+            return Err(NnError::DimensionMismatch {
+                what: "forward trace layers",
+                expected: self.n_layers(),
+                got: fwd.layers.len(),
+            });
+        }
+        let b = fwd.batch_size();
+        let shape = |what: &'static str, m: &Mat<f64>, rows: usize| {
+            if m.nrows() != rows || m.ncols() != b {
+                Err(NnError::DimensionMismatch {
+                    what,
+                    expected: rows * b,
+                    got: m.nrows() * m.ncols(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        shape(
+            "forward trace input shape",
+            &fwd.input,
+            self.config.input_dim,
+        )?;
+        if b == 0 {
+            return Err(NnError::Empty {
+                what: "forward trace (no samples)",
+            });
+        }
+        for (spec, t) in self.config.layers.iter().zip(&fwd.layers) {
+            shape("forward trace z shape", &t.z, spec.width)?;
+            shape("forward trace activation shape", &t.a, spec.width)?;
+            let placement = spec.norm.placement();
+            for (present, trace) in [
+                (placement == Some(Placement::PreActivation), &t.pre),
+                (placement == Some(Placement::PostActivation), &t.post),
+            ] {
+                match (present, trace) {
+                    (false, None) => {}
+                    (true, Some(n)) => {
+                        shape("forward trace x̂ shape", &n.xhat, spec.width)?;
+                        shape("forward trace normalized output shape", &n.y, spec.width)?;
+                        let want = match spec.norm {
+                            Normalization::LayerNorm(_) => b,
+                            _ => spec.width,
+                        };
+                        if n.inv_std.len() != want {
+                            return Err(NnError::DimensionMismatch {
+                                what: "forward trace inv_std length",
+                                expected: want,
+                                got: n.inv_std.len(),
+                            });
+                        }
+                    }
+                    (want, _) => {
+                        return Err(NnError::DimensionMismatch {
+                            what: "forward trace normalizations vs network",
+                            expected: usize::from(want),
+                            got: usize::from(!want),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Batched forward pass on `x` (`input_dim × B`, one column per sample).
+    ///
+    /// Allocates a new [`Forward`]; [`Mlp::forward_into`] computes the same values into a reused
+    /// [`Workspace`].
+    pub fn forward(&self, params: &[f64], x: MatRef<'_, f64>, mode: Mode<'_>) -> Result<Forward> {
+        self.check_forward(params, x, mode)?;
         Ok(self.forward_impl(params, x, mode))
     }
 
-    fn norm_forward(
+    /// Batched forward pass on `x` (`input_dim × B`) into `ws`, read it with
+    /// [`Workspace::forward`]. The workspace's buffers are reused: no allocation once they have
+    /// held a batch at least this large.
+    ///
+    /// # Errors
+    /// As [`Mlp::forward`]: parameter length or non-finite parameters, input shape or non-finite
+    /// input, [`Mode::Frozen`] statistics that do not fit. `ws` is left unchanged on error.
+    pub fn forward_into(
         &self,
         params: &[f64],
-        l: usize,
         x: MatRef<'_, f64>,
         mode: Mode<'_>,
-    ) -> Option<NormTrace> {
-        let spec = &self.config.layers[l];
-        let (d, b) = (x.nrows(), x.ncols());
-        let gamma = self.slice(params, ParamKind::Gain, l);
-        let beta = self.slice(params, ParamKind::Shift, l);
-        match spec.norm {
-            Normalization::None => None,
-            Normalization::BatchNorm(bn) => {
-                let (stats, from_batch) = match mode {
-                    Mode::Train => (NormStats::of_batch(x), true),
-                    Mode::Eval => {
-                        let r = self.running[l].as_ref().map(RunningStats::as_stats);
-                        (
-                            r.unwrap_or_else(|| NormStats {
-                                mean: vec![0.0; d],
-                                var: vec![1.0; d],
-                            }),
-                            false,
-                        )
-                    }
-                    Mode::Frozen(s) => match &s[l] {
-                        Some(st) => (st.clone(), false),
-                        None => (NormStats::of_batch(x), true),
-                    },
-                };
-                let mut xhat = Mat::zeros(d, b);
-                let mut y = Mat::zeros(d, b);
-                let mut inv = vec![0.0; d];
-                batch_norm::forward(
-                    x,
-                    &stats,
-                    bn.eps,
-                    gamma,
-                    beta,
-                    xhat.as_mut(),
-                    y.as_mut(),
-                    &mut inv,
-                );
-                Some(NormTrace {
-                    xhat,
-                    y,
-                    inv_std: inv,
-                    stats: Some(stats),
-                    from_batch,
-                })
-            }
-            Normalization::LayerNorm(ln) => {
-                let mut xhat = Mat::zeros(d, b);
-                let mut y = Mat::zeros(d, b);
-                let mut inv = vec![0.0; b];
-                layer_norm::forward(x, ln.eps, gamma, beta, xhat.as_mut(), y.as_mut(), &mut inv);
-                Some(NormTrace {
-                    xhat,
-                    y,
-                    inv_std: inv,
-                    stats: None,
-                    from_batch: true,
-                })
-            }
-        }
+        ws: &mut Workspace,
+    ) -> Result<()> {
+        self.check_forward(params, x, mode)?;
+        self.forward_core(params, x, mode, &mut ws.forward);
+        Ok(())
     }
 
-    /// Forward pass without validation.
+    /// Forward pass without validation, into a new [`Forward`].
     pub(crate) fn forward_impl(
         &self,
         params: &[f64],
         x: MatRef<'_, f64>,
         mode: Mode<'_>,
     ) -> Forward {
-        let b = x.ncols();
-        let mut layers: Vec<LayerTrace> = Vec::with_capacity(self.n_layers());
-        let input = x.to_owned();
+        let mut fwd = Forward::empty();
+        self.forward_core(params, x, mode, &mut fwd);
+        fwd
+    }
+
+    /// Normalization forward pass of layer `l` on `x` into `t` (storage reused).
+    fn norm_forward_into(
+        &self,
+        params: &[f64],
+        l: usize,
+        x: MatRef<'_, f64>,
+        mode: Mode<'_>,
+        t: &mut NormTrace,
+    ) {
+        let (d, b) = (x.nrows(), x.ncols());
+        let gamma = self.slice(params, ParamKind::Gain, l);
+        let beta = self.slice(params, ParamKind::Shift, l);
+        let NormTrace {
+            xhat,
+            y,
+            inv_std,
+            stats,
+            from_batch,
+        } = t;
+        fit(xhat, d, b);
+        fit(y, d, b);
+        match self.config.layers[l].norm {
+            Normalization::None => {}
+            Normalization::BatchNorm(bn) => {
+                let st = stats.get_or_insert_with(|| NormStats {
+                    mean: Vec::new(),
+                    var: Vec::new(),
+                });
+                *from_batch = match mode {
+                    Mode::Train => {
+                        st.set_of_batch(x);
+                        true
+                    }
+                    Mode::Eval => {
+                        match &self.running[l] {
+                            Some(r) => st.set_from(&r.mean, &r.var),
+                            None => st.set_identity(d),
+                        }
+                        false
+                    }
+                    Mode::Frozen(s) => match &s[l] {
+                        Some(given) => {
+                            st.set_from(&given.mean, &given.var);
+                            false
+                        }
+                        None => {
+                            st.set_of_batch(x);
+                            true
+                        }
+                    },
+                };
+                inv_std.clear();
+                inv_std.resize(d, 0.0);
+                batch_norm::forward(
+                    x,
+                    st,
+                    bn.eps,
+                    gamma,
+                    beta,
+                    xhat.as_mut(),
+                    y.as_mut(),
+                    inv_std,
+                );
+            }
+            Normalization::LayerNorm(ln) => {
+                *stats = None;
+                *from_batch = true;
+                inv_std.clear();
+                inv_std.resize(b, 0.0);
+                layer_norm::forward(x, ln.eps, gamma, beta, xhat.as_mut(), y.as_mut(), inv_std);
+            }
+        }
+    }
+
+    /// The forward pass (the one implementation behind [`Mlp::forward`] and
+    /// [`Mlp::forward_into`]), without validation, into `fwd` (storage reused): per layer
+    /// `Z = W H` (one matrix product into the kept buffer), then one pass per column adding the
+    /// bias and applying `σ` (normalizations in between as placed).
+    pub(crate) fn forward_core(
+        &self,
+        params: &[f64],
+        x: MatRef<'_, f64>,
+        mode: Mode<'_>,
+        fwd: &mut Forward,
+    ) {
+        let (nl, b) = (self.n_layers(), x.ncols());
+        let Forward { input, layers } = fwd;
+        fit(input, x.nrows(), b);
+        input.copy_from(x);
+        layers.truncate(nl);
+        layers.resize_with(nl, LayerTrace::empty);
         for (l, spec) in self.config.layers.iter().enumerate() {
-            let h = if l == 0 {
-                input.as_ref()
-            } else {
-                layers[l - 1].output()
-            };
+            let (done, rest) = layers.split_at_mut(l);
+            let h = done.last().map_or(input.as_ref(), LayerTrace::output);
+            let LayerTrace { z, pre, a, post } = &mut rest[0];
             let w = self.weight_unchecked(params, l);
             let bias = self.slice(params, ParamKind::Bias, l).unwrap_or(&[]);
-            let mut z = Mat::from_fn(spec.width, b, |r, _| bias[r]);
+            fit(z, spec.width, b);
+            fit(a, spec.width, b);
             matmul(
                 z.as_mut(),
-                Accum::Add,
+                Accum::Replace,
                 w,
                 h,
                 1.0,
                 par_for(spec.width, b, h.nrows()),
             );
             let placement = spec.norm.placement();
-            let pre = if placement == Some(Placement::PreActivation) {
-                self.norm_forward(params, l, z.as_ref(), mode)
-            } else {
-                None
-            };
-            let u = pre.as_ref().map_or(z.as_ref(), |t| t.y.as_ref());
+            set_present(pre, placement == Some(Placement::PreActivation));
+            set_present(post, placement == Some(Placement::PostActivation));
             let act = spec.activation;
-            let a = if act == Activation::Identity {
-                u.to_owned()
-            } else {
-                let mut a = u.to_owned();
-                for c in 0..a.ncols() {
-                    a.col_as_slice_mut(c)
-                        .iter_mut()
-                        .for_each(|v| *v = act.value(*v));
+            match pre {
+                Some(pre) => {
+                    for c in 0..b {
+                        add_bias(col_slice_mut(z.as_mut(), c), bias);
+                    }
+                    self.norm_forward_into(params, l, z.as_ref(), mode, pre);
+                    for c in 0..b {
+                        act.apply_slice(col_slice(pre.y.as_ref(), c), col_slice_mut(a.as_mut(), c));
+                    }
                 }
-                a
-            };
-            let post = if placement == Some(Placement::PostActivation) {
-                self.norm_forward(params, l, a.as_ref(), mode)
-            } else {
-                None
-            };
-            layers.push(LayerTrace { z, pre, a, post });
+                None => {
+                    for c in 0..b {
+                        let zc = col_slice_mut(z.as_mut(), c);
+                        add_bias(zc, bias);
+                        act.apply_slice(zc, col_slice_mut(a.as_mut(), c));
+                    }
+                }
+            }
+            if let Some(post) = post {
+                self.norm_forward_into(params, l, a.as_ref(), mode, post);
+            }
         }
-        Forward { input, layers }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn norm_backward(
         &self,
         params: &[f64],
@@ -820,6 +1018,8 @@ impl Mlp {
         t: &NormTrace,
         d: MatMut<'_, f64>,
         grad: &mut [f64],
+        sum_g: &mut Vec<f64>,
+        sum_gx: &mut Vec<f64>,
     ) {
         let gamma = self.slice(params, ParamKind::Gain, l);
         let gb = self
@@ -841,7 +1041,17 @@ impl Mlp {
             Normalization::None => {}
             Normalization::BatchNorm(bn) => {
                 let full = t.from_batch && bn.stats_gradient == StatsGradient::Full;
-                batch_norm::backward(d, t.xhat.as_ref(), &t.inv_std, gamma, full, dg, ds);
+                batch_norm::backward(
+                    d,
+                    t.xhat.as_ref(),
+                    &t.inv_std,
+                    gamma,
+                    full,
+                    dg,
+                    ds,
+                    sum_g,
+                    sum_gx,
+                );
             }
             Normalization::LayerNorm(_) => {
                 layer_norm::backward(d, t.xhat.as_ref(), &t.inv_std, gamma, dg, ds);
@@ -849,30 +1059,17 @@ impl Mlp {
         }
     }
 
-    /// Backward pass from `d_out = dL/dO` (`k × B`): writes the gradient into `grad`
-    /// (overwritten, length [`ParamLayout::len`]) and returns `dL/dx` (`input_dim × B`).
-    pub fn backward(
+    /// Validation shared by [`Mlp::backward`] and [`Mlp::backward_into`].
+    fn check_backward(
         &self,
         params: &[f64],
         fwd: &Forward,
         d_out: MatRef<'_, f64>,
-        grad: &mut [f64],
-    ) -> Result<Mat<f64>> {
+        grad: &[f64],
+    ) -> Result<()> {
         self.check_params_len(params)?;
-        if grad.len() != self.layout.len() {
-            return Err(NnError::DimensionMismatch {
-                what: "gradient buffer length",
-                expected: self.layout.len(),
-                got: grad.len(),
-            });
-        }
-        if fwd.layers.len() != self.n_layers() {
-            return Err(NnError::DimensionMismatch {
-                what: "forward trace layers",
-                expected: self.n_layers(),
-                got: fwd.layers.len(),
-            });
-        }
+        self.check_grad_len(grad)?;
+        self.check_trace(fwd)?;
         let out = fwd.output();
         if d_out.nrows() != out.nrows() || d_out.ncols() != out.ncols() {
             return Err(NnError::DimensionMismatch {
@@ -881,35 +1078,88 @@ impl Mlp {
                 got: d_out.nrows() * d_out.ncols(),
             });
         }
-        Ok(self.backward_impl(params, fwd, d_out.to_owned(), grad))
+        Ok(())
     }
 
-    /// Backward pass without validation.
-    pub(crate) fn backward_impl(
+    /// Backward pass from `d_out = dL/dO` (`k × B`): writes the gradient into `grad`
+    /// (overwritten, length [`ParamLayout::len`]) and returns `dL/dx` (`input_dim × B`).
+    ///
+    /// Allocates its buffers; [`Mlp::backward_into`] reuses a [`Workspace`] instead.
+    pub fn backward(
         &self,
         params: &[f64],
         fwd: &Forward,
-        mut d: Mat<f64>,
+        d_out: MatRef<'_, f64>,
         grad: &mut [f64],
-    ) -> Mat<f64> {
+    ) -> Result<Mat<f64>> {
+        self.check_backward(params, fwd, d_out, grad)?;
+        let mut bufs = BackwardBuffers::default();
+        bufs.output_delta(self.n_layers(), d_out.nrows(), d_out.ncols())
+            .copy_from(d_out);
+        self.backward_core(params, fwd, &mut bufs, grad, true);
+        Ok(bufs.input_grad)
+    }
+
+    /// Backward pass through the forward pass held in `ws` (the last [`Mlp::forward_into`]),
+    /// from `d_out = dL/dO` (`k × B`): writes the gradient into `grad` (overwritten, length
+    /// [`ParamLayout::len`]) and returns `dL/dx` (`input_dim × B`) as a view into `ws`.
+    /// No allocation once `ws` has held a batch this large.
+    ///
+    /// # Errors
+    /// Buffer lengths, `d_out` shape, or `ws` holding no forward pass of this network.
+    pub fn backward_into<'w>(
+        &self,
+        params: &[f64],
+        d_out: MatRef<'_, f64>,
+        ws: &'w mut Workspace,
+        grad: &mut [f64],
+    ) -> Result<MatRef<'w, f64>> {
+        self.check_backward(params, &ws.forward, d_out, grad)?;
+        let Workspace { forward, backward } = ws;
+        backward
+            .output_delta(self.n_layers(), d_out.nrows(), d_out.ncols())
+            .copy_from(d_out);
+        self.backward_core(params, forward, backward, grad, true);
+        Ok(backward.input_grad.as_ref())
+    }
+
+    /// The backward pass (the one implementation behind [`Mlp::backward`],
+    /// [`Mlp::backward_into`] and the loss gradients), without validation. On entry
+    /// `bufs.deltas[n_layers − 1]` holds `dL/dO` (see [`BackwardBuffers::output_delta`]); on exit
+    /// `grad` holds the gradient and, if `input_grad`, `bufs.input_grad` holds `dL/dx` (the last
+    /// product `W⁰ᵀ (dL/dZ⁰)` is skipped otherwise).
+    pub(crate) fn backward_core(
+        &self,
+        params: &[f64],
+        fwd: &Forward,
+        bufs: &mut BackwardBuffers,
+        grad: &mut [f64],
+        input_grad: bool,
+    ) {
+        let b = fwd.batch_size();
+        let BackwardBuffers {
+            deltas,
+            input_grad: dx,
+            sum_g,
+            sum_gx,
+        } = bufs;
         for l in (0..self.n_layers()).rev() {
             let spec = &self.config.layers[l];
             let t = &fwd.layers[l];
+            let (below, here) = deltas.split_at_mut(l);
+            let d = &mut here[0];
             if let Some(post) = &t.post {
-                self.norm_backward(params, l, post, d.as_mut(), grad);
+                self.norm_backward(params, l, post, d.as_mut(), grad, sum_g, sum_gx);
             }
-            if spec.activation != Activation::Identity {
+            let act = spec.activation;
+            if act != Activation::Identity {
                 let u = t.activation_input();
-                let act = spec.activation;
-                for c in 0..d.ncols() {
-                    let uc = u.col(c);
-                    for (dv, uv) in d.col_as_slice_mut(c).iter_mut().zip(uc.iter()) {
-                        *dv *= act.derivative(*uv);
-                    }
+                for c in 0..b {
+                    act.mul_derivative_slice(col_slice(u, c), col_slice_mut(d.as_mut(), c));
                 }
             }
             if let Some(pre) = &t.pre {
-                self.norm_backward(params, l, pre, d.as_mut(), grad);
+                self.norm_backward(params, l, pre, d.as_mut(), grad, sum_g, sum_gx);
             }
             // d = dL/dZ
             let h = fwd.layer_input(l);
@@ -926,34 +1176,61 @@ impl Mlp {
                     d.as_ref(),
                     h.transpose(),
                     1.0,
-                    par_for(wb.shape.0, wb.shape.1, d.ncols()),
+                    par_for(wb.shape.0, wb.shape.1, b),
                 );
             }
             if let Some(bb) = self.layout.find(ParamKind::Bias, l) {
                 let db = &mut grad[bb.range.clone()];
                 db.iter_mut().for_each(|v| *v = 0.0);
-                for c in 0..d.ncols() {
-                    for (r, v) in db.iter_mut().enumerate() {
-                        *v += d[(r, c)];
+                for c in 0..b {
+                    for (v, g) in db.iter_mut().zip(col_slice(d.as_ref(), c)) {
+                        *v += *g;
                     }
                 }
             }
+            let next = match below.last_mut() {
+                Some(prev) => prev,
+                None if input_grad => &mut *dx,
+                None => continue,
+            };
             let w = self.weight_unchecked(params, l);
-            let mut dh = Mat::zeros(w.ncols(), d.ncols());
+            fit(next, w.ncols(), b);
             matmul(
-                dh.as_mut(),
+                next.as_mut(),
                 Accum::Replace,
                 w.transpose(),
                 d.as_ref(),
                 1.0,
-                par_for(w.ncols(), d.ncols(), w.nrows()),
+                par_for(w.ncols(), b, w.nrows()),
             );
-            d = dh;
         }
-        d
+    }
+
+    /// Mean loss (15) and its gradient `dL/dO` (into the workspace), then the backward pass;
+    /// without validation. The one implementation behind [`Mlp::loss_and_grad`] and
+    /// [`Mlp::loss_and_grad_into`].
+    pub(crate) fn loss_and_grad_core(
+        &self,
+        params: &[f64],
+        x: MatRef<'_, f64>,
+        targets: &Targets,
+        mode: Mode<'_>,
+        ws: &mut Workspace,
+        grad: &mut [f64],
+    ) -> f64 {
+        let Workspace { forward, backward } = ws;
+        self.forward_core(params, x, mode, forward);
+        let out = forward.output();
+        let d = backward.output_delta(self.n_layers(), out.nrows(), out.ncols());
+        let loss = self.config.loss.value_and_grad(out, targets, d.as_mut());
+        self.backward_core(params, forward, backward, grad, false);
+        loss
     }
 
     /// Mean loss (15) on `(x, targets)` and its exact gradient, written into `grad`.
+    ///
+    /// Allocates the forward values it returns; [`Mlp::loss_and_grad_into`] is the same
+    /// computation into a reused [`Workspace`].
     pub fn loss_and_grad(
         &self,
         params: &[f64],
@@ -962,27 +1239,46 @@ impl Mlp {
         mode: Mode<'_>,
         grad: &mut [f64],
     ) -> Result<Evaluation> {
-        if grad.len() != self.layout.len() {
-            return Err(NnError::DimensionMismatch {
-                what: "gradient buffer length",
-                expected: self.layout.len(),
-                got: grad.len(),
-            });
-        }
-        self.config
-            .loss
-            .check_targets(targets, self.n_outputs(), x.ncols())?;
-        let forward = self.forward(params, x, mode)?;
-        let out = forward.output();
-        let mut d = Mat::zeros(out.nrows(), out.ncols());
-        let loss = self.config.loss.value_and_grad(out, targets, d.as_mut());
-        let accuracy = self.config.loss.accuracy(out, targets);
-        self.backward_impl(params, &forward, d, grad);
+        let mut ws = Workspace::new();
+        let loss = self.loss_and_grad_into(params, x, targets, mode, &mut ws, grad)?;
+        let forward = ws.into_forward();
+        let accuracy = self.config.loss.accuracy(forward.output(), targets);
         Ok(Evaluation {
             loss,
             accuracy,
             forward,
         })
+    }
+
+    /// Mean loss (15) `L = (1/N) Σ_n ℓ(F(x_n; θ), y_n)` on `(x, targets)` and its exact gradient
+    /// `∇_θ L` (backpropagation), written into `grad` (overwritten, length
+    /// [`ParamLayout::len`]). Returns `L`.
+    ///
+    /// All intermediate values live in `ws`: after the first call with a batch at least this
+    /// large, a call performs **no heap allocation** (a smaller batch, such as the last partial
+    /// mini-batch of an epoch, reuses the same storage). The forward values stay readable through
+    /// [`Workspace::forward`] (e.g. for [`Mlp::update_running_stats`] or
+    /// [`Loss::accuracy`]). Same numbers as [`Mlp::loss_and_grad`] (which calls this).
+    ///
+    /// # Errors
+    /// Gradient buffer length, targets that do not fit the loss, parameter length or
+    /// non-finite parameters, input shape or non-finite input, [`Mode::Frozen`] statistics
+    /// that do not fit. On error `grad` and `ws` are left unchanged.
+    pub fn loss_and_grad_into(
+        &self,
+        params: &[f64],
+        x: MatRef<'_, f64>,
+        targets: &Targets,
+        mode: Mode<'_>,
+        ws: &mut Workspace,
+        grad: &mut [f64],
+    ) -> Result<f64> {
+        self.check_grad_len(grad)?;
+        self.config
+            .loss
+            .check_targets(targets, self.n_outputs(), x.ncols())?;
+        self.check_forward(params, x, mode)?;
+        Ok(self.loss_and_grad_core(params, x, targets, mode, ws, grad))
     }
 
     /// Mean loss and accuracy without gradient.

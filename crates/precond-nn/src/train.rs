@@ -6,12 +6,17 @@
 //! (batch statistics), the exact gradient, one optimizer step on the flat parameter buffer, and
 //! the BatchNorm running averages updated. After each epoch (and once before training, epoch 0)
 //! the full training and test sets are evaluated in inference mode (running averages).
+//! The steps share one [`crate::Workspace`] and one batch buffer, so a training step allocates
+//! nothing (beyond what the optimizer does).
 //! Everything is deterministic for a given seed.
 
-use crate::data::{Dataset, gather_columns, minibatches};
+use crate::data::{Dataset, gather_columns, gather_columns_into, minibatches};
 use crate::error::{NnError, Result};
 use crate::hessian::{WithNorm, extended_hidden_matrix, kappa};
+use crate::loss::Targets;
 use crate::mlp::{Mlp, Mode};
+use crate::workspace::Workspace;
+use faer::Mat;
 use precond_optim::Optimizer;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -247,7 +252,14 @@ pub fn train(
         return Ok(history);
     }
     let mut seeds = ChaCha8Rng::seed_from_u64(config.seed);
+    // one set of buffers for the whole run: no allocation per step
     let mut grad = vec![0.0; n_params];
+    let mut ws = Workspace::new();
+    let mut xb = Mat::new();
+    let mut tb = Targets::Classes {
+        labels: Vec::new(),
+        n_classes: 0,
+    };
     for epoch in 1..=config.epochs {
         let batches = minibatches(
             train_set.n_samples(),
@@ -257,12 +269,13 @@ pub fn train(
         )?;
         let mut sum = 0.0;
         for idx in &batches {
-            let xb = gather_columns(train_set.x.as_ref(), idx);
-            let tb = train_set.targets.gather(idx)?;
-            let ev = mlp.loss_and_grad(params, xb.as_ref(), &tb, Mode::Train, &mut grad)?;
+            gather_columns_into(train_set.x.as_ref(), idx, &mut xb);
+            train_set.targets.gather_into(idx, &mut tb)?;
+            let loss =
+                mlp.loss_and_grad_into(params, xb.as_ref(), &tb, Mode::Train, &mut ws, &mut grad)?;
             optimizer.step_f64(params, &grad).map_err(optim_err)?;
-            mlp.update_running_stats(&ev.forward)?;
-            sum += ev.loss;
+            mlp.update_running_stats(ws.forward())?;
+            sum += loss;
         }
         let rec = record(
             mlp,

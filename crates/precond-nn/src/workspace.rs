@@ -1,0 +1,134 @@
+//! Reusable buffers for training: the forward values, the backward deltas and the scratch of the
+//! normalization backward passes, sized lazily by the first pass and reused by every later one,
+//! so that a training step ([`Mlp::loss_and_grad_into`]) allocates nothing (the
+//! `*_scratch`-workspace pattern of faer).
+//!
+//! Sizing: every buffer is a [`faer::Mat`] whose shape is set per pass; shrinking (the last,
+//! partial mini-batch of an epoch) keeps the storage and growing reallocates only past the
+//! largest batch seen so far. A workspace is not tied to one network: used with another
+//! architecture it re-sizes itself (allocating once).
+
+use crate::mlp::{Forward, Mlp, fit};
+use faer::{Mat, MatRef};
+
+/// Reusable buffers for forward and backward passes of an [`Mlp`] (one workspace per concurrent
+/// computation; it holds no parameters).
+///
+/// After [`Mlp::forward_into`] or [`Mlp::loss_and_grad_into`], [`Workspace::forward`] holds the
+/// forward values of the batch (the same [`Forward`] that [`Mlp::forward`] would return), and
+/// after [`Mlp::backward_into`], [`Workspace::input_grad`] holds `dL/dx`.
+///
+/// ```
+/// use precond_nn::*;
+///
+/// let mlp = Mlp::new(MlpConfig::feedforward(
+///     4, &[8], Activation::Relu, Normalization::None, 3, Loss::SoftmaxCrossEntropy,
+/// ))?;
+/// let params = mlp.init_params(0);
+/// let x = faer::Mat::from_fn(4, 5, |r, c| (r + 2 * c) as f64 * 0.1);
+/// let y = Targets::Classes { labels: vec![0, 1, 2, 0, 1], n_classes: 3 };
+/// let mut ws = Workspace::new();
+/// let mut grad = vec![0.0; params.len()];
+/// for _ in 0..3 {
+///     // the first call sizes `ws`; the later ones allocate nothing
+///     let loss = mlp.loss_and_grad_into(&params, x.as_ref(), &y, Mode::Train, &mut ws, &mut grad)?;
+///     assert!(loss.is_finite());
+/// }
+/// assert_eq!(ws.forward().output().ncols(), 5);
+/// # Ok::<(), precond_nn::NnError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub(crate) forward: Forward,
+    pub(crate) backward: BackwardBuffers,
+}
+
+impl Default for Workspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Workspace {
+    /// An empty workspace (no storage yet; the first pass sizes it).
+    pub fn new() -> Self {
+        Self {
+            forward: Forward::empty(),
+            backward: BackwardBuffers::default(),
+        }
+    }
+
+    /// The forward values of the last [`Mlp::forward_into`] / [`Mlp::loss_and_grad_into`]
+    /// (no layers before the first pass).
+    pub fn forward(&self) -> &Forward {
+        &self.forward
+    }
+
+    /// `dL/dx` (`input_dim × B`) of the last [`Mlp::backward_into`] (empty before the first one;
+    /// [`Mlp::loss_and_grad_into`] skips it).
+    pub fn input_grad(&self) -> MatRef<'_, f64> {
+        self.backward.input_grad.as_ref()
+    }
+
+    /// The forward values, consuming the workspace.
+    pub fn into_forward(self) -> Forward {
+        self.forward
+    }
+
+    /// Number of batch columns the buffers currently hold (the batch size of the last pass).
+    pub fn batch_size(&self) -> usize {
+        self.forward.batch_size()
+    }
+
+    /// Pre-sizes every buffer for batches of up to `batch_size` samples of `mlp` by one forward
+    /// and backward pass on zeros (at `mlp`'s initial parameters), so that even the first real
+    /// step allocates nothing. Optional: the first pass sizes the workspace anyway.
+    pub fn reserve(&mut self, mlp: &Mlp, batch_size: usize) {
+        if batch_size == 0 {
+            return;
+        }
+        let params = vec![0.0; mlp.layout().len()];
+        let mut grad = vec![0.0; params.len()];
+        let x = Mat::zeros(mlp.config().input_dim, batch_size);
+        mlp.forward_core(&params, x.as_ref(), crate::Mode::Train, &mut self.forward);
+        let (nl, k) = (mlp.n_layers(), mlp.n_outputs());
+        self.backward.output_delta(nl, k, batch_size);
+        mlp.backward_core(&params, &self.forward, &mut self.backward, &mut grad, true);
+    }
+}
+
+/// The backward pass's buffers: `dL/d(output of layer ℓ)` per layer (reused as `dL/dZ^ℓ` in
+/// place), `dL/dx`, and the per-feature sums of the BatchNorm backward pass.
+#[derive(Debug, Clone)]
+pub(crate) struct BackwardBuffers {
+    /// `deltas[ℓ]`: `width_ℓ × B`.
+    pub(crate) deltas: Vec<Mat<f64>>,
+    /// `dL/dx`, `input_dim × B` (only when asked for).
+    pub(crate) input_grad: Mat<f64>,
+    /// BatchNorm backward scratch: `Σ_n g`.
+    pub(crate) sum_g: Vec<f64>,
+    /// BatchNorm backward scratch: `Σ_n g x̂`.
+    pub(crate) sum_gx: Vec<f64>,
+}
+
+impl Default for BackwardBuffers {
+    fn default() -> Self {
+        Self {
+            deltas: Vec::new(),
+            input_grad: Mat::new(),
+            sum_g: Vec::new(),
+            sum_gx: Vec::new(),
+        }
+    }
+}
+
+impl BackwardBuffers {
+    /// Ensures one delta per layer and returns the last one sized `k × b`, to receive `dL/dO`.
+    pub(crate) fn output_delta(&mut self, n_layers: usize, k: usize, b: usize) -> &mut Mat<f64> {
+        self.deltas.truncate(n_layers);
+        self.deltas.resize_with(n_layers, Mat::new);
+        let last = &mut self.deltas[n_layers - 1];
+        fit(last, k, b);
+        last
+    }
+}

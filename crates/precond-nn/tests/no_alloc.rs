@@ -1,0 +1,370 @@
+//! A training step with a reused [`Workspace`] performs no heap allocation: a counting global
+//! allocator wraps the system allocator and every step after the first (which sizes the
+//! workspace) must leave the count unchanged, for plain, BatchNorm (post- and pre-activation,
+//! full and constant-statistics backward) and LayerNorm (vector, scalar, none) networks, with
+//! the last partial mini-batch of an epoch in between full ones.
+//!
+//! The tests of this binary hold one lock so that no other test allocates concurrently (the
+//! counter is global: allocations on rayon worker threads count too).
+
+mod common;
+
+use common::{randn, random_targets};
+use precond_nn::*;
+use precond_optim::OptimizerConfig;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Held by every test of this binary: the allocation counter is global.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Counting;
+
+static ARMED: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+static BYTES: AtomicUsize = AtomicUsize::new(0);
+
+fn record(bytes: usize) {
+    if ARMED.load(Ordering::Relaxed) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: forwards every call unchanged to `System`; only counts when armed.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        record(layout.size());
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        record(layout.size());
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        record(new_size);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Number of heap allocations (alloc, alloc_zeroed, realloc) made while running `f`, and their
+/// total size in bytes.
+fn count_allocs<T>(f: impl FnOnce() -> T) -> (T, usize, usize) {
+    ALLOCS.store(0, Ordering::SeqCst);
+    BYTES.store(0, Ordering::SeqCst);
+    ARMED.store(true, Ordering::SeqCst);
+    let out = f();
+    ARMED.store(false, Ordering::SeqCst);
+    (
+        out,
+        ALLOCS.load(Ordering::SeqCst),
+        BYTES.load(Ordering::SeqCst),
+    )
+}
+
+fn variants() -> Vec<(&'static str, Normalization, Activation, Loss)> {
+    let bn = BatchNormSpec::default();
+    let ln = LayerNormSpec::default();
+    vec![
+        (
+            "plain relu softmax",
+            Normalization::None,
+            Activation::Relu,
+            Loss::SoftmaxCrossEntropy,
+        ),
+        (
+            "plain tanh mse",
+            Normalization::None,
+            Activation::Tanh,
+            Loss::Mse,
+        ),
+        (
+            "batchnorm post",
+            Normalization::BatchNorm(bn),
+            Activation::Relu,
+            Loss::SoftmaxCrossEntropy,
+        ),
+        (
+            "batchnorm pre, constant statistics",
+            Normalization::BatchNorm(BatchNormSpec {
+                placement: Placement::PreActivation,
+                stats_gradient: StatsGradient::Constant,
+                ..bn
+            }),
+            Activation::Softplus,
+            Loss::BceWithLogits,
+        ),
+        (
+            "layernorm vector",
+            Normalization::LayerNorm(ln),
+            Activation::Relu,
+            Loss::SoftmaxCrossEntropy,
+        ),
+        (
+            "layernorm scalar pre",
+            Normalization::LayerNorm(LayerNormSpec {
+                placement: Placement::PreActivation,
+                affine: LayerNormAffine::Scalar,
+                ..ln
+            }),
+            Activation::Sigmoid,
+            Loss::Mse,
+        ),
+        (
+            "layernorm none",
+            Normalization::LayerNorm(LayerNormSpec {
+                affine: LayerNormAffine::None,
+                ..ln
+            }),
+            Activation::Tanh,
+            Loss::SoftmaxCrossEntropy,
+        ),
+    ]
+}
+
+/// Runs the steps of every variant; returns, per variant and step, the allocations and bytes.
+fn run_steps(check: impl Fn(&str, usize, usize, usize, usize)) {
+    // batch sizes of an epoch of 2·256 + 77 samples, then the next epoch; 1437 (the digits
+    // training set) last, large enough for the parallel matrix products
+    let sizes = [256usize, 256, 77, 256, 256, 77, 1437, 77, 1437];
+    for (name, norm, act, loss) in variants() {
+        let k = if loss == Loss::BceWithLogits { 1 } else { 10 };
+        let mut mlp =
+            Mlp::new(MlpConfig::feedforward(64, &[128, 128], act, norm, k, loss)).expect("net");
+        let mut params = mlp.init_params(1);
+        let mut grad = vec![0.0; params.len()];
+        let mut opt = OptimizerConfig::adam(1e-3)
+            .build(params.len())
+            .expect("optimizer");
+        let batches: Vec<_> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| (randn(64, b, i as u64), random_targets(loss, k, b, i as u64)))
+            .collect();
+        let mut ws = Workspace::new();
+        let mut step = |mlp: &mut Mlp, (x, y): &(faer::Mat<f64>, Targets)| {
+            let loss = mlp
+                .loss_and_grad_into(&params, x.as_ref(), y, Mode::Train, &mut ws, &mut grad)
+                .expect("step");
+            opt.step_f64(&mut params, &grad).expect("optimizer step");
+            mlp.update_running_stats(ws.forward()).expect("running");
+            loss
+        };
+        // the first full batch and the largest one size the workspace
+        step(&mut mlp, &batches[0]);
+        step(&mut mlp, &batches[6]);
+        for (i, batch) in batches.iter().enumerate() {
+            let (loss, allocs, bytes) = count_allocs(|| step(&mut mlp, batch));
+            assert!(loss.is_finite(), "{name}: loss {loss}");
+            check(name, i, sizes[i], allocs, bytes);
+        }
+    }
+}
+
+#[test]
+fn training_steps_with_a_workspace_do_not_allocate() {
+    let _serial = serial();
+    // one thread: the matrix products take faer's sequential kernels, and nothing allocates
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
+    pool.install(|| {
+        run_steps(|name, i, batch, allocs, bytes| {
+            assert_eq!(
+                allocs, 0,
+                "{name}: {allocs} allocations ({bytes} bytes) in step {i} (batch {batch})"
+            );
+        });
+    });
+}
+
+#[test]
+fn parallel_training_steps_allocate_no_buffers() {
+    let _serial = serial();
+    // several threads: faer's parallel kernel allocates a few small job tables per product
+    // (bytes ~ number of 8×… tiles), but no activation or gradient matrix is allocated: the
+    // total stays far below one 128 × B matrix of f64
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("pool");
+    pool.install(|| {
+        run_steps(|name, i, batch, allocs, bytes| {
+            assert!(
+                bytes < 128 * batch * 8 / 8,
+                "{name}: {allocs} allocations, {bytes} bytes in step {i} (batch {batch})"
+            );
+        });
+    });
+}
+
+#[test]
+fn workspace_results_equal_the_allocating_path() {
+    let _serial = serial();
+    // same numbers whether the workspace is fresh, reused after a larger batch, or absent
+    for (name, norm, act, loss) in variants() {
+        let k = if loss == Loss::BceWithLogits { 1 } else { 3 };
+        let mlp = Mlp::new(MlpConfig::feedforward(5, &[7, 6], act, norm, k, loss)).expect("net");
+        let params = mlp.init_params(3);
+        let n = params.len();
+        let mut ws = Workspace::new();
+        let (xl, yl) = (randn(5, 40, 9), random_targets(loss, k, 40, 9));
+        let mut g = vec![0.0; n];
+        mlp.loss_and_grad_into(&params, xl.as_ref(), &yl, Mode::Train, &mut ws, &mut g)
+            .expect("large batch");
+        let (x, y) = (randn(5, 11, 4), random_targets(loss, k, 11, 4));
+        let reference = {
+            let mut g = vec![0.0; n];
+            let ev = mlp
+                .loss_and_grad(&params, x.as_ref(), &y, Mode::Train, &mut g)
+                .expect("allocating path");
+            (ev.loss, g, ev.forward.output().to_owned())
+        };
+        let l = mlp
+            .loss_and_grad_into(&params, x.as_ref(), &y, Mode::Train, &mut ws, &mut g)
+            .expect("reused workspace");
+        assert!(
+            (l - reference.0).abs() <= 1e-14 * (1.0 + l.abs()),
+            "{name}: loss {l} vs {}",
+            reference.0
+        );
+        for (a, b) in g.iter().zip(&reference.1) {
+            assert!(
+                (a - b).abs() <= 1e-13 * (1.0 + b.abs()),
+                "{name}: gradient {a} vs {b}"
+            );
+        }
+        let out = ws.forward().output();
+        assert_eq!((out.nrows(), out.ncols()), (k, 11));
+        // backward_into agrees with backward and returns dL/dx
+        let d_out = randn(k, 11, 5);
+        let fwd = mlp.forward(&params, x.as_ref(), Mode::Train).expect("fwd");
+        let mut g1 = vec![0.0; n];
+        let dx1 = mlp
+            .backward(&params, &fwd, d_out.as_ref(), &mut g1)
+            .expect("backward");
+        mlp.forward_into(&params, x.as_ref(), Mode::Train, &mut ws)
+            .expect("forward_into");
+        let mut g2 = vec![0.0; n];
+        let dx2 = mlp
+            .backward_into(&params, d_out.as_ref(), &mut ws, &mut g2)
+            .expect("backward_into")
+            .to_owned();
+        assert_eq!((dx2.nrows(), dx2.ncols()), (5, 11));
+        for (a, b) in g1.iter().zip(&g2) {
+            assert!(
+                (a - b).abs() <= 1e-13 * (1.0 + b.abs()),
+                "{name}: {a} vs {b}"
+            );
+        }
+        for c in 0..11 {
+            for r in 0..5 {
+                let (a, b) = (dx1[(r, c)], dx2[(r, c)]);
+                assert!(
+                    (a - b).abs() <= 1e-13 * (1.0 + b.abs()),
+                    "{name}: dx {a} vs {b}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn workspace_errors_are_typed() {
+    let _serial = serial();
+    let mlp = Mlp::new(MlpConfig::feedforward(
+        4,
+        &[6],
+        Activation::Relu,
+        Normalization::BatchNorm(BatchNormSpec::default()),
+        3,
+        Loss::SoftmaxCrossEntropy,
+    ))
+    .expect("net");
+    let params = mlp.init_params(0);
+    let mut grad = vec![0.0; params.len()];
+    let mut ws = Workspace::new();
+    let y = random_targets(Loss::SoftmaxCrossEntropy, 3, 5, 0);
+    // wrong input rows, wrong gradient length, wrong number of targets
+    let bad_x = randn(3, 5, 0);
+    assert!(matches!(
+        mlp.loss_and_grad_into(&params, bad_x.as_ref(), &y, Mode::Train, &mut ws, &mut grad),
+        Err(NnError::DimensionMismatch { .. })
+    ));
+    let x = randn(4, 5, 0);
+    assert!(matches!(
+        mlp.loss_and_grad_into(
+            &params,
+            x.as_ref(),
+            &y,
+            Mode::Train,
+            &mut ws,
+            &mut grad[1..]
+        ),
+        Err(NnError::DimensionMismatch { .. })
+    ));
+    let x6 = randn(4, 6, 0);
+    assert!(matches!(
+        mlp.loss_and_grad_into(&params, x6.as_ref(), &y, Mode::Train, &mut ws, &mut grad),
+        Err(NnError::DimensionMismatch { .. })
+    ));
+    // backward_into before any forward pass, and with a d_out of the wrong shape
+    let d_out = randn(3, 5, 1);
+    assert!(matches!(
+        mlp.backward_into(&params, d_out.as_ref(), &mut ws, &mut grad),
+        Err(NnError::DimensionMismatch { .. })
+    ));
+    mlp.forward_into(&params, x.as_ref(), Mode::Train, &mut ws)
+        .expect("forward");
+    let d_bad = randn(3, 4, 1);
+    assert!(matches!(
+        mlp.backward_into(&params, d_bad.as_ref(), &mut ws, &mut grad),
+        Err(NnError::DimensionMismatch { .. })
+    ));
+    // a workspace filled by another network is re-sized, not misread
+    let other = Mlp::new(MlpConfig::feedforward(
+        4,
+        &[2, 9],
+        Activation::Tanh,
+        Normalization::LayerNorm(LayerNormSpec::default()),
+        3,
+        Loss::SoftmaxCrossEntropy,
+    ))
+    .expect("other net");
+    let po = other.init_params(0);
+    let mut go = vec![0.0; po.len()];
+    other
+        .loss_and_grad_into(&po, x.as_ref(), &y, Mode::Train, &mut ws, &mut go)
+        .expect("other network");
+    assert!(matches!(
+        mlp.backward_into(&params, d_out.as_ref(), &mut ws, &mut grad),
+        Err(NnError::DimensionMismatch { .. })
+    ));
+    let l = mlp
+        .loss_and_grad_into(&params, x.as_ref(), &y, Mode::Train, &mut ws, &mut grad)
+        .expect("back to the first network");
+    assert!(l.is_finite());
+    // a hand-built foreign trace gives an error, not a panic
+    let mut fwd = mlp.forward(&params, x.as_ref(), Mode::Train).expect("fwd");
+    fwd.layers[0].z = faer::Mat::zeros(2, 5);
+    assert!(matches!(
+        mlp.backward(&params, &fwd, d_out.as_ref(), &mut grad),
+        Err(NnError::DimensionMismatch { .. })
+    ));
+}
