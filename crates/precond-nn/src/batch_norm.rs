@@ -249,8 +249,8 @@ fn unreachable_layout() -> ! {
 /// Backward pass. `dy` is overwritten by `dx`. With `full = true` the gradient flows through the
 /// batch statistics: `dx = inv (g − mean_n g − x̂ mean_n(g x̂))`, `g = γ dy`; otherwise
 /// `dx = inv g`. Accumulates nothing: `dgamma`, `dbeta` are overwritten (`Σ_n dy x̂`, `Σ_n dy`).
-/// `sum_g`, `sum_gx` are scratch of any length (resized to `d`, storage reused). `dy` and `xhat`
-/// must be column-major.
+/// `sum_g`, `sum_gx`, `scale` are scratch of any length (resized to `d`, storage reused). `dy`
+/// and `xhat` must be column-major.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
     mut dy: MatMut<'_, f64>,
@@ -262,6 +262,7 @@ pub(crate) fn backward(
     dbeta: Option<&mut [f64]>,
     sum_g: &mut Vec<f64>,
     sum_gx: &mut Vec<f64>,
+    scale: &mut Vec<f64>,
 ) {
     let (d, b) = (dy.nrows(), dy.ncols());
     sum_g.clear();
@@ -282,18 +283,33 @@ pub(crate) fn backward(
     if let Some(db) = dbeta {
         db.copy_from_slice(sum_g);
     }
+    // per-feature factors, so the pass over the batch is one branch-free, vectorizable loop:
+    // dx = s (dy − mean_n g − x̂ mean_n(g x̂)) with s = γ inv (or s dy without the statistics)
     let inv_b = 1.0 / b as f64;
-    let inv = &inv[..d];
+    scale.clear();
+    match gamma {
+        Some(g) => scale.extend(g[..d].iter().zip(&inv[..d]).map(|(g, i)| g * i)),
+        None => scale.extend_from_slice(&inv[..d]),
+    }
+    sum_g.iter_mut().for_each(|v| *v *= inv_b);
+    sum_gx.iter_mut().for_each(|v| *v *= inv_b);
     for c in 0..b {
         let hc = col_slice(xhat, c);
         let dc = col_slice_mut(dy.as_mut(), c);
-        for (r, (v, h)) in dc.iter_mut().zip(hc).enumerate() {
-            let g = gamma.map_or(1.0, |g| g[r]);
-            *v = if full {
-                g * inv[r] * (*v - inv_b * sum_g[r] - *h * inv_b * sum_gx[r])
-            } else {
-                g * inv[r] * *v
-            };
+        if full {
+            for ((((v, h), s), mg), mgx) in dc
+                .iter_mut()
+                .zip(hc)
+                .zip(scale.iter())
+                .zip(sum_g.iter())
+                .zip(sum_gx.iter())
+            {
+                *v = s * (*v - mg - *h * mgx);
+            }
+        } else {
+            for (v, s) in dc.iter_mut().zip(scale.iter()) {
+                *v *= s;
+            }
         }
     }
 }

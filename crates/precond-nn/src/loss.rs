@@ -229,7 +229,9 @@ impl Loss {
         let inv_n = 1.0 / n_samples as f64;
         let mut total = 0.0;
         for n in 0..n_samples {
-            total += self.sample_loss(out, targets, n);
+            if self != Loss::SoftmaxCrossEntropy {
+                total += self.sample_loss(out, targets, n);
+            }
             match self {
                 Loss::Mse => {
                     for j in 0..k {
@@ -242,14 +244,26 @@ impl Loss {
                     }
                 }
                 Loss::SoftmaxCrossEntropy => {
-                    let lse = log_sum_exp(out, n);
+                    // one exponential per logit: e_j = exp(o_j − max) kept in the gradient
+                    // column, p_j = e_j / Σ e, ℓ = max + ln Σ e − o_label
                     let label = match targets {
                         Targets::Classes { labels, .. } => labels[n],
                         Targets::Values(_) => 0,
                     };
+                    let m = (0..k)
+                        .map(|j| out[(j, n)])
+                        .fold(f64::NEG_INFINITY, f64::max);
+                    let mut sum = 0.0;
                     for j in 0..k {
-                        let p = (out[(j, n)] - lse).exp();
-                        grad[(j, n)] = (p - if j == label { 1.0 } else { 0.0 }) * inv_n;
+                        let e = (out[(j, n)] - m).exp();
+                        grad[(j, n)] = e;
+                        sum += e;
+                    }
+                    total += m + sum.ln() - out[(label, n)];
+                    let scale = inv_n / sum;
+                    for j in 0..k {
+                        let delta = if j == label { inv_n } else { 0.0 };
+                        grad[(j, n)] = grad[(j, n)] * scale - delta;
                     }
                 }
             }

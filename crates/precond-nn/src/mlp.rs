@@ -31,7 +31,7 @@ use crate::batch_norm::{
 use crate::error::{NnError, Result};
 use crate::layer_norm::{self, LayerNormSpec};
 use crate::loss::{Loss, Targets};
-use crate::workspace::{BackwardBuffers, Workspace};
+use crate::workspace::{BackwardBuffers, NormScratch, Workspace};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rand::{Rng, SeedableRng};
@@ -481,16 +481,38 @@ fn set_present(slot: &mut Option<NormTrace>, present: bool) {
     }
 }
 
-/// `z ← z + b` for one column.
+/// `z ← z + b` for one column (also `db ← db + d` for the bias gradient).
 #[inline]
 fn add_bias(z: &mut [f64], bias: &[f64]) {
     z.iter_mut().zip(bias).for_each(|(v, b)| *v += *b);
 }
 
+/// Whether every entry is finite: a branch-free scan in blocks of 16 (vectorized), so the
+/// validation of a large batch costs a fraction of one pass over it.
+#[inline]
+pub(crate) fn all_finite(s: &[f64]) -> bool {
+    let mut blocks = s.chunks_exact(16);
+    for block in &mut blocks {
+        let mut ok = true;
+        for v in block {
+            ok &= v.is_finite();
+        }
+        if !ok {
+            return false;
+        }
+    }
+    blocks.remainder().iter().all(|v| v.is_finite())
+}
+
 fn check_finite(what: &'static str, m: MatRef<'_, f64>) -> Result<()> {
     for c in 0..m.ncols() {
-        for r in 0..m.nrows() {
-            let v = m[(r, c)];
+        let col = m.col(c);
+        if let Some(s) = col.try_as_col_major()
+            && all_finite(s.as_slice())
+        {
+            continue;
+        }
+        for (r, &v) in col.iter().enumerate() {
             if !v.is_finite() {
                 return Err(NnError::NonFinite {
                     what,
@@ -655,6 +677,9 @@ impl Mlp {
                 expected: self.layout.len(),
                 got: params.len(),
             });
+        }
+        if all_finite(params) {
+            return Ok(());
         }
         if let Some((i, &v)) = params.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(NnError::NonFinite {
@@ -1018,8 +1043,7 @@ impl Mlp {
         t: &NormTrace,
         d: MatMut<'_, f64>,
         grad: &mut [f64],
-        sum_g: &mut Vec<f64>,
-        sum_gx: &mut Vec<f64>,
+        scratch: &mut NormScratch,
     ) {
         let gamma = self.slice(params, ParamKind::Gain, l);
         let gb = self
@@ -1049,8 +1073,9 @@ impl Mlp {
                     full,
                     dg,
                     ds,
-                    sum_g,
-                    sum_gx,
+                    &mut scratch.sum_g,
+                    &mut scratch.sum_gx,
+                    &mut scratch.scale,
                 );
             }
             Normalization::LayerNorm(_) => {
@@ -1140,8 +1165,7 @@ impl Mlp {
         let BackwardBuffers {
             deltas,
             input_grad: dx,
-            sum_g,
-            sum_gx,
+            scratch,
         } = bufs;
         for l in (0..self.n_layers()).rev() {
             let spec = &self.config.layers[l];
@@ -1149,17 +1173,36 @@ impl Mlp {
             let (below, here) = deltas.split_at_mut(l);
             let d = &mut here[0];
             if let Some(post) = &t.post {
-                self.norm_backward(params, l, post, d.as_mut(), grad, sum_g, sum_gx);
+                self.norm_backward(params, l, post, d.as_mut(), grad, scratch);
             }
+            // d ← d ⊙ σ'(u), and (without a pre-activation normalization, when this is already
+            // dL/dZ) the bias gradient Σ_n d in the same pass over the columns
             let act = spec.activation;
-            if act != Activation::Identity {
+            let bias = self
+                .layout
+                .find(ParamKind::Bias, l)
+                .map(|bb| bb.range.clone());
+            let fused = t.pre.is_none();
+            if let Some(r) = &bias {
+                grad[r.clone()].iter_mut().for_each(|v| *v = 0.0);
+            }
+            if act != Activation::Identity || fused {
                 let u = t.activation_input();
                 for c in 0..b {
-                    act.mul_derivative_slice(col_slice(u, c), col_slice_mut(d.as_mut(), c));
+                    let dc = col_slice_mut(d.as_mut(), c);
+                    act.mul_derivative_slice(col_slice(u, c), dc);
+                    if let (true, Some(r)) = (fused, &bias) {
+                        add_bias(&mut grad[r.clone()], dc);
+                    }
                 }
             }
             if let Some(pre) = &t.pre {
-                self.norm_backward(params, l, pre, d.as_mut(), grad, sum_g, sum_gx);
+                self.norm_backward(params, l, pre, d.as_mut(), grad, scratch);
+                if let Some(r) = &bias {
+                    for c in 0..b {
+                        add_bias(&mut grad[r.clone()], col_slice(d.as_ref(), c));
+                    }
+                }
             }
             // d = dL/dZ
             let h = fwd.layer_input(l);
@@ -1178,15 +1221,6 @@ impl Mlp {
                     1.0,
                     par_for(wb.shape.0, wb.shape.1, b),
                 );
-            }
-            if let Some(bb) = self.layout.find(ParamKind::Bias, l) {
-                let db = &mut grad[bb.range.clone()];
-                db.iter_mut().for_each(|v| *v = 0.0);
-                for c in 0..b {
-                    for (v, g) in db.iter_mut().zip(col_slice(d.as_ref(), c)) {
-                        *v += *g;
-                    }
-                }
             }
             let next = match below.last_mut() {
                 Some(prev) => prev,

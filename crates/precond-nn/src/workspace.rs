@@ -105,10 +105,19 @@ pub(crate) struct BackwardBuffers {
     pub(crate) deltas: Vec<Mat<f64>>,
     /// `dL/dx`, `input_dim × B` (only when asked for).
     pub(crate) input_grad: Mat<f64>,
-    /// BatchNorm backward scratch: `Σ_n g`.
+    /// Per-feature scratch of the BatchNorm backward pass.
+    pub(crate) scratch: NormScratch,
+}
+
+/// Per-feature scratch of the BatchNorm backward pass.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NormScratch {
+    /// `Σ_n g`, then its mean.
     pub(crate) sum_g: Vec<f64>,
-    /// BatchNorm backward scratch: `Σ_n g x̂`.
+    /// `Σ_n g x̂`, then its mean.
     pub(crate) sum_gx: Vec<f64>,
+    /// `γ / sqrt(var + eps)`.
+    pub(crate) scale: Vec<f64>,
 }
 
 impl Default for BackwardBuffers {
@@ -116,8 +125,7 @@ impl Default for BackwardBuffers {
         Self {
             deltas: Vec::new(),
             input_grad: Mat::new(),
-            sum_g: Vec::new(),
-            sum_gx: Vec::new(),
+            scratch: NormScratch::default(),
         }
     }
 }
