@@ -6,6 +6,9 @@ use faer::{Mat, MatRef};
 
 use crate::error::{LinalgError, Result};
 use crate::layout::{check_matrix, check_square};
+use crate::two_stage::{
+    SVD_TWO_STAGE_MIN_N, TWO_STAGE_BAND_WIDTH, singular_values_two_stage_checked,
+};
 
 /// A matrix is declared numerically rank deficient when
 /// `σ_min ≤ RANK_RTOL_FACTOR · max(m, n) · ε · σ_max` (`ε = f64::EPSILON`), the default of
@@ -45,9 +48,23 @@ impl Cond2 {
     }
 }
 
-/// All singular values of `a`, nonincreasing (faer's bidiagonal SVD without vectors).
+/// All singular values of `a`, nonincreasing: the two-stage reduction
+/// ([`singular_values_two_stage`](crate::singular_values_two_stage)) when `min(m, n) ≥`
+/// [`SVD_TWO_STAGE_MIN_N`], faer's SVD without vectors below.
 pub(crate) fn singular_values_checked(a: MatRef<'_, f64>, what: &'static str) -> Result<Vec<f64>> {
     check_matrix(a, what)?;
+    if a.nrows().min(a.ncols()) >= SVD_TWO_STAGE_MIN_N {
+        return singular_values_two_stage_checked(
+            a,
+            TWO_STAGE_BAND_WIDTH,
+            faer::get_global_parallelism(),
+        );
+    }
+    faer_singular_values(a)
+}
+
+/// faer's one-stage SVD without vectors (nonincreasing singular values).
+pub(crate) fn faer_singular_values(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
     a.singular_values().map_err(|_| LinalgError::NoConvergence {
         what: "faer singular value decomposition",
         iterations: 0,

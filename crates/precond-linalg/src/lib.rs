@@ -42,6 +42,7 @@ mod rates;
 mod spectrum;
 mod sym_cond;
 mod tridiagonal;
+mod two_stage;
 
 pub use condition::{Cond2, RANK_RTOL_FACTOR, cond1, cond2, norm1, singular_values};
 pub use equilibration::{
@@ -70,3 +71,7 @@ pub use spectrum::{
     sym_spectrum_with_tol,
 };
 pub use sym_cond::{SYM_COND_KRYLOV_MIN_N, SYM_COND_MAX_ITER, SYM_COND_REL_TOL, sym_cond};
+pub use two_stage::{
+    SVD_TWO_STAGE_MIN_N, SYM_TWO_STAGE_MIN_N, TWO_STAGE_BAND_WIDTH, singular_values_two_stage,
+    sym_eigenvalues_two_stage,
+};

@@ -8,6 +8,10 @@ use faer::{Mat, MatRef, Par, Side};
 use crate::error::{LinalgError, Result};
 use crate::layout::symmetric_part;
 use crate::tridiagonal::kth_eigenvalue;
+use crate::two_stage::{
+    SYM_TWO_STAGE_MIN_N, TWO_STAGE_BAND_WIDTH, sym_eigenvalues_two_stage_checked,
+    sym_tridiagonal_two_stage,
+};
 
 /// Eigenvalues and conditioning of a symmetric matrix.
 ///
@@ -99,8 +103,17 @@ pub fn sym_spectrum_with_tol(h: MatRef<'_, f64>, rel_tol: f64) -> Result<SymSpec
     Ok(SymSpectrum::from_sorted(ev, rel_tol))
 }
 
-/// Ascending eigenvalues of a symmetric matrix already checked (faer's tridiagonal QR).
+/// Ascending eigenvalues of a symmetric matrix already checked: the two-stage reduction
+/// ([`sym_eigenvalues_two_stage`](crate::sym_eigenvalues_two_stage)) from
+/// [`SYM_TWO_STAGE_MIN_N`] on, faer's one-stage tridiagonalization and QR iteration below.
 pub(crate) fn sym_eigenvalues_unchecked(h: MatRef<'_, f64>) -> Result<Vec<f64>> {
+    if h.nrows() >= SYM_TWO_STAGE_MIN_N {
+        return sym_eigenvalues_two_stage_checked(
+            h.to_owned(),
+            TWO_STAGE_BAND_WIDTH,
+            faer::get_global_parallelism(),
+        );
+    }
     h.self_adjoint_eigenvalues(Side::Lower)
         .map_err(|_| LinalgError::NoConvergence {
             what: "faer symmetric eigenvalue QR iteration",
@@ -118,10 +131,14 @@ pub struct SymExtremes {
     pub lambda_max: f64,
 }
 
-/// Tridiagonalizes a symmetric matrix in place with faer (Householder, `4n³/3` flops) and returns
-/// its diagonal and off-diagonal.
+/// Tridiagonalizes a symmetric matrix (lower triangle read) and returns its diagonal and
+/// off-diagonal: the two-stage reduction from [`SYM_TWO_STAGE_MIN_N`] on, faer's one-stage
+/// Householder tridiagonalization below (both `4n³/3` flops).
 pub(crate) fn tridiagonalize(mut a: Mat<f64>, par: Par) -> (Vec<f64>, Vec<f64>) {
     let n = a.nrows();
+    if n >= SYM_TWO_STAGE_MIN_N {
+        return sym_tridiagonal_two_stage(a, TWO_STAGE_BAND_WIDTH, par);
+    }
     let bs = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
     let mut hh = Mat::<f64>::zeros(bs, n.saturating_sub(1));
     let mut mem = MemBuffer::new(tridiag::tridiag_in_place_scratch::<f64>(
@@ -142,9 +159,11 @@ pub(crate) fn tridiagonalize(mut a: Mat<f64>, par: Par) -> (Vec<f64>, Vec<f64>) 
 }
 
 /// The smallest and largest eigenvalues of the symmetric matrix `h`, without the full spectrum:
-/// faer's Householder tridiagonalization followed by Sturm-sequence bisection for the two
-/// extreme eigenvalues of the tridiagonal matrix (`O(n)` per bisection step, as LAPACK's
-/// `DSTEBZ`). Same backward error as a full symmetric eigensolver (absolute error `≈ ε‖H‖₂`
+/// a Householder tridiagonalization (the two-stage reduction of
+/// [`sym_eigenvalues_two_stage`](crate::sym_eigenvalues_two_stage) from
+/// [`SYM_TWO_STAGE_MIN_N`](crate::SYM_TWO_STAGE_MIN_N) on, faer's one-stage reduction below)
+/// followed by Sturm-sequence bisection for the two extreme eigenvalues of the tridiagonal
+/// matrix (`O(n)` per bisection step, as LAPACK's `DSTEBZ`). Same backward error as a full symmetric eigensolver (absolute error `≈ ε‖H‖₂`
 /// per eigenvalue), at the cost of the reduction alone.
 ///
 /// # Errors

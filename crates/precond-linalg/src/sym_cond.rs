@@ -88,7 +88,8 @@ fn cholesky_seq(mut a: Mat<f64>) -> core::result::Result<Mat<f64>, LltError> {
 ///   `(λ₂ − λ₁)/λ₂` instead of `(λ₂ − λ₁)/(λ_n − λ₁)`, so few steps are needed even for large `κ`.
 ///
 /// If either run does not converge within [`SYM_COND_MAX_ITER`] steps, and for small `n`, the
-/// dense path is used: faer's tridiagonalization and Sturm bisection for the two extreme
+/// dense path is used: the tridiagonalization of [`sym_extremes`](crate::sym_extremes) and
+/// Sturm bisection for the two extreme
 /// eigenvalues (as [`sym_extremes`](crate::sym_extremes)), with positive definiteness decided as
 /// in [`sym_spectrum`](crate::sym_spectrum): `λ_min > n · ε · max|λ|`.
 ///

@@ -1,0 +1,155 @@
+//! Two-stage reductions for full spectra (LAPACK 3.7+ `DSYEVD_2STAGE` / `DGESVD` 2-stage,
+//! PLASMA, ELPA): dense → band with matrix–matrix Householder updates, band → tridiagonal or
+//! bidiagonal by bulge chasing in cache, then the eigenvalues / singular values of the
+//! tridiagonal or bidiagonal matrix.
+//!
+//! Why: the one-stage Householder reductions (LAPACK `DSYTRD`/`DGEBRD`, faer's
+//! `tridiag_in_place`/`bidiag_in_place`) do half of their flops as matrix–vector products that
+//! stream the whole trailing matrix from memory for every column. Here all `O(n³)` work is in
+//! matrix–matrix products (faer `matmul`, all cores), and the band stage is `O(n²b)` on a band
+//! of `2bn` or `3bn` numbers that fits in the L2 cache.
+
+mod kernels;
+mod svd;
+mod sym;
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::{Col, Mat, MatRef, Par};
+
+use crate::error::{LinalgError, Result};
+use crate::layout::{check_matrix, symmetric_part};
+
+pub(crate) use svd::singular_values_two_stage_checked;
+pub(crate) use sym::{sym_band_to_tridiagonal, sym_dense_to_band};
+
+/// Default half-bandwidth `b` of the intermediate band matrix of the two-stage reductions
+/// (measured on a 2-core AVX2 machine at n = 500…2000; 24–48 are within a few percent).
+pub const TWO_STAGE_BAND_WIDTH: usize = 32;
+
+/// From this dimension on, [`sym_spectrum`](crate::sym_spectrum),
+/// [`sym_extremes`](crate::sym_extremes) and the dense path of [`sym_cond`](crate::sym_cond)
+/// use the two-stage tridiagonalization. Below it faer's one-stage reduction is faster on the
+/// 2-core AVX2 machine of `BENCHMARKS.md`: while the matrix fits in the L3 cache its
+/// matrix–vector products are not memory-bound (measured: faer faster at n = 1000 and 1500,
+/// the two-stage path faster at n = 2000).
+pub const SYM_TWO_STAGE_MIN_N: usize = 1800;
+
+/// From this `min(m, n)` on, [`singular_values`](crate::singular_values) and
+/// [`cond2`](crate::cond2) use the two-stage bidiagonalization; below it faer's SVD, faster
+/// there (measured: faer faster at n = 1000, the two-stage path at n = 1500 and 2000).
+pub const SVD_TWO_STAGE_MIN_N: usize = 1280;
+
+fn check_band_width(band_width: usize) -> Result<()> {
+    if band_width == 0 {
+        return Err(LinalgError::InvalidArgument {
+            name: "band_width",
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Tridiagonal `(d, e)` of the symmetric matrix `a` (lower triangle read) by the two stages.
+pub(crate) fn sym_tridiagonal_two_stage(a: Mat<f64>, b: usize, par: Par) -> (Vec<f64>, Vec<f64>) {
+    sym_band_to_tridiagonal(sym_dense_to_band(a, b, par))
+}
+
+/// Ascending eigenvalues of the symmetric tridiagonal matrix `(d, e)` (faer's implicit QR
+/// iteration without vectors).
+pub(crate) fn tridiagonal_eigenvalues(d: &[f64], e: &[f64]) -> Result<Vec<f64>> {
+    let n = d.len();
+    let diag = Col::<f64>::from_fn(n, |i| d[i]);
+    let sub = Col::<f64>::from_fn(n, |i| if i + 1 < n { e[i] } else { 0.0 });
+    let mut s = Col::<f64>::zeros(n);
+    let mut mem = MemBuffer::new(faer::linalg::temp_mat_scratch::<f64>(n, 1).array(2));
+    faer::linalg::evd::tridiagonal_self_adjoint_evd(
+        diag.as_diagonal(),
+        sub.as_diagonal(),
+        s.as_diagonal_mut(),
+        None,
+        Par::Seq,
+        MemStack::new(&mut mem),
+        Default::default(),
+    )
+    .map_err(|_| LinalgError::NoConvergence {
+        what: "tridiagonal QR iteration (two-stage eigensolver)",
+        iterations: 0,
+        residual: f64::NAN,
+    })?;
+    let mut ev: Vec<f64> = s.iter().copied().collect();
+    ev.sort_by(f64::total_cmp);
+    Ok(ev)
+}
+
+/// Ascending eigenvalues of an already checked symmetric matrix by the two-stage reduction.
+pub(crate) fn sym_eigenvalues_two_stage_checked(
+    a: Mat<f64>,
+    b: usize,
+    par: Par,
+) -> Result<Vec<f64>> {
+    let (d, e) = sym_tridiagonal_two_stage(a, b, par);
+    tridiagonal_eigenvalues(&d, &e)
+}
+
+/// All eigenvalues (ascending) of the symmetric matrix `h` by the two-stage reduction with
+/// half-bandwidth `band_width`, at any size (the automatic choice of
+/// [`sym_spectrum`](crate::sym_spectrum) uses it from [`SYM_TWO_STAGE_MIN_N`] on, with
+/// `b =` [`TWO_STAGE_BAND_WIDTH`]).
+///
+/// Algorithm:
+/// 1. dense → band (`DSYTRD_SY2SB`): for each panel of `b` columns, faer's blocked QR of the
+///    part below the band and the two-sided update `A₂₂ ← Qᵀ A₂₂ Q = A₂₂ − V Wᵀ − W Vᵀ`
+///    (compact-WY `Q = I − V T⁻¹ Vᵀ`, `W = X − ½ V T⁻ᵀ Vᵀ X`, `X = A₂₂ V T⁻¹`), as
+///    matrix–matrix products on all cores: `4n³/3` flops;
+/// 2. band → tridiagonal by bulge chasing (`DSYTRD_SB2ST`'s Householder kernels on a compact
+///    band of `2bn` numbers): `≈ 6bn²` flops, in cache;
+/// 3. eigenvalues of the tridiagonal matrix by faer's implicit QR iteration (`O(n²)`).
+///
+/// Accuracy: every step is an orthogonal similarity computed with Householder reflectors, so
+/// the eigenvalues are those of `H + E` with `‖E‖₂ ≤ c(n) ε ‖H‖₂`; by Weyl's theorem each
+/// computed eigenvalue has absolute error `≤ c(n) ε ‖H‖₂` (`c(n)` a modest multiple of `n` in
+/// the worst case, `O(√n)` in practice), the same guarantee as LAPACK's `DSYEVD`.
+///
+/// # Errors
+/// As [`sym_spectrum`](crate::sym_spectrum), plus [`LinalgError::InvalidArgument`] for
+/// `band_width == 0`.
+pub fn sym_eigenvalues_two_stage(h: MatRef<'_, f64>, band_width: usize) -> Result<Vec<f64>> {
+    check_band_width(band_width)?;
+    let hs = symmetric_part(h, "symmetric matrix H")?;
+    sym_eigenvalues_two_stage_checked(hs, band_width, faer::get_global_parallelism())
+}
+
+/// All singular values (nonincreasing) of the `m × n` matrix `a` by the two-stage reduction
+/// with bandwidth `band_width`, at any size (the automatic choice of
+/// [`singular_values`](crate::singular_values) and [`cond2`](crate::cond2) uses it from
+/// `min(m, n) ≥` [`SVD_TWO_STAGE_MIN_N`] on, with `b =` [`TWO_STAGE_BAND_WIDTH`]).
+///
+/// Algorithm (for `m ≥ n`; a wide matrix is transposed first):
+/// 0. if `m ≥ 5n/3`, a QR factorization `A = QR` first (`2mn² − 2n³/3` flops) and `R` is
+///    reduced instead (LAPACK's `MNTHR` rule);
+/// 1. dense → upper band of bandwidth `b` (`DGEBRD`'s two-stage analogue): alternately a QR
+///    factorization of a panel of `b` columns (applied as `Qᵀ A` to the columns on its right)
+///    and an LQ factorization of a panel of `b` rows (applied as `A Q` to the rows below), all
+///    matrix–matrix: `4mn² − 4n³/3` flops;
+/// 2. band → upper bidiagonal by bulge chasing (right reflectors annihilating a row, left
+///    reflectors annihilating the fill below the diagonal), on a compact band of `3bn`
+///    numbers: `≈ 8bn²` flops, in cache;
+/// 3. singular values of the bidiagonal `B` (diagonal `d`, superdiagonal `e`) as the `n`
+///    nonnegative eigenvalues of the `2n × 2n` Golub–Kahan tridiagonal matrix with zero
+///    diagonal and off-diagonal `(d₀, e₀, d₁, e₁, …, d_{n−1})` (its eigenvalues are `±σᵢ`),
+///    by faer's implicit QR iteration.
+///
+/// Accuracy: orthogonal transformations throughout, so the result is the exact singular
+/// values of `A + E` with `‖E‖₂ ≤ c(m, n) ε ‖A‖₂`, and each singular value has absolute error
+/// `≤ c ε σ_max` (Weyl), as LAPACK's `DGESVD`; a singular value far below `ε σ_max` has no
+/// correct digits, which is why [`cond2`](crate::cond2) declares rank deficiency at
+/// `max(m, n) ε σ_max`.
+///
+/// # Errors
+/// As [`singular_values`](crate::singular_values), plus [`LinalgError::InvalidArgument`] for
+/// `band_width == 0`.
+pub fn singular_values_two_stage(a: MatRef<'_, f64>, band_width: usize) -> Result<Vec<f64>> {
+    check_band_width(band_width)?;
+    check_matrix(a, "matrix A of singular_values_two_stage")?;
+    singular_values_two_stage_checked(a, band_width, faer::get_global_parallelism())
+}
