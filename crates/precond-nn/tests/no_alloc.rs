@@ -195,6 +195,46 @@ fn training_steps_with_a_workspace_do_not_allocate() {
 }
 
 #[test]
+fn a_reserved_workspace_does_not_allocate_on_the_first_step() {
+    let _serial = serial();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
+    pool.install(|| {
+        for (name, norm, act, loss) in variants() {
+            let k = if loss == Loss::BceWithLogits { 1 } else { 10 };
+            let mut mlp =
+                Mlp::new(MlpConfig::feedforward(64, &[128, 128], act, norm, k, loss)).expect("net");
+            let params = mlp.init_params(2);
+            let mut grad = vec![0.0; params.len()];
+            let mut ws = Workspace::new();
+            ws.reserve(&mlp, 300);
+            for b in [300, 17, 300] {
+                let (x, y) = (randn(64, b, 7), random_targets(loss, k, b, 7));
+                let (_, allocs, bytes) = count_allocs(|| {
+                    mlp.loss_and_grad_into(
+                        &params,
+                        x.as_ref(),
+                        &y,
+                        Mode::Train,
+                        &mut ws,
+                        &mut grad,
+                    )
+                    .expect("step");
+                    mlp.update_running_stats(ws.forward()).expect("running");
+                });
+                assert_eq!(
+                    allocs, 0,
+                    "{name}: {allocs} allocations ({bytes} bytes), batch {b}"
+                );
+                assert_eq!(ws.batch_size(), b);
+            }
+        }
+    });
+}
+
+#[test]
 fn parallel_training_steps_allocate_no_buffers() {
     let _serial = serial();
     // several threads: faer's parallel kernel allocates a few small job tables per product
