@@ -1,6 +1,7 @@
 //! One optimizer step of every `precond-optim` optimizer at n = 1e3 … 1e7, f32 and f64, with a
 //! STREAM-like copy/triad baseline measured in the same run (the memory-bandwidth bound), the
-//! baseline-vs-AVX2 loop versions, and the serial-vs-rayon crossover used for `PAR_THRESHOLD`.
+//! baseline-vs-AVX2 loop versions, and the serial-vs-rayon crossovers used for `PAR_THRESHOLD` and
+//! `PAR_THRESHOLD_HEAVY`.
 //!
 //! Run: `cargo bench --bench optim_step` (a few minutes); summarize with
 //! `python3 benches/peers/summarize_criterion.py`. Peer numbers: `benches/peers/optim_peers.py`.
@@ -165,24 +166,34 @@ fn bench_dispatch(c: &mut Criterion) {
     grp.finish();
 }
 
-/// Serial vs rayon crossover (sets `PAR_THRESHOLD`).
+/// Serial vs rayon crossover: sets `PAR_THRESHOLD_HEAVY` (Adam, arithmetic-bound) and
+/// `PAR_THRESHOLD` (SGD, memory-bound).
 fn bench_threshold(c: &mut Criterion) {
-    for n in [1usize << 14, 1 << 15, 1 << 16, 1 << 17, 1 << 18] {
+    for n in [
+        1usize << 12,
+        1 << 13,
+        1 << 14,
+        1 << 15,
+        1 << 16,
+        1 << 17,
+        1 << 18,
+    ] {
         let mut grp = config(c, "par", n);
-        for par in [false, true] {
-            let (mut o, mut x, g) = setup::<f32>(OPTIMIZERS[4].1, n);
-            o.set_parallel_threshold(if par { 1 } else { usize::MAX });
-            grp.bench_function(
-                BenchmarkId::new(
-                    if par {
-                        "adam_f32_rayon"
-                    } else {
-                        "adam_f32_serial"
-                    },
-                    n,
-                ),
-                |b| b.iter(|| o.step_f32(black_box(&mut x), black_box(&g)).expect("step")),
-            );
+        for (name, json) in [("adam", OPTIMIZERS[4].1), ("sgd", OPTIMIZERS[0].1)] {
+            for par in [false, true] {
+                let mode = if par { "rayon" } else { "serial" };
+                let th = if par { 1 } else { usize::MAX };
+                let (mut o, mut x, g) = setup::<f32>(json, n);
+                o.set_parallel_threshold(th);
+                grp.bench_function(BenchmarkId::new(format!("{name}_f32_{mode}"), n), |b| {
+                    b.iter(|| o.step_f32(black_box(&mut x), black_box(&g)).expect("step"))
+                });
+                let (mut o, mut x, g) = setup::<f64>(json, n);
+                o.set_parallel_threshold(th);
+                grp.bench_function(BenchmarkId::new(format!("{name}_f64_{mode}"), n), |b| {
+                    b.iter(|| o.step_f64(black_box(&mut x), black_box(&g)).expect("step"))
+                });
+            }
         }
         grp.finish();
     }
@@ -191,7 +202,9 @@ fn bench_threshold(c: &mut Criterion) {
 /// The fused Adam kernel alone (parts API, no non-finite check, no schedule/bookkeeping) at
 /// n = 1e7, to separate the kernel from the safety pass over `g`.
 fn bench_kernel_only(c: &mut Criterion) {
-    use precond::optim::{AdamPrecond, Buffers, Ema, Fused, NoReg, PAR_THRESHOLD, fused_step};
+    use precond::optim::{
+        AdamPrecond, Buffers, Ema, Fused, NoReg, PAR_THRESHOLD, default_par_threshold, fused_step,
+    };
     let n = 10_000_000;
     let mut grp = config(c, "kernel", n);
     let u = Fused {
@@ -214,7 +227,13 @@ fn bench_kernel_only(c: &mut Criterion) {
                 aux: &[],
                 slots: [&mut v, &mut m, &mut []],
             };
-            fused_step(&u, buf, SimdLevel::detect(), PAR_THRESHOLD).expect("lengths")
+            fused_step(
+                &u,
+                buf,
+                SimdLevel::detect(),
+                default_par_threshold::<f64, _>(),
+            )
+            .expect("lengths")
         })
     });
     let g32 = vec![1e-3f32; n];

@@ -23,6 +23,10 @@ pub trait ElementUpdate<T: Float>: Copy + Send + Sync {
     const SLOTS: usize;
     /// Whether the auxiliary read-only buffer is read.
     const USES_AUX: bool;
+    /// Whether the update is arithmetic-bound (a square root and a division per element, as the
+    /// adaptive rules): such steps pay for two threads from a smaller length
+    /// ([`PAR_THRESHOLD_HEAVY`] instead of [`PAR_THRESHOLD`]).
+    const HEAVY: bool = false;
     /// New `x` from `x`, gradient `g`, auxiliary value and state slots.
     fn update(&self, x: T, g: T, aux: T, st: &mut [T; MAX_SLOTS]) -> T;
 }
@@ -49,6 +53,7 @@ impl<T: Float, P: PrecondRule<T>, M: MomentumRule<T>, R: Regularizer<T>> Element
 {
     const SLOTS: usize = P::SLOTS + M::SLOTS;
     const USES_AUX: bool = P::USES_AUX;
+    const HEAVY: bool = P::HEAVY;
     #[inline(always)]
     fn update(&self, x: T, g: T, aux: T, st: &mut [T; MAX_SLOTS]) -> T {
         let g = self.reg.grad(x, g * self.sign);
@@ -160,12 +165,27 @@ fn run_chunk<T: Float, U: ElementUpdate<T>>(u: &U, level: SimdLevel, b: Buffers<
     }
 }
 
-/// Length below which a step runs on one thread. Measured with `cargo bench --bench optim_step --
-/// par_` on the 2-core development machine (BENCHMARKS.md): a two-thread Adam f32 step is slower
-/// than the serial one up to 64 Ki elements, break-even near 128 Ki, faster from 256 Ki on.
+/// Length from which a memory-light step (SGD, momentum, fixed `P`; and the non-finite check)
+/// is split across the rayon pool. Measured with `cargo bench --bench optim_step -- par_` on the
+/// 2-core development machine (BENCHMARKS.md).
 pub const PAR_THRESHOLD: usize = 1 << 17;
-/// Chunk length of the parallel split.
+/// Length from which an arithmetic-bound step ([`ElementUpdate::HEAVY`]: AdaGrad, RMSProp, Adam,
+/// AdamW) is split across the rayon pool (same benchmark, BENCHMARKS.md).
+pub const PAR_THRESHOLD_HEAVY: usize = 1 << 13;
+/// Smallest piece of a parallel split.
+const MIN_PAR_CHUNK: usize = 1 << 11;
+/// Chunk length of the parallel non-finite scan.
 const PAR_CHUNK: usize = 1 << 15;
+
+/// The default split length of [`fused_step`] for the update `U`: [`PAR_THRESHOLD_HEAVY`] when
+/// `U::HEAVY`, else [`PAR_THRESHOLD`].
+pub fn default_par_threshold<T: Float, U: ElementUpdate<T>>() -> usize {
+    if U::HEAVY {
+        PAR_THRESHOLD_HEAVY
+    } else {
+        PAR_THRESHOLD
+    }
+}
 
 fn split_opt<T>(s: &mut [T], mid: usize) -> (&mut [T], &mut [T]) {
     if s.is_empty() {
@@ -246,7 +266,9 @@ pub struct BufferLengthError {
 
 /// Run the fused update `u` over the buffers in one pass: `level` picks the compiled version
 /// (use [`SimdLevel::detect`]); buffers at least `par_threshold` long are split across the rayon
-/// pool. Lengths are checked before anything is written.
+/// pool (pass [`default_par_threshold`] for the measured default), in pieces of at least 2 Ki
+/// elements, four per thread. The split does not change any result (every element is updated
+/// by the same arithmetic). Lengths are checked before anything is written.
 pub fn fused_step<T: Float, U: ElementUpdate<T>>(
     u: &U,
     b: Buffers<'_, T>,
@@ -277,7 +299,7 @@ pub fn fused_step<T: Float, U: ElementUpdate<T>>(
             u,
             level,
             b,
-            PAR_CHUNK.max(n.div_ceil(4 * rayon::current_num_threads())),
+            MIN_PAR_CHUNK.max(n.div_ceil(4 * rayon::current_num_threads())),
         );
     } else {
         run_chunk(u, level, b);

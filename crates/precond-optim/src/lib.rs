@@ -31,7 +31,7 @@
 //! [`Fused`] composes a [`PrecondRule`], a [`MomentumRule`] and a [`Regularizer`]; the presets
 //! are thin aliases ([`presets`]). [`fused_step`] runs any composition in one pass, compiled for
 //! the baseline target and for AVX2+FMA and dispatched at run time, split over rayon above
-//! [`PAR_THRESHOLD`].
+//! [`PAR_THRESHOLD`] ([`PAR_THRESHOLD_HEAVY`] for the arithmetic-bound adaptive rules).
 //!
 //! # Example
 //!
@@ -93,8 +93,8 @@ pub use config::{
 pub use error::{OptimError, Result};
 pub use float::{Dtype, Float};
 pub use kernel::{
-    BufferLengthError, Buffers, ElementUpdate, Fused, MAX_SLOTS, PAR_THRESHOLD, SimdLevel,
-    first_nonfinite, fused_step,
+    BufferLengthError, Buffers, ElementUpdate, Fused, MAX_SLOTS, PAR_THRESHOLD,
+    PAR_THRESHOLD_HEAVY, SimdLevel, default_par_threshold, first_nonfinite, fused_step,
 };
 pub use momentum::{Ema, HeavyBall, MomentumRule, NoMomentum, PostHeavyBall};
 pub use objective::{

@@ -4,7 +4,8 @@ use crate::config::{FixedPreconditioner, NonFinitePolicy, OptimizerConfig, Optim
 use crate::error::{OptimError, Result};
 use crate::float::{Dtype, Float};
 use crate::kernel::{
-    Buffers, ElementUpdate, Fused, PAR_THRESHOLD, SimdLevel, first_nonfinite, fused_step,
+    Buffers, ElementUpdate, Fused, PAR_THRESHOLD, SimdLevel, default_par_threshold,
+    first_nonfinite, fused_step,
 };
 use crate::momentum::{Ema, HeavyBall, MomentumRule, NoMomentum, PostHeavyBall};
 use crate::precond::{AdagradPrecond, AdamPrecond, FixedDiag, Identity, PrecondRule, RmsPrecond};
@@ -129,6 +130,7 @@ pub struct Optimizer {
     step: u64,
     store: Store,
     level: SimdLevel,
+    /// `0`: automatic ([`default_par_threshold`] of the step's update).
     par_threshold: usize,
     dense_p: Option<Vec<f64>>,
 }
@@ -249,7 +251,7 @@ impl Optimizer {
             step: 0,
             store: Store::Empty,
             level: SimdLevel::detect(),
-            par_threshold: PAR_THRESHOLD,
+            par_threshold: 0,
             dense_p,
         })
     }
@@ -301,9 +303,11 @@ impl Optimizer {
     pub fn set_simd_level(&mut self, level: SimdLevel) {
         self.level = level;
     }
-    /// Length from which steps are split across the rayon pool (default [`PAR_THRESHOLD`]).
+    /// Length from which steps are split across the rayon pool. `0` restores the default:
+    /// [`PAR_THRESHOLD_HEAVY`](crate::PAR_THRESHOLD_HEAVY) for the adaptive rules (a square root per element) and
+    /// [`PAR_THRESHOLD`] for the others and for the non-finite check of the gradient.
     pub fn set_parallel_threshold(&mut self, n: usize) {
-        self.par_threshold = n.max(1);
+        self.par_threshold = n;
     }
     /// Forget all state (moments, accumulators, step count); keeps the base learning rate.
     pub fn reset(&mut self) {
@@ -439,7 +443,14 @@ impl Optimizer {
             });
         }
         let lr_top = self.lr();
-        if let Some(index) = first_nonfinite(grads, self.par_threshold) {
+        if let Some(index) = first_nonfinite(
+            grads,
+            if self.par_threshold == 0 {
+                PAR_THRESHOLD
+            } else {
+                self.par_threshold
+            },
+        ) {
             return match self.cfg.nonfinite {
                 NonFinitePolicy::Error => Err(OptimError::NonFiniteGradient { index }),
                 NonFinitePolicy::Skip => Ok(StepOutcome {
@@ -1070,6 +1081,11 @@ fn go<T: Float, U: ElementUpdate<T>>(
     level: SimdLevel,
     th: usize,
 ) -> Result<()> {
+    let th = if th == 0 {
+        default_par_threshold::<T, U>()
+    } else {
+        th
+    };
     fused_step(u, b, level, th).map_err(|e| OptimError::LengthMismatch {
         what: e.what,
         expected: e.expected,

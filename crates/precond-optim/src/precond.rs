@@ -14,6 +14,9 @@ pub trait PrecondRule<T: Float>: Copy + Send + Sync {
     const SLOTS: usize;
     /// Whether the rule reads the read-only per-element auxiliary buffer (a fixed `P`).
     const USES_AUX: bool = false;
+    /// Whether computing `q` costs a square root per element (the adaptive rules), which makes
+    /// the fused step arithmetic-bound rather than memory-bound.
+    const HEAVY: bool = false;
     /// Feed gradient `g` (after `maximize` and coupled regularization) into the accumulators `s`
     /// and return `q` describing `p_i` at the new step.
     fn update(&self, g: T, aux: T, s: &mut [T]) -> T;
@@ -106,6 +109,7 @@ pub struct AdagradPrecond<T> {
 
 impl<T: Float> PrecondRule<T> for AdagradPrecond<T> {
     const SLOTS: usize = 1;
+    const HEAVY: bool = true;
     #[inline(always)]
     fn update(&self, g: T, _aux: T, s: &mut [T]) -> T {
         let sum = s[0] + g * g;
@@ -173,6 +177,7 @@ impl<T: Float, const CENTERED: bool> RmsPrecond<T, CENTERED> {
 
 impl<T: Float, const CENTERED: bool> PrecondRule<T> for RmsPrecond<T, CENTERED> {
     const SLOTS: usize = 1 + CENTERED as usize;
+    const HEAVY: bool = true;
     #[inline(always)]
     fn update(&self, g: T, _aux: T, s: &mut [T]) -> T {
         let v = s[0] * self.alpha + self.one_minus_alpha * g * g;
@@ -197,16 +202,20 @@ impl<T: Float, const CENTERED: bool> PrecondRule<T> for RmsPrecond<T, CENTERED> 
 
 /// Adam's second moment (8), torch `Adam`: `v_k = β₂ v_{k−1} + (1 − β₂) g_k²` (slot 0); with
 /// `AMSGRAD`, `v_max = max(v_max, v_k)` (slot 1, the max of the *raw* moment) replaces `v_k`.
-/// `P_k = diag(1/(sqrt(v̂_k) + eps))` with `v̂_k = v_k/(1 − β₂^k)`, computed as torch does:
-/// `sqrt(v_k)/sqrt(1 − β₂^k) + eps`. The learning rate is kept outside `P`.
+/// `P_k = diag(1/(sqrt(v̂_k) + eps))` with `v̂_k = v_k/(1 − β₂^k)`, with torch's placement of
+/// `eps` (outside the square root, after the bias correction): `sqrt(v_k) · (1/sqrt(1 − β₂^k)) + eps`.
+/// The reciprocal of the bias correction is taken once per step (in `f64`), so each element costs
+/// one square root and one division (by this denominator) instead of torch's two divisions; the
+/// result differs from torch's `sqrt(v)/sqrt(1 − β₂^k)` by at most one rounding of that quotient.
+/// The learning rate is kept outside `P`.
 #[derive(Clone, Copy, Debug)]
 pub struct AdamPrecond<T, const AMSGRAD: bool> {
     /// `β₂`.
     pub beta2: T,
     /// `1 − β₂`, computed in `f64`.
     pub one_minus_beta2: T,
-    /// `sqrt(1 − β₂^k)` for the current step `k`.
-    pub bc2_sqrt: T,
+    /// `1/sqrt(1 − β₂^k)` for the current step `k` (computed in `f64`).
+    pub inv_bc2_sqrt: T,
     /// `eps`.
     pub eps: T,
 }
@@ -218,7 +227,7 @@ impl<T: Float, const AMSGRAD: bool> AdamPrecond<T, AMSGRAD> {
         AdamPrecond {
             beta2: T::from_f64(beta2),
             one_minus_beta2: T::from_f64(1.0 - beta2),
-            bc2_sqrt: T::from_f64(bc2.sqrt()),
+            inv_bc2_sqrt: T::from_f64(1.0 / bc2.sqrt()),
             eps: T::from_f64(eps),
         }
     }
@@ -226,6 +235,7 @@ impl<T: Float, const AMSGRAD: bool> AdamPrecond<T, AMSGRAD> {
 
 impl<T: Float, const AMSGRAD: bool> PrecondRule<T> for AdamPrecond<T, AMSGRAD> {
     const SLOTS: usize = 1 + AMSGRAD as usize;
+    const HEAVY: bool = true;
     #[inline(always)]
     fn update(&self, g: T, _aux: T, s: &mut [T]) -> T {
         let v = s[0] * self.beta2 + self.one_minus_beta2 * g * g;
@@ -233,14 +243,14 @@ impl<T: Float, const AMSGRAD: bool> PrecondRule<T> for AdamPrecond<T, AMSGRAD> {
         if AMSGRAD {
             let vm = s[1].maxv(v);
             s[1] = vm;
-            vm.sqrt() / self.bc2_sqrt + self.eps
+            vm.sqrt() * self.inv_bc2_sqrt + self.eps
         } else {
-            v.sqrt() / self.bc2_sqrt + self.eps
+            v.sqrt() * self.inv_bc2_sqrt + self.eps
         }
     }
     #[inline(always)]
     fn current(&self, _aux: T, s: &[T]) -> T {
         let v = if AMSGRAD { s[1] } else { s[0] };
-        v.sqrt() / self.bc2_sqrt + self.eps
+        v.sqrt() * self.inv_bc2_sqrt + self.eps
     }
 }
