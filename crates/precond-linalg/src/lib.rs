@@ -41,6 +41,7 @@ mod preconditioned;
 mod rates;
 mod spectrum;
 mod sym_cond;
+mod triangle;
 mod tridiagonal;
 mod two_stage;
 

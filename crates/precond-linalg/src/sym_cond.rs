@@ -3,17 +3,13 @@
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{self as llt_factor, LltError};
-use faer::linalg::matmul::matmul;
-use faer::linalg::triangular_solve::{
-    solve_lower_triangular_in_place, solve_upper_triangular_in_place,
-};
-use faer::{Accum, ColMut, ColRef, Mat, MatRef, Par};
+use faer::{Mat, MatRef, Par};
 
 use crate::error::{LinalgError, Result};
 use crate::lanczos::{LanczosOptions, LanczosResult, lanczos_core};
 use crate::layout::symmetric_part;
-use crate::operator::LinearOperator;
 use crate::spectrum::{default_spectrum_rel_tol, tridiagonalize};
+use crate::triangle::{CholeskyInverse, SymLower};
 use crate::tridiagonal::kth_eigenvalue;
 
 /// Below this dimension [`sym_cond`] uses the dense path (tridiagonalization and bisection).
@@ -24,51 +20,17 @@ pub const SYM_COND_REL_TOL: f64 = 1e-11;
 /// Lanczos steps allowed per extreme eigenvalue before [`sym_cond`] falls back to the dense path.
 pub const SYM_COND_MAX_ITER: usize = 400;
 
-/// `x ↦ H x` on one core (the two Lanczos runs already occupy both).
-struct SeqDense<'a>(MatRef<'a, f64>);
-
-impl LinearOperator for SeqDense<'_> {
-    fn dim(&self) -> usize {
-        self.0.nrows()
-    }
-    fn apply(&self, x: &[f64], y: &mut [f64]) {
-        matmul(
-            ColMut::from_slice_mut(y).as_mat_mut(),
-            Accum::Replace,
-            self.0,
-            ColRef::from_slice(x).as_mat(),
-            1.0,
-            Par::Seq,
-        );
-    }
-}
-
-/// `x ↦ H⁻¹ x = L⁻ᵀ L⁻¹ x` through the Cholesky factor `L` (lower triangle of `l`).
-struct CholeskyInverse<'a>(MatRef<'a, f64>);
-
-impl LinearOperator for CholeskyInverse<'_> {
-    fn dim(&self) -> usize {
-        self.0.nrows()
-    }
-    fn apply(&self, x: &[f64], y: &mut [f64]) {
-        y.copy_from_slice(x);
-        let mut col = ColMut::from_slice_mut(y);
-        solve_lower_triangular_in_place(self.0, col.as_mut().as_mat_mut(), Par::Seq);
-        solve_upper_triangular_in_place(self.0.transpose(), col.as_mat_mut(), Par::Seq);
-    }
-}
-
-fn cholesky_seq(mut a: Mat<f64>) -> core::result::Result<Mat<f64>, LltError> {
+fn cholesky(mut a: Mat<f64>, par: Par) -> core::result::Result<Mat<f64>, LltError> {
     let n = a.nrows();
     let mut mem = MemBuffer::new(llt_factor::cholesky_in_place_scratch::<f64>(
         n,
-        Par::Seq,
+        par,
         Default::default(),
     ));
     llt_factor::cholesky_in_place(
         a.as_mut(),
         Default::default(),
-        Par::Seq,
+        par,
         MemStack::new(&mut mem),
         Default::default(),
     )?;
@@ -81,9 +43,11 @@ fn cholesky_seq(mut a: Mat<f64>) -> core::result::Result<Mat<f64>, LltError> {
 /// For `n ≥` [`SYM_COND_KRYLOV_MIN_N`], two tasks run concurrently (rayon `join`, one core each):
 /// * Lanczos with full reorthogonalization ([`lanczos_extremes`](crate::lanczos_extremes)'s
 ///   algorithm) on `H` until the largest Ritz value has error bound `min(r, r²/gap) ≤`
-///   [`SYM_COND_REL_TOL`] `· θ`;
+///   [`SYM_COND_REL_TOL`] `· θ`, each step one symmetric product that reads only the lower
+///   triangle of `H` (`4n²` bytes: at `n = 2000` it stays in a 32 MB last-level cache);
 /// * a Cholesky factorization `H = LLᵀ` (`n³/3` flops, and an exact certificate of positive
-///   definiteness), then the same Lanczos on `H⁻¹` (two triangular solves per step) for
+///   definiteness), then the same Lanczos on `H⁻¹` (two triangular solves per step, each one
+///   pass over the triangle of `L`) for
 ///   `1/λ_min`. On `H⁻¹` the relative gap at the bottom of the spectrum is about
 ///   `(λ₂ − λ₁)/λ₂` instead of `(λ₂ − λ₁)/(λ_n − λ₁)`, so few steps are needed even for large `κ`.
 ///
@@ -109,18 +73,21 @@ pub fn sym_cond(h: MatRef<'_, f64>) -> Result<f64> {
             reorthogonalize: true,
         };
         let hr = hs.as_ref();
+        let not_spd = |e: LltError| {
+            let LltError::NonPositivePivot { index } = e;
+            LinalgError::NotPositiveDefinite {
+                what: "symmetric matrix H of sym_cond",
+                index,
+                value: f64::NAN,
+            }
+        };
+        // Measured (BENCHMARKS.md): the sequential Cholesky running beside the Lanczos run on
+        // `H` beats a two-thread Cholesky followed by both Lanczos runs.
         let (top, bottom): (Result<LanczosResult>, Result<LanczosResult>) = rayon::join(
-            || lanczos_core(&SeqDense(hr), opts, [false, true]),
+            || lanczos_core(&SymLower::new(hr), opts, [false, true]),
             || {
-                let l = cholesky_seq(hr.to_owned()).map_err(|e| {
-                    let LltError::NonPositivePivot { index } = e;
-                    LinalgError::NotPositiveDefinite {
-                        what: "symmetric matrix H of sym_cond",
-                        index,
-                        value: f64::NAN,
-                    }
-                })?;
-                lanczos_core(&CholeskyInverse(l.as_ref()), opts, [false, true])
+                let l = cholesky(hr.to_owned(), Par::Seq).map_err(not_spd)?;
+                lanczos_core(&CholeskyInverse::new(l.as_ref()), opts, [false, true])
             },
         );
         let (top, inv) = (top?, bottom?);
