@@ -199,12 +199,15 @@ fn bench_threshold(c: &mut Criterion) {
     }
 }
 
+/// [`default_par_threshold`](precond::optim::default_par_threshold) of the update `u`.
+fn threshold_of<T: precond::optim::Float, U: precond::optim::ElementUpdate<T>>(_u: &U) -> usize {
+    precond::optim::default_par_threshold::<T, U>()
+}
+
 /// The fused Adam kernel alone (parts API, no non-finite check, no schedule/bookkeeping) at
 /// n = 1e7, to separate the kernel from the safety pass over `g`.
 fn bench_kernel_only(c: &mut Criterion) {
-    use precond::optim::{
-        AdamPrecond, Buffers, Ema, Fused, NoReg, PAR_THRESHOLD, default_par_threshold, fused_step,
-    };
+    use precond::optim::{AdamPrecond, Buffers, Ema, Fused, NoReg, PAR_THRESHOLD, fused_step};
     let n = 10_000_000;
     let mut grp = config(c, "kernel", n);
     let u = Fused {
@@ -227,13 +230,7 @@ fn bench_kernel_only(c: &mut Criterion) {
                 aux: &[],
                 slots: [&mut v, &mut m, &mut []],
             };
-            fused_step(
-                &u,
-                buf,
-                SimdLevel::detect(),
-                default_par_threshold::<f64, _>(),
-            )
-            .expect("lengths")
+            fused_step(&u, buf, SimdLevel::detect(), threshold_of(&u)).expect("lengths")
         })
     });
     let g32 = vec![1e-3f32; n];
