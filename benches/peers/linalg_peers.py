@@ -65,7 +65,8 @@ def pocon(h):
 
 
 def criterion_median(*parts):
-    path = os.path.join(ROOT, "target", "criterion", *parts, "new", "estimates.json")
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    path = os.path.join(target, "criterion", *parts, "new", "estimates.json")
     try:
         with open(path) as f:
             return json.load(f)["median"]["point_estimate"] * 1e-9
@@ -97,6 +98,7 @@ def main():
     ap.add_argument("--run-cargo", action="store_true")
     ap.add_argument("--sizes", default="100,500,1000,2000")
     ap.add_argument("--cargo-filter", default=None, help="criterion name filter for --run-cargo, e.g. 2000")
+    ap.add_argument("--out", default="linalg_peers.json", help="output file name under benches/peers/")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.run_cargo:
@@ -124,13 +126,15 @@ def main():
             "sym_extremes": criterion_median("sym_extremes", str(n)),
             "sym_cond": criterion_median("sym_cond", str(n)),
         }
+        for k in ["sym_eig_faer_1stage", "sym_eig_2stage", "svd_faer_1stage", "svd_2stage"]:
+            rust[k] = criterion_median(k, str(n))
         if n == 2000:
             for k in ["cond_estimate_lu", "cond_estimate_spd", "cond1_exact"]:
                 rust[k] = criterion_median("estimate", k, str(n))
         res["sizes"][n] = {"peer": peer, "rust": rust}
         print(f"n={n}: kappa(H) numpy = {peer['cond_H_numpy']:.12g}", flush=True)
     res["loadavg_end"] = os.getloadavg()
-    with open(os.path.join(ROOT, "benches", "peers", "linalg_peers.json"), "w") as f:
+    with open(os.path.join(ROOT, "benches", "peers", args.out), "w") as f:
         json.dump(res, f, indent=1)
 
     print(f"\nMachine: {res['machine']}, {res['cores']} cores; numpy {np.__version__}, scipy {scipy.__version__}; "
@@ -143,6 +147,17 @@ def main():
         print(f"| {n} | {fmt(r['cond2'])} | {fmt(p['svdvals'])} | {fmt(p['np_cond'])} | {ratio(r['cond2'], p['svdvals'])} "
               f"| {fmt(r['sym_spectrum'])} | {fmt(p['eigvalsh'])} | {ratio(r['sym_spectrum'], p['eigvalsh'])} "
               f"| {fmt(r['sym_cond'])} | {ratio(r['sym_cond'], p['eigvalsh'])} | {fmt(r['sym_extremes'])} |")
+    print("\nOne-stage (faer) vs two-stage, same run:\n")
+    print("| n | faer `self_adjoint_eigenvalues` | two-stage eigenvalues | 2-stage / faer | 2-stage / numpy `eigvalsh` "
+          "| faer `singular_values` | two-stage singular values | 2-stage / faer | 2-stage / scipy `svdvals` |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n in sizes:
+        p, r = res["sizes"][n]["peer"], res["sizes"][n]["rust"]
+        if r.get("sym_eig_2stage") is None:
+            continue
+        print(f"| {n} | {fmt(r['sym_eig_faer_1stage'])} | {fmt(r['sym_eig_2stage'])} | {ratio(r['sym_eig_2stage'], r['sym_eig_faer_1stage'])} "
+              f"| {ratio(r['sym_eig_2stage'], p['eigvalsh'])} | {fmt(r['svd_faer_1stage'])} | {fmt(r['svd_2stage'])} "
+              f"| {ratio(r['svd_2stage'], r['svd_faer_1stage'])} | {ratio(r['svd_2stage'], p['svdvals'])} |")
     if 2000 in res["sizes"]:
         p, r = res["sizes"][2000]["peer"], res["sizes"][2000]["rust"]
         print("\nCondition estimates at n = 2000 (speed-up = exact time / estimate time):\n")
