@@ -166,12 +166,14 @@ fn run_chunk<T: Float, U: ElementUpdate<T>>(u: &U, level: SimdLevel, b: Buffers<
 }
 
 /// Length from which a memory-light step (SGD, momentum, fixed `P`; and the non-finite check)
-/// is split across the rayon pool. Measured with `cargo bench --bench optim_step -- par_` on the
-/// 2-core development machine (BENCHMARKS.md).
-pub const PAR_THRESHOLD: usize = 1 << 17;
+/// is split across the rayon pool. Measured with `cargo bench --bench optim_step -- par_n` on the
+/// 2-core development VM (BENCHMARKS.md), where handing work to a second rayon thread costs
+/// about 15–20 µs: SGD breaks even between 128 Ki and 256 Ki elements.
+pub const PAR_THRESHOLD: usize = 1 << 18;
 /// Length from which an arithmetic-bound step ([`ElementUpdate::HEAVY`]: AdaGrad, RMSProp, Adam,
-/// AdamW) is split across the rayon pool (same benchmark, BENCHMARKS.md).
-pub const PAR_THRESHOLD_HEAVY: usize = 1 << 13;
+/// AdamW) is split across the rayon pool (same benchmark: Adam f64 gains from 64 Ki elements,
+/// f32 from 128 Ki).
+pub const PAR_THRESHOLD_HEAVY: usize = 1 << 16;
 /// Smallest piece of a parallel split.
 const MIN_PAR_CHUNK: usize = 1 << 11;
 /// Chunk length of the parallel non-finite scan.
