@@ -382,6 +382,34 @@ fn automatic_svd_path_above_the_crossover() {
     assert!(c.sigma_min <= tol(k + 2, want[0]));
 }
 
+/// Stage 3 (the root-free QL/QR iteration) scales huge and tiny tridiagonal blocks into range:
+/// spectra scaled by 1e160 (squares overflow), 1e150 and 1e−150 come out scaled, each to
+/// `16 n ε` relative to the scale.
+#[test]
+fn huge_and_tiny_scales_end_to_end() {
+    let n = 40;
+    let eigs: Vec<f64> = (0..n).map(|i| -1.0 + 0.05 * i as f64).collect();
+    let s: Vec<f64> = (0..n).map(|i| 1.0 + i as f64).collect();
+    for scale in [1e160, 1e150, 1e-150] {
+        let ev: Vec<f64> = eigs.iter().map(|x| x * scale).collect();
+        let h = sym_with_eigs(&ev, 7);
+        let got = sym_eigenvalues_two_stage(h.as_ref(), 4).unwrap();
+        assert_close(
+            &got,
+            &sorted(ev.clone()),
+            n,
+            max_abs(&ev),
+            "scaled eigenvalues",
+        );
+        let sv: Vec<f64> = s.iter().map(|x| x * scale).collect();
+        let a = with_singular_values(n + 5, n, &sv, 9);
+        let got = singular_values_two_stage(a.as_ref(), 4).unwrap();
+        let mut want = sv.clone();
+        want.sort_by(|x, y| y.total_cmp(x));
+        assert_close(&got, &want, n + 5, want[0], "scaled singular values");
+    }
+}
+
 #[test]
 fn two_stage_errors_are_typed() {
     let a = random_mat(4, 4, 1);

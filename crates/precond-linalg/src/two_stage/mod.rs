@@ -10,6 +10,7 @@
 //! of `2bn` or `3bn` numbers that fits in the L2 cache.
 
 mod kernels;
+mod pwk;
 mod svd;
 mod sym;
 
@@ -19,6 +20,7 @@ use faer::{Col, Mat, MatRef, Par};
 use crate::error::{LinalgError, Result};
 use crate::layout::{check_matrix, symmetric_part};
 
+pub(crate) use pwk::tridiagonal_eigenvalues_pwk;
 pub(crate) use svd::singular_values_two_stage_checked;
 pub(crate) use sym::{sym_band_to_tridiagonal, sym_dense_to_band};
 
@@ -54,9 +56,32 @@ pub(crate) fn sym_tridiagonal_two_stage(a: Mat<f64>, b: usize, par: Par) -> (Vec
     sym_band_to_tridiagonal(sym_dense_to_band(a, b, par))
 }
 
-/// Ascending eigenvalues of the symmetric tridiagonal matrix `(d, e)` (faer's implicit QR
-/// iteration without vectors).
+/// Ascending eigenvalues of the symmetric tridiagonal matrix `(d, e)` (`e.len() ≥ n − 1`) by
+/// the root-free Pal–Walker–Kahan QL/QR iteration ([`tridiagonal_eigenvalues_pwk`], LAPACK's
+/// `DSTERF`), falling back to faer's implicit QR iteration if it does not converge.
 pub(crate) fn tridiagonal_eigenvalues(d: &[f64], e: &[f64]) -> Result<Vec<f64>> {
+    first_or_qr(d, e, tridiagonal_eigenvalues_pwk)
+}
+
+/// Eigenvalues by `first` (in place on copies of `d` and `e[..n − 1]`), by faer's QR iteration
+/// if it fails.
+fn first_or_qr(
+    d: &[f64],
+    e: &[f64],
+    first: fn(&mut [f64], &mut [f64]) -> Result<()>,
+) -> Result<Vec<f64>> {
+    let n = d.len();
+    let mut ev = d.to_vec();
+    let mut off = e[..n.saturating_sub(1)].to_vec();
+    if first(&mut ev, &mut off).is_ok() {
+        return Ok(ev);
+    }
+    tridiagonal_eigenvalues_qr(d, e)
+}
+
+/// Ascending eigenvalues of the symmetric tridiagonal matrix `(d, e)` by faer's implicit QR
+/// iteration without vectors.
+pub(crate) fn tridiagonal_eigenvalues_qr(d: &[f64], e: &[f64]) -> Result<Vec<f64>> {
     let n = d.len();
     let diag = Col::<f64>::from_fn(n, |i| d[i]);
     let sub = Col::<f64>::from_fn(n, |i| if i + 1 < n { e[i] } else { 0.0 });
@@ -103,7 +128,8 @@ pub(crate) fn sym_eigenvalues_two_stage_checked(
 ///    matrix–matrix products on all cores: `4n³/3` flops;
 /// 2. band → tridiagonal by bulge chasing (`DSYTRD_SB2ST`'s Householder kernels on a compact
 ///    band of `2bn` numbers): `≈ 6bn²` flops, in cache;
-/// 3. eigenvalues of the tridiagonal matrix by faer's implicit QR iteration (`O(n²)`).
+/// 3. eigenvalues of the tridiagonal matrix by the root-free Pal–Walker–Kahan QL/QR iteration
+///    (LAPACK's `DSTERF`, `O(n²)`), faer's implicit QR iteration if it does not converge.
 ///
 /// Accuracy: every step is an orthogonal similarity computed with Householder reflectors, so
 /// the eigenvalues are those of `H + E` with `‖E‖₂ ≤ c(n) ε ‖H‖₂`; by Weyl's theorem each
@@ -137,7 +163,8 @@ pub fn sym_eigenvalues_two_stage(h: MatRef<'_, f64>, band_width: usize) -> Resul
 /// 3. singular values of the bidiagonal `B` (diagonal `d`, superdiagonal `e`) as the `n`
 ///    nonnegative eigenvalues of the `2n × 2n` Golub–Kahan tridiagonal matrix with zero
 ///    diagonal and off-diagonal `(d₀, e₀, d₁, e₁, …, d_{n−1})` (its eigenvalues are `±σᵢ`),
-///    by faer's implicit QR iteration.
+///    by the root-free Pal–Walker–Kahan QL/QR iteration (LAPACK's `DSTERF`; faer's implicit
+///    QR iteration if it does not converge).
 ///
 /// Accuracy: orthogonal transformations throughout, so the result is the exact singular
 /// values of `A + E` with `‖E‖₂ ≤ c(m, n) ε ‖A‖₂`, and each singular value has absolute error
