@@ -1,7 +1,7 @@
 //! Conditioning diagnostics on faer (THEORY.md sections 1–4).
 //!
 //! * exact condition numbers ([`cond2`], [`cond1`]) and symmetric spectra ([`sym_spectrum`],
-//!   with the smallest positive eigenvalue; the fast [`sym_cond`] / [`sym_extremes`]),
+//!   with the smallest positive eigenvalue; the fast [`sym_cond()`] / [`sym_extremes`]),
 //! * cheap Hager–Higham 1-norm estimates on an LU or Cholesky factor ([`cond_estimate_lu`],
 //!   [`cond_estimate_spd`]),
 //! * preconditioned condition numbers `κ(SᵀHS)` and the row-scaled `κ(PH)`

@@ -161,7 +161,7 @@ pub(crate) fn tridiagonalize(mut a: Mat<f64>, par: Par) -> (Vec<f64>, Vec<f64>) 
 /// The smallest and largest eigenvalues of the symmetric matrix `h`, without the full spectrum:
 /// a Householder tridiagonalization (the two-stage reduction of
 /// [`sym_eigenvalues_two_stage`](crate::sym_eigenvalues_two_stage) from
-/// [`SYM_TWO_STAGE_MIN_N`](crate::SYM_TWO_STAGE_MIN_N) on, faer's one-stage reduction below)
+/// [`SYM_TWO_STAGE_MIN_N`] on, faer's one-stage reduction below)
 /// followed by Sturm-sequence bisection for the two extreme eigenvalues of the tridiagonal
 /// matrix (`O(n)` per bisection step, as LAPACK's `DSTEBZ`). Same backward error as a full symmetric eigensolver (absolute error `≈ ε‖H‖₂`
 /// per eigenvalue), at the cost of the reduction alone.

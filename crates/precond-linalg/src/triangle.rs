@@ -2,7 +2,7 @@
 //! symmetric product `y = H x` from the lower triangle of `H` (as BLAS `DSYMV` with `UPLO = 'L'`)
 //! and the two triangular solves `L y = x`, `Lᵀ y = x` with a lower Cholesky factor (BLAS `DTRSV`).
 //!
-//! They are the per-step work of [`sym_cond`](crate::sym_cond)'s Lanczos runs. Reading only the
+//! They are the per-step work of [`sym_cond`](fn@crate::sym_cond)'s Lanczos runs. Reading only the
 //! triangle halves the memory traffic of a full product, and for `n ≤ 2000` one triangle
 //! (`4n²` bytes ≤ 16 MB) stays resident in a 32 MB last-level cache across Lanczos steps, where
 //! the full 32 MB matrix would stream from memory on every step. Each column is one fused,

@@ -20,7 +20,7 @@
 //!   (embedded; attribution in the repository's `data/DATA.md`), any CSV with a header and a named
 //!   target column (errors name line and column), seeded synthetic generators ([`GaussianSpec`],
 //!   [`teacher_targets`]), seeded splits and mini-batches.
-//! - Training ([`train`]): mini-batches, any `precond-optim` optimizer, per-epoch history of
+//! - Training ([`train()`]): mini-batches, any `precond-optim` optimizer, per-epoch history of
 //!   loss/accuracy, `P_k` statistics and `κ` of hidden layers' `Ā`, callbacks, deterministic.
 //!
 //! **Layout convention:** a batch is a `d × B` matrix with **one column per sample** (the

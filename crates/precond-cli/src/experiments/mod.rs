@@ -1,7 +1,7 @@
 //! The report's experiments, one file each, and the registry that lists them.
 //!
 //! To add an experiment: write `src/experiments/<id>.rs` with a unit struct implementing
-//! [`Experiment`](crate::report::Experiment), declare the module here and add it to [`registry`].
+//! [`Experiment`], declare the module here and add it to [`registry`].
 
 mod adaptive;
 mod batch_norm;

@@ -29,7 +29,7 @@ pub(crate) use sym::{sym_band_to_tridiagonal, sym_dense_to_band};
 pub const TWO_STAGE_BAND_WIDTH: usize = 32;
 
 /// From this dimension on, [`sym_spectrum`](crate::sym_spectrum),
-/// [`sym_extremes`](crate::sym_extremes) and the dense path of [`sym_cond`](crate::sym_cond)
+/// [`sym_extremes`](crate::sym_extremes) and the dense path of [`sym_cond`](fn@crate::sym_cond)
 /// use the two-stage tridiagonalization. Below it faer's one-stage reduction is faster on the
 /// 2-core AVX2 machine of `BENCHMARKS.md`: while the matrix fits in the L3 cache its
 /// matrix–vector products are not memory-bound (measured: faer faster at n = 1000 and 1500,
