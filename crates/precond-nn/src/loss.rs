@@ -50,10 +50,8 @@ impl Targets {
         }
     }
 
-    /// The targets of the given samples, in the given order.
-    ///
-    /// Indices must be `< n_samples()`; an out-of-range index is an error.
-    pub fn gather(&self, indices: &[usize]) -> Result<Targets> {
+    /// Every index must be `< n_samples()`.
+    fn check_indices(&self, indices: &[usize]) -> Result<()> {
         let n = self.n_samples();
         if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
             return Err(NnError::DimensionMismatch {
@@ -62,6 +60,14 @@ impl Targets {
                 got: bad,
             });
         }
+        Ok(())
+    }
+
+    /// The targets of the given samples, in the given order.
+    ///
+    /// Indices must be `< n_samples()`; an out-of-range index is an error.
+    pub fn gather(&self, indices: &[usize]) -> Result<Targets> {
+        self.check_indices(indices)?;
         Ok(match self {
             Targets::Values(m) => {
                 Targets::Values(Mat::from_fn(m.nrows(), indices.len(), |r, c| {
@@ -78,14 +84,7 @@ impl Targets {
     /// As [`Targets::gather`], into `out` (its storage reused when it is the same kind of
     /// targets: no allocation once it has held this many samples).
     pub(crate) fn gather_into(&self, indices: &[usize], out: &mut Targets) -> Result<()> {
-        let n = self.n_samples();
-        if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
-            return Err(NnError::DimensionMismatch {
-                what: "sample index vs number of samples",
-                expected: n,
-                got: bad,
-            });
-        }
+        self.check_indices(indices)?;
         match (self, out) {
             (Targets::Values(m), Targets::Values(o)) => {
                 crate::mlp::fit(o, m.nrows(), indices.len());

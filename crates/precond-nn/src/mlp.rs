@@ -726,15 +726,20 @@ impl Mlp {
         MatRef::from_row_major_slice(&params[b.range.clone()], b.shape.0, b.shape.1)
     }
 
-    fn check_params_len(&self, params: &[f64]) -> Result<()> {
-        if params.len() != self.layout.len() {
+    /// A flat buffer (parameters or gradient) must have the layout's length.
+    fn check_flat_len(&self, what: &'static str, len: usize) -> Result<()> {
+        if len != self.layout.len() {
             return Err(NnError::DimensionMismatch {
-                what: "parameter buffer length",
+                what,
                 expected: self.layout.len(),
-                got: params.len(),
+                got: len,
             });
         }
         Ok(())
+    }
+
+    fn check_params_len(&self, params: &[f64]) -> Result<()> {
+        self.check_flat_len("parameter buffer length", params.len())
     }
 
     pub(crate) fn check_layer(&self, layer: usize) -> Result<()> {
@@ -774,14 +779,7 @@ impl Mlp {
     }
 
     fn check_grad_len(&self, grad: &[f64]) -> Result<()> {
-        if grad.len() != self.layout.len() {
-            return Err(NnError::DimensionMismatch {
-                what: "gradient buffer length",
-                expected: self.layout.len(),
-                got: grad.len(),
-            });
-        }
-        Ok(())
+        self.check_flat_len("gradient buffer length", grad.len())
     }
 
     fn check_forward(&self, params: &[f64], x: MatRef<'_, f64>, mode: Mode<'_>) -> Result<()> {
