@@ -1350,13 +1350,7 @@ impl Mlp {
     /// (torch's momentum convention, see [`RunningStats::update`]). Layers whose statistics were
     /// not computed from the batch are left alone.
     pub fn update_running_stats(&mut self, fwd: &Forward) -> Result<()> {
-        if fwd.layers.len() != self.n_layers() {
-            return Err(NnError::DimensionMismatch {
-                what: "forward trace layers",
-                expected: self.n_layers(),
-                got: fwd.layers.len(),
-            });
-        }
+        self.check_trace(fwd)?;
         let b = fwd.batch_size();
         for (l, t) in fwd.layers.iter().enumerate() {
             if let (Normalization::BatchNorm(bn), Some(run)) =

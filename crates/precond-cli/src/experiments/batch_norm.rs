@@ -7,7 +7,7 @@ use precond_nn::{
 };
 use precond_optim::OptimizerConfig;
 
-use super::common::{digits_split, fit_mlp, lerr};
+use super::common::{digits_split, final_metrics_row, fit_mlp, lerr};
 use crate::error::CliError;
 use crate::report::{Check, Ctx, Evidence, Experiment, Plot, Series, SeriesKind, Table, fmt_num};
 
@@ -132,15 +132,7 @@ impl Experiment for BatchNorm {
                     ys,
                 ));
             }
-            let last = hist.last().ok_or_else(|| CliError::Experiment {
-                id: ID.into(),
-                message: "empty history".into(),
-            })?;
-            summary.row(vec![
-                name.into(),
-                last.train_loss.into(),
-                last.test_accuracy.unwrap_or(f64::NAN).into(),
-            ]);
+            final_metrics_row(ID, name, &hist, &mut summary)?;
             let sub = gather_columns(
                 train.x.as_ref(),
                 &(0..256.min(train.x.ncols())).collect::<Vec<_>>(),

@@ -233,3 +233,23 @@ pub fn digits_split(
     };
     Ok((train, test))
 }
+
+/// Appends `[name, final train loss, final test accuracy]` (the last epoch of `hist`) to a
+/// "Final metrics" table.
+pub fn final_metrics_row(
+    id: &'static str,
+    name: &str,
+    hist: &precond_nn::History,
+    summary: &mut crate::report::Table,
+) -> Result<(), CliError> {
+    let last = hist.last().ok_or_else(|| CliError::Experiment {
+        id: id.into(),
+        message: "empty history".into(),
+    })?;
+    summary.row(vec![
+        name.into(),
+        last.train_loss.into(),
+        last.test_accuracy.unwrap_or(f64::NAN).into(),
+    ]);
+    Ok(())
+}
