@@ -82,6 +82,33 @@ fn bench_steps(c: &mut Criterion) {
     }
 }
 
+/// The optimizers torch has fused CPU kernels for, under `"nonfinite": "propagate"` (torch's
+/// semantics: no scan of `g` before the update, detection folded into the pass), at the sizes
+/// where the default policy's extra read of `g` shows: `propagate_n1000000/adam_f32`, ….
+fn bench_propagate(c: &mut Criterion) {
+    for n in [1_000_000usize, 10_000_000] {
+        let mut grp = config(c, "propagate", n);
+        for &(name, json) in OPTIMIZERS {
+            if !matches!(name, "sgd" | "sgd_momentum" | "adagrad" | "adam" | "adamw") {
+                continue;
+            }
+            let json = format!(
+                "{}, \"nonfinite\": \"propagate\"}}",
+                json.trim_end_matches('}')
+            );
+            let (mut o, mut x, g) = setup::<f32>(&json, n);
+            grp.bench_function(BenchmarkId::new(format!("{name}_f32"), n), |b| {
+                b.iter(|| o.step_f32(black_box(&mut x), black_box(&g)).expect("step"))
+            });
+            let (mut o, mut x, g) = setup::<f64>(&json, n);
+            grp.bench_function(BenchmarkId::new(format!("{name}_f64"), n), |b| {
+                b.iter(|| o.step_f64(black_box(&mut x), black_box(&g)).expect("step"))
+            });
+        }
+        grp.finish();
+    }
+}
+
 /// STREAM-like copy `a = b` and triad `a = b + s c` (same run, same machine) for the bound.
 fn bench_stream(c: &mut Criterion) {
     let n = 10_000_000usize;
@@ -249,6 +276,7 @@ criterion_group!(
     bench_dispatch,
     bench_threshold,
     bench_kernel_only,
-    bench_steps
+    bench_steps,
+    bench_propagate
 );
 criterion_main!(benches);

@@ -618,8 +618,9 @@ enum precond_status_t precond_optimizer_config_init(int32_t kind,
  * `optimizer` (`sgd`, `gd`, `adagrad`, `rmsprop`, `adam`, `adamw`, `precond_gd`), `lr`,
  * `weight_decay`, `maximize`, `momentum`, `dampening`, `nesterov`, `betas`, `eps`, `amsgrad`,
  * `alpha`, `centered`, `lr_decay`, `initial_accumulator_value`, `preconditioner`,
- * `regularization`, `groups`, `schedule`, `nonfinite`. Keys that do not apply to the optimizer
- * are rejected.
+ * `regularization`, `groups`, `schedule`, `nonfinite` (`"error"` or `"skip"`; the Rust API's
+ * `"propagate"` is refused here: a step's status could not report it). Keys that do not apply
+ * to the optimizer are rejected.
  *
  * Ownership: `config_json` (NUL-terminated UTF-8) is only read; on success `*out` receives a new
  * handle owned by the caller, to be released with `precond_optimizer_free`. On error `*out` is

@@ -279,8 +279,9 @@ pub unsafe extern "C" fn precond_optimizer_config_init(
 /// `optimizer` (`sgd`, `gd`, `adagrad`, `rmsprop`, `adam`, `adamw`, `precond_gd`), `lr`,
 /// `weight_decay`, `maximize`, `momentum`, `dampening`, `nesterov`, `betas`, `eps`, `amsgrad`,
 /// `alpha`, `centered`, `lr_decay`, `initial_accumulator_value`, `preconditioner`,
-/// `regularization`, `groups`, `schedule`, `nonfinite`. Keys that do not apply to the optimizer
-/// are rejected.
+/// `regularization`, `groups`, `schedule`, `nonfinite` (`"error"` or `"skip"`; the Rust API's
+/// `"propagate"` is refused here: a step's status could not report it). Keys that do not apply
+/// to the optimizer are rejected.
 ///
 /// Ownership: `config_json` (NUL-terminated UTF-8) is only read; on success `*out` receives a new
 /// handle owned by the caller, to be released with `precond_optimizer_free`. On error `*out` is
@@ -317,6 +318,12 @@ pub unsafe extern "C" fn precond_optimizer_new_json(
                 )
             })?;
         let cfg = OptimizerConfig::from_json(text)?;
+        if cfg.nonfinite == NonFinitePolicy::Propagate {
+            return Err(FfiError::invalid(
+                "key `nonfinite`: \"propagate\" is not offered through the C ABI (a step's status \
+                 could not report that a NaN/Inf entered the parameters); use \"error\" or \"skip\"",
+            ));
+        }
         finish_new(&cfg, n_params, out)
     })
 }

@@ -129,6 +129,9 @@ fn constructor_rejections_name_the_problem() {
     expect(st, PRECOND_INVALID_ARGUMENT, &m, "`betas`");
     let (st, m) = json_err(r#"{"optimizer": "adam"}"#, 0);
     expect(st, PRECOND_INVALID_ARGUMENT, &m, "`n_params` is 0");
+    // the Rust-only policy that lets a NaN in: a C step could not report it
+    let (st, m) = json_err(r#"{"optimizer": "adam", "nonfinite": "propagate"}"#, 4);
+    expect(st, PRECOND_INVALID_ARGUMENT, &m, "`nonfinite`");
     // n_params inconsistent with the groups
     let groups = r#"{"optimizer": "sgd", "lr": 0.1, "groups": [{"start": 2, "end": 9, "lr": 1}]}"#;
     let (st, m) = json_err(groups, 5);

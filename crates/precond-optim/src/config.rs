@@ -107,6 +107,13 @@ pub enum NonFinitePolicy {
     Error,
     /// Skip the step (parameters, state and step count untouched) and report it in the outcome.
     Skip,
+    /// `torch.optim`'s behaviour, for throughput at large `n`: no scan of `g` before the update
+    /// (the default policies read `g` once more, ~14 % more memory traffic for Adam, a quarter
+    /// of the step time at n = 1e7 on the development VM); NaN/Inf flow into the parameters and
+    /// state exactly as in torch. Never silent: the same pass ORs a finiteness test of every
+    /// gradient entry, and the outcome of an affected step reports the first non-finite index
+    /// (`applied: true`, `nonfinite_index: Some(i)`).
+    Propagate,
 }
 
 /// A fixed preconditioner for `precond_gd` (5): `x ← x − η P ∇f(x)`.
@@ -371,10 +378,11 @@ impl OptimizerConfig {
             c.nonfinite = match s {
                 "error" => NonFinitePolicy::Error,
                 "skip" => NonFinitePolicy::Skip,
+                "propagate" => NonFinitePolicy::Propagate,
                 other => {
                     return Err(OptimError::config(
                         "nonfinite",
-                        format!("expected \"error\" or \"skip\", got \"{other}\""),
+                        format!("expected \"error\", \"skip\" or \"propagate\", got \"{other}\""),
                     ));
                 }
             };
@@ -568,10 +576,10 @@ impl OptimizerConfig {
         }
         m.insert(
             "nonfinite".into(),
-            json!(if self.nonfinite == NonFinitePolicy::Skip {
-                "skip"
-            } else {
-                "error"
+            json!(match self.nonfinite {
+                NonFinitePolicy::Error => "error",
+                NonFinitePolicy::Skip => "skip",
+                NonFinitePolicy::Propagate => "propagate",
             }),
         );
         Value::Object(m)

@@ -103,8 +103,11 @@ pub struct Buffers<'a, T> {
     pub slots: [&'a mut [T]; MAX_SLOTS],
 }
 
+/// The loop over one piece. With `DETECT`, also an OR over `!g[i].is_finite()` (a vector
+/// compare per element folded into the same pass, no extra memory traffic): `true` when the
+/// piece had a non-finite gradient entry.
 #[inline(always)]
-fn fused_loop<T: Float, U: ElementUpdate<T>>(u: &U, b: Buffers<'_, T>) {
+fn fused_loop<T: Float, U: ElementUpdate<T>, const DETECT: bool>(u: &U, b: Buffers<'_, T>) -> bool {
     let Buffers {
         x,
         g,
@@ -117,6 +120,7 @@ fn fused_loop<T: Float, U: ElementUpdate<T>>(u: &U, b: Buffers<'_, T>) {
     let s0 = if U::SLOTS > 0 { &mut s0[..n] } else { s0 };
     let s1 = if U::SLOTS > 1 { &mut s1[..n] } else { s1 };
     let s2 = if U::SLOTS > 2 { &mut s2[..n] } else { s2 };
+    let mut bad = false;
     for i in 0..n {
         let mut st = [T::ZERO; MAX_SLOTS];
         if U::SLOTS > 0 {
@@ -129,7 +133,11 @@ fn fused_loop<T: Float, U: ElementUpdate<T>>(u: &U, b: Buffers<'_, T>) {
             st[2] = s2[i];
         }
         let a = if U::USES_AUX { aux[i] } else { T::ZERO };
-        x[i] = u.update(x[i], g[i], a, &mut st);
+        let gi = g[i];
+        if DETECT {
+            bad |= !gi.is_finite();
+        }
+        x[i] = u.update(x[i], gi, a, &mut st);
         if U::SLOTS > 0 {
             s0[i] = st[0];
         }
@@ -140,28 +148,39 @@ fn fused_loop<T: Float, U: ElementUpdate<T>>(u: &U, b: Buffers<'_, T>) {
             s2[i] = st[2];
         }
     }
+    bad
 }
 
 #[inline(never)]
-fn fused_loop_baseline<T: Float, U: ElementUpdate<T>>(u: &U, b: Buffers<'_, T>) {
-    fused_loop(u, b);
+fn fused_loop_baseline<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
+    u: &U,
+    b: Buffers<'_, T>,
+) -> bool {
+    fused_loop::<T, U, DETECT>(u, b)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline(never)]
-fn fused_loop_avx2<T: Float, U: ElementUpdate<T>>(u: &U, b: Buffers<'_, T>) {
-    fused_loop(u, b);
+fn fused_loop_avx2<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
+    u: &U,
+    b: Buffers<'_, T>,
+) -> bool {
+    fused_loop::<T, U, DETECT>(u, b)
 }
 
-fn run_chunk<T: Float, U: ElementUpdate<T>>(u: &U, level: SimdLevel, b: Buffers<'_, T>) {
+fn run_chunk<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
+    u: &U,
+    level: SimdLevel,
+    b: Buffers<'_, T>,
+) -> bool {
     match level {
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2 if SimdLevel::detect() == SimdLevel::Avx2 => {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            unsafe { fused_loop_avx2(u, b) }
+            unsafe { fused_loop_avx2::<T, U, DETECT>(u, b) }
         }
-        _ => fused_loop_baseline(u, b),
+        _ => fused_loop_baseline::<T, U, DETECT>(u, b),
     }
 }
 
@@ -197,16 +216,15 @@ fn split_opt<T>(s: &mut [T], mid: usize) -> (&mut [T], &mut [T]) {
     }
 }
 
-fn par_run<T: Float, U: ElementUpdate<T>>(
+fn par_run<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     u: &U,
     level: SimdLevel,
     b: Buffers<'_, T>,
     chunk: usize,
-) {
+) -> bool {
     let n = b.x.len();
     if n <= chunk {
-        run_chunk(u, level, b);
-        return;
+        return run_chunk::<T, U, DETECT>(u, level, b);
     }
     let mid = (n / 2 + 63) & !63;
     let Buffers {
@@ -225,9 +243,9 @@ fn par_run<T: Float, U: ElementUpdate<T>>(
     let (s0l, s0r) = split_opt(s0, mid);
     let (s1l, s1r) = split_opt(s1, mid);
     let (s2l, s2r) = split_opt(s2, mid);
-    rayon::join(
+    let (bad_l, bad_r) = rayon::join(
         || {
-            par_run(
+            par_run::<T, U, DETECT>(
                 u,
                 level,
                 Buffers {
@@ -240,7 +258,7 @@ fn par_run<T: Float, U: ElementUpdate<T>>(
             )
         },
         || {
-            par_run(
+            par_run::<T, U, DETECT>(
                 u,
                 level,
                 Buffers {
@@ -253,6 +271,7 @@ fn par_run<T: Float, U: ElementUpdate<T>>(
             )
         },
     );
+    bad_l || bad_r
 }
 
 /// Errors of [`fused_step`]: a used buffer whose length differs from `x`'s.
@@ -277,6 +296,30 @@ pub fn fused_step<T: Float, U: ElementUpdate<T>>(
     level: SimdLevel,
     par_threshold: usize,
 ) -> Result<(), BufferLengthError> {
+    fused_step_impl::<T, U, false>(u, b, level, par_threshold).map(|_| ())
+}
+
+/// [`fused_step`] that also reports whether any gradient entry was NaN or infinite: `Ok(true)`
+/// then. The detection is an OR of one vector comparison per element inside the same pass (no
+/// extra read of `g`), so it cannot stop the update: the non-finite values have already flowed
+/// into `x` and the state, exactly as in `torch.optim` (which does not check). This is what the
+/// `"nonfinite": "propagate"` policy runs; the default policy instead scans `g` with
+/// [`first_nonfinite`] before writing anything.
+pub fn fused_step_detect<T: Float, U: ElementUpdate<T>>(
+    u: &U,
+    b: Buffers<'_, T>,
+    level: SimdLevel,
+    par_threshold: usize,
+) -> Result<bool, BufferLengthError> {
+    fused_step_impl::<T, U, true>(u, b, level, par_threshold)
+}
+
+fn fused_step_impl<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
+    u: &U,
+    b: Buffers<'_, T>,
+    level: SimdLevel,
+    par_threshold: usize,
+) -> Result<bool, BufferLengthError> {
     let n = b.x.len();
     let check = |what, len: usize| {
         if len == n {
@@ -296,17 +339,16 @@ pub fn fused_step<T: Float, U: ElementUpdate<T>>(
     for (j, s) in b.slots.iter().enumerate().take(U::SLOTS) {
         check(["slot0", "slot1", "slot2"][j], s.len())?;
     }
-    if n >= par_threshold && rayon::current_num_threads() > 1 {
-        par_run(
+    Ok(if n >= par_threshold && rayon::current_num_threads() > 1 {
+        par_run::<T, U, DETECT>(
             u,
             level,
             b,
             MIN_PAR_CHUNK.max(n.div_ceil(4 * rayon::current_num_threads())),
-        );
+        )
     } else {
-        run_chunk(u, level, b);
-    }
-    Ok(())
+        run_chunk::<T, U, DETECT>(u, level, b)
+    })
 }
 
 /// Index of the first non-finite value, if any: a vectorizable reduction in blocks, then a scan

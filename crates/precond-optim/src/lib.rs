@@ -95,6 +95,7 @@ pub use float::{Dtype, Float};
 pub use kernel::{
     BufferLengthError, Buffers, ElementUpdate, Fused, MAX_SLOTS, PAR_THRESHOLD,
     PAR_THRESHOLD_HEAVY, SimdLevel, default_par_threshold, first_nonfinite, fused_step,
+    fused_step_detect,
 };
 pub use momentum::{Ema, HeavyBall, MomentumRule, NoMomentum, PostHeavyBall};
 pub use objective::{

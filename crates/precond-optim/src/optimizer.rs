@@ -5,7 +5,7 @@ use crate::error::{OptimError, Result};
 use crate::float::{Dtype, Float};
 use crate::kernel::{
     Buffers, ElementUpdate, Fused, PAR_THRESHOLD, SimdLevel, default_par_threshold,
-    first_nonfinite, fused_step,
+    first_nonfinite, fused_step, fused_step_detect,
 };
 use crate::momentum::{Ema, HeavyBall, MomentumRule, NoMomentum, PostHeavyBall};
 use crate::precond::{AdagradPrecond, AdamPrecond, FixedDiag, Identity, PrecondRule, RmsPrecond};
@@ -23,7 +23,8 @@ pub struct StepOutcome {
     pub step: u64,
     /// The (top-level, scheduled) learning rate used by this step.
     pub lr: f64,
-    /// First non-finite gradient index of a skipped step.
+    /// First non-finite gradient index: of a skipped step (`"skip"`), or of an applied step
+    /// under `"propagate"` (the NaN/Inf then flowed into the parameters and state, as in torch).
     pub nonfinite_index: Option<usize>,
 }
 
@@ -417,7 +418,9 @@ impl Optimizer {
     ///
     /// Errors (parameters, state and step count untouched): [`OptimError::LengthMismatch`],
     /// [`OptimError::DtypeMismatch`] (state of the other dtype), [`OptimError::NonFiniteGradient`]
-    /// (policy `error`; with `skip` the outcome reports the skipped step).
+    /// (policy `error`, the default: `g` is scanned before anything is written; with `skip` the
+    /// outcome reports the skipped step; with `propagate` nothing is scanned beforehand, the
+    /// update runs as torch's does and the outcome reports the first non-finite index).
     pub fn step<T: StepFloat>(&mut self, params: &mut [T], grads: &[T]) -> Result<StepOutcome> {
         let n = self.n;
         if params.len() != n {
@@ -443,22 +446,21 @@ impl Optimizer {
             });
         }
         let lr_top = self.lr();
-        if let Some(index) = first_nonfinite(
-            grads,
-            if self.par_threshold == 0 {
-                PAR_THRESHOLD
-            } else {
-                self.par_threshold
-            },
-        ) {
+        let scan_th = if self.par_threshold == 0 {
+            PAR_THRESHOLD
+        } else {
+            self.par_threshold
+        };
+        let propagate = self.cfg.nonfinite == NonFinitePolicy::Propagate;
+        if !propagate && let Some(index) = first_nonfinite(grads, scan_th) {
             return match self.cfg.nonfinite {
-                NonFinitePolicy::Error => Err(OptimError::NonFiniteGradient { index }),
                 NonFinitePolicy::Skip => Ok(StepOutcome {
                     applied: false,
                     step: self.step,
                     lr: lr_top,
                     nonfinite_index: Some(index),
                 }),
+                _ => Err(OptimError::NonFiniteGradient { index }),
             };
         }
         if matches!(self.store, Store::Empty) {
@@ -473,8 +475,10 @@ impl Optimizer {
         let res = slots.and_then(|slots| {
             if self.dense_p.is_some() {
                 self.dense_step(params, grads, slots, k);
-                Ok(())
+                // O(n²) step: a scan of g costs nothing next to it
+                Ok(propagate && first_nonfinite(grads, scan_th).is_some())
             } else {
+                let mut bad = false;
                 // segments are sorted and cover 0..n: peel them off the front of every buffer
                 let [s0, s1, s2] = &mut slots.s;
                 let (mut rx, mut rg, mut ra) = (&mut params[..], grads, &slots.aux[..]);
@@ -496,7 +500,7 @@ impl Optimizer {
                     let (c1, t1) = split_front(r1, len);
                     let (c2, t2) = split_front(r2, len);
                     (rx, rg, ra, r0, r1, r2) = (tx, tg, ta, t0, t1, t2);
-                    self.run_segment(
+                    bad |= self.run_segment(
                         seg,
                         lr,
                         k,
@@ -506,19 +510,25 @@ impl Optimizer {
                             aux,
                             slots: [c0, c1, c2],
                         },
+                        propagate,
                     )?;
                 }
-                Ok(())
+                Ok(bad)
             }
         });
         self.store = store;
-        res?;
+        let bad = res?;
         self.step = k;
         Ok(StepOutcome {
             applied: true,
             step: k,
             lr: lr_top,
-            nonfinite_index: None,
+            // rare path: the pass only knows "some entry"; find the first one afterwards
+            nonfinite_index: if bad {
+                first_nonfinite(grads, scan_th)
+            } else {
+                None
+            },
         })
     }
 
@@ -546,23 +556,29 @@ impl Optimizer {
         }
     }
 
+    /// One group's fused pass; `Ok(true)` when `detect` saw a non-finite gradient.
     fn run_segment<T: StepFloat>(
         &self,
         seg: &Segment,
         lr: f64,
         k: u64,
         b: Buffers<'_, T>,
-    ) -> Result<()> {
+        detect: bool,
+    ) -> Result<bool> {
         let c = &self.cfg;
         let sign = T::from_f64(if c.maximize { -1.0 } else { 1.0 });
         let spec = self.reg_spec(seg);
-        let (lv, th) = (self.level, self.par_threshold);
+        let ex = Exec {
+            level: self.level,
+            th: self.par_threshold,
+            detect,
+        };
         let first = k == 1;
         match c.optimizer {
             OptimizerKind::Sgd | OptimizerKind::Gd => {
                 if c.momentum != 0.0 {
                     let m = HeavyBall::new(c.momentum, c.dampening, c.nesterov, lr, first);
-                    with_reg(spec, lr, sign, Identity, m, b, lv, th)
+                    with_reg(spec, lr, sign, Identity, m, b, ex)
                 } else {
                     with_reg(
                         spec,
@@ -573,15 +589,14 @@ impl Optimizer {
                             scale: T::from_f64(-lr),
                         },
                         b,
-                        lv,
-                        th,
+                        ex,
                     )
                 }
             }
             OptimizerKind::PrecondGd => {
                 if c.momentum != 0.0 {
                     let m = HeavyBall::new(c.momentum, c.dampening, c.nesterov, lr, first);
-                    with_reg(spec, lr, sign, FixedDiag, m, b, lv, th)
+                    with_reg(spec, lr, sign, FixedDiag, m, b, ex)
                 } else {
                     with_reg(
                         spec,
@@ -592,8 +607,7 @@ impl Optimizer {
                             scale: T::from_f64(-lr),
                         },
                         b,
-                        lv,
-                        th,
+                        ex,
                     )
                 }
             }
@@ -611,8 +625,7 @@ impl Optimizer {
                         scale: T::from_f64(-clr),
                     },
                     b,
-                    lv,
-                    th,
+                    ex,
                 )
             }
             OptimizerKind::Rmsprop => {
@@ -631,8 +644,7 @@ impl Optimizer {
                         RmsPrecond::<T, false>::new(c.alpha, c.eps),
                         nom,
                         b,
-                        lv,
-                        th,
+                        ex,
                     ),
                     (false, true) => with_reg(
                         spec,
@@ -641,8 +653,7 @@ impl Optimizer {
                         RmsPrecond::<T, false>::new(c.alpha, c.eps),
                         mom,
                         b,
-                        lv,
-                        th,
+                        ex,
                     ),
                     (true, false) => with_reg(
                         spec,
@@ -651,8 +662,7 @@ impl Optimizer {
                         RmsPrecond::<T, true>::new(c.alpha, c.eps),
                         nom,
                         b,
-                        lv,
-                        th,
+                        ex,
                     ),
                     (true, true) => with_reg(
                         spec,
@@ -661,8 +671,7 @@ impl Optimizer {
                         RmsPrecond::<T, true>::new(c.alpha, c.eps),
                         mom,
                         b,
-                        lv,
-                        th,
+                        ex,
                     ),
                 }
             }
@@ -677,8 +686,7 @@ impl Optimizer {
                         AdamPrecond::<T, true>::new(b2, c.eps, k),
                         mom,
                         b,
-                        lv,
-                        th,
+                        ex,
                     )
                 } else {
                     with_reg(
@@ -688,8 +696,7 @@ impl Optimizer {
                         AdamPrecond::<T, false>::new(b2, c.eps, k),
                         mom,
                         b,
-                        lv,
-                        th,
+                        ex,
                     )
                 }
             }
@@ -1016,9 +1023,8 @@ fn with_reg<T: Float, P: PrecondRule<T>, M: MomentumRule<T>>(
     pre: P,
     mom: M,
     b: Buffers<'_, T>,
-    level: SimdLevel,
-    th: usize,
-) -> Result<()> {
+    ex: Exec,
+) -> Result<bool> {
     match spec {
         RegSpec::None => go(
             &Fused {
@@ -1028,8 +1034,7 @@ fn with_reg<T: Float, P: PrecondRule<T>, M: MomentumRule<T>>(
                 reg: NoReg,
             },
             b,
-            level,
-            th,
+            ex,
         ),
         RegSpec::Coupled(wd) => go(
             &Fused {
@@ -1041,8 +1046,7 @@ fn with_reg<T: Float, P: PrecondRule<T>, M: MomentumRule<T>>(
                 },
             },
             b,
-            level,
-            th,
+            ex,
         ),
         RegSpec::Decoupled(wd) => go(
             &Fused {
@@ -1054,8 +1058,7 @@ fn with_reg<T: Float, P: PrecondRule<T>, M: MomentumRule<T>>(
                 },
             },
             b,
-            level,
-            th,
+            ex,
         ),
         RegSpec::General {
             reg,
@@ -1069,24 +1072,32 @@ fn with_reg<T: Float, P: PrecondRule<T>, M: MomentumRule<T>>(
                 reg: Elementwise::new(&reg, coupled, decoupled, lr),
             },
             b,
-            level,
-            th,
+            ex,
         ),
     }
 }
 
-fn go<T: Float, U: ElementUpdate<T>>(
-    u: &U,
-    b: Buffers<'_, T>,
+/// How a fused pass runs: compiled version, rayon split length (`0`: the update's default) and
+/// whether the pass also detects non-finite gradients (policy `propagate`).
+#[derive(Clone, Copy)]
+struct Exec {
     level: SimdLevel,
     th: usize,
-) -> Result<()> {
-    let th = if th == 0 {
+    detect: bool,
+}
+
+fn go<T: Float, U: ElementUpdate<T>>(u: &U, b: Buffers<'_, T>, ex: Exec) -> Result<bool> {
+    let th = if ex.th == 0 {
         default_par_threshold::<T, U>()
     } else {
-        th
+        ex.th
     };
-    fused_step(u, b, level, th).map_err(|e| OptimError::LengthMismatch {
+    let res = if ex.detect {
+        fused_step_detect(u, b, ex.level, th)
+    } else {
+        fused_step(u, b, ex.level, th).map(|()| false)
+    };
+    res.map_err(|e| OptimError::LengthMismatch {
         what: e.what,
         expected: e.expected,
         got: e.got,

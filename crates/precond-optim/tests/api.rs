@@ -518,6 +518,99 @@ fn skip_policy_skips() {
     assert!(out.applied && out.step == 2);
 }
 
+/// `"propagate"` is torch's behaviour: the step is applied as computed, NaN/Inf reach only the
+/// affected coordinates (every optimizer here is elementwise), every other coordinate gets
+/// bit-for-bit the update of a clean step, and the outcome names the first bad index.
+#[test]
+fn propagate_policy_applies_like_torch_and_reports() {
+    let configs = [
+        r#"{"optimizer": "adam", "lr": 0.1, "weight_decay": 0.01, "amsgrad": true}"#,
+        r#"{"optimizer": "adamw", "lr": 0.1}"#,
+        r#"{"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": true}"#,
+        r#"{"optimizer": "rmsprop", "lr": 0.01, "centered": true}"#,
+        r#"{"optimizer": "adagrad", "lr": 0.1,
+            "regularization": {"kind": "l1", "strength": 0.01, "space": "intrinsic", "proximal": true}}"#,
+    ];
+    for (n, th) in [(7usize, 0usize), (70_001, 1)] {
+        for json in configs {
+            let mut cp = OptimizerConfig::from_json(json).unwrap();
+            cp.nonfinite = NonFinitePolicy::Propagate;
+            let cr = OptimizerConfig::from_json(json).unwrap();
+            let (mut op, mut or) = (cp.build(n).unwrap(), cr.build(n).unwrap());
+            op.set_parallel_threshold(th);
+            or.set_parallel_threshold(th);
+            let mut xp: Vec<f64> = (0..n).map(|i| 1.0 + (i % 13) as f64 * 0.1).collect();
+            let mut xr = xp.clone();
+            let clean: Vec<f64> = (0..n).map(|i| ((i % 7) as f64 - 3.0) * 0.05).collect();
+            // clean steps: the detecting pass changes no arithmetic
+            for _ in 0..3 {
+                let out = op.step_f64(&mut xp, &clean).unwrap();
+                assert!(out.applied && out.nonfinite_index.is_none(), "{json}");
+                or.step_f64(&mut xr, &clean).unwrap();
+            }
+            assert!(
+                xp.iter().zip(&xr).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{json}"
+            );
+            assert_eq!(op.save_state(), or.save_state(), "{json}");
+            // a step with NaN and Inf: applied, first index reported, only those coordinates hit
+            let (bad1, bad2) = (n / 2 + 1, n - 2);
+            let mut g = clean.clone();
+            g[bad1] = f64::NAN;
+            g[bad2] = f64::NEG_INFINITY;
+            let out = op.step_f64(&mut xp, &g).unwrap();
+            assert!(out.applied, "{json}");
+            assert_eq!(out.nonfinite_index, Some(bad1), "{json}");
+            assert_eq!(out.step, 4);
+            assert_eq!(op.step_count(), 4);
+            // the reference sees the same finite entries (zeros where the bad ones were)
+            let mut gz = g.clone();
+            gz[bad1] = 0.0;
+            gz[bad2] = 0.0;
+            or.step_f64(&mut xr, &gz).unwrap();
+            for i in 0..n {
+                if i == bad1 || i == bad2 {
+                    assert!(!xp[i].is_finite(), "{json}: x[{i}] = {}", xp[i]);
+                } else {
+                    assert_eq!(xp[i].to_bits(), xr[i].to_bits(), "{json}: x[{i}]");
+                }
+            }
+            // the default policy on the same gradient refuses and leaves everything untouched
+            let (s, x0) = (or.save_state(), xr.clone());
+            assert!(matches!(
+                or.step_f64(&mut xr, &g),
+                Err(OptimError::NonFiniteGradient { index }) if index == bad1
+            ));
+            assert_eq!(or.save_state(), s);
+            assert!(xr.iter().zip(&x0).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
+    // f32, and a dense preconditioner (its O(n²) step scans g afterwards)
+    let mut c = OptimizerConfig::adam(0.1);
+    c.nonfinite = NonFinitePolicy::Propagate;
+    let mut o = c.build(5).unwrap();
+    let mut x = vec![1.0f32; 5];
+    let out = o
+        .step_f32(&mut x, &[0.1, 0.2, f32::INFINITY, 0.4, f32::NAN])
+        .unwrap();
+    assert_eq!((out.applied, out.nonfinite_index), (true, Some(2)));
+    assert!(x[2].is_nan() && x[4].is_nan() && x[0].is_finite());
+    let mut c = OptimizerConfig::from_json(
+        r#"{"optimizer": "precond_gd", "lr": 0.1, "nonfinite": "propagate",
+            "preconditioner": {"P": [[2.0, 0.5], [0.5, 1.0]]}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.nonfinite, NonFinitePolicy::Propagate);
+    let mut o = c.build(2).unwrap();
+    let mut x = vec![1.0, 1.0];
+    let out = o.step_f64(&mut x, &[0.5, f64::NAN]).unwrap();
+    assert_eq!((out.applied, out.nonfinite_index), (true, Some(1)));
+    // the policy round-trips through JSON
+    c.lr = 0.2;
+    let back = OptimizerConfig::from_json(&c.to_json()).unwrap();
+    assert_eq!(back.nonfinite, NonFinitePolicy::Propagate);
+}
+
 #[test]
 fn first_nonfinite_is_found_in_large_parallel_buffers() {
     let mut g = vec![0.5f32; 300_000];
