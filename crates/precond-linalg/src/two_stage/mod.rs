@@ -53,7 +53,7 @@ fn check_band_width(band_width: usize) -> Result<()> {
 
 /// Tridiagonal `(d, e)` of the symmetric matrix `a` (lower triangle read) by the two stages.
 pub(crate) fn sym_tridiagonal_two_stage(a: Mat<f64>, b: usize, par: Par) -> (Vec<f64>, Vec<f64>) {
-    sym_band_to_tridiagonal(sym_dense_to_band(a, b, par))
+    sym_band_to_tridiagonal(sym_dense_to_band(a, b, par), par)
 }
 
 /// Ascending eigenvalues of the symmetric tridiagonal matrix `(d, e)` (`e.len() ≥ n − 1`) by
