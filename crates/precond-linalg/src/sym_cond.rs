@@ -3,11 +3,13 @@
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{self as llt_factor, LltError};
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use faer::{Mat, MatRef, Par};
 
 use crate::error::{LinalgError, Result};
 use crate::lanczos::{LanczosOptions, LanczosResult, lanczos_core};
-use crate::layout::symmetric_part;
+use crate::layout::{SymView, symmetric_view};
 use crate::spectrum::{default_spectrum_rel_tol, tridiagonalize};
 use crate::triangle::{CholeskyInverse, SymLower};
 use crate::tridiagonal::kth_eigenvalue;
@@ -47,8 +49,9 @@ fn cholesky(mut a: Mat<f64>, par: Par) -> core::result::Result<Mat<f64>, LltErro
 ///   triangle of `H` (`4n²` bytes: at `n = 2000` it stays in a 32 MB last-level cache);
 /// * a Cholesky factorization `H = LLᵀ` (`n³/3` flops, and an exact certificate of positive
 ///   definiteness), then the same Lanczos on `H⁻¹` (two triangular solves per step, each one
-///   pass over the triangle of `L`) for
-///   `1/λ_min`. On `H⁻¹` the relative gap at the bottom of the spectrum is about
+///   pass over the triangle of `L`) for `1/λ_min`. Once the first task has finished, each
+///   solve also uses the freed core (for `n ≥ 768`; the split solves give the same bits with
+///   one thread or two, so the result does not depend on the timing). On `H⁻¹` the relative gap at the bottom of the spectrum is about
 ///   `(λ₂ − λ₁)/λ₂` instead of `(λ₂ − λ₁)/(λ_n − λ₁)`, so few steps are needed even for large `κ`.
 ///
 /// If either run does not converge within [`SYM_COND_MAX_ITER`] steps, and for small `n`, the
@@ -62,8 +65,9 @@ fn cholesky(mut a: Mat<f64>, par: Par) -> core::result::Result<Mat<f64>, LltErro
 /// is not positive definite (with the failing Cholesky pivot as `index`, or `index = 0` and
 /// `value = λ_min` from the dense path).
 pub fn sym_cond(h: MatRef<'_, f64>) -> Result<f64> {
-    let hs = symmetric_part(h, "symmetric matrix H of sym_cond")?;
-    let n = hs.nrows();
+    let hv = symmetric_view(h, "symmetric matrix H of sym_cond")?;
+    let hr = hv.as_ref();
+    let n = hr.nrows();
     let rel = default_spectrum_rel_tol(n);
     if n >= SYM_COND_KRYLOV_MIN_N {
         let opts = LanczosOptions {
@@ -72,7 +76,6 @@ pub fn sym_cond(h: MatRef<'_, f64>) -> Result<f64> {
             seed: 0x5eed_c0de,
             reorthogonalize: true,
         };
-        let hr = hs.as_ref();
         let not_spd = |e: LltError| {
             let LltError::NonPositivePivot { index } = e;
             LinalgError::NotPositiveDefinite {
@@ -83,14 +86,26 @@ pub fn sym_cond(h: MatRef<'_, f64>) -> Result<f64> {
         };
         // Measured (BENCHMARKS.md): the sequential Cholesky running beside the Lanczos run on
         // `H` beats a two-thread Cholesky followed by both Lanczos runs.
-        let (top, bottom): (Result<LanczosResult>, Result<LanczosResult>) = rayon::join(
-            || lanczos_core(&SymLower::new(hr), opts, [false, true]),
+        // set when the H run is over: from then on each H⁻¹ product uses both cores
+        let top_done = AtomicBool::new(false);
+        let (top, inv): (Result<LanczosResult>, Result<LanczosResult>) = rayon::join(
+            || {
+                let r = lanczos_core(&SymLower::new(hr), opts, [false, true]);
+                top_done.store(true, Ordering::Release);
+                r
+            },
             || {
                 let l = cholesky(hr.to_owned(), Par::Seq).map_err(not_spd)?;
-                lanczos_core(&CholeskyInverse::new(l.as_ref()), opts, [false, true])
+                let op = CholeskyInverse::new(l.as_ref());
+                let op = if rayon::current_num_threads() >= 2 {
+                    op.with_helper_flag(&top_done)
+                } else {
+                    op
+                };
+                lanczos_core(&op, opts, [false, true])
             },
         );
-        let (top, inv) = (top?, bottom?);
+        let (top, inv) = (top?, inv?);
         if top.converged && inv.converged && inv.lambda_max > 0.0 {
             let lambda_min = 1.0 / inv.lambda_max;
             if lambda_min > rel * top.lambda_max {
@@ -99,8 +114,12 @@ pub fn sym_cond(h: MatRef<'_, f64>) -> Result<f64> {
         }
     }
     let (lambda_min, lambda_max) = if n == 1 {
-        (hs[(0, 0)], hs[(0, 0)])
+        (hr[(0, 0)], hr[(0, 0)])
     } else {
+        let hs = match hv {
+            SymView::Owned(m) => m,
+            SymView::Borrowed(b) => b.to_owned(),
+        };
         let (d, e) = tridiagonalize(hs, faer::get_global_parallelism());
         (kth_eigenvalue(&d, &e, 0), kth_eigenvalue(&d, &e, n - 1))
     };

@@ -8,6 +8,8 @@
 //! the full 32 MB matrix would stream from memory on every step. Each column is one fused,
 //! vectorized pass (AVX2+FMA when the CPU has it, detected at run time; a portable loop otherwise).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
 use faer::MatRef;
 
 use crate::operator::LinearOperator;
@@ -178,14 +180,15 @@ mod avx2 {
     }
 }
 
-/// The three kernels behind one run-time CPU check.
+/// The three kernels behind one run-time CPU check (also the vector kernels of the Lanczos
+/// recurrence and its reorthogonalization).
 #[derive(Clone, Copy, Debug)]
-struct Kernels {
+pub(crate) struct Kernels {
     avx2: bool,
 }
 
 impl Kernels {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Kernels {
             avx2: detect_avx2(),
         }
@@ -200,7 +203,7 @@ impl Kernels {
         portable::dot_axpy(c, x, y, s)
     }
     #[inline]
-    fn axpy_neg(self, c: &[f64], s: f64, y: &mut [f64]) {
+    pub(crate) fn axpy_neg(self, c: &[f64], s: f64, y: &mut [f64]) {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             // SAFETY: AVX2 and FMA were detected at run time.
@@ -209,7 +212,7 @@ impl Kernels {
         portable::axpy_neg(c, s, y)
     }
     #[inline]
-    fn dot(self, c: &[f64], x: &[f64]) -> f64 {
+    pub(crate) fn dot(self, c: &[f64], x: &[f64]) -> f64 {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             // SAFETY: AVX2 and FMA were detected at run time.
@@ -267,18 +270,159 @@ impl LinearOperator for SymLower<'_> {
 /// `x ↦ H⁻¹ x = L⁻ᵀ (L⁻¹ x)` through a lower Cholesky factor `L` (`H = LLᵀ`), reading the
 /// triangle of `L` twice: forward substitution by columns (`y_i −= l_ij y_j`, `i > j`), then
 /// back substitution by dot products (`y_j = (y_j − Σ_{i>j} l_ij y_i)/l_jj`). `2n²` flops.
+///
+/// For `n ≥ TWO_THREAD_SOLVE_MIN_N` the matrix is split at `h ≈ 2n/3` (a multiple of 64) into
+/// `L = [T₀ 0; R T₁]`, which gives two threads equal shares (`|T₀| = |R| = 2n²/9`): forward,
+/// one thread solves `T₀ y₀ = x₀` and publishes `y₀` in blocks while the other subtracts `R y₀`
+/// from `x₁` block by block, then `T₁ y₁ = x₁`; backward, `T₁ᵀ z₁ = y₁` first, then one thread
+/// forms the dot products `Rᵀ z₁` (in blocks) that the other needs for `T₀ᵀ z₀ = y₀ − Rᵀ z₁`.
+/// The one-thread path does exactly the same arithmetic in the same order (each back
+/// substitution dot product of a column `j < h` is summed as two parts, rows `j+1..h` and rows
+/// `h..n`), so the result is bit-identical whether or not a second thread helps, and the choice
+/// can be made per application (see [`Self::with_helper_flag`]). Both passes are memory-bound:
+/// the gain is the second core's share of the memory bandwidth.
 pub(crate) struct CholeskyInverse<'a> {
     l: MatRef<'a, f64>,
     k: Kernels,
+    split: Option<usize>,
+    helper: Option<&'a AtomicBool>,
 }
+
+/// Smallest `n` for which [`CholeskyInverse`] splits its substitutions (below: plain ones).
+pub(crate) const TWO_THREAD_SOLVE_MIN_N: usize = 768;
+
+/// Columns per published block of the two-thread substitutions.
+const SOLVE_BLOCK: usize = 64;
 
 impl<'a> CholeskyInverse<'a> {
     /// `l` must be square with unit row stride and a nonzero diagonal (a Cholesky factor).
     pub(crate) fn new(l: MatRef<'a, f64>) -> Self {
         debug_assert!(l.nrows() == l.ncols() && (l.row_stride() == 1 || l.nrows() <= 1));
+        let n = l.nrows();
         CholeskyInverse {
             l,
             k: Kernels::new(),
+            split: (n >= TWO_THREAD_SOLVE_MIN_N).then(|| (2 * n / 3) / SOLVE_BLOCK * SOLVE_BLOCK),
+            helper: None,
+        }
+    }
+
+    /// Use a second (scoped OS) thread for an application whenever `flag` is set at its start
+    /// (the caller sets it when its other core has become free). Results do not depend on it.
+    pub(crate) fn with_helper_flag(mut self, flag: &'a AtomicBool) -> Self {
+        self.helper = Some(flag);
+        self
+    }
+
+    /// The split substitutions; `two` runs the `R` parts on a helper thread.
+    fn apply_split(&self, y: &mut [f64], h: usize, two: bool) {
+        let n = y.len();
+        let (k, l) = (self.k, self.l);
+        let (y0, y1) = y.split_at_mut(h);
+        // forward T₀ y₀ = x₀ (columns ..h, rows ..h)
+        let t0_forward = |y0: &mut [f64], b0: usize, b1: usize| {
+            for j in b0..b1 {
+                let c = lower_col(l, j);
+                let yj = y0[j] / c[0];
+                y0[j] = yj;
+                k.axpy_neg(&c[1..h - j], yj, &mut y0[j + 1..]);
+            }
+        };
+        // x₁ −= R[:, b0..b1] y₀[b0..b1]
+        let r_update = |y1: &mut [f64], vals: &[f64], b0: usize| {
+            for (jj, &v) in vals.iter().enumerate() {
+                let j = b0 + jj;
+                k.axpy_neg(&lower_col(l, j)[h - j..], v, y1);
+            }
+        };
+        // back substitution T₀ᵀ on columns b0..b1 (descending) given p_j = (Rᵀ z₁)_j
+        let t0_backward = |y0: &mut [f64], b0: usize, b1: usize, p: &dyn Fn(usize) -> f64| {
+            for j in (b0..b1).rev() {
+                let c = lower_col(l, j);
+                let s = k.dot(&c[1..h - j], &y0[j + 1..]);
+                y0[j] = (y0[j] - (s + p(j))) / c[0];
+            }
+        };
+        if two {
+            let shared: Vec<AtomicU64> = (0..h).map(|_| AtomicU64::new(0)).collect();
+            let ready = AtomicUsize::new(0);
+            let wait_for = |target: usize| {
+                let mut spins = 0u32;
+                while ready.load(Ordering::Acquire) < target {
+                    spins += 1;
+                    if spins < 2048 {
+                        core::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            };
+            std::thread::scope(|sc| {
+                sc.spawn(|| {
+                    let mut buf = [0.0f64; SOLVE_BLOCK];
+                    for b0 in (0..h).step_by(SOLVE_BLOCK) {
+                        let b1 = (b0 + SOLVE_BLOCK).min(h);
+                        wait_for(b1);
+                        for (v, a) in buf.iter_mut().zip(&shared[b0..b1]) {
+                            *v = f64::from_bits(a.load(Ordering::Relaxed));
+                        }
+                        r_update(&mut *y1, &buf[..b1 - b0], b0);
+                    }
+                });
+                for b0 in (0..h).step_by(SOLVE_BLOCK) {
+                    let b1 = (b0 + SOLVE_BLOCK).min(h);
+                    t0_forward(&mut *y0, b0, b1);
+                    for (a, v) in shared[b0..b1].iter().zip(&y0[b0..b1]) {
+                        a.store(v.to_bits(), Ordering::Relaxed);
+                    }
+                    ready.store(b1, Ordering::Release);
+                }
+            });
+            self.t1_solves(y1, h, n);
+            ready.store(0, Ordering::Relaxed);
+            let z1: &[f64] = y1;
+            let nblocks = h.div_ceil(SOLVE_BLOCK);
+            std::thread::scope(|sc| {
+                sc.spawn(|| {
+                    for bi in (0..nblocks).rev() {
+                        let b0 = bi * SOLVE_BLOCK;
+                        for j in b0..(b0 + SOLVE_BLOCK).min(h) {
+                            let p = k.dot(&lower_col(l, j)[h - j..], z1);
+                            shared[j].store(p.to_bits(), Ordering::Relaxed);
+                        }
+                        ready.store(nblocks - bi, Ordering::Release);
+                    }
+                });
+                let p = |j: usize| f64::from_bits(shared[j].load(Ordering::Relaxed));
+                for bi in (0..nblocks).rev() {
+                    wait_for(nblocks - bi);
+                    let b0 = bi * SOLVE_BLOCK;
+                    t0_backward(&mut *y0, b0, (b0 + SOLVE_BLOCK).min(h), &p);
+                }
+            });
+        } else {
+            t0_forward(&mut *y0, 0, h);
+            r_update(&mut *y1, y0, 0);
+            self.t1_solves(y1, h, n);
+            let z1: &[f64] = y1;
+            let p = |j: usize| k.dot(&lower_col(l, j)[h - j..], z1);
+            t0_backward(y0, 0, h, &p);
+        }
+    }
+
+    /// `T₁ y₁ = x₁` then `T₁ᵀ z₁ = y₁` (rows and columns `h..n`, local numbering).
+    fn t1_solves(&self, y1: &mut [f64], h: usize, n: usize) {
+        let (k, l) = (self.k, self.l);
+        for j in h..n {
+            let c = lower_col(l, j);
+            let yj = y1[j - h] / c[0];
+            y1[j - h] = yj;
+            k.axpy_neg(&c[1..], yj, &mut y1[j - h + 1..]);
+        }
+        for j in (h..n).rev() {
+            let c = lower_col(l, j);
+            let s = k.dot(&c[1..], &y1[j - h + 1..]);
+            y1[j - h] = (y1[j - h] - s) / c[0];
         }
     }
 }
@@ -291,16 +435,24 @@ impl LinearOperator for CholeskyInverse<'_> {
         let n = self.l.nrows();
         let y = &mut y[..n];
         y.copy_from_slice(&x[..n]);
-        for j in 0..n {
-            let c = lower_col(self.l, j);
-            let yj = y[j] / c[0];
-            y[j] = yj;
-            self.k.axpy_neg(&c[1..], yj, &mut y[j + 1..]);
-        }
-        for j in (0..n).rev() {
-            let c = lower_col(self.l, j);
-            let s = self.k.dot(&c[1..], &y[j + 1..]);
-            y[j] = (y[j] - s) / c[0];
+        match self.split {
+            Some(h) if h > 0 && h < n => {
+                let two = self.helper.is_some_and(|f| f.load(Ordering::Acquire));
+                self.apply_split(y, h, two);
+            }
+            _ => {
+                for j in 0..n {
+                    let c = lower_col(self.l, j);
+                    let yj = y[j] / c[0];
+                    y[j] = yj;
+                    self.k.axpy_neg(&c[1..], yj, &mut y[j + 1..]);
+                }
+                for j in (0..n).rev() {
+                    let c = lower_col(self.l, j);
+                    let s = self.k.dot(&c[1..], &y[j + 1..]);
+                    y[j] = (y[j] - s) / c[0];
+                }
+            }
         }
     }
 }
@@ -326,6 +478,59 @@ mod tests {
         let num = a.iter().zip(b).map(|(p, q)| (p - q).powi(2)).sum::<f64>();
         let den = b.iter().map(|q| q * q).sum::<f64>();
         (num / den).sqrt()
+    }
+
+    /// The split substitutions give bit-identical results with and without the helper thread,
+    /// solve `H z = H x` to `κ ε`, read only the lower triangle, and agree with the plain
+    /// substitutions to rounding, for sizes around the split granularity (blocks of 64).
+    #[test]
+    fn two_thread_solves_match_the_sequential_ones() {
+        for (n, seed) in [(TWO_THREAD_SOLVE_MIN_N, 11u64), (800, 12), (1031, 13)] {
+            let h = random_spd(n, seed);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
+            let x: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let hx: Vec<f64> = (0..n)
+                .map(|i| (0..n).map(|j| h[(i, j)] * x[j]).sum())
+                .collect();
+            let mut l = h.llt(faer::Side::Lower).expect("SPD").L().to_owned();
+            for j in 0..n {
+                for i in 0..j {
+                    l[(i, j)] = f64::NAN;
+                }
+            }
+            let (off, on) = (AtomicBool::new(false), AtomicBool::new(true));
+            for avx2 in [false, detect_avx2()] {
+                let k = Kernels { avx2 };
+                let plain = CholeskyInverse {
+                    l: l.as_ref(),
+                    k,
+                    split: None,
+                    helper: None,
+                };
+                let mk = |flag| {
+                    let mut op = CholeskyInverse::new(l.as_ref()).with_helper_flag(flag);
+                    op.k = k;
+                    op
+                };
+                let (one, two) = (mk(&off), mk(&on));
+                assert!(
+                    one.split
+                        .is_some_and(|h| h > 0 && h < n && h % SOLVE_BLOCK == 0)
+                );
+                let (mut zs, mut z1, mut z2) =
+                    (vec![f64::NAN; n], vec![f64::NAN; n], vec![f64::NAN; n]);
+                plain.apply(&hx, &mut zs);
+                one.apply(&hx, &mut z1);
+                two.apply(&hx, &mut z2);
+                assert!(
+                    z1.iter().zip(&z2).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "n={n} avx2={avx2}: helper thread changed the result"
+                );
+                let tol = 8.0 * n as f64 * f64::EPSILON;
+                assert!(rel_err(&z2, &zs) < tol, "n={n} avx2={avx2}");
+                assert!(rel_err(&z2, &x) < 64.0 * tol, "n={n} avx2={avx2}");
+            }
+        }
     }
 
     #[test]
@@ -368,7 +573,12 @@ mod tests {
                 let tol = 8.0 * n as f64 * f64::EPSILON;
                 assert!(rel_err(&y, &hx) < tol, "symv n={n} avx2={avx2}");
                 // H⁻¹ (H x) = x up to κ(H) ε
-                let inv = CholeskyInverse { l: lp.as_ref(), k };
+                let inv = CholeskyInverse {
+                    l: lp.as_ref(),
+                    k,
+                    split: None,
+                    helper: None,
+                };
                 let mut z = vec![f64::NAN; n];
                 inv.apply(&hx, &mut z);
                 assert!(rel_err(&z, &x) < 64.0 * tol, "solve n={n} avx2={avx2}");
