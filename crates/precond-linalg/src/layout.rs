@@ -208,7 +208,8 @@ pub(crate) fn symmetric_view<'a>(a: MatRef<'a, f64>, what: &'static str) -> Resu
             let je = (jb + TILE).min(n);
             (jb..n).step_by(TILE).all(|ib| {
                 let ie = (ib + TILE).min(n);
-                (jb..je).all(|j| (ib.max(j)..ie).all(|i| a[(i, j)] == a[(j, i)]))
+                (jb..je)
+                    .all(|j| (ib.max(j)..ie).all(|i| a[(i, j)].to_bits() == a[(j, i)].to_bits()))
             })
         });
     if exact {

@@ -386,9 +386,10 @@ impl<'a> CholeskyInverse<'a> {
                 sc.spawn(|| {
                     for bi in (0..nblocks).rev() {
                         let b0 = bi * SOLVE_BLOCK;
-                        for j in b0..(b0 + SOLVE_BLOCK).min(h) {
+                        let b1 = (b0 + SOLVE_BLOCK).min(h);
+                        for (j, slot) in (b0..b1).zip(&shared[b0..b1]) {
                             let p = k.dot(&lower_col(l, j)[h - j..], z1);
-                            shared[j].store(p.to_bits(), Ordering::Relaxed);
+                            slot.store(p.to_bits(), Ordering::Relaxed);
                         }
                         ready.store(nblocks - bi, Ordering::Release);
                     }
