@@ -475,6 +475,27 @@ mod tests {
         h
     }
 
+    /// A random SPD `H` (seeded), a random `x` and the reference `H x` from the full matrix.
+    fn spd_problem(n: usize, seed: u64) -> (Mat<f64>, Vec<f64>, Vec<f64>) {
+        let h = random_spd(n, seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
+        let x: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let hx: Vec<f64> = (0..n)
+            .map(|i| (0..n).map(|j| h[(i, j)] * x[j]).sum())
+            .collect();
+        (h, x, hx)
+    }
+
+    /// `m` with its strict upper triangle set to NaN (only the lower one may be read).
+    fn poison_upper(mut m: Mat<f64>) -> Mat<f64> {
+        for j in 0..m.ncols() {
+            for i in 0..j {
+                m[(i, j)] = f64::NAN;
+            }
+        }
+        m
+    }
+
     fn rel_err(a: &[f64], b: &[f64]) -> f64 {
         let num = a.iter().zip(b).map(|(p, q)| (p - q).powi(2)).sum::<f64>();
         let den = b.iter().map(|q| q * q).sum::<f64>();
@@ -487,18 +508,8 @@ mod tests {
     #[test]
     fn two_thread_solves_match_the_sequential_ones() {
         for (n, seed) in [(TWO_THREAD_SOLVE_MIN_N, 11u64), (800, 12), (1031, 13)] {
-            let h = random_spd(n, seed);
-            let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
-            let x: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let hx: Vec<f64> = (0..n)
-                .map(|i| (0..n).map(|j| h[(i, j)] * x[j]).sum())
-                .collect();
-            let mut l = h.llt(faer::Side::Lower).expect("SPD").L().to_owned();
-            for j in 0..n {
-                for i in 0..j {
-                    l[(i, j)] = f64::NAN;
-                }
-            }
+            let (h, x, hx) = spd_problem(n, seed);
+            let l = poison_upper(h.llt(faer::Side::Lower).expect("SPD").L().to_owned());
             let (off, on) = (AtomicBool::new(false), AtomicBool::new(true));
             for avx2 in [false, detect_avx2()] {
                 let k = Kernels { avx2 };
@@ -545,27 +556,9 @@ mod tests {
             (33, 6),
             (130, 7),
         ] {
-            let h = random_spd(n, seed);
-            let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
-            let x: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-            // reference H x with the full matrix
-            let hx: Vec<f64> = (0..n)
-                .map(|i| (0..n).map(|j| h[(i, j)] * x[j]).sum())
-                .collect();
-            // only the lower triangle may be read: poison the strict upper one
-            let mut hl = h.clone();
-            for j in 0..n {
-                for i in 0..j {
-                    hl[(i, j)] = f64::NAN;
-                }
-            }
-            let l = h.llt(faer::Side::Lower).expect("SPD").L().to_owned();
-            let mut lp = l.clone();
-            for j in 0..n {
-                for i in 0..j {
-                    lp[(i, j)] = f64::NAN;
-                }
-            }
+            let (h, x, hx) = spd_problem(n, seed);
+            let lp = poison_upper(h.llt(faer::Side::Lower).expect("SPD").L().to_owned());
+            let hl = poison_upper(h);
             for avx2 in [false, detect_avx2()] {
                 let k = Kernels { avx2 };
                 let op = SymLower { a: hl.as_ref(), k };
