@@ -34,95 +34,159 @@ impl LowerBand {
     }
 }
 
+/// Panels per delayed trailing update in stage 1 (see [`sym_dense_to_band`]).
+pub(crate) const STAGE1_GROUP: usize = 4;
+
 /// Stage 1: `A ← Qᵀ A Q` to half-bandwidth `b` (LAPACK `DSYTRD_SY2SB`). For each panel of `b`
 /// columns, a QR factorization of the part below the band (`A₂₁ = Q R`, faer's blocked QR)
-/// puts `R` (upper triangular, so inside the band) in place, then the trailing matrix gets the
+/// puts `R` (upper triangular, so inside the band) in place, and the trailing matrix gets the
 /// two-sided update `A₂₂ ← Qᵀ A₂₂ Q = A₂₂ − V Wᵀ − W Vᵀ` with `X = A₂₂ V T⁻¹`,
-/// `W = X − ½ V T⁻ᵀ Vᵀ X`: one symmetric matrix × panel product and one rank-2b update of the
-/// lower triangle, both matrix–matrix (`4n³/3` flops in all). Only the lower triangle of `a`
-/// is read.
+/// `W = X − ½ V T⁻ᵀ Vᵀ X` (`4n³/3` flops in all). As LAPACK's `DLATRD` does for the one-stage
+/// reduction, the trailing updates of [`STAGE1_GROUP`] consecutive panels are delayed and applied
+/// together as one rank-`2b·STAGE1_GROUP` update `A₂₂ −= L Rᵀ` (`L = [V₁ W₁ V₂ W₂ …]`,
+/// `R = [W₁ V₁ W₂ V₂ …]`, lower triangle), which runs at a much higher matrix-product rate than
+/// rank-`2b` updates; meanwhile each panel's columns are brought up to date just before its QR
+/// (`A[k.., k..k+b] −= L Rᵀ` restricted to them), and its product with the not yet updated
+/// trailing matrix is corrected: `A₂₂ V = A₂₂ˢᵗᵒʳᵉᵈ V − L (Rᵀ V)`. Only the lower triangle of
+/// `a` is read.
 pub(crate) fn sym_dense_to_band(mut a: Mat<f64>, b: usize, par: Par) -> LowerBand {
     let n = a.nrows();
     let b = b.max(1);
     let mut k = 0;
     while k + b + 1 < n {
-        let m = n - k - b;
-        let kk = b.min(m);
-        let sub = a.as_mut().submatrix_mut(k + b, k, m, b + m);
-        let (mut panel, mut a22) = sub.split_at_col_mut(b);
-        let mut t = Mat::<f64>::zeros(kk, kk);
-        let mut mem = MemBuffer::new(qr_in_place_scratch::<f64>(
-            m,
-            b,
-            kk,
-            Par::Seq,
-            Default::default(),
-        ));
-        qr_in_place(
-            panel.rb_mut(),
-            t.as_mut(),
-            Par::Seq, // a b-column panel: threads cost more than they save (measured)
-            MemStack::new(&mut mem),
-            Default::default(),
-        );
-        let q = BlockReflector::from_qr(panel.rb().get(.., ..kk), t);
-        let (v, t) = (&q.v, &q.t);
-        // X = sym(A22) V T⁻¹ from the lower triangle
-        let mut x = Mat::<f64>::zeros(m, kk);
-        triangular::matmul(
-            x.as_mut(),
-            BlockStructure::Rectangular,
-            Accum::Replace,
-            a22.rb(),
-            BlockStructure::TriangularLower,
-            v.as_ref(),
-            BlockStructure::Rectangular,
-            1.0,
-            par,
-        );
-        triangular::matmul(
-            x.as_mut(),
-            BlockStructure::Rectangular,
-            Accum::Add,
-            a22.rb().transpose(),
-            BlockStructure::StrictTriangularUpper,
-            v.as_ref(),
-            BlockStructure::Rectangular,
-            1.0,
-            par,
-        );
-        solve_lower_triangular_in_place(t.transpose(), x.as_mut().transpose_mut(), par);
-        // W = X − ½ V T⁻ᵀ (Vᵀ X)
-        let mut z = Mat::<f64>::zeros(kk, kk);
-        matmul(
-            z.as_mut(),
-            Accum::Replace,
-            v.transpose(),
-            x.as_ref(),
-            1.0,
-            par,
-        );
-        solve_lower_triangular_in_place(t.transpose(), z.as_mut(), par);
-        matmul(x.as_mut(), Accum::Add, v.as_ref(), z.as_ref(), -0.5, par);
-        // A22 ← A22 − [V W] [W V]ᵀ (lower triangle)
-        let mut l = Mat::<f64>::zeros(m, 2 * kk);
-        let mut r = Mat::<f64>::zeros(m, 2 * kk);
-        l.as_mut().get_mut(.., ..kk).copy_from(v.as_ref());
-        l.as_mut().get_mut(.., kk..).copy_from(x.as_ref());
-        r.as_mut().get_mut(.., ..kk).copy_from(x.as_ref());
-        r.as_mut().get_mut(.., kk..).copy_from(v.as_ref());
-        triangular::matmul(
-            a22.rb_mut(),
-            BlockStructure::TriangularLower,
-            Accum::Add,
-            l.as_ref(),
-            BlockStructure::Rectangular,
-            r.transpose(),
-            BlockStructure::Rectangular,
-            -1.0,
-            par,
-        );
-        k += b;
+        // the group's delayed update, rows indexed from r0 (the first panel's trailing start)
+        let r0 = k + b;
+        let mm = n - r0;
+        let mut lmat = Mat::<f64>::zeros(mm, 2 * b * STAGE1_GROUP);
+        let mut rmat = Mat::<f64>::zeros(mm, 2 * b * STAGE1_GROUP);
+        let mut used = 0;
+        let mut p = 0;
+        while p < STAGE1_GROUP && k + b + 1 < n {
+            let m = n - k - b;
+            let kk = b.min(m);
+            if used > 0 {
+                // columns k..k+b, rows k..n: apply the group's earlier panels
+                let off = k - r0;
+                matmul(
+                    a.as_mut().submatrix_mut(k, k, n - k, b),
+                    Accum::Add,
+                    lmat.as_ref().submatrix(off, 0, n - k, used),
+                    rmat.as_ref().submatrix(off, 0, b, used).transpose(),
+                    -1.0,
+                    par,
+                );
+            }
+            let sub = a.as_mut().submatrix_mut(k + b, k, m, b + m);
+            let (mut panel, a22) = sub.split_at_col_mut(b);
+            let mut t = Mat::<f64>::zeros(kk, kk);
+            let mut mem = MemBuffer::new(qr_in_place_scratch::<f64>(
+                m,
+                b,
+                kk,
+                Par::Seq,
+                Default::default(),
+            ));
+            qr_in_place(
+                panel.rb_mut(),
+                t.as_mut(),
+                Par::Seq, // a b-column panel: threads cost more than they save (measured)
+                MemStack::new(&mut mem),
+                Default::default(),
+            );
+            let q = BlockReflector::from_qr(panel.rb().get(.., ..kk), t);
+            let (v, t) = (&q.v, &q.t);
+            // X = sym(A22) V T⁻¹ from the lower triangle (of the stored, not yet updated A22)
+            let mut x = Mat::<f64>::zeros(m, kk);
+            triangular::matmul(
+                x.as_mut(),
+                BlockStructure::Rectangular,
+                Accum::Replace,
+                a22.rb(),
+                BlockStructure::TriangularLower,
+                v.as_ref(),
+                BlockStructure::Rectangular,
+                1.0,
+                par,
+            );
+            triangular::matmul(
+                x.as_mut(),
+                BlockStructure::Rectangular,
+                Accum::Add,
+                a22.rb().transpose(),
+                BlockStructure::StrictTriangularUpper,
+                v.as_ref(),
+                BlockStructure::Rectangular,
+                1.0,
+                par,
+            );
+            let off2 = k + b - r0;
+            if used > 0 {
+                // … minus the delayed part: L (Rᵀ V)
+                let mut y = Mat::<f64>::zeros(used, kk);
+                matmul(
+                    y.as_mut(),
+                    Accum::Replace,
+                    rmat.as_ref().submatrix(off2, 0, m, used).transpose(),
+                    v.as_ref(),
+                    1.0,
+                    par,
+                );
+                matmul(
+                    x.as_mut(),
+                    Accum::Add,
+                    lmat.as_ref().submatrix(off2, 0, m, used),
+                    y.as_ref(),
+                    -1.0,
+                    par,
+                );
+            }
+            solve_lower_triangular_in_place(t.transpose(), x.as_mut().transpose_mut(), par);
+            // W = X − ½ V T⁻ᵀ (Vᵀ X)
+            let mut z = Mat::<f64>::zeros(kk, kk);
+            matmul(
+                z.as_mut(),
+                Accum::Replace,
+                v.transpose(),
+                x.as_ref(),
+                1.0,
+                par,
+            );
+            solve_lower_triangular_in_place(t.transpose(), z.as_mut(), par);
+            matmul(x.as_mut(), Accum::Add, v.as_ref(), z.as_ref(), -0.5, par);
+            // delay A22 ← A22 − [V W] [W V]ᵀ: append to L and R
+            let rows = off2..mm;
+            lmat.as_mut()
+                .get_mut(rows.clone(), used..used + kk)
+                .copy_from(v.as_ref());
+            lmat.as_mut()
+                .get_mut(rows.clone(), used + kk..used + 2 * kk)
+                .copy_from(x.as_ref());
+            rmat.as_mut()
+                .get_mut(rows.clone(), used..used + kk)
+                .copy_from(x.as_ref());
+            rmat.as_mut()
+                .get_mut(rows, used + kk..used + 2 * kk)
+                .copy_from(v.as_ref());
+            used += 2 * kk;
+            k += b;
+            p += 1;
+        }
+        // flush: lower triangle of A[k.., k..] −= L Rᵀ (rows k.. of both)
+        if k < n {
+            let off = k - r0;
+            let rows = n - k;
+            triangular::matmul(
+                a.as_mut().submatrix_mut(k, k, rows, rows),
+                BlockStructure::TriangularLower,
+                Accum::Add,
+                lmat.as_ref().submatrix(off, 0, rows, used),
+                BlockStructure::Rectangular,
+                rmat.as_ref().submatrix(off, 0, rows, used).transpose(),
+                BlockStructure::Rectangular,
+                -1.0,
+                par,
+            );
+        }
     }
     let mut band = LowerBand::zeros(n, b);
     for c in 0..n {
