@@ -1,10 +1,10 @@
 //! The fast path for `κ(H)` of a symmetric positive definite matrix (THEORY.md §1): Cholesky and
 //! two Lanczos runs, on `H` and on `H⁻¹`, executed concurrently.
 
-use faer::dyn_stack::{MemBuffer, MemStack};
-use faer::linalg::cholesky::llt::factor::{self as llt_factor, LltError};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::cholesky::llt::factor::{self as llt_factor, LltError};
 use faer::{Mat, MatRef, Par};
 
 use crate::error::{LinalgError, Result};
@@ -51,8 +51,9 @@ fn cholesky(mut a: Mat<f64>, par: Par) -> core::result::Result<Mat<f64>, LltErro
 ///   definiteness), then the same Lanczos on `H⁻¹` (two triangular solves per step, each one
 ///   pass over the triangle of `L`) for `1/λ_min`. Once the first task has finished, each
 ///   solve also uses the freed core (for `n ≥ 768`; the split solves give the same bits with
-///   one thread or two, so the result does not depend on the timing). On `H⁻¹` the relative gap at the bottom of the spectrum is about
-///   `(λ₂ − λ₁)/λ₂` instead of `(λ₂ − λ₁)/(λ_n − λ₁)`, so few steps are needed even for large `κ`.
+///   one thread or two, so the result does not depend on the timing). On `H⁻¹` the relative
+///   gap at the bottom of the spectrum is about `(λ₂ − λ₁)/λ₂` instead of
+///   `(λ₂ − λ₁)/(λ_n − λ₁)`, so few steps are needed even for large `κ`.
 ///
 /// If either run does not converge within [`SYM_COND_MAX_ITER`] steps, and for small `n`, the
 /// dense path is used: the tridiagonalization of [`sym_extremes`](crate::sym_extremes) and

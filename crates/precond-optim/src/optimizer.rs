@@ -475,8 +475,8 @@ impl Optimizer {
         let res = slots.and_then(|slots| {
             if self.dense_p.is_some() {
                 self.dense_step(params, grads, slots, k);
-                // O(n²) step: a scan of g costs nothing next to it
-                Ok(propagate && first_nonfinite(grads, scan_th).is_some())
+                // no detection in this O(n²) step: under `propagate` the scan below decides
+                Ok(propagate)
             } else {
                 let mut bad = false;
                 // segments are sorted and cover 0..n: peel them off the front of every buffer
@@ -523,7 +523,7 @@ impl Optimizer {
             applied: true,
             step: k,
             lr: lr_top,
-            // rare path: the pass only knows "some entry"; find the first one afterwards
+            // the fused pass only knows "some entry" (rare): find the first one afterwards
             nonfinite_index: if bad {
                 first_nonfinite(grads, scan_th)
             } else {
