@@ -134,14 +134,20 @@ pub(crate) fn symmetric_part(a: MatRef<'_, f64>, what: &'static str) -> Result<M
     const TILE: usize = 64;
     check_square(a, what)?;
     let n = a.nrows();
-    let mut amax = 0.0f64;
-    for j in 0..n {
-        let c = a.col(j);
-        for i in 0..n {
-            amax = amax.max(c[i].abs());
-        }
-    }
-    let tol = SYMMETRY_RTOL * amax;
+    // the tolerance needs max|a|: one more pass over `a`, made only once an unequal pair shows
+    let mut tol: Option<f64> = None;
+    let mut tolerance = || {
+        *tol.get_or_insert_with(|| {
+            let mut amax = 0.0f64;
+            for j in 0..n {
+                let c = a.col(j);
+                for i in 0..n {
+                    amax = amax.max(c[i].abs());
+                }
+            }
+            SYMMETRY_RTOL * amax
+        })
+    };
     let mut out = a.to_owned();
     let mut first_bad: Option<(usize, usize)> = None;
     for jb in (0..n).step_by(TILE) {
@@ -154,7 +160,7 @@ pub(crate) fn symmetric_part(a: MatRef<'_, f64>, what: &'static str) -> Result<M
                     if l.to_bits() == u.to_bits() {
                         continue;
                     }
-                    if (l - u).abs() > tol {
+                    if (l - u).abs() > tolerance() {
                         // report the bad pair with the smallest (column, row) in column order
                         let cand = (j, i);
                         if first_bad.is_none_or(|b| cand < b) {

@@ -34,7 +34,7 @@ pub struct PreconditionedCond {
 fn finish(m: Mat<f64>, ph: MatRef<'_, f64>) -> Result<PreconditionedCond> {
     let n = m.nrows();
     let sym = Mat::from_fn(n, n, |i, j| 0.5 * (m[(i, j)] + m[(j, i)]));
-    let ev = sym_eigenvalues_unchecked(sym.as_ref())?;
+    let ev = sym_eigenvalues_unchecked(sym)?;
     let spectrum = SymSpectrum::from_sorted(ev, default_spectrum_rel_tol(n));
     let row_scaled = cond2(ph)?;
     Ok(PreconditionedCond {

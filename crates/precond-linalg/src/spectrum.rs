@@ -99,17 +99,18 @@ pub fn sym_spectrum_with_tol(h: MatRef<'_, f64>, rel_tol: f64) -> Result<SymSpec
         });
     }
     let hs = symmetric_part(h, "symmetric matrix H")?;
-    let ev = sym_eigenvalues_unchecked(hs.as_ref())?;
+    let ev = sym_eigenvalues_unchecked(hs)?;
     Ok(SymSpectrum::from_sorted(ev, rel_tol))
 }
 
 /// Ascending eigenvalues of a symmetric matrix already checked: the two-stage reduction
 /// ([`sym_eigenvalues_two_stage`](crate::sym_eigenvalues_two_stage)) from
 /// [`SYM_TWO_STAGE_MIN_N`] on, faer's one-stage tridiagonalization and QR iteration below.
-pub(crate) fn sym_eigenvalues_unchecked(h: MatRef<'_, f64>) -> Result<Vec<f64>> {
+/// Takes the matrix by value: the two-stage path reduces it in place (no second copy).
+pub(crate) fn sym_eigenvalues_unchecked(h: Mat<f64>) -> Result<Vec<f64>> {
     if h.nrows() >= SYM_TWO_STAGE_MIN_N {
         return sym_eigenvalues_two_stage_checked(
-            h.to_owned(),
+            h,
             TWO_STAGE_BAND_WIDTH,
             faer::get_global_parallelism(),
         );

@@ -15,7 +15,7 @@ use faer::MatRef;
 use crate::operator::LinearOperator;
 
 /// Whether the AVX2+FMA kernels can run on this CPU.
-fn detect_avx2() -> bool {
+pub(crate) fn detect_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")

@@ -13,6 +13,7 @@ mod kernels;
 mod pwk;
 mod svd;
 mod sym;
+mod symm;
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::{Col, Mat, MatRef, Par};

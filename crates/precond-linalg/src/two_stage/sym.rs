@@ -11,6 +11,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::kernels::{BlockReflector, axpy, dot, make_householder};
+use super::symm::symm_lower;
 
 /// A symmetric matrix of half-bandwidth `b` in compact lower storage with room for the bulge:
 /// `a[r, c]` (`0 ≤ r − c < ld = 2b`) at `data[c·ld + r − c]`, so each column's band segment is
@@ -95,30 +96,10 @@ pub(crate) fn sym_dense_to_band(mut a: Mat<f64>, b: usize, par: Par) -> LowerBan
             );
             let q = BlockReflector::from_qr(panel.rb().get(.., ..kk), t);
             let (v, t) = (&q.v, &q.t);
-            // X = sym(A22) V T⁻¹ from the lower triangle (of the stored, not yet updated A22)
+            // X = sym(A22) V T⁻¹ from the lower triangle (of the stored, not yet updated A22),
+            // by the fused symmetric product of `symm.rs`
             let mut x = Mat::<f64>::zeros(m, kk);
-            triangular::matmul(
-                x.as_mut(),
-                BlockStructure::Rectangular,
-                Accum::Replace,
-                a22.rb(),
-                BlockStructure::TriangularLower,
-                v.as_ref(),
-                BlockStructure::Rectangular,
-                1.0,
-                par,
-            );
-            triangular::matmul(
-                x.as_mut(),
-                BlockStructure::Rectangular,
-                Accum::Add,
-                a22.rb().transpose(),
-                BlockStructure::StrictTriangularUpper,
-                v.as_ref(),
-                BlockStructure::Rectangular,
-                1.0,
-                par,
-            );
+            symm_lower(a22.rb(), v.as_ref(), x.as_mut(), par);
             let off2 = k + b - r0;
             if used > 0 {
                 // … minus the delayed part: L (Rᵀ V)
