@@ -618,9 +618,12 @@ enum precond_status_t precond_optimizer_config_init(int32_t kind,
  * `optimizer` (`sgd`, `gd`, `adagrad`, `rmsprop`, `adam`, `adamw`, `precond_gd`), `lr`,
  * `weight_decay`, `maximize`, `momentum`, `dampening`, `nesterov`, `betas`, `eps`, `amsgrad`,
  * `alpha`, `centered`, `lr_decay`, `initial_accumulator_value`, `preconditioner`,
- * `regularization`, `groups`, `schedule`, `nonfinite` (`"error"` or `"skip"`; the Rust API's
- * `"propagate"` is refused here: a step's status could not report it). Keys that do not apply
- * to the optimizer are rejected.
+ * `regularization`, `groups`, `schedule`, `nonfinite` (`"error"`, the default: a step with a
+ * NaN/infinite gradient entry fails with `PRECOND_NON_FINITE` and changes nothing; `"skip"`:
+ * such a step returns `PRECOND_OK` without changing anything; `"propagate"`: torch's semantics,
+ * no scan of the gradient before the update, the NaN/Inf flows into the parameters and state;
+ * after `"skip"` and `"propagate"` steps `precond_optimizer_last_nonfinite` tells whether and
+ * where it happened). Keys that do not apply to the optimizer are rejected.
  *
  * Ownership: `config_json` (NUL-terminated UTF-8) is only read; on success `*out` receives a new
  * handle owned by the caller, to be released with `precond_optimizer_free`. On error `*out` is
@@ -681,9 +684,14 @@ void precond_optimizer_free(struct precond_optimizer_t *opt);
  * Ownership: reads `grads`, updates `params` in place; nothing is retained.
  * Thread-safety: not concurrently with any other call on the same handle.
  *
+ * A NaN/infinite gradient entry: with the default policy `"error"`, `PRECOND_NON_FINITE`
+ * (index named, nothing changed); with `"skip"`, `PRECOND_OK` and nothing changed; with
+ * `"propagate"`, `PRECOND_OK` and the update applied as torch applies it (NaN/Inf in the
+ * parameters and state). `precond_optimizer_last_nonfinite` reports the last two cases.
+ *
  * Errors (the handle, `params` and `grads` are then unchanged and the handle remains usable):
  * `PRECOND_NULL_POINTER`, `PRECOND_DIMENSION_MISMATCH` (`n != n_params`),
- * `PRECOND_NON_FINITE` (a NaN/infinite gradient, index named; unless the config skips them),
+ * `PRECOND_NON_FINITE` (policy `"error"`),
  * `PRECOND_INVALID_ARGUMENT` (state of the other dtype, overlapping buffers).
  *
  * # Safety
@@ -705,6 +713,25 @@ enum precond_status_t precond_optimizer_step_f32(struct precond_optimizer_t *opt
                                                  float *params,
                                                  const float *grads,
                                                  size_t n);
+
+/**
+ * Whether the gradient of the most recent successful `precond_optimizer_step_f64`/`_f32` call
+ * on this handle had a NaN or infinite entry: `*found = 1` and `*index` = the first such index,
+ * or `*found = 0` and `*index = 0` (also before the first step). Only the policies `"skip"`
+ * (the step was skipped) and `"propagate"` (it was applied, torch's semantics) can report one;
+ * with `"error"` such a step fails instead and does not count as the most recent success.
+ *
+ * Ownership: writes `*found` and `*index` (caller-owned). Thread-safety: not concurrently with
+ * other calls on the handle.
+ *
+ * Errors: `PRECOND_NULL_POINTER` (`opt`, `found`, `index`); nothing is written on error.
+ *
+ * # Safety
+ * `opt` must be a live handle; `found` and `index` writable.
+ */
+enum precond_status_t precond_optimizer_last_nonfinite(const struct precond_optimizer_t *opt,
+                                                       int32_t *found,
+                                                       size_t *index);
 
 /**
  * Sets the top-level base learning rate (`lr ≥ 0`, finite; groups with their own `lr` keep it;

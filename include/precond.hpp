@@ -245,6 +245,15 @@ public:
         detail::check(precond_optimizer_step_count(opt_, &n), opt_);
         return n;
     }
+    /** Whether the gradient of the most recent successful step had a NaN/Inf entry (only the
+     *  "skip" and "propagate" policies let such a step succeed); *index gets the first one. */
+    bool last_nonfinite(std::size_t *index = nullptr) const {
+        int32_t found = 0;
+        std::size_t i = 0;
+        detail::check(precond_optimizer_last_nonfinite(opt_, &found, &i), opt_);
+        if (index != nullptr) *index = i;
+        return found != 0;
+    }
     /** The current diagonal preconditioner P_k. */
     std::vector<double> preconditioner() const {
         std::vector<double> p(n_params());

@@ -223,6 +223,18 @@ int main(int argc, char **argv) {
                     static_cast<unsigned long long>(opt.step_count()));
         precond::Optimizer moved = std::move(opt);
         std::printf("moved_n_params %zu\n", moved.n_params());
+        // torch's semantics on request: the NaN enters, the step succeeds and is reported
+        precond::Optimizer torchlike(
+            "{\"optimizer\": \"adam\", \"lr\": 0.1, \"nonfinite\": \"propagate\"}", 2);
+        std::vector<double> y{1.0, 2.0};
+        torchlike.step(y, bad);
+        std::size_t where = 99;
+        const bool seen = torchlike.last_nonfinite(&where);
+        std::printf("propagate_seen %d\n", seen ? 1 : 0);
+        std::printf("propagate_index %zu\n", where);
+        std::printf("propagate_param_is_nan %d\n", std::isnan(y[1]) ? 1 : 0);
+        std::printf("propagate_steps %llu\n",
+                    static_cast<unsigned long long>(torchlike.step_count()));
     } catch (const std::exception &e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;

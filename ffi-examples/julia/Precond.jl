@@ -16,7 +16,7 @@ the module; the default is `libprecond` on the library search path.
 module Precond
 
 export PrecondError, Optimizer, OptimizerConfig, default_config, step!, lr, set_lr!,
-       current_lr, preconditioner, step_count, save_state, load_state!, reset!,
+       current_lr, preconditioner, step_count, last_nonfinite, save_state, load_state!, reset!,
        cond2, sym_eigenvalues, preconditioned_cond_diag, row_equilibrate, col_equilibrate,
        cond_estimate, dataset_kappa, version
 
@@ -336,6 +336,16 @@ function step_count(o::Optimizer)
     check(o, ccall((:precond_optimizer_step_count, libprecond), Cint,
                    (Ptr{Cvoid}, Ref{UInt64}), handle(o), v))
     return Int(v[])
+end
+
+"""`nothing`, or the first index (1-based) of a NaN/Inf entry in the gradient of the most recent
+successful step (only the "skip" and "propagate" policies let such a step succeed)."""
+function last_nonfinite(o::Optimizer)
+    found = Ref{Int32}(0)
+    index = Ref{Csize_t}(0)
+    check(o, ccall((:precond_optimizer_last_nonfinite, libprecond), Cint,
+                   (Ptr{Cvoid}, Ref{Int32}, Ref{Csize_t}), handle(o), found, index))
+    return found[] == 0 ? nothing : Int(index[]) + 1
 end
 
 """The current diagonal preconditioner P_k (learning rate kept outside)."""

@@ -42,11 +42,11 @@ pub use diagnostics::{
 pub use optimizer::{
     precond_optimizer_config_init, precond_optimizer_config_t, precond_optimizer_current_lr,
     precond_optimizer_free, precond_optimizer_get_lr, precond_optimizer_kind_t,
-    precond_optimizer_last_error, precond_optimizer_load_state, precond_optimizer_n_params,
-    precond_optimizer_new, precond_optimizer_new_json, precond_optimizer_preconditioner,
-    precond_optimizer_reset, precond_optimizer_save_state, precond_optimizer_set_lr,
-    precond_optimizer_state_size, precond_optimizer_step_count, precond_optimizer_step_f32,
-    precond_optimizer_step_f64, precond_optimizer_t,
+    precond_optimizer_last_error, precond_optimizer_last_nonfinite, precond_optimizer_load_state,
+    precond_optimizer_n_params, precond_optimizer_new, precond_optimizer_new_json,
+    precond_optimizer_preconditioner, precond_optimizer_reset, precond_optimizer_save_state,
+    precond_optimizer_set_lr, precond_optimizer_state_size, precond_optimizer_step_count,
+    precond_optimizer_step_f32, precond_optimizer_step_f64, precond_optimizer_t,
 };
 pub use ptr::precond_layout_t;
 pub use status::{FfiError, precond_status_t};

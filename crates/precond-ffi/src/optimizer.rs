@@ -23,6 +23,9 @@ use crate::status::{FfiError, FfiResult, boundary, boundary_with, precond_status
 #[allow(non_camel_case_types)]
 pub struct precond_optimizer_t {
     opt: Optimizer,
+    /// First non-finite gradient index seen by the most recent successful step call (policies
+    /// `"skip"` and `"propagate"`), read by `precond_optimizer_last_nonfinite`.
+    last_nonfinite: Option<usize>,
     /// Message of the last failed call on this handle (written also by calls taking a `const`
     /// handle, hence the cell; handles are never used by two threads at once).
     last_error: RefCell<CString>,
@@ -245,6 +248,7 @@ fn finish_new(
     let opt = cfg.build(n_params)?;
     *out = Box::into_raw(Box::new(precond_optimizer_t {
         opt,
+        last_nonfinite: None,
         last_error: RefCell::new(CString::default()),
     }));
     Ok(())
@@ -279,9 +283,12 @@ pub unsafe extern "C" fn precond_optimizer_config_init(
 /// `optimizer` (`sgd`, `gd`, `adagrad`, `rmsprop`, `adam`, `adamw`, `precond_gd`), `lr`,
 /// `weight_decay`, `maximize`, `momentum`, `dampening`, `nesterov`, `betas`, `eps`, `amsgrad`,
 /// `alpha`, `centered`, `lr_decay`, `initial_accumulator_value`, `preconditioner`,
-/// `regularization`, `groups`, `schedule`, `nonfinite` (`"error"` or `"skip"`; the Rust API's
-/// `"propagate"` is refused here: a step's status could not report it). Keys that do not apply
-/// to the optimizer are rejected.
+/// `regularization`, `groups`, `schedule`, `nonfinite` (`"error"`, the default: a step with a
+/// NaN/infinite gradient entry fails with `PRECOND_NON_FINITE` and changes nothing; `"skip"`:
+/// such a step returns `PRECOND_OK` without changing anything; `"propagate"`: torch's semantics,
+/// no scan of the gradient before the update, the NaN/Inf flows into the parameters and state;
+/// after `"skip"` and `"propagate"` steps `precond_optimizer_last_nonfinite` tells whether and
+/// where it happened). Keys that do not apply to the optimizer are rejected.
 ///
 /// Ownership: `config_json` (NUL-terminated UTF-8) is only read; on success `*out` receives a new
 /// handle owned by the caller, to be released with `precond_optimizer_free`. On error `*out` is
@@ -318,12 +325,6 @@ pub unsafe extern "C" fn precond_optimizer_new_json(
                 )
             })?;
         let cfg = OptimizerConfig::from_json(text)?;
-        if cfg.nonfinite == NonFinitePolicy::Propagate {
-            return Err(FfiError::invalid(
-                "key `nonfinite`: \"propagate\" is not offered through the C ABI (a step's status \
-                 could not report that a NaN/Inf entered the parameters); use \"error\" or \"skip\"",
-            ));
-        }
         finish_new(&cfg, n_params, out)
     })
 }
@@ -386,6 +387,15 @@ fn with_handle(
     opt: *mut precond_optimizer_t,
     body: impl FnOnce(&mut Optimizer) -> FfiResult,
 ) -> precond_status_t {
+    with_handle_step(func, opt, |o, _| body(o))
+}
+
+/// [`with_handle`] that also hands out the handle's non-finite record (the step calls).
+fn with_handle_step(
+    func: &str,
+    opt: *mut precond_optimizer_t,
+    body: impl FnOnce(&mut Optimizer, &mut Option<usize>) -> FfiResult,
+) -> precond_status_t {
     if opt.is_null() {
         return boundary(func, || Err(FfiError::null("opt")));
     }
@@ -397,7 +407,11 @@ fn with_handle(
     // SAFETY: a live handle by contract; no other reference to it exists during the call.
     let h = unsafe { &mut *opt };
     let mut msg = None;
-    let st = boundary_with(func, || body(&mut h.opt), |m| msg = Some(to_cstring(m)));
+    let st = boundary_with(
+        func,
+        || body(&mut h.opt, &mut h.last_nonfinite),
+        |m| msg = Some(to_cstring(m)),
+    );
     if let Some(m) = msg {
         *h.last_error.get_mut() = m;
     }
@@ -410,6 +424,15 @@ fn with_handle_ref(
     opt: *const precond_optimizer_t,
     body: impl FnOnce(&Optimizer) -> FfiResult,
 ) -> precond_status_t {
+    with_handle_ref_full(func, opt, |h| body(&h.opt))
+}
+
+/// [`with_handle_ref`] on the whole handle.
+fn with_handle_ref_full(
+    func: &str,
+    opt: *const precond_optimizer_t,
+    body: impl FnOnce(&precond_optimizer_t) -> FfiResult,
+) -> precond_status_t {
     if opt.is_null() {
         return boundary(func, || Err(FfiError::null("opt")));
     }
@@ -421,7 +444,7 @@ fn with_handle_ref(
     // SAFETY: a live handle by contract, not used by another thread during the call.
     let h = unsafe { &*opt };
     let mut msg = None;
-    let st = boundary_with(func, || body(&h.opt), |m| msg = Some(to_cstring(m)));
+    let st = boundary_with(func, || body(h), |m| msg = Some(to_cstring(m)));
     if let Some(m) = msg {
         if let Ok(mut e) = h.last_error.try_borrow_mut() {
             *e = m;
@@ -464,9 +487,14 @@ fn check_step_buffers<T>(
 /// Ownership: reads `grads`, updates `params` in place; nothing is retained.
 /// Thread-safety: not concurrently with any other call on the same handle.
 ///
+/// A NaN/infinite gradient entry: with the default policy `"error"`, `PRECOND_NON_FINITE`
+/// (index named, nothing changed); with `"skip"`, `PRECOND_OK` and nothing changed; with
+/// `"propagate"`, `PRECOND_OK` and the update applied as torch applies it (NaN/Inf in the
+/// parameters and state). `precond_optimizer_last_nonfinite` reports the last two cases.
+///
 /// Errors (the handle, `params` and `grads` are then unchanged and the handle remains usable):
 /// `PRECOND_NULL_POINTER`, `PRECOND_DIMENSION_MISMATCH` (`n != n_params`),
-/// `PRECOND_NON_FINITE` (a NaN/infinite gradient, index named; unless the config skips them),
+/// `PRECOND_NON_FINITE` (policy `"error"`),
 /// `PRECOND_INVALID_ARGUMENT` (state of the other dtype, overlapping buffers).
 ///
 /// # Safety
@@ -479,9 +507,9 @@ pub unsafe extern "C" fn precond_optimizer_step_f64(
     grads: *const f64,
     n: usize,
 ) -> precond_status_t {
-    with_handle("precond_optimizer_step_f64", opt, |o| {
+    with_handle_step("precond_optimizer_step_f64", opt, |o, last| {
         let (p, g) = check_step_buffers(params, grads, n, o.n_params())?;
-        o.step_f64(p, g)?;
+        *last = o.step_f64(p, g)?.nonfinite_index;
         Ok(())
     })
 }
@@ -497,9 +525,39 @@ pub unsafe extern "C" fn precond_optimizer_step_f32(
     grads: *const f32,
     n: usize,
 ) -> precond_status_t {
-    with_handle("precond_optimizer_step_f32", opt, |o| {
+    with_handle_step("precond_optimizer_step_f32", opt, |o, last| {
         let (p, g) = check_step_buffers(params, grads, n, o.n_params())?;
-        o.step_f32(p, g)?;
+        *last = o.step_f32(p, g)?.nonfinite_index;
+        Ok(())
+    })
+}
+
+/// Whether the gradient of the most recent successful `precond_optimizer_step_f64`/`_f32` call
+/// on this handle had a NaN or infinite entry: `*found = 1` and `*index` = the first such index,
+/// or `*found = 0` and `*index = 0` (also before the first step). Only the policies `"skip"`
+/// (the step was skipped) and `"propagate"` (it was applied, torch's semantics) can report one;
+/// with `"error"` such a step fails instead and does not count as the most recent success.
+///
+/// Ownership: writes `*found` and `*index` (caller-owned). Thread-safety: not concurrently with
+/// other calls on the handle.
+///
+/// Errors: `PRECOND_NULL_POINTER` (`opt`, `found`, `index`); nothing is written on error.
+///
+/// # Safety
+/// `opt` must be a live handle; `found` and `index` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn precond_optimizer_last_nonfinite(
+    opt: *const precond_optimizer_t,
+    found: *mut i32,
+    index: *mut usize,
+) -> precond_status_t {
+    with_handle_ref_full("precond_optimizer_last_nonfinite", opt, |h| {
+        // SAFETY: caller contract.
+        let found = unsafe { out_ref(found, "found")? };
+        // SAFETY: caller contract.
+        let index = unsafe { out_ref(index, "index")? };
+        *found = i32::from(h.last_nonfinite.is_some());
+        *index = h.last_nonfinite.unwrap_or(0);
         Ok(())
     })
 }

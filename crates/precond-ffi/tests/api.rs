@@ -129,9 +129,8 @@ fn constructor_rejections_name_the_problem() {
     expect(st, PRECOND_INVALID_ARGUMENT, &m, "`betas`");
     let (st, m) = json_err(r#"{"optimizer": "adam"}"#, 0);
     expect(st, PRECOND_INVALID_ARGUMENT, &m, "`n_params` is 0");
-    // the Rust-only policy that lets a NaN in: a C step could not report it
-    let (st, m) = json_err(r#"{"optimizer": "adam", "nonfinite": "propagate"}"#, 4);
-    expect(st, PRECOND_INVALID_ARGUMENT, &m, "`nonfinite`");
+    let (st, m) = json_err(r#"{"optimizer": "adam", "nonfinite": "ignore"}"#, 4);
+    expect(st, PRECOND_INVALID_ARGUMENT, &m, "nonfinite");
     // n_params inconsistent with the groups
     let groups = r#"{"optimizer": "sgd", "lr": 0.1, "groups": [{"start": 2, "end": 9, "lr": 1}]}"#;
     let (st, m) = json_err(groups, 5);
@@ -372,6 +371,85 @@ fn bad_steps_leave_params_state_and_handle_untouched() {
     assert_eq!(o.step(&mut x, &g), PRECOND_OK);
     assert_eq!(reference.step(&mut xr, &g), PRECOND_OK);
     assert_eq!(x.map(f64::to_bits), xr.map(f64::to_bits));
+}
+
+fn last_nonfinite(o: &Opt) -> (i32, usize) {
+    let (mut found, mut index) = (-1i32, usize::MAX);
+    // SAFETY: live handle, writable outputs.
+    let st = unsafe { precond_optimizer_last_nonfinite(o.0, &mut found, &mut index) };
+    assert_eq!(st, PRECOND_OK);
+    (found, index)
+}
+
+/// The three non-finite policies through the C ABI, against the Rust optimizer built from the
+/// same JSON: `"error"` fails and changes nothing, `"skip"` returns OK and changes nothing,
+/// `"propagate"` applies torch's update (NaN/Inf into the parameters, bit-identical to the Rust
+/// API's) and counts the step; `precond_optimizer_last_nonfinite` reports the first bad index
+/// of the most recent successful step (and 0 after a clean one); its pointer errors write nothing.
+#[test]
+fn nonfinite_policies_and_last_nonfinite() {
+    let good = [0.1, -0.2, 0.3, -0.4];
+    let bad = [0.1, f64::NAN, 0.3, f64::INFINITY];
+    for policy in ["error", "skip", "propagate"] {
+        let cfg = format!(r#"{{"optimizer": "adam", "lr": 0.1, "nonfinite": "{policy}"}}"#);
+        let o = Opt::json(&cfg, 4).expect("valid config");
+        let mut reference = OptimizerConfig::from_json(&cfg)
+            .expect("valid")
+            .build(4)
+            .expect("builds");
+        let mut x = [1.0, 2.0, 3.0, 4.0];
+        let mut xr = x;
+        assert_eq!(last_nonfinite(&o), (0, 0), "{policy}: before any step");
+        assert_eq!(o.step(&mut x, &good), PRECOND_OK);
+        reference.step(&mut xr, &good).expect("clean step");
+        assert_eq!(last_nonfinite(&o), (0, 0), "{policy}: clean step");
+        let before = x;
+        let st = o.step(&mut x, &bad);
+        let outcome = reference.step(&mut xr, &bad);
+        match policy {
+            "error" => {
+                expect(st, PRECOND_NON_FINITE, &o.msg(), "index 1");
+                assert!(outcome.is_err());
+                assert_eq!(x.map(f64::to_bits), before.map(f64::to_bits));
+                assert_eq!(o.steps(), 1);
+                // the failed call is not a successful step: the record is the clean one's
+                assert_eq!(last_nonfinite(&o), (0, 0));
+            }
+            "skip" => {
+                assert_eq!(st, PRECOND_OK);
+                assert_eq!(x.map(f64::to_bits), before.map(f64::to_bits));
+                assert_eq!(o.steps(), 1);
+                assert_eq!(last_nonfinite(&o), (1, 1));
+            }
+            _ => {
+                assert_eq!(st, PRECOND_OK);
+                assert_eq!(outcome.expect("applied").nonfinite_index, Some(1));
+                assert!(x[1].is_nan() && !x[3].is_finite(), "{x:?}");
+                for (a, b) in x.iter().zip(&xr) {
+                    assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
+                }
+                assert_eq!(o.steps(), 2);
+                assert_eq!(last_nonfinite(&o), (1, 1));
+            }
+        }
+        if policy == "skip" {
+            assert_eq!(o.step(&mut x, &good), PRECOND_OK);
+            assert_eq!(last_nonfinite(&o), (0, 0), "a clean step clears the record");
+        }
+        let (mut found, mut index) = (7i32, 7usize);
+        // SAFETY: NULL outputs are the error under test; `index` is writable.
+        let st = unsafe { precond_optimizer_last_nonfinite(o.0, null_mut(), &mut index) };
+        expect(st, PRECOND_NULL_POINTER, &last(), "found");
+        assert_eq!(index, 7, "nothing written on error");
+        // SAFETY: as above, with `found` writable.
+        let st = unsafe { precond_optimizer_last_nonfinite(o.0, &mut found, null_mut()) };
+        expect(st, PRECOND_NULL_POINTER, &last(), "index");
+        assert_eq!(found, 7, "nothing written on error");
+    }
+    let (mut found, mut index) = (0i32, 0usize);
+    // SAFETY: a NULL handle is the error under test.
+    let st = unsafe { precond_optimizer_last_nonfinite(null(), &mut found, &mut index) };
+    expect(st, PRECOND_NULL_POINTER, &last(), "opt");
 }
 
 #[test]

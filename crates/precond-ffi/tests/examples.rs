@@ -645,6 +645,11 @@ fn cpp_logistic_prints_what_rust_computes() {
     assert!(kv["handle_exception_message"].contains("index 1"));
     assert_eq!(kv["handle_after_error_steps"], "1");
     assert_eq!(kv["moved_n_params"], "2");
+    // "nonfinite": "propagate": the step succeeds, the NaN is in the parameters, and reported
+    assert_eq!(kv["propagate_seen"], "1");
+    assert_eq!(kv["propagate_index"], "1");
+    assert_eq!(kv["propagate_param_is_nan"], "1");
+    assert_eq!(kv["propagate_steps"], "1");
 }
 
 // ---------------------------------------------------------------- valgrind

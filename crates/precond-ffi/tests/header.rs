@@ -91,7 +91,9 @@ fn every_exported_function_has_a_panic_boundary() {
                 [
                     "boundary(",
                     "with_handle(",
+                    "with_handle_step(",
                     "with_handle_ref(",
+                    "with_handle_ref_full(",
                     "catch_unwind("
                 ]
                 .iter()
