@@ -2,9 +2,9 @@
 //! `precond-linalg`. Inputs are copied before anything is computed and outputs are written only
 //! after the whole computation succeeded, so on any error the caller's buffers are unchanged.
 
-use faer::{Mat, MatRef};
+use faer::MatRef;
 use precond_linalg::{
-    Layout, col_equilibrate, cond_estimate_lu, cond_estimate_spd, cond2, mat_from_slice,
+    Layout, col_equilibrate, cond_estimate_lu, cond_estimate_spd, cond2, mat_view_from_slice,
     precond_cond_diag, row_equilibrate, sym_spectrum,
 };
 
@@ -99,18 +99,21 @@ pub enum precond_estimate_method_t {
     PRECOND_ESTIMATE_SPD = 1,
 }
 
-pub(crate) fn read_matrix(
+/// A view of the caller's matrix (no copy: the routines read strided views, and copy only
+/// what they modify).
+pub(crate) fn read_matrix<'a>(
     a: *const f64,
     nrows: usize,
     ncols: usize,
     lay: i32,
     arg: &str,
-) -> FfiResult<(Mat<f64>, Layout)> {
+) -> FfiResult<(MatRef<'a, f64>, Layout)> {
     let lay = layout(lay)?;
     let len = mat_len(nrows, ncols, arg)?;
-    // SAFETY: the C contract of every caller: `a` points to nrows*ncols doubles.
-    let data = unsafe { in_slice(a, len, arg)? };
-    let m = mat_from_slice(data, nrows, ncols, lay).map_err(|e| {
+    // SAFETY: the C contract of every caller: `a` points to nrows*ncols doubles, readable for
+    // the duration of the call (the view does not outlive it).
+    let data: &'a [f64] = unsafe { in_slice(a, len, arg)? };
+    let m = mat_view_from_slice(data, nrows, ncols, lay).map_err(|e| {
         let mut f = FfiError::from(e);
         f.message = format!("argument `{arg}`: {}", f.message);
         f

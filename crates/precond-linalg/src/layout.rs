@@ -14,7 +14,7 @@ pub enum Layout {
 }
 
 /// Copies an `nrows × ncols` matrix stored in `data` with the given [`Layout`] into a
-/// [`faer::Mat`].
+/// [`faer::Mat`] (the checks of [`mat_view_from_slice`], then a copy).
 ///
 /// # Errors
 /// [`LinalgError::Empty`] if either dimension is zero, [`LinalgError::DimensionMismatch`] if
@@ -26,6 +26,20 @@ pub fn mat_from_slice(
     ncols: usize,
     layout: Layout,
 ) -> Result<Mat<f64>> {
+    mat_view_from_slice(data, nrows, ncols, layout).map(|m| m.to_owned())
+}
+
+/// A view of the `nrows × ncols` matrix stored in `data` with the given [`Layout`], without a
+/// copy (row-major data gives a view with row stride `ncols`, which every routine accepts).
+///
+/// # Errors
+/// As [`mat_from_slice`].
+pub fn mat_view_from_slice(
+    data: &[f64],
+    nrows: usize,
+    ncols: usize,
+    layout: Layout,
+) -> Result<MatRef<'_, f64>> {
     if nrows == 0 || ncols == 0 {
         return Err(LinalgError::Empty {
             what: "matrix data",
@@ -59,11 +73,10 @@ pub fn mat_from_slice(
             value: data[k],
         });
     }
-    let m = match layout {
-        Layout::RowMajor => MatRef::from_row_major_slice(data, nrows, ncols).to_owned(),
-        Layout::ColMajor => MatRef::from_column_major_slice(data, nrows, ncols).to_owned(),
-    };
-    Ok(m)
+    Ok(match layout {
+        Layout::RowMajor => MatRef::from_row_major_slice(data, nrows, ncols),
+        Layout::ColMajor => MatRef::from_column_major_slice(data, nrows, ncols),
+    })
 }
 
 /// Checks that every entry of `a` is finite; on failure names the first offending entry

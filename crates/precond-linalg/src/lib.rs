@@ -57,7 +57,7 @@ pub use estimate::{
 };
 pub use hutchinson::{TraceEstimate, hutchinson_trace};
 pub use lanczos::{LanczosOptions, LanczosResult, lanczos_extremes};
-pub use layout::{Layout, SYMMETRY_RTOL, check_finite, mat_from_slice};
+pub use layout::{Layout, SYMMETRY_RTOL, check_finite, mat_from_slice, mat_view_from_slice};
 pub use operator::{DenseOperator, LinearOperator};
 pub use power::{PowerOptions, PowerResult, power_iteration};
 pub use preconditioned::{
