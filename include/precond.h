@@ -496,7 +496,8 @@ enum precond_status_t precond_cond2(const double *a,
  * Thread-safety: may be called concurrently.
  *
  * Errors: `PRECOND_NULL_POINTER` (`h`, `eigenvalues`), `PRECOND_INVALID_ARGUMENT` (bad `layout`,
- * `n == 0`, not symmetric), `PRECOND_DIMENSION_MISMATCH` (`eigenvalues_len != n`, overflow),
+ * `n == 0`, not symmetric, an output overlapping `h`), `PRECOND_DIMENSION_MISMATCH`
+ * (`eigenvalues_len != n`, overflow),
  * `PRECOND_NON_FINITE`, `PRECOND_NUMERICAL_FAILURE`. Outputs are written only on success.
  *
  * # Safety

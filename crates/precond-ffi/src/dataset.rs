@@ -3,7 +3,7 @@
 
 use precond_nn::{DataConditioning, NnError};
 
-use crate::diagnostics::read_matrix;
+use crate::diagnostics::{disjoint, read_matrix};
 use crate::ptr::out_ref;
 use crate::status::{FfiError, boundary, precond_status_t};
 
@@ -70,6 +70,7 @@ pub unsafe extern "C" fn precond_dataset_kappa(
     boundary("precond_dataset_kappa", || {
         // rows = samples, columns = features; non-finite entries are named (sample, feature)
         let (m, _) = read_matrix(x, n_samples, n_features, layout, "x")?;
+        disjoint(m, out, 1, "out")?;
         // SAFETY: caller contract.
         let out = unsafe { out_ref(out, "out")? };
         let xt = m.transpose().to_owned(); // d × N, one column per sample

@@ -1,6 +1,7 @@
 //! Conditioning diagnostics on caller buffers (THEORY.md §1–3 and Theorem 6), wrapping
-//! `precond-linalg`. Inputs are copied before anything is computed and outputs are written only
-//! after the whole computation succeeded, so on any error the caller's buffers are unchanged.
+//! `precond-linalg`. Input matrices are read in place (never written; an output buffer that
+//! overlaps one is refused with `PRECOND_INVALID_ARGUMENT`) and outputs are written only after
+//! the whole computation succeeded, so on any error the caller's buffers are unchanged.
 
 use faer::MatRef;
 use precond_linalg::{
@@ -8,7 +9,7 @@ use precond_linalg::{
     precond_cond_diag, row_equilibrate, sym_spectrum,
 };
 
-use crate::ptr::{expect_len, in_slice, layout, mat_len, out_ref, out_slice};
+use crate::ptr::{expect_len, in_slice, layout, mat_len, out_ref, out_slice, overlaps};
 use crate::status::{FfiError, FfiResult, boundary, precond_status_t};
 
 /// The 2-norm condition number of a matrix (`precond_cond2`).
@@ -100,7 +101,7 @@ pub enum precond_estimate_method_t {
 }
 
 /// A view of the caller's matrix (no copy: the routines read strided views, and copy only
-/// what they modify).
+/// what they modify). Outputs must then be checked with [`disjoint`].
 pub(crate) fn read_matrix<'a>(
     a: *const f64,
     nrows: usize,
@@ -119,6 +120,17 @@ pub(crate) fn read_matrix<'a>(
         f
     })?;
     Ok((m, lay))
+}
+
+/// Refuses an output buffer (`len` values of `T`) that overlaps the input matrix `m` (a view of
+/// a contiguous caller buffer, see [`read_matrix`]).
+pub(crate) fn disjoint<T>(m: MatRef<'_, f64>, out: *const T, len: usize, arg: &str) -> FfiResult {
+    if overlaps(m.as_ptr(), m.nrows() * m.ncols(), out, len) {
+        return Err(FfiError::invalid(format!(
+            "output `{arg}` overlaps the input matrix"
+        )));
+    }
+    Ok(())
 }
 
 fn write_matrix(m: MatRef<'_, f64>, lay: Layout, out: &mut [f64]) {
@@ -158,6 +170,7 @@ pub unsafe extern "C" fn precond_cond2(
 ) -> precond_status_t {
     boundary("precond_cond2", || {
         let (m, _) = read_matrix(a, nrows, ncols, layout, "a")?;
+        disjoint(m, out, 1, "out")?;
         // SAFETY: caller contract.
         let out = unsafe { out_ref(out, "out")? };
         let c = cond2(m.as_ref())?;
@@ -181,7 +194,8 @@ pub unsafe extern "C" fn precond_cond2(
 /// Thread-safety: may be called concurrently.
 ///
 /// Errors: `PRECOND_NULL_POINTER` (`h`, `eigenvalues`), `PRECOND_INVALID_ARGUMENT` (bad `layout`,
-/// `n == 0`, not symmetric), `PRECOND_DIMENSION_MISMATCH` (`eigenvalues_len != n`, overflow),
+/// `n == 0`, not symmetric, an output overlapping `h`), `PRECOND_DIMENSION_MISMATCH`
+/// (`eigenvalues_len != n`, overflow),
 /// `PRECOND_NON_FINITE`, `PRECOND_NUMERICAL_FAILURE`. Outputs are written only on success.
 ///
 /// # Safety
@@ -198,6 +212,8 @@ pub unsafe extern "C" fn precond_sym_eigenvalues(
 ) -> precond_status_t {
     boundary("precond_sym_eigenvalues", || {
         let (m, _) = read_matrix(h, n, n, layout, "h")?;
+        disjoint(m, eigenvalues, eigenvalues_len, "eigenvalues")?;
+        disjoint(m, summary, 1, "summary")?;
         // SAFETY: caller contract.
         let ev = unsafe { out_slice(eigenvalues, eigenvalues_len, "eigenvalues")? };
         expect_len(eigenvalues_len, n, "eigenvalues")?;
@@ -250,6 +266,7 @@ pub unsafe extern "C" fn precond_preconditioned_cond_diag(
 ) -> precond_status_t {
     boundary("precond_preconditioned_cond_diag", || {
         let (m, _) = read_matrix(h, n, n, layout, "h")?;
+        disjoint(m, out, 1, "out")?;
         // SAFETY: caller contract.
         let p = unsafe { in_slice(p, p_len, "p")? };
         // SAFETY: caller contract.
@@ -280,6 +297,8 @@ fn equilibrate(
     scaled_len: usize,
 ) -> FfiResult {
     let (m, lay) = read_matrix(a, nrows, ncols, lay, "a")?;
+    disjoint(m, scale, scale_len, "scale")?;
+    disjoint(m, scaled, scaled_len, "scaled")?;
     let want = if rows { nrows } else { ncols };
     // SAFETY: caller contract.
     let scale = unsafe { out_slice(scale, scale_len, "scale")? };
@@ -393,6 +412,7 @@ pub unsafe extern "C" fn precond_cond_estimate(
             }
         };
         let (m, _) = read_matrix(a, n, n, layout, "a")?;
+        disjoint(m, out, 1, "out")?;
         // SAFETY: caller contract.
         let out = unsafe { out_ref(out, "out")? };
         let e = if spd {

@@ -810,6 +810,30 @@ fn diagnostic_rejections_leave_outputs_untouched() {
     // SAFETY: alignment is checked before any read.
     let st = unsafe { precond_cond2(bytes.as_ptr().add(1).cast::<f64>(), 2, 2, 0, &mut out) };
     expect(st, PRECOND_INVALID_ARGUMENT, &last(), "aligned");
+    // an output inside the input matrix (read in place, not copied): refused, nothing written
+    let mut h = [4.0, 1.0, 0.0, 1.0, 3.0, 0.0, 0.0, 0.0, 2.0, 9.0, 9.0, 9.0];
+    let before = h.map(f64::to_bits);
+    let hp = h.as_mut_ptr();
+    // SAFETY: `h` has 12 doubles: the 3 × 3 matrix and 3 more; the overlap is the error under test.
+    let st = unsafe { precond_sym_eigenvalues(hp, 3, 0, hp.add(6), 3, null_mut()) };
+    expect(
+        st,
+        PRECOND_INVALID_ARGUMENT,
+        &last(),
+        "`eigenvalues` overlaps",
+    );
+    assert_eq!(h.map(f64::to_bits), before);
+    // SAFETY: as above, the output just past the matrix is fine.
+    let st = unsafe { precond_sym_eigenvalues(hp, 3, 0, hp.add(9), 3, null_mut()) };
+    assert_eq!(st, PRECOND_OK, "{}", last());
+    let mut scale = [0.0; 3];
+    // SAFETY: `scaled` aliases the input, the error under test.
+    let st = unsafe { precond_row_equilibrate(hp, 3, 3, 0, scale.as_mut_ptr(), 3, hp, 9) };
+    expect(st, PRECOND_INVALID_ARGUMENT, &last(), "`scaled` overlaps");
+    assert_eq!(
+        h[..9].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        before[..9]
+    );
 
     // eigenvalues: wrong output length, non-symmetric, NaN
     let mut ev = [-9.0; 3];

@@ -2,7 +2,8 @@
 //! `SIDE = 'L'`, `UPLO = 'L'`): the product stage 1 needs once per panel (`V` has `b` columns).
 //!
 //! Why not faer: its triangular products on these shapes (`m × m` times `m × 32`) ran at
-//! 21–24 GFLOP/s on both cores of the development machine (its general product 22–35), because
+//! 21–28 GFLOP/s on both cores of the development machine (its general product 22–45; ours
+//! 32–37, see BENCHMARKS.md), because
 //! they pack the big operand for a product that uses each of its entries only `2b` times. Here
 //! every loaded entry `a_ij` (`i > j`) of the lower triangle is used twice, for
 //! `x_i += a_ij v_j` and `x_j += a_ij v_i`, straight from the column-major storage without
