@@ -123,9 +123,10 @@ pub(crate) fn read_matrix<'a>(
 }
 
 /// Refuses an output buffer (`len` values of `T`) that overlaps the input matrix `m` (a view of
-/// a contiguous caller buffer, see [`read_matrix`]).
+/// a contiguous caller buffer, see [`read_matrix`]). A NULL output is left to the caller's own
+/// check (optional outputs are NULL).
 pub(crate) fn disjoint<T>(m: MatRef<'_, f64>, out: *const T, len: usize, arg: &str) -> FfiResult {
-    if overlaps(m.as_ptr(), m.nrows() * m.ncols(), out, len) {
+    if !out.is_null() && overlaps(m.as_ptr(), m.nrows() * m.ncols(), out, len) {
         return Err(FfiError::invalid(format!(
             "output `{arg}` overlaps the input matrix"
         )));
