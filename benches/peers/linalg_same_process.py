@@ -29,6 +29,7 @@ import scipy.linalg.lapack as lapack
 
 sys.path.insert(0, os.path.dirname(__file__))
 from linalg_peers import matrices  # noqa: E402  (same matrices as the criterion bench)
+from same_process import LIB, block  # noqa: E402
 
 
 def _arg(name, default):
@@ -41,8 +42,6 @@ def _arg(name, default):
 ROUNDS = int(_arg("rounds", "5"))
 N = int(_arg("n", "2000"))
 OUT = _arg("out", "linalg_same_process.json")
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-LIB = os.environ.get("PRECOND_LIB", os.path.join(ROOT, "target", "release", "libprecond_ffi.so"))
 COL_MAJOR = 1
 LU = 0
 
@@ -77,15 +76,6 @@ def ptr(a):
 def check(lib, st, what):
     if st != 0:
         raise RuntimeError(f"{what}: status {st}: {lib.precond_last_error().decode()}")
-
-
-def block(f, reps):
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def main():

@@ -25,6 +25,9 @@ import time
 
 import torch
 
+sys.path.insert(0, os.path.dirname(__file__))
+from same_process import LIB, block  # noqa: E402
+
 
 def _arg(name, default):
     for a in sys.argv[1:]:
@@ -39,8 +42,6 @@ ONLY = _arg("only", None)
 OUT = _arg("out", ["optim_same_process.json"])[0]
 torch.set_num_threads(2)
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-LIB = os.environ.get("PRECOND_LIB", os.path.join(ROOT, "target", "release", "libprecond_ffi.so"))
 
 OPTS = {
     # name: (torch class, torch kwargs, our JSON without the policy)
@@ -87,15 +88,6 @@ def load():
     lib.precond_last_error.argtypes = []
     lib.precond_last_error.restype = ctypes.c_char_p
     return lib
-
-
-def block(step, reps):
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def main():

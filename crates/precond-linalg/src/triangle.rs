@@ -78,11 +78,12 @@ mod portable {
 
 /// AVX2+FMA kernels, eight lanes in flight (two 256-bit accumulators).
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
+    /// Sum of the four lanes.
     #[target_feature(enable = "avx2,fma")]
-    fn hsum(v: __m256d) -> f64 {
+    pub(crate) fn hsum(v: __m256d) -> f64 {
         let lo = _mm256_castpd256_pd128(v);
         let hi = _mm256_extractf128_pd::<1>(v);
         let s = _mm_add_pd(lo, hi);

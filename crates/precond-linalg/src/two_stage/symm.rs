@@ -38,7 +38,7 @@ pub(crate) fn symm_lower(a: MatRef<'_, f64>, v: MatRef<'_, f64>, mut x: MatMut<'
     if m == 0 || k == 0 {
         return;
     }
-    let avx2 = super::super::triangle::detect_avx2();
+    let avx2 = crate::triangle::detect_avx2();
     if par.degree() < 2 || m < PAR_MIN_M {
         columns(a, v, x, 0, m, avx2);
         return;
@@ -168,11 +168,18 @@ fn block4(
         return unsafe { avx2_kernel::block4(cols, vj, v, x) };
     }
     let _ = avx2;
-    portable_block4(cols, vj, v, x)
+    portable_block4(cols, vj, v, x, [0.0; 4])
 }
 
-fn portable_block4(cols: [&[f64]; 4], vj: [f64; 4], v: &[f64], x: &mut [f64]) -> [f64; 4] {
-    let mut dots = [0.0f64; 4];
+/// `block4` by plain loops, the dot products continuing from `dots` (also the AVX2 kernel's
+/// tail).
+fn portable_block4(
+    cols: [&[f64]; 4],
+    vj: [f64; 4],
+    v: &[f64],
+    x: &mut [f64],
+    mut dots: [f64; 4],
+) -> [f64; 4] {
     for i in 0..x.len() {
         let a = [cols[0][i], cols[1][i], cols[2][i], cols[3][i]];
         x[i] += a[0] * vj[0] + a[1] * vj[1] + a[2] * vj[2] + a[3] * vj[3];
@@ -187,13 +194,7 @@ fn portable_block4(cols: [&[f64]; 4], vj: [f64; 4], v: &[f64], x: &mut [f64]) ->
 mod avx2_kernel {
     use std::arch::x86_64::*;
 
-    #[target_feature(enable = "avx2,fma")]
-    fn hsum(v: __m256d) -> f64 {
-        let lo = _mm256_castpd256_pd128(v);
-        let hi = _mm256_extractf128_pd::<1>(v);
-        let s = _mm_add_pd(lo, hi);
-        _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)))
-    }
+    use crate::triangle::avx2::hsum;
 
     /// AVX2 version of `portable_block4`: four rows per iteration, the four column entries
     /// `a_{i..i+4, t}` loaded once and used by both the `x` update and the four dot products.
@@ -237,15 +238,9 @@ mod avx2_kernel {
             }
             i += 4;
         }
-        let mut dots = [hsum(d[0]), hsum(d[1]), hsum(d[2]), hsum(d[3])];
-        for r in i..n {
-            let a = [cols[0][r], cols[1][r], cols[2][r], cols[3][r]];
-            x[r] += a[0] * vj[0] + a[1] * vj[1] + a[2] * vj[2] + a[3] * vj[3];
-            for t in 0..4 {
-                dots[t] += a[t] * v[r];
-            }
-        }
-        dots
+        let dots = [hsum(d[0]), hsum(d[1]), hsum(d[2]), hsum(d[3])];
+        let tail = [&cols[0][i..], &cols[1][i..], &cols[2][i..], &cols[3][i..]];
+        super::portable_block4(tail, vj, &v[i..], &mut x[i..], dots)
     }
 }
 
@@ -292,8 +287,8 @@ mod tests {
                 let gamma = (m as f64 + 4.0) * f64::EPSILON;
                 for (avx2, par) in [
                     (false, Par::Seq),
-                    (super::super::super::triangle::detect_avx2(), Par::Seq),
-                    (super::super::super::triangle::detect_avx2(), Par::rayon(2)),
+                    (crate::triangle::detect_avx2(), Par::Seq),
+                    (crate::triangle::detect_avx2(), Par::rayon(2)),
                 ] {
                     let mut x = Mat::<f64>::from_fn(m, k, |_, _| f64::NAN);
                     if par.degree() < 2 || m < PAR_MIN_M {
