@@ -1,7 +1,7 @@
 //! One optimizer step of every `precond-optim` optimizer at n = 1e3 … 1e7, f32 and f64, with a
 //! STREAM-like copy/triad baseline measured in the same run (the memory-bandwidth bound), the
-//! baseline-vs-AVX2 loop versions, and the serial-vs-rayon crossovers used for `PAR_THRESHOLD` and
-//! `PAR_THRESHOLD_HEAVY`.
+//! baseline-vs-AVX2 loop versions, and the serial-vs-rayon crossovers used for the defaults of
+//! `ParallelParams::threshold` and `ParallelParams::threshold_heavy`.
 //!
 //! Run: `cargo bench --bench optim_step` (a few minutes); summarize with
 //! `python3 benches/peers/summarize_criterion.py`. Peer numbers: `benches/peers/optim_peers.py`.
@@ -193,8 +193,8 @@ fn bench_dispatch(c: &mut Criterion) {
     grp.finish();
 }
 
-/// Serial vs rayon crossover: sets `PAR_THRESHOLD_HEAVY` (Adam, arithmetic-bound) and
-/// `PAR_THRESHOLD` (SGD, memory-bound).
+/// Serial vs rayon crossover: sets `ParallelParams::threshold_heavy` (Adam,
+/// arithmetic-bound) and `ParallelParams::threshold` (SGD, memory-bound).
 fn bench_threshold(c: &mut Criterion) {
     for n in [
         1usize << 12,
@@ -226,15 +226,20 @@ fn bench_threshold(c: &mut Criterion) {
     }
 }
 
-/// [`default_par_threshold`](precond::optim::default_par_threshold) of the update `u`.
-fn threshold_of<T: precond::optim::Float, U: precond::optim::ElementUpdate<T>>(_u: &U) -> usize {
-    precond::optim::default_par_threshold::<T, U>()
+/// [`default_par_threshold`](precond::optim::kernel::default_par_threshold) of the update `u`.
+fn threshold_of<T: precond::optim::Float, U: precond::optim::kernel::ElementUpdate<T>>(
+    _u: &U,
+) -> usize {
+    precond::optim::kernel::default_par_threshold::<T, U>()
 }
 
 /// The fused Adam kernel alone (parts API, no non-finite check, no schedule/bookkeeping) at
 /// n = 1e7, to separate the kernel from the safety pass over `g`.
 fn bench_kernel_only(c: &mut Criterion) {
-    use precond::optim::{AdamPrecond, Buffers, Ema, Fused, NoReg, PAR_THRESHOLD, fused_step};
+    use precond::optim::kernel::{
+        AdamPrecond, Buffers, Ema, Fused, NoReg, ParallelParams, fused_step,
+    };
+    let par_threshold = ParallelParams::default().threshold;
     let n = 10_000_000;
     let mut grp = config(c, "kernel", n);
     let u = Fused {
@@ -262,10 +267,10 @@ fn bench_kernel_only(c: &mut Criterion) {
     });
     let g32 = vec![1e-3f32; n];
     grp.bench_function(BenchmarkId::new("nonfinite_check_f64", n), |b| {
-        b.iter(|| precond::optim::first_nonfinite(black_box(&g), PAR_THRESHOLD))
+        b.iter(|| precond::optim::kernel::first_nonfinite(black_box(&g), par_threshold))
     });
     grp.bench_function(BenchmarkId::new("nonfinite_check_f32", n), |b| {
-        b.iter(|| precond::optim::first_nonfinite(black_box(&g32), PAR_THRESHOLD))
+        b.iter(|| precond::optim::kernel::first_nonfinite(black_box(&g32), par_threshold))
     });
     grp.finish();
 }

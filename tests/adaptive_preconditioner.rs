@@ -6,7 +6,8 @@
 use faer::Mat;
 use precond::linalg::{precond_cond_diag, row_norms, sym_equilibrate, sym_spectrum};
 use precond::nn::{Dataset, Targets};
-use precond::optim::{LogisticRegression, MinimizeOptions, Objective, OptimizerConfig, minimize};
+use precond::optim::OptimizerConfig;
+use precond::optim::experiment::{LogisticRegression, MinimizeOptions, Objective, minimize};
 
 /// Raw breast_cancer as a logistic-regression objective with intercept (parameters `[w; b]`).
 fn raw_breast_cancer() -> LogisticRegression {

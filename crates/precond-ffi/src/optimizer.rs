@@ -148,16 +148,13 @@ fn config_from_struct(c: &precond_optimizer_config_t) -> FfiResult<OptimizerConf
     use OptimizerKind as K;
     let k = kind_from_int(c.kind)?;
     let d = defaults(c.kind, k);
+    // which fields apply is the kind's own key list (the registry), as for the JSON form
     let uses = |field: &str| -> bool {
-        match field {
-            "beta1" | "beta2" | "amsgrad" => matches!(k, K::Adam | K::Adamw),
-            "eps" => matches!(k, K::Adam | K::Adamw | K::Adagrad | K::Rmsprop),
-            "momentum" => matches!(k, K::Sgd | K::Rmsprop | K::PrecondGd),
-            "dampening" | "nesterov" => matches!(k, K::Sgd | K::PrecondGd),
-            "alpha" | "centered" => k == K::Rmsprop,
-            "lr_decay" | "initial_accumulator_value" => k == K::Adagrad,
-            _ => true,
-        }
+        let key = match field {
+            "beta1" | "beta2" => "betas",
+            other => other,
+        };
+        k.keys().contains(&key)
     };
     let floats = [
         ("beta1", c.beta1, d.beta1),

@@ -9,10 +9,12 @@
 //! FMA on its own, so both versions give bit-identical results. Above a size threshold rayon splits
 //! the buffers into chunks.
 
-use crate::float::Float;
-use crate::momentum::MomentumRule;
-use crate::precond::PrecondRule;
-use crate::regularization::Regularizer;
+pub use crate::float::Float;
+pub use crate::momentum::{Ema, HeavyBall, MomentumRule, NoMomentum, PostHeavyBall};
+pub use crate::precond::{
+    AdagradPrecond, AdamPrecond, FixedDiag, Identity, Lerp, PrecondRule, RmsPrecond,
+};
+pub use crate::regularization::{CoupledL2, DecoupledL2, Elementwise, NoReg, Regularizer};
 
 /// Maximum number of per-element state slots of a fused update.
 pub const MAX_SLOTS: usize = 3;
@@ -25,7 +27,7 @@ pub trait ElementUpdate<T: Float>: Copy + Send + Sync {
     const USES_AUX: bool;
     /// Whether the update is arithmetic-bound (a square root and a division per element, as the
     /// adaptive rules): such steps pay for two threads from a smaller length
-    /// ([`PAR_THRESHOLD_HEAVY`] instead of [`PAR_THRESHOLD`]).
+    /// ([`ParallelParams::threshold_heavy`] instead of [`ParallelParams::threshold`]).
     const HEAVY: bool = false;
     /// New `x` from `x`, gradient `g`, auxiliary value and state slots.
     fn update(&self, x: T, g: T, aux: T, st: &mut [T; MAX_SLOTS]) -> T;
@@ -184,28 +186,52 @@ fn run_chunk<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     }
 }
 
-/// Length from which a memory-light step (SGD, momentum, fixed `P`; and the non-finite check)
-/// is split across the rayon pool. Measured with `cargo bench --bench optim_step -- par_n` on the
-/// 2-core development VM (BENCHMARKS.md), where handing work to a second rayon thread costs
-/// about 15–20 µs: SGD breaks even between 128 Ki and 256 Ki elements.
-pub const PAR_THRESHOLD: usize = 1 << 18;
-/// Length from which an arithmetic-bound step ([`ElementUpdate::HEAVY`]: AdaGrad, RMSProp, Adam,
-/// AdamW) is split across the rayon pool (same benchmark: Adam f64 gains from 64 Ki elements,
-/// f32 from 128 Ki).
-pub const PAR_THRESHOLD_HEAVY: usize = 1 << 16;
+/// When a fused step (and the non-finite scan) is split across the rayon pool: tuning values
+/// with measured defaults, passed as a value (faer's `*Params` style).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParallelParams {
+    /// Length from which a memory-light step (SGD, momentum, fixed `P`; and the non-finite check
+    /// of the gradient) is split. Default `2^18`: measured with
+    /// `cargo bench --bench optim_step -- par_n` on the 2-core development VM (BENCHMARKS.md),
+    /// where handing work to a second rayon thread costs about 15–20 µs: SGD breaks even between
+    /// 128 Ki and 256 Ki elements.
+    pub threshold: usize,
+    /// Length from which an arithmetic-bound step ([`ElementUpdate::HEAVY`]: AdaGrad, RMSProp,
+    /// Adam, AdamW) is split. Default `2^16` (same benchmark: Adam f64 gains from 64 Ki elements,
+    /// f32 from 128 Ki).
+    pub threshold_heavy: usize,
+}
+
+impl Default for ParallelParams {
+    fn default() -> Self {
+        ParallelParams {
+            threshold: 1 << 18,
+            threshold_heavy: 1 << 16,
+        }
+    }
+}
+
+impl ParallelParams {
+    /// The split length for the update `U`: [`Self::threshold_heavy`] when `U::HEAVY`, else
+    /// [`Self::threshold`].
+    pub fn threshold_for<T: Float, U: ElementUpdate<T>>(&self) -> usize {
+        if U::HEAVY {
+            self.threshold_heavy
+        } else {
+            self.threshold
+        }
+    }
+}
+
 /// Smallest piece of a parallel split.
 const MIN_PAR_CHUNK: usize = 1 << 11;
 /// Chunk length of the parallel non-finite scan.
 const PAR_CHUNK: usize = 1 << 15;
 
-/// The default split length of [`fused_step`] for the update `U`: [`PAR_THRESHOLD_HEAVY`] when
-/// `U::HEAVY`, else [`PAR_THRESHOLD`].
+/// The default split length of [`fused_step`] for the update `U`
+/// ([`ParallelParams::threshold_for`] of the defaults).
 pub fn default_par_threshold<T: Float, U: ElementUpdate<T>>() -> usize {
-    if U::HEAVY {
-        PAR_THRESHOLD_HEAVY
-    } else {
-        PAR_THRESHOLD
-    }
+    ParallelParams::default().threshold_for::<T, U>()
 }
 
 fn split_opt<T>(s: &mut [T], mid: usize) -> (&mut [T], &mut [T]) {

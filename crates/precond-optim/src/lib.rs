@@ -26,12 +26,22 @@
 //! Extra regularization (any kind × space × form, [`regularization`]) combines with every
 //! diagonal optimizer. The current `P_k` is always observable ([`Optimizer::preconditioner`]).
 //!
+//! # Layout
+//!
+//! - [`OptimizerConfig`] (torch's names and defaults, strict JSON) → [`Optimizer`] (one flat
+//!   buffer, groups, schedule, state save/load, `P_k`).
+//! - One description per optimizer kind (`src/kinds/*.rs`): accepted keys, defaults, validation,
+//!   state slots, `P_k`, dispatch; listed once in `src/registry.rs`, from which
+//!   [`OptimizerKind`] is generated. See the README's "How to add an optimizer".
+//! - [`kernel`]: the building blocks for those who compose their own update.
+//! - [`experiment`]: the objectives and the `minimize` driver the report's experiments use.
+//!
 //! # Composition
 //!
-//! [`Fused`] composes a [`PrecondRule`], a [`MomentumRule`] and a [`Regularizer`]; the presets
-//! are thin aliases ([`presets`]). [`fused_step`] runs any composition in one pass, compiled for
-//! the baseline target and for AVX2+FMA and dispatched at run time, split over rayon above
-//! [`PAR_THRESHOLD`] ([`PAR_THRESHOLD_HEAVY`] for the arithmetic-bound adaptive rules).
+//! [`kernel::Fused`] composes a [`kernel::PrecondRule`], a [`kernel::MomentumRule`] and a
+//! [`kernel::Regularizer`]; [`kernel::fused_step`] runs any composition in one pass, compiled for
+//! the baseline target and for AVX2+FMA and dispatched at run time, split over rayon above the
+//! lengths of [`kernel::ParallelParams`] (a lower one for the arithmetic-bound adaptive rules).
 //!
 //! # Example
 //!
@@ -57,7 +67,8 @@
 //! step and an intrinsic proximal L1, one pass over `x`, `g` and `v`):
 //!
 //! ```
-//! use precond_optim::*;
+//! use precond_optim::kernel::*;
+//! use precond_optim::{RegKind, Regularization, SimdLevel, Space};
 //!
 //! let (lr, lambda) = (0.01, 1e-3);
 //! let reg = Regularization { kind: RegKind::L1, strength: lambda, l1_ratio: 1.0,
@@ -70,68 +81,36 @@
 //! };
 //! let (mut x, g, mut v) = (vec![1.0f32; 1000], vec![0.5f32; 1000], vec![0.0f32; 1000]);
 //! fused_step(&update, Buffers { x: &mut x, g: &g, aux: &[], slots: [&mut v, &mut [], &mut []] },
-//!            SimdLevel::detect(), PAR_THRESHOLD).unwrap();
+//!            SimdLevel::detect(), ParallelParams::default().threshold).unwrap();
 //! assert!(x[0] < 1.0);
 //! ```
 
 mod config;
 mod error;
+pub mod experiment;
 mod float;
+mod groups;
 mod json;
-mod kernel;
+pub mod kernel;
+mod kind;
+mod kinds;
 mod momentum;
-mod objective;
 mod optimizer;
 mod precond;
+mod registry;
 pub mod regularization;
 mod schedule;
 mod state;
+mod storage;
 
 pub use config::{
     FixedPreconditioner, NonFinitePolicy, OptimizerConfig, OptimizerKind, ParamGroup,
 };
 pub use error::{OptimError, Result};
 pub use float::{Dtype, Float};
-pub use kernel::{
-    BufferLengthError, Buffers, ElementUpdate, Fused, MAX_SLOTS, PAR_THRESHOLD,
-    PAR_THRESHOLD_HEAVY, SimdLevel, default_par_threshold, first_nonfinite, fused_step,
-    fused_step_detect,
-};
-pub use momentum::{Ema, HeavyBall, MomentumRule, NoMomentum, PostHeavyBall};
-pub use objective::{
-    LeastSquares, LogisticRegression, MinimizeOptions, Objective, Quadratic, Trace, minimize,
-};
-pub use optimizer::{Optimizer, StepFloat, StepOutcome};
-pub use precond::{
-    AdagradPrecond, AdamPrecond, FixedDiag, Identity, Lerp, PrecondRule, RmsPrecond,
-};
-pub use regularization::{
-    CoupledL2, DecoupledL2, Elementwise, NoReg, RegKind, Regularization, Regularizer, Space,
-};
+pub use kernel::SimdLevel;
+pub use optimizer::{Optimizer, StepOutcome};
+pub use regularization::{RegKind, Regularization, Space};
 pub use schedule::Schedule;
 pub use state::OptimizerState;
-
-/// Named optimizers as thin aliases over the parts (optax `alias.py` style): each is a
-/// [`Fused`] of a preconditioner rule, a momentum rule and a regularizer.
-pub mod presets {
-    use crate::{
-        AdagradPrecond, AdamPrecond, CoupledL2, DecoupledL2, Ema, Fused, HeavyBall, Identity,
-        NoMomentum, NoReg, PostHeavyBall, RmsPrecond,
-    };
-    /// Gradient descent (1).
-    pub type Gd<T> = Fused<T, Identity, NoMomentum<T>, NoReg>;
-    /// torch `SGD(momentum>0, weight_decay)`.
-    pub type SgdMomentum<T> = Fused<T, Identity, HeavyBall<T>, CoupledL2<T>>;
-    /// torch `Adagrad`.
-    pub type Adagrad<T> = Fused<T, AdagradPrecond<T>, NoMomentum<T>, NoReg>;
-    /// torch `RMSprop` (not centered, no momentum).
-    pub type RmsProp<T> = Fused<T, RmsPrecond<T, false>, NoMomentum<T>, NoReg>;
-    /// torch `RMSprop(centered=True, momentum>0)`.
-    pub type RmsPropCenteredMomentum<T> = Fused<T, RmsPrecond<T, true>, PostHeavyBall<T>, NoReg>;
-    /// torch `Adam`.
-    pub type Adam<T> = Fused<T, AdamPrecond<T, false>, Ema<T>, NoReg>;
-    /// torch `Adam(amsgrad=True)`.
-    pub type AdamAmsgrad<T> = Fused<T, AdamPrecond<T, true>, Ema<T>, NoReg>;
-    /// torch `AdamW` = Adam + intrinsic L2 (decoupled weight decay).
-    pub type AdamW<T> = Fused<T, AdamPrecond<T, false>, Ema<T>, DecoupledL2<T>>;
-}
+pub use storage::StepFloat;

@@ -6,7 +6,7 @@
 use crate::float::Float;
 use crate::precond::{Lerp, PrecondRule};
 
-/// A momentum rule: one part of a fused optimizer (see [`crate::Fused`]).
+/// A momentum rule: one part of a fused optimizer (see [`crate::kernel::Fused`]).
 pub trait MomentumRule<T: Float>: Copy + Send + Sync {
     /// Number of per-element state slots this rule owns.
     const SLOTS: usize;

@@ -6,7 +6,7 @@
 
 use crate::float::Float;
 
-/// A diagonal preconditioner rule: one part of a fused optimizer (see [`crate::Fused`]).
+/// A diagonal preconditioner rule: one part of a fused optimizer (see [`crate::kernel::Fused`]).
 ///
 /// `P_k = diag(p)`; the learning rate is kept outside `P` (THEORY.md section 5).
 pub trait PrecondRule<T: Float>: Copy + Send + Sync {

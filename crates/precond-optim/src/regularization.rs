@@ -92,7 +92,7 @@ impl Regularization {
     }
 }
 
-/// A regularizer part of a fused optimizer (see [`crate::Fused`]). The three hooks are where a
+/// A regularizer part of a fused optimizer (see [`crate::kernel::Fused`]). The three hooks are where a
 /// penalty can enter one fused element update:
 /// `g ← grad(x, g)`; `x̃ = decay(x) + Δ`; `x_new = finish(x, x̃, P)`.
 pub trait Regularizer<T: Float>: Copy + Send + Sync {

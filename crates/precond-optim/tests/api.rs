@@ -614,12 +614,12 @@ fn propagate_policy_applies_like_torch_and_reports() {
 #[test]
 fn first_nonfinite_is_found_in_large_parallel_buffers() {
     let mut g = vec![0.5f32; 300_000];
-    assert_eq!(precond_optim::first_nonfinite(&g, 1), None);
+    assert_eq!(precond_optim::kernel::first_nonfinite(&g, 1), None);
     g[123_457] = f32::NAN;
     g[250_000] = f32::INFINITY;
-    assert_eq!(precond_optim::first_nonfinite(&g, 1), Some(123_457));
+    assert_eq!(precond_optim::kernel::first_nonfinite(&g, 1), Some(123_457));
     assert_eq!(
-        precond_optim::first_nonfinite(&g, usize::MAX),
+        precond_optim::kernel::first_nonfinite(&g, usize::MAX),
         Some(123_457)
     );
 }

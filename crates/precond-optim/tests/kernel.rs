@@ -4,9 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+use precond_optim::kernel::{AdamPrecond, Buffers, Elementwise, Ema, Fused, NoReg, fused_step};
 use precond_optim::{
-    AdamPrecond, Buffers, Elementwise, Ema, FixedPreconditioner, Fused, NoReg, OptimizerConfig,
-    ParamGroup, RegKind, Regularization, SimdLevel, Space, fused_step,
+    FixedPreconditioner, OptimizerConfig, ParamGroup, RegKind, Regularization, SimdLevel, Space,
 };
 use proptest::prelude::*;
 

@@ -3,9 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use precond_optim::{
-    LeastSquares, LogisticRegression, MinimizeOptions, Objective, OptimizerConfig, Quadratic,
-    minimize,
+use precond_optim::OptimizerConfig;
+use precond_optim::experiment::{
+    LeastSquares, LogisticRegression, MinimizeOptions, Objective, Quadratic, minimize,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};

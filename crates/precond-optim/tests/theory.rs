@@ -9,10 +9,8 @@ use precond_linalg::{
     Tail, gd_optimal_rate, gd_optimal_step, heavy_ball_optimal, observed_rate, precond_cond_diag,
     sym_spectrum,
 };
-use precond_optim::{
-    FixedPreconditioner, MinimizeOptions, Objective, OptimizerConfig, Quadratic, RegKind,
-    Regularization, Space, minimize,
-};
+use precond_optim::experiment::{MinimizeOptions, Objective, Quadratic, minimize};
+use precond_optim::{FixedPreconditioner, OptimizerConfig, RegKind, Regularization, Space};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;

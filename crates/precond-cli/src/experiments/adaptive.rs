@@ -3,7 +3,8 @@
 use faer::Mat;
 use precond_linalg::{gd_optimal_step, precond_cond_diag, row_norms, sym_spectrum};
 use precond_nn::Dataset;
-use precond_optim::{LogisticRegression, Objective, OptimizerConfig, Quadratic};
+use precond_optim::OptimizerConfig;
+use precond_optim::experiment::{LogisticRegression, Objective, Quadratic};
 use rand::Rng;
 
 use super::common::{

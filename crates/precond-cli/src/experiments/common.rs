@@ -150,7 +150,7 @@ pub fn drop_constant_rows(x: &Mat<f64>) -> Mat<f64> {
 /// non-finite) and the optimizer (for its final `P_k`). `on_step(k, x_k)` sees every iterate.
 pub fn optimize(
     id: &'static str,
-    obj: &dyn precond_optim::Objective,
+    obj: &dyn precond_optim::experiment::Objective,
     cfg: &precond_optim::OptimizerConfig,
     x: &mut [f64],
     steps: usize,

@@ -3,8 +3,9 @@
 use faer::Mat;
 use precond_linalg::{cond2, row_equilibrate, sym_extremes};
 use precond_nn::{BUILTIN_DATASETS, Dataset, InputScaling, InputTransform, extended};
-use precond_optim::{
-    LeastSquares, LogisticRegression, MinimizeOptions, Objective, OptimizerConfig, minimize,
+use precond_optim::OptimizerConfig;
+use precond_optim::experiment::{
+    LeastSquares, LogisticRegression, MinimizeOptions, Objective, minimize,
 };
 
 use super::common::{

@@ -1,7 +1,8 @@
 //! Experiment 6: L1 with preconditioning (THEORY.md §5, Theorem 4 and the proximal form).
 
 use faer::Mat;
-use precond_optim::{LeastSquares, Objective, OptimizerConfig};
+use precond_optim::OptimizerConfig;
+use precond_optim::experiment::{LeastSquares, Objective};
 use rand::Rng;
 use rand_distr::StandardNormal;
 

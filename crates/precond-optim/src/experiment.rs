@@ -1,4 +1,7 @@
-//! Full-batch objectives and the [`minimize`] driver for experiments (THEORY.md sections 1–6).
+//! The experiment driver: full-batch objectives (least squares, logistic regression, quadratics)
+//! and [`minimize`], which runs an [`Optimizer`] on one of them and records a trace. This is
+//! what the report's experiments use to measure the theory (THEORY.md sections 1–6); it is not
+//! part of the optimizer API.
 
 use crate::error::{OptimError, Result};
 use crate::optimizer::Optimizer;

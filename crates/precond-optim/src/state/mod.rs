@@ -4,6 +4,8 @@ use crate::error::{OptimError, Result};
 use crate::float::Dtype;
 use serde::{Deserialize, Serialize};
 
+mod load;
+
 /// Everything an [`crate::Optimizer`] needs to continue exactly where it was: step count, base
 /// learning rate and the per-element slots (moments, accumulators, momentum buffers; named by
 /// [`crate::Optimizer::slot_names`]). `f32` slots are stored widened to `f64` (exact).

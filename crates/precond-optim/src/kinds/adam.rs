@@ -1,0 +1,110 @@
+//! torch `Adam` and `AdamW` (8) (THEORY.md §4–5): `m ← lerp(m, g, 1 − β₁)`,
+//! `v ← β₂ v + (1 − β₂) g²` (AMSGrad: `v_max ← max(v_max, v)` used instead of `v`),
+//! `d = sqrt(v)/sqrt(1 − β₂^k) + eps`, `x ← x − (η/(1 − β₁^k)) m/d`.
+//!
+//! `P_k = 1/d = 1/(sqrt(v̂_k) + eps)` with `η` outside; undefined before the first step.
+//! `AdamW` is the same update preceded by the decoupled weight decay `x ← x(1 − ηλ)`
+//! (intrinsic L2, (11); `λ` multiplied by the scheduled `η`, torch's convention), default
+//! `weight_decay = 1e-2`; `Adam`'s `weight_decay` is coupled, `g ← g + λx` ((10)).
+//! State: `exp_avg_sq`, then `max_exp_avg_sq` (AMSGrad), then `exp_avg`.
+//!
+//! # References
+//! - \[Kingma2015\] D. P. Kingma, J. Ba, *Adam: a method for stochastic optimization*, ICLR 2015.
+//! - \[Reddi2018\] S. J. Reddi, S. Kale, S. Kumar, *On the convergence of Adam and beyond*, ICLR
+//!   2018 (AMSGrad).
+//! - \[Loshchilov2019\] I. Loshchilov, F. Hutter, *Decoupled weight decay regularization*, ICLR
+//!   2019 (AdamW).
+
+use super::compose::{check_eps, observe_with, with_reg};
+use super::{Kind, SegStep};
+use crate::config::OptimizerConfig;
+use crate::error::{OptimError, Result};
+use crate::kernel::Buffers;
+use crate::momentum::Ema;
+use crate::precond::AdamPrecond;
+use crate::storage::{SlotSpec, Slots, StepFloat};
+
+/// torch `Adam` (`DECOUPLED = false`) and `AdamW` (`DECOUPLED = true`).
+pub(crate) struct AdamFamily<const DECOUPLED: bool>;
+/// torch `Adam`.
+pub(crate) type Adam = AdamFamily<false>;
+/// torch `AdamW`.
+pub(crate) type AdamW = AdamFamily<true>;
+
+impl<const DECOUPLED: bool> Kind for AdamFamily<DECOUPLED> {
+    const KEYS: &'static [&'static str] = &["betas", "eps", "amsgrad"];
+    const DECOUPLED_WEIGHT_DECAY: bool = DECOUPLED;
+
+    fn defaults(c: &mut OptimizerConfig) {
+        if DECOUPLED {
+            c.weight_decay = 1e-2;
+        }
+    }
+
+    fn validate(c: &OptimizerConfig) -> Result<()> {
+        for (i, b) in c.betas.iter().enumerate() {
+            if !(b.is_finite() && (0.0..1.0).contains(b)) {
+                return Err(OptimError::config(
+                    "betas",
+                    format!("betas[{i}] must be in [0, 1), got {b}"),
+                ));
+            }
+        }
+        check_eps(c)
+    }
+
+    fn slots(c: &OptimizerConfig) -> Vec<SlotSpec> {
+        if c.amsgrad {
+            vec![
+                SlotSpec::zero("exp_avg_sq"),
+                SlotSpec::zero("max_exp_avg_sq"),
+                SlotSpec::zero("exp_avg"),
+            ]
+        } else {
+            vec![SlotSpec::zero("exp_avg_sq"), SlotSpec::zero("exp_avg")]
+        }
+    }
+
+    fn observe<T: StepFloat>(
+        c: &OptimizerConfig,
+        step: u64,
+        state: Option<&Slots<T>>,
+        out: &mut [f64],
+    ) -> Result<()> {
+        let s = match state {
+            Some(s) if step > 0 => s,
+            _ => {
+                return Err(OptimError::NoPreconditionerYet {
+                    optimizer: c.optimizer.name(),
+                });
+            }
+        };
+        let b2 = c.betas[1];
+        if c.amsgrad {
+            observe_with(AdamPrecond::<T, true>::new(b2, c.eps, step), s, out);
+        } else {
+            observe_with(AdamPrecond::<T, false>::new(b2, c.eps, step), s, out);
+        }
+        Ok(())
+    }
+
+    fn run_segment<T: StepFloat>(
+        c: &OptimizerConfig,
+        s: &SegStep,
+        b: Buffers<'_, T>,
+    ) -> Result<bool> {
+        let [b1, b2] = c.betas;
+        let mom = Ema::new(b1, s.lr, s.k);
+        if c.amsgrad {
+            with_reg(s, s.lr, AdamPrecond::<T, true>::new(b2, c.eps, s.k), mom, b)
+        } else {
+            with_reg(
+                s,
+                s.lr,
+                AdamPrecond::<T, false>::new(b2, c.eps, s.k),
+                mom,
+                b,
+            )
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! One description per optimizer kind.
+//!
+//! Each file here describes one kind (or a family sharing arithmetic, as Adam and AdamW) by
+//! implementing [`Kind`]: the JSON keys it accepts besides the common ones, its torch defaults,
+//! its validation, its state slots (names and initial values), what it prepares when the optimizer
+//! is built, how its current preconditioner `P_k` is observed and how a step is dispatched to the
+//! fused kernel. Config parsing ([`crate::OptimizerConfig::from_json`]), the step
+//! ([`crate::Optimizer::step`]), state save/load and the C layer all ask the kind through the
+//! dispatch methods on [`OptimizerKind`] generated from the registry (`registry.rs`).
+//!
+//! # Adding an optimizer
+//!
+//! 1. A new file `kinds/name.rs` with a unit struct implementing [`Kind`] (copy the closest
+//!    existing kind: `adagrad.rs` is the smallest adaptive one).
+//! 2. One line in `registry.rs`: `/// doc` `Name = "json_name" => crate::kinds::name::Name,` and
+//!    `mod name;` below.
+//! 3. Only if it takes a hyperparameter no kind has yet: one entry in the key table
+//!    (`config/keys.rs`) and the field in [`crate::OptimizerConfig`].
+
+pub(crate) mod adagrad;
+pub(crate) mod adam;
+pub(crate) mod compose;
+pub(crate) mod gd;
+pub(crate) mod precond_gd;
+pub(crate) mod rmsprop;
+pub(crate) mod sgd;
+
+use crate::config::OptimizerConfig;
+use crate::error::Result;
+use crate::groups::Segment;
+use crate::kernel::{Buffers, SimdLevel};
+use crate::kind::OptimizerKind;
+use crate::registry::for_each_kind;
+use crate::storage::{Prepared, SlotSpec, Slots, StepFloat};
+use compose::{RegSpec, step_segments};
+
+/// What one step needs to know besides the buffers.
+pub(crate) struct StepCtx<'a> {
+    /// The segments of the flat buffer (sorted, covering `0..n`).
+    pub(crate) segments: &'a [Segment],
+    /// Top-level base learning rate (before the schedule).
+    pub(crate) base_lr: f64,
+    /// Steps taken before this one (`k = step + 1` is this step's number).
+    pub(crate) step: u64,
+    /// Compiled loop version.
+    pub(crate) level: SimdLevel,
+    /// rayon split length (`0`: the update's default).
+    pub(crate) par_threshold: usize,
+    /// Detect non-finite gradients inside the pass (policy `propagate`).
+    pub(crate) propagate: bool,
+}
+
+impl StepCtx<'_> {
+    /// This step's number `k ≥ 1`.
+    pub(crate) fn k(&self) -> u64 {
+        self.step + 1
+    }
+}
+
+/// One segment's pass: its scheduled learning rate, the step number, its regularization and how
+/// the fused loop runs.
+#[derive(Clone, Copy)]
+pub(crate) struct SegStep {
+    /// Scheduled learning rate `η` of the segment.
+    pub(crate) lr: f64,
+    /// Step number `k ≥ 1`.
+    pub(crate) k: u64,
+    /// `−1` for `maximize`, else `1`.
+    pub(crate) sign: f64,
+    /// How weight decay and the regularizer enter the update.
+    pub(crate) reg: RegSpec,
+    /// How the fused pass runs.
+    pub(crate) exec: compose::Exec,
+}
+
+/// Everything the library knows about one optimizer kind (see the module docs).
+pub(crate) trait Kind {
+    /// JSON keys accepted besides the common ones (`optimizer`, `lr`, `weight_decay`, `maximize`,
+    /// `regularization`, `groups`, `schedule`, `nonfinite`); each is defined once in
+    /// `config/keys.rs`.
+    const KEYS: &'static [&'static str];
+    /// `weight_decay` is decoupled (`x ← x(1 − ηλ)`, intrinsic L2 (11)) rather than coupled
+    /// (`g ← g + λx`, (10)).
+    const DECOUPLED_WEIGHT_DECAY: bool = false;
+    /// torch's defaults where they differ from the shared ones (`OptimizerConfig::base`).
+    fn defaults(_c: &mut OptimizerConfig) {}
+    /// Range checks of the kind's own keys (the common keys are checked by the config).
+    fn validate(c: &OptimizerConfig) -> Result<()>;
+    /// State slots in storage order.
+    fn slots(c: &OptimizerConfig) -> Vec<SlotSpec>;
+    /// Per-optimizer data prepared once at build (sizes checked against `n`).
+    fn prepare(_c: &OptimizerConfig, _n: usize, _segments: &[Segment]) -> Result<Prepared> {
+        Ok(Prepared::default())
+    }
+    /// Write `P_k` (learning rate outside) into `out` (length checked by the caller); `state` is
+    /// `None` before the first step.
+    fn observe<T: StepFloat>(
+        c: &OptimizerConfig,
+        step: u64,
+        state: Option<&Slots<T>>,
+        out: &mut [f64],
+    ) -> Result<()>;
+    /// One step over the whole buffer; `Ok(true)` when the pass saw a non-finite gradient
+    /// (only looked for under `propagate`). Default: one fused pass per segment.
+    fn step<T: StepFloat>(
+        c: &OptimizerConfig,
+        ctx: &StepCtx<'_>,
+        x: &mut [T],
+        g: &[T],
+        slots: &mut Slots<T>,
+    ) -> Result<bool> {
+        step_segments::<T>(
+            c,
+            ctx,
+            Self::DECOUPLED_WEIGHT_DECAY,
+            x,
+            g,
+            slots,
+            Self::run_segment,
+        )
+    }
+    /// One segment's fused pass.
+    fn run_segment<T: StepFloat>(
+        c: &OptimizerConfig,
+        s: &SegStep,
+        b: Buffers<'_, T>,
+    ) -> Result<bool>;
+}
+
+macro_rules! define_dispatch {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal => $ty:path, )*) => {
+        impl OptimizerKind {
+            /// The kind's own JSON keys (besides the common ones).
+            pub fn keys(self) -> &'static [&'static str] {
+                match self { $(OptimizerKind::$variant => <$ty as Kind>::KEYS,)* }
+            }
+            /// Whether `weight_decay` is decoupled (AdamW) rather than coupled.
+            pub fn decoupled_weight_decay(self) -> bool {
+                match self { $(OptimizerKind::$variant => <$ty as Kind>::DECOUPLED_WEIGHT_DECAY,)* }
+            }
+            pub(crate) fn apply_defaults(self, c: &mut OptimizerConfig) {
+                match self { $(OptimizerKind::$variant => <$ty as Kind>::defaults(c),)* }
+            }
+            pub(crate) fn validate(self, c: &OptimizerConfig) -> Result<()> {
+                match self { $(OptimizerKind::$variant => <$ty as Kind>::validate(c),)* }
+            }
+            pub(crate) fn slots(self, c: &OptimizerConfig) -> Vec<SlotSpec> {
+                match self { $(OptimizerKind::$variant => <$ty as Kind>::slots(c),)* }
+            }
+            pub(crate) fn prepare(
+                self,
+                c: &OptimizerConfig,
+                n: usize,
+                segments: &[Segment],
+            ) -> Result<Prepared> {
+                match self { $(OptimizerKind::$variant => <$ty as Kind>::prepare(c, n, segments),)* }
+            }
+            pub(crate) fn observe<T: StepFloat>(
+                self,
+                c: &OptimizerConfig,
+                step: u64,
+                state: Option<&Slots<T>>,
+                out: &mut [f64],
+            ) -> Result<()> {
+                match self {
+                    $(OptimizerKind::$variant => <$ty as Kind>::observe(c, step, state, out),)*
+                }
+            }
+            pub(crate) fn step<T: StepFloat>(
+                self,
+                c: &OptimizerConfig,
+                ctx: &StepCtx<'_>,
+                x: &mut [T],
+                g: &[T],
+                slots: &mut Slots<T>,
+            ) -> Result<bool> {
+                match self {
+                    $(OptimizerKind::$variant => <$ty as Kind>::step(c, ctx, x, g, slots),)*
+                }
+            }
+        }
+    };
+}
+
+for_each_kind!(define_dispatch);

@@ -1,0 +1,78 @@
+//! torch `SGD` (1): heavy-ball momentum with dampening and Nesterov, `P = I`.
+//!
+//! `b ← μ b + (1 − dampening) g` (`b = g` on the first step); `u = g + μ b` (Nesterov) or `b`
+//! (or `u = g` without momentum); `x ← x − η u`. State: `momentum_buffer` when `μ ≠ 0`.
+//!
+//! # References
+//! - \[Polyak1964\] heavy-ball momentum; Sutskever et al. 2013 for the Nesterov form torch uses
+//!   (docs/THEORY.md, References).
+
+use super::compose::{check_heavy_ball, with_reg};
+use super::{Kind, SegStep};
+use crate::config::OptimizerConfig;
+use crate::error::Result;
+use crate::float::Float;
+use crate::kernel::Buffers;
+use crate::momentum::{HeavyBall, NoMomentum};
+use crate::precond::{Identity, PrecondRule};
+use crate::storage::{SlotSpec, Slots, StepFloat};
+
+/// torch `SGD`.
+pub(crate) struct Sgd;
+
+impl Kind for Sgd {
+    const KEYS: &'static [&'static str] = &["momentum", "dampening", "nesterov"];
+
+    fn validate(c: &OptimizerConfig) -> Result<()> {
+        check_heavy_ball(c)
+    }
+
+    fn slots(c: &OptimizerConfig) -> Vec<SlotSpec> {
+        heavy_ball_slots(c)
+    }
+
+    fn observe<T: StepFloat>(
+        _c: &OptimizerConfig,
+        _step: u64,
+        _state: Option<&Slots<T>>,
+        out: &mut [f64],
+    ) -> Result<()> {
+        out.fill(1.0);
+        Ok(())
+    }
+
+    fn run_segment<T: StepFloat>(
+        c: &OptimizerConfig,
+        s: &SegStep,
+        b: Buffers<'_, T>,
+    ) -> Result<bool> {
+        heavy_ball_step(c, s, Identity, b)
+    }
+}
+
+/// The `momentum_buffer` slot when `μ ≠ 0` (SGD, GD, preconditioned GD).
+pub(crate) fn heavy_ball_slots(c: &OptimizerConfig) -> Vec<SlotSpec> {
+    if c.momentum != 0.0 {
+        vec![SlotSpec::zero("momentum_buffer")]
+    } else {
+        Vec::new()
+    }
+}
+
+/// SGD's update with preconditioner rule `pre` (`I`, or a fixed diagonal for preconditioned GD).
+pub(crate) fn heavy_ball_step<T: Float, P: PrecondRule<T>>(
+    c: &OptimizerConfig,
+    s: &SegStep,
+    pre: P,
+    b: Buffers<'_, T>,
+) -> Result<bool> {
+    if c.momentum != 0.0 {
+        let m = HeavyBall::new(c.momentum, c.dampening, c.nesterov, s.lr, s.k == 1);
+        with_reg(s, s.lr, pre, m, b)
+    } else {
+        let m = NoMomentum {
+            scale: T::from_f64(-s.lr),
+        };
+        with_reg(s, s.lr, pre, m, b)
+    }
+}

@@ -1,0 +1,107 @@
+//! [`Optimizer::step`]: checks, the non-finite policy, then the kind's step.
+
+use super::{Optimizer, StepOutcome};
+use crate::config::NonFinitePolicy;
+use crate::error::{OptimError, Result};
+use crate::kernel::{ParallelParams, first_nonfinite};
+use crate::kinds::StepCtx;
+use crate::storage::{StepFloat, Store};
+
+impl Optimizer {
+    /// One step on `f64` buffers. See [`Optimizer::step`].
+    pub fn step_f64(&mut self, params: &mut [f64], grads: &[f64]) -> Result<StepOutcome> {
+        self.step(params, grads)
+    }
+
+    /// One step on `f32` buffers. See [`Optimizer::step`].
+    pub fn step_f32(&mut self, params: &mut [f32], grads: &[f32]) -> Result<StepOutcome> {
+        self.step(params, grads)
+    }
+
+    /// One optimizer step `x ← update(x, g)`, in one fused pass per parameter group.
+    ///
+    /// Errors (parameters, state and step count untouched): [`OptimError::LengthMismatch`],
+    /// [`OptimError::DtypeMismatch`] (state of the other dtype), [`OptimError::NonFiniteGradient`]
+    /// (policy `error`, the default: `g` is scanned before anything is written; with `skip` the
+    /// outcome reports the skipped step; with `propagate` nothing is scanned beforehand, the
+    /// update runs as torch's does and the outcome reports the first non-finite index).
+    pub fn step<T: StepFloat>(&mut self, params: &mut [T], grads: &[T]) -> Result<StepOutcome> {
+        let n = self.n;
+        if params.len() != n {
+            return Err(OptimError::LengthMismatch {
+                what: "params",
+                expected: n,
+                got: params.len(),
+            });
+        }
+        if grads.len() != n {
+            return Err(OptimError::LengthMismatch {
+                what: "grads",
+                expected: n,
+                got: grads.len(),
+            });
+        }
+        if let Some(d) = self.dtype()
+            && d != T::DTYPE
+        {
+            return Err(OptimError::DtypeMismatch {
+                expected: d.name(),
+                got: T::DTYPE.name(),
+            });
+        }
+        let lr_top = self.lr();
+        let scan_th = if self.par_threshold == 0 {
+            ParallelParams::default().threshold
+        } else {
+            self.par_threshold
+        };
+        let propagate = self.cfg.nonfinite == NonFinitePolicy::Propagate;
+        if !propagate && let Some(index) = first_nonfinite(grads, scan_th) {
+            return match self.cfg.nonfinite {
+                NonFinitePolicy::Skip => Ok(StepOutcome {
+                    applied: false,
+                    step: self.step,
+                    lr: lr_top,
+                    nonfinite_index: Some(index),
+                }),
+                _ => Err(OptimError::NonFiniteGradient { index }),
+            };
+        }
+        if matches!(self.store, Store::Empty) {
+            self.store = T::wrap(self.alloc::<T>());
+        }
+        let k = self.step + 1;
+        let mut store = std::mem::replace(&mut self.store, Store::Empty);
+        let slots = T::slots_mut(&mut store).ok_or(OptimError::DtypeMismatch {
+            expected: "?",
+            got: T::DTYPE.name(),
+        });
+        let ctx = StepCtx {
+            segments: &self.segments,
+            base_lr: self.base_lr,
+            step: self.step,
+            level: self.level,
+            par_threshold: self.par_threshold,
+            propagate,
+        };
+        let res = slots.and_then(|slots| {
+            self.cfg
+                .optimizer
+                .step(&self.cfg, &ctx, params, grads, slots)
+        });
+        self.store = store;
+        let bad = res?;
+        self.step = k;
+        Ok(StepOutcome {
+            applied: true,
+            step: k,
+            lr: lr_top,
+            // the fused pass only knows "some entry" (rare): find the first one afterwards
+            nonfinite_index: if bad {
+                first_nonfinite(grads, scan_th)
+            } else {
+                None
+            },
+        })
+    }
+}

@@ -1,0 +1,31 @@
+//! The optimizer registry: the one list of optimizer kinds.
+//!
+//! Each line names a kind: its [`OptimizerKind`](crate::OptimizerKind) variant (with the doc
+//! line the enum shows), its JSON name, and the type in `kinds/` that describes it (accepted keys,
+//! defaults, validation, state slots, `P_k`, dispatch; see [`crate::kinds::Kind`]). The list
+//! is handed to a macro that generates what is derived from it: the enum and its names
+//! ([`crate::kind`]), and the dispatch from a kind value to its description
+//! ([`crate::kinds`]). Adding an optimizer = a new file in `kinds/` and one line here.
+
+/// Calls `$m!` with the list of registered kinds.
+macro_rules! for_each_kind {
+    ($m:ident) => {
+        $m! {
+            /// torch `SGD` (momentum, dampening, nesterov).
+            Sgd = "sgd" => crate::kinds::sgd::Sgd,
+            /// Plain gradient descent (1): `SGD` without momentum.
+            Gd = "gd" => crate::kinds::gd::Gd,
+            /// torch `Adagrad`.
+            Adagrad = "adagrad" => crate::kinds::adagrad::Adagrad,
+            /// torch `RMSprop`.
+            Rmsprop = "rmsprop" => crate::kinds::rmsprop::Rmsprop,
+            /// torch `Adam`.
+            Adam = "adam" => crate::kinds::adam::Adam,
+            /// torch `AdamW` (decoupled weight decay = intrinsic L2, (11)).
+            Adamw = "adamw" => crate::kinds::adam::AdamW,
+            /// Preconditioned GD (5) with a fixed user preconditioner.
+            PrecondGd = "precond_gd" => crate::kinds::precond_gd::PrecondGd,
+        }
+    };
+}
+pub(crate) use for_each_kind;
