@@ -85,6 +85,7 @@
 //! assert!(x[0] < 1.0);
 //! ```
 
+mod checks;
 mod config;
 mod error;
 pub mod experiment;

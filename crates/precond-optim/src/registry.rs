@@ -12,19 +12,19 @@ macro_rules! for_each_kind {
     ($m:ident) => {
         $m! {
             /// torch `SGD` (momentum, dampening, nesterov).
-            Sgd = "sgd" => crate::kinds::sgd::Sgd,
+            Sgd = "sgd" => sgd::Sgd,
             /// Plain gradient descent (1): `SGD` without momentum.
-            Gd = "gd" => crate::kinds::gd::Gd,
+            Gd = "gd" => gd::Gd,
             /// torch `Adagrad`.
-            Adagrad = "adagrad" => crate::kinds::adagrad::Adagrad,
+            Adagrad = "adagrad" => adagrad::Adagrad,
             /// torch `RMSprop`.
-            Rmsprop = "rmsprop" => crate::kinds::rmsprop::Rmsprop,
+            Rmsprop = "rmsprop" => rmsprop::Rmsprop,
             /// torch `Adam`.
-            Adam = "adam" => crate::kinds::adam::Adam,
+            Adam = "adam" => adam::Adam,
             /// torch `AdamW` (decoupled weight decay = intrinsic L2, (11)).
-            Adamw = "adamw" => crate::kinds::adam::AdamW,
+            Adamw = "adamw" => adam::AdamW,
             /// Preconditioned GD (5) with a fixed user preconditioner.
-            PrecondGd = "precond_gd" => crate::kinds::precond_gd::PrecondGd,
+            PrecondGd = "precond_gd" => precond_gd::PrecondGd,
         }
     };
 }

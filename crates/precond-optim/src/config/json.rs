@@ -2,15 +2,13 @@
 //! and wrong types are errors naming the key) and serialization that round-trips.
 
 use super::keys::{KEYS, key_def};
-use super::{
-    COMMON_KEYS, FixedPreconditioner, NonFinitePolicy, OptimizerConfig, ParamGroup,
-    validate_regularization,
-};
+use super::{COMMON_KEYS, NonFinitePolicy, OptimizerConfig, ParamGroup, validate_regularization};
 use crate::error::{OptimError, Result};
-use crate::json::{Obj, kind};
+use crate::json::Obj;
 use crate::kind::OptimizerKind;
 use crate::regularization::{RegKind, Regularization, Space};
 use crate::schedule::Schedule;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
 impl OptimizerConfig {
@@ -160,9 +158,17 @@ impl OptimizerConfig {
     }
 }
 
-pub(super) fn rows(m: &[f64]) -> Vec<Vec<f64>> {
-    let n = (m.len() as f64).sqrt().round() as usize;
-    m.chunks(n.max(1)).map(<[f64]>::to_vec).collect()
+impl Serialize for OptimizerConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_value().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for OptimizerConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        OptimizerConfig::from_value(&v).map_err(serde::de::Error::custom)
+    }
 }
 
 fn reg_value(r: &Regularization) -> Value {
@@ -277,61 +283,4 @@ fn parse_group(v: &Value, i: usize) -> Result<ParamGroup> {
         weight_decay,
         regularization,
     })
-}
-
-pub(super) fn parse_fixed(v: &Value) -> Result<FixedPreconditioner> {
-    let mut o = Obj::new("preconditioner", v)?;
-    let present: Vec<&str> = ["diag", "P", "S"]
-        .into_iter()
-        .filter(|k| o.has(k))
-        .collect();
-    if present.len() != 1 {
-        return Err(OptimError::config(
-            "preconditioner",
-            "give exactly one of `diag`, `P`, `S`",
-        ));
-    }
-    let r = if present[0] == "diag" {
-        FixedPreconditioner::Diagonal(o.f64_array("diag")?.unwrap_or_default())
-    } else {
-        let key = if present[0] == "P" { "P" } else { "S" };
-        let full = o.key(key);
-        let rows = o
-            .raw(if key == "P" { "P" } else { "S" })
-            .and_then(Value::as_array)
-            .ok_or_else(|| {
-                OptimError::config(
-                    full.clone(),
-                    "expected an array of rows (arrays of numbers)",
-                )
-            })?;
-        let n = rows.len();
-        let mut m = Vec::with_capacity(n * n);
-        for (i, r) in rows.iter().enumerate() {
-            let r = r.as_array().ok_or_else(|| {
-                OptimError::config(
-                    format!("{full}[{i}]"),
-                    format!("expected a row, got {}", kind(r)),
-                )
-            })?;
-            if r.len() != n {
-                return Err(OptimError::config(
-                    format!("{full}[{i}]"),
-                    format!("row has {} entries, the matrix needs {n}", r.len()),
-                ));
-            }
-            for (j, x) in r.iter().enumerate() {
-                m.push(x.as_f64().ok_or_else(|| {
-                    OptimError::config(format!("{full}[{i}][{j}]"), "expected a number")
-                })?);
-            }
-        }
-        if key == "P" {
-            FixedPreconditioner::DenseP(m)
-        } else {
-            FixedPreconditioner::DenseS(m)
-        }
-    };
-    o.finish("diag | P | S")?;
-    Ok(r)
 }

@@ -1,10 +1,9 @@
 //! The key table: every optimizer-specific JSON key, read and written in one place. Which
 //! optimizer accepts a key is said by its kind (`kinds/`, [`crate::OptimizerKind::keys`]).
 
-use super::json::{parse_fixed, rows};
 use super::{FixedPreconditioner, OptimizerConfig};
 use crate::error::{OptimError, Result};
-use crate::json::Obj;
+use crate::json::{Obj, kind};
 use serde_json::{Value, json};
 
 /// One JSON key: how it is read into an [`OptimizerConfig`] and written back.
@@ -94,6 +93,68 @@ pub(crate) const KEYS: &[KeyDef] = &[
 /// The table entry of `name`.
 pub(crate) fn key_def(name: &str) -> Option<&'static KeyDef> {
     KEYS.iter().find(|d| d.name == name)
+}
+
+fn rows(m: &[f64]) -> Vec<Vec<f64>> {
+    let n = (m.len() as f64).sqrt().round() as usize;
+    m.chunks(n.max(1)).map(<[f64]>::to_vec).collect()
+}
+
+fn parse_fixed(v: &Value) -> Result<FixedPreconditioner> {
+    let mut o = Obj::new("preconditioner", v)?;
+    let present: Vec<&str> = ["diag", "P", "S"]
+        .into_iter()
+        .filter(|k| o.has(k))
+        .collect();
+    if present.len() != 1 {
+        return Err(OptimError::config(
+            "preconditioner",
+            "give exactly one of `diag`, `P`, `S`",
+        ));
+    }
+    let r = if present[0] == "diag" {
+        FixedPreconditioner::Diagonal(o.f64_array("diag")?.unwrap_or_default())
+    } else {
+        let key = if present[0] == "P" { "P" } else { "S" };
+        let full = o.key(key);
+        let rows = o
+            .raw(if key == "P" { "P" } else { "S" })
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                OptimError::config(
+                    full.clone(),
+                    "expected an array of rows (arrays of numbers)",
+                )
+            })?;
+        let n = rows.len();
+        let mut m = Vec::with_capacity(n * n);
+        for (i, r) in rows.iter().enumerate() {
+            let r = r.as_array().ok_or_else(|| {
+                OptimError::config(
+                    format!("{full}[{i}]"),
+                    format!("expected a row, got {}", kind(r)),
+                )
+            })?;
+            if r.len() != n {
+                return Err(OptimError::config(
+                    format!("{full}[{i}]"),
+                    format!("row has {} entries, the matrix needs {n}", r.len()),
+                ));
+            }
+            for (j, x) in r.iter().enumerate() {
+                m.push(x.as_f64().ok_or_else(|| {
+                    OptimError::config(format!("{full}[{i}][{j}]"), "expected a number")
+                })?);
+            }
+        }
+        if key == "P" {
+            FixedPreconditioner::DenseP(m)
+        } else {
+            FixedPreconditioner::DenseS(m)
+        }
+    };
+    o.finish("diag | P | S")?;
+    Ok(r)
 }
 
 #[cfg(test)]

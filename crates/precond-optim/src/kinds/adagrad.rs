@@ -8,8 +8,9 @@
 //! - \[Duchi2011\] J. Duchi, E. Hazan, Y. Singer, *Adaptive subgradient methods for online learning
 //!   and stochastic optimization*, JMLR 12, 2011 (docs/THEORY.md, References).
 
-use super::compose::{check_eps, check_nonneg, observe_with, with_reg};
+use super::compose::{observe_with, with_reg};
 use super::{Kind, SegStep};
+use crate::checks::{check_eps, check_nonneg};
 use crate::config::OptimizerConfig;
 use crate::error::Result;
 use crate::kernel::Buffers;
@@ -29,7 +30,7 @@ impl Kind for Adagrad {
     }
 
     fn validate(c: &OptimizerConfig) -> Result<()> {
-        check_eps(c)?;
+        check_eps(c.eps)?;
         check_nonneg("lr_decay", c.lr_decay)?;
         check_nonneg("initial_accumulator_value", c.initial_accumulator_value)
     }

@@ -15,8 +15,9 @@
 //! - \[Loshchilov2019\] I. Loshchilov, F. Hutter, *Decoupled weight decay regularization*, ICLR
 //!   2019 (AdamW).
 
-use super::compose::{check_eps, observe_with, with_reg};
+use super::compose::{observe_with, with_reg};
 use super::{Kind, SegStep};
+use crate::checks::check_eps;
 use crate::config::OptimizerConfig;
 use crate::error::{OptimError, Result};
 use crate::kernel::Buffers;
@@ -50,7 +51,7 @@ impl<const DECOUPLED: bool> Kind for AdamFamily<DECOUPLED> {
                 ));
             }
         }
-        check_eps(c)
+        check_eps(c.eps)
     }
 
     fn slots(c: &OptimizerConfig) -> Vec<SlotSpec> {

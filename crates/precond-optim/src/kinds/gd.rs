@@ -1,8 +1,8 @@
 //! Plain gradient descent (1): `x ← x − η g`, `P = I`, no state.
 
-use super::compose::check_heavy_ball;
 use super::sgd::{Sgd, heavy_ball_slots};
 use super::{Kind, SegStep};
+use crate::checks::check_heavy_ball;
 use crate::config::OptimizerConfig;
 use crate::error::{OptimError, Result};
 use crate::kernel::Buffers;
@@ -15,7 +15,7 @@ impl Kind for Gd {
     const KEYS: &'static [&'static str] = &[];
 
     fn validate(c: &OptimizerConfig) -> Result<()> {
-        check_heavy_ball(c)?;
+        check_heavy_ball(c.momentum, c.dampening, c.nesterov)?;
         if c.momentum != 0.0 || c.nesterov {
             return Err(OptimError::config(
                 "momentum",

@@ -12,8 +12,8 @@
 //!
 //! 1. A new file `kinds/name.rs` with a unit struct implementing [`Kind`] (copy the closest
 //!    existing kind: `adagrad.rs` is the smallest adaptive one).
-//! 2. One line in `registry.rs`: `/// doc` `Name = "json_name" => crate::kinds::name::Name,` and
-//!    `mod name;` below.
+//! 2. `mod name;` below, and one line in `registry.rs`:
+//!    `/// doc` `Name = "json_name" => name::Name,`.
 //! 3. Only if it takes a hyperparameter no kind has yet: one entry in the key table
 //!    (`config/keys.rs`) and the field in [`crate::OptimizerConfig`].
 

@@ -5,9 +5,9 @@
 //! or dense SPD, given as `P` or as an invertible factor `S` (one matrix-vector product per step,
 //! [`dense_step`]). State: `momentum_buffer` when `μ ≠ 0`.
 
-use super::compose::check_heavy_ball;
 use super::sgd::{heavy_ball_slots, heavy_ball_step};
 use super::{Kind, SegStep, StepCtx};
+use crate::checks::check_heavy_ball;
 use crate::config::{FixedPreconditioner, OptimizerConfig};
 use crate::error::{OptimError, Result};
 use crate::groups::Segment;
@@ -25,7 +25,7 @@ impl Kind for PrecondGd {
     const KEYS: &'static [&'static str] = &["preconditioner", "momentum", "dampening", "nesterov"];
 
     fn validate(c: &OptimizerConfig) -> Result<()> {
-        check_heavy_ball(c)?;
+        check_heavy_ball(c.momentum, c.dampening, c.nesterov)?;
         match &c.preconditioner {
             None => Err(OptimError::config(
                 "preconditioner",

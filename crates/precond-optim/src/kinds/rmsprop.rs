@@ -10,8 +10,9 @@
 //! - \[Tieleman2012\] T. Tieleman, G. Hinton, *Lecture 6.5 — RMSProp*, COURSERA: Neural Networks
 //!   for Machine Learning, 2012 (docs/THEORY.md, References).
 
-use super::compose::{check_eps, check_nonneg, observe_with, with_reg};
+use super::compose::{observe_with, with_reg};
 use super::{Kind, SegStep};
+use crate::checks::{check_eps, check_nonneg};
 use crate::config::OptimizerConfig;
 use crate::error::{OptimError, Result};
 use crate::kernel::Buffers;
@@ -30,7 +31,7 @@ impl Kind for Rmsprop {
     }
 
     fn validate(c: &OptimizerConfig) -> Result<()> {
-        check_eps(c)?;
+        check_eps(c.eps)?;
         check_nonneg("momentum", c.momentum)?;
         if !(c.alpha.is_finite() && (0.0..1.0).contains(&c.alpha)) {
             return Err(OptimError::config(

@@ -7,8 +7,9 @@
 //! - \[Polyak1964\] heavy-ball momentum; Sutskever et al. 2013 for the Nesterov form torch uses
 //!   (docs/THEORY.md, References).
 
-use super::compose::{check_heavy_ball, with_reg};
+use super::compose::with_reg;
 use super::{Kind, SegStep};
+use crate::checks::check_heavy_ball;
 use crate::config::OptimizerConfig;
 use crate::error::Result;
 use crate::float::Float;
@@ -24,7 +25,7 @@ impl Kind for Sgd {
     const KEYS: &'static [&'static str] = &["momentum", "dampening", "nesterov"];
 
     fn validate(c: &OptimizerConfig) -> Result<()> {
-        check_heavy_ball(c)
+        check_heavy_ball(c.momentum, c.dampening, c.nesterov)
     }
 
     fn slots(c: &OptimizerConfig) -> Vec<SlotSpec> {
