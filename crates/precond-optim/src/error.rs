@@ -85,6 +85,26 @@ pub enum OptimError {
         /// Optimizer name.
         optimizer: &'static str,
     },
+    /// The step counter is at its maximum (`u64::MAX`): one more step would wrap it around (and
+    /// with it every bias correction). Nothing was written.
+    #[error("the step counter is at its maximum ({step}); no further step is possible")]
+    StepCountOverflow {
+        /// The step count.
+        step: u64,
+    },
+    /// The learning rate a step would use (base learning rate through the schedule) is not a
+    /// finite number `≥ 0`. Nothing was written.
+    #[error(
+        "scheduled learning rate {lr} at step {step} for parameters {start}.. is not finite and ≥ 0; parameters and state left untouched"
+    )]
+    InvalidLearningRate {
+        /// The scheduled learning rate.
+        lr: f64,
+        /// The step number it was computed for (`k ≥ 1`).
+        step: u64,
+        /// First parameter index of the group (segment) it applies to.
+        start: usize,
+    },
     /// A valid request this optimizer cannot serve (e.g. intrinsic L1 with a dense `P`).
     #[error("unsupported: {0}")]
     Unsupported(String),

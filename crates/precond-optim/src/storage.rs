@@ -4,18 +4,32 @@
 use crate::float::Float;
 use crate::kernel::MAX_SLOTS;
 
-/// A state slot of an optimizer kind: its name (torch's `state` key, e.g. `"exp_avg_sq"`) and the
-/// value every element starts from.
+/// A state slot of an optimizer kind: its name (torch's `state` key, e.g. `"exp_avg_sq"`), the
+/// value every element starts from, and whether its values are non-negative by construction
+/// (accumulated squares: checked when a saved state is loaded).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct SlotSpec {
     pub(crate) name: &'static str,
     pub(crate) init: f64,
+    pub(crate) nonneg: bool,
 }
 
 impl SlotSpec {
-    /// A slot that starts at zero.
+    /// A signed slot that starts at zero (a first moment, a momentum buffer).
     pub(crate) const fn zero(name: &'static str) -> Self {
-        SlotSpec { name, init: 0.0 }
+        SlotSpec {
+            name,
+            init: 0.0,
+            nonneg: false,
+        }
+    }
+    /// A non-negative slot that starts at zero (a second moment).
+    pub(crate) const fn squares(name: &'static str) -> Self {
+        SlotSpec {
+            name,
+            init: 0.0,
+            nonneg: true,
+        }
     }
 }
 

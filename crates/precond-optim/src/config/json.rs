@@ -12,10 +12,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
 impl OptimizerConfig {
-    /// Parse the JSON form; errors name the key (`UnknownKey`, or `Config` for a wrong type or an
+    /// Parse the JSON form (strictly: a key given twice is a [`OptimError::Json`] error naming it);
+    /// errors name the key (`UnknownKey`, or `Config` for a wrong type or an
     /// out-of-range value). The result is validated ([`Self::validate`]).
     pub fn from_json(s: &str) -> Result<Self> {
-        let v: Value = serde_json::from_str(s).map_err(|e| OptimError::Json(e.to_string()))?;
+        let v = crate::json::parse_strict(s)?;
         Self::from_value(&v)
     }
 

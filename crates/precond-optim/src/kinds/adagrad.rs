@@ -39,6 +39,7 @@ impl Kind for Adagrad {
         vec![SlotSpec {
             name: "sum",
             init: c.initial_accumulator_value,
+            nonneg: true,
         }]
     }
 

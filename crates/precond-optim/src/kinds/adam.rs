@@ -57,12 +57,12 @@ impl<const DECOUPLED: bool> Kind for AdamFamily<DECOUPLED> {
     fn slots(c: &OptimizerConfig) -> Vec<SlotSpec> {
         if c.amsgrad {
             vec![
-                SlotSpec::zero("exp_avg_sq"),
-                SlotSpec::zero("max_exp_avg_sq"),
+                SlotSpec::squares("exp_avg_sq"),
+                SlotSpec::squares("max_exp_avg_sq"),
                 SlotSpec::zero("exp_avg"),
             ]
         } else {
-            vec![SlotSpec::zero("exp_avg_sq"), SlotSpec::zero("exp_avg")]
+            vec![SlotSpec::squares("exp_avg_sq"), SlotSpec::zero("exp_avg")]
         }
     }
 

@@ -43,7 +43,7 @@ impl Kind for Rmsprop {
     }
 
     fn slots(c: &OptimizerConfig) -> Vec<SlotSpec> {
-        let mut v = vec![SlotSpec::zero("square_avg")];
+        let mut v = vec![SlotSpec::squares("square_avg")];
         if c.centered {
             v.push(SlotSpec::zero("grad_avg"));
         }

@@ -4,8 +4,10 @@
 //! (or `u = g` without momentum); `x ← x − η u`. State: `momentum_buffer` when `μ ≠ 0`.
 //!
 //! # References
-//! - \[Polyak1964\] heavy-ball momentum; Sutskever et al. 2013 for the Nesterov form torch uses
-//!   (docs/THEORY.md, References).
+//! - \[Polyak1964\] B. T. Polyak, heavy-ball momentum.
+//! - \[Sutskever2013\] I. Sutskever, J. Martens, G. Dahl, G. Hinton, the Nesterov form torch uses.
+//!
+//! (Full entries in docs/THEORY.md, References.)
 
 use super::compose::with_reg;
 use super::{Kind, SegStep};

@@ -24,7 +24,10 @@ impl Optimizer {
     /// [`OptimError::DtypeMismatch`] (state of the other dtype), [`OptimError::NonFiniteGradient`]
     /// (policy `error`, the default: `g` is scanned before anything is written; with `skip` the
     /// outcome reports the skipped step; with `propagate` nothing is scanned beforehand, the
-    /// update runs as torch's does and the outcome reports the first non-finite index).
+    /// update runs as torch's does and the outcome reports the first non-finite index),
+    /// [`OptimError::StepCountOverflow`] (the counter is at `u64::MAX`),
+    /// [`OptimError::InvalidLearningRate`] (a schedule drove some group's learning rate to a
+    /// non-finite or negative value).
     pub fn step<T: StepFloat>(&mut self, params: &mut [T], grads: &[T]) -> Result<StepOutcome> {
         let n = self.n;
         if params.len() != n {
@@ -49,6 +52,24 @@ impl Optimizer {
                 got: T::DTYPE.name(),
             });
         }
+        let k = self
+            .step
+            .checked_add(1)
+            .ok_or(OptimError::StepCountOverflow { step: self.step })?;
+        // every learning rate this step will use, checked before anything is written
+        for seg in &self.segments {
+            let lr = self
+                .cfg
+                .schedule
+                .lr(seg.lr.unwrap_or(self.base_lr), self.step);
+            if !(lr.is_finite() && lr >= 0.0) {
+                return Err(OptimError::InvalidLearningRate {
+                    lr,
+                    step: k,
+                    start: seg.start,
+                });
+            }
+        }
         let lr_top = self.lr();
         let scan_th = if self.par_threshold == 0 {
             ParallelParams::default().threshold
@@ -70,7 +91,6 @@ impl Optimizer {
         if matches!(self.store, Store::Empty) {
             self.store = T::wrap(self.alloc::<T>());
         }
-        let k = self.step + 1;
         let mut store = std::mem::replace(&mut self.store, Store::Empty);
         let slots = T::slots_mut(&mut store).ok_or(OptimError::DtypeMismatch {
             expected: "?",

@@ -35,7 +35,10 @@ impl Optimizer {
     }
 
     /// Replace the state by `st` (all checks before any change): format version, layout
-    /// (optimizer kind and slots), size, dtype, slot lengths.
+    /// (optimizer kind and slots), size, dtype, slot lengths, and the values: every slot entry
+    /// finite (and representable in `f32` for an `f32` state), second-moment slots (`sum`,
+    /// `square_avg`, `exp_avg_sq`, `max_exp_avg_sq`) non-negative, `base_lr` finite and `≥ 0`.
+    /// A state that holds NaN/Inf (which only the `"propagate"` policy can produce) is refused.
     pub fn load(&mut self, st: &OptimizerState) -> Result<()> {
         if st.format_version != OptimizerState::FORMAT_VERSION {
             return Err(OptimError::state(format!(
@@ -89,6 +92,22 @@ impl Optimizer {
                         s.len(),
                         self.n_params()
                     )));
+                }
+                let specs = self.config().optimizer.slots(self.config());
+                for ((j, v), spec) in st.slots.iter().enumerate().zip(&specs) {
+                    let bad = v.iter().position(|&x| {
+                        !x.is_finite()
+                            || (spec.nonneg && x < 0.0)
+                            || (d == Dtype::F32 && !(x as f32).is_finite())
+                    });
+                    if let Some(i) = bad {
+                        return Err(OptimError::state(format!(
+                            "slot {j} (`{}`) has {} at index {i}; it must be finite{}",
+                            spec.name,
+                            v[i],
+                            if spec.nonneg { " and ≥ 0" } else { "" }
+                        )));
+                    }
                 }
                 match d {
                     Dtype::F32 => {

@@ -2,6 +2,7 @@
 
 use crate::error::{OptimError, Result};
 use crate::float::Dtype;
+use crate::kernel::MAX_SLOTS;
 use serde::{Deserialize, Serialize};
 
 mod load;
@@ -62,19 +63,22 @@ impl<'a> Reader<'a> {
 }
 
 impl OptimizerState {
-    /// The state format this build writes and reads.
-    pub const FORMAT_VERSION: u32 = 1;
+    /// The state format this build writes and reads (2: with a CRC-32C trailer; 1 had none and
+    /// is refused).
+    pub const FORMAT_VERSION: u32 = 2;
 
-    /// Binary encoding: magic `PRCNDOPT`, version (u32), layout (u32 length + UTF-8), dtype (u8:
-    /// 0 none, 1 f32, 2 f64), n (u64), step (u64), base_lr (f64 bits), slot count (u32), then the
-    /// slots as little-endian values of the dtype. Round-trips bit-exactly.
+    /// Binary encoding, all integers little-endian: magic `PRCNDOPT`, version (u32), layout (u32
+    /// length + UTF-8), dtype (u8: 0 none, 1 f32, 2 f64), n (u64), step (u64), base_lr (f64 bits),
+    /// slot count (u32, at most 3), the slots as values of the dtype, then the CRC-32C
+    /// (Castagnoli polynomial, as iSCSI and ext4 use) of every preceding byte (u32).
+    /// Round-trips bit-exactly.
     pub fn to_bytes(&self) -> Vec<u8> {
         let width = match self.dtype {
             Some(Dtype::F32) => 4,
             _ => 8,
         };
         let mut out = Vec::with_capacity(
-            48 + self.layout.len() + self.slots.iter().map(|s| s.len() * width).sum::<usize>(),
+            52 + self.layout.len() + self.slots.iter().map(|s| s.len() * width).sum::<usize>(),
         );
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.format_version.to_le_bytes());
@@ -98,11 +102,15 @@ impl OptimizerState {
                 }
             }
         }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
         out
     }
 
-    /// Decode [`Self::to_bytes`]; refuses wrong magic, another format version, truncated or
-    /// trailing bytes.
+    /// Decode [`Self::to_bytes`]; refuses wrong magic, another format version, a checksum that
+    /// does not match (any flipped bit), truncated or trailing bytes, more than 3 slots. Every
+    /// size is checked against the bytes actually present before anything is allocated, so a
+    /// short crafted blob cannot make it reserve more than the blob's own size.
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
         let mut r = Reader { b, pos: 0 };
         if r.take(8).ok() != Some(&MAGIC[..]) {
@@ -115,6 +123,22 @@ impl OptimizerState {
                 Self::FORMAT_VERSION
             )));
         }
+        let body_len = b
+            .len()
+            .checked_sub(4)
+            .filter(|&l| l >= r.pos)
+            .ok_or_else(|| OptimError::state("truncated state bytes"))?;
+        let (body, tail) = b.split_at(body_len);
+        let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+        let crc = crc32c::crc32c(body);
+        if crc != stored {
+            return Err(OptimError::state(format!(
+                "checksum mismatch (CRC-32C {crc:#010x}, stored {stored:#010x}): the bytes are corrupt or truncated"
+            )));
+        }
+        // parse the checksummed body only
+        let b = body;
+        let mut r = Reader { b, pos: r.pos };
         let ll = r.u32()? as usize;
         let layout = std::str::from_utf8(r.take(ll)?)
             .map_err(|_| OptimError::state("layout is not UTF-8"))?
@@ -129,6 +153,11 @@ impl OptimizerState {
         let step = r.u64()?;
         let base_lr = f64::from_bits(r.u64()?);
         let k = r.u32()? as usize;
+        if k > MAX_SLOTS {
+            return Err(OptimError::state(format!(
+                "{k} slots (an optimizer has at most {MAX_SLOTS})"
+            )));
+        }
         let width = if dtype == Some(Dtype::F32) { 4 } else { 8 };
         let n = usize::try_from(n_params).map_err(|_| OptimError::state("n_params too large"))?;
         let need = k

@@ -1,0 +1,239 @@
+//! Hostile input: tampered or crafted state blobs, impossible state values, a step counter at
+//! its maximum, a schedule that drives the learning rate to infinity, duplicate JSON keys. Each
+//! is refused with a typed error and leaves parameters and state exactly as they were.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use precond_optim::{
+    Dtype, FixedPreconditioner, OptimError, Optimizer, OptimizerConfig, OptimizerKind,
+    OptimizerState,
+};
+
+fn stepped(k: OptimizerKind, n: usize, steps: usize) -> (OptimizerConfig, Optimizer) {
+    let mut c = OptimizerConfig::new(k);
+    if k.keys().contains(&"momentum") {
+        c.momentum = if k == OptimizerKind::Gd { 0.0 } else { 0.9 };
+    }
+    if k.keys().contains(&"preconditioner") {
+        c.preconditioner = Some(FixedPreconditioner::Diagonal(vec![0.5; n]));
+    }
+    let mut opt = c.build(n).unwrap();
+    let mut x = vec![1.0f64; n];
+    for s in 0..steps {
+        let g: Vec<f64> = (0..n).map(|i| (i as f64 - 1.5) * (s + 1) as f64).collect();
+        opt.step_f64(&mut x, &g).unwrap();
+    }
+    (c, opt)
+}
+
+#[test]
+fn every_single_bit_flip_of_every_kinds_state_is_refused_and_changes_nothing() {
+    for &k in OptimizerKind::ALL {
+        let (_, mut opt) = stepped(k, 4, 3);
+        let blob = opt.save_state();
+        let before = opt.state();
+        for byte in 0..blob.len() {
+            for bit in 0..8 {
+                let mut b = blob.clone();
+                b[byte] ^= 1 << bit;
+                match opt.load_state(&b) {
+                    Err(OptimError::State { .. }) => {}
+                    other => panic!("{k}: flip of bit {bit} of byte {byte} gave {other:?}"),
+                }
+                assert_eq!(opt.state(), before, "{k}: a refused load changed the state");
+            }
+        }
+        // every truncation too
+        for len in 0..blob.len() {
+            assert!(opt.load_state(&blob[..len]).is_err(), "{k}: {len} bytes");
+        }
+        opt.load_state(&blob).unwrap();
+        assert_eq!(opt.state(), before);
+    }
+}
+
+/// Re-seal a hand-edited body with a valid checksum (what a careful attacker would do).
+fn reseal(mut body: Vec<u8>) -> Vec<u8> {
+    let crc = crc32c_of(&body);
+    body.extend_from_slice(&crc.to_le_bytes());
+    body
+}
+
+/// CRC-32C (Castagnoli, reflected, init and final xor `0xFFFF_FFFF`), bitwise: an independent
+/// implementation of the checksum the format documents.
+fn crc32c_of(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn the_documented_checksum_is_crc32c() {
+    // the standard check value of CRC-32C
+    assert_eq!(crc32c_of(b"123456789"), 0xE306_9283);
+    let (_, opt) = stepped(OptimizerKind::Adam, 3, 2);
+    let blob = opt.save_state();
+    let (body, tail) = blob.split_at(blob.len() - 4);
+    assert_eq!(tail, crc32c_of(body).to_le_bytes());
+}
+
+#[test]
+fn crafted_sizes_are_refused_before_allocating() {
+    let (_, opt) = stepped(OptimizerKind::Adam, 3, 1);
+    let blob = opt.save_state();
+    let body = &blob[..blob.len() - 4];
+    // layout: magic 8, version 4, layout len 4 + text, dtype 1, n 8, step 8, lr 8, k 4
+    let ll = u32::from_le_bytes(body[12..16].try_into().unwrap()) as usize;
+    let at_n = 16 + ll + 1;
+    let at_k = at_n + 24;
+    // n = 0 and 4e9 slots: zero bytes of slot data would "fit"
+    let mut b = body[..at_k + 4].to_vec();
+    b[at_n..at_n + 8].copy_from_slice(&0u64.to_le_bytes());
+    b[at_k..at_k + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let e = OptimizerState::from_bytes(&reseal(b)).unwrap_err();
+    assert!(e.to_string().contains("slots"), "{e}");
+    // n = 2^60 with no data
+    let mut b = body.to_vec();
+    b[at_n..at_n + 8].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    assert!(OptimizerState::from_bytes(&reseal(b)).is_err());
+    // a layout length far past the end
+    let mut b = body.to_vec();
+    b[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(OptimizerState::from_bytes(&reseal(b)).is_err());
+    // version 1 (no checksum) is another format
+    let mut b = blob.clone();
+    b[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let e = OptimizerState::from_bytes(&b).unwrap_err();
+    assert!(e.to_string().contains("format version 1"), "{e}");
+}
+
+#[test]
+fn impossible_values_in_a_well_formed_state_are_refused() {
+    let (c, mut opt) = stepped(OptimizerKind::Adam, 3, 2);
+    let good = opt.state();
+    let names = opt.slot_names();
+    let sq = names.iter().position(|&s| s == "exp_avg_sq").unwrap();
+    let m = names.iter().position(|&s| s == "exp_avg").unwrap();
+    let cases: Vec<(usize, f64, &str)> = vec![
+        (sq, -1e-3, "exp_avg_sq"),
+        (sq, f64::NAN, "exp_avg_sq"),
+        (m, f64::INFINITY, "exp_avg"),
+        (m, f64::NEG_INFINITY, "exp_avg"),
+    ];
+    for (j, v, name) in cases {
+        let mut st = good.clone();
+        st.slots[j][1] = v;
+        let e = opt.load_state(&st.to_bytes()).unwrap_err();
+        assert!(
+            e.to_string().contains(name) && e.to_string().contains("index 1"),
+            "{e}"
+        );
+        assert_eq!(opt.state(), good);
+    }
+    // a first moment may be negative
+    let mut st = good.clone();
+    st.slots[m][0] = -5.0;
+    opt.load_state(&st.to_bytes()).unwrap();
+    // an f32 state cannot hold 1e300
+    let mut o32 = c.build(3).unwrap();
+    let (mut x, g) = (vec![1.0f32; 3], vec![0.5f32; 3]);
+    o32.step_f32(&mut x, &g).unwrap();
+    let mut st = o32.state();
+    assert_eq!(st.dtype, Some(Dtype::F32));
+    st.slots[m][2] = 1e300;
+    let e = o32.load(&st).unwrap_err();
+    assert!(e.to_string().contains("index 2"), "{e}");
+    // a negative or non-finite learning rate
+    for lr in [-1.0, f64::NAN, f64::INFINITY] {
+        let mut st = good.clone();
+        st.base_lr = lr;
+        assert!(matches!(
+            opt.load_state(&st.to_bytes()),
+            Err(OptimError::State { .. })
+        ));
+    }
+}
+
+#[test]
+fn a_step_counter_at_its_maximum_is_an_error_not_a_wraparound() {
+    let (_, mut opt) = stepped(OptimizerKind::Adam, 3, 1);
+    let mut st = opt.state();
+    st.step = u64::MAX;
+    opt.load_state(&st.to_bytes()).unwrap();
+    let mut x = vec![0.25f64; 3];
+    let before = (x.clone(), opt.state());
+    let e = opt.step_f64(&mut x, &[0.1, 0.2, 0.3]).unwrap_err();
+    assert!(
+        matches!(e, OptimError::StepCountOverflow { step: u64::MAX }),
+        "{e}"
+    );
+    assert_eq!((x, opt.state()), before);
+}
+
+#[test]
+fn a_schedule_that_drives_the_learning_rate_to_infinity_stops_before_writing() {
+    // ExponentialLR with gamma = 1e100: lr_t = 1e-3 · 1e100^t is +inf from t = 4 on
+    let c = OptimizerConfig::from_json(
+        r#"{"optimizer": "sgd", "lr": 1e-3, "momentum": 0.9,
+            "schedule": {"kind": "exponential", "gamma": 1e100},
+            "groups": [{"start": 2, "end": 4, "lr": 1e-6}]}"#,
+    )
+    .unwrap();
+    let mut opt = c.build(4).unwrap();
+    let mut x = vec![1.0f64; 4];
+    let g = vec![1e-300f64; 4];
+    let mut refused = None;
+    for t in 0..10u64 {
+        let before = (x.clone(), opt.state());
+        match opt.step_f64(&mut x, &g) {
+            Ok(_) => assert!(x.iter().all(|v| v.is_finite())),
+            Err(OptimError::InvalidLearningRate { lr, step, start }) => {
+                assert!(lr.is_infinite() && step == t + 1, "{lr} {step}");
+                // the top-level range reaches inf first (1e-3 > 1e-6)
+                assert_eq!(start, 0);
+                assert_eq!((x.clone(), opt.state()), before);
+                refused = Some(t);
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(refused, Some(4), "1e-3 · 1e100^t overflows at t = 4");
+}
+
+#[test]
+fn duplicate_json_keys_are_errors_naming_the_key() {
+    for (json, key) in [
+        (r#"{"optimizer": "adam", "lr": 1e-3, "lr": 10}"#, "lr"),
+        (r#"{"optimizer": "adam", "optimizer": "sgd"}"#, "optimizer"),
+        (
+            r#"{"optimizer": "adam", "groups": [{"start": 0, "end": 1, "end": 2}]}"#,
+            "end",
+        ),
+        (
+            r#"{"optimizer": "adam", "regularization": {"kind": "l2", "strength": 1, "strength": 2, "space": "original"}}"#,
+            "strength",
+        ),
+    ] {
+        match OptimizerConfig::from_json(json) {
+            Err(OptimError::Json(m)) => {
+                assert!(m.contains(&format!("duplicate key `{key}`")), "{m}")
+            }
+            other => panic!("{json}: {other:?}"),
+        }
+    }
+    // the same key in two different objects is fine
+    OptimizerConfig::from_json(
+        r#"{"optimizer": "adam", "lr": 1e-3, "groups": [{"start": 0, "end": 1, "lr": 1e-2}]}"#,
+    )
+    .unwrap();
+}
