@@ -39,7 +39,7 @@ pub struct HeavyBall {
 }
 
 /// Polyak's optimal heavy-ball parameters for eigenvalues in `[lambda_min, lambda_max]`
-/// (THEORY.md §1, third bullet): `x_{k+1} = x_k − η ∇f(x_k) + β (x_k − x_{k−1})`.
+/// (THEORY.md §1, heavy-ball momentum): `x_{k+1} = x_k − η ∇f(x_k) + β (x_k − x_{k−1})`.
 pub fn heavy_ball_optimal(lambda_min: f64, lambda_max: f64) -> HeavyBall {
     let (smin, smax) = (lambda_min.sqrt(), lambda_max.sqrt());
     let rate = (smax - smin) / (smax + smin);
