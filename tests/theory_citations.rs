@@ -162,9 +162,7 @@ impl Theory {
 fn word_starts(chars: &[char], word: &str) -> Vec<usize> {
     let w: Vec<char> = word.chars().collect();
     (0..chars.len())
-        .filter(|&i| {
-            chars[i..].starts_with(&w) && (i == 0 || !chars[i - 1].is_alphanumeric())
-        })
+        .filter(|&i| chars[i..].starts_with(&w) && (i == 0 || !chars[i - 1].is_alphanumeric()))
         .collect()
 }
 
@@ -314,9 +312,7 @@ fn extract(line: &str) -> Vec<Citation> {
     let mut i = 0;
     while i < chars.len() {
         if chars[i] == '('
-            && (i == 0
-                || chars[i - 1].is_whitespace()
-                || "(–-/,;\"`".contains(chars[i - 1]))
+            && (i == 0 || chars[i - 1].is_whitespace() || "(–-/,;\"`".contains(chars[i - 1]))
             && let Some((n, end)) = number(&chars, i + 1)
             && chars.get(end) == Some(&')')
             && !chars
@@ -556,7 +552,9 @@ fn extractor_finds_every_form() {
     ];
     assert_eq!(c, expect);
     // not citations: lowercase "section" without a THEORY mention, (0), calls, intra-doc links
-    assert!(extract("// critical section 3 of f(2), PRECOND_ROW_MAJOR (0), [Mlp], [`Mlp`]").is_empty());
+    assert!(
+        extract("// critical section 3 of f(2), PRECOND_ROW_MAJOR (0), [Mlp], [`Mlp`]").is_empty()
+    );
     // a dotted theorem number is another document's
     assert!(extract("see Higham, Theorem 7.5").is_empty());
 }
@@ -594,5 +592,8 @@ fn resolver_reports_missing_numbers() {
 fn parser_reports_duplicate_labels() {
     let twice = format!("{SMALL_THEORY}$$z \\qquad (2)$$\n**Theorem 1.** again\n");
     let theory = Theory::parse(&twice);
-    assert_eq!(theory.duplicates, vec!["equation (2)".to_string(), "Theorem 1".to_string()]);
+    assert_eq!(
+        theory.duplicates,
+        vec!["equation (2)".to_string(), "Theorem 1".to_string()]
+    );
 }
