@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `§4`, `§1–3`; `section 6`, `sections 2, 4 and 5` on a line that mentions THEORY | a heading `## §4. …` |
 //! | `Section 5.2` (capital S: the paper's numbering) | a heading containing `Section 5.2` |
-//! | `(13)`, `(9)–(12)` (a number in parentheses, anywhere) | a displayed equation labelled `(13)$$` |
+//! | `(13)`, `(9)–(12)` (a number in parentheses, anywhere) | a line of a `math` code block ending in `(13)`, or a `$$…(13)$$` line |
 //! | `Theorem 2`, `Theorems 5–7` | a line starting `**Theorem 2` |
 //! | `Corollary 1` | a line starting `**Corollary 1` |
 //! | `THEORY.md notation` | a heading `## Notation` |
@@ -71,8 +71,23 @@ impl Theory {
     fn parse(text: &str) -> Theory {
         let mut t = Theory::default();
         let mut in_references = false;
+        // inside a fenced block (Some(true) for a `math` block)
+        let mut fence: Option<bool> = None;
         for line in text.lines() {
             let trimmed = line.trim_start();
+            if trimmed.starts_with("```") {
+                fence = match fence {
+                    Some(_) => None,
+                    None => Some(trimmed.trim_end() == "```math"),
+                };
+                continue;
+            }
+            if let Some(math) = fence {
+                if math && let Some(n) = trailing_label(trimmed.trim_end()) {
+                    t.add_equation(n);
+                }
+                continue;
+            }
             if trimmed.starts_with('#') {
                 let heading = trimmed.trim_start_matches('#').trim();
                 in_references = heading == "References";
@@ -111,27 +126,11 @@ impl Theory {
                     }
                 }
             }
-            if line.contains("$$") {
-                let chars: Vec<char> = line.chars().collect();
-                for (i, c) in chars.iter().enumerate() {
-                    if *c != ')' {
-                        continue;
-                    }
-                    let after = skip_spaces(&chars, i + 1);
-                    if chars.get(after) != Some(&'$') || chars.get(after + 1) != Some(&'$') {
-                        continue;
-                    }
-                    let mut k = i;
-                    while k > 0 && chars[k - 1].is_ascii_digit() {
-                        k -= 1;
-                    }
-                    if k > 0 && k < i && chars[k - 1] == '(' {
-                        let n: u32 = chars[k..i].iter().collect::<String>().parse().unwrap_or(0);
-                        if !t.equations.insert(n) {
-                            t.duplicates.push(format!("equation ({n})"));
-                        }
-                    }
-                }
+            if let Some(body) = trimmed.trim_end().strip_suffix("$$")
+                && body.starts_with("$$")
+                && let Some(n) = trailing_label(body.trim_end())
+            {
+                t.add_equation(n);
             }
             if in_references && let Some(rest) = trimmed.strip_prefix("- [") {
                 if let Some(end) = rest.find(']') {
@@ -145,6 +144,12 @@ impl Theory {
         t
     }
 
+    fn add_equation(&mut self, n: u32) {
+        if !self.equations.insert(n) {
+            self.duplicates.push(format!("equation ({n})"));
+        }
+    }
+
     fn resolves(&self, c: &Citation) -> bool {
         match c {
             Citation::Section(s) => self.sections.contains(s),
@@ -156,6 +161,17 @@ impl Theory {
             Citation::Reference(k) => self.references.contains(k),
         }
     }
+}
+
+/// The label `N` of a formula line ending in `(N)`.
+fn trailing_label(line: &str) -> Option<u32> {
+    let inner = line.strip_suffix(')')?;
+    let open = inner.rfind('(')?;
+    let digits = &inner[open + 1..];
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Positions where `word` starts in `chars` as a whole word (not preceded by a letter or digit).
@@ -520,7 +536,9 @@ const SMALL_THEORY: &str = "\
 # Title
 ## Notation
 ## §1. First (paper Section 2)
-$$x = y \\qquad (1)$$
+```math
+x = y \\qquad (1)
+```
 **Theorem 1 (name).** Text.
 ## §2. Second (paper Section 3.1)
 $$a = b, \\qquad c = d. \\qquad (2)$$
@@ -590,7 +608,7 @@ fn resolver_reports_missing_numbers() {
 
 #[test]
 fn parser_reports_duplicate_labels() {
-    let twice = format!("{SMALL_THEORY}$$z \\qquad (2)$$\n**Theorem 1.** again\n");
+    let twice = format!("{SMALL_THEORY}```math\nz \\qquad (2)\n```\n**Theorem 1.** again\n");
     let theory = Theory::parse(&twice);
     assert_eq!(
         theory.duplicates,
