@@ -1,4 +1,4 @@
-//! `precond train` end to end: the network issue's accuracy targets (logistic regression on
+//! `precond train` end to end: the accuracy targets of the training command (logistic regression on
 //! standardized breast_cancer ≥ 97% training accuracy; an MLP with BatchNorm or LayerNorm ≥ 95%
 //! test accuracy on digits with an 80/20 split), CSV input, outputs, and argument errors.
 

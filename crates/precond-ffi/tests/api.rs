@@ -1,4 +1,4 @@
-//! The C API exercised from Rust through its `extern "C"` functions: every bad input of the issue
+//! The C API exercised from Rust through its `extern "C"` functions: every bad input of the C API
 //! returns its status code with a message naming the problem, leaves the caller's buffers and
 //! the handle unchanged, and the handle stays usable; plus the successful paths (layouts,
 //! typed vs JSON configuration, f32, state round trip, per-handle vs thread-local messages).

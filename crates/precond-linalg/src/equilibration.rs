@@ -58,6 +58,11 @@ pub fn col_norms(a: MatRef<'_, f64>) -> Vec<f64> {
 }
 
 /// A diagonal scaling and the matrix it produced.
+///
+/// # References
+///
+/// - \[VanDerSluis1969\] A. van der Sluis. *Condition numbers and equilibration of matrices.*
+///   Numerische Mathematik 14(1):14–23, 1969.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Equilibration {
     /// The diagonal scaling `d` (positive).
@@ -87,6 +92,15 @@ fn inverse_norms(norms: &[f64], what: &'static str) -> Result<Vec<f64>> {
 /// # Errors
 /// [`LinalgError::Empty`], [`LinalgError::NonFinite`], [`LinalgError::ZeroNorm`] naming a zero
 /// row.
+///
+/// Theorem 2: $\kappa(D_0 A) \le \sqrt{m} \min_D \kappa(D A)$ over positive diagonal $D$.
+///
+/// # References
+///
+/// - \[VanDerSluis1969\] A. van der Sluis. *Condition numbers and equilibration of matrices.*
+///   Numerische Mathematik 14(1):14–23, 1969.
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §3, Theorem 2.
 pub fn row_equilibrate(a: MatRef<'_, f64>) -> Result<Equilibration> {
     check_matrix(a, "matrix A of row_equilibrate")?;
     let d = inverse_norms(&row_norms(a), "row of A (row_equilibrate)")?;
@@ -99,6 +113,13 @@ pub fn row_equilibrate(a: MatRef<'_, f64>) -> Result<Equilibration> {
 ///
 /// # Errors
 /// As [`row_equilibrate`], with [`LinalgError::ZeroNorm`] naming a zero column.
+///
+/// # References
+///
+/// - \[VanDerSluis1969\] A. van der Sluis. *Condition numbers and equilibration of matrices.*
+///   Numerische Mathematik 14(1):14–23, 1969.
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §3, Theorem 2.
 pub fn col_equilibrate(a: MatRef<'_, f64>) -> Result<Equilibration> {
     check_matrix(a, "matrix A of col_equilibrate")?;
     let d = inverse_norms(&col_norms(a), "column of A (col_equilibrate)")?;
@@ -114,6 +135,13 @@ pub fn col_equilibrate(a: MatRef<'_, f64>) -> Result<Equilibration> {
 /// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`], [`LinalgError::NonFinite`],
 /// [`LinalgError::NotSymmetric`], [`LinalgError::NotPositiveDefinite`] with the index and value
 /// of the first non-positive diagonal entry.
+///
+/// # References
+///
+/// - \[VanDerSluis1969\] A. van der Sluis. *Condition numbers and equilibration of matrices.*
+///   Numerische Mathematik 14(1):14–23, 1969.
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §2.
 pub fn sym_equilibrate(h: MatRef<'_, f64>) -> Result<Equilibration> {
     let hs = symmetric_part(h, "symmetric matrix H of sym_equilibrate")?;
     let n = hs.nrows();
@@ -141,6 +169,13 @@ pub fn sym_equilibrate(h: MatRef<'_, f64>) -> Result<Equilibration> {
 /// [`LinalgError::Empty`], [`LinalgError::NonFinite`] (in `a` or `d`),
 /// [`LinalgError::DimensionMismatch`] (`d.len() ≠ m`), [`LinalgError::InvalidArgument`] for a
 /// non-positive `d_i`, [`LinalgError::ZeroNorm`] for a zero row of `a`.
+///
+/// # References
+///
+/// - \[VanDerSluis1969\] A. van der Sluis. *Condition numbers and equilibration of matrices.*
+///   Numerische Mathematik 14(1):14–23, 1969.
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §3, Corollary 1.
 pub fn scaling_spread(a: MatRef<'_, f64>, d: &[f64]) -> Result<f64> {
     check_matrix(a, "matrix A of scaling_spread")?;
     check_positive_vec(d, a.nrows(), "row scaling d (length must equal rows of A)")?;
@@ -162,6 +197,11 @@ pub fn scaling_spread(a: MatRef<'_, f64>, d: &[f64]) -> Result<f64> {
 }
 
 /// The quantities of Van der Sluis' Theorem 2 for an `m × n` matrix of full column rank.
+///
+/// # References
+///
+/// - \[VanDerSluis1969\] A. van der Sluis. *Condition numbers and equilibration of matrices.*
+///   Numerische Mathematik 14(1):14–23, 1969.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VanDerSluis {
     /// `κ(A)` of the unscaled matrix (`∞` if numerically rank deficient).
@@ -184,6 +224,13 @@ pub struct VanDerSluis {
 /// [`LinalgError::Empty`], [`LinalgError::NonFinite`], [`LinalgError::ZeroNorm`],
 /// [`LinalgError::DimensionMismatch`] when `m < n` (cannot have full column rank),
 /// [`LinalgError::RankDeficient`] when `D_0 A` is numerically rank deficient.
+///
+/// # References
+///
+/// - \[VanDerSluis1969\] A. van der Sluis. *Condition numbers and equilibration of matrices.*
+///   Numerische Mathematik 14(1):14–23, 1969.
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §3, Theorem 2.
 pub fn van_der_sluis_bound(a: MatRef<'_, f64>) -> Result<VanDerSluis> {
     check_matrix(a, "matrix A of van_der_sluis_bound")?;
     let (m, n) = (a.nrows(), a.ncols());

@@ -9,8 +9,8 @@ use crate::error::{LinalgError, Result};
 use crate::layout::{check_positive_vec, check_square, symmetric_part};
 use crate::spectrum::{SymSpectrum, default_spectrum_rel_tol, sym_eigenvalues_unchecked};
 
-/// The two condition numbers of a preconditioned Hessian (THEORY.md §3, last bullet: both must
-/// be reported, clearly named).
+/// The two condition numbers of a preconditioned Hessian (THEORY.md §3, "Two condition numbers":
+/// both must be reported, clearly named).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PreconditionedCond {
     /// `κ(SᵀHS) = κ(P^{1/2} H P^{1/2}) = λ_max/λ_min` of the preconditioned Hessian: the number

@@ -7,6 +7,13 @@ use crate::error::{LinalgError, Result};
 /// `[lambda_min, lambda_max]`: `ρ(η) = max(|1 − η λ_min|, |1 − η λ_max|)`. The iteration
 /// converges iff `ρ < 1`, i.e. `0 < η < 2/λ_max` (for `λ_min > 0`). A pure formula: no checks
 /// (NaN in, NaN out).
+///
+/// # References
+///
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §1, Theorem 1, (2).
+/// - \[Polyak1964\] B. T. Polyak. *Some methods of speeding up the convergence of iteration
+///   methods.* USSR Computational Mathematics and Mathematical Physics 4(5):1–17, 1964.
 pub fn gd_rate(eta: f64, lambda_min: f64, lambda_max: f64) -> f64 {
     (1.0 - eta * lambda_min)
         .abs()
@@ -14,12 +21,26 @@ pub fn gd_rate(eta: f64, lambda_min: f64, lambda_max: f64) -> f64 {
 }
 
 /// The optimal GD step (3): `η* = 2/(λ_min + λ_max)`.
+///
+/// # References
+///
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §1, (3).
 pub fn gd_optimal_step(lambda_min: f64, lambda_max: f64) -> f64 {
     2.0 / (lambda_min + lambda_max)
 }
 
 /// The optimal GD rate of Theorem 1: `ρ* = (κ − 1)/(κ + 1)`; `κ = ∞` gives 1 (no linear
 /// convergence).
+///
+/// In the notation of THEORY.md: $\rho^\ast = (\kappa - 1)/(\kappa + 1)$.
+///
+/// # References
+///
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §1, Theorem 1, (3).
+/// - \[Polyak1964\] B. T. Polyak. *Some methods of speeding up the convergence of iteration
+///   methods.* USSR Computational Mathematics and Mathematical Physics 4(5):1–17, 1964.
 pub fn gd_optimal_rate(kappa: f64) -> f64 {
     if kappa.is_infinite() && kappa > 0.0 {
         return 1.0;
@@ -28,6 +49,11 @@ pub fn gd_optimal_rate(kappa: f64) -> f64 {
 }
 
 /// Optimal heavy-ball (Polyak) parameters and the rate they achieve.
+///
+/// # References
+///
+/// - \[Polyak1964\] B. T. Polyak. *Some methods of speeding up the convergence of iteration
+///   methods.* USSR Computational Mathematics and Mathematical Physics 4(5):1–17, 1964.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HeavyBall {
     /// Step `η = 4/(sqrt(λ_max) + sqrt(λ_min))²`.
@@ -39,7 +65,17 @@ pub struct HeavyBall {
 }
 
 /// Polyak's optimal heavy-ball parameters for eigenvalues in `[lambda_min, lambda_max]`
-/// (THEORY.md §1, third bullet): `x_{k+1} = x_k − η ∇f(x_k) + β (x_k − x_{k−1})`.
+/// (THEORY.md §1, heavy-ball momentum): `x_{k+1} = x_k − η ∇f(x_k) + β (x_k − x_{k−1})`.
+///
+/// In the notation of THEORY.md: $\eta = 4/(\sqrt{\lambda_{\max}} + \sqrt{\lambda_{\min}})^2$ and
+/// $\beta = \big((\sqrt{\kappa} - 1)/(\sqrt{\kappa} + 1)\big)^2$.
+///
+/// # References
+///
+/// - \[Polyak1964\] B. T. Polyak. *Some methods of speeding up the convergence of iteration
+///   methods.* USSR Computational Mathematics and Mathematical Physics 4(5):1–17, 1964.
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §1.
 pub fn heavy_ball_optimal(lambda_min: f64, lambda_max: f64) -> HeavyBall {
     let (smin, smax) = (lambda_min.sqrt(), lambda_max.sqrt());
     let rate = (smax - smin) / (smax + smin);
@@ -52,6 +88,13 @@ pub fn heavy_ball_optimal(lambda_min: f64, lambda_max: f64) -> HeavyBall {
 
 /// The heavy-ball rate `(sqrt(κ) − 1)/(sqrt(κ) + 1)` from `κ` alone (1 for `κ = ∞`); also the
 /// rate of Adam with optimal momentum with `κ = κ(P^{1/2} H P^{1/2})` (THEORY.md §4).
+///
+/// # References
+///
+/// - \[Polyak1964\] B. T. Polyak. *Some methods of speeding up the convergence of iteration
+///   methods.* USSR Computational Mathematics and Mathematical Physics 4(5):1–17, 1964.
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §1 and §4.
 pub fn heavy_ball_optimal_rate(kappa: f64) -> f64 {
     if kappa.is_infinite() && kappa > 0.0 {
         return 1.0;

@@ -13,6 +13,14 @@ use faer::{MatMut, MatRef};
 use serde::{Deserialize, Serialize};
 
 /// Where a normalization sits relative to the activation.
+///
+/// # References
+///
+/// - \[Ioffe2015\] S. Ioffe, C. Szegedy. *Batch normalization: accelerating deep network training
+///   by reducing internal covariate shift.* ICML 2015. <https://arxiv.org/abs/1502.03167>
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §6, BatchNorm and LayerNorm
+///   (post-activation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Placement {
@@ -24,6 +32,11 @@ pub enum Placement {
 }
 
 /// How the backward pass treats the batch statistics in training mode.
+///
+/// # References
+///
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §6, (28).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum StatsGradient {
@@ -36,6 +49,13 @@ pub enum StatsGradient {
 }
 
 /// Settings of a BatchNorm layer.
+///
+/// # References
+///
+/// - \[Ioffe2015\] S. Ioffe, C. Szegedy. *Batch normalization: accelerating deep network training
+///   by reducing internal covariate shift.* ICML 2015. <https://arxiv.org/abs/1502.03167>
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §6, (25)–(28).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BatchNormSpec {
     /// Before or after the activation.
@@ -63,6 +83,11 @@ impl Default for BatchNormSpec {
 }
 
 /// Per-feature mean and **population** variance of a batch (or of the running averages).
+///
+/// # References
+///
+/// - \[Ioffe2015\] S. Ioffe, C. Szegedy. *Batch normalization: accelerating deep network training
+///   by reducing internal covariate shift.* ICML 2015. <https://arxiv.org/abs/1502.03167>
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NormStats {
     /// Mean per feature.
@@ -129,6 +154,11 @@ impl NormStats {
 }
 
 /// Running averages of a BatchNorm layer (torch's `running_mean`, `running_var`).
+///
+/// # References
+///
+/// - \[Ioffe2015\] S. Ioffe, C. Szegedy. *Batch normalization: accelerating deep network training
+///   by reducing internal covariate shift.* ICML 2015. <https://arxiv.org/abs/1502.03167>
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunningStats {
     /// Running mean (starts at 0).

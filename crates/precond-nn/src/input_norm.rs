@@ -16,6 +16,13 @@ use faer::{Mat, MatRef};
 use serde::{Deserialize, Serialize};
 
 /// Which transform [`InputTransform::fit`] builds.
+///
+/// # References
+///
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §6, (22) and Theorem 6.
+/// - \[Lange2022\] S. Lange, K. Helfrich, Q. Ye. *Batch normalization preconditioning for neural
+///   network training.* JMLR 23(72):1–41, 2022.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InputScaling {
@@ -28,6 +35,13 @@ pub enum InputScaling {
 }
 
 /// A fitted per-feature affine transform `x̃_j = (x_j − shift_j) · scale_j`.
+///
+/// # References
+///
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §6, (22) and Theorem 6.
+/// - \[Lange2022\] S. Lange, K. Helfrich, Q. Ye. *Batch normalization preconditioning for neural
+///   network training.* JMLR 23(72):1–41, 2022.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InputTransform {
     /// The kind fitted.

@@ -12,6 +12,13 @@ use faer::{MatMut, MatRef};
 use serde::{Deserialize, Serialize};
 
 /// The affine part of a LayerNorm.
+///
+/// # References
+///
+/// - \[Ba2016\] J. L. Ba, J. R. Kiros, G. E. Hinton. *Layer normalization.* 2016.
+///   <https://arxiv.org/abs/1607.06450>
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §6, Theorem 7.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum LayerNormAffine {
@@ -25,6 +32,13 @@ pub enum LayerNormAffine {
 }
 
 /// Settings of a LayerNorm layer.
+///
+/// # References
+///
+/// - \[Ba2016\] J. L. Ba, J. R. Kiros, G. E. Hinton. *Layer normalization.* 2016.
+///   <https://arxiv.org/abs/1607.06450>
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §6, (29)–(32).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LayerNormSpec {
     /// Before or after the activation (the theory analyzes post-activation).

@@ -1,4 +1,4 @@
-//! Training sanity targets (issue: logistic regression on standardized breast_cancer reaches
+//! Training sanity targets (logistic regression on standardized breast_cancer reaches
 //! ≥ 97% training accuracy; an MLP with BatchNorm or LayerNorm reaches ≥ 95% test accuracy on
 //! digits with an 80/20 split), determinism, callbacks, κ and P_k recording.
 

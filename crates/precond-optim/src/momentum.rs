@@ -7,6 +7,13 @@ use crate::float::Float;
 use crate::precond::{Lerp, PrecondRule};
 
 /// A momentum rule: one part of a fused optimizer (see [`crate::kernel::Fused`]).
+///
+/// # References
+///
+/// - \[Polyak1964\] B. T. Polyak. *Some methods of speeding up the convergence of iteration
+///   methods.* USSR Computational Mathematics and Mathematical Physics 4(5):1–17, 1964.
+/// - \[Kingma2015\] D. P. Kingma, J. Ba. *Adam: a method for stochastic optimization.* ICLR 2015.
+///   <https://arxiv.org/abs/1412.6980>
 pub trait MomentumRule<T: Float>: Copy + Send + Sync {
     /// Number of per-element state slots this rule owns.
     const SLOTS: usize;
@@ -16,6 +23,11 @@ pub trait MomentumRule<T: Float>: Copy + Send + Sync {
 }
 
 /// No momentum: `Δ = P (scale · g)` with `scale = −η` (torch: `addcdiv_(g, denom, value=−lr)`).
+///
+/// # References
+///
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md (1) and (5).
 #[derive(Clone, Copy, Debug)]
 pub struct NoMomentum<T> {
     /// `−η` (or AdaGrad's `−η/(1 + (k−1)·lr_decay)`).
@@ -33,6 +45,20 @@ impl<T: Float> MomentumRule<T> for NoMomentum<T> {
 /// torch `SGD` momentum on the gradient (heavy ball, optionally Nesterov), slot 0 = buffer `b`:
 /// `b ← μ b + (1 − dampening) g` (the first step sets `b = g`), `u = g + μ b` (Nesterov) or `u = b`,
 /// `Δ = P (−η u)`. Branch-free: the first step and the non-Nesterov case are coefficients.
+///
+/// With a constant step, no dampening and no Nesterov term this is Polyak's heavy ball on the
+/// preconditioned gradient: $x_{k+1} = x_k - \eta P g_k + \mu (x_k - x_{k-1})$.
+///
+/// # References
+///
+/// - \[Polyak1964\] B. T. Polyak. *Some methods of speeding up the convergence of iteration
+///   methods.* USSR Computational Mathematics and Mathematical Physics 4(5):1–17, 1964.
+/// - \[Nesterov1983\] Y. Nesterov. *A method for solving the convex programming problem with
+///   convergence rate O(1/k²).* Soviet Mathematics Doklady 27:372–376, 1983.
+/// - \[Sutskever2013\] I. Sutskever, J. Martens, G. Dahl, G. Hinton. *On the importance of
+///   initialization and momentum in deep learning.* ICML 2013 (the Nesterov form torch uses).
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §1, heavy-ball momentum.
 #[derive(Clone, Copy, Debug)]
 pub struct HeavyBall<T> {
     keep: T,
@@ -79,6 +105,16 @@ impl<T: Float> MomentumRule<T> for HeavyBall<T> {
 
 /// Adam's first moment (8), slot 0: `m ← lerp(m, g, 1 − β₁)`, `Δ = P (−(η/(1 − β₁^k)) m)`
 /// (torch: `addcdiv_(m, denom, value=−step_size)`).
+///
+/// In the notation of THEORY.md: $m_k = \beta_1 m_{k-1} + (1 - \beta_1) g_k$ and $\hat m_k =
+/// m_k/(1 - \beta_1^k)$.
+///
+/// # References
+///
+/// - \[Kingma2015\] D. P. Kingma, J. Ba. *Adam: a method for stochastic optimization.* ICLR 2015.
+///   <https://arxiv.org/abs/1412.6980>
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §4, (8).
 #[derive(Clone, Copy, Debug)]
 pub struct Ema<T> {
     lerp: Lerp<T>,
@@ -108,6 +144,14 @@ impl<T: Float> MomentumRule<T> for Ema<T> {
 
 /// torch `RMSprop` momentum on the *preconditioned* gradient, slot 0 = buffer `b` (starts at 0):
 /// `b ← μ b + P g`, `Δ = −η b`.
+///
+/// # References
+///
+/// - \[Tieleman2012\] T. Tieleman, G. Hinton. *Lecture 6.5 — RMSProp: divide the gradient by a
+///   running average of its recent magnitude.* COURSERA: Neural Networks for Machine Learning,
+///   2012.
+/// - \[Polyak1964\] B. T. Polyak. *Some methods of speeding up the convergence of iteration
+///   methods.* USSR Computational Mathematics and Mathematical Physics 4(5):1–17, 1964.
 #[derive(Clone, Copy, Debug)]
 pub struct PostHeavyBall<T> {
     /// `μ`.

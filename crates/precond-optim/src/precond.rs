@@ -9,6 +9,11 @@ use crate::float::Float;
 /// A diagonal preconditioner rule: one part of a fused optimizer (see [`crate::kernel::Fused`]).
 ///
 /// `P_k = diag(p)`; the learning rate is kept outside `P` (THEORY.md section 5).
+///
+/// # References
+///
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §2, (5), and §4.
 pub trait PrecondRule<T: Float>: Copy + Send + Sync {
     /// Number of per-element state slots this rule owns.
     const SLOTS: usize;
@@ -41,6 +46,11 @@ pub trait PrecondRule<T: Float>: Copy + Send + Sync {
 }
 
 /// `P = I`: plain (stochastic) gradient descent (1).
+///
+/// # References
+///
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md (1).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Identity;
 
@@ -70,6 +80,14 @@ impl<T: Float> PrecondRule<T> for Identity {
 
 /// A fixed positive diagonal `P = diag(p)` given by the user: preconditioned GD (5),
 /// `x ← x − η P ∇f(x)`. `p` lives in the auxiliary buffer.
+///
+/// In the notation of THEORY.md: $x_{k+1} = x_k - \eta P \nabla f(x_k)$ with $P =
+/// \operatorname{diag}(p)$.
+///
+/// # References
+///
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §2, (5).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FixedDiag;
 
@@ -101,6 +119,16 @@ impl<T: Float> PrecondRule<T> for FixedDiag {
 /// AdaGrad's accumulator (torch `Adagrad`): `G_k = G_{k−1} + g_k²` (slot 0, initialised to
 /// `initial_accumulator_value`), `P_k = diag(1/(sqrt(G_k) + eps))`. The learning-rate decay
 /// `lr/(1 + (k−1)·lr_decay)` is a scalar kept outside `P` (it does not change `κ`).
+///
+/// In the notation of THEORY.md: $G_k = G_{k-1} + g_k^2$ and $P_k =
+/// \operatorname{diag}\big(1/(\sqrt{G_k} + \epsilon)\big)$.
+///
+/// # References
+///
+/// - \[Duchi2011\] J. Duchi, E. Hazan, Y. Singer. *Adaptive subgradient methods for online learning
+///   and stochastic optimization.* JMLR 12:2121–2159, 2011.
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §4 (AdaGrad).
 #[derive(Clone, Copy, Debug)]
 pub struct AdagradPrecond<T> {
     /// `eps`, added after the square root.
@@ -151,6 +179,18 @@ impl<T: Float> Lerp<T> {
 /// RMSProp (6), torch `RMSprop`: `v_k = α v_{k−1} + (1 − α) g_k²` (slot 0); if `CENTERED`,
 /// `ḡ_k = lerp(ḡ_{k−1}, g_k, 1 − α)` (slot 1) and `v` is replaced by `v_k − ḡ_k²`.
 /// `P_k = diag(1/(sqrt(v_k) + eps))` (eps outside the root, as torch).
+///
+/// In the notation of THEORY.md (torch's `alpha` is the $\beta$ of (6)): $v_k = \alpha
+/// v_{k-1} + (1 - \alpha) g_k^2$ and $P_k =
+/// \operatorname{diag}\big(1/(\sqrt{v_k} + \epsilon)\big)$.
+///
+/// # References
+///
+/// - \[Tieleman2012\] T. Tieleman, G. Hinton. *Lecture 6.5 — RMSProp: divide the gradient by a
+///   running average of its recent magnitude.* COURSERA: Neural Networks for Machine Learning,
+///   2012.
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §4, (6)–(7).
 #[derive(Clone, Copy, Debug)]
 pub struct RmsPrecond<T, const CENTERED: bool> {
     /// `α` (torch `alpha`).
@@ -208,6 +248,18 @@ impl<T: Float, const CENTERED: bool> PrecondRule<T> for RmsPrecond<T, CENTERED> 
 /// one square root and one division (by this denominator) instead of torch's two divisions; the
 /// result differs from torch's `sqrt(v)/sqrt(1 − β₂^k)` by at most one rounding of that quotient.
 /// The learning rate is kept outside `P`.
+///
+/// In the notation of THEORY.md: $\hat v_k = v_k/(1 - \beta_2^k)$ and $P_k =
+/// \operatorname{diag}\big(1/(\sqrt{\hat v_k} + \epsilon)\big)$.
+///
+/// # References
+///
+/// - \[Kingma2015\] D. P. Kingma, J. Ba. *Adam: a method for stochastic optimization.* ICLR 2015.
+///   <https://arxiv.org/abs/1412.6980>
+/// - \[Reddi2018\] S. J. Reddi, S. Kale, S. Kumar. *On the convergence of Adam and beyond.* ICLR
+///   2018 (AMSGrad).
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §4, (8).
 #[derive(Clone, Copy, Debug)]
 pub struct AdamPrecond<T, const AMSGRAD: bool> {
     /// `β₂`.

@@ -22,6 +22,11 @@ use crate::precond::PrecondRule;
 use serde::{Deserialize, Serialize};
 
 /// Which penalty.
+///
+/// # References
+///
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §5.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RegKind {
@@ -37,6 +42,13 @@ pub enum RegKind {
 }
 
 /// In which variable the penalty acts.
+///
+/// # References
+///
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §5, Theorem 3 and Theorem 4.
+/// - \[Loshchilov2019\] I. Loshchilov, F. Hutter. *Decoupled weight decay regularization.* ICLR
+///   2019. <https://arxiv.org/abs/1711.05101>
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Space {
@@ -48,6 +60,15 @@ pub enum Space {
 }
 
 /// A regularizer specification: the `"regularization"` config object.
+///
+/// # References
+///
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §5.
+/// - \[Loshchilov2019\] I. Loshchilov, F. Hutter. *Decoupled weight decay regularization.* ICLR
+///   2019. <https://arxiv.org/abs/1711.05101>
+/// - \[Parikh2014\] N. Parikh, S. Boyd. *Proximal algorithms.* Foundations and Trends in
+///   Optimization 1(3):127–239, 2014.
 #[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Regularization {
@@ -95,6 +116,11 @@ impl Regularization {
 /// A regularizer part of a fused optimizer (see [`crate::kernel::Fused`]). The three hooks are where a
 /// penalty can enter one fused element update:
 /// `g ← grad(x, g)`; `x̃ = decay(x) + Δ`; `x_new = finish(x, x̃, P)`.
+///
+/// # References
+///
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §5.
 pub trait Regularizer<T: Float>: Copy + Send + Sync {
     /// Original-space gradient-form terms added to the gradient before the moments.
     #[inline(always)]
@@ -119,6 +145,15 @@ pub struct NoReg;
 impl<T: Float> Regularizer<T> for NoReg {}
 
 /// Coupled L2 (10)/(12), torch's `weight_decay` of SGD, Adam, Adagrad, RMSprop: `g ← g + λ x`.
+///
+/// In the notation of THEORY.md: $x_{k+1} = x_k - \eta P \big(\nabla f(x_k) + \lambda x_k\big)$.
+///
+/// # References
+///
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §5, (10) and (12), Theorem 3.
+/// - \[Loshchilov2019\] I. Loshchilov, F. Hutter. *Decoupled weight decay regularization.* ICLR
+///   2019. <https://arxiv.org/abs/1711.05101>
 #[derive(Clone, Copy, Debug)]
 pub struct CoupledL2<T> {
     /// `λ`.
@@ -132,6 +167,15 @@ impl<T: Float> Regularizer<T> for CoupledL2<T> {
 }
 
 /// Intrinsic L2 (9)/(11) = decoupled weight decay, torch `AdamW`: `x ← x (1 − ηλ)` before the step.
+///
+/// In the notation of THEORY.md: $x_{k+1} = x_k - \eta P \nabla f(x_k) - \eta \lambda x_k$.
+///
+/// # References
+///
+/// - \[Loshchilov2019\] I. Loshchilov, F. Hutter. *Decoupled weight decay regularization.* ICLR
+///   2019. <https://arxiv.org/abs/1711.05101>
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §5, (9) and (11), Theorem 3.
 #[derive(Clone, Copy, Debug)]
 pub struct DecoupledL2<T> {
     /// `1 − ηλ`, computed in `f64`.
@@ -145,6 +189,16 @@ impl<T: Float> Regularizer<T> for DecoupledL2<T> {
 }
 
 /// `soft(z, t) = sign(z) max(|z| − t, 0)`.
+///
+/// In the notation of THEORY.md: $\operatorname{soft}(z, t) = \operatorname{sign}(z) \max(\lvert z
+/// \rvert - t, 0)$, the proximal map of $t \lVert z \rVert_1$.
+///
+/// # References
+///
+/// - \[Parikh2014\] N. Parikh, S. Boyd. *Proximal algorithms.* Foundations and Trends in
+///   Optimization 1(3):127–239, 2014.
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §5, proximal intrinsic L1.
 #[inline(always)]
 pub fn soft_threshold<T: Float>(z: T, t: T) -> T {
     z.sign() * (z.abs() - t).maxv(T::ZERO)
@@ -152,6 +206,16 @@ pub fn soft_threshold<T: Float>(z: T, t: T) -> T {
 
 /// Every kind × space × form (and a coupled `weight_decay` on top), branch-free: unused terms
 /// have zero coefficients and leave the value bit-for-bit unchanged.
+///
+/// # References
+///
+/// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+///   Regularization* (the source paper), as restated in THEORY.md §5, Theorem 3, Theorem 4 and
+///   (13).
+/// - \[Loshchilov2019\] I. Loshchilov, F. Hutter. *Decoupled weight decay regularization.* ICLR
+///   2019. <https://arxiv.org/abs/1711.05101>
+/// - \[Parikh2014\] N. Parikh, S. Boyd. *Proximal algorithms.* Foundations and Trends in
+///   Optimization 1(3):127–239, 2014.
 #[derive(Clone, Copy, Debug)]
 pub struct Elementwise<T> {
     g_l2: T,

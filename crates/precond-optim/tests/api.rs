@@ -48,7 +48,7 @@ fn torch_defaults() {
 }
 
 #[test]
-fn the_issue_example_parses() {
+fn full_adamw_config_with_groups_schedule_and_proximal_l1_parses() {
     let c = OptimizerConfig::from_json(
         r#"{"optimizer": "adamw", "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01,
             "amsgrad": false, "regularization": {"kind": "l1", "strength": 1e-4, "space": "intrinsic", "proximal": true},

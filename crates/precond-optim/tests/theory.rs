@@ -517,7 +517,7 @@ fn pearson(a: &[f64], b: &[f64]) -> f64 {
     cov / (va * vb).sqrt()
 }
 
-/// Section 4: on an ill-conditioned quadratic with unequal Hessian row norms, Adam's `1/p_i`
+/// THEORY.md §4: on an ill-conditioned quadratic with unequal Hessian row norms, Adam's `1/p_i`
 /// (≈ sqrt(v̂_i)) tracks `||h_i||`, and its `P_k` improves the spectral condition number.
 #[test]
 fn adam_inverse_preconditioner_tracks_hessian_row_norms() {

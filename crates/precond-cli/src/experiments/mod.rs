@@ -17,7 +17,7 @@ mod van_der_sluis;
 
 use crate::report::Experiment;
 
-/// Every experiment, in the order of the list.
+/// Every experiment, numbered 1–10 in the order of the theory (THEORY.md §1 to §6).
 pub fn registry() -> Vec<Box<dyn Experiment>> {
     vec![
         Box::new(gd_rate::GdRate),

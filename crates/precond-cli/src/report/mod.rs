@@ -51,7 +51,7 @@ impl Ctx {
 pub trait Experiment: Sync {
     /// Short identifier used by `--only` and as the HTML anchor (e.g. `gd_rate`).
     fn id(&self) -> &'static str;
-    /// Number in the list (1–10).
+    /// Number of the experiment in the report (1–10).
     fn number(&self) -> u32;
     /// Title.
     fn title(&self) -> &'static str;
