@@ -479,6 +479,11 @@ unsafe fn with_handle_ref_full(
 /// If non-NULL and aligned, `*params` must point to `n` writable and `*grads` to `n` readable
 /// elements, valid during `'a` and accessed through no other pointer meanwhile (the contract of
 /// `precond_optimizer_step_f64`/`_f32` for the duration of the call).
+#[expect(
+    clippy::mut_from_ref,
+    reason = "the `&'a *mut T` only bounds the lifetime to the C call's pointer argument; \
+              exclusive access to the pointee is this unsafe fn's documented contract"
+)]
 unsafe fn check_step_buffers<'a, T>(
     params: &'a *mut T,
     grads: &'a *const T,

@@ -79,6 +79,11 @@ pub(crate) unsafe fn in_slice<'a, T>(p: &'a *const T, len: usize, arg: &str) -> 
 /// # Safety
 /// If `*p` is non-null and aligned, it must point to `len` writable elements not accessed
 /// through any other pointer during `'a` (for an entry point's argument: during the call).
+#[expect(
+    clippy::mut_from_ref,
+    reason = "the `&'a *mut T` only bounds the lifetime to the C call's pointer argument; \
+              exclusive access to the pointee is this unsafe fn's documented contract"
+)]
 pub(crate) unsafe fn out_slice<'a, T>(
     p: &'a *mut T,
     len: usize,
@@ -99,6 +104,11 @@ pub(crate) unsafe fn out_slice<'a, T>(
 /// # Safety
 /// If `*p` is non-null and aligned it must be valid for writes of one `T` and not accessed
 /// through any other pointer during `'a`.
+#[expect(
+    clippy::mut_from_ref,
+    reason = "the `&'a *mut T` only bounds the lifetime to the C call's pointer argument; \
+              exclusive access to the pointee is this unsafe fn's documented contract"
+)]
 pub(crate) unsafe fn out_ref<'a, T: Copy>(p: &'a *mut T, arg: &str) -> FfiResult<&'a mut T> {
     let p = *p;
     check_ptr(p, arg)?;

@@ -86,11 +86,10 @@ pub use spectrum::{
 pub use sym_cond::{sym_cond, sym_cond_with_params};
 
 /// Building blocks behind the automatic choices of the crate root, for benchmarks and for
-/// users who want one algorithm at any size: the two-stage reductions (dense → band → tridiagonal
-/// or bidiagonal, LAPACK's `DSYEVD_2STAGE` design) with an explicit band width. The root
-/// functions ([`sym_spectrum`](crate::sym_spectrum), [`cond2`](crate::cond2), …) pick between
-/// these and faer's one-stage reductions by size ([`SymSpectrumParams`](crate::SymSpectrumParams),
-/// [`SvdParams`](crate::SvdParams)).
+/// users who want one algorithm at any size: the two-stage reductions (dense → band →
+/// tridiagonal or bidiagonal, LAPACK's `DSYEVD_2STAGE` design) with an explicit band width. The
+/// root functions ([`sym_spectrum`], [`cond2`], …) pick between these and faer's one-stage
+/// reductions by size ([`SymSpectrumParams`], [`SvdParams`]).
 pub mod kernel {
     pub use crate::two_stage::{singular_values_two_stage, sym_eigenvalues_two_stage};
 }
