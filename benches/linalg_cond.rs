@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, black_box, criterion_group, criterion_main};
 use faer::Mat;
+use precond::linalg::kernel::{singular_values_two_stage, sym_eigenvalues_two_stage};
 use precond::linalg::{
-    TWO_STAGE_BAND_WIDTH, cond_estimate_lu, cond_estimate_spd, cond1, cond2,
-    singular_values_two_stage, sym_cond, sym_eigenvalues_two_stage, sym_extremes, sym_spectrum,
+    SvdParams, SymSpectrumParams, cond_estimate_lu, cond_estimate_spd, cond1, cond2, sym_cond,
+    sym_extremes, sym_spectrum,
 };
 
 const SIZES: &[usize] = &[100, 500, 1000, 2000];
@@ -110,6 +111,10 @@ fn dense(c: &mut Criterion) {
 
 /// faer's one-stage solvers against the two-stage reductions, whatever the crossover picks.
 fn stages(c: &mut Criterion, n: usize, a: &Mat<f64>, h: &Mat<f64>) {
+    let (sym_band, svd_band) = (
+        SymSpectrumParams::default().band_width,
+        SvdParams::default().band_width,
+    );
     let mut g = group(c, "sym_eig_faer_1stage", n);
     g.bench_with_input(BenchmarkId::from_parameter(n), h, |b, h| {
         b.iter(|| black_box(h.self_adjoint_eigenvalues(faer::Side::Lower).expect("evd")))
@@ -117,7 +122,7 @@ fn stages(c: &mut Criterion, n: usize, a: &Mat<f64>, h: &Mat<f64>) {
     g.finish();
     let mut g = group(c, "sym_eig_2stage", n);
     g.bench_with_input(BenchmarkId::from_parameter(n), h, |b, h| {
-        b.iter(|| black_box(sym_eigenvalues_two_stage(h.as_ref(), TWO_STAGE_BAND_WIDTH)))
+        b.iter(|| black_box(sym_eigenvalues_two_stage(h.as_ref(), sym_band)))
     });
     g.finish();
     let mut g = group(c, "svd_faer_1stage", n);
@@ -127,7 +132,7 @@ fn stages(c: &mut Criterion, n: usize, a: &Mat<f64>, h: &Mat<f64>) {
     g.finish();
     let mut g = group(c, "svd_2stage", n);
     g.bench_with_input(BenchmarkId::from_parameter(n), a, |b, a| {
-        b.iter(|| black_box(singular_values_two_stage(a.as_ref(), TWO_STAGE_BAND_WIDTH)))
+        b.iter(|| black_box(singular_values_two_stage(a.as_ref(), svd_band)))
     });
     g.finish();
 }

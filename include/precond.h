@@ -390,11 +390,6 @@ typedef struct precond_optimizer_config_t {
     size_t diag_preconditioner_len;
 } precond_optimizer_config_t;
 
-/**
- * All codes, in numeric order.
- */
-#define precond_status_t_ALL { PRECOND_OK, PRECOND_NULL_POINTER, PRECOND_INVALID_ARGUMENT, PRECOND_DIMENSION_MISMATCH, PRECOND_NON_FINITE, PRECOND_NUMERICAL_FAILURE, PRECOND_PARSE_ERROR, PRECOND_INTERNAL_PANIC, PRECOND_INVALID_STATE, }
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus

@@ -69,10 +69,11 @@ pub unsafe extern "C" fn precond_dataset_kappa(
 ) -> precond_status_t {
     boundary("precond_dataset_kappa", || {
         // rows = samples, columns = features; non-finite entries are named (sample, feature)
-        let (m, _) = read_matrix(x, n_samples, n_features, layout, "x")?;
+        // SAFETY: caller contract: `x` points to `n_samples*n_features` readable doubles.
+        let (m, _) = unsafe { read_matrix(&x, n_samples, n_features, layout, "x")? };
         disjoint(m, out, 1, "out")?;
-        // SAFETY: caller contract.
-        let out = unsafe { out_ref(out, "out")? };
+        // SAFETY: caller contract: `out` is writable; disjoint from `x` (checked).
+        let out = unsafe { out_ref(&out, "out")? };
         let xt = m.transpose().to_owned(); // d × N, one column per sample
         let c = DataConditioning::of(xt.as_ref())?;
         *out = precond_dataset_kappa_t {

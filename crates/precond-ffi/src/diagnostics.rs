@@ -100,10 +100,15 @@ pub enum precond_estimate_method_t {
     PRECOND_ESTIMATE_SPD = 1,
 }
 
-/// A view of the caller's matrix (no copy: the routines read strided views, and copy only
-/// what they modify). Outputs must then be checked with [`disjoint`].
-pub(crate) fn read_matrix<'a>(
-    a: *const f64,
+/// A view of the caller's matrix `*a` (no copy: the routines read strided views, and copy
+/// only what they modify), borrowed for as long as `a` is. Validates `lay`, the size product,
+/// the pointer and every entry. Outputs must then be checked with [`disjoint`].
+///
+/// # Safety
+/// If `*a` is non-null and aligned, it must point to `nrows * ncols` readable doubles not
+/// written during `'a` (for an entry point's argument: during the call).
+pub(crate) unsafe fn read_matrix<'a>(
+    a: &'a *const f64,
     nrows: usize,
     ncols: usize,
     lay: i32,
@@ -111,9 +116,8 @@ pub(crate) fn read_matrix<'a>(
 ) -> FfiResult<(MatRef<'a, f64>, Layout)> {
     let lay = layout(lay)?;
     let len = mat_len(nrows, ncols, arg)?;
-    // SAFETY: the C contract of every caller: `a` points to nrows*ncols doubles, readable for
-    // the duration of the call (the view does not outlive it).
-    let data: &'a [f64] = unsafe { in_slice(a, len, arg)? };
+    // SAFETY: this function's contract, with `len = nrows * ncols` (checked for overflow).
+    let data = unsafe { in_slice(a, len, arg)? };
     let m = mat_view_from_slice(data, nrows, ncols, lay).map_err(|e| {
         let mut f = FfiError::from(e);
         f.message = format!("argument `{arg}`: {}", f.message);
@@ -170,10 +174,11 @@ pub unsafe extern "C" fn precond_cond2(
     out: *mut precond_cond2_t,
 ) -> precond_status_t {
     boundary("precond_cond2", || {
-        let (m, _) = read_matrix(a, nrows, ncols, layout, "a")?;
+        // SAFETY: caller contract: `a` points to `nrows*ncols` readable doubles.
+        let (m, _) = unsafe { read_matrix(&a, nrows, ncols, layout, "a")? };
         disjoint(m, out, 1, "out")?;
-        // SAFETY: caller contract.
-        let out = unsafe { out_ref(out, "out")? };
+        // SAFETY: caller contract: `out` is writable; it does not overlap `a` (checked).
+        let out = unsafe { out_ref(&out, "out")? };
         let c = cond2(m.as_ref())?;
         *out = precond_cond2_t {
             sigma_max: c.sigma_max,
@@ -212,17 +217,19 @@ pub unsafe extern "C" fn precond_sym_eigenvalues(
     summary: *mut precond_spectrum_t,
 ) -> precond_status_t {
     boundary("precond_sym_eigenvalues", || {
-        let (m, _) = read_matrix(h, n, n, layout, "h")?;
+        // SAFETY: caller contract: `h` points to `n*n` readable doubles.
+        let (m, _) = unsafe { read_matrix(&h, n, n, layout, "h")? };
         disjoint(m, eigenvalues, eigenvalues_len, "eigenvalues")?;
         disjoint(m, summary, 1, "summary")?;
-        // SAFETY: caller contract.
-        let ev = unsafe { out_slice(eigenvalues, eigenvalues_len, "eigenvalues")? };
+        // SAFETY: caller contract: `eigenvalues_len` writable doubles, not overlapping `h`
+        // (checked).
+        let ev = unsafe { out_slice(&eigenvalues, eigenvalues_len, "eigenvalues")? };
         expect_len(eigenvalues_len, n, "eigenvalues")?;
         let summary = if summary.is_null() {
             None
         } else {
-            // SAFETY: caller contract.
-            Some(unsafe { out_ref(summary, "summary")? })
+            // SAFETY: caller contract: a non-NULL `summary` is writable; disjoint from `h`.
+            Some(unsafe { out_ref(&summary, "summary")? })
         };
         let s = sym_spectrum(m.as_ref())?;
         ev.copy_from_slice(&s.eigenvalues);
@@ -266,12 +273,13 @@ pub unsafe extern "C" fn precond_preconditioned_cond_diag(
     out: *mut precond_preconditioned_cond_t,
 ) -> precond_status_t {
     boundary("precond_preconditioned_cond_diag", || {
-        let (m, _) = read_matrix(h, n, n, layout, "h")?;
+        // SAFETY: caller contract: `h` points to `n*n` readable doubles.
+        let (m, _) = unsafe { read_matrix(&h, n, n, layout, "h")? };
         disjoint(m, out, 1, "out")?;
-        // SAFETY: caller contract.
-        let p = unsafe { in_slice(p, p_len, "p")? };
-        // SAFETY: caller contract.
-        let out = unsafe { out_ref(out, "out")? };
+        // SAFETY: caller contract: `p` points to `p_len` readable doubles.
+        let p = unsafe { in_slice(&p, p_len, "p")? };
+        // SAFETY: caller contract: `out` is writable; disjoint from `h` (checked).
+        let out = unsafe { out_ref(&out, "out")? };
         expect_len(p_len, n, "p")?;
         let r = precond_cond_diag(m.as_ref(), p)?;
         *out = precond_preconditioned_cond_t {
@@ -285,8 +293,14 @@ pub unsafe extern "C" fn precond_preconditioned_cond_diag(
     })
 }
 
+/// The body of `precond_row_equilibrate` (`rows`) and `precond_col_equilibrate`.
+///
+/// # Safety
+/// The contract of those two functions: `a` points to `nrows*ncols` readable doubles, `scale`
+/// to `scale_len` and `scaled` (or NULL) to `scaled_len` writable doubles, all valid for the
+/// call.
 #[allow(clippy::too_many_arguments)]
-fn equilibrate(
+unsafe fn equilibrate(
     rows: bool,
     a: *const f64,
     nrows: usize,
@@ -297,18 +311,19 @@ fn equilibrate(
     scaled: *mut f64,
     scaled_len: usize,
 ) -> FfiResult {
-    let (m, lay) = read_matrix(a, nrows, ncols, lay, "a")?;
+    // SAFETY: this function's contract for `a`.
+    let (m, lay) = unsafe { read_matrix(&a, nrows, ncols, lay, "a")? };
     disjoint(m, scale, scale_len, "scale")?;
     disjoint(m, scaled, scaled_len, "scaled")?;
     let want = if rows { nrows } else { ncols };
-    // SAFETY: caller contract.
-    let scale = unsafe { out_slice(scale, scale_len, "scale")? };
+    // SAFETY: this function's contract for `scale`; disjoint from `a` (checked).
+    let scale = unsafe { out_slice(&scale, scale_len, "scale")? };
     expect_len(scale_len, want, "scale")?;
     let scaled = if scaled.is_null() {
         None
     } else {
-        // SAFETY: caller contract.
-        let s = unsafe { out_slice(scaled, scaled_len, "scaled")? };
+        // SAFETY: this function's contract for a non-NULL `scaled`; disjoint from `a`.
+        let s = unsafe { out_slice(&scaled, scaled_len, "scaled")? };
         expect_len(scaled_len, nrows * ncols, "scaled")?;
         Some(s)
     };
@@ -350,9 +365,12 @@ pub unsafe extern "C" fn precond_row_equilibrate(
     scaled_len: usize,
 ) -> precond_status_t {
     boundary("precond_row_equilibrate", || {
-        equilibrate(
-            true, a, nrows, ncols, layout, scale, scale_len, scaled, scaled_len,
-        )
+        // SAFETY: this function's contract is `equilibrate`'s.
+        unsafe {
+            equilibrate(
+                true, a, nrows, ncols, layout, scale, scale_len, scaled, scaled_len,
+            )
+        }
     })
 }
 
@@ -376,9 +394,12 @@ pub unsafe extern "C" fn precond_col_equilibrate(
     scaled_len: usize,
 ) -> precond_status_t {
     boundary("precond_col_equilibrate", || {
-        equilibrate(
-            false, a, nrows, ncols, layout, scale, scale_len, scaled, scaled_len,
-        )
+        // SAFETY: this function's contract is `equilibrate`'s.
+        unsafe {
+            equilibrate(
+                false, a, nrows, ncols, layout, scale, scale_len, scaled, scaled_len,
+            )
+        }
     })
 }
 
@@ -412,10 +433,11 @@ pub unsafe extern "C" fn precond_cond_estimate(
                 )));
             }
         };
-        let (m, _) = read_matrix(a, n, n, layout, "a")?;
+        // SAFETY: caller contract: `a` points to `n*n` readable doubles.
+        let (m, _) = unsafe { read_matrix(&a, n, n, layout, "a")? };
         disjoint(m, out, 1, "out")?;
-        // SAFETY: caller contract.
-        let out = unsafe { out_ref(out, "out")? };
+        // SAFETY: caller contract: `out` is writable; disjoint from `a` (checked).
+        let out = unsafe { out_ref(&out, "out")? };
         let e = if spd {
             cond_estimate_spd(m.as_ref())?
         } else {

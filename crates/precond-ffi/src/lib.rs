@@ -116,22 +116,12 @@ pub extern "C" fn precond_clear_last_error() {
 /// Thread-safety: may be called concurrently.
 #[unsafe(no_mangle)]
 pub extern "C" fn precond_status_name(status: i32) -> *const c_char {
-    std::panic::catch_unwind(|| status_name(status).as_ptr()).unwrap_or(c"".as_ptr())
-}
-
-fn status_name(status: i32) -> &'static CStr {
-    match status {
-        0 => c"PRECOND_OK",
-        1 => c"PRECOND_NULL_POINTER",
-        2 => c"PRECOND_INVALID_ARGUMENT",
-        3 => c"PRECOND_DIMENSION_MISMATCH",
-        4 => c"PRECOND_NON_FINITE",
-        5 => c"PRECOND_NUMERICAL_FAILURE",
-        6 => c"PRECOND_PARSE_ERROR",
-        7 => c"PRECOND_INTERNAL_PANIC",
-        8 => c"PRECOND_INVALID_STATE",
-        _ => c"PRECOND_UNKNOWN_STATUS",
-    }
+    std::panic::catch_unwind(|| {
+        precond_status_t::from_code(status)
+            .map_or(c"PRECOND_UNKNOWN_STATUS", precond_status_t::c_name)
+            .as_ptr()
+    })
+    .unwrap_or(c"".as_ptr())
 }
 
 #[cfg(test)]

@@ -215,7 +215,7 @@ fn config_from_struct(c: &precond_optimizer_config_t) -> FfiResult<OptimizerConf
         // SAFETY: the struct's contract: `diag_preconditioner_len` readable doubles.
         let p = unsafe {
             in_slice(
-                c.diag_preconditioner,
+                &c.diag_preconditioner,
                 c.diag_preconditioner_len,
                 "config->diag_preconditioner",
             )?
@@ -266,8 +266,8 @@ pub unsafe extern "C" fn precond_optimizer_config_init(
     out: *mut precond_optimizer_config_t,
 ) -> precond_status_t {
     boundary("precond_optimizer_config_init", || {
-        // SAFETY: caller contract.
-        let out = unsafe { out_ref(out, "out")? };
+        // SAFETY: caller contract: `out` points to a writable value for the call.
+        let out = unsafe { out_ref(&out, "out")? };
         let k = kind_from_int(kind)?;
         *out = defaults(kind, k);
         Ok(())
@@ -310,8 +310,8 @@ pub unsafe extern "C" fn precond_optimizer_new_json(
         if config_json.is_null() {
             return Err(FfiError::null("config_json"));
         }
-        // SAFETY: caller contract.
-        let out = unsafe { out_ref(out, "out")? };
+        // SAFETY: caller contract: `out` points to a writable value for the call.
+        let out = unsafe { out_ref(&out, "out")? };
         // SAFETY: non-null, NUL-terminated by contract.
         let text = unsafe { CStr::from_ptr(config_json) }
             .to_str()
@@ -349,10 +349,11 @@ pub unsafe extern "C" fn precond_optimizer_new(
     out: *mut *mut precond_optimizer_t,
 ) -> precond_status_t {
     boundary("precond_optimizer_new", || {
-        // SAFETY: caller contract.
-        let c = unsafe { in_ref(config, "config")? };
-        // SAFETY: caller contract.
-        let out = unsafe { out_ref(out, "out")? };
+        // SAFETY: caller contract: `config` points to an initialized value, not written during
+        // the call.
+        let c = unsafe { in_ref(&config, "config")? };
+        // SAFETY: caller contract: `out` points to a writable value for the call.
+        let out = unsafe { out_ref(&out, "out")? };
         let cfg = config_from_struct(c)?;
         finish_new(&cfg, n_params, out)
     })
@@ -378,17 +379,25 @@ pub unsafe extern "C" fn precond_optimizer_free(opt: *mut precond_optimizer_t) {
 }
 
 /// Runs `body` on the handle behind the panic boundary; errors go to the handle and to the
-/// thread-local last error.
-fn with_handle(
+/// thread-local last error. A NULL or misaligned `opt` is an error.
+///
+/// # Safety
+/// A non-NULL, aligned `opt` must be a live handle (from `precond_optimizer_new*`, not freed)
+/// that nothing else accesses during the call.
+unsafe fn with_handle(
     func: &str,
     opt: *mut precond_optimizer_t,
     body: impl FnOnce(&mut Optimizer) -> FfiResult,
 ) -> precond_status_t {
-    with_handle_step(func, opt, |o, _| body(o))
+    // SAFETY: this function's contract.
+    unsafe { with_handle_step(func, opt, |o, _| body(o)) }
 }
 
 /// [`with_handle`] that also hands out the handle's non-finite record (the step calls).
-fn with_handle_step(
+///
+/// # Safety
+/// As [`with_handle`].
+unsafe fn with_handle_step(
     func: &str,
     opt: *mut precond_optimizer_t,
     body: impl FnOnce(&mut Optimizer, &mut Option<usize>) -> FfiResult,
@@ -401,7 +410,8 @@ fn with_handle_step(
             Err(FfiError::invalid("argument `opt` is not aligned"))
         });
     }
-    // SAFETY: a live handle by contract; no other reference to it exists during the call.
+    // SAFETY: non-NULL and aligned (checked); a live handle, accessed by nothing else during
+    // the call: this function's contract. `h` does not outlive the call.
     let h = unsafe { &mut *opt };
     let mut msg = None;
     let st = boundary_with(
@@ -416,16 +426,24 @@ fn with_handle_step(
 }
 
 /// Read-only variant of [`with_handle`].
-fn with_handle_ref(
+///
+/// # Safety
+/// A non-NULL, aligned `opt` must be a live handle that no other thread accesses during the
+/// call.
+unsafe fn with_handle_ref(
     func: &str,
     opt: *const precond_optimizer_t,
     body: impl FnOnce(&Optimizer) -> FfiResult,
 ) -> precond_status_t {
-    with_handle_ref_full(func, opt, |h| body(&h.opt))
+    // SAFETY: this function's contract.
+    unsafe { with_handle_ref_full(func, opt, |h| body(&h.opt)) }
 }
 
 /// [`with_handle_ref`] on the whole handle.
-fn with_handle_ref_full(
+///
+/// # Safety
+/// As [`with_handle_ref`].
+unsafe fn with_handle_ref_full(
     func: &str,
     opt: *const precond_optimizer_t,
     body: impl FnOnce(&precond_optimizer_t) -> FfiResult,
@@ -438,7 +456,8 @@ fn with_handle_ref_full(
             Err(FfiError::invalid("argument `opt` is not aligned"))
         });
     }
-    // SAFETY: a live handle by contract, not used by another thread during the call.
+    // SAFETY: non-NULL and aligned (checked); a live handle not used by another thread during
+    // the call: this function's contract. `h` does not outlive the call.
     let h = unsafe { &*opt };
     let mut msg = None;
     let st = boundary_with(func, || body(h), |m| msg = Some(to_cstring(m)));
@@ -450,12 +469,24 @@ fn with_handle_ref_full(
     st
 }
 
-fn check_step_buffers<T>(
-    params: *mut T,
-    grads: *const T,
+/// The buffers of a step, `(params, grads)`, borrowed for as long as the pointer arguments
+/// are: NULL, `n != n_params`, overlapping or misaligned buffers are errors.
+///
+/// # Safety
+/// If non-NULL and aligned, `*params` must point to `n` writable and `*grads` to `n` readable
+/// elements, valid during `'a` and accessed through no other pointer meanwhile (the contract of
+/// `precond_optimizer_step_f64`/`_f32` for the duration of the call).
+#[expect(
+    clippy::mut_from_ref,
+    reason = "the `&'a *mut T` only bounds the lifetime to the C call's pointer argument; \
+              exclusive access to the pointee is this unsafe fn's documented contract"
+)]
+unsafe fn check_step_buffers<'a, T>(
+    params: &'a *mut T,
+    grads: &'a *const T,
     n: usize,
     n_params: usize,
-) -> FfiResult<(&'static mut [T], &'static [T])> {
+) -> FfiResult<(&'a mut [T], &'a [T])> {
     if params.is_null() {
         return Err(FfiError::null("params"));
     }
@@ -467,12 +498,13 @@ fn check_step_buffers<T>(
             "argument `n` is {n} but the optimizer has n_params = {n_params}"
         )));
     }
-    if overlaps(params as *const T, n, grads, n) {
+    if overlaps(*params as *const T, n, *grads, n) {
         return Err(FfiError::invalid("buffers `params` and `grads` overlap"));
     }
-    // SAFETY: caller contract (`n` elements each, not overlapping as checked).
+    // SAFETY: this function's contract (`n` readable elements; not overlapping `params`, as
+    // checked, so the shared and the exclusive slice do not alias).
     let g = unsafe { in_slice(grads, n, "grads")? };
-    // SAFETY: as above.
+    // SAFETY: this function's contract (`n` writable elements, no other access).
     let p = unsafe { out_slice(params, n, "params")? };
     Ok((p, g))
 }
@@ -504,11 +536,15 @@ pub unsafe extern "C" fn precond_optimizer_step_f64(
     grads: *const f64,
     n: usize,
 ) -> precond_status_t {
-    with_handle_step("precond_optimizer_step_f64", opt, |o, last| {
-        let (p, g) = check_step_buffers(params, grads, n, o.n_params())?;
+    let body = |o: &mut Optimizer, last: &mut Option<usize>| -> FfiResult {
+        // SAFETY: caller contract: `n` elements each, `params` writable, valid for the call.
+        let (p, g) = unsafe { check_step_buffers(&params, &grads, n, o.n_params())? };
         *last = o.step_f64(p, g)?.nonfinite_index;
         Ok(())
-    })
+    };
+    // SAFETY: caller contract: `opt` is NULL or a live handle that nothing else uses during
+    // the call.
+    unsafe { with_handle_step("precond_optimizer_step_f64", opt, body) }
 }
 
 /// One optimizer step on `float` buffers; as `precond_optimizer_step_f64`.
@@ -522,11 +558,15 @@ pub unsafe extern "C" fn precond_optimizer_step_f32(
     grads: *const f32,
     n: usize,
 ) -> precond_status_t {
-    with_handle_step("precond_optimizer_step_f32", opt, |o, last| {
-        let (p, g) = check_step_buffers(params, grads, n, o.n_params())?;
+    let body = |o: &mut Optimizer, last: &mut Option<usize>| -> FfiResult {
+        // SAFETY: caller contract: `n` elements each, `params` writable, valid for the call.
+        let (p, g) = unsafe { check_step_buffers(&params, &grads, n, o.n_params())? };
         *last = o.step_f32(p, g)?.nonfinite_index;
         Ok(())
-    })
+    };
+    // SAFETY: caller contract: `opt` is NULL or a live handle that nothing else uses during
+    // the call.
+    unsafe { with_handle_step("precond_optimizer_step_f32", opt, body) }
 }
 
 /// Whether the gradient of the most recent successful `precond_optimizer_step_f64`/`_f32` call
@@ -548,15 +588,18 @@ pub unsafe extern "C" fn precond_optimizer_last_nonfinite(
     found: *mut i32,
     index: *mut usize,
 ) -> precond_status_t {
-    with_handle_ref_full("precond_optimizer_last_nonfinite", opt, |h| {
-        // SAFETY: caller contract.
-        let found = unsafe { out_ref(found, "found")? };
-        // SAFETY: caller contract.
-        let index = unsafe { out_ref(index, "index")? };
+    let body = |h: &precond_optimizer_t| -> FfiResult {
+        // SAFETY: caller contract: `found` points to a writable value for the call.
+        let found = unsafe { out_ref(&found, "found")? };
+        // SAFETY: caller contract: `index` points to a writable value for the call.
+        let index = unsafe { out_ref(&index, "index")? };
         *found = i32::from(h.last_nonfinite.is_some());
         *index = h.last_nonfinite.unwrap_or(0);
         Ok(())
-    })
+    };
+    // SAFETY: caller contract: `opt` is NULL or a live handle that nothing else uses during
+    // the call.
+    unsafe { with_handle_ref_full("precond_optimizer_last_nonfinite", opt, body) }
 }
 
 /// Sets the top-level base learning rate (`lr ≥ 0`, finite; groups with their own `lr` keep it;
@@ -573,10 +616,13 @@ pub unsafe extern "C" fn precond_optimizer_set_lr(
     opt: *mut precond_optimizer_t,
     lr: f64,
 ) -> precond_status_t {
-    with_handle("precond_optimizer_set_lr", opt, |o| {
+    let body = |o: &mut Optimizer| -> FfiResult {
         o.set_lr(lr)?;
         Ok(())
-    })
+    };
+    // SAFETY: caller contract: `opt` is NULL or a live handle that nothing else uses during
+    // the call.
+    unsafe { with_handle("precond_optimizer_set_lr", opt, body) }
 }
 
 /// Reads the top-level base learning rate (the value `precond_optimizer_set_lr` sets) into
@@ -594,11 +640,14 @@ pub unsafe extern "C" fn precond_optimizer_get_lr(
     opt: *const precond_optimizer_t,
     lr: *mut f64,
 ) -> precond_status_t {
-    with_handle_ref("precond_optimizer_get_lr", opt, |o| {
-        // SAFETY: caller contract.
-        *unsafe { out_ref(lr, "lr")? } = o.base_lr();
+    let body = |o: &Optimizer| -> FfiResult {
+        // SAFETY: caller contract: `lr` points to a writable value for the call.
+        *unsafe { out_ref(&lr, "lr")? } = o.base_lr();
         Ok(())
-    })
+    };
+    // SAFETY: caller contract: `opt` is NULL or a live handle that nothing else uses during
+    // the call.
+    unsafe { with_handle_ref("precond_optimizer_get_lr", opt, body) }
 }
 
 /// Reads the learning rate the next step will use (base learning rate through the schedule)
@@ -616,11 +665,14 @@ pub unsafe extern "C" fn precond_optimizer_current_lr(
     opt: *const precond_optimizer_t,
     lr: *mut f64,
 ) -> precond_status_t {
-    with_handle_ref("precond_optimizer_current_lr", opt, |o| {
-        // SAFETY: caller contract.
-        *unsafe { out_ref(lr, "lr")? } = o.lr();
+    let body = |o: &Optimizer| -> FfiResult {
+        // SAFETY: caller contract: `lr` points to a writable value for the call.
+        *unsafe { out_ref(&lr, "lr")? } = o.lr();
         Ok(())
-    })
+    };
+    // SAFETY: caller contract: `opt` is NULL or a live handle that nothing else uses during
+    // the call.
+    unsafe { with_handle_ref("precond_optimizer_current_lr", opt, body) }
 }
 
 /// Reads the number of parameters into `*n_params`.
@@ -637,11 +689,14 @@ pub unsafe extern "C" fn precond_optimizer_n_params(
     opt: *const precond_optimizer_t,
     n_params: *mut usize,
 ) -> precond_status_t {
-    with_handle_ref("precond_optimizer_n_params", opt, |o| {
-        // SAFETY: caller contract.
-        *unsafe { out_ref(n_params, "n_params")? } = o.n_params();
+    let body = |o: &Optimizer| -> FfiResult {
+        // SAFETY: caller contract: `n_params` points to a writable value for the call.
+        *unsafe { out_ref(&n_params, "n_params")? } = o.n_params();
         Ok(())
-    })
+    };
+    // SAFETY: caller contract: `opt` is NULL or a live handle that nothing else uses during
+    // the call.
+    unsafe { with_handle_ref("precond_optimizer_n_params", opt, body) }
 }
 
 /// Reads the number of steps taken (skipped steps do not count) into `*steps`.
@@ -658,11 +713,14 @@ pub unsafe extern "C" fn precond_optimizer_step_count(
     opt: *const precond_optimizer_t,
     steps: *mut u64,
 ) -> precond_status_t {
-    with_handle_ref("precond_optimizer_step_count", opt, |o| {
-        // SAFETY: caller contract.
-        *unsafe { out_ref(steps, "steps")? } = o.step_count();
+    let body = |o: &Optimizer| -> FfiResult {
+        // SAFETY: caller contract: `steps` points to a writable value for the call.
+        *unsafe { out_ref(&steps, "steps")? } = o.step_count();
         Ok(())
-    })
+    };
+    // SAFETY: caller contract: `opt` is NULL or a live handle that nothing else uses during
+    // the call.
+    unsafe { with_handle_ref("precond_optimizer_step_count", opt, body) }
 }
 
 /// Writes the current diagonal preconditioner `P_k` (THEORY.md §4, learning rate kept outside)
@@ -685,15 +743,19 @@ pub unsafe extern "C" fn precond_optimizer_preconditioner(
     out: *mut f64,
     n: usize,
 ) -> precond_status_t {
-    with_handle_ref("precond_optimizer_preconditioner", opt, |o| {
-        // SAFETY: caller contract.
-        let out = unsafe { out_slice(out, n, "out")? };
+    let body = |o: &Optimizer| -> FfiResult {
+        // SAFETY: caller contract: `out` points to `n` writable elements used by nothing else
+        // during the call.
+        let out = unsafe { out_slice(&out, n, "out")? };
         expect_len(n, o.n_params(), "out")?;
         let mut tmp = vec![0.0; n];
         o.preconditioner(&mut tmp)?;
         out.copy_from_slice(&tmp);
         Ok(())
-    })
+    };
+    // SAFETY: caller contract: `opt` is NULL or a live handle that nothing else uses during
+    // the call.
+    unsafe { with_handle_ref("precond_optimizer_preconditioner", opt, body) }
 }
 
 /// Reads into `*size` the number of bytes `precond_optimizer_save_state` writes for the current
@@ -711,12 +773,15 @@ pub unsafe extern "C" fn precond_optimizer_state_size(
     opt: *const precond_optimizer_t,
     size: *mut usize,
 ) -> precond_status_t {
-    with_handle_ref("precond_optimizer_state_size", opt, |o| {
-        // SAFETY: caller contract.
-        let size = unsafe { out_ref(size, "size")? };
+    let body = |o: &Optimizer| -> FfiResult {
+        // SAFETY: caller contract: `size` points to a writable value for the call.
+        let size = unsafe { out_ref(&size, "size")? };
         *size = o.save_state().len();
         Ok(())
-    })
+    };
+    // SAFETY: caller contract: `opt` is NULL or a live handle that nothing else uses during
+    // the call.
+    unsafe { with_handle_ref("precond_optimizer_state_size", opt, body) }
 }
 
 /// Saves the optimizer state (step count, base learning rate, moment buffers; versioned binary
@@ -738,11 +803,12 @@ pub unsafe extern "C" fn precond_optimizer_save_state(
     buf_len: usize,
     written: *mut usize,
 ) -> precond_status_t {
-    with_handle_ref("precond_optimizer_save_state", opt, |o| {
-        // SAFETY: caller contract.
-        let buf = unsafe { out_slice(buf, buf_len, "buf")? };
-        // SAFETY: caller contract.
-        let written = unsafe { out_ref(written, "written")? };
+    let body = |o: &Optimizer| -> FfiResult {
+        // SAFETY: caller contract: `buf` points to `buf_len` writable elements used by nothing
+        // else during the call.
+        let buf = unsafe { out_slice(&buf, buf_len, "buf")? };
+        // SAFETY: caller contract: `written` points to a writable value for the call.
+        let written = unsafe { out_ref(&written, "written")? };
         let bytes = o.save_state();
         if bytes.len() > buf_len {
             return Err(FfiError::dims(format!(
@@ -753,7 +819,10 @@ pub unsafe extern "C" fn precond_optimizer_save_state(
         buf[..bytes.len()].copy_from_slice(&bytes);
         *written = bytes.len();
         Ok(())
-    })
+    };
+    // SAFETY: caller contract: `opt` is NULL or a live handle that nothing else uses during
+    // the call.
+    unsafe { with_handle_ref("precond_optimizer_save_state", opt, body) }
 }
 
 /// Loads a state saved by `precond_optimizer_save_state` from an optimizer of the same kind,
@@ -773,12 +842,16 @@ pub unsafe extern "C" fn precond_optimizer_load_state(
     buf: *const u8,
     buf_len: usize,
 ) -> precond_status_t {
-    with_handle("precond_optimizer_load_state", opt, |o| {
-        // SAFETY: caller contract.
-        let buf = unsafe { in_slice(buf, buf_len, "buf")? };
+    let body = |o: &mut Optimizer| -> FfiResult {
+        // SAFETY: caller contract: `buf` points to `buf_len` readable elements, not written during
+        // the call.
+        let buf = unsafe { in_slice(&buf, buf_len, "buf")? };
         o.load_state(buf)?;
         Ok(())
-    })
+    };
+    // SAFETY: caller contract: `opt` is NULL or a live handle that nothing else uses during
+    // the call.
+    unsafe { with_handle("precond_optimizer_load_state", opt, body) }
 }
 
 /// Forgets all state (moments, accumulators, step count, dtype); keeps the learning rate.
@@ -793,10 +866,13 @@ pub unsafe extern "C" fn precond_optimizer_load_state(
 pub unsafe extern "C" fn precond_optimizer_reset(
     opt: *mut precond_optimizer_t,
 ) -> precond_status_t {
-    with_handle("precond_optimizer_reset", opt, |o| {
+    let body = |o: &mut Optimizer| -> FfiResult {
         o.reset();
         Ok(())
-    })
+    };
+    // SAFETY: caller contract: `opt` is NULL or a live handle that nothing else uses during
+    // the call.
+    unsafe { with_handle("precond_optimizer_reset", opt, body) }
 }
 
 /// The message of the last failed call on this handle (NUL-terminated, owned by the handle,

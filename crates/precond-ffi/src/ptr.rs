@@ -55,47 +55,75 @@ fn check_ptr<T>(p: *const T, arg: &str) -> FfiResult<()> {
     Ok(())
 }
 
-/// A read-only slice of `len` elements at `p`.
+// Every helper below that makes a reference from a raw pointer is an `unsafe fn` taking the
+// pointer *by reference*: the result borrows the pointer argument of the C call (a local of
+// the entry point, or a field of a struct borrowed for the call), so it cannot outlive the
+// call that received it. Callers wrap each call in `unsafe { }` with a `// SAFETY:` comment
+// naming the C contract that makes it sound.
+
+/// A read-only slice of `len` elements at `*p`, borrowed for as long as `p` is.
 ///
 /// # Safety
-/// If `p` is non-null and aligned, it must point to `len` readable, initialized elements that are
-/// not written during `'a`.
-pub(crate) unsafe fn in_slice<'a, T>(p: *const T, len: usize, arg: &str) -> FfiResult<&'a [T]> {
+/// If `*p` is non-null and aligned, it must point to `len` readable, initialized elements that
+/// are not written during `'a` (for an entry point's argument: during the call).
+pub(crate) unsafe fn in_slice<'a, T>(p: &'a *const T, len: usize, arg: &str) -> FfiResult<&'a [T]> {
+    let p = *p;
     check_ptr(p, arg)?;
     check_bytes::<T>(len, arg)?;
-    // SAFETY: non-null, aligned, size fits isize; validity is the caller's contract.
+    // SAFETY: non-null, aligned, size fits isize; validity for `'a` is the caller's contract.
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
 
-/// A writable slice of `len` elements at `p`.
+/// A writable slice of `len` elements at `*p`, borrowed for as long as `p` is.
 ///
 /// # Safety
-/// If `p` is non-null and aligned, it must point to `len` writable elements not accessed through
-/// any other pointer during `'a`.
-pub(crate) unsafe fn out_slice<'a, T>(p: *mut T, len: usize, arg: &str) -> FfiResult<&'a mut [T]> {
+/// If `*p` is non-null and aligned, it must point to `len` writable elements not accessed
+/// through any other pointer during `'a` (for an entry point's argument: during the call).
+#[expect(
+    clippy::mut_from_ref,
+    reason = "the `&'a *mut T` only bounds the lifetime to the C call's pointer argument; \
+              exclusive access to the pointee is this unsafe fn's documented contract"
+)]
+pub(crate) unsafe fn out_slice<'a, T>(
+    p: &'a *mut T,
+    len: usize,
+    arg: &str,
+) -> FfiResult<&'a mut [T]> {
+    let p = *p;
     check_ptr(p, arg)?;
     check_bytes::<T>(len, arg)?;
-    // SAFETY: as above.
+    // SAFETY: non-null, aligned, size fits isize; validity and exclusivity for `'a` are the
+    // caller's contract.
     Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
 }
 
-/// A writable single value at `p`.
+/// A writable single value at `*p`, borrowed for as long as `p` is. `T: Copy`: the C caller's
+/// out-parameter may be uninitialized, and assigning a `Copy` value neither reads nor drops the
+/// old one.
 ///
 /// # Safety
-/// If `p` is non-null and aligned it must be valid for writes of one `T`.
-pub(crate) unsafe fn out_ref<'a, T>(p: *mut T, arg: &str) -> FfiResult<&'a mut T> {
+/// If `*p` is non-null and aligned it must be valid for writes of one `T` and not accessed
+/// through any other pointer during `'a`.
+#[expect(
+    clippy::mut_from_ref,
+    reason = "the `&'a *mut T` only bounds the lifetime to the C call's pointer argument; \
+              exclusive access to the pointee is this unsafe fn's documented contract"
+)]
+pub(crate) unsafe fn out_ref<'a, T: Copy>(p: &'a *mut T, arg: &str) -> FfiResult<&'a mut T> {
+    let p = *p;
     check_ptr(p, arg)?;
-    // SAFETY: non-null and aligned; validity is the caller's contract.
+    // SAFETY: non-null and aligned; validity and exclusivity for `'a` are the caller's contract.
     Ok(unsafe { &mut *p })
 }
 
-/// A read-only single value at `p`.
+/// A read-only single value at `*p`, borrowed for as long as `p` is.
 ///
 /// # Safety
-/// If `p` is non-null and aligned it must point to an initialized `T`.
-pub(crate) unsafe fn in_ref<'a, T>(p: *const T, arg: &str) -> FfiResult<&'a T> {
+/// If `*p` is non-null and aligned it must point to an initialized `T` not written during `'a`.
+pub(crate) unsafe fn in_ref<'a, T>(p: &'a *const T, arg: &str) -> FfiResult<&'a T> {
+    let p = *p;
     check_ptr(p, arg)?;
-    // SAFETY: as above.
+    // SAFETY: non-null and aligned; validity for `'a` is the caller's contract.
     Ok(unsafe { &*p })
 }
 

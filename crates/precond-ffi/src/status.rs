@@ -2,7 +2,7 @@
 //! (rustls-ffi `panic.rs` style: every exported function runs its body inside [`boundary`]).
 
 use std::cell::RefCell;
-use std::ffi::{CString, c_char};
+use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use precond_linalg::LinalgError;
@@ -41,34 +41,66 @@ pub enum precond_status_t {
     PRECOND_INVALID_STATE = 8,
 }
 
-impl precond_status_t {
-    /// Short name of the code, as in the header.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::PRECOND_OK => "PRECOND_OK",
-            Self::PRECOND_NULL_POINTER => "PRECOND_NULL_POINTER",
-            Self::PRECOND_INVALID_ARGUMENT => "PRECOND_INVALID_ARGUMENT",
-            Self::PRECOND_DIMENSION_MISMATCH => "PRECOND_DIMENSION_MISMATCH",
-            Self::PRECOND_NON_FINITE => "PRECOND_NON_FINITE",
-            Self::PRECOND_NUMERICAL_FAILURE => "PRECOND_NUMERICAL_FAILURE",
-            Self::PRECOND_PARSE_ERROR => "PRECOND_PARSE_ERROR",
-            Self::PRECOND_INTERNAL_PANIC => "PRECOND_INTERNAL_PANIC",
-            Self::PRECOND_INVALID_STATE => "PRECOND_INVALID_STATE",
-        }
+/// `c"…"` from a byte string with its NUL, at compile time.
+const fn c_str(bytes: &'static [u8]) -> &'static CStr {
+    match CStr::from_bytes_with_nul(bytes) {
+        Ok(c) => c,
+        Err(_) => panic!("a status name contains a NUL byte or lacks the final one"),
     }
+}
 
-    /// All codes, in numeric order.
-    pub const ALL: [precond_status_t; 9] = [
-        Self::PRECOND_OK,
-        Self::PRECOND_NULL_POINTER,
-        Self::PRECOND_INVALID_ARGUMENT,
-        Self::PRECOND_DIMENSION_MISMATCH,
-        Self::PRECOND_NON_FINITE,
-        Self::PRECOND_NUMERICAL_FAILURE,
-        Self::PRECOND_PARSE_ERROR,
-        Self::PRECOND_INTERNAL_PANIC,
-        Self::PRECOND_INVALID_STATE,
-    ];
+/// The status table: each code of [`precond_status_t`] listed once, in numeric order. From it
+/// come [`precond_status_t::ALL`], the names ([`precond_status_t::name`],
+/// [`precond_status_t::c_name`], hence `precond_status_name`) and
+/// [`precond_status_t::from_code`]. The value and the description of a code are its variant
+/// and doc comment in the enum, which cbindgen reads for the header. The compiler keeps the
+/// two in step: the generated `match`es are exhaustive, so a variant missing from the table
+/// does not compile, and a repeated one is an unreachable pattern (and fails the
+/// `status_values_are_stable` test).
+macro_rules! status_table {
+    ($($code:ident),+ $(,)?) => {
+        impl precond_status_t {
+            /// All codes, in numeric order.
+            pub const ALL: [precond_status_t; [$(stringify!($code)),+].len()] =
+                [$(Self::$code),+];
+
+            /// Short name of the code, as in the header (`"PRECOND_OK"`, …).
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Self::$code => stringify!($code),)+
+                }
+            }
+
+            /// [`name`](Self::name) as a NUL-terminated static string (for C).
+            pub const fn c_name(self) -> &'static CStr {
+                match self {
+                    $(Self::$code => {
+                        const NAME: &CStr = c_str(concat!(stringify!($code), "\0").as_bytes());
+                        NAME
+                    })+
+                }
+            }
+        }
+    };
+}
+
+status_table! {
+    PRECOND_OK,
+    PRECOND_NULL_POINTER,
+    PRECOND_INVALID_ARGUMENT,
+    PRECOND_DIMENSION_MISMATCH,
+    PRECOND_NON_FINITE,
+    PRECOND_NUMERICAL_FAILURE,
+    PRECOND_PARSE_ERROR,
+    PRECOND_INTERNAL_PANIC,
+    PRECOND_INVALID_STATE,
+}
+
+impl precond_status_t {
+    /// The code with numeric value `code`, `None` for a value that is not a code.
+    pub fn from_code(code: i32) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| *s as i32 == code)
+    }
 }
 
 /// An error on its way to C: a status code and the message that names the problem.
@@ -262,6 +294,12 @@ mod tests {
     fn status_values_are_stable() {
         for (i, s) in precond_status_t::ALL.iter().enumerate() {
             assert_eq!(*s as i32, i as i32, "{}", s.name());
+            assert_eq!(precond_status_t::from_code(i as i32), Some(*s));
+            assert_eq!(s.c_name().to_str().ok(), Some(s.name()));
+            assert_eq!(format!("{s:?}"), s.name());
         }
+        assert_eq!(precond_status_t::ALL.len(), 9);
+        assert_eq!(precond_status_t::from_code(9), None);
+        assert_eq!(precond_status_t::from_code(-1), None);
     }
 }

@@ -6,14 +6,8 @@ use faer::{Mat, MatRef};
 
 use crate::error::{LinalgError, Result};
 use crate::layout::{check_matrix, check_square};
-use crate::two_stage::{
-    SVD_TWO_STAGE_MIN_N, TWO_STAGE_BAND_WIDTH, singular_values_two_stage_checked,
-};
-
-/// A matrix is declared numerically rank deficient when
-/// `σ_min ≤ RANK_RTOL_FACTOR · max(m, n) · ε · σ_max` (`ε = f64::EPSILON`), the default of
-/// `numpy.linalg.matrix_rank` and of LAPACK-based rank decisions.
-pub const RANK_RTOL_FACTOR: f64 = 1.0;
+use crate::params::{Cond2Params, SvdParams};
+use crate::two_stage::singular_values_two_stage_checked;
 
 /// The 2-norm condition number of a (possibly rectangular) matrix, with its extreme singular
 /// values.
@@ -25,14 +19,21 @@ pub struct Cond2 {
     pub sigma_min: f64,
     /// `κ(A) = σ_max/σ_min`; `f64::INFINITY` when [`rank_deficient`](Self::rank_deficient).
     pub kappa: f64,
-    /// `σ_min ≤ max(m, n) · ε · σ_max` (see [`RANK_RTOL_FACTOR`]), including the zero matrix.
+    /// `σ_min ≤ max(m, n) · ε · σ_max` (the factor in front is
+    /// [`Cond2Params::rank_rtol_factor`], default 1), including the zero matrix.
     pub rank_deficient: bool,
 }
 
 impl Cond2 {
     /// Builds the record from the extreme singular values of an `m × n` matrix.
-    pub(crate) fn from_extremes(sigma_max: f64, sigma_min: f64, m: usize, n: usize) -> Self {
-        let thresh = RANK_RTOL_FACTOR * (m.max(n) as f64) * f64::EPSILON * sigma_max;
+    pub(crate) fn from_extremes(
+        sigma_max: f64,
+        sigma_min: f64,
+        m: usize,
+        n: usize,
+        rank_rtol_factor: f64,
+    ) -> Self {
+        let thresh = rank_rtol_factor * (m.max(n) as f64) * f64::EPSILON * sigma_max;
         let rank_deficient = sigma_max <= 0.0 || sigma_min <= thresh;
         let kappa = if rank_deficient {
             f64::INFINITY
@@ -49,14 +50,18 @@ impl Cond2 {
 }
 
 /// All singular values of `a`, nonincreasing: the two-stage reduction
-/// ([`singular_values_two_stage`](crate::singular_values_two_stage)) when `min(m, n) ≥`
-/// [`SVD_TWO_STAGE_MIN_N`], faer's SVD without vectors below.
-pub(crate) fn singular_values_checked(a: MatRef<'_, f64>, what: &'static str) -> Result<Vec<f64>> {
+/// ([`singular_values_two_stage`](crate::kernel::singular_values_two_stage)) when
+/// `min(m, n) ≥ params.two_stage_min_n`, faer's SVD without vectors below.
+pub(crate) fn singular_values_checked(
+    a: MatRef<'_, f64>,
+    what: &'static str,
+    params: &SvdParams,
+) -> Result<Vec<f64>> {
     check_matrix(a, what)?;
-    if a.nrows().min(a.ncols()) >= SVD_TWO_STAGE_MIN_N {
+    if a.nrows().min(a.ncols()) >= params.two_stage_min_n {
         return singular_values_two_stage_checked(
             a,
-            TWO_STAGE_BAND_WIDTH,
+            params.band_width,
             faer::get_global_parallelism(),
         );
     }
@@ -75,7 +80,8 @@ pub(crate) fn faer_singular_values(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
 /// The 2-norm condition number `κ(A) = σ_max/σ_min` of any non-empty `m × n` matrix (THEORY.md,
 /// notation; Theorem 2 is stated in this norm). For `m ≠ n` the smallest of the `min(m, n)`
 /// singular values is used, as `numpy.linalg.cond`. A numerically rank-deficient matrix gives
-/// `κ = ∞` and `rank_deficient = true` (threshold: [`RANK_RTOL_FACTOR`]), never NaN.
+/// `κ = ∞` and `rank_deficient = true` (threshold `max(m, n) · ε · σ_max`, see
+/// [`Cond2Params::rank_rtol_factor`]), never NaN. Uses [`Cond2Params::default`].
 ///
 /// Cost: one full singular value computation, `O(m n min(m, n))`.
 ///
@@ -83,7 +89,17 @@ pub(crate) fn faer_singular_values(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
 /// [`LinalgError::Empty`], [`LinalgError::NonFinite`] (with the entry's position),
 /// [`LinalgError::NoConvergence`] if faer's SVD iteration fails.
 pub fn cond2(a: MatRef<'_, f64>) -> Result<Cond2> {
-    let s = singular_values_checked(a, "matrix A of cond2")?;
+    cond2_with_params(a, &Cond2Params::default())
+}
+
+/// [`cond2`] with a tuned rank threshold and singular value computation ([`Cond2Params`]).
+///
+/// # Errors
+/// As [`cond2`], plus [`LinalgError::InvalidArgument`] for a negative or non-finite
+/// `rank_rtol_factor` or `svd.band_width == 0`.
+pub fn cond2_with_params(a: MatRef<'_, f64>, params: &Cond2Params) -> Result<Cond2> {
+    params.check()?;
+    let s = singular_values_checked(a, "matrix A of cond2", &params.svd)?;
     let sigma_max = s[0];
     let sigma_min = s[s.len() - 1];
     Ok(Cond2::from_extremes(
@@ -91,15 +107,25 @@ pub fn cond2(a: MatRef<'_, f64>) -> Result<Cond2> {
         sigma_min,
         a.nrows(),
         a.ncols(),
+        params.rank_rtol_factor,
     ))
 }
 
-/// The singular values of `a`, nonincreasing.
+/// The singular values of `a`, nonincreasing (computed as chosen by [`SvdParams::default`]).
 ///
 /// # Errors
 /// As [`cond2`].
 pub fn singular_values(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
-    singular_values_checked(a, "matrix A of singular_values")
+    singular_values_with_params(a, &SvdParams::default())
+}
+
+/// [`singular_values`] with a tuned computation ([`SvdParams`]).
+///
+/// # Errors
+/// As [`cond2`], plus [`LinalgError::InvalidArgument`] for `params.band_width == 0`.
+pub fn singular_values_with_params(a: MatRef<'_, f64>, params: &SvdParams) -> Result<Vec<f64>> {
+    params.check()?;
+    singular_values_checked(a, "matrix A of singular_values", params)
 }
 
 /// The matrix 1-norm `‖A‖₁ = max_j Σ_i |a_ij|` (largest absolute column sum). No checks: NaN

@@ -49,8 +49,10 @@ pub enum LinalgError {
         /// The offending pivot / diagonal value (NaN when the factorization does not report it).
         value: f64,
     },
-    /// A matrix required to be symmetric is not, beyond the documented tolerance
-    /// ([`SYMMETRY_RTOL`](crate::SYMMETRY_RTOL) times the largest entry magnitude).
+    /// A matrix required to be symmetric is not: some `|a[i,j] − a[j,i]| > 10⁻⁶ · max|a|`
+    /// (relative to the largest entry magnitude). Within that tolerance the symmetric routines
+    /// use the symmetric part `(a + aᵀ)/2`; finite-difference Hessians are symmetric only to
+    /// about this accuracy.
     #[error("{what} is not symmetric: a[{row},{col}] = {upper} but a[{col},{row}] = {lower}")]
     NotSymmetric {
         /// Which argument.

@@ -220,7 +220,8 @@ pub fn cond_estimate_from_llt(a: MatRef<'_, f64>, llt: &Llt<f64>) -> Result<Cond
 
 /// Estimate of `κ₁(A) = κ₂`-comparable 1-norm condition number of a symmetric positive definite
 /// matrix: Cholesky (faer, `n³/3`) then the Hager–Higham estimator (LAPACK `DPOTRF` + `DPOCON`).
-/// `a` must be symmetric to [`SYMMETRY_RTOL`](crate::SYMMETRY_RTOL); its symmetric part is used.
+/// `a` must be symmetric to a relative tolerance of `10⁻⁶` (see [`LinalgError::NotSymmetric`]);
+/// its symmetric part is used.
 ///
 /// # Errors
 /// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`], [`LinalgError::NonFinite`],

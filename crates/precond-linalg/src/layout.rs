@@ -127,8 +127,9 @@ pub fn check_finite(a: MatRef<'_, f64>, what: &'static str) -> Result<()> {
 
 /// Relative tolerance of the symmetry check of the symmetric routines: `a` is accepted when
 /// `|a[i,j] − a[j,i]| ≤ SYMMETRY_RTOL · max|a|`, and then its symmetric part `(a + aᵀ)/2` is
-/// used. Finite-difference Hessians are symmetric only to about this accuracy.
-pub const SYMMETRY_RTOL: f64 = 1e-6;
+/// used. Finite-difference Hessians are symmetric only to about this accuracy (documented to
+/// users at [`LinalgError::NotSymmetric`]).
+pub(crate) const SYMMETRY_RTOL: f64 = 1e-6;
 
 /// Non-empty and finite.
 pub(crate) fn check_matrix(a: MatRef<'_, f64>, what: &'static str) -> Result<()> {

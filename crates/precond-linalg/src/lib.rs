@@ -8,8 +8,16 @@
 //!   ([`precond_cond_diag`], [`precond_cond_dense`], [`precond_cond_factor`]),
 //! * equilibration, Theorem 2 and Corollary 1 ([`row_equilibrate`], [`sym_equilibrate`],
 //!   [`scaling_spread`], [`van_der_sluis_bound`]),
-//! * rates of Theorem 1 and heavy-ball momentum, and the observed rate of an error sequence,
-//! * matrix-free spectra: [`lanczos_extremes`], [`power_iteration`], [`hutchinson_trace`].
+//! * rates of Theorem 1 and heavy-ball momentum ([`heavy_ball_optimal`]), and the observed rate
+//!   of an error sequence ([`observed_rate`]),
+//! * matrix-free spectra: [`lanczos_extremes`], [`power_iteration`], [`hutchinson_trace`] on any
+//!   [`LinearOperator`].
+//!
+//! Tuning values (when the two-stage reductions take over, band widths, the accuracy of
+//! [`sym_cond()`](fn@sym_cond)'s Lanczos path, the rank threshold of [`cond2`]) are `*Params`
+//! structs with [`Default`] ([`SymSpectrumParams`], [`SvdParams`], [`Cond2Params`],
+//! [`SymCondParams`]) taken by the `*_with_params` variants; the algorithms behind the automatic
+//! choices are in [`kernel`].
 //!
 //! Every fallible function returns [`LinalgError`]; nothing panics on bad input.
 //!
@@ -36,6 +44,7 @@ mod hutchinson;
 mod lanczos;
 mod layout;
 mod operator;
+mod params;
 mod power;
 mod preconditioned;
 mod rates;
@@ -45,7 +54,9 @@ mod triangle;
 mod tridiagonal;
 mod two_stage;
 
-pub use condition::{Cond2, RANK_RTOL_FACTOR, cond1, cond2, norm1, singular_values};
+pub use condition::{
+    Cond2, cond1, cond2, cond2_with_params, norm1, singular_values, singular_values_with_params,
+};
 pub use equilibration::{
     Equilibration, VanDerSluis, col_equilibrate, col_norms, row_equilibrate, row_norms,
     scaling_spread, sym_equilibrate, van_der_sluis_bound,
@@ -57,22 +68,28 @@ pub use estimate::{
 };
 pub use hutchinson::{TraceEstimate, hutchinson_trace};
 pub use lanczos::{LanczosOptions, LanczosResult, lanczos_extremes};
-pub use layout::{Layout, SYMMETRY_RTOL, check_finite, mat_from_slice, mat_view_from_slice};
+pub use layout::{Layout, check_finite, mat_from_slice, mat_view_from_slice};
 pub use operator::{DenseOperator, LinearOperator};
+pub use params::{Cond2Params, SvdParams, SymCondParams, SymSpectrumParams};
 pub use power::{PowerOptions, PowerResult, power_iteration};
 pub use preconditioned::{
     PreconditionedCond, precond_cond_dense, precond_cond_diag, precond_cond_factor,
 };
 pub use rates::{
-    HeavyBall, RateFit, Tail, gd_optimal_rate, gd_optimal_step, gd_rate, heavy_ball_optimal,
+    OptimalHeavyBall, RateFit, Tail, gd_optimal_rate, gd_optimal_step, gd_rate, heavy_ball_optimal,
     heavy_ball_optimal_rate, observed_rate,
 };
 pub use spectrum::{
-    SymExtremes, SymSpectrum, default_spectrum_rel_tol, sym_extremes, sym_spectrum,
-    sym_spectrum_with_tol,
+    SymExtremes, SymSpectrum, default_spectrum_rel_tol, sym_extremes, sym_extremes_with_params,
+    sym_spectrum, sym_spectrum_with_params, sym_spectrum_with_tol,
 };
-pub use sym_cond::{SYM_COND_KRYLOV_MIN_N, SYM_COND_MAX_ITER, SYM_COND_REL_TOL, sym_cond};
-pub use two_stage::{
-    SVD_TWO_STAGE_MIN_N, SYM_TWO_STAGE_MIN_N, TWO_STAGE_BAND_WIDTH, singular_values_two_stage,
-    sym_eigenvalues_two_stage,
-};
+pub use sym_cond::{sym_cond, sym_cond_with_params};
+
+/// Building blocks behind the automatic choices of the crate root, for benchmarks and for
+/// users who want one algorithm at any size: the two-stage reductions (dense → band →
+/// tridiagonal or bidiagonal, LAPACK's `DSYEVD_2STAGE` design) with an explicit band width. The
+/// root functions ([`sym_spectrum`], [`cond2`], …) pick between these and faer's one-stage
+/// reductions by size ([`SymSpectrumParams`], [`SvdParams`]).
+pub mod kernel {
+    pub use crate::two_stage::{singular_values_two_stage, sym_eigenvalues_two_stage};
+}

@@ -7,6 +7,7 @@ use faer::{Mat, MatRef, Side};
 use crate::condition::{Cond2, cond2};
 use crate::error::{LinalgError, Result};
 use crate::layout::{check_positive_vec, check_square, symmetric_part};
+use crate::params::SymSpectrumParams;
 use crate::spectrum::{SymSpectrum, default_spectrum_rel_tol, sym_eigenvalues_unchecked};
 
 /// The two condition numbers of a preconditioned Hessian (THEORY.md §3, "Two condition numbers":
@@ -34,7 +35,7 @@ pub struct PreconditionedCond {
 fn finish(m: Mat<f64>, ph: MatRef<'_, f64>) -> Result<PreconditionedCond> {
     let n = m.nrows();
     let sym = Mat::from_fn(n, n, |i, j| 0.5 * (m[(i, j)] + m[(j, i)]));
-    let ev = sym_eigenvalues_unchecked(sym)?;
+    let ev = sym_eigenvalues_unchecked(sym, &SymSpectrumParams::default())?;
     let spectrum = SymSpectrum::from_sorted(ev, default_spectrum_rel_tol(n));
     let row_scaled = cond2(ph)?;
     Ok(PreconditionedCond {

@@ -48,14 +48,16 @@ pub fn gd_optimal_rate(kappa: f64) -> f64 {
     (kappa - 1.0) / (kappa + 1.0)
 }
 
-/// Optimal heavy-ball (Polyak) parameters and the rate they achieve.
+/// Polyak's optimal heavy-ball step and momentum for a spectrum `[λ_min, λ_max]`, and the rate
+/// they achieve (returned by [`heavy_ball_optimal`]; not to be confused with the heavy-ball
+/// momentum *rule* of the optimizers in `precond-optim`).
 ///
 /// # References
 ///
 /// - \[Polyak1964\] B. T. Polyak. *Some methods of speeding up the convergence of iteration
 ///   methods.* USSR Computational Mathematics and Mathematical Physics 4(5):1–17, 1964.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct HeavyBall {
+pub struct OptimalHeavyBall {
     /// Step `η = 4/(sqrt(λ_max) + sqrt(λ_min))²`.
     pub eta: f64,
     /// Momentum `β = ((sqrt(κ) − 1)/(sqrt(κ) + 1))²`.
@@ -76,10 +78,10 @@ pub struct HeavyBall {
 ///   methods.* USSR Computational Mathematics and Mathematical Physics 4(5):1–17, 1964.
 /// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
 ///   Regularization* (the source paper), as restated in THEORY.md §1.
-pub fn heavy_ball_optimal(lambda_min: f64, lambda_max: f64) -> HeavyBall {
+pub fn heavy_ball_optimal(lambda_min: f64, lambda_max: f64) -> OptimalHeavyBall {
     let (smin, smax) = (lambda_min.sqrt(), lambda_max.sqrt());
     let rate = (smax - smin) / (smax + smin);
-    HeavyBall {
+    OptimalHeavyBall {
         eta: 4.0 / ((smax + smin) * (smax + smin)),
         beta: rate * rate,
         rate,

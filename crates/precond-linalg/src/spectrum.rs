@@ -7,11 +7,9 @@ use faer::{Mat, MatRef, Par, Side};
 
 use crate::error::{LinalgError, Result};
 use crate::layout::symmetric_part;
+use crate::params::SymSpectrumParams;
 use crate::tridiagonal::kth_eigenvalue;
-use crate::two_stage::{
-    SYM_TWO_STAGE_MIN_N, TWO_STAGE_BAND_WIDTH, sym_eigenvalues_two_stage_checked,
-    sym_tridiagonal_two_stage,
-};
+use crate::two_stage::{sym_eigenvalues_two_stage_checked, sym_tridiagonal_two_stage};
 
 /// Eigenvalues and conditioning of a symmetric matrix.
 ///
@@ -76,7 +74,9 @@ pub fn default_spectrum_rel_tol(n: usize) -> f64 {
 /// positive eigenvalue, classified with the default relative tolerance `n · ε`
 /// (see [`SymSpectrum`]). THEORY.md §1, Theorem 1.
 ///
-/// `h` must be symmetric to [`SYMMETRY_RTOL`](crate::SYMMETRY_RTOL); its symmetric part is used.
+/// `h` must be symmetric to a relative tolerance of `10⁻⁶` (see
+/// [`LinalgError::NotSymmetric`]); its symmetric part is used. The reduction to tridiagonal
+/// form is chosen by [`SymSpectrumParams::default`].
 ///
 /// # Errors
 /// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`] (not square),
@@ -92,26 +92,44 @@ pub fn sym_spectrum(h: MatRef<'_, f64>) -> Result<SymSpectrum> {
 /// As [`sym_spectrum`], plus [`LinalgError::InvalidArgument`] for a negative or non-finite
 /// `rel_tol`.
 pub fn sym_spectrum_with_tol(h: MatRef<'_, f64>, rel_tol: f64) -> Result<SymSpectrum> {
+    sym_spectrum_with_params(h, rel_tol, &SymSpectrumParams::default())
+}
+
+/// [`sym_spectrum_with_tol`] with a tuned reduction ([`SymSpectrumParams`]: when to use the
+/// two-stage tridiagonalization, and its band width).
+///
+/// # Errors
+/// As [`sym_spectrum_with_tol`], plus [`LinalgError::InvalidArgument`] for
+/// `params.band_width == 0`.
+pub fn sym_spectrum_with_params(
+    h: MatRef<'_, f64>,
+    rel_tol: f64,
+    params: &SymSpectrumParams,
+) -> Result<SymSpectrum> {
     if !(rel_tol.is_finite() && rel_tol >= 0.0) {
         return Err(LinalgError::InvalidArgument {
             name: "rel_tol",
             reason: format!("{rel_tol} must be finite and non-negative"),
         });
     }
+    params.check()?;
     let hs = symmetric_part(h, "symmetric matrix H")?;
-    let ev = sym_eigenvalues_unchecked(hs)?;
+    let ev = sym_eigenvalues_unchecked(hs, params)?;
     Ok(SymSpectrum::from_sorted(ev, rel_tol))
 }
 
 /// Ascending eigenvalues of a symmetric matrix already checked: the two-stage reduction
-/// ([`sym_eigenvalues_two_stage`](crate::sym_eigenvalues_two_stage)) from
-/// [`SYM_TWO_STAGE_MIN_N`] on, faer's one-stage tridiagonalization and QR iteration below.
+/// ([`sym_eigenvalues_two_stage`](crate::kernel::sym_eigenvalues_two_stage)) from
+/// `params.two_stage_min_n` on, faer's one-stage tridiagonalization and QR iteration below.
 /// Takes the matrix by value: the two-stage path reduces it in place (no second copy).
-pub(crate) fn sym_eigenvalues_unchecked(h: Mat<f64>) -> Result<Vec<f64>> {
-    if h.nrows() >= SYM_TWO_STAGE_MIN_N {
+pub(crate) fn sym_eigenvalues_unchecked(
+    h: Mat<f64>,
+    params: &SymSpectrumParams,
+) -> Result<Vec<f64>> {
+    if h.nrows() >= params.two_stage_min_n {
         return sym_eigenvalues_two_stage_checked(
             h,
-            TWO_STAGE_BAND_WIDTH,
+            params.band_width,
             faer::get_global_parallelism(),
         );
     }
@@ -133,12 +151,16 @@ pub struct SymExtremes {
 }
 
 /// Tridiagonalizes a symmetric matrix (lower triangle read) and returns its diagonal and
-/// off-diagonal: the two-stage reduction from [`SYM_TWO_STAGE_MIN_N`] on, faer's one-stage
+/// off-diagonal: the two-stage reduction from `params.two_stage_min_n` on, faer's one-stage
 /// Householder tridiagonalization below (both `4n³/3` flops).
-pub(crate) fn tridiagonalize(mut a: Mat<f64>, par: Par) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn tridiagonalize(
+    mut a: Mat<f64>,
+    par: Par,
+    params: &SymSpectrumParams,
+) -> (Vec<f64>, Vec<f64>) {
     let n = a.nrows();
-    if n >= SYM_TWO_STAGE_MIN_N {
-        return sym_tridiagonal_two_stage(a, TWO_STAGE_BAND_WIDTH, par);
+    if n >= params.two_stage_min_n {
+        return sym_tridiagonal_two_stage(a, params.band_width, par);
     }
     let bs = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
     let mut hh = Mat::<f64>::zeros(bs, n.saturating_sub(1));
@@ -161,8 +183,8 @@ pub(crate) fn tridiagonalize(mut a: Mat<f64>, par: Par) -> (Vec<f64>, Vec<f64>) 
 
 /// The smallest and largest eigenvalues of the symmetric matrix `h`, without the full spectrum:
 /// a Householder tridiagonalization (the two-stage reduction of
-/// [`sym_eigenvalues_two_stage`](crate::sym_eigenvalues_two_stage) from
-/// [`SYM_TWO_STAGE_MIN_N`] on, faer's one-stage reduction below)
+/// [`sym_eigenvalues_two_stage`](crate::kernel::sym_eigenvalues_two_stage) from
+/// [`SymSpectrumParams::two_stage_min_n`] on, faer's one-stage reduction below)
 /// followed by Sturm-sequence bisection for the two extreme eigenvalues of the tridiagonal
 /// matrix (`O(n)` per bisection step, as LAPACK's `DSTEBZ`). Same backward error as a full symmetric eigensolver (absolute error `≈ ε‖H‖₂`
 /// per eigenvalue), at the cost of the reduction alone.
@@ -170,6 +192,18 @@ pub(crate) fn tridiagonalize(mut a: Mat<f64>, par: Par) -> (Vec<f64>, Vec<f64>) 
 /// # Errors
 /// As [`sym_spectrum`].
 pub fn sym_extremes(h: MatRef<'_, f64>) -> Result<SymExtremes> {
+    sym_extremes_with_params(h, &SymSpectrumParams::default())
+}
+
+/// [`sym_extremes`] with a tuned reduction ([`SymSpectrumParams`]).
+///
+/// # Errors
+/// As [`sym_extremes`], plus [`LinalgError::InvalidArgument`] for `params.band_width == 0`.
+pub fn sym_extremes_with_params(
+    h: MatRef<'_, f64>,
+    params: &SymSpectrumParams,
+) -> Result<SymExtremes> {
+    params.check()?;
     let hs = symmetric_part(h, "symmetric matrix H")?;
     let n = hs.nrows();
     if n == 1 {
@@ -178,7 +212,7 @@ pub fn sym_extremes(h: MatRef<'_, f64>) -> Result<SymExtremes> {
             lambda_max: hs[(0, 0)],
         });
     }
-    let (d, e) = tridiagonalize(hs, faer::get_global_parallelism());
+    let (d, e) = tridiagonalize(hs, faer::get_global_parallelism(), params);
     Ok(SymExtremes {
         lambda_min: kth_eigenvalue(&d, &e, 0),
         lambda_max: kth_eigenvalue(&d, &e, n - 1),

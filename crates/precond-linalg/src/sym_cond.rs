@@ -10,17 +10,10 @@ use faer::{Mat, MatRef, Par};
 use crate::error::{LinalgError, Result};
 use crate::lanczos::{LanczosOptions, LanczosResult, lanczos_core};
 use crate::layout::{SymView, symmetric_view};
+use crate::params::SymCondParams;
 use crate::spectrum::{default_spectrum_rel_tol, tridiagonalize};
 use crate::triangle::{CholeskyInverse, SymLower};
 use crate::tridiagonal::kth_eigenvalue;
-
-/// Below this dimension [`sym_cond`] uses the dense path (tridiagonalization and bisection).
-pub const SYM_COND_KRYLOV_MIN_N: usize = 256;
-/// Relative accuracy targeted for each extreme eigenvalue by [`sym_cond`]'s Lanczos path, so that
-/// `κ` is accurate to about `2 · 10⁻¹¹ < 10⁻¹⁰` relative (above the rounding floor `~ε κ`).
-pub const SYM_COND_REL_TOL: f64 = 1e-11;
-/// Lanczos steps allowed per extreme eigenvalue before [`sym_cond`] falls back to the dense path.
-pub const SYM_COND_MAX_ITER: usize = 400;
 
 fn cholesky(mut a: Mat<f64>, par: Par) -> core::result::Result<Mat<f64>, LltError> {
     let n = a.nrows();
@@ -42,11 +35,13 @@ fn cholesky(mut a: Mat<f64>, par: Par) -> core::result::Result<Mat<f64>, LltErro
 /// `κ(H) = λ_max/λ_min` of a symmetric positive definite matrix (THEORY.md §1; the number that
 /// sets the GD rate of Theorem 1), without a full eigendecomposition.
 ///
-/// For `n ≥` [`SYM_COND_KRYLOV_MIN_N`], two tasks run concurrently (rayon `join`, one core each):
+/// For `n ≥` [`SymCondParams::krylov_min_n`] (default 256), two tasks run concurrently (rayon
+/// `join`, one core each):
 /// * Lanczos with full reorthogonalization ([`lanczos_extremes`](crate::lanczos_extremes)'s
 ///   algorithm) on `H` until the largest Ritz value has error bound `min(r, r²/gap) ≤`
-///   [`SYM_COND_REL_TOL`] `· θ`, each step one symmetric product that reads only the lower
-///   triangle of `H` (`4n²` bytes: at `n = 2000` it stays in a 32 MB last-level cache);
+///   [`SymCondParams::rel_tol`] `· θ` (default `10⁻¹¹`), each step one symmetric product that
+///   reads only the lower triangle of `H` (`4n²` bytes: at `n = 2000` it stays in a 32 MB
+///   last-level cache);
 /// * a Cholesky factorization `H = LLᵀ` (`n³/3` flops, and an exact certificate of positive
 ///   definiteness), then the same Lanczos on `H⁻¹` (two triangular solves per step, each one
 ///   pass over the triangle of `L`) for `1/λ_min`. Once the first task has finished, each
@@ -55,25 +50,36 @@ fn cholesky(mut a: Mat<f64>, par: Par) -> core::result::Result<Mat<f64>, LltErro
 ///   gap at the bottom of the spectrum is about `(λ₂ − λ₁)/λ₂` instead of
 ///   `(λ₂ − λ₁)/(λ_n − λ₁)`, so few steps are needed even for large `κ`.
 ///
-/// If either run does not converge within [`SYM_COND_MAX_ITER`] steps, and for small `n`, the
-/// dense path is used: the tridiagonalization of [`sym_extremes`](crate::sym_extremes) and
-/// Sturm bisection for the two extreme
-/// eigenvalues (as [`sym_extremes`](crate::sym_extremes)), with positive definiteness decided as
-/// in [`sym_spectrum`](crate::sym_spectrum): `λ_min > n · ε · max|λ|`.
+/// If either run does not converge within [`SymCondParams::max_iter`] steps (default 400), and
+/// for small `n`, the dense path is used: the tridiagonalization of
+/// [`sym_extremes`](crate::sym_extremes) and Sturm bisection for the two extreme eigenvalues
+/// (as [`sym_extremes`](crate::sym_extremes)), with positive definiteness decided as in
+/// [`sym_spectrum`](crate::sym_spectrum): `λ_min > n · ε · max|λ|`.
 ///
 /// # Errors
 /// As [`sym_spectrum`](crate::sym_spectrum), plus [`LinalgError::NotPositiveDefinite`] when `H`
 /// is not positive definite (with the failing Cholesky pivot as `index`, or `index = 0` and
 /// `value = λ_min` from the dense path).
 pub fn sym_cond(h: MatRef<'_, f64>) -> Result<f64> {
+    sym_cond_with_params(h, &SymCondParams::default())
+}
+
+/// [`sym_cond()`](fn@sym_cond) with tuned parameters ([`SymCondParams`]: the size from which the
+/// Lanczos path is tried, its accuracy target and step limit, the dense path's reduction).
+///
+/// # Errors
+/// As [`sym_cond()`](fn@sym_cond), plus [`LinalgError::InvalidArgument`] for a non-positive
+/// `rel_tol`, `max_iter == 0` or `spectrum.band_width == 0`.
+pub fn sym_cond_with_params(h: MatRef<'_, f64>, params: &SymCondParams) -> Result<f64> {
+    params.check()?;
     let hv = symmetric_view(h, "symmetric matrix H of sym_cond")?;
     let hr = hv.as_ref();
     let n = hr.nrows();
     let rel = default_spectrum_rel_tol(n);
-    if n >= SYM_COND_KRYLOV_MIN_N {
+    if n >= params.krylov_min_n {
         let opts = LanczosOptions {
-            max_iter: SYM_COND_MAX_ITER,
-            rel_tol: SYM_COND_REL_TOL,
+            max_iter: params.max_iter,
+            rel_tol: params.rel_tol,
             seed: 0x5eed_c0de,
             reorthogonalize: true,
         };
@@ -121,7 +127,7 @@ pub fn sym_cond(h: MatRef<'_, f64>) -> Result<f64> {
             SymView::Owned(m) => m,
             SymView::Borrowed(b) => b.to_owned(),
         };
-        let (d, e) = tridiagonalize(hs, faer::get_global_parallelism());
+        let (d, e) = tridiagonalize(hs, faer::get_global_parallelism(), &params.spectrum);
         (kth_eigenvalue(&d, &e, 0), kth_eigenvalue(&d, &e, n - 1))
     };
     if lambda_min <= rel * lambda_min.abs().max(lambda_max.abs()) {

@@ -227,9 +227,9 @@ fn observed_rate_is_exact_on_geometric_sequences_and_skips_zeros() {
 
 #[test]
 fn sym_cond_fast_path_matches_the_dense_spectrum_to_1e_10() {
-    // n ≥ SYM_COND_KRYLOV_MIN_N exercises the Cholesky + Lanczos path
+    // n ≥ SymCondParams::krylov_min_n exercises the Cholesky + Lanczos path
     let n = 300;
-    assert!(n >= SYM_COND_KRYLOV_MIN_N);
+    assert!(n >= SymCondParams::default().krylov_min_n);
     for (seed, eigs) in [
         (
             1u64,

@@ -9,6 +9,7 @@
 mod common;
 use common::*;
 use faer::{Mat, Side};
+use precond_linalg::kernel::{singular_values_two_stage, sym_eigenvalues_two_stage};
 use precond_linalg::*;
 use proptest::prelude::*;
 
@@ -192,7 +193,7 @@ fn two_stage_agrees_with_faer_one_stage_and_is_orthogonally_invariant() {
 
 #[test]
 fn automatic_symmetric_paths_above_the_crossover() {
-    let n = SYM_TWO_STAGE_MIN_N + 7;
+    let n = SymSpectrumParams::default().two_stage_min_n + 7;
     let mut r = rng(9);
     use rand::Rng;
     let eigs: Vec<f64> = (0..n).map(|_| r.random_range(0.5..4.0)).collect();
@@ -357,7 +358,7 @@ fn svd_agrees_with_faer_including_the_qr_first_path() {
 
 #[test]
 fn automatic_svd_path_above_the_crossover() {
-    let k = SVD_TWO_STAGE_MIN_N + 5;
+    let k = SvdParams::default().two_stage_min_n + 5;
     let mut s: Vec<f64> = (0..k).map(|i| 1.0 + (i % 97) as f64 / 10.0).collect();
     let a = with_singular_values(k + 3, k, &s, 6);
     let mut want = s.clone();

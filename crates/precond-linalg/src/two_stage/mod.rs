@@ -20,37 +20,11 @@ use faer::{Col, Mat, MatRef, Par};
 
 use crate::error::{LinalgError, Result};
 use crate::layout::{check_matrix, symmetric_part};
+use crate::params::check_band_width;
 
 pub(crate) use pwk::tridiagonal_eigenvalues_pwk;
 pub(crate) use svd::singular_values_two_stage_checked;
 pub(crate) use sym::{sym_band_to_tridiagonal, sym_dense_to_band};
-
-/// Default half-bandwidth `b` of the intermediate band matrix of the two-stage reductions
-/// (measured on a 2-core AVX2 machine at n = 500…2000; 24–48 are within a few percent).
-pub const TWO_STAGE_BAND_WIDTH: usize = 32;
-
-/// From this dimension on, [`sym_spectrum`](crate::sym_spectrum),
-/// [`sym_extremes`](crate::sym_extremes) and the dense path of [`sym_cond`](fn@crate::sym_cond)
-/// use the two-stage tridiagonalization. Below it faer's one-stage reduction is faster on the
-/// 2-core AVX2 machine of `BENCHMARKS.md`: while the matrix fits in the L3 cache its
-/// matrix–vector products are not memory-bound (measured: faer faster at n = 1000 and 1500,
-/// the two-stage path faster at n = 2000).
-pub const SYM_TWO_STAGE_MIN_N: usize = 1800;
-
-/// From this `min(m, n)` on, [`singular_values`](crate::singular_values) and
-/// [`cond2`](crate::cond2) use the two-stage bidiagonalization; below it faer's SVD, faster
-/// there (measured: faer faster at n = 1000, the two-stage path at n = 1500 and 2000).
-pub const SVD_TWO_STAGE_MIN_N: usize = 1280;
-
-fn check_band_width(band_width: usize) -> Result<()> {
-    if band_width == 0 {
-        return Err(LinalgError::InvalidArgument {
-            name: "band_width",
-            reason: "must be at least 1".into(),
-        });
-    }
-    Ok(())
-}
 
 /// Tridiagonal `(d, e)` of the symmetric matrix `a` (lower triangle read) by the two stages.
 pub(crate) fn sym_tridiagonal_two_stage(a: Mat<f64>, b: usize, par: Par) -> (Vec<f64>, Vec<f64>) {
@@ -119,8 +93,9 @@ pub(crate) fn sym_eigenvalues_two_stage_checked(
 
 /// All eigenvalues (ascending) of the symmetric matrix `h` by the two-stage reduction with
 /// half-bandwidth `band_width`, at any size (the automatic choice of
-/// [`sym_spectrum`](crate::sym_spectrum) uses it from [`SYM_TWO_STAGE_MIN_N`] on, with
-/// `b =` [`TWO_STAGE_BAND_WIDTH`]).
+/// [`sym_spectrum`](crate::sym_spectrum) uses it from
+/// [`SymSpectrumParams::two_stage_min_n`](crate::SymSpectrumParams::two_stage_min_n) on, with
+/// `b =` [`SymSpectrumParams::band_width`](crate::SymSpectrumParams::band_width)).
 ///
 /// Algorithm:
 /// 1. dense → band (`DSYTRD_SY2SB`): for each panel of `b` columns, faer's blocked QR of the
@@ -149,7 +124,8 @@ pub fn sym_eigenvalues_two_stage(h: MatRef<'_, f64>, band_width: usize) -> Resul
 /// All singular values (nonincreasing) of the `m × n` matrix `a` by the two-stage reduction
 /// with bandwidth `band_width`, at any size (the automatic choice of
 /// [`singular_values`](crate::singular_values) and [`cond2`](crate::cond2) uses it from
-/// `min(m, n) ≥` [`SVD_TWO_STAGE_MIN_N`] on, with `b =` [`TWO_STAGE_BAND_WIDTH`]).
+/// `min(m, n) ≥` [`SvdParams::two_stage_min_n`](crate::SvdParams::two_stage_min_n) on, with
+/// `b =` [`SvdParams::band_width`](crate::SvdParams::band_width)).
 ///
 /// Algorithm (for `m ≥ n`; a wide matrix is transposed first):
 /// 0. if `m ≥ 5n/3`, a QR factorization `A = QR` first (`2mn² − 2n³/3` flops) and `R` is

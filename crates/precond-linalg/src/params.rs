@@ -1,0 +1,193 @@
+//! Tuning values of the dense routines as `*Params` structs with [`Default`] (faer's
+//! `LltParams` style): the plain functions ([`sym_spectrum`](crate::sym_spectrum),
+//! [`cond2`](crate::cond2), [`sym_cond()`](fn@crate::sym_cond), …) use the defaults, the
+//! `*_with_params` variants take a value a user has tuned. The defaults were measured on the
+//! 2-core AVX2 machine of `BENCHMARKS.md` ("Two-stage reductions" and the `sym_cond` rows).
+//!
+//! ```
+//! use precond_linalg::{SymSpectrumParams, mat_from_slice, Layout, sym_spectrum_with_params};
+//!
+//! let h = mat_from_slice(&[2.0, 1.0, 1.0, 3.0], 2, 2, Layout::RowMajor)?;
+//! // force the two-stage reduction even for a 2 × 2 matrix, with a narrow band
+//! let mut params = SymSpectrumParams::default();
+//! params.two_stage_min_n = 0;
+//! params.band_width = 1;
+//! let s = sym_spectrum_with_params(h.as_ref(), 2.0 * f64::EPSILON, &params)?;
+//! assert!((s.lambda_max - (2.5 + 1.25f64.sqrt())).abs() < 1e-14);
+//! # Ok::<(), precond_linalg::LinalgError>(())
+//! ```
+
+use crate::error::{LinalgError, Result};
+
+/// Default of [`SymSpectrumParams::two_stage_min_n`].
+const SYM_TWO_STAGE_MIN_N: usize = 1800;
+/// Default of [`SvdParams::two_stage_min_n`].
+const SVD_TWO_STAGE_MIN_N: usize = 1280;
+/// Default half-bandwidth of both two-stage reductions.
+const TWO_STAGE_BAND_WIDTH: usize = 32;
+/// Default of [`SymCondParams::krylov_min_n`].
+const SYM_COND_KRYLOV_MIN_N: usize = 256;
+/// Default of [`SymCondParams::rel_tol`].
+const SYM_COND_REL_TOL: f64 = 1e-11;
+/// Default of [`SymCondParams::max_iter`].
+const SYM_COND_MAX_ITER: usize = 400;
+/// Default of [`Cond2Params::rank_rtol_factor`].
+const RANK_RTOL_FACTOR: f64 = 1.0;
+
+/// How the symmetric eigenvalue routines reduce a matrix to tridiagonal form:
+/// [`sym_spectrum`](crate::sym_spectrum), [`sym_extremes`](crate::sym_extremes), the dense path
+/// of [`sym_cond()`](fn@crate::sym_cond) and the preconditioned spectra
+/// ([`precond_cond_diag`](crate::precond_cond_diag), …) use [`SymSpectrumParams::default`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SymSpectrumParams {
+    /// Dimension `n` from which on the two-stage tridiagonalization
+    /// ([`kernel::sym_eigenvalues_two_stage`](crate::kernel::sym_eigenvalues_two_stage)) is used;
+    /// below it faer's one-stage Householder reduction. Default 1800: on the 2-core AVX2 machine
+    /// of `BENCHMARKS.md` faer's reduction is faster while the matrix fits in the L3 cache (its
+    /// matrix–vector products are not memory-bound there; measured: faer faster at n = 1000 and
+    /// 1500, the two-stage path at n = 2000).
+    pub two_stage_min_n: usize,
+    /// Half-bandwidth `b ≥ 1` of the intermediate band matrix of the two-stage reduction
+    /// (number of sub-diagonals). Default 32 (measured at n = 500…2000; 24–48 are within a few
+    /// percent).
+    pub band_width: usize,
+}
+
+impl Default for SymSpectrumParams {
+    fn default() -> Self {
+        Self {
+            two_stage_min_n: SYM_TWO_STAGE_MIN_N,
+            band_width: TWO_STAGE_BAND_WIDTH,
+        }
+    }
+}
+
+impl SymSpectrumParams {
+    pub(crate) fn check(&self) -> Result<()> {
+        check_band_width(self.band_width)
+    }
+}
+
+/// How the singular values are computed by [`singular_values`](crate::singular_values) and
+/// [`cond2`](crate::cond2) ([`SvdParams::default`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SvdParams {
+    /// `min(m, n)` from which on the two-stage bidiagonalization
+    /// ([`kernel::singular_values_two_stage`](crate::kernel::singular_values_two_stage)) is
+    /// used; below it faer's SVD without vectors. Default 1280 (measured on the machine of
+    /// `BENCHMARKS.md`: faer faster at n = 1000, the two-stage path at n = 1500 and 2000).
+    pub two_stage_min_n: usize,
+    /// Bandwidth `b ≥ 1` of the intermediate upper band matrix of the two-stage reduction
+    /// (number of super-diagonals). Default 32, as [`SymSpectrumParams::band_width`].
+    pub band_width: usize,
+}
+
+impl Default for SvdParams {
+    fn default() -> Self {
+        Self {
+            two_stage_min_n: SVD_TWO_STAGE_MIN_N,
+            band_width: TWO_STAGE_BAND_WIDTH,
+        }
+    }
+}
+
+impl SvdParams {
+    pub(crate) fn check(&self) -> Result<()> {
+        check_band_width(self.band_width)
+    }
+}
+
+/// Parameters of [`cond2_with_params`](crate::cond2_with_params).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Cond2Params {
+    /// A matrix is declared numerically rank deficient (`κ = ∞`) when
+    /// `σ_min ≤ rank_rtol_factor · max(m, n) · ε · σ_max` (`ε = f64::EPSILON`); dimensionless,
+    /// finite and `≥ 0`. Default 1, the default of `numpy.linalg.matrix_rank` and of
+    /// LAPACK-based rank decisions (a singular value below `ε σ_max` has no correct digits).
+    pub rank_rtol_factor: f64,
+    /// How the singular values are computed.
+    pub svd: SvdParams,
+}
+
+impl Default for Cond2Params {
+    fn default() -> Self {
+        Self {
+            rank_rtol_factor: RANK_RTOL_FACTOR,
+            svd: SvdParams::default(),
+        }
+    }
+}
+
+impl Cond2Params {
+    pub(crate) fn check(&self) -> Result<()> {
+        if !(self.rank_rtol_factor.is_finite() && self.rank_rtol_factor >= 0.0) {
+            return Err(LinalgError::InvalidArgument {
+                name: "rank_rtol_factor",
+                reason: format!("{} must be finite and non-negative", self.rank_rtol_factor),
+            });
+        }
+        self.svd.check()
+    }
+}
+
+/// Parameters of [`sym_cond_with_params`](crate::sym_cond_with_params).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct SymCondParams {
+    /// Dimension `n` from which on the Cholesky + Lanczos path is tried; below it the dense
+    /// path (tridiagonalization and bisection). Default 256.
+    pub krylov_min_n: usize,
+    /// Relative accuracy targeted for each extreme eigenvalue by the Lanczos path (a Ritz value
+    /// `θ` is accepted when its error bound `min(r, r²/gap) ≤ rel_tol · θ`); dimensionless,
+    /// finite and `> 0`. Default `10⁻¹¹`, so that `κ` is accurate to about `2 · 10⁻¹¹ < 10⁻¹⁰` relative
+    /// (above the rounding floor `~ε κ`).
+    pub rel_tol: f64,
+    /// Lanczos steps allowed per extreme eigenvalue (`≥ 1`) before the dense path is used
+    /// instead. Default 400.
+    pub max_iter: usize,
+    /// The tridiagonalization of the dense path.
+    pub spectrum: SymSpectrumParams,
+}
+
+impl Default for SymCondParams {
+    fn default() -> Self {
+        Self {
+            krylov_min_n: SYM_COND_KRYLOV_MIN_N,
+            rel_tol: SYM_COND_REL_TOL,
+            max_iter: SYM_COND_MAX_ITER,
+            spectrum: SymSpectrumParams::default(),
+        }
+    }
+}
+
+impl SymCondParams {
+    pub(crate) fn check(&self) -> Result<()> {
+        if !(self.rel_tol.is_finite() && self.rel_tol > 0.0) {
+            return Err(LinalgError::InvalidArgument {
+                name: "rel_tol",
+                reason: format!("{} must be finite and positive", self.rel_tol),
+            });
+        }
+        if self.max_iter == 0 {
+            return Err(LinalgError::InvalidArgument {
+                name: "max_iter",
+                reason: "must be at least 1".into(),
+            });
+        }
+        self.spectrum.check()
+    }
+}
+
+/// A band width must be at least 1.
+pub(crate) fn check_band_width(band_width: usize) -> Result<()> {
+    if band_width == 0 {
+        return Err(LinalgError::InvalidArgument {
+            name: "band_width",
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! The `*Params` structs: the plain functions equal their `*_with_params` variants at the
+//! defaults, a tuned value reaches the algorithm it names (the forced two-stage path equals
+//! [`kernel`]'s routine bit for bit), and invalid values are typed errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use precond_linalg::kernel::{singular_values_two_stage, sym_eigenvalues_two_stage};
+use precond_linalg::*;
+
+#[test]
+fn defaults_are_the_documented_values() {
+    let s = SymSpectrumParams::default();
+    assert_eq!((s.two_stage_min_n, s.band_width), (1800, 32));
+    let v = SvdParams::default();
+    assert_eq!((v.two_stage_min_n, v.band_width), (1280, 32));
+    let c = Cond2Params::default();
+    assert_eq!(c.rank_rtol_factor.to_bits(), 1.0f64.to_bits());
+    assert_eq!(c.svd, v);
+    let k = SymCondParams::default();
+    assert_eq!((k.krylov_min_n, k.max_iter), (256, 400));
+    assert_eq!(k.rel_tol.to_bits(), 1e-11f64.to_bits());
+    assert_eq!(k.spectrum, s);
+}
+
+#[test]
+fn plain_functions_use_the_defaults() {
+    let h = random_spd(40, 0.1, 3);
+    let a = random_mat(30, 20, 4);
+    assert_eq!(
+        sym_spectrum(h.as_ref()).unwrap(),
+        sym_spectrum_with_params(
+            h.as_ref(),
+            default_spectrum_rel_tol(40),
+            &SymSpectrumParams::default()
+        )
+        .unwrap()
+    );
+    assert_eq!(
+        sym_extremes(h.as_ref()).unwrap(),
+        sym_extremes_with_params(h.as_ref(), &SymSpectrumParams::default()).unwrap()
+    );
+    assert_eq!(
+        cond2(a.as_ref()).unwrap(),
+        cond2_with_params(a.as_ref(), &Cond2Params::default()).unwrap()
+    );
+    assert_eq!(
+        singular_values(a.as_ref()).unwrap(),
+        singular_values_with_params(a.as_ref(), &SvdParams::default()).unwrap()
+    );
+    assert_eq!(
+        sym_cond(h.as_ref()).unwrap().to_bits(),
+        sym_cond_with_params(h.as_ref(), &SymCondParams::default())
+            .unwrap()
+            .to_bits()
+    );
+}
+
+#[test]
+fn tuned_values_reach_the_algorithm() {
+    let eigs: Vec<f64> = (0..60).map(|i| 1.0 + i as f64 / 7.0).collect();
+    let h = sym_with_eigs(&eigs, 5);
+    let mut sp = SymSpectrumParams::default();
+    sp.two_stage_min_n = 0;
+    sp.band_width = 5;
+    let forced = sym_spectrum_with_params(h.as_ref(), default_spectrum_rel_tol(60), &sp).unwrap();
+    assert_eq!(
+        forced.eigenvalues,
+        sym_eigenvalues_two_stage(h.as_ref(), 5).unwrap()
+    );
+    let ext = sym_extremes_with_params(h.as_ref(), &sp).unwrap();
+    assert!(rel_err(ext.lambda_min, 1.0) <= 64.0 * EPS * 60.0);
+    assert!(rel_err(ext.lambda_max, eigs[59]) <= 64.0 * EPS * 60.0);
+
+    let a = random_mat(50, 35, 6);
+    let mut sv = SvdParams::default();
+    sv.two_stage_min_n = 1;
+    sv.band_width = 4;
+    assert_eq!(
+        singular_values_with_params(a.as_ref(), &sv).unwrap(),
+        singular_values_two_stage(a.as_ref(), 4).unwrap()
+    );
+
+    // a rank threshold above σ_min/σ_max declares the matrix rank deficient
+    let c = cond2(a.as_ref()).unwrap();
+    let mut cp = Cond2Params::default();
+    cp.rank_rtol_factor = 2.0 / (c.kappa * 50.0 * EPS);
+    let r = cond2_with_params(a.as_ref(), &cp).unwrap();
+    assert!(r.rank_deficient && r.kappa.is_infinite());
+
+    // the dense path of sym_cond (Krylov path switched off) agrees with the spectrum
+    let mut kp = SymCondParams::default();
+    kp.krylov_min_n = usize::MAX;
+    kp.spectrum = sp;
+    let kappa = sym_cond_with_params(h.as_ref(), &kp).unwrap();
+    assert!(rel_err(kappa, eigs[59]) <= 1e-12);
+}
+
+#[test]
+fn invalid_values_are_errors() {
+    let h = random_spd(8, 0.1, 7);
+    let bad = |r: Result<()>, name: &str| match r {
+        Err(LinalgError::InvalidArgument { name: n, .. }) => assert_eq!(n, name),
+        other => panic!("expected InvalidArgument {{ {name} }}, got {other:?}"),
+    };
+    let mut sp = SymSpectrumParams::default();
+    sp.band_width = 0;
+    bad(
+        sym_spectrum_with_params(h.as_ref(), 1e-12, &sp).map(|_| ()),
+        "band_width",
+    );
+    bad(
+        sym_extremes_with_params(h.as_ref(), &sp).map(|_| ()),
+        "band_width",
+    );
+    let mut sv = SvdParams::default();
+    sv.band_width = 0;
+    bad(
+        singular_values_with_params(h.as_ref(), &sv).map(|_| ()),
+        "band_width",
+    );
+    let mut cp = Cond2Params::default();
+    cp.rank_rtol_factor = -1.0;
+    bad(
+        cond2_with_params(h.as_ref(), &cp).map(|_| ()),
+        "rank_rtol_factor",
+    );
+    cp.rank_rtol_factor = f64::NAN;
+    bad(
+        cond2_with_params(h.as_ref(), &cp).map(|_| ()),
+        "rank_rtol_factor",
+    );
+    let mut kp = SymCondParams::default();
+    kp.rel_tol = 0.0;
+    bad(sym_cond_with_params(h.as_ref(), &kp).map(|_| ()), "rel_tol");
+    kp = SymCondParams::default();
+    kp.max_iter = 0;
+    bad(
+        sym_cond_with_params(h.as_ref(), &kp).map(|_| ()),
+        "max_iter",
+    );
+    kp = SymCondParams::default();
+    kp.spectrum.band_width = 0;
+    bad(
+        sym_cond_with_params(h.as_ref(), &kp).map(|_| ()),
+        "band_width",
+    );
+}
