@@ -144,7 +144,13 @@ fn defaults(kind: i32, k: OptimizerKind) -> precond_optimizer_config_t {
 }
 
 /// The `OptimizerConfig` of a typed struct (validated by `build`).
-fn config_from_struct(c: &precond_optimizer_config_t) -> FfiResult<OptimizerConfig> {
+///
+/// # Safety
+///
+/// For `PRECOND_PRECOND_GD`, `c.diag_preconditioner` must point to `c.diag_preconditioner_len`
+/// readable doubles, not written during the call (the struct's documented contract); for the
+/// other kinds it is only compared with NULL.
+unsafe fn config_from_struct(c: &precond_optimizer_config_t) -> FfiResult<OptimizerConfig> {
     use OptimizerKind as K;
     let k = kind_from_int(c.kind)?;
     let d = defaults(c.kind, k);
@@ -212,7 +218,7 @@ fn config_from_struct(c: &precond_optimizer_config_t) -> FfiResult<OptimizerConf
         NonFinitePolicy::Error
     };
     if k == K::PrecondGd {
-        // SAFETY: the struct's contract: `diag_preconditioner_len` readable doubles.
+        // SAFETY: this function's contract: `diag_preconditioner_len` readable doubles.
         let p = unsafe {
             in_slice(
                 &c.diag_preconditioner,
@@ -354,7 +360,9 @@ pub unsafe extern "C" fn precond_optimizer_new(
         let c = unsafe { in_ref(&config, "config")? };
         // SAFETY: caller contract: `out` points to a writable value for the call.
         let out = unsafe { out_ref(&out, "out")? };
-        let cfg = config_from_struct(c)?;
+        // SAFETY: caller contract of `precond_optimizer_new`: the struct's `diag_preconditioner`
+        // holds `diag_preconditioner_len` readable doubles (or is NULL with length 0).
+        let cfg = unsafe { config_from_struct(c)? };
         finish_new(&cfg, n_params, out)
     })
 }

@@ -160,8 +160,12 @@ impl From<OptimError> for FfiError {
             OptimError::LengthMismatch { .. } | OptimError::GroupRange { .. } => {
                 S::PRECOND_DIMENSION_MISMATCH
             }
-            OptimError::NonFiniteGradient { .. } => S::PRECOND_NON_FINITE,
-            OptimError::State { .. } => S::PRECOND_INVALID_STATE,
+            OptimError::NonFiniteGradient { .. } | OptimError::InvalidLearningRate { .. } => {
+                S::PRECOND_NON_FINITE
+            }
+            OptimError::State { .. } | OptimError::StepCountOverflow { .. } => {
+                S::PRECOND_INVALID_STATE
+            }
             OptimError::NoPreconditionerYet { .. } | OptimError::NotSpd { .. } => {
                 S::PRECOND_NUMERICAL_FAILURE
             }
