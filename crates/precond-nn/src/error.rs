@@ -1,5 +1,8 @@
 //! The crate's typed error.
 
+use precond_linalg::LinalgError;
+use precond_optim::OptimError;
+
 /// Everything that can go wrong in `precond-nn`. Each variant carries the data that locates the
 /// problem (sizes, layer, line and column). Functions returning this error leave their inputs and
 /// the network untouched.
@@ -102,18 +105,41 @@ pub enum NnError {
         /// Which argument.
         what: &'static str,
     },
-    /// A numerical routine (SVD, eigenvalues) failed to converge.
+    /// A numerical routine of `precond-linalg` (SVD, eigenvalues) failed.
     #[error("numerical failure in {what}")]
     Numerical {
         /// Which routine.
         what: &'static str,
+        /// The linear-algebra error.
+        #[source]
+        source: LinalgError,
     },
     /// The optimizer reported an error.
-    #[error("optimizer error: {message}")]
-    Optimizer {
-        /// The optimizer's message.
-        message: String,
-    },
+    #[error("optimizer error: {0}")]
+    Optimizer(#[from] OptimError),
+}
+
+impl NnError {
+    /// Translates an error of a `precond-linalg` routine applied to `data`: an empty or
+    /// non-finite argument becomes [`NnError::Empty`] / [`NnError::NonFinite`] naming `data`,
+    /// anything else [`NnError::Numerical`] naming `routine`, with the linalg error as source.
+    pub(crate) fn from_linalg(e: LinalgError, data: &'static str, routine: &'static str) -> Self {
+        match e {
+            LinalgError::Empty { .. } => NnError::Empty { what: data },
+            LinalgError::NonFinite {
+                row, col, value, ..
+            } => NnError::NonFinite {
+                what: data,
+                row,
+                col,
+                value,
+            },
+            source => NnError::Numerical {
+                what: routine,
+                source,
+            },
+        }
+    }
 }
 
 /// Shorthand for results of this crate.

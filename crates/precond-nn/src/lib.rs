@@ -45,37 +45,33 @@
 //! # Ok::<(), precond_nn::NnError>(())
 //! ```
 
-mod activation;
+pub mod activation;
 mod batch_norm;
-mod data;
+pub mod data;
 mod error;
-mod hessian;
+pub mod hessian;
 mod input_norm;
 mod layer_norm;
 mod loss;
 mod mlp;
 mod rop;
 mod train;
-mod workspace;
+mod util;
 
-pub use activation::{Activation, sigmoid, softplus};
+pub use activation::Activation;
 pub use batch_norm::{BatchNormSpec, NormStats, Placement, RunningStats, StatsGradient};
-pub use data::{
-    BUILTIN_DATASETS, CsvTable, Dataset, GaussianSpec, gather_columns, minibatches, parse_csv,
-    shuffled_indices, teacher_targets,
-};
+pub use data::{BUILTIN_DATASETS, Dataset, GaussianSpec};
 pub use error::{NnError, Result};
 pub use hessian::{
-    DataConditioning, HessianOperator, UnitHessian, WithNorm, column_norms, extended,
-    extended_hidden_matrix, kappa, layer_norm_column_bounds, row_norms, row_scaled, unit_hessian,
-    weighted_gram,
+    DataConditioning, HessianOperator, UnitHessian, WithNorm, extended, extended_hidden_matrix,
+    kappa, layer_norm_column_bounds, unit_hessian,
 };
 pub use input_norm::{InputScaling, InputTransform};
 pub use layer_norm::{LayerNormAffine, LayerNormSpec};
 pub use loss::{Loss, Targets};
+pub use mlp::trace;
 pub use mlp::{
-    Evaluation, Forward, LayerSpec, LayerTrace, Mlp, MlpConfig, Mode, NormTrace, Normalization,
-    ParamBlock, ParamKind, ParamLayout,
+    Evaluation, Forward, LayerSpec, Mlp, MlpConfig, Mode, Normalization, ParamBlock, ParamKind,
+    ParamLayout, Workspace,
 };
 pub use train::{Control, EpochRecord, History, KappaSnapshot, PrecondStats, TrainConfig, train};
-pub use workspace::Workspace;

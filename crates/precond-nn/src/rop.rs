@@ -10,7 +10,8 @@
 use crate::activation::Activation;
 use crate::batch_norm::StatsGradient;
 use crate::loss::Targets;
-use crate::mlp::{Forward, Mlp, Mode, NormTrace, Normalization, ParamKind, par_for};
+use crate::mlp::{Forward, Mlp, Mode, NormTrace, Normalization, ParamKind};
+use crate::util::par_for;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef};
 

@@ -8,7 +8,8 @@
 //! largest batch seen so far. A workspace is not tied to one network: used with another
 //! architecture it re-sizes itself (allocating once).
 
-use crate::mlp::{Forward, Mlp, fit};
+use super::{Forward, Mlp, Mode};
+use crate::util::fit;
 use faer::{Mat, MatRef};
 
 /// Reusable buffers for forward and backward passes of an [`Mlp`] (one workspace per concurrent
@@ -90,7 +91,7 @@ impl Workspace {
         let params = vec![0.0; mlp.layout().len()];
         let mut grad = vec![0.0; params.len()];
         let x = Mat::zeros(mlp.config().input_dim, batch_size);
-        mlp.forward_core(&params, x.as_ref(), crate::Mode::Train, &mut self.forward);
+        mlp.forward_core(&params, x.as_ref(), Mode::Train, &mut self.forward);
         let (nl, k) = (mlp.n_layers(), mlp.n_outputs());
         self.backward.output_delta(nl, k, batch_size);
         mlp.backward_core(&params, &self.forward, &mut self.backward, &mut grad, true);
