@@ -10,7 +10,7 @@ use crate::activation::Activation;
 use crate::batch_norm::{NormStats, StatsGradient};
 use crate::error::{NnError, Result};
 use crate::loss::Targets;
-use crate::mlp::{Forward, Mlp, Mode, Normalization};
+use crate::mlp::{Forward, Mlp, Mode, Normalization, Workspace};
 use crate::util::par_for;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef};
@@ -376,7 +376,7 @@ impl HessianOperator<'_> {
         let mode = self.mode();
         let mut p = self.params.clone();
         let mut gm = vec![0.0; p.len()];
-        let mut ws = crate::Workspace::new();
+        let mut ws = Workspace::new();
         let mut eval = |p: &[f64], g: &mut [f64]| {
             self.mlp
                 .loss_and_grad_core(p, self.x.as_ref(), &self.targets, mode, &mut ws, g);

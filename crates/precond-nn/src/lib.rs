@@ -19,9 +19,16 @@
 //! - Data ([`Dataset`]): the bundled `breast_cancer`, `diabetes`, `wine`, `digits`, `iris`
 //!   (embedded; attribution in the repository's `data/DATA.md`), any CSV with a header and a named
 //!   target column (errors name line and column), seeded synthetic generators ([`GaussianSpec`],
-//!   [`teacher_targets`]), seeded splits and mini-batches.
+//!   [`data::teacher_targets`]), seeded splits and mini-batches.
 //! - Training ([`train()`]): mini-batches, any `precond-optim` optimizer, per-epoch history of
 //!   loss/accuracy, `P_k` statistics and `κ` of hidden layers' `Ā`, callbacks, deterministic.
+//!
+//! The crate root holds what a user needs; building blocks live in named modules:
+//! [`trace`] (the per-layer values of a [`Forward`] pass), [`data`] (CSV parsing, column
+//! gathering, shuffling, mini-batches, teacher targets), [`hessian`] (every Hessian-structure
+//! item, with the building blocks `weighted_gram` and `row_scaled`) and [`activation`]
+//! (`sigmoid`, `softplus`). Row and column norms are `precond_linalg`'s
+//! (`precond_linalg::row_norms`, `precond_linalg::col_norms`).
 //!
 //! **Layout convention:** a batch is a `d × B` matrix with **one column per sample** (the
 //! theory's `A = [h_1 … h_N]`); weights `W^ℓ` are `out × in`, stored row-major in the buffer.

@@ -9,6 +9,7 @@
 
 use crate::activation::Activation;
 use crate::batch_norm::StatsGradient;
+use crate::error::{NnError, Result};
 use crate::loss::Targets;
 use crate::mlp::{Forward, Mlp, Mode, NormTrace, Normalization, ParamKind};
 use crate::util::par_for;
@@ -464,14 +465,14 @@ impl Mlp {
         mode: Mode<'_>,
         v: &[f64],
         hv: &mut [f64],
-    ) -> crate::Result<()> {
+    ) -> Result<()> {
         let n = self.layout().len();
         for (what, len) in [
             ("direction v length", v.len()),
             ("output hv length", hv.len()),
         ] {
             if len != n {
-                return Err(crate::NnError::DimensionMismatch {
+                return Err(NnError::DimensionMismatch {
                     what,
                     expected: n,
                     got: len,
@@ -479,7 +480,7 @@ impl Mlp {
             }
         }
         if let Some((i, &val)) = v.iter().enumerate().find(|(_, a)| !a.is_finite()) {
-            return Err(crate::NnError::NonFinite {
+            return Err(NnError::NonFinite {
                 what: "direction v",
                 row: i,
                 col: 0,

@@ -1,8 +1,11 @@
 //! The backward pass (backpropagation) and the loss gradient.
 
+use super::config::Normalization;
+use super::forward::Mode;
+use super::layout::ParamKind;
 use super::trace::{Forward, NormTrace};
 use super::workspace::{BackwardBuffers, NormScratch, Workspace};
-use super::{Evaluation, Mlp, Mode, Normalization, ParamKind};
+use super::{Evaluation, Mlp};
 use crate::activation::Activation;
 use crate::batch_norm::{self, StatsGradient};
 use crate::error::Result;
@@ -63,7 +66,7 @@ impl Mlp {
     }
 
     /// Backward pass from `d_out = dL/dO` (`k × B`): writes the gradient into `grad`
-    /// (overwritten, length [`ParamLayout::len`]) and returns `dL/dx` (`input_dim × B`).
+    /// (overwritten, length [`ParamLayout::len`](crate::ParamLayout::len)) and returns `dL/dx` (`input_dim × B`).
     ///
     /// Allocates its buffers; [`Mlp::backward_into`] reuses a [`Workspace`] instead.
     pub fn backward(
@@ -83,7 +86,7 @@ impl Mlp {
 
     /// Backward pass through the forward pass held in `ws` (the last [`Mlp::forward_into`]),
     /// from `d_out = dL/dO` (`k × B`): writes the gradient into `grad` (overwritten, length
-    /// [`ParamLayout::len`]) and returns `dL/dx` (`input_dim × B`) as a view into `ws`.
+    /// [`ParamLayout::len`](crate::ParamLayout::len)) and returns `dL/dx` (`input_dim × B`) as a view into `ws`.
     /// No allocation once `ws` has held a batch this large.
     ///
     /// # Errors
@@ -242,13 +245,13 @@ impl Mlp {
 
     /// Mean loss (15) `L = (1/N) Σ_n ℓ(F(x_n; θ), y_n)` on `(x, targets)` and its exact gradient
     /// `∇_θ L` (backpropagation), written into `grad` (overwritten, length
-    /// [`ParamLayout::len`]). Returns `L`.
+    /// [`ParamLayout::len`](crate::ParamLayout::len)). Returns `L`.
     ///
     /// All intermediate values live in `ws`: after the first call with a batch at least this
     /// large, a call performs **no heap allocation** (a smaller batch, such as the last partial
     /// mini-batch of an epoch, reuses the same storage). The forward values stay readable through
     /// [`Workspace::forward`] (e.g. for [`Mlp::update_running_stats`] or
-    /// [`Loss::accuracy`]). Same numbers as [`Mlp::loss_and_grad`] (which calls this).
+    /// [`Loss::accuracy`](crate::Loss::accuracy)). Same numbers as [`Mlp::loss_and_grad`] (which calls this).
     ///
     /// # Errors
     /// Gradient buffer length, targets that do not fit the loss, parameter length or
@@ -269,5 +272,23 @@ impl Mlp {
             .check_targets(targets, self.n_outputs(), x.ncols())?;
         self.check_forward(params, x, mode)?;
         Ok(self.loss_and_grad_core(params, x, targets, mode, ws, grad))
+    }
+}
+
+impl Workspace {
+    /// Pre-sizes every buffer for batches of up to `batch_size` samples of `mlp` by one forward
+    /// and backward pass on zeros (at `mlp`'s initial parameters), so that even the first real
+    /// step allocates nothing. Optional: the first pass sizes the workspace anyway.
+    pub fn reserve(&mut self, mlp: &Mlp, batch_size: usize) {
+        if batch_size == 0 {
+            return;
+        }
+        let params = vec![0.0; mlp.layout().len()];
+        let mut grad = vec![0.0; params.len()];
+        let x = Mat::zeros(mlp.config().input_dim, batch_size);
+        mlp.forward_core(&params, x.as_ref(), Mode::Train, &mut self.forward);
+        let (nl, k) = (mlp.n_layers(), mlp.n_outputs());
+        self.backward.output_delta(nl, k, batch_size);
+        mlp.backward_core(&params, &self.forward, &mut self.backward, &mut grad, true);
     }
 }

@@ -2,8 +2,10 @@
 //! Every public pass checks first and then runs its unchecked core, so a rejected call leaves
 //! its outputs untouched.
 
+use super::Mlp;
+use super::config::Normalization;
+use super::forward::Mode;
 use super::trace::Forward;
-use super::{Mlp, Mode, Normalization};
 use crate::batch_norm::Placement;
 use crate::error::{NnError, Result};
 use crate::util::all_finite;

@@ -1,8 +1,10 @@
 //! The batched forward pass.
 
+use super::config::Normalization;
+use super::layout::ParamKind;
 use super::trace::{Forward, LayerTrace, NormTrace};
 use super::workspace::Workspace;
-use super::{Evaluation, Mlp, Normalization, ParamKind};
+use super::{Evaluation, Mlp};
 use crate::batch_norm::{self, NormStats, Placement};
 use crate::error::Result;
 use crate::layer_norm;
@@ -14,7 +16,7 @@ use faer::{Accum, Mat, MatRef};
 /// Which normalization statistics a forward pass uses for BatchNorm layers.
 #[derive(Debug, Clone, Copy)]
 pub enum Mode<'a> {
-    /// Batch statistics (training mode); backward as each layer's [`StatsGradient`] says.
+    /// Batch statistics (training mode); backward as each layer's [`StatsGradient`](crate::StatsGradient) says.
     Train,
     /// Running averages (inference mode); statistics are constants.
     Eval,

@@ -119,7 +119,7 @@ impl Mlp {
         }
     }
 
-    /// Seeded initialization: `W ~ N(0, gain²/fan_in)` (gain from [`Activation::init_gain`]),
+    /// Seeded initialization: `W ~ N(0, gain²/fan_in)` (gain from [`Activation::init_gain`](crate::Activation::init_gain)),
     /// `b = 0`, `γ = 1`, `β = 0`.
     pub fn init_params(&self, seed: u64) -> Vec<f64> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
