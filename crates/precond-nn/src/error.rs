@@ -144,3 +144,67 @@ impl NnError {
 
 /// Shorthand for results of this crate.
 pub type Result<T> = core::result::Result<T, NnError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn optimizer_errors_are_kept_as_sources() {
+        let optim = precond_optim::OptimizerConfig::from_json(r#"{"optimizer": "nope"}"#)
+            .expect_err("unknown optimizer");
+        let e = NnError::from(optim.clone());
+        assert_eq!(
+            e.source().and_then(|s| s.downcast_ref::<OptimError>()),
+            Some(&optim)
+        );
+        assert_eq!(e.to_string(), format!("optimizer error: {optim}"));
+    }
+
+    #[test]
+    fn linalg_errors_are_translated_or_kept_as_sources() {
+        let zero = LinalgError::ZeroNorm {
+            what: "row",
+            index: 2,
+        };
+        let e = NnError::from_linalg(zero.clone(), "data", "routine");
+        assert!(matches!(
+            e,
+            NnError::Numerical {
+                what: "routine",
+                ..
+            }
+        ));
+        assert_eq!(
+            e.source().and_then(|s| s.downcast_ref::<LinalgError>()),
+            Some(&zero)
+        );
+        assert_eq!(e.to_string(), "numerical failure in routine");
+        // empty and non-finite arguments become the crate's own variants, naming the data
+        let empty = LinalgError::Empty {
+            what: "matrix",
+            rows: 0,
+            cols: 3,
+        };
+        assert_eq!(
+            NnError::from_linalg(empty, "data", "routine"),
+            NnError::Empty { what: "data" }
+        );
+        let nan = LinalgError::NonFinite {
+            what: "matrix",
+            row: 1,
+            col: 2,
+            value: f64::INFINITY,
+        };
+        assert_eq!(
+            NnError::from_linalg(nan, "data", "routine"),
+            NnError::NonFinite {
+                what: "data",
+                row: 1,
+                col: 2,
+                value: f64::INFINITY
+            }
+        );
+    }
+}
