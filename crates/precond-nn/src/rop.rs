@@ -11,7 +11,7 @@ use crate::activation::Activation;
 use crate::batch_norm::StatsGradient;
 use crate::error::{NnError, Result};
 use crate::loss::Targets;
-use crate::mlp::{Forward, Mlp, Mode, NormTrace, Normalization, ParamKind};
+use crate::mlp::{Forward, Mlp, Mode, NormTrace, Normalization, ParamKind, check_finite_vec};
 use crate::util::par_for;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef};
@@ -479,14 +479,7 @@ impl Mlp {
                 });
             }
         }
-        if let Some((i, &val)) = v.iter().enumerate().find(|(_, a)| !a.is_finite()) {
-            return Err(NnError::NonFinite {
-                what: "direction v",
-                row: i,
-                col: 0,
-                value: val,
-            });
-        }
+        check_finite_vec("direction v", v)?;
         self.config()
             .loss
             .check_targets(targets, self.n_outputs(), x.ncols())?;

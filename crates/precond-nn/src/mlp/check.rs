@@ -11,6 +11,23 @@ use crate::error::{NnError, Result};
 use crate::util::all_finite;
 use faer::MatRef;
 
+/// Checks that every entry of a flat buffer is finite; on failure names the first offending
+/// entry (as row `i`, column 0).
+pub(crate) fn check_finite_vec(what: &'static str, v: &[f64]) -> Result<()> {
+    if all_finite(v) {
+        return Ok(());
+    }
+    match v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+        Some((row, &value)) => Err(NnError::NonFinite {
+            what,
+            row,
+            col: 0,
+            value,
+        }),
+        None => Ok(()),
+    }
+}
+
 impl Mlp {
     pub(super) fn check_params(&self, params: &[f64]) -> Result<()> {
         if params.len() != self.layout.len() {
@@ -20,18 +37,7 @@ impl Mlp {
                 got: params.len(),
             });
         }
-        if all_finite(params) {
-            return Ok(());
-        }
-        if let Some((i, &v)) = params.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(NnError::NonFinite {
-                what: "parameters",
-                row: i,
-                col: 0,
-                value: v,
-            });
-        }
-        Ok(())
+        check_finite_vec("parameters", params)
     }
 
     pub(super) fn check_input(&self, x: MatRef<'_, f64>) -> Result<()> {

@@ -31,6 +31,7 @@ mod layout;
 pub mod trace;
 pub(crate) mod workspace;
 
+pub(crate) use check::check_finite_vec;
 pub use config::{LayerSpec, MlpConfig, Normalization};
 pub use forward::Mode;
 pub use layout::{ParamBlock, ParamKind, ParamLayout};
