@@ -1,6 +1,14 @@
 //! The program's typed error.
+//!
+//! An error of a library (`precond-linalg`, `precond-optim`, `precond-nn`) is kept whole as the
+//! [`std::error::Error::source`] of the [`CliError`] that reports it, with a [`Context`] saying
+//! what the program was doing.
+
+use std::fmt;
 
 use precond_linalg::LinalgError;
+use precond_nn::NnError;
+use precond_optim::OptimError;
 
 use crate::io::ReadError;
 
@@ -17,13 +25,32 @@ pub enum CliError {
         /// What was wrong with it.
         source: ReadError,
     },
-    /// A diagnostic failed on a matrix that was read correctly.
-    #[error("{what}: {source}")]
+    /// A `precond-linalg` routine failed: a diagnostic on a matrix that was read correctly, or a
+    /// step of an experiment.
+    #[error("{context}: {source}")]
     Linalg {
-        /// Which diagnostic.
-        what: &'static str,
+        /// What the program was doing.
+        context: Context,
         /// The library's error.
         source: LinalgError,
+    },
+    /// A `precond-optim` call failed: an optimizer configuration was rejected, or an experiment
+    /// step failed.
+    #[error("{context}: {source}")]
+    Optim {
+        /// What the program was doing.
+        context: Context,
+        /// The library's error.
+        source: OptimError,
+    },
+    /// A `precond-nn` call failed: a data set, model or split was rejected, or training or an
+    /// experiment step failed.
+    #[error("{context}: {source}")]
+    Nn {
+        /// What the program was doing.
+        context: Context,
+        /// The library's error.
+        source: NnError,
     },
     /// Writing an output file failed.
     #[error("cannot write {path}: {message}")]
@@ -41,7 +68,7 @@ pub enum CliError {
         /// What is wrong and what is expected.
         message: String,
     },
-    /// An experiment of the report failed to run.
+    /// An experiment of the report failed to run, outside any library call.
     #[error("experiment {id}: {message}")]
     Experiment {
         /// The experiment's id.
@@ -51,9 +78,146 @@ pub enum CliError {
     },
 }
 
+/// What the program was doing when a library call failed: the first part of a [`CliError`]'s
+/// message, before the library's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Context {
+    /// A diagnostic of `precond cond`, by name (`"2-norm condition number"`).
+    Diagnostic(&'static str),
+    /// An experiment of the report, or the `train` command, by id.
+    Experiment(String),
+    /// The value of a command-line option, and what it was needed for (if the library's
+    /// message alone does not say it).
+    Argument {
+        /// The option.
+        arg: &'static str,
+        /// What the value was needed for.
+        need: Option<&'static str>,
+    },
+}
+
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Context::Diagnostic(what) => f.write_str(what),
+            Context::Experiment(id) => write!(f, "experiment {id}"),
+            Context::Argument { arg, need: None } => write!(f, "invalid argument {arg}"),
+            Context::Argument {
+                arg,
+                need: Some(need),
+            } => write!(f, "invalid argument {arg}: {need}"),
+        }
+    }
+}
+
+impl Context {
+    /// An option's value, rejected by a library whose message says why.
+    pub fn argument(arg: &'static str) -> Self {
+        Context::Argument { arg, need: None }
+    }
+}
+
+/// A library error that a [`CliError`] carries as its source.
+pub trait Cause: std::error::Error + Sized {
+    /// The [`CliError`] reporting `self`, which happened while doing `context`.
+    fn within(self, context: Context) -> CliError;
+}
+
+impl Cause for LinalgError {
+    fn within(self, context: Context) -> CliError {
+        CliError::Linalg {
+            context,
+            source: self,
+        }
+    }
+}
+
+impl Cause for OptimError {
+    fn within(self, context: Context) -> CliError {
+        CliError::Optim {
+            context,
+            source: self,
+        }
+    }
+}
+
+impl Cause for NnError {
+    fn within(self, context: Context) -> CliError {
+        CliError::Nn {
+            context,
+            source: self,
+        }
+    }
+}
+
 impl CliError {
     /// Wraps a library error with the diagnostic's name.
     pub fn linalg(what: &'static str) -> impl FnOnce(LinalgError) -> CliError {
-        move |source| CliError::Linalg { what, source }
+        move |source| source.within(Context::Diagnostic(what))
+    }
+
+    /// Wraps a library error with what the program was doing.
+    pub fn within<E: Cause>(context: Context) -> impl FnOnce(E) -> CliError {
+        move |source| source.within(context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// The source of `e`, as the concrete type `T`.
+    fn source_as<T: std::error::Error + 'static>(e: &CliError) -> Option<&T> {
+        e.source().and_then(|s| s.downcast_ref::<T>())
+    }
+
+    #[test]
+    fn library_errors_are_kept_as_sources() {
+        let linalg = LinalgError::Empty {
+            what: "matrix A",
+            rows: 0,
+            cols: 3,
+        };
+        let e = CliError::linalg("2-norm condition number")(linalg.clone());
+        assert_eq!(source_as::<LinalgError>(&e), Some(&linalg));
+        assert_eq!(e.to_string(), format!("2-norm condition number: {linalg}"));
+
+        let optim = precond_optim::OptimizerConfig::from_json("{\"optimizer\": \"nope\"}")
+            .expect_err("unknown optimizer");
+        let e = CliError::within(Context::argument("--optimizer"))(optim.clone());
+        assert_eq!(source_as::<OptimError>(&e), Some(&optim));
+        assert_eq!(
+            e.to_string(),
+            format!("invalid argument --optimizer: {optim}")
+        );
+
+        let nn = precond_nn::Dataset::builtin("nope").expect_err("unknown data set");
+        let e = CliError::within(Context::Experiment("train".into()))(nn.clone());
+        assert_eq!(source_as::<NnError>(&e), Some(&nn));
+        assert_eq!(e.to_string(), format!("experiment train: {nn}"));
+
+        let e = CliError::within(Context::Argument {
+            arg: "--model",
+            need: Some("logreg needs class labels"),
+        })(nn.clone());
+        assert_eq!(source_as::<NnError>(&e), Some(&nn));
+        assert_eq!(
+            e.to_string(),
+            format!("invalid argument --model: logreg needs class labels: {nn}")
+        );
+    }
+
+    #[test]
+    fn the_chain_reaches_through_the_network_crate() {
+        // an optimizer error inside training: CliError -> NnError -> OptimError
+        let optim = precond_optim::OptimizerConfig::from_json("{\"optimizer\": \"nope\"}")
+            .expect_err("unknown optimizer");
+        let e = CliError::within(Context::Experiment("train".into()))(NnError::from(optim.clone()));
+        let nn = source_as::<NnError>(&e).expect("nn source");
+        assert!(matches!(nn, NnError::Optimizer(inner) if *inner == optim));
+        let inner = nn.source().and_then(|s| s.downcast_ref::<OptimError>());
+        assert_eq!(inner, Some(&optim));
     }
 }

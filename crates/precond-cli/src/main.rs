@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use precond_cli::CliError;
+use precond_cli::error::Context;
 use precond_cli::io::{Format, read_matrix};
 use precond_cli::report;
 
@@ -171,12 +172,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     v.to_string()
                 }
             };
-            let optimizer = precond_optim::OptimizerConfig::from_json(&json).map_err(|e| {
-                CliError::Argument {
-                    arg: "--optimizer",
-                    message: e.to_string(),
-                }
-            })?;
+            let optimizer = precond_optim::OptimizerConfig::from_json(&json)
+                .map_err(CliError::within(Context::argument("--optimizer")))?;
             let model = model
                 .map(|m| m.parse::<precond_cli::train::Model>())
                 .transpose()

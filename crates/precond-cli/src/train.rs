@@ -11,7 +11,7 @@ use precond_nn::{
 use precond_optim::OptimizerConfig;
 use serde::Serialize;
 
-use crate::error::CliError;
+use crate::error::{Cause, CliError, Context};
 use crate::report::{Plot, Series, SeriesKind, render_svg};
 
 /// The model to train.
@@ -107,10 +107,7 @@ pub struct TrainOutput {
 }
 
 fn nerr(e: precond_nn::NnError) -> CliError {
-    CliError::Argument {
-        arg: "--data",
-        message: e.to_string(),
-    }
+    e.within(Context::argument("--data"))
 }
 
 fn load(opts: &TrainOptions) -> Result<Dataset, CliError> {
@@ -148,10 +145,13 @@ pub fn run_train(opts: &TrainOptions, progress: bool) -> Result<(TrainOutput, St
         Model::LinReg
     });
     let ds = match model {
-        Model::LogReg if !classes => ds.into_classes().map_err(|e| CliError::Argument {
-            arg: "--model",
-            message: format!("logreg needs class labels: {e}"),
-        })?,
+        Model::LogReg if !classes => {
+            ds.into_classes()
+                .map_err(CliError::within(Context::Argument {
+                    arg: "--model",
+                    need: Some("logreg needs class labels"),
+                }))?
+        }
         _ => ds,
     };
     let n_classes = match &ds.targets {
@@ -167,12 +167,9 @@ pub fn run_train(opts: &TrainOptions, progress: bool) -> Result<(TrainOutput, St
             ),
         });
     }
-    let (train_set, test_set) =
-        ds.split(opts.test_fraction, opts.seed)
-            .map_err(|e| CliError::Argument {
-                arg: "--test-fraction",
-                message: e.to_string(),
-            })?;
+    let (train_set, test_set) = ds
+        .split(opts.test_fraction, opts.seed)
+        .map_err(CliError::within(Context::argument("--test-fraction")))?;
     let scaling = match opts.norm {
         Norm::None => None,
         Norm::Minmax => Some(InputScaling::MinMax),
@@ -237,18 +234,13 @@ pub fn run_train(opts: &TrainOptions, progress: bool) -> Result<(TrainOutput, St
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let mut mlp = precond_nn::Mlp::new(cfg).map_err(|e| CliError::Argument {
-        arg: "--model",
-        message: e.to_string(),
-    })?;
+    let mut mlp =
+        precond_nn::Mlp::new(cfg).map_err(CliError::within(Context::argument("--model")))?;
     let mut params = mlp.init_params(opts.seed);
     let mut opt = opts
         .optimizer
         .build(params.len())
-        .map_err(|e| CliError::Argument {
-            arg: "--optimizer",
-            message: e.to_string(),
-        })?;
+        .map_err(CliError::within(Context::argument("--optimizer")))?;
     let hist = precond_nn::train(
         &mut mlp,
         &mut params,
@@ -264,10 +256,7 @@ pub fn run_train(opts: &TrainOptions, progress: bool) -> Result<(TrainOutput, St
             precond_nn::Control::Continue
         },
     )
-    .map_err(|e| CliError::Experiment {
-        id: "train".into(),
-        message: e.to_string(),
-    })?;
+    .map_err(CliError::within(Context::Experiment("train".into())))?;
     bar.finish_and_clear();
     let model_name = match &model {
         Model::LogReg => "logreg".to_string(),

@@ -8,6 +8,7 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use faer::Mat;
+use precond_nn::data::gather_columns;
 use precond_nn::*;
 use precond_optim::OptimizerConfig;
 use std::hint::black_box;

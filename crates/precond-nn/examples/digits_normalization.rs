@@ -42,9 +42,7 @@ fn main() -> Result<()> {
             let mut params = mlp.init_params(3);
             let mut opt = OptimizerConfig::adam(1e-3)
                 .build(params.len())
-                .map_err(|e| NnError::Optimizer {
-                    message: e.to_string(),
-                })?;
+                .map_err(NnError::Optimizer)?;
             let cfg = TrainConfig {
                 epochs: 10,
                 batch_size: 32,

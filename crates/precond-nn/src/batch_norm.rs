@@ -9,6 +9,7 @@
 //! `s² B/(B − 1)` in the running variance (initial mean 0, variance 1).
 //! If `s² + eps = 0` (a constant feature with `eps = 0`) the normalized value is defined as 0, never NaN.
 
+use crate::util::{col_slice, col_slice_mut};
 use faer::{MatMut, MatRef};
 use serde::{Deserialize, Serialize};
 
@@ -249,31 +250,6 @@ pub(crate) fn forward(
             _ => yc.copy_from_slice(hc),
         }
     }
-}
-
-/// Column `c` of a column-major matrix as a slice.
-#[inline]
-pub(crate) fn col_slice<'a>(m: MatRef<'a, f64>, c: usize) -> &'a [f64] {
-    match m.col(c).try_as_col_major() {
-        Some(col) => col.as_slice(),
-        None => unreachable_layout(),
-    }
-}
-
-/// Column `c` of a column-major matrix as a mutable slice.
-#[inline]
-pub(crate) fn col_slice_mut<'a>(m: MatMut<'a, f64>, c: usize) -> &'a mut [f64] {
-    match m.col_mut(c).try_as_col_major_mut() {
-        Some(col) => col.as_slice_mut(),
-        None => unreachable_layout(),
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn unreachable_layout() -> ! {
-    // Only the crate's own owned matrices (unit row stride) reach these helpers.
-    unreachable!("internal buffer is not column-major")
 }
 
 /// Backward pass. `dy` is overwritten by `dx`. With `full = true` the gradient flows through the

@@ -7,7 +7,8 @@
 
 use crate::error::{NnError, Result};
 use crate::loss::{Loss, Targets};
-use crate::mlp::{Mlp, Mode, standard_normal};
+use crate::mlp::{Mlp, Mode};
+use crate::util::standard_normal;
 use faer::{Mat, MatRef};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -352,7 +353,7 @@ pub fn gather_columns(x: MatRef<'_, f64>, indices: &[usize]) -> Mat<f64> {
 /// As [`gather_columns`], into `out` (storage reused: no allocation once it has held this many
 /// columns). Indices must be `< x.ncols()`.
 pub(crate) fn gather_columns_into(x: MatRef<'_, f64>, indices: &[usize], out: &mut Mat<f64>) {
-    crate::mlp::fit(out, x.nrows(), indices.len());
+    crate::util::fit(out, x.nrows(), indices.len());
     for (k, &i) in indices.iter().enumerate() {
         out.col_mut(k).copy_from(x.col(i));
     }

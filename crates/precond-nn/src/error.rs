@@ -1,5 +1,8 @@
 //! The crate's typed error.
 
+use precond_linalg::LinalgError;
+use precond_optim::OptimError;
+
 /// Everything that can go wrong in `precond-nn`. Each variant carries the data that locates the
 /// problem (sizes, layer, line and column). Functions returning this error leave their inputs and
 /// the network untouched.
@@ -102,19 +105,106 @@ pub enum NnError {
         /// Which argument.
         what: &'static str,
     },
-    /// A numerical routine (SVD, eigenvalues) failed to converge.
+    /// A numerical routine of `precond-linalg` (SVD, eigenvalues) failed.
     #[error("numerical failure in {what}")]
     Numerical {
         /// Which routine.
         what: &'static str,
+        /// The linear-algebra error.
+        #[source]
+        source: LinalgError,
     },
     /// The optimizer reported an error.
-    #[error("optimizer error: {message}")]
-    Optimizer {
-        /// The optimizer's message.
-        message: String,
-    },
+    #[error("optimizer error: {0}")]
+    Optimizer(#[from] OptimError),
+}
+
+impl NnError {
+    /// Translates an error of a `precond-linalg` routine applied to `data`: an empty or
+    /// non-finite argument becomes [`NnError::Empty`] / [`NnError::NonFinite`] naming `data`,
+    /// anything else [`NnError::Numerical`] naming `routine`, with the linalg error as source.
+    pub(crate) fn from_linalg(e: LinalgError, data: &'static str, routine: &'static str) -> Self {
+        match e {
+            LinalgError::Empty { .. } => NnError::Empty { what: data },
+            LinalgError::NonFinite {
+                row, col, value, ..
+            } => NnError::NonFinite {
+                what: data,
+                row,
+                col,
+                value,
+            },
+            source => NnError::Numerical {
+                what: routine,
+                source,
+            },
+        }
+    }
 }
 
 /// Shorthand for results of this crate.
 pub type Result<T> = core::result::Result<T, NnError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn optimizer_errors_are_kept_as_sources() {
+        let optim = precond_optim::OptimizerConfig::from_json(r#"{"optimizer": "nope"}"#)
+            .expect_err("unknown optimizer");
+        let e = NnError::from(optim.clone());
+        assert_eq!(
+            e.source().and_then(|s| s.downcast_ref::<OptimError>()),
+            Some(&optim)
+        );
+        assert_eq!(e.to_string(), format!("optimizer error: {optim}"));
+    }
+
+    #[test]
+    fn linalg_errors_are_translated_or_kept_as_sources() {
+        let zero = LinalgError::ZeroNorm {
+            what: "row",
+            index: 2,
+        };
+        let e = NnError::from_linalg(zero.clone(), "data", "routine");
+        assert!(matches!(
+            e,
+            NnError::Numerical {
+                what: "routine",
+                ..
+            }
+        ));
+        assert_eq!(
+            e.source().and_then(|s| s.downcast_ref::<LinalgError>()),
+            Some(&zero)
+        );
+        assert_eq!(e.to_string(), "numerical failure in routine");
+        // empty and non-finite arguments become the crate's own variants, naming the data
+        let empty = LinalgError::Empty {
+            what: "matrix",
+            rows: 0,
+            cols: 3,
+        };
+        assert_eq!(
+            NnError::from_linalg(empty, "data", "routine"),
+            NnError::Empty { what: "data" }
+        );
+        let nan = LinalgError::NonFinite {
+            what: "matrix",
+            row: 1,
+            col: 2,
+            value: f64::INFINITY,
+        };
+        assert_eq!(
+            NnError::from_linalg(nan, "data", "routine"),
+            NnError::NonFinite {
+                what: "data",
+                row: 1,
+                col: 2,
+                value: f64::INFINITY
+            }
+        );
+    }
+}

@@ -10,7 +10,8 @@ use crate::activation::Activation;
 use crate::batch_norm::{NormStats, StatsGradient};
 use crate::error::{NnError, Result};
 use crate::loss::Targets;
-use crate::mlp::{Mlp, Mode, Normalization, par_for};
+use crate::mlp::{Forward, Mlp, Mode, Normalization, Workspace};
+use crate::util::par_for;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef};
 use precond_linalg::LinearOperator;
@@ -21,25 +22,13 @@ use precond_linalg::LinearOperator;
 /// # Errors
 /// [`NnError::Empty`], [`NnError::NonFinite`], [`NnError::Numerical`] if the SVD fails.
 pub fn kappa(a: MatRef<'_, f64>) -> Result<f64> {
-    use precond_linalg::LinalgError;
-    precond_linalg::cond2(a)
-        .map(|c| c.kappa)
-        .map_err(|e| match e {
-            LinalgError::Empty { .. } => NnError::Empty {
-                what: "matrix for the condition number",
-            },
-            LinalgError::NonFinite {
-                row, col, value, ..
-            } => NnError::NonFinite {
-                what: "matrix for the condition number",
-                row,
-                col,
-                value,
-            },
-            _ => NnError::Numerical {
-                what: "singular values (precond_linalg::cond2)",
-            },
-        })
+    precond_linalg::cond2(a).map(|c| c.kappa).map_err(|e| {
+        NnError::from_linalg(
+            e,
+            "matrix for the condition number",
+            "singular values (precond_linalg::cond2)",
+        )
+    })
 }
 
 /// The extended matrix `Ā = [1ᵀ; A]` of a `d × N` matrix `A` (`(d + 1) × N`).
@@ -47,16 +36,6 @@ pub fn extended(a: MatRef<'_, f64>) -> Mat<f64> {
     Mat::from_fn(a.nrows() + 1, a.ncols(), |r, c| {
         if r == 0 { 1.0 } else { a[(r - 1, c)] }
     })
-}
-
-/// Euclidean norm of every column of `a` (for Theorem 7: columns of `Ā` are samples).
-pub fn column_norms(a: MatRef<'_, f64>) -> Vec<f64> {
-    (0..a.ncols()).map(|c| a.col(c).norm_l2()).collect()
-}
-
-/// Euclidean norm of every row of `a` (for Theorem 6: rows of `Ā` are features).
-pub fn row_norms(a: MatRef<'_, f64>) -> Vec<f64> {
-    (0..a.nrows()).map(|r| a.row(r).norm_l2()).collect()
 }
 
 /// `diag(d) A`.
@@ -276,7 +255,7 @@ pub struct HessianOperator<'a> {
     x: Mat<f64>,
     targets: Targets,
     stats: Option<Vec<Option<NormStats>>>,
-    forward: crate::mlp::Forward,
+    forward: Forward,
 }
 
 impl<'a> HessianOperator<'a> {
@@ -397,7 +376,7 @@ impl HessianOperator<'_> {
         let mode = self.mode();
         let mut p = self.params.clone();
         let mut gm = vec![0.0; p.len()];
-        let mut ws = crate::Workspace::new();
+        let mut ws = Workspace::new();
         let mut eval = |p: &[f64], g: &mut [f64]| {
             self.mlp
                 .loss_and_grad_core(p, self.x.as_ref(), &self.targets, mode, &mut ws, g);
@@ -446,7 +425,7 @@ impl DataConditioning {
         let k = |s| -> Result<f64> {
             kappa(extended(InputTransform::fit_apply(x, s)?.1.as_ref()).as_ref())
         };
-        let norms = row_norms(raw_bar.as_ref());
+        let norms = precond_linalg::row_norms(raw_bar.as_ref());
         let d0: Vec<f64> = norms
             .iter()
             .map(|&r| if r > 0.0 { 1.0 / r } else { 1.0 })

@@ -19,9 +19,16 @@
 //! - Data ([`Dataset`]): the bundled `breast_cancer`, `diabetes`, `wine`, `digits`, `iris`
 //!   (embedded; attribution in the repository's `data/DATA.md`), any CSV with a header and a named
 //!   target column (errors name line and column), seeded synthetic generators ([`GaussianSpec`],
-//!   [`teacher_targets`]), seeded splits and mini-batches.
+//!   [`data::teacher_targets`]), seeded splits and mini-batches.
 //! - Training ([`train()`]): mini-batches, any `precond-optim` optimizer, per-epoch history of
 //!   loss/accuracy, `P_k` statistics and `κ` of hidden layers' `Ā`, callbacks, deterministic.
+//!
+//! The crate root holds what a user needs; building blocks live in named modules:
+//! [`trace`] (the per-layer values of a [`Forward`] pass), [`data`] (CSV parsing, column
+//! gathering, shuffling, mini-batches, teacher targets), [`hessian`] (every Hessian-structure
+//! item, with the building blocks `weighted_gram` and `row_scaled`) and [`activation`]
+//! (`sigmoid`, `softplus`). Row and column norms are `precond_linalg`'s
+//! (`precond_linalg::row_norms`, `precond_linalg::col_norms`).
 //!
 //! **Layout convention:** a batch is a `d × B` matrix with **one column per sample** (the
 //! theory's `A = [h_1 … h_N]`); weights `W^ℓ` are `out × in`, stored row-major in the buffer.
@@ -45,37 +52,33 @@
 //! # Ok::<(), precond_nn::NnError>(())
 //! ```
 
-mod activation;
+pub mod activation;
 mod batch_norm;
-mod data;
+pub mod data;
 mod error;
-mod hessian;
+pub mod hessian;
 mod input_norm;
 mod layer_norm;
 mod loss;
 mod mlp;
 mod rop;
 mod train;
-mod workspace;
+mod util;
 
-pub use activation::{Activation, sigmoid, softplus};
+pub use activation::Activation;
 pub use batch_norm::{BatchNormSpec, NormStats, Placement, RunningStats, StatsGradient};
-pub use data::{
-    BUILTIN_DATASETS, CsvTable, Dataset, GaussianSpec, gather_columns, minibatches, parse_csv,
-    shuffled_indices, teacher_targets,
-};
+pub use data::{BUILTIN_DATASETS, Dataset, GaussianSpec};
 pub use error::{NnError, Result};
 pub use hessian::{
-    DataConditioning, HessianOperator, UnitHessian, WithNorm, column_norms, extended,
-    extended_hidden_matrix, kappa, layer_norm_column_bounds, row_norms, row_scaled, unit_hessian,
-    weighted_gram,
+    DataConditioning, HessianOperator, UnitHessian, WithNorm, extended, extended_hidden_matrix,
+    kappa, layer_norm_column_bounds, unit_hessian,
 };
 pub use input_norm::{InputScaling, InputTransform};
 pub use layer_norm::{LayerNormAffine, LayerNormSpec};
 pub use loss::{Loss, Targets};
+pub use mlp::trace;
 pub use mlp::{
-    Evaluation, Forward, LayerSpec, LayerTrace, Mlp, MlpConfig, Mode, NormTrace, Normalization,
-    ParamBlock, ParamKind, ParamLayout,
+    Evaluation, Forward, LayerSpec, Mlp, MlpConfig, Mode, Normalization, ParamBlock, ParamKind,
+    ParamLayout, Workspace,
 };
 pub use train::{Control, EpochRecord, History, KappaSnapshot, PrecondStats, TrainConfig, train};
-pub use workspace::Workspace;

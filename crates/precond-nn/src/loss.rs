@@ -87,7 +87,7 @@ impl Targets {
         self.check_indices(indices)?;
         match (self, out) {
             (Targets::Values(m), Targets::Values(o)) => {
-                crate::mlp::fit(o, m.nrows(), indices.len());
+                crate::util::fit(o, m.nrows(), indices.len());
                 for (k, &i) in indices.iter().enumerate() {
                     o.col_mut(k).copy_from(m.col(i));
                 }

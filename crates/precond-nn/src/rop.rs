@@ -9,8 +9,10 @@
 
 use crate::activation::Activation;
 use crate::batch_norm::StatsGradient;
+use crate::error::{NnError, Result};
 use crate::loss::Targets;
-use crate::mlp::{Forward, Mlp, Mode, NormTrace, Normalization, ParamKind, par_for};
+use crate::mlp::{Forward, Mlp, Mode, NormTrace, Normalization, ParamKind, check_finite_vec};
+use crate::util::par_for;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef};
 
@@ -463,28 +465,21 @@ impl Mlp {
         mode: Mode<'_>,
         v: &[f64],
         hv: &mut [f64],
-    ) -> crate::Result<()> {
+    ) -> Result<()> {
         let n = self.layout().len();
         for (what, len) in [
             ("direction v length", v.len()),
             ("output hv length", hv.len()),
         ] {
             if len != n {
-                return Err(crate::NnError::DimensionMismatch {
+                return Err(NnError::DimensionMismatch {
                     what,
                     expected: n,
                     got: len,
                 });
             }
         }
-        if let Some((i, &val)) = v.iter().enumerate().find(|(_, a)| !a.is_finite()) {
-            return Err(crate::NnError::NonFinite {
-                what: "direction v",
-                row: i,
-                col: 0,
-                value: val,
-            });
-        }
+        check_finite_vec("direction v", v)?;
         self.config()
             .loss
             .check_targets(targets, self.n_outputs(), x.ncols())?;

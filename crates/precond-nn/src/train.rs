@@ -14,8 +14,7 @@ use crate::data::{Dataset, gather_columns, gather_columns_into, minibatches};
 use crate::error::{NnError, Result};
 use crate::hessian::{WithNorm, extended_hidden_matrix, kappa};
 use crate::loss::Targets;
-use crate::mlp::{Mlp, Mode};
-use crate::workspace::Workspace;
+use crate::mlp::{Mlp, Mode, Workspace};
 use faer::Mat;
 use precond_optim::Optimizer;
 use rand::{Rng, SeedableRng};
@@ -127,12 +126,6 @@ pub enum Control {
     Continue,
     /// Stop after this epoch.
     Stop,
-}
-
-fn optim_err(e: precond_optim::OptimError) -> NnError {
-    NnError::Optimizer {
-        message: e.to_string(),
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -273,7 +266,7 @@ pub fn train(
             train_set.targets.gather_into(idx, &mut tb)?;
             let loss =
                 mlp.loss_and_grad_into(params, xb.as_ref(), &tb, Mode::Train, &mut ws, &mut grad)?;
-            optimizer.step_f64(params, &grad).map_err(optim_err)?;
+            optimizer.step_f64(params, &grad)?;
             mlp.update_running_stats(ws.forward())?;
             sum += loss;
         }

@@ -2,6 +2,7 @@
 //! synthetic generators.
 
 use faer::Mat;
+use precond_nn::data::{minibatches, teacher_targets};
 use precond_nn::*;
 
 #[test]

@@ -113,7 +113,7 @@ fn build(c: &Case) -> (Mlp, Vec<f64>, Mat<f64>, Targets) {
 /// differences straddle it.
 fn relu_margin(mlp: &Mlp, fwd: &Forward) -> f64 {
     let mut m = f64::INFINITY;
-    for (l, t) in fwd.layers.iter().enumerate() {
+    for (l, t) in fwd.layers().iter().enumerate() {
         if mlp.config().layers[l].activation == Activation::Relu {
             let u = t.activation_input();
             for c in 0..u.ncols() {
@@ -389,8 +389,8 @@ fn running_statistics_and_frozen_mode_checks() {
     assert!((train_out.output() - frozen_out.output()).norm_max() <= 1e-15);
     // eval uses the running statistics: fresh (0, 1) gives σ(z)/sqrt(1 + eps) through the layer
     let eval = mlp.forward(&p, x.as_ref(), Mode::Eval).expect("eval");
-    let z = &eval.layers[0].z;
-    let a = &eval.layers[0].post.as_ref().expect("bn").y;
+    let z = eval.layers()[0].z();
+    let a = eval.layers()[0].post().expect("bn").output();
     for c in 0..6 {
         for r in 0..4 {
             assert!((a[(r, c)] - z[(r, c)].tanh() / (1.0f64 + 1e-5).sqrt()).abs() <= 1e-15);

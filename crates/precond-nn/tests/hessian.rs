@@ -6,6 +6,8 @@ mod common;
 use common::*;
 use faer::Mat;
 use precond_linalg::LinearOperator;
+use precond_linalg::{col_norms, row_norms};
+use precond_nn::hessian::{row_scaled, weighted_gram};
 use precond_nn::*;
 
 fn net(input_dim: usize, layers: Vec<LayerSpec>, loss: Loss) -> Mlp {
@@ -467,7 +469,7 @@ fn theorem7_layer_norm_column_norms() {
             let hbar =
                 extended_hidden_matrix(&mlp, &p, x.as_ref(), 1, WithNorm::Normalized, Mode::Train)
                     .expect("abar");
-            let norms = column_norms(hbar.as_ref());
+            let norms = col_norms(hbar.as_ref());
             for &cn in &norms {
                 if eps == 0.0 && affine != LayerNormAffine::Vector {
                     assert!(
@@ -495,7 +497,7 @@ fn theorem7_layer_norm_column_norms() {
                 "{affine:?}: {sv:?}"
             );
             // without the normalization the columns are not equalized
-            let raw = column_norms(
+            let raw = col_norms(
                 extended_hidden_matrix(&mlp, &p, x.as_ref(), 1, WithNorm::Raw, Mode::Train)
                     .expect("raw")
                     .as_ref(),

@@ -400,11 +400,58 @@ fn workspace_errors_are_typed() {
         .loss_and_grad_into(&params, x.as_ref(), &y, Mode::Train, &mut ws, &mut grad)
         .expect("back to the first network");
     assert!(l.is_finite());
-    // a hand-built foreign trace gives an error, not a panic
-    let mut fwd = mlp.forward(&params, x.as_ref(), Mode::Train).expect("fwd");
-    fwd.layers[0].z = faer::Mat::zeros(2, 5);
+    // a trace of a network with the same widths but another normalization (LayerNorm, or
+    // BatchNorm placed before the activation), or with another width, gives an error, not a
+    // panic or a wrong gradient
+    let mut mlp = mlp;
+    for norm in [
+        Normalization::LayerNorm(LayerNormSpec::default()),
+        Normalization::BatchNorm(BatchNormSpec {
+            placement: Placement::PreActivation,
+            ..BatchNormSpec::default()
+        }),
+    ] {
+        let twin = Mlp::new(MlpConfig::feedforward(
+            4,
+            &[6],
+            Activation::Relu,
+            norm,
+            3,
+            Loss::SoftmaxCrossEntropy,
+        ))
+        .expect("twin");
+        let fwd = twin
+            .forward(&twin.init_params(0), x.as_ref(), Mode::Train)
+            .expect("twin forward");
+        assert!(matches!(
+            mlp.backward(&params, &fwd, d_out.as_ref(), &mut grad),
+            Err(NnError::DimensionMismatch {
+                what: "forward trace normalizations vs network",
+                ..
+            })
+        ));
+        assert!(matches!(
+            mlp.update_running_stats(&fwd),
+            Err(NnError::DimensionMismatch { .. })
+        ));
+    }
+    let wider = Mlp::new(MlpConfig::feedforward(
+        4,
+        &[7],
+        Activation::Relu,
+        Normalization::BatchNorm(BatchNormSpec::default()),
+        3,
+        Loss::SoftmaxCrossEntropy,
+    ))
+    .expect("wider");
+    let fwd = wider
+        .forward(&wider.init_params(0), x.as_ref(), Mode::Train)
+        .expect("wider forward");
     assert!(matches!(
         mlp.backward(&params, &fwd, d_out.as_ref(), &mut grad),
-        Err(NnError::DimensionMismatch { .. })
+        Err(NnError::DimensionMismatch {
+            what: "forward trace z shape",
+            ..
+        })
     ));
 }

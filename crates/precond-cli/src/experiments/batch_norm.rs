@@ -1,9 +1,10 @@
 //! Experiment 9: BatchNorm as preconditioning (THEORY.md §6, Section 5.2, (28), Theorem 6).
 
 use precond_linalg::{cond2, row_equilibrate};
+use precond_nn::data::gather_columns;
 use precond_nn::{
     Activation, BatchNormSpec, Loss, MlpConfig, Mode, Normalization, TrainConfig, WithNorm,
-    extended_hidden_matrix, gather_columns,
+    extended_hidden_matrix,
 };
 use precond_optim::OptimizerConfig;
 

@@ -4,14 +4,11 @@ use faer::Mat;
 use rand::Rng;
 use rand_distr::StandardNormal;
 
-use crate::error::CliError;
+use crate::error::{Cause, CliError, Context};
 
-/// Maps a library error into the experiment's error.
-pub fn lerr<E: std::fmt::Display>(id: &'static str) -> impl Fn(E) -> CliError {
-    move |e| CliError::Experiment {
-        id: id.into(),
-        message: e.to_string(),
-    }
+/// Maps a library error into the experiment's error (keeping it as the source).
+pub fn lerr<E: Cause>(id: &'static str) -> impl Fn(E) -> CliError {
+    move |e| e.within(Context::Experiment(id.into()))
 }
 
 /// A vector of standard normal samples.

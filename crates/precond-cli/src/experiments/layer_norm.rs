@@ -1,9 +1,10 @@
 //! Experiment 10: LayerNorm equalizes columns (THEORY.md §6, Section 5.3, Theorem 7).
 
+use precond_linalg::col_norms;
+use precond_nn::data::gather_columns;
 use precond_nn::{
     Activation, LayerNormAffine, LayerNormSpec, Loss, MlpConfig, Mode, Normalization, ParamKind,
-    TrainConfig, WithNorm, column_norms, extended_hidden_matrix, gather_columns,
-    layer_norm_column_bounds,
+    TrainConfig, WithNorm, extended_hidden_matrix, layer_norm_column_bounds,
 };
 use precond_optim::OptimizerConfig;
 
@@ -129,7 +130,7 @@ impl Experiment for LayerNorm {
                     .map_err(lerr(ID))?;
             let kn = precond_linalg::cond2(a.as_ref()).map_err(lerr(ID))?.kappa;
             let kr = precond_linalg::cond2(raw.as_ref()).map_err(lerr(ID))?.kappa;
-            let mut cn = column_norms(a.as_ref());
+            let mut cn = col_norms(a.as_ref());
             let lo = cn.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = cn.iter().copied().fold(0.0, f64::max);
             let get = |kind| {

@@ -7,8 +7,11 @@
 //! partial mini-batch of an epoch) keeps the storage and growing reallocates only past the
 //! largest batch seen so far. A workspace is not tied to one network: used with another
 //! architecture it re-sizes itself (allocating once).
+//!
+//! [`Mlp::loss_and_grad_into`]: crate::Mlp::loss_and_grad_into
 
-use crate::mlp::{Forward, Mlp, fit};
+use super::trace::Forward;
+use crate::util::fit;
 use faer::{Mat, MatRef};
 
 /// Reusable buffers for forward and backward passes of an [`Mlp`] (one workspace per concurrent
@@ -17,6 +20,12 @@ use faer::{Mat, MatRef};
 /// After [`Mlp::forward_into`] or [`Mlp::loss_and_grad_into`], [`Workspace::forward`] holds the
 /// forward values of the batch (the same [`Forward`] that [`Mlp::forward`] would return), and
 /// after [`Mlp::backward_into`], [`Workspace::input_grad`] holds `dL/dx`.
+///
+/// [`Mlp`]: crate::Mlp
+/// [`Mlp::forward`]: crate::Mlp::forward
+/// [`Mlp::forward_into`]: crate::Mlp::forward_into
+/// [`Mlp::backward_into`]: crate::Mlp::backward_into
+/// [`Mlp::loss_and_grad_into`]: crate::Mlp::loss_and_grad_into
 ///
 /// ```
 /// use precond_nn::*;
@@ -60,12 +69,18 @@ impl Workspace {
 
     /// The forward values of the last [`Mlp::forward_into`] / [`Mlp::loss_and_grad_into`]
     /// (no layers before the first pass).
+    ///
+    /// [`Mlp::forward_into`]: crate::Mlp::forward_into
+    /// [`Mlp::loss_and_grad_into`]: crate::Mlp::loss_and_grad_into
     pub fn forward(&self) -> &Forward {
         &self.forward
     }
 
     /// `dL/dx` (`input_dim × B`) of the last [`Mlp::backward_into`] (empty before the first one;
     /// [`Mlp::loss_and_grad_into`] skips it).
+    ///
+    /// [`Mlp::backward_into`]: crate::Mlp::backward_into
+    /// [`Mlp::loss_and_grad_into`]: crate::Mlp::loss_and_grad_into
     pub fn input_grad(&self) -> MatRef<'_, f64> {
         self.backward.input_grad.as_ref()
     }
@@ -78,22 +93,6 @@ impl Workspace {
     /// Number of batch columns the buffers currently hold (the batch size of the last pass).
     pub fn batch_size(&self) -> usize {
         self.forward.batch_size()
-    }
-
-    /// Pre-sizes every buffer for batches of up to `batch_size` samples of `mlp` by one forward
-    /// and backward pass on zeros (at `mlp`'s initial parameters), so that even the first real
-    /// step allocates nothing. Optional: the first pass sizes the workspace anyway.
-    pub fn reserve(&mut self, mlp: &Mlp, batch_size: usize) {
-        if batch_size == 0 {
-            return;
-        }
-        let params = vec![0.0; mlp.layout().len()];
-        let mut grad = vec![0.0; params.len()];
-        let x = Mat::zeros(mlp.config().input_dim, batch_size);
-        mlp.forward_core(&params, x.as_ref(), crate::Mode::Train, &mut self.forward);
-        let (nl, k) = (mlp.n_layers(), mlp.n_outputs());
-        self.backward.output_delta(nl, k, batch_size);
-        mlp.backward_core(&params, &self.forward, &mut self.backward, &mut grad, true);
     }
 }
 
