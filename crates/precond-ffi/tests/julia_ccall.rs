@@ -239,7 +239,10 @@ fn parse_ccalls(src: &str) -> Vec<Ccall> {
         let items = split_top(inner);
         let line = src[..pos].lines().count();
         assert!(items.len() >= 3, "line {line}: malformed ccall");
-        let target = items[0].trim_matches(|c| c == '(' || c == ')');
+        let target = items[0]
+            .strip_prefix('(')
+            .and_then(|t| t.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("line {line}: (:name, libprecond())"));
         let (sym, lib) = target.split_once(',').expect("(:name, lib)");
         // the library is chosen at run time by `libprecond()` (PRECOND_LIB or the default path)
         assert_eq!(lib.trim(), "libprecond()", "line {line}: library");

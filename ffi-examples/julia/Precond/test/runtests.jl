@@ -44,8 +44,8 @@ end
         @test issorted(ev)
         @test ev ≈ eigvals(Symmetric(H)) rtol = 1e-10
         @test spec.kappa ≈ 83_714.568_902_505_65 rtol = 1e-9
-        @test spec.lambda_min == ev[1]
-        @test spec.lambda_max == ev[end]
+        @test spec.lambda_min ≈ ev[1] rtol = 1e-12
+        @test spec.lambda_max ≈ ev[end] rtol = 1e-12
         @test spec.positive_definite == 1
         # for SPD H the 2-norm condition number is λ_max/λ_min
         c = cond2(H)
@@ -123,9 +123,17 @@ end
         step!(opt, x32, ones(Float32, N))
         # Adam's first step moves every parameter by lr against the gradient's sign
         @test all(v -> isapprox(v, -1f-3; rtol = 1e-3), x32)
+        # the state is Float32 now: a Float64 step is refused (reset! switches)
+        err = try
+            step!(opt, zeros(N), ones(N))
+            nothing
+        catch e
+            e
+        end
+        @test err isa PrecondError && occursin("dtype", err.message)
         state = save_state(opt)
         @test !isempty(state)
-        step!(opt, zeros(N), ones(N))
+        step!(opt, zeros(Float32, N), ones(Float32, N))
         @test step_count(opt) == 2
         load_state!(opt, state)
         @test step_count(opt) == 1
