@@ -16,7 +16,7 @@ torch.set_default_dtype(torch.float64)
 if os.environ.get("PEER_THREADS"):
     torch.set_num_threads(int(os.environ["PEER_THREADS"]))
 here = os.path.dirname(os.path.abspath(__file__))
-path = os.path.join(here, "..", "..", "data", "digits.csv")
+path = os.path.join(here, "..", "..", "crates", "precond-nn", "data", "digits.csv")
 with open(path) as f:
     rows = list(csv.reader(f))[1:]
 x_all = torch.tensor([[float(v) for v in r[:-1]] for r in rows])

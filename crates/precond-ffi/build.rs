@@ -1,5 +1,9 @@
 //! Generates `precond.h` with cbindgen into `OUT_DIR` (the committed `include/precond.h` is
-//! checked against it by `tests/header.rs`), adding the version macros from the crate version.
+//! checked against it by `tests/header.rs`), adding the version macros from the crate version,
+//! and, on Linux, gives the shared library the SONAME `libprecond.so.MAJOR` (it is installed as
+//! `libprecond.so.MAJOR.MINOR.PATCH` with the links `libprecond.so.MAJOR` and `libprecond.so` by
+//! `make -C ffi-examples install`). Reads only files of this crate and writes only to `OUT_DIR`,
+//! so it works from the packaged crate too.
 
 use std::path::PathBuf;
 
@@ -18,6 +22,9 @@ fn main() {
         v("CARGO_PKG_VERSION_PATCH"),
     );
     let num = |s: &str| s.parse::<u32>().expect("numeric version component");
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libprecond.so.{major}");
+    }
     config.after_includes = Some(format!(
         "\n/** The version of this header, \"MAJOR.MINOR.PATCH\" (compare with precond_version()). */\n\
          #define PRECOND_VERSION \"{}\"\n\

@@ -3,7 +3,7 @@
 // Adam against AdamW (section 5), and what each preconditioner did to the Hessian
 // H = (1/N) Xbar D Xbar^T, D = diag(p_n (1 - p_n)) (Theorem 5), parameters ordered [b; w].
 //
-// Usage: logistic <path to data/breast_cancer.csv> [steps]
+// Usage: logistic <path to crates/precond-nn/data/breast_cancer.csv> [steps]
 // Output: "key value" lines (17 significant digits), checked by
 // crates/precond-ffi/tests/examples.rs against the same computation in Rust.
 #include <cmath>
@@ -172,7 +172,8 @@ void run(const char *name, const std::string &config, const Data &data, int step
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: %s data/breast_cancer.csv [steps]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s crates/precond-nn/data/breast_cancer.csv [steps]\n",
+                     argv[0]);
         return 2;
     }
     const int steps = argc > 2 ? std::atoi(argv[2]) : 300;

@@ -31,6 +31,11 @@ fn include_dir() -> PathBuf {
     root().join("include")
 }
 
+/// The bundled data set the C++ example reads (shipped inside the `precond-nn` crate).
+fn breast_cancer_csv() -> PathBuf {
+    root().join("crates/precond-nn/data/breast_cancer.csv")
+}
+
 /// The directory holding `libprecond_ffi.{a,so}` of this build.
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
@@ -411,7 +416,7 @@ struct Data {
 }
 
 fn breast_cancer() -> Data {
-    let text = std::fs::read_to_string(root().join("data/breast_cancer.csv")).expect("data");
+    let text = std::fs::read_to_string(breast_cancer_csv()).expect("data");
     let mut lines = text.lines();
     let cols = lines.next().expect("header").split(',').count();
     let (mut x, mut y, mut n) = (Vec::new(), Vec::new(), 0);
@@ -525,7 +530,7 @@ const LOGISTIC_STEPS: usize = 300;
 
 #[test]
 fn cpp_logistic_prints_what_rust_computes() {
-    let data_path = root().join("data/breast_cancer.csv");
+    let data_path = breast_cancer_csv();
     let steps = LOGISTIC_STEPS.to_string();
     let out = run("logistic", &[data_path.to_str().expect("path"), &steps]);
     let kv = parse(&out);
@@ -666,7 +671,7 @@ fn valgrind_error_paths() {
 
 #[test]
 fn valgrind_logistic() {
-    let data_path = root().join("data/breast_cancer.csv");
+    let data_path = breast_cancer_csv();
     valgrind("logistic", &[data_path.to_str().expect("path"), "5"]);
 }
 

@@ -1,9 +1,10 @@
-//! Cross-checks the Julia bindings `ffi-examples/julia/Precond.jl` against the generated header
-//! (Julia is not installable on the CI machines): every `ccall` names a function of
-//! `precond.h` with the same number of arguments and compatible C types, passes as many values
-//! as it declares types, every header function is wrapped, the Julia mirrors of the C structs
-//! have the C fields in the same order with the same types, and the Julia constants equal the
-//! header's enum values. When `julia` is on PATH, the example script is also run.
+//! Cross-checks the Julia package `ffi-examples/julia/Precond` against the generated header
+//! (Julia is not installable on the CI machines): every `ccall` in the package's Julia files
+//! (`src/`, `test/`, `examples/`) names a function of `precond.h` with the same number of
+//! arguments and compatible C types, passes as many values as it declares types, every header
+//! function is wrapped, the Julia mirrors of the C structs have the C fields in the same order
+//! with the same types, and the Julia constants equal the header's enum values. When `julia` is
+//! on PATH, the example script and the package's tests are also run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,12 +12,49 @@ use std::process::Command;
 
 const HEADER: &str = include_str!("../../../include/precond.h");
 
-fn julia_source() -> String {
-    std::fs::read_to_string(root().join("ffi-examples/julia/Precond.jl")).expect("Precond.jl")
-}
-
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Julia package directory.
+fn package() -> PathBuf {
+    root().join("ffi-examples/julia/Precond")
+}
+
+/// The module `src/Precond.jl` (structs and constants live there).
+fn julia_source() -> String {
+    std::fs::read_to_string(package().join("src/Precond.jl")).expect("Precond.jl")
+}
+
+/// Every `.jl` file of the package (sorted), with its text.
+fn julia_files() -> Vec<(PathBuf, String)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "jl") {
+                out.push(path);
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    walk(&package(), &mut paths);
+    paths.sort();
+    let files: Vec<(PathBuf, String)> = paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("read .jl");
+            (p, text)
+        })
+        .collect();
+    for want in ["src/Precond.jl", "test/runtests.jl", "examples/example.jl"] {
+        assert!(
+            files.iter().any(|(p, _)| p.ends_with(want)),
+            "{want} missing from the Julia package"
+        );
+    }
+    files
 }
 
 /// A C type reduced to what matters for the ABI: base name and pointer depth.
@@ -201,9 +239,13 @@ fn parse_ccalls(src: &str) -> Vec<Ccall> {
         let items = split_top(inner);
         let line = src[..pos].lines().count();
         assert!(items.len() >= 3, "line {line}: malformed ccall");
-        let target = items[0].trim_matches(|c| c == '(' || c == ')');
+        let target = items[0]
+            .strip_prefix('(')
+            .and_then(|t| t.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("line {line}: (:name, libprecond())"));
         let (sym, lib) = target.split_once(',').expect("(:name, lib)");
-        assert_eq!(lib.trim(), "libprecond", "line {line}: library");
+        // the library is chosen at run time by `libprecond()` (PRECOND_LIB or the default path)
+        assert_eq!(lib.trim(), "libprecond()", "line {line}: library");
         let name = sym.trim().trim_start_matches(':').to_string();
         let tuple = items[2].trim();
         assert!(
@@ -276,17 +318,24 @@ fn every_ccall_matches_the_header() {
         "parsed only {} functions",
         h.functions.len()
     );
-    let src = julia_source();
-    let calls = parse_ccalls(&src);
+    let mut calls = Vec::new();
+    for (path, src) in julia_files() {
+        let file = path
+            .strip_prefix(package())
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        calls.extend(parse_ccalls(&src).into_iter().map(|c| (file.clone(), c)));
+    }
     assert!(calls.len() >= 28, "only {} ccalls", calls.len());
-    for c in &calls {
+    for (file, c) in &calls {
         let (ret, args) = h
             .functions
             .get(&c.name)
-            .unwrap_or_else(|| panic!("line {}: `{}` is not in precond.h", c.line, c.name));
+            .unwrap_or_else(|| panic!("{file}:{}: `{}` is not in precond.h", c.line, c.name));
         assert!(
             compatible(ret, &c.ret),
-            "line {}: {} returns {ret:?}, ccall says {}",
+            "{file}:{}: {} returns {ret:?}, ccall says {}",
             c.line,
             c.name,
             c.ret
@@ -294,7 +343,7 @@ fn every_ccall_matches_the_header() {
         assert_eq!(
             c.types.len(),
             args.len(),
-            "line {}: {} takes {} arguments, ccall declares {}",
+            "{file}:{}: {} takes {} arguments, ccall declares {}",
             c.line,
             c.name,
             args.len(),
@@ -303,7 +352,7 @@ fn every_ccall_matches_the_header() {
         assert_eq!(
             c.n_values,
             c.types.len(),
-            "line {}: {} declares {} types but passes {} values",
+            "{file}:{}: {} declares {} types but passes {} values",
             c.line,
             c.name,
             c.types.len(),
@@ -312,17 +361,21 @@ fn every_ccall_matches_the_header() {
         for (i, (ct, jt)) in args.iter().zip(&c.types).enumerate() {
             assert!(
                 compatible(ct, jt),
-                "line {}: argument {i} of {}: C {ct:?} vs Julia {jt}",
+                "{file}:{}: argument {i} of {}: C {ct:?} vs Julia {jt}",
                 c.line,
                 c.name
             );
         }
     }
-    let wrapped: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
+    let wrapped: Vec<&str> = calls
+        .iter()
+        .filter(|(file, _)| file.ends_with("Precond.jl"))
+        .map(|(_, c)| c.name.as_str())
+        .collect();
     for f in h.functions.keys() {
         assert!(
             wrapped.contains(&f.as_str()),
-            "{f} is not wrapped in Precond.jl"
+            "{f} is not wrapped in src/Precond.jl"
         );
     }
 }
@@ -386,24 +439,37 @@ fn julia_constants_equal_the_header_enums() {
     );
 }
 
-#[test]
-fn julia_example_runs_when_julia_is_installed() {
-    let julia = Command::new("julia").arg("--version").output();
-    if !julia.is_ok_and(|o| o.status.success()) {
-        eprintln!("julia is not on PATH: the example script is only cross-checked statically");
-        return;
+/// `julia` on PATH, or `None` (then the Julia code is only cross-checked statically).
+fn julia() -> Option<&'static str> {
+    let out = Command::new("julia").arg("--version").output();
+    if out.is_ok_and(|o| o.status.success()) {
+        Some("julia")
+    } else {
+        eprintln!("julia is not on PATH: the Julia package is only cross-checked statically");
+        None
     }
+}
+
+/// `libprecond_ffi.so` of this build (next to the test binary).
+fn library() -> PathBuf {
     let exe = std::env::current_exe().expect("exe");
-    let lib = exe
-        .parent()
+    exe.parent()
         .expect("deps")
         .join("libprecond_ffi.so")
         .canonicalize()
-        .expect("libprecond_ffi.so next to the test binary");
-    let out = Command::new("julia")
-        .arg(root().join("ffi-examples/julia/example.jl"))
-        .arg(root().join("data/breast_cancer.csv"))
-        .env("PRECOND_LIB", lib)
+        .expect("libprecond_ffi.so next to the test binary")
+}
+
+#[test]
+fn julia_example_runs_when_julia_is_installed() {
+    let Some(julia) = julia() else {
+        return;
+    };
+    let out = Command::new(julia)
+        .arg(format!("--project={}", package().display()))
+        .arg(package().join("examples/example.jl"))
+        .arg(root().join("crates/precond-nn/data/breast_cancer.csv"))
+        .env("PRECOND_LIB", library())
         .output()
         .expect("run julia");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -425,5 +491,24 @@ fn julia_example_runs_when_julia_is_installed() {
     assert!(
         (kappa / 83_714.568_902_505_65 - 1.0).abs() < 1e-9,
         "{kappa}"
+    );
+}
+
+#[test]
+fn julia_package_tests_pass_when_julia_is_installed() {
+    let Some(julia) = julia() else {
+        return;
+    };
+    let out = Command::new(julia)
+        .arg(format!("--project={}", package().display()))
+        .args(["-e", "using Pkg; Pkg.test()"])
+        .env("PRECOND_LIB", library())
+        .output()
+        .expect("run julia");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -18,11 +18,11 @@ use std::path::Path;
 /// Names of the bundled data sets.
 pub const BUILTIN_DATASETS: [&str; 5] = ["breast_cancer", "diabetes", "wine", "digits", "iris"];
 
-const BREAST_CANCER: &str = include_str!("../../../data/breast_cancer.csv");
-const DIABETES: &str = include_str!("../../../data/diabetes.csv");
-const WINE: &str = include_str!("../../../data/wine.csv");
-const DIGITS: &str = include_str!("../../../data/digits.csv");
-const IRIS: &str = include_str!("../../../data/iris.csv");
+const BREAST_CANCER: &str = include_str!("../data/breast_cancer.csv");
+const DIABETES: &str = include_str!("../data/diabetes.csv");
+const WINE: &str = include_str!("../data/wine.csv");
+const DIGITS: &str = include_str!("../data/digits.csv");
+const IRIS: &str = include_str!("../data/iris.csv");
 
 /// A data set: features (`d × N`), targets, and the column names.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,8 +4,11 @@
 Julia bindings of the precond C library (`precond.h`) through `ccall`: optimizers whose diagonal
 preconditioner is observable, and conditioning diagnostics (THEORY.md sections 1-6).
 
-Set `ENV["PRECOND_LIB"]` to the path of `libprecond.so` (or `libprecond_ffi.so`) before loading
-the module; the default is `libprecond` on the library search path.
+The library is `ENV["PRECOND_LIB"]` when set (the path of `libprecond.so` or
+`libprecond_ffi.so`), else the in-tree link `ffi-examples/build/lib/shared/libprecond.so` that
+`make -C ffi-examples` creates (`DEFAULT_LIB`, next to this package) when it exists, else
+`libprecond` on the library search path (an installed prefix). It is looked up at the first call
+(`libprecond()`), not when the package is precompiled.
 
 - Handles are mutable structs with finalizers (`Optimizer`); `close(opt)` frees early.
 - Every failing call throws a `PrecondError` carrying the status code and the library's message
@@ -20,7 +23,28 @@ export PrecondError, Optimizer, OptimizerConfig, default_config, step!, lr, set_
        cond2, sym_eigenvalues, preconditioned_cond_diag, row_equilibrate, col_equilibrate,
        cond_estimate, dataset_kappa, version
 
-const libprecond = get(ENV, "PRECOND_LIB", "libprecond")
+using Libdl: dlext
+
+"""The in-tree library link of `make -C ffi-examples` (`ffi-examples/build/lib/shared`)."""
+const DEFAULT_LIB =
+    normpath(joinpath(@__DIR__, "..", "..", "..", "build", "lib", "shared", "libprecond.$dlext"))
+
+const LIB = Ref{String}("")
+
+"""
+    libprecond()
+
+The C library every `ccall` of this module uses: `ENV["PRECOND_LIB"]`, else `DEFAULT_LIB` when it
+exists, else `"libprecond"` (found on the library search path). Chosen once, at the first call.
+"""
+function libprecond()
+    if isempty(LIB[])
+        LIB[] = get(ENV, "PRECOND_LIB") do
+            isfile(DEFAULT_LIB) ? DEFAULT_LIB : "libprecond"
+        end
+    end
+    return LIB[]
+end
 
 # status codes (precond_status_t)
 const PRECOND_OK = Cint(0)
@@ -56,22 +80,22 @@ end
 Base.showerror(io::IO, e::PrecondError) = print(io, "PrecondError(", e.name, "): ", e.message)
 
 status_name(st::Cint) =
-    unsafe_string(ccall((:precond_status_name, libprecond), Cstring, (Cint,), st))
+    unsafe_string(ccall((:precond_status_name, libprecond()), Cstring, (Cint,), st))
 
 function check(st::Cint)
     st == PRECOND_OK && return nothing
-    msg = unsafe_string(ccall((:precond_last_error, libprecond), Cstring, ()))
+    msg = unsafe_string(ccall((:precond_last_error, libprecond()), Cstring, ()))
     throw(PrecondError(st, status_name(st), msg))
 end
 
 """The library version string."""
-version() = unsafe_string(ccall((:precond_version, libprecond), Cstring, ()))
+version() = unsafe_string(ccall((:precond_version, libprecond()), Cstring, ()))
 
 """The library version as MAJOR * 10000 + MINOR * 100 + PATCH."""
-version_number() = ccall((:precond_version_number, libprecond), UInt32, ())
+version_number() = ccall((:precond_version_number, libprecond()), UInt32, ())
 
 """Clears this thread's last error message."""
-clear_last_error() = ccall((:precond_clear_last_error, libprecond), Cvoid, ())
+clear_last_error() = ccall((:precond_clear_last_error, libprecond()), Cvoid, ())
 
 # ---------------------------------------------------------------- C structs (same field order)
 
@@ -145,7 +169,7 @@ end
 function cond2(A::AbstractMatrix{<:Real})
     a = Matrix{Float64}(A)
     out = Ref{Cond2}()
-    check(ccall((:precond_cond2, libprecond), Cint,
+    check(ccall((:precond_cond2, libprecond()), Cint,
                 (Ptr{Cdouble}, Csize_t, Csize_t, Cint, Ref{Cond2}),
                 a, size(a, 1), size(a, 2), PRECOND_COL_MAJOR, out))
     return out[]
@@ -157,7 +181,7 @@ function sym_eigenvalues(H::AbstractMatrix{<:Real})
     n = size(h, 1)
     ev = Vector{Float64}(undef, n)
     summary = Ref{Spectrum}()
-    check(ccall((:precond_sym_eigenvalues, libprecond), Cint,
+    check(ccall((:precond_sym_eigenvalues, libprecond()), Cint,
                 (Ptr{Cdouble}, Csize_t, Cint, Ptr{Cdouble}, Csize_t, Ref{Spectrum}),
                 h, n, PRECOND_COL_MAJOR, ev, length(ev), summary))
     return ev, summary[]
@@ -168,7 +192,7 @@ function preconditioned_cond_diag(H::AbstractMatrix{<:Real}, p::AbstractVector{<
     h = Matrix{Float64}(H)
     pv = Vector{Float64}(p)
     out = Ref{PreconditionedCond}()
-    check(ccall((:precond_preconditioned_cond_diag, libprecond), Cint,
+    check(ccall((:precond_preconditioned_cond_diag, libprecond()), Cint,
                 (Ptr{Cdouble}, Csize_t, Cint, Ptr{Cdouble}, Csize_t, Ref{PreconditionedCond}),
                 h, size(h, 1), PRECOND_COL_MAJOR, pv, length(pv), out))
     return out[]
@@ -179,7 +203,7 @@ function row_equilibrate(A::AbstractMatrix{<:Real})
     a = Matrix{Float64}(A)
     d = Vector{Float64}(undef, size(a, 1))
     scaled = similar(a)
-    check(ccall((:precond_row_equilibrate, libprecond), Cint,
+    check(ccall((:precond_row_equilibrate, libprecond()), Cint,
                 (Ptr{Cdouble}, Csize_t, Csize_t, Cint, Ptr{Cdouble}, Csize_t, Ptr{Cdouble},
                  Csize_t),
                 a, size(a, 1), size(a, 2), PRECOND_COL_MAJOR, d, length(d), scaled,
@@ -192,7 +216,7 @@ function col_equilibrate(A::AbstractMatrix{<:Real})
     a = Matrix{Float64}(A)
     d = Vector{Float64}(undef, size(a, 2))
     scaled = similar(a)
-    check(ccall((:precond_col_equilibrate, libprecond), Cint,
+    check(ccall((:precond_col_equilibrate, libprecond()), Cint,
                 (Ptr{Cdouble}, Csize_t, Csize_t, Cint, Ptr{Cdouble}, Csize_t, Ptr{Cdouble},
                  Csize_t),
                 a, size(a, 1), size(a, 2), PRECOND_COL_MAJOR, d, length(d), scaled,
@@ -204,7 +228,7 @@ end
 function cond_estimate(A::AbstractMatrix{<:Real}; spd::Bool = false)
     a = Matrix{Float64}(A)
     out = Ref{CondEstimate}()
-    check(ccall((:precond_cond_estimate, libprecond), Cint,
+    check(ccall((:precond_cond_estimate, libprecond()), Cint,
                 (Ptr{Cdouble}, Csize_t, Cint, Cint, Ref{CondEstimate}),
                 a, size(a, 1), PRECOND_COL_MAJOR,
                 spd ? PRECOND_ESTIMATE_SPD : PRECOND_ESTIMATE_LU, out))
@@ -216,7 +240,7 @@ end
 function dataset_kappa(X::AbstractMatrix{<:Real})
     x = Matrix{Float64}(X)
     out = Ref{DatasetKappa}()
-    check(ccall((:precond_dataset_kappa, libprecond), Cint,
+    check(ccall((:precond_dataset_kappa, libprecond()), Cint,
                 (Ptr{Cdouble}, Csize_t, Csize_t, Cint, Ref{DatasetKappa}),
                 x, size(x, 1), size(x, 2), PRECOND_COL_MAJOR, out))
     return out[]
@@ -227,7 +251,7 @@ end
 """torch's defaults for an optimizer kind (`PRECOND_ADAM`, ...)."""
 function default_config(kind::Integer)
     out = Ref{OptimizerConfig}()
-    check(ccall((:precond_optimizer_config_init, libprecond), Cint,
+    check(ccall((:precond_optimizer_config_init, libprecond()), Cint,
                 (Cint, Ref{OptimizerConfig}), kind, out))
     return out[]
 end
@@ -245,14 +269,14 @@ mutable struct Optimizer
 
     function Optimizer(config_json::AbstractString, n_params::Integer)
         out = Ref{Ptr{Cvoid}}(C_NULL)
-        check(ccall((:precond_optimizer_new_json, libprecond), Cint,
+        check(ccall((:precond_optimizer_new_json, libprecond()), Cint,
                     (Cstring, Csize_t, Ref{Ptr{Cvoid}}), config_json, n_params, out))
         return finalizer(close, new(out[], n_params))
     end
 
     function Optimizer(config::OptimizerConfig, n_params::Integer)
         out = Ref{Ptr{Cvoid}}(C_NULL)
-        check(ccall((:precond_optimizer_new, libprecond), Cint,
+        check(ccall((:precond_optimizer_new, libprecond()), Cint,
                     (Ref{OptimizerConfig}, Csize_t, Ref{Ptr{Cvoid}}), config, n_params, out))
         return finalizer(close, new(out[], n_params))
     end
@@ -261,7 +285,7 @@ end
 """Frees the handle now (idempotent; the finalizer calls it too)."""
 function Base.close(o::Optimizer)
     if o.ptr != C_NULL
-        ccall((:precond_optimizer_free, libprecond), Cvoid, (Ptr{Cvoid},), o.ptr)
+        ccall((:precond_optimizer_free, libprecond()), Cvoid, (Ptr{Cvoid},), o.ptr)
         o.ptr = C_NULL
     end
     return nothing
@@ -275,7 +299,7 @@ end
 
 function check(o::Optimizer, st::Cint)
     st == PRECOND_OK && return nothing
-    msg = unsafe_string(ccall((:precond_optimizer_last_error, libprecond), Cstring,
+    msg = unsafe_string(ccall((:precond_optimizer_last_error, libprecond()), Cstring,
                               (Ptr{Cvoid},), o.ptr))
     throw(PrecondError(st, status_name(st), msg))
 end
@@ -284,7 +308,7 @@ end
 function step!(o::Optimizer, params::Vector{Float64}, grads::Vector{Float64})
     length(params) == length(grads) ||
         throw(DimensionMismatch("params has $(length(params)), grads $(length(grads))"))
-    check(o, ccall((:precond_optimizer_step_f64, libprecond), Cint,
+    check(o, ccall((:precond_optimizer_step_f64, libprecond()), Cint,
                    (Ptr{Cvoid}, Ptr{Cdouble}, Ptr{Cdouble}, Csize_t),
                    handle(o), params, grads, length(params)))
     return params
@@ -293,7 +317,7 @@ end
 function step!(o::Optimizer, params::Vector{Float32}, grads::Vector{Float32})
     length(params) == length(grads) ||
         throw(DimensionMismatch("params has $(length(params)), grads $(length(grads))"))
-    check(o, ccall((:precond_optimizer_step_f32, libprecond), Cint,
+    check(o, ccall((:precond_optimizer_step_f32, libprecond()), Cint,
                    (Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}, Csize_t),
                    handle(o), params, grads, length(params)))
     return params
@@ -302,7 +326,7 @@ end
 """Base learning rate."""
 function lr(o::Optimizer)
     v = Ref{Cdouble}(0.0)
-    check(o, ccall((:precond_optimizer_get_lr, libprecond), Cint,
+    check(o, ccall((:precond_optimizer_get_lr, libprecond()), Cint,
                    (Ptr{Cvoid}, Ref{Cdouble}), handle(o), v))
     return v[]
 end
@@ -310,14 +334,14 @@ end
 """Learning rate of the next step (through the schedule)."""
 function current_lr(o::Optimizer)
     v = Ref{Cdouble}(0.0)
-    check(o, ccall((:precond_optimizer_current_lr, libprecond), Cint,
+    check(o, ccall((:precond_optimizer_current_lr, libprecond()), Cint,
                    (Ptr{Cvoid}, Ref{Cdouble}), handle(o), v))
     return v[]
 end
 
 """Sets the base learning rate."""
 function set_lr!(o::Optimizer, value::Real)
-    check(o, ccall((:precond_optimizer_set_lr, libprecond), Cint,
+    check(o, ccall((:precond_optimizer_set_lr, libprecond()), Cint,
                    (Ptr{Cvoid}, Cdouble), handle(o), value))
     return o
 end
@@ -325,7 +349,7 @@ end
 """Number of parameters, as the library reports it."""
 function n_params(o::Optimizer)
     v = Ref{Csize_t}(0)
-    check(o, ccall((:precond_optimizer_n_params, libprecond), Cint,
+    check(o, ccall((:precond_optimizer_n_params, libprecond()), Cint,
                    (Ptr{Cvoid}, Ref{Csize_t}), handle(o), v))
     return Int(v[])
 end
@@ -333,7 +357,7 @@ end
 """Steps taken."""
 function step_count(o::Optimizer)
     v = Ref{UInt64}(0)
-    check(o, ccall((:precond_optimizer_step_count, libprecond), Cint,
+    check(o, ccall((:precond_optimizer_step_count, libprecond()), Cint,
                    (Ptr{Cvoid}, Ref{UInt64}), handle(o), v))
     return Int(v[])
 end
@@ -343,7 +367,7 @@ successful step (only the "skip" and "propagate" policies let such a step succee
 function last_nonfinite(o::Optimizer)
     found = Ref{Int32}(0)
     index = Ref{Csize_t}(0)
-    check(o, ccall((:precond_optimizer_last_nonfinite, libprecond), Cint,
+    check(o, ccall((:precond_optimizer_last_nonfinite, libprecond()), Cint,
                    (Ptr{Cvoid}, Ref{Int32}, Ref{Csize_t}), handle(o), found, index))
     return found[] == 0 ? nothing : Int(index[]) + 1
 end
@@ -351,7 +375,7 @@ end
 """The current diagonal preconditioner P_k (learning rate kept outside)."""
 function preconditioner(o::Optimizer)
     p = Vector{Float64}(undef, o.n_params)
-    check(o, ccall((:precond_optimizer_preconditioner, libprecond), Cint,
+    check(o, ccall((:precond_optimizer_preconditioner, libprecond()), Cint,
                    (Ptr{Cvoid}, Ptr{Cdouble}, Csize_t), handle(o), p, length(p)))
     return p
 end
@@ -359,11 +383,11 @@ end
 """The optimizer state as bytes."""
 function save_state(o::Optimizer)
     size = Ref{Csize_t}(0)
-    check(o, ccall((:precond_optimizer_state_size, libprecond), Cint,
+    check(o, ccall((:precond_optimizer_state_size, libprecond()), Cint,
                    (Ptr{Cvoid}, Ref{Csize_t}), handle(o), size))
     buf = Vector{UInt8}(undef, size[])
     written = Ref{Csize_t}(0)
-    check(o, ccall((:precond_optimizer_save_state, libprecond), Cint,
+    check(o, ccall((:precond_optimizer_save_state, libprecond()), Cint,
                    (Ptr{Cvoid}, Ptr{UInt8}, Csize_t, Ref{Csize_t}),
                    handle(o), buf, length(buf), written))
     return resize!(buf, written[])
@@ -371,14 +395,14 @@ end
 
 """Loads a saved state; on error the optimizer is unchanged."""
 function load_state!(o::Optimizer, state::Vector{UInt8})
-    check(o, ccall((:precond_optimizer_load_state, libprecond), Cint,
+    check(o, ccall((:precond_optimizer_load_state, libprecond()), Cint,
                    (Ptr{Cvoid}, Ptr{UInt8}, Csize_t), handle(o), state, length(state)))
     return o
 end
 
 """Forgets moments, accumulators and the step count."""
 function reset!(o::Optimizer)
-    check(o, ccall((:precond_optimizer_reset, libprecond), Cint, (Ptr{Cvoid},), handle(o)))
+    check(o, ccall((:precond_optimizer_reset, libprecond()), Cint, (Ptr{Cvoid},), handle(o)))
     return o
 end
 

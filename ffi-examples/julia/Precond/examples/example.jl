@@ -2,10 +2,12 @@
 # minimized with Adam, kappa(H) against kappa(P^{1/2} H P^{1/2}), an error raised as a Julia
 # exception, and the conditioning of the breast_cancer data matrix (Theorem 6).
 #
-#   PRECOND_LIB=/path/to/libprecond.so julia example.jl data/breast_cancer.csv
-# (or `make -C ffi-examples julia`). Prints "key value" lines.
+#   julia --project=ffi-examples/julia/Precond ffi-examples/julia/Precond/examples/example.jl \
+#       crates/precond-nn/data/breast_cancer.csv
+# (or `make -C ffi-examples julia`; set PRECOND_LIB=/path/to/libprecond.so to choose the library).
+# Prints "key value" lines.
 
-push!(LOAD_PATH, @__DIR__)
+push!(LOAD_PATH, dirname(@__DIR__))  # the package Precond, one level up
 using Precond
 
 const N = 6

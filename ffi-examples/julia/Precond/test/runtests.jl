@@ -1,0 +1,184 @@
+# Tests of the Julia bindings against the library (what examples/example.jl shows, with checks):
+#
+#   julia --project=ffi-examples/julia/Precond -e 'using Pkg; Pkg.test()'
+#
+# The library is found as `Precond.libprecond()` documents (PRECOND_LIB, else the in-tree link of
+# `make -C ffi-examples`, else `libprecond` on the search path). The expected numbers are those
+# the Rust tests check for the C example ffi-examples/c/quadratic.c.
+
+using Test
+using LinearAlgebra: Symmetric, eigvals, opnorm, norm
+using Precond
+
+const N = 6
+const DATA = normpath(joinpath(@__DIR__, "..", "..", "..", "..", "crates", "precond-nn", "data",
+                               "breast_cancer.csv"))
+
+"""`H = D K D`, `D = diag(3^i)`, `K_ij = 0.5^|i-j|`: the quadratic of ffi-examples/c/quadratic.c."""
+function quadratic_h()
+    d = [3.0^i for i in 0:N-1]
+    return [d[i] * d[j] * 0.5^abs(i - j) for i in 1:N, j in 1:N]
+end
+
+"""The data matrix (one row per sample) of a CSV with a header line and the label last."""
+function read_features(path)
+    lines = filter(!isempty, readlines(path))
+    rows = [parse.(Float64, split(l, ',')) for l in lines[2:end]]
+    return reduce(vcat, (permutedims(r[1:end-1]) for r in rows))
+end
+
+@testset "Precond" begin
+    H = quadratic_h()
+    b = H * ones(N)
+
+    @testset "version" begin
+        v = Precond.version()
+        @test v == string(pkgversion(Precond))
+        major, minor, patch = parse.(Int, split(v, '.'))
+        @test Precond.version_number() == major * 10000 + minor * 100 + patch
+        @test Precond.status_name(Precond.PRECOND_NON_FINITE) == "PRECOND_NON_FINITE"
+    end
+
+    @testset "diagnostics of the quadratic" begin
+        ev, spec = sym_eigenvalues(H)
+        @test issorted(ev)
+        @test ev ≈ eigvals(Symmetric(H)) rtol = 1e-10
+        @test spec.kappa ≈ 83_714.568_902_505_65 rtol = 1e-9
+        @test spec.lambda_min ≈ ev[1] rtol = 1e-12
+        @test spec.lambda_max ≈ ev[end] rtol = 1e-12
+        @test spec.positive_definite == 1
+        # for SPD H the 2-norm condition number is λ_max/λ_min
+        c = cond2(H)
+        @test c.kappa ≈ spec.kappa rtol = 1e-8
+        @test c.rank_deficient == 0
+        # the Hager–Higham estimate is a lower bound of κ₁ within a factor 3
+        k1 = opnorm(H, 1) * opnorm(inv(H), 1)
+        for spd in (false, true)
+            est = cond_estimate(H; spd = spd).kappa1_estimate
+            @test est <= k1 * (1 + 1e-12)
+            @test est >= k1 / 3
+        end
+        # Jacobi: P = diag(H)⁻¹ undoes the row scaling D
+        jac = preconditioned_cond_diag(H, 1 ./ [H[i, i] for i in 1:N])
+        @test jac.spectral_kappa < spec.kappa / 1000
+        @test jac.positive_definite == 1
+        d, scaled = row_equilibrate(H)
+        @test all(i -> norm(scaled[i, :]) ≈ 1, 1:N)
+        @test scaled ≈ d .* H
+        dc, scaledc = col_equilibrate(H)
+        @test all(j -> norm(scaledc[:, j]) ≈ 1, 1:N)
+        @test scaledc ≈ H .* permutedims(dc)
+    end
+
+    @testset "Adam on the quadratic" begin
+        opt = Optimizer("{\"optimizer\": \"adam\", \"lr\": 0.05}", N)
+        @test Precond.n_params(opt) == N
+        @test lr(opt) == 0.05
+        @test current_lr(opt) == 0.05
+        x = zeros(N)
+        for _ in 1:3000
+            step!(opt, x, H * x - b)
+        end
+        @test step_count(opt) == 3000
+        @test last_nonfinite(opt) === nothing
+        @test sqrt(sum(abs2, x .- 1.0)) < 1e-6
+        p = preconditioner(opt)
+        @test length(p) == N && all(>(0), p)
+        # THEORY.md §4: Adam's diagonal P undoes the row scaling D
+        _, spec = sym_eigenvalues(H)
+        @test preconditioned_cond_diag(H, p).spectral_kappa < spec.kappa / 1000
+
+        # failures are exceptions carrying the library's message; nothing changes
+        before = copy(x)
+        err = try
+            step!(opt, x, fill(NaN, N))
+            nothing
+        catch e
+            e
+        end
+        @test err isa PrecondError
+        @test err.name == "PRECOND_NON_FINITE"
+        @test occursin("index 0", err.message)
+        @test x == before
+        @test step_count(opt) == 3000
+        @test_throws DimensionMismatch step!(opt, x, ones(N + 1))
+
+        set_lr!(opt, 0.01)
+        @test lr(opt) == 0.01
+        reset!(opt)
+        @test step_count(opt) == 0
+        close(opt)
+        close(opt)  # idempotent
+        @test_throws PrecondError step!(opt, x, ones(N))
+    end
+
+    @testset "typed configuration, Float32, saved state" begin
+        cfg = default_config(Precond.PRECOND_ADAMW)
+        @test cfg.kind == Precond.PRECOND_ADAMW
+        @test cfg.lr == 1e-3 && cfg.beta1 == 0.9 && cfg.beta2 == 0.999
+        @test cfg.weight_decay == 0.01
+        @test_throws PrecondError default_config(Cint(99))
+        opt = Optimizer(cfg, N)
+        x32 = zeros(Float32, N)
+        step!(opt, x32, ones(Float32, N))
+        # Adam's first step moves every parameter by lr against the gradient's sign
+        @test all(v -> isapprox(v, -1f-3; rtol = 1e-3), x32)
+        # the state is Float32 now: a Float64 step is refused (reset! switches)
+        err = try
+            step!(opt, zeros(N), ones(N))
+            nothing
+        catch e
+            e
+        end
+        @test err isa PrecondError && occursin("dtype", err.message)
+        state = save_state(opt)
+        @test !isempty(state)
+        step!(opt, zeros(Float32, N), ones(Float32, N))
+        @test step_count(opt) == 2
+        load_state!(opt, state)
+        @test step_count(opt) == 1
+        @test_throws PrecondError load_state!(opt, state[1:end-5])
+        @test step_count(opt) == 1
+        close(opt)
+    end
+
+    @testset "non-finite policies" begin
+        opt = Optimizer("{\"optimizer\": \"adam\", \"lr\": 0.1, \"nonfinite\": \"propagate\"}", 2)
+        x = zeros(2)
+        step!(opt, x, [1.0, NaN])
+        @test last_nonfinite(opt) == 2
+        @test isnan(x[2])
+        @test step_count(opt) == 1
+        close(opt)
+        opt = Optimizer("{\"optimizer\": \"adam\", \"lr\": 0.1, \"nonfinite\": \"skip\"}", 2)
+        x = zeros(2)
+        step!(opt, x, [Inf, 1.0])
+        @test x == zeros(2)
+        @test step_count(opt) == 0
+        @test last_nonfinite(opt) == 1
+        close(opt)
+    end
+
+    @testset "invalid configurations" begin
+        err = try
+            Optimizer("{\"optimizer\": \"adamx\"}", N)
+            nothing
+        catch e
+            e
+        end
+        @test err isa PrecondError
+        @test err.name == "PRECOND_INVALID_ARGUMENT"
+        @test occursin("adamx", err.message)
+        @test_throws PrecondError Optimizer("{not json", N)
+    end
+
+    @testset "data conditioning (Theorem 6)" begin
+        @test isfile(DATA)
+        X = read_features(DATA)
+        @test size(X) == (569, 30)
+        k = dataset_kappa(X)
+        @test k.sqrt_d_plus_1 ≈ sqrt(31)
+        @test k.kappa_standardized * 1000 < k.kappa_raw
+        @test k.kappa_standardized <= k.sqrt_d_plus_1 * k.kappa_van_der_sluis * (1 + 1e-12)
+    end
+end
