@@ -2,7 +2,7 @@
 //! seeded synthetic generators, and seeded train/test splits, shuffling and mini-batches.
 //!
 //! Features are stored `d × N`, **one column per sample**, the layout of [`crate::Mlp`].
-//! The bundled CSVs (see `data/DATA.md` in the repository for origin and licences) are embedded
+//! The bundled CSVs (see `crates/precond-nn/data/DATA.md` for origin and licences) are embedded
 //! in the library with `include_str!`, so [`Dataset::builtin`] works from any directory.
 
 use crate::error::{NnError, Result};

@@ -17,7 +17,7 @@
 //!   normalization), [`unit_hessian`] (Theorem 5, `(1/N) Ā D Āᵀ`), [`DataConditioning`]
 //!   (Theorem 6), [`layer_norm_column_bounds`] (Theorem 7).
 //! - Data ([`Dataset`]): the bundled `breast_cancer`, `diabetes`, `wine`, `digits`, `iris`
-//!   (embedded; attribution in the repository's `data/DATA.md`), any CSV with a header and a named
+//!   (embedded; attribution in `crates/precond-nn/data/DATA.md`), any CSV with a header and a named
 //!   target column (errors name line and column), seeded synthetic generators ([`GaussianSpec`],
 //!   [`data::teacher_targets`]), seeded splits and mini-batches.
 //! - Training ([`train()`]): mini-batches, any `precond-optim` optimizer, per-epoch history of
