@@ -7,6 +7,19 @@ macro_rules! define_kind_enum {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal => $ty:path, )*) => {
         /// Which optimizer. The variants and their JSON names come from the registry; what each
         /// kind accepts and does is described once, in its file under `kinds/`.
+        ///
+        /// # References
+        ///
+        /// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
+        ///   Regularization*: adaptive methods as diagonal preconditioners, AdamW's weight decay
+        ///   as intrinsic L2 (docs/THEORY.md §4–5).
+        /// - \[Polyak1964\], \[Sutskever2013\]: heavy-ball and Nesterov momentum (`sgd`).
+        /// - \[Duchi2011\]: AdaGrad (`adagrad`).
+        /// - \[Tieleman2012\]: RMSProp (`rmsprop`).
+        /// - \[Kingma2015\]: Adam (`adam`); \[Reddi2018\]: AMSGrad (`amsgrad`).
+        /// - \[Loshchilov2019\]: decoupled weight decay (`adamw`).
+        ///
+        /// Full entries: docs/THEORY.md, References.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         #[non_exhaustive]
         pub enum OptimizerKind {
