@@ -19,6 +19,19 @@ pub enum NnError {
         /// The size given.
         got: usize,
     },
+    /// A BatchNorm layer would compute its statistics from a batch of one sample: the batch
+    /// variance is exactly zero and `x̂ = 0` for every input (torch refuses the same case,
+    /// "Expected more than 1 value per channel when training"). Use a batch of at least two,
+    /// evaluation mode, or frozen statistics.
+    #[error(
+        "BatchNorm layer {layer} needs at least 2 samples per batch to compute batch statistics, got {batch}"
+    )]
+    BatchTooSmall {
+        /// The BatchNorm layer.
+        layer: usize,
+        /// The batch size given.
+        batch: usize,
+    },
     /// A configuration value is out of its valid range.
     #[error("invalid configuration: {what} = {value} ({reason})")]
     InvalidConfig {

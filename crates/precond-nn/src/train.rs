@@ -202,7 +202,9 @@ fn record(
 ///
 /// # Errors
 /// [`NnError::DimensionMismatch`] when the optimizer or parameters do not fit the network,
-/// [`NnError::InvalidConfig`] for `batch_size == 0`, target/loss mismatches, and
+/// [`NnError::InvalidConfig`] for `batch_size == 0`, target/loss mismatches,
+/// [`NnError::BatchTooSmall`] when a BatchNorm network would see a minibatch of one sample (the
+/// training set has one sample, or `n_samples % batch_size == 1`), and
 /// [`NnError::Optimizer`] for an optimizer error (e.g. a non-finite gradient).
 pub fn train(
     mlp: &mut Mlp,
@@ -230,6 +232,17 @@ pub fn train(
     }
     for &l in &config.kappa_layers {
         mlp.check_layer(l)?;
+    }
+    // a minibatch of one sample (the whole set, or the last batch of an epoch) cannot give
+    // BatchNorm statistics: refuse before the first step rather than in the middle of an epoch
+    let n = train_set.n_samples();
+    let smallest = if n % config.batch_size == 0 {
+        config.batch_size.min(n)
+    } else {
+        n % config.batch_size
+    };
+    if n > 0 {
+        mlp.check_training_batch(smallest)?;
     }
     let loss = mlp.config().loss;
     loss.check_targets(&train_set.targets, mlp.n_outputs(), train_set.n_samples())?;

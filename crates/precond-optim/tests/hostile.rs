@@ -237,3 +237,34 @@ fn duplicate_json_keys_are_errors_naming_the_key() {
     )
     .unwrap();
 }
+
+#[test]
+fn a_dense_preconditioner_singular_to_working_precision_is_refused() {
+    // S = diag(1, 1e-10) is invertible in exact arithmetic, but P = S Sᵀ = diag(1, 1e-20) has
+    // κ₂ = 1e20 > 1/(n ε): a step with it amplifies rounding by more than 1/ε
+    for p in [
+        FixedPreconditioner::DenseS(vec![1.0, 0.0, 0.0, 1e-10]),
+        FixedPreconditioner::DenseP(vec![1.0, 0.0, 0.0, 1e-20]),
+        // rank one up to rounding
+        FixedPreconditioner::DenseS(vec![1.0, 1.0, 1.0, 1.0 + 1e-15]),
+    ] {
+        let c = OptimizerConfig::precond_gd(0.1, p.clone());
+        match c.build(2) {
+            Err(OptimError::NotSpd { reason }) => assert!(
+                reason.contains("singular") || reason.contains("Cholesky"),
+                "{p:?}: {reason}"
+            ),
+            other => panic!("{p:?} accepted: {other:?}"),
+        }
+    }
+    // well inside the limit (κ₂ = 1e12): accepted
+    let c =
+        OptimizerConfig::precond_gd(0.1, FixedPreconditioner::DenseP(vec![1.0, 0.0, 0.0, 1e-12]));
+    c.build(2).unwrap();
+    // scale does not matter, only the spread: 1e-300 · I is fine
+    let c = OptimizerConfig::precond_gd(
+        0.1,
+        FixedPreconditioner::DenseP(vec![1e-300, 0.0, 0.0, 1e-300]),
+    );
+    c.build(2).unwrap();
+}

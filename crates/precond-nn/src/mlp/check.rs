@@ -121,7 +121,37 @@ impl Mlp {
     ) -> Result<()> {
         self.check_params(params)?;
         self.check_input(x)?;
-        self.check_mode(mode)
+        self.check_mode(mode)?;
+        self.check_batch_statistics(x.ncols(), mode)
+    }
+
+    /// [`NnError::BatchTooSmall`] when a training-mode forward pass on a batch of `batch` samples
+    /// would compute BatchNorm statistics from fewer than two samples.
+    pub fn check_training_batch(&self, batch: usize) -> Result<()> {
+        self.check_batch_statistics(batch, Mode::Train)
+    }
+
+    /// A BatchNorm layer that computes batch statistics (training mode, or frozen mode without
+    /// given statistics for that layer) needs at least two samples: the variance of one sample
+    /// is zero ([`NnError::BatchTooSmall`]).
+    pub(super) fn check_batch_statistics(&self, batch: usize, mode: Mode<'_>) -> Result<()> {
+        if batch >= 2 {
+            return Ok(());
+        }
+        for (l, spec) in self.config.layers.iter().enumerate() {
+            if !matches!(spec.norm, Normalization::BatchNorm(_)) {
+                continue;
+            }
+            let from_batch = match mode {
+                Mode::Train => true,
+                Mode::Eval => false,
+                Mode::Frozen(s) => s.get(l).is_none_or(Option::is_none),
+            };
+            if from_batch {
+                return Err(NnError::BatchTooSmall { layer: l, batch });
+            }
+        }
+        Ok(())
     }
 
     /// Checks that a forward trace was made by a network of this architecture: the same input

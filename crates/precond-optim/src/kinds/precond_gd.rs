@@ -250,6 +250,10 @@ fn s_to_p(s: &[f64], n: usize) -> Vec<f64> {
     out
 }
 
+/// `P` symmetric (to `64 n ε max|p_ij|`) and positive definite to working precision: its
+/// Cholesky factorization exists and the pivots `l_ii²` span at most `1/(n ε)` (`κ₂(P)` is at
+/// least `max l_ii² / min l_ii²`, so a wider span means `P`, or a factor `S` with `P = S Sᵀ`, is
+/// singular to working precision).
 fn check_spd(p: &[f64], n: usize) -> Result<()> {
     let scale = p.iter().fold(0.0f64, |a, v| a.max(v.abs()));
     let tol = 64.0 * f64::EPSILON * scale * n as f64;
@@ -263,9 +267,25 @@ fn check_spd(p: &[f64], n: usize) -> Result<()> {
         }
     }
     let m = Mat::<f64>::from_fn(n, n, |i, j| p[i * n + j]);
-    m.llt(faer::Side::Lower)
-        .map(|_| ())
-        .map_err(|e| OptimError::NotSpd {
-            reason: format!("Cholesky failed: {e:?}"),
-        })
+    let llt = m.llt(faer::Side::Lower).map_err(|e| OptimError::NotSpd {
+        reason: format!("Cholesky failed: {e:?}"),
+    })?;
+    let l = llt.L();
+    let (mut lo, mut hi) = (f64::INFINITY, 0.0f64);
+    for i in 0..n {
+        let d = l[(i, i)] * l[(i, i)];
+        lo = lo.min(d);
+        hi = hi.max(d);
+    }
+    let limit = 1.0 / (n as f64 * f64::EPSILON);
+    // NaN pivots cannot occur after a successful factorization of finite entries
+    if n > 0 && hi > lo * limit {
+        return Err(OptimError::NotSpd {
+            reason: format!(
+                "singular to working precision: the Cholesky pivots of P span {:.3e} > 1/(n ε) = {limit:.3e} (κ₂(P) is at least that ratio)",
+                hi / lo
+            ),
+        });
+    }
+    Ok(())
 }
