@@ -22,7 +22,9 @@
 //! - Every pointer is null- and alignment-checked, every size product is checked for overflow,
 //!   enum-like arguments arrive as `int32_t` and are validated.
 //! - Inputs are read and copied before outputs are written; on error no caller buffer and no
-//!   handle state changes.
+//!   handle state changes. An output buffer that overlaps an input matrix, or another output
+//!   buffer of the same call, is refused with `PRECOND_INVALID_ARGUMENT` naming both (a NULL
+//!   optional output is never in conflict).
 //! - Messages: per handle (`precond_optimizer_last_error`) and thread-local
 //!   (`precond_last_error`) for every failing call.
 
