@@ -891,11 +891,18 @@ pub unsafe extern "C" fn precond_optimizer_reset(
     unsafe { with_handle("precond_optimizer_reset", opt, body) }
 }
 
-/// The message of the last failed call on this handle (NUL-terminated, owned by the handle,
-/// valid until the next failing call on it or `precond_optimizer_free`); `""` if no call on it
-/// has failed; a static message if `opt` is NULL. Never returns NULL. Unlike the thread-local
-/// `precond_last_error`, it follows the handle across threads (Julia tasks migrate). Every
-/// failing call taking a handle records its message both here and in `precond_last_error()`.
+/// The message of the last failed call on this handle (NUL-terminated, owned by the handle;
+/// never free it); `""` if no call on it has failed; a static message if `opt` is NULL. Never
+/// returns NULL. Unlike the thread-local `precond_last_error`, it follows the handle across
+/// threads (Julia tasks migrate). Every failing call taking a handle records its message both
+/// here and in `precond_last_error()`.
+///
+/// Lifetime: the returned pointer stays valid, its text unchanged, until the next *failing*
+/// call taking this handle (from any thread; it replaces the message and frees the old one) or
+/// `precond_optimizer_free(opt)`, whichever comes first. Successful calls on the handle,
+/// `precond_clear_last_error()` (which affects only the thread-local message) and calls on
+/// other handles do not invalidate it. The static message for a NULL `opt` is valid for as
+/// long as the library is loaded. Copy the text to keep it longer.
 ///
 /// Thread-safety: not concurrently with other calls on the handle.
 ///
