@@ -395,8 +395,11 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * The library version, `"MAJOR.MINOR.PATCH"` (static, NUL-terminated, never NULL); equals the
+ * The library version, `"MAJOR.MINOR.PATCH"` (NUL-terminated, never NULL); equals the
  * header's `PRECOND_VERSION` when header and library match.
+ *
+ * Lifetime: a static string, valid for as long as the library is loaded (for the whole
+ * process when it is linked statically or never unloaded); never free it.
  *
  * Thread-safety: may be called concurrently.
  */
@@ -412,25 +415,39 @@ uint32_t precond_version_number(void);
 
 /**
  * The message of the last failed call on the calling thread (NUL-terminated, owned by the
- * library, valid until the next failing call on this thread); `""` if none failed. Never
- * returns NULL. Successful calls do not clear it (errno convention). Calls taking an optimizer
- * handle also record their message in the handle (`precond_optimizer_last_error`), which is the
- * reliable place when tasks migrate between threads (Julia).
+ * library; never free it); `""` if no call on this thread has failed, or none since
+ * `precond_clear_last_error()`. Never returns NULL. Successful calls do not clear it (errno
+ * convention). Calls taking an optimizer handle also record their message in the handle
+ * (`precond_optimizer_last_error`), which is the reliable place when tasks migrate between
+ * threads (Julia).
+ *
+ * Lifetime: the returned pointer stays valid, its text unchanged, until the next *failing*
+ * call of this library on the calling thread (which replaces the message and frees the old
+ * one) or until the calling thread exits, whichever comes first. Successful calls,
+ * `precond_clear_last_error()`, further `precond_last_error()` calls and calls on other threads
+ * do not invalidate it. Copy the text to keep it longer.
  *
  * Thread-safety: each thread has its own message.
  */
 const char *precond_last_error(void);
 
 /**
- * Clears the calling thread's last error message (`precond_last_error()` then returns `""`).
+ * Clears the calling thread's last error message: `precond_last_error()` then returns `""` (a
+ * static string) until the next failing call on this thread.
+ *
+ * Lifetime: clearing frees nothing. A pointer returned by `precond_last_error()` before the
+ * call stays valid, with its text unchanged, until the next failing call on this thread or
+ * the thread's exit, exactly as if no clearing had happened.
  *
  * Thread-safety: affects the calling thread only.
  */
 void precond_clear_last_error(void);
 
 /**
- * The name of a status code (`"PRECOND_OK"`, `"PRECOND_NULL_POINTER"`, …) as a static string,
- * or `"PRECOND_UNKNOWN_STATUS"` for a value that is not a code. Never returns NULL.
+ * The name of a status code (`"PRECOND_OK"`, `"PRECOND_NULL_POINTER"`, …), or
+ * `"PRECOND_UNKNOWN_STATUS"` for a value that is not a code. Never returns NULL.
+ *
+ * Lifetime: a static string, valid for as long as the library is loaded; never free it.
  *
  * Thread-safety: may be called concurrently.
  */
@@ -491,13 +508,15 @@ enum precond_status_t precond_cond2(const double *a,
  * Thread-safety: may be called concurrently.
  *
  * Errors: `PRECOND_NULL_POINTER` (`h`, `eigenvalues`), `PRECOND_INVALID_ARGUMENT` (bad `layout`,
- * `n == 0`, not symmetric, an output overlapping `h`), `PRECOND_DIMENSION_MISMATCH`
+ * `n == 0`, not symmetric, an output overlapping `h`, `eigenvalues` and a non-NULL `summary`
+ * overlapping each other), `PRECOND_DIMENSION_MISMATCH`
  * (`eigenvalues_len != n`, overflow),
  * `PRECOND_NON_FINITE`, `PRECOND_NUMERICAL_FAILURE`. Outputs are written only on success.
  *
  * # Safety
  * `h` must point to `n*n` readable doubles, `eigenvalues` to `eigenvalues_len` writable doubles
- * not overlapping `h`, `summary` to a writable `precond_spectrum_t` or be NULL.
+ * not overlapping `h`, `summary` to a writable `precond_spectrum_t` (overlapping neither) or be
+ * NULL.
  */
 enum precond_status_t precond_sym_eigenvalues(const double *h,
                                               size_t n,
@@ -537,13 +556,14 @@ enum precond_status_t precond_preconditioned_cond_diag(const double *h,
  *
  * Ownership: reads `a`, writes `scale` and `scaled`. Thread-safety: may be called concurrently.
  *
- * Errors: `PRECOND_NULL_POINTER`, `PRECOND_INVALID_ARGUMENT` (bad `layout`, a zero dimension),
+ * Errors: `PRECOND_NULL_POINTER`, `PRECOND_INVALID_ARGUMENT` (bad `layout`, a zero dimension,
+ * an output overlapping `a`, `scale` and a non-NULL `scaled` overlapping each other),
  * `PRECOND_DIMENSION_MISMATCH` (`scale_len`, `scaled_len`), `PRECOND_NON_FINITE`,
  * `PRECOND_NUMERICAL_FAILURE` (a zero row, named). Outputs are written only on success.
  *
  * # Safety
  * `a` must point to `nrows*ncols` readable doubles; `scale` to `scale_len` and `scaled` (or
- * NULL) to `scaled_len` writable doubles, neither overlapping `a`.
+ * NULL) to `scaled_len` writable doubles, none of the three overlapping another.
  */
 enum precond_status_t precond_row_equilibrate(const double *a,
                                               size_t nrows,
@@ -720,10 +740,11 @@ enum precond_status_t precond_optimizer_step_f32(struct precond_optimizer_t *opt
  * Ownership: writes `*found` and `*index` (caller-owned). Thread-safety: not concurrently with
  * other calls on the handle.
  *
- * Errors: `PRECOND_NULL_POINTER` (`opt`, `found`, `index`); nothing is written on error.
+ * Errors: `PRECOND_NULL_POINTER` (`opt`, `found`, `index`), `PRECOND_INVALID_ARGUMENT`
+ * (`found` and `index` overlap); nothing is written on error.
  *
  * # Safety
- * `opt` must be a live handle; `found` and `index` writable.
+ * `opt` must be a live handle; `found` and `index` writable, distinct.
  */
 enum precond_status_t precond_optimizer_last_nonfinite(const struct precond_optimizer_t *opt,
                                                        int32_t *found,
@@ -842,11 +863,13 @@ enum precond_status_t precond_optimizer_state_size(const struct precond_optimize
  * Ownership: writes `buf` and `*written` (caller-owned). Thread-safety: not concurrently with a
  * mutating call on the handle.
  *
- * Errors: `PRECOND_NULL_POINTER`, `PRECOND_DIMENSION_MISMATCH` (`buf_len` smaller than the state;
- * `buf` and `*written` then unchanged).
+ * Errors: `PRECOND_NULL_POINTER`, `PRECOND_INVALID_ARGUMENT` (`written` inside `buf`),
+ * `PRECOND_DIMENSION_MISMATCH` (`buf_len` smaller than the state). `buf` and `*written` are
+ * unchanged on error.
  *
  * # Safety
- * `opt` must be a live handle, `buf` must have `buf_len` writable bytes, `written` writable.
+ * `opt` must be a live handle, `buf` must have `buf_len` writable bytes, `written` writable and
+ * outside `buf`.
  */
 enum precond_status_t precond_optimizer_save_state(const struct precond_optimizer_t *opt,
                                                    uint8_t *buf,
@@ -883,11 +906,18 @@ enum precond_status_t precond_optimizer_load_state(struct precond_optimizer_t *o
 enum precond_status_t precond_optimizer_reset(struct precond_optimizer_t *opt);
 
 /**
- * The message of the last failed call on this handle (NUL-terminated, owned by the handle,
- * valid until the next failing call on it or `precond_optimizer_free`); `""` if no call on it
- * has failed; a static message if `opt` is NULL. Never returns NULL. Unlike the thread-local
- * `precond_last_error`, it follows the handle across threads (Julia tasks migrate). Every
- * failing call taking a handle records its message both here and in `precond_last_error()`.
+ * The message of the last failed call on this handle (NUL-terminated, owned by the handle;
+ * never free it); `""` if no call on it has failed; a static message if `opt` is NULL. Never
+ * returns NULL. Unlike the thread-local `precond_last_error`, it follows the handle across
+ * threads (Julia tasks migrate). Every failing call taking a handle records its message both
+ * here and in `precond_last_error()`.
+ *
+ * Lifetime: the returned pointer stays valid, its text unchanged, until the next *failing*
+ * call taking this handle (from any thread; it replaces the message and frees the old one) or
+ * `precond_optimizer_free(opt)`, whichever comes first. Successful calls on the handle,
+ * `precond_clear_last_error()` (which affects only the thread-local message) and calls on
+ * other handles do not invalidate it. The static message for a NULL `opt` is valid for as
+ * long as the library is loaded. Copy the text to keep it longer.
  *
  * Thread-safety: not concurrently with other calls on the handle.
  *

@@ -98,6 +98,24 @@ int main(void) {
            precond_sym_eigenvalues(spd, 2, PRECOND_ROW_MAJOR, out, 3, NULL),
            PRECOND_DIMENSION_MISMATCH, "`eigenvalues` has length 3, expected 2");
     truth("eigenvalues mismatch leaves buffer", same(out, out_before, sizeof out));
+
+    /* ---- two outputs of one call overlapping each other ---- */
+    {
+        /* doubles, so that the summary struct inside is aligned */
+        double both[16];
+        double both_before[16];
+        for (int i = 0; i < 16; i++) both_before[i] = -3.0;
+        memcpy(both, both_before, sizeof both);
+        EXPECT("eigenvalues and summary overlap",
+               precond_sym_eigenvalues(spd, 2, PRECOND_ROW_MAJOR, both, 2,
+                                       (precond_spectrum_t *)(void *)(both + 1)),
+               PRECOND_INVALID_ARGUMENT, "outputs `eigenvalues` and `summary` overlap");
+        truth("overlapping eigenvalue outputs untouched", same(both, both_before, sizeof both));
+        EXPECT("scale and scaled overlap",
+               precond_col_equilibrate(spd, 2, 2, PRECOND_ROW_MAJOR, both + 2, 2, both, 4),
+               PRECOND_INVALID_ARGUMENT, "outputs `scale` and `scaled` overlap");
+        truth("overlapping equilibration outputs untouched", same(both, both_before, sizeof both));
+    }
     EXPECT("estimate bad method",
            precond_cond_estimate(spd, 2, PRECOND_ROW_MAJOR, 9, NULL), PRECOND_INVALID_ARGUMENT,
            "method");
@@ -251,6 +269,17 @@ int main(void) {
              precond_optimizer_save_state(opt, small, sizeof small, &written),
              PRECOND_DIMENSION_MISMATCH, "needs");
     truth("small buffer unchanged", small[0] == 0xab && small[15] == 0xab && written == 0);
+    {
+        size_t words[80];
+        size_t words_before[80];
+        memset(words_before, 0xcd, sizeof words_before);
+        memcpy(words, words_before, sizeof words);
+        EXPECT_H("written inside buf", opt,
+                 precond_optimizer_save_state(opt, (unsigned char *)words, sizeof words,
+                                              &words[3]),
+                 PRECOND_INVALID_ARGUMENT, "outputs `buf` and `written` overlap");
+        truth("overlapping save outputs untouched", same(words, words_before, sizeof words));
+    }
     EXPECT_H("save", opt, precond_optimizer_save_state(opt, state, sizeof state, &written),
              PRECOND_OK, NULL);
     truth("written == state size", written == size);

@@ -9,7 +9,9 @@ use precond_linalg::{
     precond_cond_diag, row_equilibrate, sym_spectrum,
 };
 
-use crate::ptr::{expect_len, in_slice, layout, mat_len, out_ref, out_slice, overlaps};
+use crate::ptr::{
+    expect_len, in_slice, layout, mat_len, out_ref, out_slice, outputs_disjoint, overlaps,
+};
 use crate::status::{FfiError, FfiResult, boundary, precond_status_t};
 
 /// The 2-norm condition number of a matrix (`precond_cond2`).
@@ -200,13 +202,15 @@ pub unsafe extern "C" fn precond_cond2(
 /// Thread-safety: may be called concurrently.
 ///
 /// Errors: `PRECOND_NULL_POINTER` (`h`, `eigenvalues`), `PRECOND_INVALID_ARGUMENT` (bad `layout`,
-/// `n == 0`, not symmetric, an output overlapping `h`), `PRECOND_DIMENSION_MISMATCH`
+/// `n == 0`, not symmetric, an output overlapping `h`, `eigenvalues` and a non-NULL `summary`
+/// overlapping each other), `PRECOND_DIMENSION_MISMATCH`
 /// (`eigenvalues_len != n`, overflow),
 /// `PRECOND_NON_FINITE`, `PRECOND_NUMERICAL_FAILURE`. Outputs are written only on success.
 ///
 /// # Safety
 /// `h` must point to `n*n` readable doubles, `eigenvalues` to `eigenvalues_len` writable doubles
-/// not overlapping `h`, `summary` to a writable `precond_spectrum_t` or be NULL.
+/// not overlapping `h`, `summary` to a writable `precond_spectrum_t` (overlapping neither) or be
+/// NULL.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn precond_sym_eigenvalues(
     h: *const f64,
@@ -221,6 +225,14 @@ pub unsafe extern "C" fn precond_sym_eigenvalues(
         let (m, _) = unsafe { read_matrix(&h, n, n, layout, "h")? };
         disjoint(m, eigenvalues, eigenvalues_len, "eigenvalues")?;
         disjoint(m, summary, 1, "summary")?;
+        outputs_disjoint(
+            eigenvalues,
+            eigenvalues_len,
+            "eigenvalues",
+            summary,
+            1,
+            "summary",
+        )?;
         // SAFETY: caller contract: `eigenvalues_len` writable doubles, not overlapping `h`
         // (checked).
         let ev = unsafe { out_slice(&eigenvalues, eigenvalues_len, "eigenvalues")? };
@@ -315,6 +327,7 @@ unsafe fn equilibrate(
     let (m, lay) = unsafe { read_matrix(&a, nrows, ncols, lay, "a")? };
     disjoint(m, scale, scale_len, "scale")?;
     disjoint(m, scaled, scaled_len, "scaled")?;
+    outputs_disjoint(scale, scale_len, "scale", scaled, scaled_len, "scaled")?;
     let want = if rows { nrows } else { ncols };
     // SAFETY: this function's contract for `scale`; disjoint from `a` (checked).
     let scale = unsafe { out_slice(&scale, scale_len, "scale")? };
@@ -346,13 +359,14 @@ unsafe fn equilibrate(
 ///
 /// Ownership: reads `a`, writes `scale` and `scaled`. Thread-safety: may be called concurrently.
 ///
-/// Errors: `PRECOND_NULL_POINTER`, `PRECOND_INVALID_ARGUMENT` (bad `layout`, a zero dimension),
+/// Errors: `PRECOND_NULL_POINTER`, `PRECOND_INVALID_ARGUMENT` (bad `layout`, a zero dimension,
+/// an output overlapping `a`, `scale` and a non-NULL `scaled` overlapping each other),
 /// `PRECOND_DIMENSION_MISMATCH` (`scale_len`, `scaled_len`), `PRECOND_NON_FINITE`,
 /// `PRECOND_NUMERICAL_FAILURE` (a zero row, named). Outputs are written only on success.
 ///
 /// # Safety
 /// `a` must point to `nrows*ncols` readable doubles; `scale` to `scale_len` and `scaled` (or
-/// NULL) to `scaled_len` writable doubles, neither overlapping `a`.
+/// NULL) to `scaled_len` writable doubles, none of the three overlapping another.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn precond_row_equilibrate(
     a: *const f64,

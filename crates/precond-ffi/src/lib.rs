@@ -22,9 +22,16 @@
 //! - Every pointer is null- and alignment-checked, every size product is checked for overflow,
 //!   enum-like arguments arrive as `int32_t` and are validated.
 //! - Inputs are read and copied before outputs are written; on error no caller buffer and no
-//!   handle state changes.
+//!   handle state changes. An output buffer that overlaps an input matrix, or another output
+//!   buffer of the same call, is refused with `PRECOND_INVALID_ARGUMENT` naming both (a NULL
+//!   optional output is never in conflict).
 //! - Messages: per handle (`precond_optimizer_last_error`) and thread-local
 //!   (`precond_last_error`) for every failing call.
+//! - Returned strings (`const char *`) belong to the library; callers never free them. The
+//!   version and the status names are static; `precond_last_error()` stays valid until the
+//!   next failing call on the calling thread or the thread's exit (`precond_clear_last_error`
+//!   frees nothing); `precond_optimizer_last_error(opt)` until the next failing call on `opt` or
+//!   its release.
 
 mod dataset;
 mod diagnostics;
@@ -53,8 +60,11 @@ pub use optimizer::{
 pub use ptr::precond_layout_t;
 pub use status::{FfiError, precond_status_t};
 
-/// The library version, `"MAJOR.MINOR.PATCH"` (static, NUL-terminated, never NULL); equals the
+/// The library version, `"MAJOR.MINOR.PATCH"` (NUL-terminated, never NULL); equals the
 /// header's `PRECOND_VERSION` when header and library match.
+///
+/// Lifetime: a static string, valid for as long as the library is loaded (for the whole
+/// process when it is linked statically or never unloaded); never free it.
 ///
 /// Thread-safety: may be called concurrently.
 #[unsafe(no_mangle)]
@@ -92,10 +102,17 @@ pub extern "C" fn precond_version_number() -> u32 {
 }
 
 /// The message of the last failed call on the calling thread (NUL-terminated, owned by the
-/// library, valid until the next failing call on this thread); `""` if none failed. Never
-/// returns NULL. Successful calls do not clear it (errno convention). Calls taking an optimizer
-/// handle also record their message in the handle (`precond_optimizer_last_error`), which is the
-/// reliable place when tasks migrate between threads (Julia).
+/// library; never free it); `""` if no call on this thread has failed, or none since
+/// `precond_clear_last_error()`. Never returns NULL. Successful calls do not clear it (errno
+/// convention). Calls taking an optimizer handle also record their message in the handle
+/// (`precond_optimizer_last_error`), which is the reliable place when tasks migrate between
+/// threads (Julia).
+///
+/// Lifetime: the returned pointer stays valid, its text unchanged, until the next *failing*
+/// call of this library on the calling thread (which replaces the message and frees the old
+/// one) or until the calling thread exits, whichever comes first. Successful calls,
+/// `precond_clear_last_error()`, further `precond_last_error()` calls and calls on other threads
+/// do not invalidate it. Copy the text to keep it longer.
 ///
 /// Thread-safety: each thread has its own message.
 #[unsafe(no_mangle)]
@@ -104,7 +121,12 @@ pub extern "C" fn precond_last_error() -> *const c_char {
         .unwrap_or(c"precond_last_error: internal panic".as_ptr())
 }
 
-/// Clears the calling thread's last error message (`precond_last_error()` then returns `""`).
+/// Clears the calling thread's last error message: `precond_last_error()` then returns `""` (a
+/// static string) until the next failing call on this thread.
+///
+/// Lifetime: clearing frees nothing. A pointer returned by `precond_last_error()` before the
+/// call stays valid, with its text unchanged, until the next failing call on this thread or
+/// the thread's exit, exactly as if no clearing had happened.
 ///
 /// Thread-safety: affects the calling thread only.
 #[unsafe(no_mangle)]
@@ -112,8 +134,10 @@ pub extern "C" fn precond_clear_last_error() {
     let _ = std::panic::catch_unwind(status::clear_last_error);
 }
 
-/// The name of a status code (`"PRECOND_OK"`, `"PRECOND_NULL_POINTER"`, …) as a static string,
-/// or `"PRECOND_UNKNOWN_STATUS"` for a value that is not a code. Never returns NULL.
+/// The name of a status code (`"PRECOND_OK"`, `"PRECOND_NULL_POINTER"`, …), or
+/// `"PRECOND_UNKNOWN_STATUS"` for a value that is not a code. Never returns NULL.
+///
+/// Lifetime: a static string, valid for as long as the library is loaded; never free it.
 ///
 /// Thread-safety: may be called concurrently.
 #[unsafe(no_mangle)]

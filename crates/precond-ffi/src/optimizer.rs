@@ -9,7 +9,9 @@ use precond_optim::{
     FixedPreconditioner, NonFinitePolicy, Optimizer, OptimizerConfig, OptimizerKind,
 };
 
-use crate::ptr::{bool01, expect_len, in_ref, in_slice, nonzero, out_ref, out_slice, overlaps};
+use crate::ptr::{
+    bool01, expect_len, in_ref, in_slice, nonzero, out_ref, out_slice, outputs_disjoint, overlaps,
+};
 use crate::status::{FfiError, FfiResult, boundary, boundary_with, precond_status_t, to_cstring};
 
 /// An optimizer over one flat buffer of `n_params` parameters (opaque). Create it with
@@ -586,10 +588,11 @@ pub unsafe extern "C" fn precond_optimizer_step_f32(
 /// Ownership: writes `*found` and `*index` (caller-owned). Thread-safety: not concurrently with
 /// other calls on the handle.
 ///
-/// Errors: `PRECOND_NULL_POINTER` (`opt`, `found`, `index`); nothing is written on error.
+/// Errors: `PRECOND_NULL_POINTER` (`opt`, `found`, `index`), `PRECOND_INVALID_ARGUMENT`
+/// (`found` and `index` overlap); nothing is written on error.
 ///
 /// # Safety
-/// `opt` must be a live handle; `found` and `index` writable.
+/// `opt` must be a live handle; `found` and `index` writable, distinct.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn precond_optimizer_last_nonfinite(
     opt: *const precond_optimizer_t,
@@ -597,7 +600,9 @@ pub unsafe extern "C" fn precond_optimizer_last_nonfinite(
     index: *mut usize,
 ) -> precond_status_t {
     let body = |h: &precond_optimizer_t| -> FfiResult {
-        // SAFETY: caller contract: `found` points to a writable value for the call.
+        outputs_disjoint(found, 1, "found", index, 1, "index")?;
+        // SAFETY: caller contract: `found` points to a writable value for the call; it does not
+        // overlap `index` (checked).
         let found = unsafe { out_ref(&found, "found")? };
         // SAFETY: caller contract: `index` points to a writable value for the call.
         let index = unsafe { out_ref(&index, "index")? };
@@ -799,11 +804,13 @@ pub unsafe extern "C" fn precond_optimizer_state_size(
 /// Ownership: writes `buf` and `*written` (caller-owned). Thread-safety: not concurrently with a
 /// mutating call on the handle.
 ///
-/// Errors: `PRECOND_NULL_POINTER`, `PRECOND_DIMENSION_MISMATCH` (`buf_len` smaller than the state;
-/// `buf` and `*written` then unchanged).
+/// Errors: `PRECOND_NULL_POINTER`, `PRECOND_INVALID_ARGUMENT` (`written` inside `buf`),
+/// `PRECOND_DIMENSION_MISMATCH` (`buf_len` smaller than the state). `buf` and `*written` are
+/// unchanged on error.
 ///
 /// # Safety
-/// `opt` must be a live handle, `buf` must have `buf_len` writable bytes, `written` writable.
+/// `opt` must be a live handle, `buf` must have `buf_len` writable bytes, `written` writable and
+/// outside `buf`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn precond_optimizer_save_state(
     opt: *const precond_optimizer_t,
@@ -812,8 +819,9 @@ pub unsafe extern "C" fn precond_optimizer_save_state(
     written: *mut usize,
 ) -> precond_status_t {
     let body = |o: &Optimizer| -> FfiResult {
+        outputs_disjoint(buf, buf_len, "buf", written, 1, "written")?;
         // SAFETY: caller contract: `buf` points to `buf_len` writable elements used by nothing
-        // else during the call.
+        // else during the call (`written` does not overlap it: checked).
         let buf = unsafe { out_slice(&buf, buf_len, "buf")? };
         // SAFETY: caller contract: `written` points to a writable value for the call.
         let written = unsafe { out_ref(&written, "written")? };
@@ -883,11 +891,18 @@ pub unsafe extern "C" fn precond_optimizer_reset(
     unsafe { with_handle("precond_optimizer_reset", opt, body) }
 }
 
-/// The message of the last failed call on this handle (NUL-terminated, owned by the handle,
-/// valid until the next failing call on it or `precond_optimizer_free`); `""` if no call on it
-/// has failed; a static message if `opt` is NULL. Never returns NULL. Unlike the thread-local
-/// `precond_last_error`, it follows the handle across threads (Julia tasks migrate). Every
-/// failing call taking a handle records its message both here and in `precond_last_error()`.
+/// The message of the last failed call on this handle (NUL-terminated, owned by the handle;
+/// never free it); `""` if no call on it has failed; a static message if `opt` is NULL. Never
+/// returns NULL. Unlike the thread-local `precond_last_error`, it follows the handle across
+/// threads (Julia tasks migrate). Every failing call taking a handle records its message both
+/// here and in `precond_last_error()`.
+///
+/// Lifetime: the returned pointer stays valid, its text unchanged, until the next *failing*
+/// call taking this handle (from any thread; it replaces the message and frees the old one) or
+/// `precond_optimizer_free(opt)`, whichever comes first. Successful calls on the handle,
+/// `precond_clear_last_error()` (which affects only the thread-local message) and calls on
+/// other handles do not invalidate it. The static message for a NULL `opt` is valid for as
+/// long as the library is loaded. Copy the text to keep it longer.
 ///
 /// Thread-safety: not concurrently with other calls on the handle.
 ///

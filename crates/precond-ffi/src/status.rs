@@ -184,23 +184,53 @@ pub(crate) fn to_cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "?")).unwrap_or_default()
 }
 
+/// The calling thread's last error: the message of the last failing call, and whether
+/// `precond_clear_last_error` has been called since.
+///
+/// Lifetime contract (documented on `precond_last_error`): a pointer returned by
+/// `precond_last_error` stays valid, with unchanged contents, until the next failing call on
+/// the same thread or the thread's exit. Clearing therefore does not free the message: it only
+/// sets `cleared`, and `precond_last_error` then returns the static `""`; the message is freed
+/// when the next failing call replaces it.
+#[derive(Default)]
+struct LastError {
+    message: CString,
+    cleared: bool,
+}
+
 thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    static LAST_ERROR: RefCell<LastError> = RefCell::new(LastError::default());
 }
 
-/// Stores `msg` as this thread's last error.
+/// Stores `msg` as this thread's last error (frees the previous message: pointers to it end
+/// their validity here, at the next failing call).
 pub(crate) fn set_last_error(msg: &str) {
-    LAST_ERROR.with(|e| *e.borrow_mut() = to_cstring(msg));
+    let message = to_cstring(msg);
+    LAST_ERROR.with(|e| {
+        *e.borrow_mut() = LastError {
+            message,
+            cleared: false,
+        }
+    });
 }
 
-/// Pointer to this thread's last error (valid until the next failing call on this thread).
+/// Pointer to this thread's last error, or to the static `""` when none has been recorded or
+/// it has been cleared (valid until the next failing call on this thread or the thread's exit).
 pub(crate) fn last_error_ptr() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR.with(|e| {
+        let e = e.borrow();
+        if e.cleared {
+            c"".as_ptr()
+        } else {
+            e.message.as_ptr()
+        }
+    })
 }
 
-/// Clears this thread's last error.
+/// Clears this thread's last error: `last_error_ptr` returns `""` from now on, while the old
+/// message stays allocated (and unchanged) until the next failing call replaces it.
 pub(crate) fn clear_last_error() {
-    LAST_ERROR.with(|e| *e.borrow_mut() = CString::default());
+    LAST_ERROR.with(|e| e.borrow_mut().cleared = true);
 }
 
 /// Renders a panic payload.
@@ -287,6 +317,28 @@ mod tests {
         assert_eq!(last(), seen);
         clear_last_error();
         assert_eq!(last(), "");
+    }
+
+    #[test]
+    fn clearing_keeps_the_old_message_until_the_next_failure() {
+        let st = boundary("f", || Err(FfiError::invalid("first")));
+        assert_eq!(st, precond_status_t::PRECOND_INVALID_ARGUMENT);
+        let kept = last_error_ptr();
+        clear_last_error();
+        assert_eq!(last(), "");
+        assert_ne!(
+            last_error_ptr(),
+            kept,
+            "clearing returns the static empty string"
+        );
+        assert_eq!(boundary("g", || Ok(())), precond_status_t::PRECOND_OK);
+        // SAFETY: the contract under test: valid until the next failing call on this thread.
+        let text = unsafe { CStr::from_ptr(kept) }.to_str().map(str::to_owned);
+        assert_eq!(text.as_deref(), Ok("f: first"));
+        // the stored message is still the one `kept` points to
+        LAST_ERROR.with(|e| assert_eq!(e.borrow().message.as_ptr(), kept));
+        let _ = boundary("h", || Err(FfiError::invalid("second")));
+        assert_eq!(last(), "h: second");
     }
 
     #[test]

@@ -3,6 +3,14 @@
 //! their printed numbers against the same computations done in Rust, and runs them under
 //! valgrind memcheck (`--error-exitcode=1 --leak-check=full`) when valgrind is installed.
 //!
+//! Every example is also built a second time with gcc's AddressSanitizer and
+//! UndefinedBehaviorSanitizer (`-fsanitize=address,undefined -fno-omit-frame-pointer
+//! -fno-sanitize-recover=all`, linked against the same static or shared library) and run with
+//! `ASAN_OPTIONS=detect_leaks=1` (LeakSanitizer works in this environment) and
+//! `UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1`; any sanitizer report fails the test, and
+//! the sanitized programs must print what the plain ones print. Without gcc's libasan/libubsan
+//! the sanitizer tests fail with a message saying so, unless `PRECOND_SKIP_SANITIZERS=1`.
+//!
 //! The library: `cargo test` compiles the `precond_ffi` lib target once with all its crate
 //! types, so `libprecond_ffi.a` and `libprecond_ffi.so` sit next to this test binary in
 //! `target/<profile>/deps/` and are as fresh as the rlib linked into it; no nested cargo call
@@ -52,11 +60,17 @@ fn lib_dir() -> PathBuf {
 }
 
 fn make(args: &[&str], build: &Path, libdir: &Path) -> Output {
+    make_with(args, build, libdir, &[])
+}
+
+/// `make` with extra variable assignments (`("CC", "gcc")`, compiler flags).
+fn make_with(args: &[&str], build: &Path, libdir: &Path, vars: &[(&str, &str)]) -> Output {
     let out = Command::new("make")
         .arg("-C")
         .arg(root().join("ffi-examples"))
         .arg(format!("BUILD={}", build.display()))
         .arg(format!("PRECOND_LIBDIR={}", libdir.display()))
+        .args(vars.iter().map(|(k, v)| format!("{k}={v}")))
         .args(args)
         .output()
         .expect("run make");
@@ -376,9 +390,8 @@ fn c_quadratic_links_dynamically_with_identical_output() {
 
 // ---------------------------------------------------------------- c/errors.c
 
-#[test]
-fn c_error_paths_all_pass() {
-    let out = run("errors", &[]);
+/// No `FAIL` line and a final `checks p/t` line with `p == t`; returns `t`.
+fn all_checks_pass(out: &str) -> usize {
     let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL")).collect();
     assert!(fails.is_empty(), "{fails:#?}");
     let last = out.lines().last().unwrap_or_default();
@@ -387,7 +400,13 @@ fn c_error_paths_all_pass() {
         .and_then(|s| s.split_once('/'))
         .expect("a final `checks p/t` line");
     assert_eq!(passed, total);
-    let total: usize = total.parse().expect("count");
+    total.parse().expect("count")
+}
+
+#[test]
+fn c_error_paths_all_pass() {
+    let out = run("errors", &[]);
+    let total = all_checks_pass(&out);
     assert!(total >= 80, "only {total} checks");
     // every status code except OK-only and panic appears among the checked failures
     for code in [
@@ -403,6 +422,29 @@ fn c_error_paths_all_pass() {
             out.contains(&format!("[{code}]")),
             "no check returns {code}"
         );
+    }
+}
+
+// ---------------------------------------------------------------- c/lifetimes.c
+
+/// The returned strings are read only where the documented lifetime says they are valid; the
+/// memory checkers (`valgrind_lifetimes`, `sanitizers_lifetimes`) catch a string freed early
+/// (`precond_clear_last_error` used to free the thread-local message).
+#[test]
+fn c_returned_string_lifetimes_all_pass() {
+    let out = run("lifetimes", &[]);
+    let total = all_checks_pass(&out);
+    assert!(total >= 35, "only {total} checks");
+    for case in [
+        "ok kept message after clearing",
+        "ok kept message after successful calls and a second clearing",
+        "ok kept message after a failure on another thread",
+        "ok handle message after precond_clear_last_error",
+        "ok handle message after failures elsewhere",
+        "ok version",
+        "ok status name",
+    ] {
+        assert!(out.contains(case), "no `{case}` in\n{out}");
     }
 }
 
@@ -670,9 +712,158 @@ fn valgrind_error_paths() {
 }
 
 #[test]
+fn valgrind_lifetimes() {
+    valgrind("lifetimes", &[]);
+}
+
+#[test]
 fn valgrind_logistic() {
     let data_path = breast_cancer_csv();
     valgrind("logistic", &[data_path.to_str().expect("path"), "5"]);
+}
+
+// ---------------------------------------------------------------- AddressSanitizer + UBSan
+
+/// gcc flags of the sanitized build (compile and link: the Makefile does both in one command).
+/// `-fno-sanitize-recover=all` makes every UBSan finding fatal even without `UBSAN_OPTIONS`.
+const SANITIZE_FLAGS: &str =
+    "-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all";
+
+/// Whether gcc can build and run a program with `-fsanitize=address,undefined` here (libasan
+/// and libubsan installed); the compiler's complaint otherwise.
+fn sanitizers_available() -> Result<(), String> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sanitizer-probe");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let src = dir.join("probe.c");
+    std::fs::write(&src, "int main(void) { return 0; }\n").map_err(|e| e.to_string())?;
+    let exe = dir.join("probe");
+    let out = Command::new("gcc")
+        .args(SANITIZE_FLAGS.split(' '))
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .map_err(|e| format!("cannot run gcc: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let run = Command::new(&exe)
+        .output()
+        .map_err(|e| format!("cannot run the probe: {e}"))?;
+    if !run.status.success() {
+        return Err(String::from_utf8_lossy(&run.stderr).into_owned());
+    }
+    Ok(())
+}
+
+/// The examples built with the sanitizers (once per test binary), `None` when the sanitizers
+/// are missing and `PRECOND_SKIP_SANITIZERS=1` allows skipping; without that variable a
+/// missing libasan fails the test.
+fn sanitized() -> Option<&'static Built> {
+    static B: OnceLock<Option<Built>> = OnceLock::new();
+    B.get_or_init(|| {
+        if let Err(why) = sanitizers_available() {
+            let skip = std::env::var("PRECOND_SKIP_SANITIZERS").is_ok_and(|v| v == "1");
+            let msg = format!(
+                "gcc cannot build with -fsanitize=address,undefined (libasan/libubsan missing?):\n\
+                 {why}\nInstall gcc's sanitizer runtimes (Debian: libasan8, libubsan1) or set \
+                 PRECOND_SKIP_SANITIZERS=1 to skip the sanitizer runs."
+            );
+            assert!(skip, "{msg}");
+            eprintln!("!!! SKIPPING THE SANITIZER RUNS (PRECOND_SKIP_SANITIZERS=1) !!!\n{msg}");
+            return None;
+        }
+        let build = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ffi-examples-sanitized");
+        let libdir = lib_dir();
+        make_with(
+            &["-j2", "all"],
+            &build,
+            &libdir,
+            &[
+                ("CC", "gcc"),
+                ("CXX", "g++"),
+                ("CFLAGS", SANITIZE_FLAGS),
+                ("CXXFLAGS", SANITIZE_FLAGS),
+            ],
+        );
+        Some(Built { build, libdir })
+    })
+    .as_ref()
+}
+
+/// Runs the sanitized `program`; any sanitizer report (a non-zero exit, or a report on stderr)
+/// fails. Returns its standard output, `None` when the sanitizer runs are skipped.
+fn run_sanitized(program: &str, args: &[&str]) -> Option<String> {
+    let b = sanitized()?;
+    let out = Command::new(b.build.join(program))
+        .args(args)
+        // LeakSanitizer runs at exit; it works in this environment (not under ptrace)
+        .env(
+            "ASAN_OPTIONS",
+            "detect_leaks=1:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1",
+        )
+        .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
+        .env("LSAN_OPTIONS", "report_objects=1")
+        .output()
+        .expect("run the sanitized example");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "sanitized {program} failed ({}):\n{stderr}",
+        out.status
+    );
+    for needle in [
+        "AddressSanitizer",
+        "LeakSanitizer",
+        "runtime error:",
+        "SUMMARY:",
+    ] {
+        assert!(
+            !stderr.contains(needle),
+            "sanitized {program} reported `{needle}`:\n{stderr}"
+        );
+    }
+    Some(String::from_utf8(out.stdout).expect("utf-8 output"))
+}
+
+#[test]
+fn sanitizers_quadratic_static_and_shared() {
+    let plain = run("quadratic", &[]);
+    for program in ["quadratic", "quadratic_shared"] {
+        if let Some(out) = run_sanitized(program, &[]) {
+            assert_eq!(out, plain, "sanitized {program} prints other numbers");
+        }
+    }
+}
+
+#[test]
+fn sanitizers_error_paths() {
+    if let Some(out) = run_sanitized("errors", &[]) {
+        assert!(all_checks_pass(&out) >= 80);
+    }
+}
+
+#[test]
+fn sanitizers_lifetimes() {
+    if let Some(out) = run_sanitized("lifetimes", &[]) {
+        assert_eq!(
+            all_checks_pass(&out),
+            all_checks_pass(&run("lifetimes", &[]))
+        );
+    }
+}
+
+#[test]
+fn sanitizers_logistic() {
+    let data_path = breast_cancer_csv();
+    let args = [data_path.to_str().expect("path"), "20"];
+    if let Some(out) = run_sanitized("logistic", &args) {
+        assert_eq!(
+            out,
+            run("logistic", &args),
+            "sanitized logistic prints other numbers"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- install + pkg-config
