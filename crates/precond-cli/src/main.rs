@@ -11,7 +11,7 @@ use precond_cli::report;
 
 /// Preconditioning made measurable: the theory's report and conditioning diagnostics.
 #[derive(Parser)]
-#[command(name = "precond", version, about, long_about = None)]
+#[command(name = "precond", version, about, long_about = None, after_help = precond_cli::exit::HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,6 +26,7 @@ enum Command {
     /// kappa2 and its gain, and for symmetric input the eigenvalue extremes, positive
     /// definiteness, kappa and the smallest positive eigenvalue. Infinite values (singular
     /// input) print as ∞ and serialize as null in --json.
+    #[command(after_help = precond_cli::exit::HELP)]
     Cond {
         /// The matrix file.
         file: PathBuf,
@@ -42,6 +43,7 @@ enum Command {
     /// Writes OUT/history.json (one record per epoch), OUT/loss.svg and OUT/accuracy.svg, and
     /// prints the final train/test metrics. The optimizer is the library's JSON configuration
     /// (the same the C ABI takes), given inline, as @FILE, or built from --opt/--lr/--weight-decay.
+    #[command(after_help = precond_cli::exit::HELP)]
     Train {
         /// Bundled data set name or CSV file.
         #[arg(long)]
@@ -91,8 +93,9 @@ enum Command {
     /// Runs the experiments (GD rate vs kappa, change of variables, Van der Sluis, ...), writes
     /// OUT/index.html (one self-contained page: inline CSS and SVG plots, tables, and for each
     /// experiment the claim, the evidence and a verdict computed from the numbers) and
-    /// OUT/results.json (every number of the page), and prints a summary. Exits with status 2
-    /// when a claim does not hold.
+    /// OUT/results.json (every number of the page), and prints a summary. Exits with status 3
+    /// when a claim does not hold (the files are written all the same).
+    #[command(after_help = precond_cli::exit::HELP)]
     Report {
         /// Small problems for CI (seconds instead of minutes).
         #[arg(long)]
@@ -230,11 +233,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let rep = report::run_experiments(&selected, &ctx, true)?;
             report::write_report(&rep, &out)?;
             print!("{}", report::summary(&rep, &out));
-            Ok(if rep.holds == rep.experiments.len() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            })
+            Ok(ExitCode::from(rep.exit_code()))
         }
     }
 }
@@ -245,7 +244,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

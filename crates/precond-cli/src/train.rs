@@ -106,8 +106,14 @@ pub struct TrainOutput {
     pub epochs: Vec<precond_nn::EpochRecord>,
 }
 
+/// A data set that could not be loaded: an input error, named by the `--data` value.
+fn input_err(data: &str) -> impl FnOnce(precond_nn::NnError) -> CliError + '_ {
+    move |e| e.within(Context::Input(data.to_string()))
+}
+
+/// A failure of the input transform on loaded data: a runtime error of the command.
 fn nerr(e: precond_nn::NnError) -> CliError {
-    e.within(Context::argument("--data"))
+    e.within(Context::Experiment("train".into()))
 }
 
 fn load(opts: &TrainOptions) -> Result<Dataset, CliError> {
@@ -121,13 +127,13 @@ fn load(opts: &TrainOptions) -> Result<Dataset, CliError> {
                 ),
             });
         }
-        return Dataset::builtin(&opts.data).map_err(nerr);
+        return Dataset::builtin(&opts.data).map_err(input_err(&opts.data));
     }
     let target = opts.target.as_deref().ok_or_else(|| CliError::Argument {
         arg: "--target",
         message: format!("'{}' is not a bundled data set ({}), so it is read as a CSV file and needs --target COLUMN", opts.data, BUILTIN_DATASETS.join(", ")),
     })?;
-    Dataset::from_csv_path(Path::new(&opts.data), target).map_err(nerr)
+    Dataset::from_csv_path(Path::new(&opts.data), target).map_err(input_err(&opts.data))
 }
 
 /// Trains as `opts` says, writes `history.json`, `loss.svg` and (for classification)

@@ -186,7 +186,11 @@ fn only_selects_by_id_or_number_and_rejects_unknown() {
         "--out",
         dir.to_str().expect("utf-8"),
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown experiment is a usage error"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.starts_with(

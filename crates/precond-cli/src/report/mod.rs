@@ -327,6 +327,18 @@ pub struct Report {
     pub experiments: Vec<ExperimentResult>,
 }
 
+impl Report {
+    /// The exit status of `precond report` for this report: [`crate::exit::OK`] when every
+    /// experiment's verdict holds, [`crate::exit::CLAIM_FAILS`] otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if self.holds == self.experiments.len() {
+            crate::exit::OK
+        } else {
+            crate::exit::CLAIM_FAILS
+        }
+    }
+}
+
 /// Options of `precond report`.
 #[derive(Debug, Clone)]
 pub struct ReportOptions {
