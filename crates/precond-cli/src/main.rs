@@ -93,7 +93,12 @@ enum Command {
     /// Runs the experiments (GD rate vs kappa, change of variables, Van der Sluis, ...), writes
     /// OUT/index.html (one self-contained page: inline CSS and SVG plots, tables, and for each
     /// experiment the claim, the evidence and a verdict computed from the numbers) and
-    /// OUT/results.json (every number of the page), and prints a summary. Exits with status 3
+    /// OUT/results.json (every number of the page) and OUT/plots/*.svg, and prints a summary.
+    /// OUT is checked before any experiment runs: it must be a directory (not a symbolic link)
+    /// where files can be created, or not exist yet. Only those files are written, each through
+    /// a temporary file renamed into place (a symbolic link at one of those names is replaced,
+    /// never written through), and .svg files in OUT/plots that this run did not write are
+    /// removed. Exits with status 3
     /// when a claim does not hold (the files are written all the same).
     #[command(after_help = precond_cli::exit::HELP)]
     Report {
@@ -229,6 +234,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 return Ok(ExitCode::SUCCESS);
             }
             let selected = report::select(&all, &only)?;
+            // The output folder is checked before any experiment runs.
+            report::prepare_out_dir(&out)?;
             let ctx = report::Ctx { quick, seed };
             let rep = report::run_experiments(&selected, &ctx, true)?;
             report::write_report(&rep, &out)?;
