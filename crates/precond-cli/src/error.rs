@@ -68,6 +68,18 @@ pub enum CliError {
         /// What is wrong and what is expected.
         message: String,
     },
+    /// An input exceeds a size cap of the program (e.g. the classes its labels give).
+    #[error("{what} {value} is more than the cap {limit} set by {option}")]
+    Limit {
+        /// What was counted, and in what.
+        what: String,
+        /// The count.
+        value: usize,
+        /// The cap.
+        limit: usize,
+        /// The option that sets the cap.
+        option: &'static str,
+    },
     /// An experiment of the report failed to run, outside any library call.
     #[error("experiment {id}: {message}")]
     Experiment {

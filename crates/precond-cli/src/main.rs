@@ -6,8 +6,31 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use precond_cli::CliError;
 use precond_cli::error::Context;
-use precond_cli::io::{Format, read_matrix};
+use precond_cli::io::{CsvHeader, Format, ReadOptions, read_matrix_with};
 use precond_cli::report;
+
+/// The header options of CSV input, shared by `cond` and `train`.
+#[derive(clap::Args)]
+struct HeaderArgs {
+    /// The first row of a CSV file is a header (default: guessed; it is a header when one of
+    /// its non-empty fields is not a number in Rust's f64 syntax, which includes nan, inf,
+    /// -inf and 1e3).
+    #[arg(long, conflicts_with = "no_header")]
+    header: bool,
+    /// The first row of a CSV file is data, not a header.
+    #[arg(long)]
+    no_header: bool,
+}
+
+impl HeaderArgs {
+    fn rule(&self) -> CsvHeader {
+        match (self.header, self.no_header) {
+            (true, _) => CsvHeader::Present,
+            (_, true) => CsvHeader::Absent,
+            _ => CsvHeader::Auto,
+        }
+    }
+}
 
 /// Preconditioning made measurable: the theory's report and conditioning diagnostics.
 #[derive(Parser)]
@@ -28,7 +51,7 @@ enum Command {
     /// input) print as ∞ and serialize as null in --json.
     #[command(after_help = precond_cli::exit::HELP)]
     Cond {
-        /// The matrix file.
+        /// The matrix file: a regular file, or - for standard input (then --format is needed).
         file: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -36,6 +59,11 @@ enum Command {
         /// File format (default: from the extension; .txt reads as CSV).
         #[arg(long, value_enum)]
         format: Option<Format>,
+        #[command(flatten)]
+        header: HeaderArgs,
+        /// The most bytes read from the input (default 1 GiB); a longer input is an error.
+        #[arg(long, default_value_t = precond_cli::io::DEFAULT_MAX_BYTES)]
+        max_bytes: u64,
     },
     /// Train a model on a bundled data set or a CSV file.
     ///
@@ -87,6 +115,14 @@ enum Command {
         /// Output directory.
         #[arg(long, default_value = "train-out")]
         out: PathBuf,
+        #[command(flatten)]
+        header: HeaderArgs,
+        /// The largest hidden width of --model mlp:W1,... accepted.
+        #[arg(long, default_value_t = precond_cli::train::DEFAULT_MAX_WIDTH)]
+        max_width: usize,
+        /// The most classes accepted (the largest label plus one).
+        #[arg(long, default_value_t = precond_cli::train::DEFAULT_MAX_CLASSES)]
+        max_classes: usize,
     },
     /// Reproduce every claim of the theory and write an HTML report.
     ///
@@ -122,8 +158,18 @@ enum Command {
 
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
-        Command::Cond { file, json, format } => {
-            let m = read_matrix(&file, format).map_err(|source| CliError::Read {
+        Command::Cond {
+            file,
+            json,
+            format,
+            header,
+            max_bytes,
+        } => {
+            let read = ReadOptions {
+                header: header.rule(),
+                max_bytes,
+            };
+            let m = read_matrix_with(&file, format, &read).map_err(|source| CliError::Read {
                 path: file.display().to_string(),
                 source,
             })?;
@@ -157,6 +203,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             seed,
             test_fraction,
             out,
+            header,
+            max_width,
+            max_classes,
         } => {
             let json = match optimizer {
                 Some(j) => match j.strip_prefix('@') {
@@ -214,6 +263,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 seed,
                 test_fraction,
                 out,
+                header: header.rule(),
+                max_width,
+                max_classes,
             };
             let (_, summary) = precond_cli::train::run_train(&opts, true)?;
             print!("{summary}");
