@@ -69,7 +69,7 @@ pub enum CliError {
         message: String,
     },
     /// An input exceeds a size cap of the program (e.g. the classes its labels give).
-    #[error("{what} {value} is more than the cap {limit} set by {option}")]
+    #[error("{what}: {value}, more than the cap {limit} set by {option}")]
     Limit {
         /// What was counted, and in what.
         what: String,
