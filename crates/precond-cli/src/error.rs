@@ -68,6 +68,18 @@ pub enum CliError {
         /// What is wrong and what is expected.
         message: String,
     },
+    /// An input exceeds a size cap of the program (e.g. the classes its labels give).
+    #[error("{what}: {value}, more than the cap {limit} set by {option}")]
+    Limit {
+        /// What was counted, and in what.
+        what: String,
+        /// The count.
+        value: usize,
+        /// The cap.
+        limit: usize,
+        /// The option that sets the cap.
+        option: &'static str,
+    },
     /// An experiment of the report failed to run, outside any library call.
     #[error("experiment {id}: {message}")]
     Experiment {
@@ -87,6 +99,8 @@ pub enum Context {
     Diagnostic(&'static str),
     /// An experiment of the report, or the `train` command, by id.
     Experiment(String),
+    /// Reading an input (a data set name or a file path).
+    Input(String),
     /// The value of a command-line option, and what it was needed for (if the library's
     /// message alone does not say it).
     Argument {
@@ -102,6 +116,7 @@ impl fmt::Display for Context {
         match self {
             Context::Diagnostic(what) => f.write_str(what),
             Context::Experiment(id) => write!(f, "experiment {id}"),
+            Context::Input(what) => write!(f, "reading {what}"),
             Context::Argument { arg, need: None } => write!(f, "invalid argument {arg}"),
             Context::Argument {
                 arg,
@@ -152,6 +167,24 @@ impl Cause for NnError {
 }
 
 impl CliError {
+    /// The process exit status for this error (see [`crate::exit`]):
+    /// [`USAGE`](crate::exit::USAGE) when a command-line value is rejected (the messages that
+    /// start with `invalid argument`), [`ERROR`](crate::exit::ERROR) for everything else (input
+    /// files, library failures on valid arguments, output files).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Argument { .. } => crate::exit::USAGE,
+            CliError::Linalg { context, .. }
+            | CliError::Optim { context, .. }
+            | CliError::Nn { context, .. }
+                if matches!(context, Context::Argument { .. }) =>
+            {
+                crate::exit::USAGE
+            }
+            _ => crate::exit::ERROR,
+        }
+    }
+
     /// Wraps a library error with the diagnostic's name.
     pub fn linalg(what: &'static str) -> impl FnOnce(LinalgError) -> CliError {
         move |source| source.within(Context::Diagnostic(what))

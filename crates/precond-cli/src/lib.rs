@@ -6,6 +6,7 @@
 
 pub mod cond;
 pub mod error;
+pub mod exit;
 pub mod io;
 
 pub use error::CliError;

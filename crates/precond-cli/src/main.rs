@@ -6,12 +6,35 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use precond_cli::CliError;
 use precond_cli::error::Context;
-use precond_cli::io::{Format, read_matrix};
+use precond_cli::io::{CsvHeader, Format, ReadOptions, read_matrix_with};
 use precond_cli::report;
+
+/// The header options of CSV input, shared by `cond` and `train`.
+#[derive(clap::Args)]
+struct HeaderArgs {
+    /// The first row of a CSV file is a header (default: guessed; it is a header when one of
+    /// its non-empty fields is not a number in Rust's f64 syntax, which includes nan, inf,
+    /// -inf and 1e3).
+    #[arg(long, conflicts_with = "no_header")]
+    header: bool,
+    /// The first row of a CSV file is data, not a header.
+    #[arg(long)]
+    no_header: bool,
+}
+
+impl HeaderArgs {
+    fn rule(&self) -> CsvHeader {
+        match (self.header, self.no_header) {
+            (true, _) => CsvHeader::Present,
+            (_, true) => CsvHeader::Absent,
+            _ => CsvHeader::Auto,
+        }
+    }
+}
 
 /// Preconditioning made measurable: the theory's report and conditioning diagnostics.
 #[derive(Parser)]
-#[command(name = "precond", version, about, long_about = None)]
+#[command(name = "precond", version, about, long_about = None, after_help = precond_cli::exit::HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,8 +49,9 @@ enum Command {
     /// kappa2 and its gain, and for symmetric input the eigenvalue extremes, positive
     /// definiteness, kappa and the smallest positive eigenvalue. Infinite values (singular
     /// input) print as ∞ and serialize as null in --json.
+    #[command(after_help = precond_cli::exit::HELP)]
     Cond {
-        /// The matrix file.
+        /// The matrix file: a regular file, or - for standard input (then --format is needed).
         file: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -35,6 +59,11 @@ enum Command {
         /// File format (default: from the extension; .txt reads as CSV).
         #[arg(long, value_enum)]
         format: Option<Format>,
+        #[command(flatten)]
+        header: HeaderArgs,
+        /// The most bytes read from the input (default 1 GiB); a longer input is an error.
+        #[arg(long, default_value_t = precond_cli::io::DEFAULT_MAX_BYTES)]
+        max_bytes: u64,
     },
     /// Train a model on a bundled data set or a CSV file.
     ///
@@ -42,6 +71,7 @@ enum Command {
     /// Writes OUT/history.json (one record per epoch), OUT/loss.svg and OUT/accuracy.svg, and
     /// prints the final train/test metrics. The optimizer is the library's JSON configuration
     /// (the same the C ABI takes), given inline, as @FILE, or built from --opt/--lr/--weight-decay.
+    #[command(after_help = precond_cli::exit::HELP)]
     Train {
         /// Bundled data set name or CSV file.
         #[arg(long)]
@@ -85,14 +115,28 @@ enum Command {
         /// Output directory.
         #[arg(long, default_value = "train-out")]
         out: PathBuf,
+        #[command(flatten)]
+        header: HeaderArgs,
+        /// The largest hidden width of --model mlp:W1,... accepted.
+        #[arg(long, default_value_t = precond_cli::train::DEFAULT_MAX_WIDTH)]
+        max_width: usize,
+        /// The most classes accepted (the largest label plus one).
+        #[arg(long, default_value_t = precond_cli::train::DEFAULT_MAX_CLASSES)]
+        max_classes: usize,
     },
     /// Reproduce every claim of the theory and write an HTML report.
     ///
     /// Runs the experiments (GD rate vs kappa, change of variables, Van der Sluis, ...), writes
     /// OUT/index.html (one self-contained page: inline CSS and SVG plots, tables, and for each
     /// experiment the claim, the evidence and a verdict computed from the numbers) and
-    /// OUT/results.json (every number of the page), and prints a summary. Exits with status 2
-    /// when a claim does not hold.
+    /// OUT/results.json (every number of the page) and OUT/plots/*.svg, and prints a summary.
+    /// OUT is checked before any experiment runs: it must be a directory (not a symbolic link)
+    /// where files can be created, or not exist yet. Only those files are written, each through
+    /// a temporary file renamed into place (a symbolic link at one of those names is replaced,
+    /// never written through), and .svg files in OUT/plots that this run did not write are
+    /// removed. Exits with status 3
+    /// when a claim does not hold (the files are written all the same).
+    #[command(after_help = precond_cli::exit::HELP)]
     Report {
         /// Small problems for CI (seconds instead of minutes).
         #[arg(long)]
@@ -114,8 +158,18 @@ enum Command {
 
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
-        Command::Cond { file, json, format } => {
-            let m = read_matrix(&file, format).map_err(|source| CliError::Read {
+        Command::Cond {
+            file,
+            json,
+            format,
+            header,
+            max_bytes,
+        } => {
+            let read = ReadOptions {
+                header: header.rule(),
+                max_bytes,
+            };
+            let m = read_matrix_with(&file, format, &read).map_err(|source| CliError::Read {
                 path: file.display().to_string(),
                 source,
             })?;
@@ -149,6 +203,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             seed,
             test_fraction,
             out,
+            header,
+            max_width,
+            max_classes,
         } => {
             let json = match optimizer {
                 Some(j) => match j.strip_prefix('@') {
@@ -206,6 +263,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 seed,
                 test_fraction,
                 out,
+                header: header.rule(),
+                max_width,
+                max_classes,
             };
             let (_, summary) = precond_cli::train::run_train(&opts, true)?;
             print!("{summary}");
@@ -226,15 +286,13 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 return Ok(ExitCode::SUCCESS);
             }
             let selected = report::select(&all, &only)?;
+            // The output folder is checked before any experiment runs.
+            report::prepare_out_dir(&out)?;
             let ctx = report::Ctx { quick, seed };
             let rep = report::run_experiments(&selected, &ctx, true)?;
             report::write_report(&rep, &out)?;
             print!("{}", report::summary(&rep, &out));
-            Ok(if rep.holds == rep.experiments.len() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            })
+            Ok(ExitCode::from(rep.exit_code()))
         }
     }
 }
@@ -245,7 +303,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

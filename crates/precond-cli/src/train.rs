@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+use precond_nn::data::{CsvHeader, CsvOptions};
 use precond_nn::{
     Activation, BUILTIN_DATASETS, BatchNormSpec, Dataset, InputScaling, InputTransform,
     LayerNormSpec, Loss, MlpConfig, Normalization, Targets, TrainConfig,
@@ -85,7 +86,19 @@ pub struct TrainOptions {
     pub test_fraction: f64,
     /// Output directory for `history.json` and the SVG curves.
     pub out: PathBuf,
+    /// The header rule of a CSV file (`--header`, `--no-header`; default guessed).
+    pub header: CsvHeader,
+    /// The largest hidden width accepted (`--max-width`).
+    pub max_width: usize,
+    /// The most classes accepted, counted from the labels as `max label + 1` (`--max-classes`).
+    pub max_classes: usize,
 }
+
+/// The default of `--max-width`: the largest hidden width of a model.
+pub const DEFAULT_MAX_WIDTH: usize = 65_536;
+
+/// The default of `--max-classes`: the most classes (`max label + 1`) of a data set.
+pub const DEFAULT_MAX_CLASSES: usize = 65_536;
 
 /// What `history.json` holds.
 #[derive(Debug, Serialize)]
@@ -106,8 +119,14 @@ pub struct TrainOutput {
     pub epochs: Vec<precond_nn::EpochRecord>,
 }
 
+/// A data set that could not be loaded: an input error, named by the `--data` value.
+fn input_err(data: &str) -> impl FnOnce(precond_nn::NnError) -> CliError + '_ {
+    move |e| e.within(Context::Input(data.to_string()))
+}
+
+/// A failure of the input transform on loaded data: a runtime error of the command.
 fn nerr(e: precond_nn::NnError) -> CliError {
-    e.within(Context::argument("--data"))
+    e.within(Context::Experiment("train".into()))
 }
 
 fn load(opts: &TrainOptions) -> Result<Dataset, CliError> {
@@ -121,13 +140,17 @@ fn load(opts: &TrainOptions) -> Result<Dataset, CliError> {
                 ),
             });
         }
-        return Dataset::builtin(&opts.data).map_err(nerr);
+        return Dataset::builtin(&opts.data).map_err(input_err(&opts.data));
     }
     let target = opts.target.as_deref().ok_or_else(|| CliError::Argument {
         arg: "--target",
         message: format!("'{}' is not a bundled data set ({}), so it is read as a CSV file and needs --target COLUMN", opts.data, BUILTIN_DATASETS.join(", ")),
     })?;
-    Dataset::from_csv_path(Path::new(&opts.data), target).map_err(nerr)
+    let csv = CsvOptions {
+        header: opts.header,
+        ..CsvOptions::default()
+    };
+    Dataset::from_csv_path_with(Path::new(&opts.data), target, &csv).map_err(input_err(&opts.data))
 }
 
 /// Trains as `opts` says, writes `history.json`, `loss.svg` and (for classification)
@@ -137,6 +160,22 @@ fn load(opts: &TrainOptions) -> Result<Dataset, CliError> {
 /// [`CliError::Argument`] for an unusable combination (e.g. batchnorm without an MLP, logreg on
 /// real targets), [`CliError::Write`] for output files.
 pub fn run_train(opts: &TrainOptions, progress: bool) -> Result<(TrainOutput, String), CliError> {
+    // the caps are checked before the data is read and before anything is sized by them
+    if let Some(Model::Mlp(widths)) = &opts.model
+        && let Some((k, &w)) = widths
+            .iter()
+            .enumerate()
+            .find(|&(_, &w)| w > opts.max_width)
+    {
+        return Err(CliError::Argument {
+            arg: "--model",
+            message: format!(
+                "hidden width {w} (layer {}) is larger than the cap {} set by --max-width",
+                k + 1,
+                opts.max_width
+            ),
+        });
+    }
     let ds = load(opts)?;
     let classes = matches!(ds.targets, Targets::Classes { .. });
     let model = opts.model.clone().unwrap_or(if classes {
@@ -158,6 +197,20 @@ pub fn run_train(opts: &TrainOptions, progress: bool) -> Result<(TrainOutput, St
         Targets::Classes { n_classes, .. } => Some(*n_classes),
         Targets::Values(_) => None,
     };
+    if let Some(k) = n_classes
+        && k > opts.max_classes
+    {
+        return Err(CliError::Limit {
+            what: format!(
+                "the number of classes of '{}' (largest label {})",
+                ds.name,
+                k - 1
+            ),
+            value: k,
+            limit: opts.max_classes,
+            option: "--max-classes",
+        });
+    }
     if model == Model::LinReg && n_classes.is_some() {
         return Err(CliError::Argument {
             arg: "--model",

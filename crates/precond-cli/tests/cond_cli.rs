@@ -447,32 +447,32 @@ fn malformed_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         (
             "ragged.csv",
             b"a,b,c\n1,2,3\n4,5\n".to_vec(),
-            "line 3: expected 3 fields (as on line 2), found 2",
+            "line 3: column 3: expected 3 fields (as in the header on line 1), found 2",
         ),
         (
             "header_width.csv",
             b"a,b\n1,2,3\n".to_vec(),
-            "line 2: expected 2 fields (as in the header on line 1), found 3",
+            "line 2: column 3: expected 2 fields (as in the header on line 1), found 3",
         ),
         (
             "text_in_body.csv",
             b"1,2\n3,x\n".to_vec(),
-            "line 2: field 2: 'x' is not a number",
+            "line 2: column 2: \"x\" is not a number",
         ),
         (
             "empty_field.csv",
             b"1,2\n3,\n".to_vec(),
-            "line 2: field 2: '' is not a number (empty field)",
+            "line 2: column 2: empty field: expected a number",
         ),
         (
             "header_only.csv",
             b"a,b\n".to_vec(),
-            "unexpected end of file: at least one line of numbers after the header",
+            "line 2: no data rows after the header",
         ),
         (
             "empty.csv",
             b"\n# nothing\n".to_vec(),
-            "unexpected end of file: at least one line of numbers",
+            "line 1: no rows: the text is empty",
         ),
     ]
 }

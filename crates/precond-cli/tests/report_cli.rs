@@ -186,7 +186,11 @@ fn only_selects_by_id_or_number_and_rejects_unknown() {
         "--out",
         dir.to_str().expect("utf-8"),
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown experiment is a usage error"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.starts_with(
@@ -227,4 +231,106 @@ fn same_seed_same_numbers() {
     assert_eq!(strip(&a), strip(&b));
     let _ = std::fs::remove_dir_all(&a);
     let _ = std::fs::remove_dir_all(&b);
+}
+
+#[test]
+fn out_writes_only_its_files_never_through_a_link_and_removes_stale_plots() {
+    let dir = out_dir("links");
+    let elsewhere = out_dir("links-elsewhere");
+    std::fs::create_dir_all(dir.join("plots")).expect("dirs");
+    std::fs::create_dir_all(&elsewhere).expect("dirs");
+    let target = elsewhere.join("precious.json");
+    std::fs::write(&target, "keep me").expect("write");
+    std::os::unix::fs::symlink(&target, dir.join("results.json")).expect("symlink");
+    let plot_target = elsewhere.join("plot.svg");
+    std::fs::write(&plot_target, "<svg/>").expect("write");
+    std::fs::write(dir.join("plots/old.svg"), "<svg/>").expect("write");
+    std::os::unix::fs::symlink(&plot_target, dir.join("plots/stale-link.svg")).expect("symlink");
+    std::fs::write(dir.join("plots/notes.txt"), "mine").expect("write");
+    std::fs::write(dir.join("mine.txt"), "mine").expect("write");
+
+    let out = precond(&[
+        "report",
+        "--quick",
+        "--only",
+        "3",
+        "--out",
+        dir.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // not written through the link: its target is unchanged, the link became the real file
+    assert_eq!(std::fs::read_to_string(&target).expect("target"), "keep me");
+    let meta = std::fs::symlink_metadata(dir.join("results.json")).expect("results.json");
+    assert!(meta.is_file(), "results.json is now a regular file");
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).expect("json"))
+            .expect("parses");
+    assert_eq!(json["experiments"][0]["id"], "van_der_sluis");
+    // stale plots removed (the link itself, not its target); other files kept
+    assert!(!dir.join("plots/old.svg").exists());
+    assert!(std::fs::symlink_metadata(dir.join("plots/stale-link.svg")).is_err());
+    assert_eq!(
+        std::fs::read_to_string(&plot_target).expect("kept"),
+        "<svg/>"
+    );
+    assert!(dir.join("plots/notes.txt").exists());
+    assert!(dir.join("mine.txt").exists());
+    let svgs: Vec<String> = std::fs::read_dir(dir.join("plots"))
+        .expect("plots")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".svg"))
+        .collect();
+    assert!(!svgs.is_empty());
+    assert!(
+        svgs.iter().all(|n| n.starts_with("03-van_der_sluis-")),
+        "{svgs:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&elsewhere);
+}
+
+#[test]
+fn a_bad_out_folder_fails_before_any_experiment_runs() {
+    let base = out_dir("badout");
+    std::fs::create_dir_all(&base).expect("dir");
+    let file = base.join("a-file");
+    std::fs::write(&file, "x").expect("write");
+    let real = base.join("real");
+    std::fs::create_dir_all(&real).expect("dir");
+    let link = base.join("link");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let cases = [
+        (file.clone(), "exists and is not a directory"),
+        (link.clone(), "symbolic link"),
+        // not writable, even for root
+        (
+            PathBuf::from("/proc"),
+            "cannot create a file in this folder",
+        ),
+    ];
+    for (path, want) in cases {
+        let p = path.to_str().expect("utf-8");
+        let t = std::time::Instant::now();
+        // the full (not --quick) run takes minutes: failing fast shows nothing ran
+        let out = precond(&["report", "--out", p]);
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(out.status.code(), Some(1), "{p}");
+        assert!(out.stdout.is_empty(), "{p}: nothing ran, no summary");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with(&format!("error: cannot write {p}: ")),
+            "{err}"
+        );
+        assert!(err.contains(want), "{p}: {err}");
+        assert!(secs < 20.0, "{p}: failed after {secs} s");
+    }
+    assert!(
+        std::fs::read_dir(&real).expect("real").next().is_none(),
+        "nothing written via the link"
+    );
+    let _ = std::fs::remove_dir_all(&base);
 }

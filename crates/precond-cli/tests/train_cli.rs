@@ -203,7 +203,11 @@ fn bad_arguments_give_one_line_errors() {
     ];
     for (args, want) in cases {
         let out = precond(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: a rejected value is a usage error"
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.starts_with(want), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");

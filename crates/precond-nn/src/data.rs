@@ -39,111 +39,275 @@ pub struct Dataset {
     pub targets: Targets,
 }
 
-/// A parsed CSV: header names and numeric rows.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CsvTable {
-    /// Column names from the header line.
-    pub columns: Vec<String>,
-    /// Values, one inner `Vec` per data line.
-    pub rows: Vec<Vec<f64>>,
+/// Whether the first row of a CSV text is a header of column names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CsvHeader {
+    /// Guessed from the first row: it is a header when at least one of its non-empty fields is
+    /// not a number in any spelling the reader accepts (Rust's `f64` syntax, see
+    /// [`parse_csv_with`]). A first row such as `nan,1,2` is therefore data (and rejected,
+    /// since data must be finite), never silently dropped.
+    #[default]
+    Auto,
+    /// The first row is a header, whatever it contains (`--header`).
+    Present,
+    /// There is no header: the first row is data (`--no-header`).
+    Absent,
 }
 
-/// Parses comma-separated text with one header line of column names and numeric fields.
-/// Fields are trimmed; blank lines at the end are ignored; quotes around header names are
-/// stripped. Lines and columns in errors are 1-based (the header is line 1).
+/// How [`parse_csv_with`] reads a CSV text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CsvOptions {
+    /// The header rule.
+    pub header: CsvHeader,
+    /// The most values (rows × columns) accepted; reading stops with an error past it.
+    pub max_values: usize,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            header: CsvHeader::Auto,
+            max_values: usize::MAX,
+        }
+    }
+}
+
+/// A parsed CSV: column names and numeric rows, stored row after row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsvTable {
+    /// Column names: from the header, or `"1"`, `"2"`, ... (1-based column numbers) when the
+    /// text has no header.
+    pub columns: Vec<String>,
+    /// The 1-based line of the header, `None` when the text has no header.
+    pub header_line: Option<usize>,
+    /// The values, row-major: row `i` is `values[i * columns.len()..(i + 1) * columns.len()]`.
+    pub values: Vec<f64>,
+}
+
+impl CsvTable {
+    /// Number of data rows.
+    pub fn nrows(&self) -> usize {
+        self.values
+            .len()
+            .checked_div(self.columns.len())
+            .unwrap_or(0)
+    }
+
+    /// Number of columns.
+    pub fn ncols(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Data row `i` (`i < nrows()`).
+    pub fn row(&self, i: usize) -> &[f64] {
+        let n = self.columns.len();
+        &self.values[i * n..(i + 1) * n]
+    }
+}
+
+/// True when `field` (trimmed) reads as an `f64` in Rust's syntax, finite or not.
+fn is_number(field: &str) -> bool {
+    field.trim().parse::<f64>().is_ok()
+}
+
+/// Parses CSV text with the header guessed ([`CsvHeader::Auto`]) and no size limit; see
+/// [`parse_csv_with`].
 ///
 /// # Errors
-/// [`NnError::Csv`] naming the line and column: missing header, empty or duplicate column name,
-/// wrong number of fields, a field that is not a finite number, a blank line inside the data.
+/// As [`parse_csv_with`].
 pub fn parse_csv(text: &str) -> Result<CsvTable> {
-    let mut lines = text.lines().enumerate();
-    let header = match lines.next() {
-        None => {
-            return Err(NnError::Csv {
-                line: 1,
-                column: 0,
-                reason: "no header line".into(),
-            });
-        }
-        Some((i, l)) if l.trim().is_empty() => {
-            return Err(NnError::Csv {
-                line: i + 1,
-                column: 0,
-                reason: "empty header line".into(),
-            });
-        }
-        Some((_, l)) => l,
+    parse_csv_with(text, &CsvOptions::default())
+}
+
+/// Parses CSV text: the one reader behind every CSV input of the workspace (training data and
+/// `precond cond`'s matrices).
+///
+/// The dialect:
+/// - a UTF-8 byte-order mark at the start is ignored; lines end with `\n` or `\r\n`;
+/// - lines whose first non-blank character is `#` are comments, skipped anywhere;
+/// - blank lines before the first row and after the last are skipped; a blank line between
+///   rows is an error;
+/// - the delimiter is `,`, or `;` or a tab when the first row has no comma but has one of
+///   those; spaces around fields are ignored; quotes (`"name"`) are stripped from header names
+///   only, a quoted field cannot contain the delimiter;
+/// - numbers are read as Rust's `str::parse::<f64>` reads them: `1`, `-2.5e-3`, `.5`, `+1`,
+///   `1.`, `1E3`, and (case-insensitively) `inf`, `-inf`, `infinity`, `nan`; every data value
+///   must be finite;
+/// - **header rule** ([`CsvHeader::Auto`]): the first row is a header when at least one of its
+///   non-empty fields is not a number in that syntax (so `a,b,c` is a header, `nan,1,2` and
+///   `1,,3` are data); [`CsvHeader::Present`] and [`CsvHeader::Absent`] override the guess.
+///   Header names must be non-empty and distinct.
+///
+/// Lines and columns in errors are 1-based and count every line of the text (comments and the
+/// header included).
+///
+/// # Errors
+/// [`NnError::Csv`] naming the line and column: no rows, a header without data rows, an empty
+/// or duplicate column name, a wrong number of fields, an empty field, a field that is not a
+/// number or is not finite, a blank line between rows, more than `opts.max_values` values.
+pub fn parse_csv_with(text: &str, opts: &CsvOptions) -> Result<CsvTable> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let csv_err = |line: usize, column: usize, reason: String| NnError::Csv {
+        line,
+        column,
+        reason,
     };
-    let columns: Vec<String> = header
-        .split(',')
-        .map(|s| s.trim().trim_matches('"').to_string())
+    // Every line that is not a comment, with its 1-based number.
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l))
+        .filter(|(_, l)| !l.trim_start().starts_with('#'))
         .collect();
-    for (j, c) in columns.iter().enumerate() {
-        if c.is_empty() {
-            return Err(NnError::Csv {
-                line: 1,
-                column: j + 1,
-                reason: "empty column name".into(),
-            });
-        }
-        if columns[..j].contains(c) {
-            return Err(NnError::Csv {
-                line: 1,
-                column: j + 1,
-                reason: format!("duplicate column name {c:?}"),
-            });
-        }
-    }
-    let all: Vec<(usize, &str)> = lines.collect();
-    let last_nonblank = all
-        .iter()
-        .rposition(|(_, l)| !l.trim().is_empty())
-        .map_or(0, |p| p + 1);
-    let mut rows = Vec::with_capacity(last_nonblank);
-    for &(i, l) in &all[..last_nonblank] {
-        let line = i + 1;
-        if l.trim().is_empty() {
-            return Err(NnError::Csv {
-                line,
-                column: 0,
-                reason: "blank line inside the data".into(),
-            });
-        }
-        let fields: Vec<&str> = l.split(',').collect();
-        if fields.len() != columns.len() {
-            return Err(NnError::Csv {
-                line,
-                column: fields.len().min(columns.len()) + 1,
-                reason: format!("expected {} fields, found {}", columns.len(), fields.len()),
-            });
-        }
-        let mut row = Vec::with_capacity(fields.len());
-        for (j, f) in fields.iter().enumerate() {
-            let t = f.trim();
-            match t.parse::<f64>() {
-                Ok(v) if v.is_finite() => row.push(v),
-                _ => {
-                    return Err(NnError::Csv {
-                        line,
-                        column: j + 1,
-                        reason: format!(
-                            "field {t:?} of column {:?} is not a finite number",
-                            columns[j]
-                        ),
-                    });
-                }
+    let first = lines.iter().position(|(_, l)| !l.trim().is_empty());
+    let last = lines.iter().rposition(|(_, l)| !l.trim().is_empty());
+    let (Some(first), Some(last)) = (first, last) else {
+        return Err(csv_err(1, 0, "no rows: the text is empty".into()));
+    };
+    let lines = &lines[first..=last];
+    let (first_line, first_text) = lines[0];
+    let delim = if first_text.contains(',') {
+        ','
+    } else if first_text.contains(';') {
+        ';'
+    } else if first_text.contains('\t') {
+        '\t'
+    } else {
+        ','
+    };
+    let has_header = match opts.header {
+        CsvHeader::Present => true,
+        CsvHeader::Absent => false,
+        CsvHeader::Auto => first_text.split(delim).any(|f| {
+            let f = f.trim();
+            !f.is_empty() && !is_number(f)
+        }),
+    };
+    let (columns, header_line, data) = if has_header {
+        let columns: Vec<String> = first_text
+            .split(delim)
+            .map(|f| {
+                let f = f.trim();
+                f.strip_prefix('"')
+                    .and_then(|g| g.strip_suffix('"'))
+                    .unwrap_or(f)
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        for (j, c) in columns.iter().enumerate() {
+            if c.is_empty() {
+                return Err(csv_err(first_line, j + 1, "empty column name".into()));
+            }
+            if columns[..j].contains(c) {
+                return Err(csv_err(
+                    first_line,
+                    j + 1,
+                    format!("duplicate column name {c:?}"),
+                ));
             }
         }
-        rows.push(row);
+        (columns, Some(first_line), &lines[1..])
+    } else {
+        let n = first_text.split(delim).count();
+        ((1..=n).map(|j| j.to_string()).collect(), None, lines)
+    };
+    let ncols = columns.len();
+    if data.is_empty() {
+        return Err(csv_err(
+            first_line + 1,
+            0,
+            "no data rows after the header".into(),
+        ));
     }
-    if rows.is_empty() {
-        return Err(NnError::Csv {
-            line: 2,
-            column: 0,
-            reason: "no data lines".into(),
-        });
+    let mut values: Vec<f64> = Vec::new();
+    for &(line, l) in data {
+        if l.trim().is_empty() {
+            return Err(csv_err(line, 0, "blank line between data rows".into()));
+        }
+        let mut count = 0usize;
+        for (j, f) in l.split(delim).enumerate() {
+            count = j + 1;
+            if j >= ncols {
+                break;
+            }
+            let t = f.trim();
+            // the column's name, when the header gave one
+            let name = match header_line {
+                Some(_) => format!(" (column {:?})", columns[j]),
+                None => String::new(),
+            };
+            let v = if t.is_empty() {
+                return Err(csv_err(
+                    line,
+                    j + 1,
+                    format!("empty field{name}: expected a number"),
+                ));
+            } else {
+                match t.parse::<f64>() {
+                    Ok(v) if v.is_finite() => v,
+                    Ok(_) => {
+                        return Err(csv_err(
+                            line,
+                            j + 1,
+                            format!("non-finite value {t:?}{name}: expected a finite number"),
+                        ));
+                    }
+                    Err(_) => {
+                        return Err(csv_err(
+                            line,
+                            j + 1,
+                            format!("{:?}{name} is not a number", shorten(t)),
+                        ));
+                    }
+                }
+            };
+            if values.len() >= opts.max_values {
+                return Err(csv_err(
+                    line,
+                    j + 1,
+                    format!("more than {} values", opts.max_values),
+                ));
+            }
+            values.push(v);
+        }
+        if count != ncols {
+            let found = l.split(delim).count();
+            let origin = match header_line {
+                Some(h) => format!("as in the header on line {h}"),
+                None => format!("as on line {first_line}"),
+            };
+            return Err(csv_err(
+                line,
+                found.min(ncols) + 1,
+                format!("expected {ncols} fields ({origin}), found {found}"),
+            ));
+        }
     }
-    Ok(CsvTable { columns, rows })
+    Ok(CsvTable {
+        columns,
+        header_line,
+        values,
+    })
+}
+
+/// Cuts a field for an error message (at most 40 characters, control characters escaped), so
+/// that the message stays one short line.
+fn shorten(s: &str) -> String {
+    let mut t = String::new();
+    let long = s.chars().count() > 40;
+    for (k, c) in s.chars().enumerate() {
+        if long && k == 37 {
+            t.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            t.extend(c.escape_default());
+        } else {
+            t.push(c);
+        }
+    }
+    t
 }
 
 impl Dataset {
@@ -171,36 +335,59 @@ impl Dataset {
 
     /// Builds a data set from CSV text with a header; `target` names the target column, every
     /// other column is a feature. Targets are real values ([`Targets::Values`], `1 × N`); use
-    /// [`Dataset::into_classes`] for labels.
+    /// [`Dataset::into_classes`] for labels. The header is guessed as [`parse_csv`] says; see
+    /// [`Dataset::from_csv_str_with`] to set the rule.
     ///
     /// # Errors
     /// As [`parse_csv`], plus [`NnError::Csv`] (line 1) when no column is named `target`, or when it
     /// is the only column.
     pub fn from_csv_str(name: &str, text: &str, target: &str) -> Result<Dataset> {
-        let table = parse_csv(text)?;
+        Dataset::from_csv_str_with(name, text, target, &CsvOptions::default())
+    }
+
+    /// As [`Dataset::from_csv_str`], read with `opts` ([`parse_csv_with`]). Without a header the
+    /// columns are named by their 1-based numbers, so `target` is then `"1"`, `"2"`, ...
+    ///
+    /// # Errors
+    /// As [`parse_csv_with`], plus [`NnError::Csv`] (on the header's line, or line 1) when no
+    /// column is named `target`, or when it is the only column.
+    pub fn from_csv_str_with(
+        name: &str,
+        text: &str,
+        target: &str,
+        opts: &CsvOptions,
+    ) -> Result<Dataset> {
+        let table = parse_csv_with(text, opts)?;
+        let hline = table.header_line.unwrap_or(1);
         let tcol = table
             .columns
             .iter()
             .position(|c| c == target)
             .ok_or_else(|| NnError::Csv {
-                line: 1,
+                line: hline,
                 column: 0,
-                reason: format!(
-                    "no column named {target:?} (columns: {})",
-                    table.columns.join(", ")
-                ),
+                reason: match table.header_line {
+                    Some(_) => format!(
+                        "no column named {target:?} (columns: {})",
+                        table.columns.join(", ")
+                    ),
+                    None => format!(
+                        "no column {target:?}: the text has no header, so columns are named by their numbers 1 to {}",
+                        table.ncols()
+                    ),
+                },
             })?;
         if table.columns.len() < 2 {
             return Err(NnError::Csv {
-                line: 1,
+                line: hline,
                 column: tcol + 1,
                 reason: "no feature columns besides the target".into(),
             });
         }
         let feats: Vec<usize> = (0..table.columns.len()).filter(|&j| j != tcol).collect();
-        let n = table.rows.len();
-        let x = Mat::from_fn(feats.len(), n, |r, c| table.rows[c][feats[r]]);
-        let y = Mat::from_fn(1, n, |_, c| table.rows[c][tcol]);
+        let n = table.nrows();
+        let x = Mat::from_fn(feats.len(), n, |r, c| table.row(c)[feats[r]]);
+        let y = Mat::from_fn(1, n, |_, c| table.row(c)[tcol]);
         Ok(Dataset {
             name: name.to_string(),
             feature_names: feats.iter().map(|&j| table.columns[j].clone()).collect(),
@@ -215,6 +402,18 @@ impl Dataset {
     /// # Errors
     /// [`NnError::Io`] if the file cannot be read, then as [`Dataset::from_csv_str`].
     pub fn from_csv_path(path: impl AsRef<Path>, target: &str) -> Result<Dataset> {
+        Dataset::from_csv_path_with(path, target, &CsvOptions::default())
+    }
+
+    /// Reads a CSV file with `opts` (see [`Dataset::from_csv_str_with`]).
+    ///
+    /// # Errors
+    /// [`NnError::Io`] if the file cannot be read, then as [`Dataset::from_csv_str_with`].
+    pub fn from_csv_path_with(
+        path: impl AsRef<Path>,
+        target: &str,
+        opts: &CsvOptions,
+    ) -> Result<Dataset> {
         let p = path.as_ref();
         let text = std::fs::read_to_string(p).map_err(|e| NnError::Io {
             path: p.display().to_string(),
@@ -224,7 +423,7 @@ impl Dataset {
             || p.display().to_string(),
             |s| s.to_string_lossy().into_owned(),
         );
-        Dataset::from_csv_str(&name, &text, target)
+        Dataset::from_csv_str_with(&name, &text, target, opts)
     }
 
     /// Converts a single real target row into class labels `0..=max` (each value must be a

@@ -2,7 +2,7 @@
 //! synthetic generators.
 
 use faer::Mat;
-use precond_nn::data::{minibatches, teacher_targets};
+use precond_nn::data::{self, minibatches, teacher_targets};
 use precond_nn::*;
 
 #[test]
@@ -258,4 +258,100 @@ fn teacher_targets_are_seeded_and_match_the_teacher() {
     let t = teacher_targets(&cls, &cls.init_params(2), x.as_ref(), 0.0, 1).expect("t");
     assert!(matches!(t, Targets::Classes { n_classes: 3, .. }));
     assert!(teacher_targets(&teacher, &p, x.as_ref(), -1.0, 1).is_err());
+}
+
+fn parse_err(text: &str, header: data::CsvHeader) -> (usize, usize, String) {
+    let opts = data::CsvOptions {
+        header,
+        ..Default::default()
+    };
+    match data::parse_csv_with(text, &opts) {
+        Err(NnError::Csv {
+            line,
+            column,
+            reason,
+        }) => (line, column, reason),
+        other => panic!("expected a CSV error, got {other:?}"),
+    }
+}
+
+#[test]
+fn csv_header_rule_first_row_of_numbers_is_data() {
+    use data::CsvHeader::{Absent, Auto, Present};
+    // every spelling Rust's f64 parser accepts makes the first row data, so a non-finite value
+    // there is reported on line 1 instead of the row being dropped as a header
+    for first in [
+        "nan,1,2",
+        "inf,1,2",
+        "-inf,1,2",
+        "NaN,+1,1e3",
+        "infinity,.5,1.",
+    ] {
+        let (line, column, reason) = parse_err(&format!("{first}\n3,4,5\n"), Auto);
+        assert_eq!((line, column), (1, 1), "{first}: {reason}");
+        assert!(reason.contains("non-finite"), "{first}: {reason}");
+    }
+    // an empty field does not make a header: it is an error naming line 1 column 2
+    let (line, column, reason) = parse_err("1,,3\n4,5,6\n", Auto);
+    assert_eq!((line, column), (1, 2));
+    assert!(reason.contains("empty field"), "{reason}");
+    // and in a later data row too
+    let (line, column, _) = parse_err("a,b,c\n1,2,3\n4,5,\n", Auto);
+    assert_eq!((line, column), (3, 3));
+    // a row with a word is a header
+    let t = data::parse_csv("a,b,c\n1,2,3\n").expect("header");
+    assert_eq!(t.columns, ["a", "b", "c"]);
+    assert_eq!(
+        (t.header_line, t.nrows(), t.row(0)),
+        (Some(1), 1, &[1.0, 2.0, 3.0][..])
+    );
+    // --header forces the first row to be a header, --no-header to be data
+    let opts = |header| data::CsvOptions {
+        header,
+        ..Default::default()
+    };
+    let t = data::parse_csv_with("1,2,3\n4,5,6\n", &opts(Present)).expect("forced header");
+    assert_eq!(
+        (t.columns.clone(), t.nrows()),
+        (vec!["1".to_string(), "2".into(), "3".into()], 1)
+    );
+    let t = data::parse_csv_with("1,2,3\n4,5,6\n", &opts(Auto)).expect("guessed: data");
+    assert_eq!((t.header_line, t.nrows()), (None, 2));
+    assert_eq!(t.columns, ["1", "2", "3"], "columns named by number");
+    let (line, column, _) = parse_err("a,b\n1,2\n", Absent);
+    assert_eq!((line, column), (1, 1));
+}
+
+#[test]
+fn csv_dialect_and_limits() {
+    // byte-order mark, comments, semicolons, spaces, quoted header names, trailing blank lines
+    let t = data::parse_csv("\u{feff}# made by hand\n\"x\" ; y\n1 ; 2\n# mid\n3;4\n\n")
+        .expect("dialect");
+    assert_eq!(t.columns, ["x", "y"]);
+    assert_eq!(t.values, [1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(t.header_line, Some(2));
+    // lines count every line of the text, comments included
+    assert_eq!(parse_err("# c\na,b\n1,x\n", data::CsvHeader::Auto).0, 3);
+    // the value cap stops the reading
+    let opts = data::CsvOptions {
+        max_values: 3,
+        ..Default::default()
+    };
+    match data::parse_csv_with("1,2\n3,4\n", &opts) {
+        Err(NnError::Csv {
+            line,
+            column,
+            reason,
+        }) => {
+            assert_eq!((line, column), (2, 2));
+            assert!(reason.contains("more than 3 values"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // without a header, the target is named by its column number
+    let ds =
+        data::Dataset::from_csv_str_with("t", "1,2,0\n3,4,1\n", "3", &data::CsvOptions::default())
+            .expect("numbered target");
+    assert_eq!(ds.feature_names, ["1", "2"]);
+    assert_eq!(ds.n_samples(), 2);
 }

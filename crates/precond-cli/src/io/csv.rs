@@ -1,116 +1,62 @@
-//! CSV reader.
+//! CSV reader: the workspace's one CSV reader, [`precond_nn::data::parse_csv_with`], whose
+//! rows become the matrix rows.
 //!
-//! One matrix row per line, fields separated by commas (or by semicolons or tabs, when the
-//! first data line has no comma and has one of those). Spaces around fields are ignored, lines
-//! starting with `#` and blank lines are skipped, and a UTF-8 byte-order mark is ignored.
-//! **Header detection:** the first non-comment line is a header (column names, skipped) when at
-//! least one of its fields is not a number; every later line must be all numbers. Quoted
-//! fields are accepted in the header only. All rows must have the same number of fields.
+//! Its dialect and header rule, in short: `#` comment lines skipped, `,` (or `;`/tab when the
+//! first row has no comma) between fields, spaces around fields ignored; the first row is a
+//! header when at least one of its non-empty fields is not a number in Rust's `f64` syntax
+//! (which includes `nan`, `inf`, `-inf`, `1e3`), unless `--header`/`--no-header` say otherwise;
+//! every data value must be a finite number, an empty field is an error naming its line and
+//! column, and every row has the same number of fields.
+
+use precond_nn::NnError;
+use precond_nn::data::{CsvHeader, CsvOptions, parse_csv_with};
 
 use super::error::line_err;
-use super::{DenseMatrix, MAX_ENTRIES, ReadError, check_shape, parse_finite};
+use super::{DenseMatrix, MAX_ENTRIES, ReadError, check_shape};
 
-/// Parses CSV text into a dense matrix.
+/// Parses CSV text into a dense matrix, the header guessed ([`CsvHeader::Auto`]).
+///
+/// # Errors
+/// As [`read_csv_with`].
 pub fn read_csv(text: &str) -> Result<DenseMatrix, ReadError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l))
-        .filter(|(_, l)| {
-            let t = l.trim();
-            !t.is_empty() && !t.starts_with('#')
-        })
-        .peekable();
-    let (_, first) = *lines.peek().ok_or_else(|| ReadError::Truncated {
-        expected: "at least one line of numbers".into(),
-    })?;
-    let delim = if first.contains(',') {
-        ','
-    } else if first.contains(';') {
-        ';'
-    } else if first.contains('\t') {
-        '\t'
-    } else {
-        ','
+    read_csv_with(text, CsvHeader::Auto)
+}
+
+/// Parses CSV text into a dense matrix with the header rule `header`.
+///
+/// # Errors
+/// [`ReadError::Line`] naming the line and column of the first problem (also for more than
+/// [`MAX_ENTRIES`] values: reading stops there); [`ReadError::Empty`] or
+/// [`ReadError::TooLarge`] from the shape check.
+pub fn read_csv_with(text: &str, header: CsvHeader) -> Result<DenseMatrix, ReadError> {
+    let opts = CsvOptions {
+        header,
+        max_values: MAX_ENTRIES,
     };
-    let is_numeric_line = |l: &str| l.split(delim).all(|f| parse_finite(f.trim()).is_ok());
-    let mut header: Option<(usize, usize)> = None;
-    if !is_numeric_line(first) {
-        let (hl, h) = lines.next().ok_or_else(|| ReadError::Truncated {
-            expected: "a line".into(),
-        })?;
-        header = Some((hl, h.split(delim).count()));
-    }
-    let mut rows: Vec<Vec<f64>> = Vec::new();
-    let mut ncols = 0usize;
-    let mut first_row_line = 0usize;
-    let mut total = 0usize;
-    for (l, line) in lines {
-        let mut row = Vec::with_capacity(ncols);
-        for (k, f) in line.split(delim).enumerate() {
-            let v = parse_finite(f.trim()).map_err(|e| {
-                line_err(
-                    l,
-                    format!(
-                        "field {}: {e}{}",
-                        k + 1,
-                        if f.trim().is_empty() {
-                            " (empty field)"
-                        } else {
-                            ""
-                        }
-                    ),
-                )
-            })?;
-            row.push(v);
-        }
-        if rows.is_empty() {
-            ncols = row.len();
-            first_row_line = l;
-            if let Some((hl, hn)) = header
-                && hn != ncols
-            {
-                return Err(line_err(
-                    l,
-                    format!("expected {hn} fields (as in the header on line {hl}), found {ncols}"),
-                ));
-            }
-        } else if row.len() != ncols {
-            return Err(line_err(
-                l,
-                format!(
-                    "expected {ncols} fields (as on line {first_row_line}), found {}",
-                    row.len()
-                ),
-            ));
-        }
-        total += row.len();
-        if total > MAX_ENTRIES {
-            return Err(ReadError::TooLarge {
-                rows: rows.len() + 1,
-                cols: ncols,
-                limit: MAX_ENTRIES,
-            });
-        }
-        rows.push(row);
-    }
-    let m = rows.len();
-    if m == 0 {
-        return Err(ReadError::Truncated {
-            expected: "at least one line of numbers after the header".into(),
-        });
-    }
-    check_shape(m, ncols)?;
-    let mut data = vec![0.0f64; m * ncols];
-    for (i, r) in rows.iter().enumerate() {
-        for (j, &v) in r.iter().enumerate() {
+    let table = parse_csv_with(text, &opts).map_err(|e| match e {
+        NnError::Csv {
+            line,
+            column: 0,
+            reason,
+        } => line_err(line, reason),
+        NnError::Csv {
+            line,
+            column,
+            reason,
+        } => line_err(line, format!("column {column}: {reason}")),
+        other => line_err(0, other.to_string()),
+    })?;
+    let (m, n) = (table.nrows(), table.ncols());
+    check_shape(m, n)?;
+    let mut data = vec![0.0f64; m * n];
+    for i in 0..m {
+        for (j, &v) in table.row(i).iter().enumerate() {
             data[i + j * m] = v;
         }
     }
     Ok(DenseMatrix {
         nrows: m,
-        ncols,
+        ncols: n,
         data,
         declared_symmetric: false,
     })
@@ -132,6 +78,33 @@ mod tests {
     #[test]
     fn ragged_row_names_line() {
         let e = read_csv("x,y\n1,2\n3\n").expect_err("ragged").to_string();
-        assert_eq!(e, "line 3: expected 2 fields (as on line 2), found 1");
+        assert_eq!(
+            e,
+            "line 3: column 2: expected 2 fields (as in the header on line 1), found 1"
+        );
+    }
+
+    #[test]
+    fn header_rule_and_overrides() {
+        // a first row of numbers in any accepted spelling is data, so nan is reported
+        let e = read_csv("nan,1,2\n3,4,5\n")
+            .expect_err("nan is data")
+            .to_string();
+        assert_eq!(
+            e,
+            "line 1: column 1: non-finite value \"nan\": expected a finite number"
+        );
+        let e = read_csv("1,,3\n4,5,6\n")
+            .expect_err("empty field")
+            .to_string();
+        assert_eq!(e, "line 1: column 2: empty field: expected a number");
+        // --no-header: a non-numeric first row is an error, not a header
+        let e = read_csv_with("a,b\n1,2\n", CsvHeader::Absent)
+            .expect_err("no header")
+            .to_string();
+        assert_eq!(e, "line 1: column 1: \"a\" is not a number");
+        // --header: a numeric first row is dropped as the header
+        let m = read_csv_with("1,2\n3,4\n", CsvHeader::Present).expect("header");
+        assert_eq!((m.nrows, m.ncols, m.data.clone()), (1, 2, vec![3.0, 4.0]));
     }
 }

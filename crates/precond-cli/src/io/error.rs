@@ -53,6 +53,14 @@ pub enum ReadError {
         /// The entry limit ([`MAX_ENTRIES`](crate::io::MAX_ENTRIES)).
         limit: usize,
     },
+    /// The input is longer than the cap on the bytes read.
+    #[error("input longer than {limit} bytes, the cap set by --max-bytes: reading stopped there")]
+    TooLong {
+        /// The path given (`-` for standard input).
+        path: String,
+        /// The cap, in bytes.
+        limit: u64,
+    },
     /// The format could not be told from the file name.
     #[error("cannot tell the format of {path}: use --format mtx|npy|csv or a .mtx/.npy/.csv name")]
     UnknownFormat {

@@ -10,11 +10,13 @@ mod error;
 mod mtx;
 mod npy;
 
-pub use csv::read_csv;
+pub use csv::{read_csv, read_csv_with};
 pub use error::ReadError;
 pub use mtx::read_mtx;
 pub use npy::read_npy;
+pub use precond_nn::data::CsvHeader;
 
+use std::io::Read as _;
 use std::path::Path;
 
 /// The largest number of entries a dense matrix read here may have (4096 × 4096): the dense
@@ -79,8 +81,50 @@ impl Format {
     }
 }
 
-/// Reads a matrix file in `format` (or the format its extension names).
+/// The default of `--max-bytes`: the most bytes `precond cond` reads from one input (1 GiB).
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+/// How [`read_matrix_with`] reads its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// The header rule of CSV input (ignored by the other formats).
+    pub header: CsvHeader,
+    /// The most bytes read (`--max-bytes`); a longer input is an error, nothing past the cap
+    /// is read.
+    pub max_bytes: u64,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            header: CsvHeader::Auto,
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// Reads a matrix file in `format` (or the format its extension names) with the default
+/// [`ReadOptions`].
+///
+/// # Errors
+/// As [`read_matrix_with`].
 pub fn read_matrix(path: &Path, format: Option<Format>) -> Result<DenseMatrix, ReadError> {
+    read_matrix_with(path, format, &ReadOptions::default())
+}
+
+/// Reads a matrix from `path`, a regular file (or a symbolic link to one), or from standard
+/// input when `path` is `-` (then `format` is required). At most `opts.max_bytes` bytes are
+/// read: device files, FIFOs and folders are refused before anything is read, and an input
+/// longer than the cap stops the reading with an error.
+///
+/// # Errors
+/// [`ReadError::UnknownFormat`], [`ReadError::Io`] (cannot open, not a regular file),
+/// [`ReadError::TooLong`] past the cap, then the format's parse errors.
+pub fn read_matrix_with(
+    path: &Path,
+    format: Option<Format>,
+    opts: &ReadOptions,
+) -> Result<DenseMatrix, ReadError> {
     let format = match format.or_else(|| Format::from_path(path)) {
         Some(f) => f,
         None => {
@@ -89,15 +133,73 @@ pub fn read_matrix(path: &Path, format: Option<Format>) -> Result<DenseMatrix, R
             });
         }
     };
-    let bytes = std::fs::read(path).map_err(|e| ReadError::Io {
+    let io_err = |message: String| ReadError::Io {
         path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    parse_bytes(&bytes, format)
+        message,
+    };
+    let bytes = if path.as_os_str() == "-" {
+        read_capped(std::io::stdin().lock(), path, opts.max_bytes)?
+    } else {
+        // refuse non-regular files before opening (opening a FIFO blocks)
+        let meta = std::fs::metadata(path).map_err(|e| io_err(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(io_err(
+                "not a regular file: cond reads regular files, or - for standard input".into(),
+            ));
+        }
+        let file = std::fs::File::open(path).map_err(|e| io_err(e.to_string()))?;
+        let meta = file.metadata().map_err(|e| io_err(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(io_err(
+                "not a regular file: cond reads regular files, or - for standard input".into(),
+            ));
+        }
+        if meta.len() > opts.max_bytes {
+            return Err(ReadError::TooLong {
+                path: path.display().to_string(),
+                limit: opts.max_bytes,
+            });
+        }
+        read_capped(file, path, opts.max_bytes)?
+    };
+    parse_bytes_with(&bytes, format, opts.header)
 }
 
-/// Parses the bytes of a file in `format`.
+/// Reads at most `max_bytes` bytes of `r`; one more byte is an error.
+fn read_capped(r: impl std::io::Read, path: &Path, max_bytes: u64) -> Result<Vec<u8>, ReadError> {
+    let mut bytes = Vec::new();
+    r.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReadError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(ReadError::TooLong {
+            path: path.display().to_string(),
+            limit: max_bytes,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Parses the bytes of a file in `format` (CSV with the header guessed).
+///
+/// # Errors
+/// As [`parse_bytes_with`].
 pub fn parse_bytes(bytes: &[u8], format: Format) -> Result<DenseMatrix, ReadError> {
+    parse_bytes_with(bytes, format, CsvHeader::Auto)
+}
+
+/// Parses the bytes of a file in `format`; `header` is the header rule of CSV input.
+///
+/// # Errors
+/// The format's parse errors, each naming its line or byte.
+pub fn parse_bytes_with(
+    bytes: &[u8],
+    format: Format,
+    header: CsvHeader,
+) -> Result<DenseMatrix, ReadError> {
     match format {
         Format::Npy => read_npy(bytes),
         Format::Mtx | Format::Csv => {
@@ -109,7 +211,7 @@ pub fn parse_bytes(bytes: &[u8], format: Format) -> Result<DenseMatrix, ReadErro
             if format == Format::Mtx {
                 read_mtx(text)
             } else {
-                read_csv(text)
+                read_csv_with(text, header)
             }
         }
     }

@@ -327,6 +327,18 @@ pub struct Report {
     pub experiments: Vec<ExperimentResult>,
 }
 
+impl Report {
+    /// The exit status of `precond report` for this report: [`crate::exit::OK`] when every
+    /// experiment's verdict holds, [`crate::exit::CLAIM_FAILS`] otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if self.holds == self.experiments.len() {
+            crate::exit::OK
+        } else {
+            crate::exit::CLAIM_FAILS
+        }
+    }
+}
+
 /// Options of `precond report`.
 #[derive(Debug, Clone)]
 pub struct ReportOptions {
@@ -440,36 +452,142 @@ pub fn run_experiments(
     })
 }
 
+/// The files of the report directly in the output folder.
+const OWN_FILES: [&str; 2] = ["index.html", "results.json"];
+
+fn write_error(path: &Path, message: impl Into<String>) -> CliError {
+    CliError::Write {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// Checks a folder the report may be written to: absent (then created, with its parents), or a
+/// real directory (not a symbolic link to one) in which a file can be created. Its `plots`
+/// subfolder, `index.html` and `results.json`, when present, must not be folders or links to
+/// folders that the report cannot replace. `precond report` calls this before it runs any
+/// experiment, so a bad `--out` fails at once.
+///
+/// # Errors
+/// [`CliError::Write`] naming the path: it exists and is not a directory, it is a symbolic link,
+/// it cannot be created, or a file cannot be created in it.
+pub fn prepare_out_dir(dir: &Path) -> Result<(), CliError> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(write_error(
+                dir,
+                "the output folder is a symbolic link; give the folder it points to",
+            ));
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(write_error(dir, "exists and is not a directory"));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| write_error(dir, e.to_string()))?;
+        }
+        Err(e) => return Err(write_error(dir, e.to_string())),
+    }
+    let plots = dir.join("plots");
+    match std::fs::symlink_metadata(&plots) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(write_error(
+                &plots,
+                "is a symbolic link; the report writes its plots only into a real folder",
+            ));
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(write_error(&plots, "exists and is not a directory"));
+        }
+        _ => {}
+    }
+    for name in OWN_FILES {
+        let p = dir.join(name);
+        if let Ok(m) = std::fs::symlink_metadata(&p)
+            && m.is_dir()
+        {
+            return Err(write_error(
+                &p,
+                "is a directory; the report writes a file there",
+            ));
+        }
+    }
+    // Writable: create (exclusively) and remove a probe file.
+    let probe = dir.join(format!(".precond-write-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| write_error(dir, format!("cannot create a file in this folder: {e}")))?;
+    std::fs::remove_file(&probe).map_err(|e| write_error(&probe, e.to_string()))?;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` without following a symbolic link there: into a new temporary file
+/// of the same folder (created exclusively), then renamed over `path`. A link at `path` is
+/// replaced by the regular file, its target is left untouched.
+fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    use std::io::Write as _;
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        write_error(path, e.to_string())
+    })
+}
+
 /// Writes `index.html`, `results.json` and `plots/NN-id-k.svg` (each plot as its own file)
-/// into `dir` (created if needed).
+/// into `dir`, after the checks of [`prepare_out_dir`]. Only these files are written, each
+/// through a temporary file renamed into place, so a symbolic link at one of these names is
+/// replaced by the file and never written through. `.svg` files of `plots/` that this run did
+/// not write (plots of an earlier run) are removed; other files are left alone.
 ///
 /// # Errors
 /// [`CliError::Write`] naming the path.
 pub fn write_report(report: &Report, dir: &Path) -> Result<(), CliError> {
-    let werr = |p: &Path| {
-        let p = p.display().to_string();
-        move |e: std::io::Error| CliError::Write {
-            path: p,
-            message: e.to_string(),
-        }
-    };
-    std::fs::create_dir_all(dir).map_err(werr(dir))?;
+    prepare_out_dir(dir)?;
     let html = render_html(report)?;
-    let hp = dir.join("index.html");
-    std::fs::write(&hp, html).map_err(werr(&hp))?;
-    let json = serde_json::to_string_pretty(report).map_err(|e| CliError::Write {
-        path: dir.join("results.json").display().to_string(),
-        message: e.to_string(),
-    })?;
-    let jp = dir.join("results.json");
-    std::fs::write(&jp, json + "\n").map_err(werr(&jp))?;
+    let json = serde_json::to_string_pretty(report)
+        .map_err(|e| write_error(&dir.join("results.json"), e.to_string()))?;
+    write_replacing(&dir.join("index.html"), html.as_bytes())?;
+    write_replacing(&dir.join("results.json"), (json + "\n").as_bytes())?;
     // Every plot also as its own SVG file, for embedding elsewhere (README, slides).
     let pd = dir.join("plots");
-    std::fs::create_dir_all(&pd).map_err(werr(&pd))?;
+    if std::fs::symlink_metadata(&pd).is_err() {
+        std::fs::create_dir(&pd).map_err(|e| write_error(&pd, e.to_string()))?;
+    }
+    let mut written = std::collections::HashSet::new();
     for e in &report.experiments {
         for (k, p) in e.evidence.plots.iter().enumerate() {
-            let f = pd.join(format!("{:02}-{}-{}.svg", e.number, e.id, k + 1));
-            std::fs::write(&f, render_svg(p, 720, 480)?).map_err(werr(&f))?;
+            let name = format!("{:02}-{}-{}.svg", e.number, e.id, k + 1);
+            write_replacing(&pd.join(&name), render_svg(p, 720, 480)?.as_bytes())?;
+            written.insert(std::ffi::OsString::from(name));
+        }
+    }
+    let entries = std::fs::read_dir(&pd).map_err(|e| write_error(&pd, e.to_string()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| write_error(&pd, e.to_string()))?;
+        let name = entry.file_name();
+        let is_svg = Path::new(&name)
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("svg"));
+        // file_type() does not follow links: a stale link is removed, not its target.
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_svg && !is_dir && !written.contains(&name) {
+            let p = entry.path();
+            std::fs::remove_file(&p)
+                .map_err(|e| write_error(&p, format!("cannot remove a stale plot: {e}")))?;
         }
     }
     Ok(())
