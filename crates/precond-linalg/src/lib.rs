@@ -48,6 +48,7 @@ mod params;
 mod power;
 mod preconditioned;
 mod rates;
+mod scaling;
 mod spectrum;
 mod sym_cond;
 mod triangle;
