@@ -137,13 +137,16 @@ mod tests {
 
     #[test]
     fn ldexp_is_exact_and_rounds_once() {
-        assert_eq!(ldexp(1.0, -1074), f64::from_bits(1));
-        assert_eq!(ldexp(3.0, -1075), f64::from_bits(2)); // 1.5 ulp rounds to even: 2
-        assert_eq!(ldexp(1.0, 1023), pow2(1023));
-        assert_eq!(ldexp(1.5, 1024), f64::INFINITY);
-        assert_eq!(ldexp(f64::from_bits(1), 1074), 1.0);
-        assert_eq!(ldexp(f64::MAX, -2000 + 1000), f64::MAX / pow2(1000));
-        assert_eq!(ldexp(-5.0, 0), -5.0);
+        assert_eq!(ldexp(1.0, -1074).to_bits(), 1u64);
+        assert_eq!(ldexp(3.0, -1075).to_bits(), 2u64); // 1.5 ulp rounds to even: 2
+        assert_eq!(ldexp(1.0, 1023).to_bits(), pow2(1023).to_bits());
+        assert_eq!(ldexp(1.5, 1024).to_bits(), f64::INFINITY.to_bits());
+        assert_eq!(ldexp(f64::from_bits(1), 1074).to_bits(), 1.0f64.to_bits());
+        assert_eq!(
+            ldexp(f64::MAX, -2000 + 1000).to_bits(),
+            (f64::MAX / pow2(1000)).to_bits()
+        );
+        assert_eq!(ldexp(-5.0, 0).to_bits(), (-5.0f64).to_bits());
     }
 
     #[test]

@@ -402,7 +402,7 @@ fn results_beyond_f64_max_are_refused() {
         assert!(matches!(r, Err(LinalgError::Overflow { .. })), "{r:?}");
         let r = singular_values(h.as_ref());
         assert!(matches!(r, Err(LinalgError::Overflow { .. })), "{r:?}");
-        assert_eq!(norm1(h.as_ref()), f64::INFINITY);
+        assert!(norm1(h.as_ref()).is_infinite());
     }
     // κ itself is scale-free and answered: κ = 3 for eigenvalues 1.5·big and 0.5·big
     let k = sym_cond(spd.as_ref()).unwrap();
@@ -431,7 +431,7 @@ fn diagonal_spanning_the_exponent_range() {
     for (x, y) in s.eigenvalues.iter().zip(&want) {
         assert!((x - y).abs() <= abs, "λ = {x:e} want {y:e}");
     }
-    assert_eq!(s.lambda_max, d[0]);
+    assert_eq!(s.lambda_max.to_bits(), d[0].to_bits());
     assert!(!s.positive_definite); // λ_min ≤ n ε λ_max
     let sv = singular_values(h.as_ref()).unwrap();
     want.reverse();
