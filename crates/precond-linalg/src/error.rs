@@ -104,7 +104,7 @@ pub enum LinalgError {
     Overflow {
         /// The quantity that overflows.
         what: &'static str,
-        /// Its base-2 logarithm (approximate).
+        /// Its base-2 logarithm (approximate; 1024 when only the overflow itself is known).
         log2: f64,
     },
     /// A scalar or vector argument outside its domain.

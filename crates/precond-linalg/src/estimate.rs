@@ -123,6 +123,24 @@ pub(crate) fn hager_higham(
     (est, solves)
 }
 
+/// An estimate of `‖A⁻¹‖₁` that overflowed (`A⁻¹x` not finite for a unit `x`): with
+/// `‖A‖₁ ≥ 1` the exact `κ₁ ≥ ‖A⁻¹‖₁` exceeds `f64::MAX` too and `∞` is its rounding; with a
+/// smaller `‖A‖₁` the overflow may be the matrix's scale alone, and the estimate is refused
+/// ([`LinalgError::Overflow`]) instead of reporting a finite `κ₁` as infinite.
+fn overflowed_inverse(inv: f64, norm: f64) -> Result<f64> {
+    if inv.is_finite() {
+        Ok(inv)
+    } else if norm >= 1.0 {
+        Ok(f64::INFINITY)
+    } else {
+        Err(LinalgError::Overflow {
+            what: "estimate of the 1-norm of A⁻¹ from the given factor (cond_estimate_lu and \
+                   cond_estimate_spd rescale A first)",
+            log2: 1024.0,
+        })
+    }
+}
+
 fn col_mut(v: &mut [f64]) -> ColMut<'_, f64> {
     ColMut::from_slice_mut(v)
 }
@@ -130,13 +148,14 @@ fn col_mut(v: &mut [f64]) -> ColMut<'_, f64> {
 /// Estimate of `κ₁(A)` using an existing LU factorization `lu` of `a` (as `DGECON`, `O(n²)`).
 ///
 /// Not rescaled: the solves use the caller's factor of `a` as it is, so for a matrix whose
-/// entries are all tiny (near `f64::MIN_POSITIVE` or subnormal) `A⁻¹x` can overflow and the
-/// estimate comes back infinite. [`cond_estimate_lu`] factors an exactly rescaled copy and is
-/// scale-safe.
+/// entries are all tiny (near `f64::MIN_POSITIVE` or subnormal) `A⁻¹x` can overflow. Such an
+/// overflow gives `κ₁ = ∞` only when `‖A‖₁ ≥ 1` (then the exact `κ₁` exceeds `f64::MAX`);
+/// otherwise it is refused with [`LinalgError::Overflow`] rather than reported as infinite.
+/// [`cond_estimate_lu`] factors an exactly rescaled copy and is scale-safe.
 ///
 /// # Errors
 /// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`] (not square, or `lu` of another
-/// size), [`LinalgError::NonFinite`].
+/// size), [`LinalgError::NonFinite`], [`LinalgError::Overflow`] as above.
 ///
 /// # References
 ///
@@ -170,7 +189,7 @@ pub fn cond_estimate_from_lu(a: MatRef<'_, f64>, lu: &PartialPivLu<f64>) -> Resu
         |x| lu.solve_in_place(col_mut(x).as_mat_mut()),
         |x| lu.solve_transpose_in_place(col_mut(x).as_mat_mut()),
     );
-    let inv = if inv.is_finite() { inv } else { f64::INFINITY };
+    let inv = overflowed_inverse(inv, norm)?;
     Ok(CondEstimate {
         kappa1_estimate: norm * inv,
         norm1: norm,
@@ -213,11 +232,12 @@ pub fn cond_estimate_lu(a: MatRef<'_, f64>) -> Result<CondEstimate> {
 /// Estimate of `κ₁(A)` using an existing Cholesky factorization `llt` of the SPD matrix `a`
 /// (as `DPOCON`, `O(n²)`; `A⁻¹` is symmetric so one solve routine serves both products).
 ///
-/// Not rescaled (the caller's factor is used as it is, see [`cond_estimate_from_lu`]);
-/// [`cond_estimate_spd`] is scale-safe.
+/// Not rescaled (the caller's factor is used as it is; an overflowing solve is handled as in
+/// [`cond_estimate_from_lu`]); [`cond_estimate_spd`] is scale-safe.
 ///
 /// # Errors
-/// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`], [`LinalgError::NonFinite`].
+/// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`], [`LinalgError::NonFinite`],
+/// [`LinalgError::Overflow`] as [`cond_estimate_from_lu`].
 ///
 /// # References
 ///
@@ -242,6 +262,7 @@ pub fn cond_estimate_from_llt(a: MatRef<'_, f64>, llt: &Llt<f64>) -> Result<Cond
         |x| llt.solve_in_place(col_mut(x).as_mat_mut()),
         |x| llt.solve_in_place(col_mut(x).as_mat_mut()),
     );
+    let inv = overflowed_inverse(inv, norm)?;
     Ok(CondEstimate {
         kappa1_estimate: norm * inv,
         norm1: norm,

@@ -442,3 +442,31 @@ fn diagonal_spanning_the_exponent_range() {
     assert!((e.lambda_max - d[0]).abs() <= 4.0 * EPS * d[0]);
     assert!(e.lambda_min.abs() <= 8.0 * EPS * d[0]);
 }
+
+/// The estimates from a caller's factor are not rescaled: an overflowing solve of a tiny
+/// matrix is refused instead of being reported as `κ₁ = ∞` (as a singular matrix would be);
+/// at moderate and huge scales they agree with the rescaled estimates.
+#[test]
+fn estimates_from_a_given_factor_refuse_a_scale_overflow() {
+    let h = int_sym(5, 13);
+    let want = cond_estimate_lu(h.as_ref()).unwrap().kappa1_estimate;
+    let want_spd = cond_estimate_spd(h.as_ref()).unwrap().kappa1_estimate;
+    for k in KS {
+        let hk = scale(&h, k);
+        let lu = hk.partial_piv_lu();
+        let llt = hk.llt(faer::Side::Lower).unwrap();
+        let r = cond_estimate_from_lu(hk.as_ref(), &lu);
+        let s = cond_estimate_from_llt(hk.as_ref(), &llt);
+        if k == -1070 {
+            assert!(matches!(r, Err(LinalgError::Overflow { .. })), "{r:?}");
+            assert!(matches!(s, Err(LinalgError::Overflow { .. })), "{s:?}");
+        } else {
+            let (r, s) = (r.unwrap(), s.unwrap());
+            assert!(rel_err(r.kappa1_estimate, want) <= tol(5), "k={k}: {r:?}");
+            assert!(
+                rel_err(s.kappa1_estimate, want_spd) <= tol(5),
+                "k={k}: {s:?}"
+            );
+        }
+    }
+}
