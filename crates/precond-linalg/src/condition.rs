@@ -7,6 +7,7 @@ use faer::{Mat, MatRef};
 use crate::error::{LinalgError, Result};
 use crate::layout::{check_matrix, check_square};
 use crate::params::{Cond2Params, SvdParams};
+use crate::scaling::{ldexp, needs_scaling, scaled, unscale};
 use crate::two_stage::singular_values_two_stage_checked;
 
 /// The 2-norm condition number of a (possibly rectangular) matrix, with its extreme singular
@@ -47,6 +48,25 @@ impl Cond2 {
             rank_deficient,
         }
     }
+
+    /// [`from_extremes`](Self::from_extremes) for the singular values of `A · 2⁻ᵉ`: `κ` and the
+    /// rank decision are taken on the scaled values (scale-free), then `σ_max`, `σ_min` are
+    /// multiplied by `2ᵉ` ([`LinalgError::Overflow`] when `σ_max` exceeds `f64::MAX`).
+    pub(crate) fn from_scaled_extremes(
+        sigma_max: f64,
+        sigma_min: f64,
+        e: i32,
+        m: usize,
+        n: usize,
+        rank_rtol_factor: f64,
+    ) -> Result<Self> {
+        let c = Self::from_extremes(sigma_max, sigma_min, m, n, rank_rtol_factor);
+        Ok(Self {
+            sigma_max: unscale(c.sigma_max, e, "largest singular value")?,
+            sigma_min: unscale(c.sigma_min, e, "smallest singular value")?,
+            ..c
+        })
+    }
 }
 
 /// All singular values of `a`, nonincreasing: the two-stage reduction
@@ -57,7 +77,29 @@ pub(crate) fn singular_values_checked(
     what: &'static str,
     params: &SvdParams,
 ) -> Result<Vec<f64>> {
+    let (s, e) = singular_values_scaled(a, what, params)?;
+    s.into_iter()
+        .map(|v| unscale(v, e, "singular value"))
+        .collect()
+}
+
+/// The singular values of `A · 2⁻ᵉ` (nonincreasing) and `e`: `A` is checked, then divided by a
+/// power of two when its largest entry is outside `[2⁻¹²⁸, 2¹²⁹)` (exact; see the `scaling`
+/// module), so that the SVD meets no overflow or underflow.
+pub(crate) fn singular_values_scaled(
+    a: MatRef<'_, f64>,
+    what: &'static str,
+    params: &SvdParams,
+) -> Result<(Vec<f64>, i32)> {
     check_matrix(a, what)?;
+    match scaled(a) {
+        Some((s, e)) => Ok((singular_values_unscaled(s.as_ref(), params)?, e)),
+        None => Ok((singular_values_unscaled(a, params)?, 0)),
+    }
+}
+
+/// The singular values of an already checked (and scaled) matrix.
+fn singular_values_unscaled(a: MatRef<'_, f64>, params: &SvdParams) -> Result<Vec<f64>> {
     if a.nrows().min(a.ncols()) >= params.two_stage_min_n {
         return singular_values_two_stage_checked(
             a,
@@ -85,9 +127,18 @@ pub(crate) fn faer_singular_values(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
 ///
 /// Cost: one full singular value computation, `O(m n min(m, n))`.
 ///
+/// Scale-safe: a matrix whose largest entry is outside `[2⁻¹²⁸, 2¹²⁹)` (tiny, subnormal or
+/// huge entries) is first divided by a power of two so that it is in `[1, 2)` (exact, one
+/// `O(mn)` pass), and the singular values are multiplied back; `κ` and the rank decision are
+/// scale-free, so `κ(2ᵏA) = κ(A)` to rounding for every `k` the input can take. A singular
+/// value below `f64::MIN_POSITIVE` comes back rounded to a subnormal (absolute error at most
+/// `2⁻¹⁰⁷⁵`, far below the `ε σ_max` accuracy of the SVD).
+///
 /// # Errors
 /// [`LinalgError::Empty`], [`LinalgError::NonFinite`] (with the entry's position),
-/// [`LinalgError::NoConvergence`] if faer's SVD iteration fails.
+/// [`LinalgError::NoConvergence`] if faer's SVD iteration fails, [`LinalgError::Overflow`]
+/// when `σ_max` itself exceeds `f64::MAX` (entries near `f64::MAX`: `κ` is then not reported
+/// with an infinite `σ_max`).
 pub fn cond2(a: MatRef<'_, f64>) -> Result<Cond2> {
     cond2_with_params(a, &Cond2Params::default())
 }
@@ -99,19 +150,20 @@ pub fn cond2(a: MatRef<'_, f64>) -> Result<Cond2> {
 /// `rank_rtol_factor` or `svd.band_width == 0`.
 pub fn cond2_with_params(a: MatRef<'_, f64>, params: &Cond2Params) -> Result<Cond2> {
     params.check()?;
-    let s = singular_values_checked(a, "matrix A of cond2", &params.svd)?;
-    let sigma_max = s[0];
-    let sigma_min = s[s.len() - 1];
-    Ok(Cond2::from_extremes(
-        sigma_max,
-        sigma_min,
+    let (s, e) = singular_values_scaled(a, "matrix A of cond2", &params.svd)?;
+    Cond2::from_scaled_extremes(
+        s[0],
+        s[s.len() - 1],
+        e,
         a.nrows(),
         a.ncols(),
         params.rank_rtol_factor,
-    ))
+    )
 }
 
 /// The singular values of `a`, nonincreasing (computed as chosen by [`SvdParams::default`]).
+///
+/// Scale-safe as [`cond2`]: computed on `a · 2⁻ᵉ` and multiplied by `2ᵉ`.
 ///
 /// # Errors
 /// As [`cond2`].
@@ -130,13 +182,34 @@ pub fn singular_values_with_params(a: MatRef<'_, f64>, params: &SvdParams) -> Re
 
 /// The matrix 1-norm `‖A‖₁ = max_j Σ_i |a_ij|` (largest absolute column sum). No checks: NaN
 /// propagates.
+///
+/// Scale-safe: when the largest entry is outside `[2⁻¹²⁸, 2¹²⁹)` the sums are taken on the
+/// entries times a power of two and multiplied back, so the result is `∞` only when the exact
+/// norm exceeds `f64::MAX`, and subnormal entries are summed without loss.
 pub fn norm1(a: MatRef<'_, f64>) -> f64 {
+    if a.ncols() > 0
+        && a.nrows() > 0
+        && (0..a.ncols()).all(|j| a.col(j).iter().all(|v| !v.is_nan()))
+    {
+        if let Some(e) = needs_scaling(a) {
+            return ldexp(norm1_plain(a, -e), e);
+        }
+    }
+    norm1_plain(a, 0)
+}
+
+/// `max_j Σ_i |a_ij| 2ᵉ`, NaN propagating.
+fn norm1_plain(a: MatRef<'_, f64>, e: i32) -> f64 {
     let mut best = 0.0f64;
     for j in 0..a.ncols() {
         let c = a.col(j);
         let mut s = 0.0;
         for i in 0..a.nrows() {
-            s += c[i].abs();
+            s += if e == 0 {
+                c[i].abs()
+            } else {
+                ldexp(c[i].abs(), e)
+            };
         }
         if s > best || s.is_nan() {
             best = s;
@@ -151,11 +224,17 @@ pub fn norm1(a: MatRef<'_, f64>) -> f64 {
 /// `numpy.linalg.cond(a, 1)`. A singular matrix (a zero pivot or a non-finite inverse) gives
 /// `f64::INFINITY`.
 ///
+/// Scale-safe: computed as `‖A'‖₁ ‖A'⁻¹‖₁` for `A' = A · 2⁻ᵉ` with its largest entry in
+/// `[1, 2)` when `A`'s is outside `[2⁻¹²⁸, 2¹²⁹)` (the value is scale-free), so tiny, subnormal
+/// and huge matrices neither overflow their inverse nor lose it to underflow.
+///
 /// # Errors
 /// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`] if not square,
 /// [`LinalgError::NonFinite`].
 pub fn cond1(a: MatRef<'_, f64>) -> Result<f64> {
     check_square(a, "matrix A of cond1")?;
+    let owned = scaled(a);
+    let a = owned.as_ref().map_or(a, |(s, _)| s.as_ref());
     let lu = a.partial_piv_lu();
     let u = lu.U();
     if (0..u.nrows()).any(|i| u[(i, i)] == 0.0) {

@@ -6,10 +6,26 @@ use faer::{Mat, MatRef};
 use crate::condition::cond2;
 use crate::error::{LinalgError, Result};
 use crate::layout::{check_matrix, check_positive_vec, symmetric_part};
+use crate::scaling::{exponent, ldexp, pow2};
 
 /// Euclidean norms `‖a_i‖` of the rows of `a`, computed with per-row scaling so that entries
 /// near the overflow or underflow thresholds do not overflow or vanish. NaN propagates.
+///
+/// Scale-safe: each row is multiplied by the power of two that brings its largest entry into
+/// `[1, 2)` (exact, subnormal rows included) before the sum of squares, and the norm is
+/// multiplied back; a norm is `∞` only when the exact norm exceeds `f64::MAX` (a row of entries
+/// near `f64::MAX`), and a subnormal norm is rounded once.
 pub fn row_norms(a: MatRef<'_, f64>) -> Vec<f64> {
+    row_norms_split(a)
+        .into_iter()
+        .map(|(m, e)| ldexp(m, e))
+        .collect()
+}
+
+/// Row norms as `(m, e)` with `‖a_i‖ = m · 2ᵉ` (`m ∈ [1, 2·sqrt(n))` for a non-zero finite
+/// row, `m = 0` for a zero row, `m` NaN or `∞` with `e = 0` for a row holding one): never
+/// overflows or underflows.
+pub(crate) fn row_norms_split(a: MatRef<'_, f64>) -> Vec<(f64, i32)> {
     let (m, n) = (a.nrows(), a.ncols());
     let mut scale = vec![0.0f64; m];
     for j in 0..n {
@@ -21,32 +37,32 @@ pub fn row_norms(a: MatRef<'_, f64>) -> Vec<f64> {
             }
         }
     }
-    let inv: Vec<f64> = scale
+    let exps: Vec<i32> = scale.iter().map(|&s| exponent(s)).collect();
+    // 2^-e as one factor when it is a normal number (every row but subnormal ones)
+    let factor: Vec<Option<f64>> = exps
         .iter()
-        .map(|&s| {
-            if s > 0.0 && s.is_finite() {
-                1.0 / s
-            } else {
-                0.0
-            }
-        })
+        .map(|&e| (-1022..=1023).contains(&-e).then(|| pow2(-e)))
         .collect();
     let mut ssq = vec![0.0f64; m];
     for j in 0..n {
         let c = a.col(j);
         for i in 0..m {
-            let t = c[i] * inv[i];
+            let t = match factor[i] {
+                Some(f) => c[i] * f,
+                None => ldexp(c[i], -exps[i]),
+            };
             ssq[i] += t * t;
         }
     }
     scale
         .iter()
         .zip(&ssq)
-        .map(|(&s, &q)| {
+        .zip(&exps)
+        .map(|((&s, &q), &e)| {
             if s > 0.0 && s.is_finite() {
-                s * q.sqrt()
+                (q.sqrt(), e)
             } else {
-                s
+                (s, 0)
             }
         })
         .collect()
@@ -72,13 +88,24 @@ pub struct Equilibration {
     pub scaled: Mat<f64>,
 }
 
-fn inverse_norms(norms: &[f64], what: &'static str) -> Result<Vec<f64>> {
+/// The scalings `1/‖aᵢ‖` and the scaled lines `aᵢ/‖aᵢ‖` from split norms (see
+/// [`row_norms_split`]): [`LinalgError::ZeroNorm`] for a zero line, [`LinalgError::Overflow`]
+/// when `1/‖aᵢ‖` exceeds `f64::MAX` (a norm below `2⁻¹⁰²⁴`).
+fn inverse_norms(norms: &[(f64, i32)], what: &'static str) -> Result<Vec<f64>> {
     norms
         .iter()
         .enumerate()
-        .map(|(i, &r)| {
-            if r > 0.0 {
-                Ok(1.0 / r)
+        .map(|(i, &(m, e))| {
+            if m > 0.0 {
+                let d = ldexp(1.0 / m, -e);
+                if d.is_finite() {
+                    Ok(d)
+                } else {
+                    Err(LinalgError::Overflow {
+                        what: "equilibrating scale 1/norm of a row or column",
+                        log2: -(f64::from(e) + m.log2()),
+                    })
+                }
             } else {
                 Err(LinalgError::ZeroNorm { what, index: i })
             }
@@ -86,12 +113,22 @@ fn inverse_norms(norms: &[f64], what: &'static str) -> Result<Vec<f64>> {
         .collect()
 }
 
+/// `v / ‖·‖` for a split norm `(m, e)`: `(v · 2⁻ᵉ) / m`, rounded at most twice, no overflow.
+fn divide_by_norm(v: f64, (m, e): (f64, i32)) -> f64 {
+    ldexp(v, -e) / m
+}
+
 /// Row equilibration `D_0 A`, `D_0 = diag(1/‖a_i‖)` (THEORY.md §3, Theorem 2): every row of the
 /// result has unit 2-norm.
 ///
+/// Scale-safe: the norms are computed as in [`row_norms`] and kept as `m · 2ᵉ`, and each row
+/// is divided as `(aᵢⱼ · 2⁻ᵉ)/m`, so rows of subnormal, tiny or huge entries (and rows whose
+/// norm exceeds `f64::MAX`) are equilibrated to unit norm.
+///
 /// # Errors
 /// [`LinalgError::Empty`], [`LinalgError::NonFinite`], [`LinalgError::ZeroNorm`] naming a zero
-/// row.
+/// row, [`LinalgError::Overflow`] when a scale `1/‖aᵢ‖` exceeds `f64::MAX` (a row norm below
+/// `2⁻¹⁰²⁴`, so entries all subnormal: the scaled matrix exists but the scale does not fit).
 ///
 /// Theorem 2: $\kappa(D_0 A) \le \sqrt{m} \min_D \kappa(D A)$ over positive diagonal $D$.
 ///
@@ -103,13 +140,18 @@ fn inverse_norms(norms: &[f64], what: &'static str) -> Result<Vec<f64>> {
 ///   Regularization* (the source paper), as restated in THEORY.md §3, Theorem 2.
 pub fn row_equilibrate(a: MatRef<'_, f64>) -> Result<Equilibration> {
     check_matrix(a, "matrix A of row_equilibrate")?;
-    let d = inverse_norms(&row_norms(a), "row of A (row_equilibrate)")?;
-    let scaled = Mat::from_fn(a.nrows(), a.ncols(), |i, j| d[i] * a[(i, j)]);
+    let norms = row_norms_split(a);
+    let d = inverse_norms(&norms, "row of A (row_equilibrate)")?;
+    let scaled = Mat::from_fn(a.nrows(), a.ncols(), |i, j| {
+        divide_by_norm(a[(i, j)], norms[i])
+    });
     Ok(Equilibration { scale: d, scaled })
 }
 
 /// Column equilibration `A diag(1/‖a^j‖)`: Theorem 2 applied to `Aᵀ` (THEORY.md §3; the
 /// LayerNorm case of Theorem 7). Every column of the result has unit 2-norm.
+///
+/// Scale-safe as [`row_equilibrate`].
 ///
 /// # Errors
 /// As [`row_equilibrate`], with [`LinalgError::ZeroNorm`] naming a zero column.
@@ -122,8 +164,11 @@ pub fn row_equilibrate(a: MatRef<'_, f64>) -> Result<Equilibration> {
 ///   Regularization* (the source paper), as restated in THEORY.md §3, Theorem 2.
 pub fn col_equilibrate(a: MatRef<'_, f64>) -> Result<Equilibration> {
     check_matrix(a, "matrix A of col_equilibrate")?;
-    let d = inverse_norms(&col_norms(a), "column of A (col_equilibrate)")?;
-    let scaled = Mat::from_fn(a.nrows(), a.ncols(), |i, j| a[(i, j)] * d[j]);
+    let norms = row_norms_split(a.transpose());
+    let d = inverse_norms(&norms, "column of A (col_equilibrate)")?;
+    let scaled = Mat::from_fn(a.nrows(), a.ncols(), |i, j| {
+        divide_by_norm(a[(i, j)], norms[j])
+    });
     Ok(Equilibration { scale: d, scaled })
 }
 
@@ -131,10 +176,15 @@ pub fn col_equilibrate(a: MatRef<'_, f64>) -> Result<Equilibration> {
 /// `DPOEQU`: `d_i = 1/sqrt(h_ii)`, result `diag(d) H diag(d)` with unit diagonal. This is the
 /// diagonal preconditioner `P = diag(1/h_ii)` in the form `SᵀHS`, `S = diag(d)` (THEORY.md §2).
 ///
+/// Scale-safe: `d_i = 1/sqrt(h_ii)` is always representable (also for subnormal `h_ii`), and an
+/// entry `d_i h_ij d_j` whose left-to-right product leaves the normal range is recomputed with
+/// the powers of two of `d_i`, `d_j` applied exactly.
+///
 /// # Errors
 /// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`], [`LinalgError::NonFinite`],
 /// [`LinalgError::NotSymmetric`], [`LinalgError::NotPositiveDefinite`] with the index and value
-/// of the first non-positive diagonal entry.
+/// of the first non-positive diagonal entry, [`LinalgError::Overflow`] when an entry of the
+/// result exceeds `f64::MAX` (`|h_ij| ≫ sqrt(h_ii h_jj)`, far from positive definite).
 ///
 /// # References
 ///
@@ -157,7 +207,29 @@ pub fn sym_equilibrate(h: MatRef<'_, f64>) -> Result<Equilibration> {
         }
         d.push(1.0 / v.sqrt());
     }
-    let scaled = Mat::from_fn(n, n, |i, j| d[i] * hs[(i, j)] * d[j]);
+    let mut scaled = Mat::from_fn(n, n, |i, j| d[i] * hs[(i, j)] * d[j]);
+    // an entry whose product left the normal range on the way (subnormal or huge entries
+    // beside a tiny or huge diagonal) is recomputed with the powers of two of d split off
+    for j in 0..n {
+        for i in 0..n {
+            let first = d[i] * hs[(i, j)];
+            let v = scaled[(i, j)];
+            let normal = |x: f64| x == 0.0 || (x.is_finite() && x.abs() >= f64::MIN_POSITIVE);
+            if normal(first) && v.is_finite() {
+                continue;
+            }
+            let (ei, ej) = (exponent(d[i]), exponent(d[j]));
+            let (mi, mj) = (ldexp(d[i], -ei), ldexp(d[j], -ej));
+            let w = ldexp(hs[(i, j)], ei + ej) * mi * mj;
+            if !w.is_finite() {
+                return Err(LinalgError::Overflow {
+                    what: "entry of the equilibrated matrix diag(d) H diag(d)",
+                    log2: f64::from(ei + ej) + hs[(i, j)].abs().log2(),
+                });
+            }
+            scaled[(i, j)] = w;
+        }
+    }
     Ok(Equilibration { scale: d, scaled })
 }
 
@@ -168,7 +240,11 @@ pub fn sym_equilibrate(h: MatRef<'_, f64>) -> Result<Equilibration> {
 /// # Errors
 /// [`LinalgError::Empty`], [`LinalgError::NonFinite`] (in `a` or `d`),
 /// [`LinalgError::DimensionMismatch`] (`d.len() ≠ m`), [`LinalgError::InvalidArgument`] for a
-/// non-positive `d_i`, [`LinalgError::ZeroNorm`] for a zero row of `a`.
+/// non-positive `d_i`, [`LinalgError::ZeroNorm`] for a zero row of `a`,
+/// [`LinalgError::Overflow`] when the spread exceeds `f64::MAX`.
+///
+/// Scale-safe: the products `d_i ‖a_i‖` are formed as mantissa and binary exponent, so neither
+/// they nor their ratio overflow or underflow on the way.
 ///
 /// # References
 ///
@@ -179,21 +255,41 @@ pub fn sym_equilibrate(h: MatRef<'_, f64>) -> Result<Equilibration> {
 pub fn scaling_spread(a: MatRef<'_, f64>, d: &[f64]) -> Result<f64> {
     check_matrix(a, "matrix A of scaling_spread")?;
     check_positive_vec(d, a.nrows(), "row scaling d (length must equal rows of A)")?;
-    let norms = row_norms(a);
-    let mut lo = f64::INFINITY;
-    let mut hi = 0.0f64;
-    for (i, (&di, &ri)) in d.iter().zip(&norms).enumerate() {
-        if ri <= 0.0 {
+    // r_i = d_i ‖a_i‖ as (mantissa in [1, 2), exponent): no overflow or underflow
+    let norms = row_norms_split(a);
+    let mut lo: Option<(i32, f64)> = None;
+    let mut hi: Option<(i32, f64)> = None;
+    for (i, (&di, &(m, e))) in d.iter().zip(&norms).enumerate() {
+        if m <= 0.0 {
             return Err(LinalgError::ZeroNorm {
                 what: "row of A (scaling_spread)",
                 index: i,
             });
         }
-        let r = di * ri;
-        lo = lo.min(r);
-        hi = hi.max(r);
+        let ed = exponent(di);
+        let mut v = ldexp(di, -ed) * m;
+        let mut ev = ed + e;
+        while v >= 2.0 {
+            v *= 0.5;
+            ev += 1;
+        }
+        let r = (ev, v);
+        if lo.is_none_or(|l| r < l) {
+            lo = Some(r);
+        }
+        if hi.is_none_or(|h| r > h) {
+            hi = Some(r);
+        }
     }
-    Ok(hi / lo)
+    let ((elo, vlo), (ehi, vhi)) = (lo.unwrap_or((0, 1.0)), hi.unwrap_or((0, 1.0)));
+    let spread = ldexp(vhi / vlo, ehi - elo);
+    if !spread.is_finite() {
+        return Err(LinalgError::Overflow {
+            what: "scaling spread max r_i / min r_i",
+            log2: f64::from(ehi - elo) + (vhi / vlo).log2(),
+        });
+    }
+    Ok(spread)
 }
 
 /// The quantities of Van der Sluis' Theorem 2 for an `m × n` matrix of full column rank.
@@ -223,7 +319,11 @@ pub struct VanDerSluis {
 /// # Errors
 /// [`LinalgError::Empty`], [`LinalgError::NonFinite`], [`LinalgError::ZeroNorm`],
 /// [`LinalgError::DimensionMismatch`] when `m < n` (cannot have full column rank),
-/// [`LinalgError::RankDeficient`] when `D_0 A` is numerically rank deficient.
+/// [`LinalgError::RankDeficient`] when `D_0 A` is numerically rank deficient,
+/// [`LinalgError::Overflow`] as [`row_equilibrate`] (`d0` does not fit) and [`cond2`].
+///
+/// Scale-safe through [`row_equilibrate`] and [`cond2`]: `κ(2ᵏA) = κ(A)` for every `k` whose
+/// row scales fit in an `f64`.
 ///
 /// # References
 ///

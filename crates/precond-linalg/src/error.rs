@@ -95,6 +95,18 @@ pub enum LinalgError {
         /// The last residual measure (NaN when unknown).
         residual: f64,
     },
+    /// A result that the input determines exactly but that does not fit in an `f64`: its
+    /// magnitude `2^log2` exceeds `f64::MAX` (for example the largest eigenvalue of a matrix
+    /// whose entries are all near `f64::MAX`, or the scaling `1/‖aᵢ‖` of a row whose norm is
+    /// below `2⁻¹⁰²⁴`). Condition numbers are computed on an exactly rescaled matrix and never
+    /// give this error on their own; it names the field that would have been infinite.
+    #[error("{what} does not fit in an f64: its magnitude is about 2^{log2:.1}")]
+    Overflow {
+        /// The quantity that overflows.
+        what: &'static str,
+        /// Its base-2 logarithm (approximate; 1024 when only the overflow itself is known).
+        log2: f64,
+    },
     /// A scalar or vector argument outside its domain.
     #[error("invalid argument {name}: {reason}")]
     InvalidArgument {

@@ -8,6 +8,20 @@ use faer::{ColMut, MatRef, Side};
 use crate::condition::norm1;
 use crate::error::{LinalgError, Result};
 use crate::layout::{check_square, symmetric_part};
+use crate::scaling::{scale_owned, scaled, unscale};
+
+/// The estimate of `A` from the estimate of `A · 2⁻ᵉ`: `κ₁` is scale-free, `‖A‖₁` is multiplied
+/// by `2ᵉ` and `‖A⁻¹‖₁` by `2⁻ᵉ` ([`LinalgError::Overflow`] when either exceeds `f64::MAX`).
+fn unscale_estimate(c: CondEstimate, e: i32) -> Result<CondEstimate> {
+    if e == 0 {
+        return Ok(c);
+    }
+    Ok(CondEstimate {
+        norm1: unscale(c.norm1, e, "1-norm of A")?,
+        inv_norm1_estimate: unscale(c.inv_norm1_estimate, -e, "estimate of the 1-norm of A⁻¹")?,
+        ..c
+    })
+}
 
 /// A Hager–Higham estimate of the 1-norm condition number `κ₁(A) = ‖A‖₁‖A⁻¹‖₁`.
 ///
@@ -109,15 +123,39 @@ pub(crate) fn hager_higham(
     (est, solves)
 }
 
+/// An estimate of `‖A⁻¹‖₁` that overflowed (`A⁻¹x` not finite for a unit `x`): with
+/// `‖A‖₁ ≥ 1` the exact `κ₁ ≥ ‖A⁻¹‖₁` exceeds `f64::MAX` too and `∞` is its rounding; with a
+/// smaller `‖A‖₁` the overflow may be the matrix's scale alone, and the estimate is refused
+/// ([`LinalgError::Overflow`]) instead of reporting a finite `κ₁` as infinite.
+fn overflowed_inverse(inv: f64, norm: f64) -> Result<f64> {
+    if inv.is_finite() {
+        Ok(inv)
+    } else if norm >= 1.0 {
+        Ok(f64::INFINITY)
+    } else {
+        Err(LinalgError::Overflow {
+            what: "estimate of the 1-norm of A⁻¹ from the given factor (cond_estimate_lu and \
+                   cond_estimate_spd rescale A first)",
+            log2: 1024.0,
+        })
+    }
+}
+
 fn col_mut(v: &mut [f64]) -> ColMut<'_, f64> {
     ColMut::from_slice_mut(v)
 }
 
 /// Estimate of `κ₁(A)` using an existing LU factorization `lu` of `a` (as `DGECON`, `O(n²)`).
 ///
+/// Not rescaled: the solves use the caller's factor of `a` as it is, so for a matrix whose
+/// entries are all tiny (near `f64::MIN_POSITIVE` or subnormal) `A⁻¹x` can overflow. Such an
+/// overflow gives `κ₁ = ∞` only when `‖A‖₁ ≥ 1` (then the exact `κ₁` exceeds `f64::MAX`);
+/// otherwise it is refused with [`LinalgError::Overflow`] rather than reported as infinite.
+/// [`cond_estimate_lu`] factors an exactly rescaled copy and is scale-safe.
+///
 /// # Errors
 /// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`] (not square, or `lu` of another
-/// size), [`LinalgError::NonFinite`].
+/// size), [`LinalgError::NonFinite`], [`LinalgError::Overflow`] as above.
 ///
 /// # References
 ///
@@ -151,7 +189,7 @@ pub fn cond_estimate_from_lu(a: MatRef<'_, f64>, lu: &PartialPivLu<f64>) -> Resu
         |x| lu.solve_in_place(col_mut(x).as_mat_mut()),
         |x| lu.solve_transpose_in_place(col_mut(x).as_mat_mut()),
     );
-    let inv = if inv.is_finite() { inv } else { f64::INFINITY };
+    let inv = overflowed_inverse(inv, norm)?;
     Ok(CondEstimate {
         kappa1_estimate: norm * inv,
         norm1: norm,
@@ -164,9 +202,14 @@ pub fn cond_estimate_from_lu(a: MatRef<'_, f64>, lu: &PartialPivLu<f64>) -> Resu
 /// estimator (as LAPACK `DGETRF` + `DGECON`). `O(2n³/3)` for the factor, `O(n²)` after it.
 /// An exactly singular `U` gives `κ = ∞`.
 ///
+/// Scale-safe: when the largest entry is outside `[2⁻¹²⁸, 2¹²⁹)` the factorization and the
+/// estimate are computed for `A · 2⁻ᵉ` (largest entry in `[1, 2)`, an exact scaling), `κ₁` is
+/// kept (scale-free), `norm1` is multiplied by `2ᵉ` and `inv_norm1_estimate` by `2⁻ᵉ`.
+///
 /// # Errors
 /// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`] (not square),
-/// [`LinalgError::NonFinite`].
+/// [`LinalgError::NonFinite`], [`LinalgError::Overflow`] when `‖A‖₁` or the estimate of
+/// `‖A⁻¹‖₁` exceeds `f64::MAX` (`κ₁` itself never overflows this way).
 ///
 /// # References
 ///
@@ -177,15 +220,24 @@ pub fn cond_estimate_from_lu(a: MatRef<'_, f64>, lu: &PartialPivLu<f64>) -> Resu
 ///   Mathematical Software 14(4):381–396, 1988.
 pub fn cond_estimate_lu(a: MatRef<'_, f64>) -> Result<CondEstimate> {
     check_square(a, "matrix A of cond_estimate_lu")?;
-    let lu = a.partial_piv_lu();
-    cond_estimate_from_lu(a, &lu)
+    match scaled(a) {
+        None => cond_estimate_from_lu(a, &a.partial_piv_lu()),
+        Some((s, e)) => {
+            let c = cond_estimate_from_lu(s.as_ref(), &s.partial_piv_lu())?;
+            unscale_estimate(c, e)
+        }
+    }
 }
 
 /// Estimate of `κ₁(A)` using an existing Cholesky factorization `llt` of the SPD matrix `a`
 /// (as `DPOCON`, `O(n²)`; `A⁻¹` is symmetric so one solve routine serves both products).
 ///
+/// Not rescaled (the caller's factor is used as it is; an overflowing solve is handled as in
+/// [`cond_estimate_from_lu`]); [`cond_estimate_spd`] is scale-safe.
+///
 /// # Errors
-/// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`], [`LinalgError::NonFinite`].
+/// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`], [`LinalgError::NonFinite`],
+/// [`LinalgError::Overflow`] as [`cond_estimate_from_lu`].
 ///
 /// # References
 ///
@@ -210,6 +262,7 @@ pub fn cond_estimate_from_llt(a: MatRef<'_, f64>, llt: &Llt<f64>) -> Result<Cond
         |x| llt.solve_in_place(col_mut(x).as_mat_mut()),
         |x| llt.solve_in_place(col_mut(x).as_mat_mut()),
     );
+    let inv = overflowed_inverse(inv, norm)?;
     Ok(CondEstimate {
         kappa1_estimate: norm * inv,
         norm1: norm,
@@ -223,10 +276,12 @@ pub fn cond_estimate_from_llt(a: MatRef<'_, f64>, llt: &Llt<f64>) -> Result<Cond
 /// `a` must be symmetric to a relative tolerance of `10⁻⁶` (see [`LinalgError::NotSymmetric`]);
 /// its symmetric part is used.
 ///
+/// Scale-safe as [`cond_estimate_lu`] (the Cholesky factor of the exactly rescaled matrix).
+///
 /// # Errors
 /// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`], [`LinalgError::NonFinite`],
 /// [`LinalgError::NotSymmetric`], [`LinalgError::NotPositiveDefinite`] with the index of the
-/// failing Cholesky pivot.
+/// failing Cholesky pivot, [`LinalgError::Overflow`] as [`cond_estimate_lu`].
 ///
 /// # References
 ///
@@ -236,7 +291,8 @@ pub fn cond_estimate_from_llt(a: MatRef<'_, f64>, llt: &Llt<f64>) -> Result<Cond
 ///   matrix, with applications to condition estimation* (Algorithm 674). ACM Transactions on
 ///   Mathematical Software 14(4):381–396, 1988.
 pub fn cond_estimate_spd(a: MatRef<'_, f64>) -> Result<CondEstimate> {
-    let s = symmetric_part(a, "SPD matrix A of cond_estimate_spd")?;
+    let mut s = symmetric_part(a, "SPD matrix A of cond_estimate_spd")?;
+    let e = scale_owned(&mut s);
     let llt = s.llt(Side::Lower).map_err(|e| {
         let faer::linalg::cholesky::llt::factor::LltError::NonPositivePivot { index } = e;
         LinalgError::NotPositiveDefinite {
@@ -245,5 +301,5 @@ pub fn cond_estimate_spd(a: MatRef<'_, f64>) -> Result<CondEstimate> {
             value: f64::NAN,
         }
     })?;
-    cond_estimate_from_llt(s.as_ref(), &llt)
+    unscale_estimate(cond_estimate_from_llt(s.as_ref(), &llt)?, e)
 }

@@ -21,6 +21,18 @@
 //!
 //! Every fallible function returns [`LinalgError`]; nothing panics on bad input.
 //!
+//! Scale-safe: the dense diagnostics (SVDs, symmetric eigensolvers, norms, 1-norm condition
+//! numbers and estimates, preconditioned spectra, equilibration) divide a matrix whose largest
+//! entry is outside `[2⁻¹²⁸, 2¹²⁹)` by a power of two (exact) before computing, and multiply
+//! eigenvalues and singular values back; condition numbers are scale-free. Matrices of tiny,
+//! subnormal or huge entries therefore get the answer of the same matrix at moderate scale
+//! (`κ(2ᵏA) = κ(A)`, `λ(2ᵏH) = 2ᵏλ(H)` to rounding), and a result that does not fit in an
+//! `f64` (an eigenvalue beyond `f64::MAX`) is refused with [`LinalgError::Overflow`], never
+//! returned as `±∞` or NaN. The scaling is one `O(n²)` pass beside `O(n³)` algorithms, and is
+//! skipped for matrices already in the safe range. The matrix-free routines
+//! ([`lanczos_extremes`], [`power_iteration`], [`hutchinson_trace`]) see only the caller's
+//! operator and are not rescaled.
+//!
 //! ```
 //! use precond_linalg::{Layout, mat_from_slice, precond_cond_diag, sym_equilibrate};
 //!
@@ -48,6 +60,7 @@ mod params;
 mod power;
 mod preconditioned;
 mod rates;
+mod scaling;
 mod spectrum;
 mod sym_cond;
 mod triangle;

@@ -4,11 +4,12 @@
 
 use faer::{Mat, MatRef, Side};
 
-use crate::condition::{Cond2, cond2};
+use crate::condition::{Cond2, singular_values_scaled};
 use crate::error::{LinalgError, Result};
 use crate::layout::{check_positive_vec, check_square, symmetric_part};
-use crate::params::SymSpectrumParams;
-use crate::spectrum::{SymSpectrum, default_spectrum_rel_tol, sym_eigenvalues_unchecked};
+use crate::params::{Cond2Params, SymSpectrumParams};
+use crate::scaling::{exponent, ldexp, scale_owned, scaled};
+use crate::spectrum::{SymSpectrum, default_spectrum_rel_tol, sym_eigenvalues_scaled};
 
 /// The two condition numbers of a preconditioned Hessian (THEORY.md §3, "Two condition numbers":
 /// both must be reported, clearly named).
@@ -32,12 +33,18 @@ pub struct PreconditionedCond {
     pub row_scaled: Cond2,
 }
 
-fn finish(m: Mat<f64>, ph: MatRef<'_, f64>) -> Result<PreconditionedCond> {
+/// The record from `m = SᵀHS · 2⁻ᵉ` and `ph = PH · 2⁻ᵉ`, built from the exactly rescaled
+/// operands (so that neither product overflows nor underflows): `κ`s are scale-free, the
+/// eigenvalues and singular values are multiplied by `2ᵉ`.
+fn finish(m: Mat<f64>, ph: MatRef<'_, f64>, e: i32) -> Result<PreconditionedCond> {
     let n = m.nrows();
     let sym = Mat::from_fn(n, n, |i, j| 0.5 * (m[(i, j)] + m[(j, i)]));
-    let ev = sym_eigenvalues_unchecked(sym, &SymSpectrumParams::default())?;
-    let spectrum = SymSpectrum::from_sorted(ev, default_spectrum_rel_tol(n));
-    let row_scaled = cond2(ph)?;
+    let (ev, e_m) = sym_eigenvalues_scaled(sym, &SymSpectrumParams::default())?;
+    let spectrum = SymSpectrum::from_scaled(ev, e_m + e, default_spectrum_rel_tol(n))?;
+    let svd = Cond2Params::default();
+    let (sv, e_ph) = singular_values_scaled(ph, "row-scaled Hessian PH", &svd.svd)?;
+    let row_scaled =
+        Cond2::from_scaled_extremes(sv[0], sv[n - 1], e_ph + e, n, n, svd.rank_rtol_factor)?;
     Ok(PreconditionedCond {
         spectral_kappa: spectrum.kappa,
         eigenvalues: spectrum.eigenvalues.clone(),
@@ -50,33 +57,57 @@ fn finish(m: Mat<f64>, ph: MatRef<'_, f64>) -> Result<PreconditionedCond> {
 /// Preconditioned condition numbers for a positive diagonal preconditioner `P = diag(p)`,
 /// `S = diag(sqrt(p))` (THEORY.md §2: the Adam/RMSProp/AdaGrad case of §4).
 ///
+/// Scale-safe: `H` and `p` are each divided by a power of two when their largest entry is
+/// outside `[2⁻¹²⁸, 2¹²⁹)` (exact), so neither `SᵀHS` nor `PH` overflows or underflows when
+/// formed; the eigenvalue and singular value routines rescale again as needed. The `κ`s are
+/// scale-free; eigenvalues and singular values are multiplied back, so `κ(2ᵏH) = κ(H)` and
+/// `λ(Sᵀ 2ᵏH S) = 2ᵏ λ(SᵀHS)` to rounding for every `k`.
+///
 /// # Errors
 /// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`] (not square or `p.len() ≠ n`),
 /// [`LinalgError::NonFinite`], [`LinalgError::NotSymmetric`], [`LinalgError::InvalidArgument`]
-/// for a non-positive `p_i`, [`LinalgError::NoConvergence`].
+/// for a non-positive `p_i`, [`LinalgError::NoConvergence`], [`LinalgError::Overflow`] when an
+/// eigenvalue of `SᵀHS` or a singular value of `PH` exceeds `f64::MAX`.
 pub fn precond_cond_diag(h: MatRef<'_, f64>, p: &[f64]) -> Result<PreconditionedCond> {
-    let hs = symmetric_part(h, "Hessian H")?;
+    let mut hs = symmetric_part(h, "Hessian H")?;
     let n = hs.nrows();
     check_positive_vec(
         p,
         n,
         "diagonal preconditioner p (length must equal rows of H)",
     )?;
+    let eh = scale_owned(&mut hs);
+    // p · 2^-ep with an even ep, so that sqrt(p · 2^-ep) = sqrt(p) · 2^(-ep/2) exactly
+    let ep = even_scale_exponent(p.iter().fold(0.0f64, |a, &v| a.max(v)));
+    let p: Vec<f64> = p.iter().map(|&v| ldexp(v, -ep)).collect();
     let s: Vec<f64> = p.iter().map(|v| v.sqrt()).collect();
     let m = Mat::from_fn(n, n, |i, j| s[i] * hs[(i, j)] * s[j]);
     let ph = Mat::from_fn(n, n, |i, j| p[i] * hs[(i, j)]);
-    finish(m, ph.as_ref())
+    finish(m, ph.as_ref(), eh + ep)
+}
+
+/// An even exponent `e` with `max · 2⁻ᵉ ∈ [1, 4)` when `max` is outside `[2⁻¹²⁸, 2¹²⁹)`, 0
+/// otherwise.
+fn even_scale_exponent(max: f64) -> i32 {
+    let e = exponent(max);
+    if e.abs() > 128 {
+        e - e.rem_euclid(2)
+    } else {
+        0
+    }
 }
 
 /// Preconditioned condition numbers for a dense symmetric positive definite preconditioner `P`:
 /// `S` is its Cholesky factor (`P = S Sᵀ`, `S` lower triangular). THEORY.md §2, eq. (4)–(5).
 ///
+/// Scale-safe as [`precond_cond_diag`] (`H` and `P` rescaled separately).
+///
 /// # Errors
 /// As [`precond_cond_diag`], plus [`LinalgError::NotPositiveDefinite`] when `P` is not SPD and
 /// [`LinalgError::NotSymmetric`] when `P` is not symmetric.
 pub fn precond_cond_dense(h: MatRef<'_, f64>, p: MatRef<'_, f64>) -> Result<PreconditionedCond> {
-    let hs = symmetric_part(h, "Hessian H")?;
-    let ps = symmetric_part(p, "preconditioner P")?;
+    let mut hs = symmetric_part(h, "Hessian H")?;
+    let mut ps = symmetric_part(p, "preconditioner P")?;
     if ps.nrows() != hs.nrows() {
         return Err(LinalgError::DimensionMismatch {
             what: "size of preconditioner P vs Hessian H",
@@ -84,6 +115,8 @@ pub fn precond_cond_dense(h: MatRef<'_, f64>, p: MatRef<'_, f64>) -> Result<Prec
             got: ps.nrows(),
         });
     }
+    let eh = scale_owned(&mut hs);
+    let ep = scale_owned(&mut ps);
     let llt = ps.llt(Side::Lower).map_err(|e| {
         let faer::linalg::cholesky::llt::factor::LltError::NonPositivePivot { index } = e;
         LinalgError::NotPositiveDefinite {
@@ -95,16 +128,18 @@ pub fn precond_cond_dense(h: MatRef<'_, f64>, p: MatRef<'_, f64>) -> Result<Prec
     let s = llt.L();
     let m = s.transpose() * (&hs * s);
     let ph = &ps * &hs;
-    finish(m, ph.as_ref())
+    finish(m, ph.as_ref(), eh + ep)
 }
 
 /// Preconditioned condition numbers for a given square factor `S` (`P = S Sᵀ`, iteration (4)
 /// in `y = S⁻¹x`). `S` is assumed invertible; a singular `S` shows up as a singular `SᵀHS`.
 ///
+/// Scale-safe as [`precond_cond_diag`] (`H` and `S` rescaled separately).
+///
 /// # Errors
 /// As [`precond_cond_diag`] (with `S` checked for emptiness, squareness, finiteness and size).
 pub fn precond_cond_factor(h: MatRef<'_, f64>, s: MatRef<'_, f64>) -> Result<PreconditionedCond> {
-    let hs = symmetric_part(h, "Hessian H")?;
+    let mut hs = symmetric_part(h, "Hessian H")?;
     check_square(s, "preconditioner factor S")?;
     if s.nrows() != hs.nrows() {
         return Err(LinalgError::DimensionMismatch {
@@ -113,8 +148,11 @@ pub fn precond_cond_factor(h: MatRef<'_, f64>, s: MatRef<'_, f64>) -> Result<Pre
             got: s.nrows(),
         });
     }
+    let eh = scale_owned(&mut hs);
+    let owned = scaled(s);
+    let (s, es) = owned.as_ref().map_or((s, 0), |(m, e)| (m.as_ref(), *e));
     let m = s.transpose() * (&hs * s);
     let p = s * s.transpose();
     let ph = &p * &hs;
-    finish(m, ph.as_ref())
+    finish(m, ph.as_ref(), eh + 2 * es)
 }

@@ -8,6 +8,7 @@ use faer::{Mat, MatRef, Par, Side};
 use crate::error::{LinalgError, Result};
 use crate::layout::symmetric_part;
 use crate::params::SymSpectrumParams;
+use crate::scaling::{scale_owned, unscale};
 use crate::tridiagonal::kth_eigenvalue;
 use crate::two_stage::{sym_eigenvalues_two_stage_checked, sym_tridiagonal_two_stage};
 
@@ -63,6 +64,31 @@ impl SymSpectrum {
             rel_tol,
         }
     }
+
+    /// [`from_sorted`](Self::from_sorted) for the eigenvalues of `H · 2⁻ᵉ`: classified and `κ`
+    /// taken on the scaled values (scale-free), then every eigenvalue multiplied by `2ᵉ`
+    /// ([`LinalgError::Overflow`] when one exceeds `f64::MAX`).
+    pub(crate) fn from_scaled(eigenvalues: Vec<f64>, e: i32, rel_tol: f64) -> Result<Self> {
+        let s = Self::from_sorted(eigenvalues, rel_tol);
+        if e == 0 {
+            return Ok(s);
+        }
+        let eigenvalues = s
+            .eigenvalues
+            .iter()
+            .map(|&l| unscale(l, e, "eigenvalue"))
+            .collect::<Result<Vec<f64>>>()?;
+        Ok(Self {
+            lambda_min: eigenvalues[0],
+            lambda_max: eigenvalues[eigenvalues.len() - 1],
+            smallest_positive: s
+                .smallest_positive
+                .map(|l| unscale(l, e, "smallest positive eigenvalue"))
+                .transpose()?,
+            eigenvalues,
+            ..s
+        })
+    }
 }
 
 /// Default relative tolerance of [`sym_spectrum`]: `n · ε`.
@@ -78,9 +104,18 @@ pub fn default_spectrum_rel_tol(n: usize) -> f64 {
 /// [`LinalgError::NotSymmetric`]); its symmetric part is used. The reduction to tridiagonal
 /// form is chosen by [`SymSpectrumParams::default`].
 ///
+/// Scale-safe: when the largest entry of `h` is outside `[2⁻¹²⁸, 2¹²⁹)` (tiny, subnormal or
+/// huge entries) the eigenvalues are computed for `h · 2⁻ᵉ` with its largest entry in `[1, 2)`
+/// (an exact scaling, one `O(n²)` pass beside the `O(n³)` reduction) and multiplied by `2ᵉ`;
+/// the classification, `κ` and `kappa_positive` are taken before unscaling, so
+/// `λ(2ᵏH) = 2ᵏλ(H)` and `κ(2ᵏH) = κ(H)` to rounding for every `k`. An eigenvalue below
+/// `f64::MIN_POSITIVE` comes back rounded to a subnormal (absolute error at most `2⁻¹⁰⁷⁵`).
+///
 /// # Errors
 /// [`LinalgError::Empty`], [`LinalgError::DimensionMismatch`] (not square),
-/// [`LinalgError::NonFinite`], [`LinalgError::NotSymmetric`], [`LinalgError::NoConvergence`].
+/// [`LinalgError::NonFinite`], [`LinalgError::NotSymmetric`], [`LinalgError::NoConvergence`],
+/// [`LinalgError::Overflow`] when an eigenvalue exceeds `f64::MAX` in magnitude (entries
+/// near `f64::MAX`).
 pub fn sym_spectrum(h: MatRef<'_, f64>) -> Result<SymSpectrum> {
     sym_spectrum_with_tol(h, default_spectrum_rel_tol(h.nrows()))
 }
@@ -114,8 +149,18 @@ pub fn sym_spectrum_with_params(
     }
     params.check()?;
     let hs = symmetric_part(h, "symmetric matrix H")?;
-    let ev = sym_eigenvalues_unchecked(hs, params)?;
-    Ok(SymSpectrum::from_sorted(ev, rel_tol))
+    let (ev, e) = sym_eigenvalues_scaled(hs, params)?;
+    SymSpectrum::from_scaled(ev, e, rel_tol)
+}
+
+/// Ascending eigenvalues of `H · 2⁻ᵉ` and `e` for a checked symmetric `H`, scaled in place by a
+/// power of two when its largest entry is outside the safe range (`e = 0` otherwise).
+pub(crate) fn sym_eigenvalues_scaled(
+    mut h: Mat<f64>,
+    params: &SymSpectrumParams,
+) -> Result<(Vec<f64>, i32)> {
+    let e = scale_owned(&mut h);
+    Ok((sym_eigenvalues_unchecked(h, params)?, e))
 }
 
 /// Ascending eigenvalues of a symmetric matrix already checked: the two-stage reduction
@@ -189,6 +234,8 @@ pub(crate) fn tridiagonalize(
 /// matrix (`O(n)` per bisection step, as LAPACK's `DSTEBZ`). Same backward error as a full symmetric eigensolver (absolute error `≈ ε‖H‖₂`
 /// per eigenvalue), at the cost of the reduction alone.
 ///
+/// Scale-safe as [`sym_spectrum`]: computed on `h · 2⁻ᵉ` and multiplied by `2ᵉ`.
+///
 /// # Errors
 /// As [`sym_spectrum`].
 pub fn sym_extremes(h: MatRef<'_, f64>) -> Result<SymExtremes> {
@@ -204,7 +251,7 @@ pub fn sym_extremes_with_params(
     params: &SymSpectrumParams,
 ) -> Result<SymExtremes> {
     params.check()?;
-    let hs = symmetric_part(h, "symmetric matrix H")?;
+    let mut hs = symmetric_part(h, "symmetric matrix H")?;
     let n = hs.nrows();
     if n == 1 {
         return Ok(SymExtremes {
@@ -212,9 +259,10 @@ pub fn sym_extremes_with_params(
             lambda_max: hs[(0, 0)],
         });
     }
+    let s = scale_owned(&mut hs);
     let (d, e) = tridiagonalize(hs, faer::get_global_parallelism(), params);
     Ok(SymExtremes {
-        lambda_min: kth_eigenvalue(&d, &e, 0),
-        lambda_max: kth_eigenvalue(&d, &e, n - 1),
+        lambda_min: unscale(kth_eigenvalue(&d, &e, 0), s, "smallest eigenvalue")?,
+        lambda_max: unscale(kth_eigenvalue(&d, &e, n - 1), s, "largest eigenvalue")?,
     })
 }

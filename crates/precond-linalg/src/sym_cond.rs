@@ -11,6 +11,7 @@ use crate::error::{LinalgError, Result};
 use crate::lanczos::{LanczosOptions, LanczosResult, lanczos_core};
 use crate::layout::{SymView, symmetric_view};
 use crate::params::SymCondParams;
+use crate::scaling::{ldexp, scaled};
 use crate::spectrum::{default_spectrum_rel_tol, tridiagonalize};
 use crate::triangle::{CholeskyInverse, SymLower};
 use crate::tridiagonal::kth_eigenvalue;
@@ -56,6 +57,11 @@ fn cholesky(mut a: Mat<f64>, par: Par) -> core::result::Result<Mat<f64>, LltErro
 /// (as [`sym_extremes`](crate::sym_extremes)), with positive definiteness decided as in
 /// [`sym_spectrum`](crate::sym_spectrum): `λ_min > n · ε · max|λ|`.
 ///
+/// Scale-safe: `κ` is scale-free, and a matrix whose largest entry is outside
+/// `[2⁻¹²⁸, 2¹²⁹)` (tiny, subnormal or huge) is first divided by a power of two so that it is in
+/// `[1, 2)` (exact, one `O(n²)` pass and copy, only for such matrices), so `κ(2ᵏH) = κ(H)` to
+/// rounding for every `k`.
+///
 /// # Errors
 /// As [`sym_spectrum`](crate::sym_spectrum), plus [`LinalgError::NotPositiveDefinite`] when `H`
 /// is not positive definite (with the failing Cholesky pivot as `index`, or `index = 0` and
@@ -72,7 +78,14 @@ pub fn sym_cond(h: MatRef<'_, f64>) -> Result<f64> {
 /// `rel_tol`, `max_iter == 0` or `spectrum.band_width == 0`.
 pub fn sym_cond_with_params(h: MatRef<'_, f64>, params: &SymCondParams) -> Result<f64> {
     params.check()?;
-    let hv = symmetric_view(h, "symmetric matrix H of sym_cond")?;
+    let mut hv = symmetric_view(h, "symmetric matrix H of sym_cond")?;
+    // scale-safe: κ is scale-free, so a matrix outside the safe range is replaced by its exact
+    // power-of-two rescaling (the Lanczos run on H⁻¹ would overflow or underflow otherwise)
+    let mut scale_exp = 0;
+    if let Some((s, e)) = scaled(hv.as_ref()) {
+        hv = SymView::Owned(s);
+        scale_exp = e;
+    }
     let hr = hv.as_ref();
     let n = hr.nrows();
     let rel = default_spectrum_rel_tol(n);
@@ -134,7 +147,7 @@ pub fn sym_cond_with_params(h: MatRef<'_, f64>, params: &SymCondParams) -> Resul
         return Err(LinalgError::NotPositiveDefinite {
             what: "symmetric matrix H of sym_cond",
             index: 0,
-            value: lambda_min,
+            value: ldexp(lambda_min, scale_exp),
         });
     }
     Ok(lambda_max / lambda_min)

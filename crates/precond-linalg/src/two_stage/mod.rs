@@ -21,6 +21,7 @@ use faer::{Col, Mat, MatRef, Par};
 use crate::error::{LinalgError, Result};
 use crate::layout::{check_matrix, symmetric_part};
 use crate::params::check_band_width;
+use crate::scaling::{scale_owned, scaled, unscale};
 
 pub(crate) use pwk::tridiagonal_eigenvalues_pwk;
 pub(crate) use svd::singular_values_two_stage_checked;
@@ -112,13 +113,20 @@ pub(crate) fn sym_eigenvalues_two_stage_checked(
 /// computed eigenvalue has absolute error `≤ c(n) ε ‖H‖₂` (`c(n)` a modest multiple of `n` in
 /// the worst case, `O(√n)` in practice), the same guarantee as LAPACK's `DSYEVD`.
 ///
+/// Scale-safe as [`sym_spectrum`](crate::sym_spectrum): computed on `h · 2⁻ᵉ` (largest entry in
+/// `[1, 2)`) when `h`'s largest entry is outside `[2⁻¹²⁸, 2¹²⁹)`, and multiplied by `2ᵉ`.
+///
 /// # Errors
-/// As [`sym_spectrum`](crate::sym_spectrum), plus [`LinalgError::InvalidArgument`] for
-/// `band_width == 0`.
+/// As [`sym_spectrum`](crate::sym_spectrum) (including [`LinalgError::Overflow`]), plus
+/// [`LinalgError::InvalidArgument`] for `band_width == 0`.
 pub fn sym_eigenvalues_two_stage(h: MatRef<'_, f64>, band_width: usize) -> Result<Vec<f64>> {
     check_band_width(band_width)?;
-    let hs = symmetric_part(h, "symmetric matrix H")?;
-    sym_eigenvalues_two_stage_checked(hs, band_width, faer::get_global_parallelism())
+    let mut hs = symmetric_part(h, "symmetric matrix H")?;
+    let e = scale_owned(&mut hs);
+    sym_eigenvalues_two_stage_checked(hs, band_width, faer::get_global_parallelism())?
+        .into_iter()
+        .map(|l| unscale(l, e, "eigenvalue"))
+        .collect()
 }
 
 /// All singular values (nonincreasing) of the `m × n` matrix `a` by the two-stage reduction
@@ -149,11 +157,18 @@ pub fn sym_eigenvalues_two_stage(h: MatRef<'_, f64>, band_width: usize) -> Resul
 /// correct digits, which is why [`cond2`](crate::cond2) declares rank deficiency at
 /// `max(m, n) ε σ_max`.
 ///
+/// Scale-safe as [`cond2`](crate::cond2): computed on `a · 2⁻ᵉ` and multiplied by `2ᵉ`.
+///
 /// # Errors
 /// As [`singular_values`](crate::singular_values), plus [`LinalgError::InvalidArgument`] for
 /// `band_width == 0`.
 pub fn singular_values_two_stage(a: MatRef<'_, f64>, band_width: usize) -> Result<Vec<f64>> {
     check_band_width(band_width)?;
     check_matrix(a, "matrix A of singular_values_two_stage")?;
-    singular_values_two_stage_checked(a, band_width, faer::get_global_parallelism())
+    let owned = scaled(a);
+    let (a, e) = owned.as_ref().map_or((a, 0), |(s, e)| (s.as_ref(), *e));
+    singular_values_two_stage_checked(a, band_width, faer::get_global_parallelism())?
+        .into_iter()
+        .map(|s| unscale(s, e, "singular value"))
+        .collect()
 }

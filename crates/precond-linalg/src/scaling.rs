@@ -1,0 +1,163 @@
+//! Exact power-of-two scaling (internal): every spectral, singular-value, norm and estimate
+//! routine runs on `A · 2⁻ᵉ`, whose largest entry lies in `[1, 2)`, and multiplies its
+//! magnitudes back by `2ᵉ` at the end. Multiplying by a power of two is exact (no rounding) as
+//! long as the result is a normal number, so the scaled problem is the given one, and the
+//! algorithms never meet the overflow of squares of entries near `f64::MAX` or the underflow of
+//! products of entries near `f64::MIN_POSITIVE` (subnormals). Ratios (condition numbers,
+//! relative tolerances) are scale-free and are taken before unscaling.
+//!
+//! Matrices whose largest entry is between `2⁻¹²⁸` and `2¹²⁸` are left as they are
+//! ([`needs_scaling`]): in that range no routine of the crate can overflow or underflow (sums of
+//! squares stay below `2²⁷⁰` and above `2⁻²⁷⁰`), and the result is bit-for-bit the one of the
+//! scaled matrix times `2ᵉ`, without the copy.
+
+use faer::{Mat, MatRef};
+
+use crate::error::{LinalgError, Result};
+
+/// Largest exponent magnitude computed without scaling.
+const SAFE_EXPONENT: i32 = 128;
+
+/// `2ᵉ` for `e` in `-1022..=1023` (a normal number, built from its bits).
+pub(crate) fn pow2(e: i32) -> f64 {
+    debug_assert!((-1022..=1023).contains(&e));
+    f64::from_bits(((e + 1023) as u64) << 52)
+}
+
+/// `x · 2ᵉ` for any `e`, rounded once (the `scalbn` of C: intermediate steps are exact, and a
+/// subnormal result is rounded once from the exact value). Overflows to `±∞` only when the exact
+/// value exceeds `f64::MAX`.
+pub(crate) fn ldexp(mut x: f64, mut e: i32) -> f64 {
+    if e > 1023 {
+        x *= pow2(1023);
+        e -= 1023;
+        if e > 1023 {
+            x *= pow2(1023);
+            e -= 1023;
+            e = e.min(1023);
+        }
+    } else if e < -1022 {
+        // 2^-1022 · 2^53: the intermediate stays normal, the final product rounds once
+        x *= pow2(-1022 + 53);
+        e += 1022 - 53;
+        if e < -1022 {
+            x *= pow2(-1022 + 53);
+            e += 1022 - 53;
+            e = e.max(-1022);
+        }
+    }
+    x * pow2(e)
+}
+
+/// The binary exponent of a positive finite `x`: `x = m · 2ᵉ` with `m ∈ [1, 2)` (subnormals
+/// included); 0 for zero and non-finite values.
+pub(crate) fn exponent(x: f64) -> i32 {
+    let x = x.abs();
+    if x == 0.0 || !x.is_finite() {
+        return 0;
+    }
+    let bits = x.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    if biased == 0 {
+        // subnormal: 2^-1074 · mantissa
+        let mant = bits & ((1u64 << 52) - 1);
+        return -1074 + (63 - mant.leading_zeros() as i32);
+    }
+    biased - 1023
+}
+
+/// Largest absolute entry (NaN-free input assumed: the callers checked finiteness).
+pub(crate) fn max_abs(a: MatRef<'_, f64>) -> f64 {
+    let mut m = 0.0f64;
+    for j in 0..a.ncols() {
+        let c = a.col(j);
+        for i in 0..a.nrows() {
+            m = m.max(c[i].abs());
+        }
+    }
+    m
+}
+
+/// The exponent `e` to divide `a` by (`2ᵉ ≤ max|a| < 2ᵉ⁺¹`), or `None` when `max|a|` is in the
+/// safe range (or `a` is zero) and the matrix is used as it is.
+pub(crate) fn needs_scaling(a: MatRef<'_, f64>) -> Option<i32> {
+    let e = exponent(max_abs(a));
+    (e.abs() > SAFE_EXPONENT).then_some(e)
+}
+
+/// Multiplies every entry of `a` by `2⁻ᵉ` in place (exact except for entries that become
+/// subnormal, which are below `2⁻¹⁰²²` times the largest entry).
+pub(crate) fn scale_in_place(a: &mut Mat<f64>, e: i32) {
+    for j in 0..a.ncols() {
+        for v in a.col_mut(j).iter_mut() {
+            *v = ldexp(*v, -e);
+        }
+    }
+}
+
+/// `a` divided by a power of two so that its largest entry is in `[1, 2)` when it is outside the
+/// safe range, as an owned copy, with the exponent; `None` when `a` is used as it is.
+pub(crate) fn scaled(a: MatRef<'_, f64>) -> Option<(Mat<f64>, i32)> {
+    let e = needs_scaling(a)?;
+    Some((
+        Mat::from_fn(a.nrows(), a.ncols(), |i, j| ldexp(a[(i, j)], -e)),
+        e,
+    ))
+}
+
+/// Scales an owned matrix in place when needed; returns the exponent (0 when unscaled).
+pub(crate) fn scale_owned(a: &mut Mat<f64>) -> i32 {
+    match needs_scaling(a.as_ref()) {
+        Some(e) => {
+            scale_in_place(a, e);
+            e
+        }
+        None => 0,
+    }
+}
+
+/// `x · 2ᵉ`, or [`LinalgError::Overflow`] naming `what` when the exact value exceeds
+/// `f64::MAX`. A value below `f64::MIN_POSITIVE` is rounded to the nearest subnormal (absolute
+/// error at most `2⁻¹⁰⁷⁵`).
+pub(crate) fn unscale(x: f64, e: i32, what: &'static str) -> Result<f64> {
+    let y = ldexp(x, e);
+    if y.is_finite() || !x.is_finite() {
+        Ok(y)
+    } else {
+        Err(LinalgError::Overflow {
+            what,
+            log2: f64::from(e) + x.abs().log2(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldexp_is_exact_and_rounds_once() {
+        assert_eq!(ldexp(1.0, -1074).to_bits(), 1u64);
+        assert_eq!(ldexp(3.0, -1075).to_bits(), 2u64); // 1.5 ulp rounds to even: 2
+        assert_eq!(ldexp(1.0, 1023).to_bits(), pow2(1023).to_bits());
+        assert_eq!(ldexp(1.5, 1024).to_bits(), f64::INFINITY.to_bits());
+        assert_eq!(ldexp(f64::from_bits(1), 1074).to_bits(), 1.0f64.to_bits());
+        assert_eq!(
+            ldexp(f64::MAX, -2000 + 1000).to_bits(),
+            (f64::MAX / pow2(1000)).to_bits()
+        );
+        assert_eq!(ldexp(-5.0, 0).to_bits(), (-5.0f64).to_bits());
+    }
+
+    #[test]
+    fn exponent_of_normal_and_subnormal() {
+        assert_eq!(exponent(1.0), 0);
+        assert_eq!(exponent(1.99), 0);
+        assert_eq!(exponent(0.5), -1);
+        assert_eq!(exponent(f64::MAX), 1023);
+        assert_eq!(exponent(f64::MIN_POSITIVE), -1022);
+        assert_eq!(exponent(f64::from_bits(1)), -1074);
+        assert_eq!(exponent(f64::from_bits(3)), -1073);
+        assert_eq!(exponent(0.0), 0);
+    }
+}
