@@ -268,3 +268,26 @@ fn a_dense_preconditioner_singular_to_working_precision_is_refused() {
     );
     c.build(2).unwrap();
 }
+
+/// Found by the `config_json` fuzz target: JSON numbers must parse to the nearest `f64` (serde_json's
+/// default fast path was one ulp off for `1e-50`), so a config round-trips through `to_json`.
+#[test]
+fn json_numbers_parse_correctly_rounded_and_round_trip() {
+    for (key, text, want) in [
+        ("eps", "1e-50", 1e-50f64),
+        ("eps", "1.2345678901234567e-300", 1.2345678901234567e-300),
+        ("lr", "0.30000000000000004", 0.30000000000000004),
+        ("lr", "9.999999999999999e22", 9.999999999999999e22),
+    ] {
+        let json = format!(r#"{{"optimizer":"adagrad","{key}":{text}}}"#);
+        let c = OptimizerConfig::from_json(&json).unwrap();
+        let got = if key == "eps" { c.eps } else { c.lr };
+        assert_eq!(
+            got.to_bits(),
+            want.to_bits(),
+            "{key} = {text} parsed as {got:e}"
+        );
+        let back = OptimizerConfig::from_json(&c.to_json()).unwrap();
+        assert_eq!(back.to_json(), c.to_json(), "round trip of {json}");
+    }
+}
