@@ -277,7 +277,7 @@ fn json_numbers_parse_correctly_rounded_and_round_trip() {
         ("eps", "1e-50", 1e-50f64),
         ("eps", "1.2345678901234567e-300", 1.2345678901234567e-300),
         ("lr", "0.30000000000000004", 0.30000000000000004),
-        ("lr", "9.999999999999999e22", 9.999999999999999e22),
+        ("lr", "1e23", 1e23),
     ] {
         let json = format!(r#"{{"optimizer":"adagrad","{key}":{text}}}"#);
         let c = OptimizerConfig::from_json(&json).unwrap();
