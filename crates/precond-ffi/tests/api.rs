@@ -11,19 +11,8 @@ use precond_optim::OptimizerConfig;
 
 use precond_status_t::*;
 
-fn last() -> String {
-    // SAFETY: never NULL, NUL-terminated.
-    unsafe { CStr::from_ptr(precond_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn handle_msg(opt: *const precond_optimizer_t) -> String {
-    // SAFETY: a live handle (or NULL); the result is NUL-terminated.
-    unsafe { CStr::from_ptr(precond_optimizer_last_error(opt)) }
-        .to_string_lossy()
-        .into_owned()
-}
+mod common;
+use common::{handle_msg, last};
 
 #[track_caller]
 fn expect(st: precond_status_t, want: precond_status_t, msg: &str, needle: &str) {

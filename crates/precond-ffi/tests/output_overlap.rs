@@ -4,25 +4,14 @@
 //! `precond_optimizer_save_state`): `PRECOND_INVALID_ARGUMENT`, a message naming both outputs,
 //! and every output left as it was. Adjacent outputs and NULL optional outputs are accepted.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::ptr::null_mut;
 
 use precond_ffi::*;
 use precond_status_t::*;
 
-fn last() -> String {
-    // SAFETY: never NULL, NUL-terminated.
-    unsafe { CStr::from_ptr(precond_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn handle_msg(opt: *const precond_optimizer_t) -> String {
-    // SAFETY: a live handle; the result is NUL-terminated.
-    unsafe { CStr::from_ptr(precond_optimizer_last_error(opt)) }
-        .to_string_lossy()
-        .into_owned()
-}
+mod common;
+use common::{handle_msg, last};
 
 #[track_caller]
 fn refused(st: precond_status_t, msg: &str, a: &str, b: &str) {

@@ -60,18 +60,9 @@ fn every_kind_round_trips_through_json_and_validates() {
         // every key the JSON form writes is a common key or one of the kind's own
         let v = c.to_value();
         for key in v.as_object().unwrap().keys() {
-            let common = [
-                "optimizer",
-                "lr",
-                "weight_decay",
-                "maximize",
-                "regularization",
-                "groups",
-                "schedule",
-                "nonfinite",
-            ];
             assert!(
-                common.contains(&key.as_str()) || k.keys().contains(&key.as_str()),
+                OptimizerConfig::COMMON_KEYS.contains(&key.as_str())
+                    || k.keys().contains(&key.as_str()),
                 "{k} writes `{key}` which it does not accept"
             );
         }

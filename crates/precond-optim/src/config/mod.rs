@@ -34,17 +34,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::kind::OptimizerKind;
 
-/// The keys every optimizer accepts.
-pub(crate) const COMMON_KEYS: &[&str] = &[
-    "optimizer",
-    "lr",
-    "weight_decay",
-    "maximize",
-    "regularization",
-    "groups",
-    "schedule",
-    "nonfinite",
-];
+pub(crate) const COMMON_KEYS: &[&str] = OptimizerConfig::COMMON_KEYS;
 
 /// What to do with a NaN or infinite gradient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -140,6 +130,19 @@ pub struct OptimizerConfig {
 }
 
 impl OptimizerConfig {
+    /// The JSON keys every optimizer accepts; each kind adds its own
+    /// ([`OptimizerKind::keys`]).
+    pub const COMMON_KEYS: &'static [&'static str] = &[
+        "optimizer",
+        "lr",
+        "weight_decay",
+        "maximize",
+        "regularization",
+        "groups",
+        "schedule",
+        "nonfinite",
+    ];
+
     /// The defaults most torch optimizers share (`lr = 1e-3`, `eps = 1e-8`, `weight_decay = 0`,
     /// `betas = [0.9, 0.999]`, `alpha = 0.99`, no momentum) before a kind applies its own.
     pub(crate) fn base(kind: OptimizerKind) -> Self {
