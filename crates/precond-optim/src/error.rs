@@ -132,4 +132,30 @@ impl OptimError {
             reason: reason.into(),
         }
     }
+    /// The same error with its key path under `path` (a group's own config: `momentum` becomes
+    /// `groups[1].momentum`).
+    pub(crate) fn under(self, path: &str) -> Self {
+        let join = |k: String| {
+            if k.starts_with(path) {
+                k
+            } else {
+                format!("{path}.{k}")
+            }
+        };
+        match self {
+            OptimError::Config { key, message } => OptimError::Config {
+                key: join(key),
+                message,
+            },
+            OptimError::UnknownKey { key, message } => OptimError::UnknownKey {
+                key: join(key),
+                message,
+            },
+            OptimError::Unsupported(m) => OptimError::Unsupported(format!("{path}: {m}")),
+            OptimError::NotSpd { reason } => OptimError::NotSpd {
+                reason: format!("{path}: {reason}"),
+            },
+            other => other,
+        }
+    }
 }

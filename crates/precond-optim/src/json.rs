@@ -73,6 +73,16 @@ impl<'a> Obj<'a> {
         }
     }
 
+    pub(crate) fn i64(&mut self, k: &'static str) -> Result<Option<i64>> {
+        match self.raw(k) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| self.type_err(k, "an integer", v)),
+        }
+    }
+
     pub(crate) fn str(&mut self, k: &'static str) -> Result<Option<&'a str>> {
         match self.raw(k) {
             None => Ok(None),

@@ -95,6 +95,7 @@ mod json;
 pub mod kernel;
 mod kind;
 mod kinds;
+mod matrix;
 mod momentum;
 mod optimizer;
 mod precond;
@@ -105,11 +106,13 @@ mod state;
 mod storage;
 
 pub use config::{
-    FixedPreconditioner, NonFinitePolicy, OptimizerConfig, OptimizerKind, ParamGroup,
+    AdjustLr, FixedPreconditioner, Grafting, GraftingKind, MatrixOrder, MatrixShape,
+    NonFinitePolicy, OptimizerConfig, OptimizerKind, ParamGroup,
 };
 pub use error::{OptimError, Result};
 pub use float::{Dtype, Float};
 pub use kernel::SimdLevel;
+pub use matrix::{MatrixPreconditioner, PreconditionerBlock};
 pub use optimizer::{Optimizer, StepOutcome};
 pub use regularization::{RegKind, Regularization, Space};
 pub use schedule::Schedule;

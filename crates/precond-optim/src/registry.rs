@@ -25,6 +25,8 @@ macro_rules! for_each_kind {
             Adamw = "adamw" => adam::AdamW,
             /// Preconditioned GD (5) with a fixed user preconditioner.
             PrecondGd = "precond_gd" => precond_gd::PrecondGd,
+            /// torch `Muon`: orthogonalized momentum on a matrix (THEORY.md §7).
+            Muon = "muon" => muon::Muon,
         }
     };
 }

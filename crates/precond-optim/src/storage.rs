@@ -5,30 +5,82 @@ use crate::float::Float;
 use crate::kernel::MAX_SLOTS;
 
 /// A state slot of an optimizer kind: its name (torch's `state` key, e.g. `"exp_avg_sq"`), the
-/// value every element starts from, and whether its values are non-negative by construction
-/// (accumulated squares: checked when a saved state is loaded).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// value every element starts from, whether its values are non-negative by construction
+/// (accumulated squares: checked when a saved state is loaded), and its length: one value per
+/// parameter (`len: None`, the fused kernels' slots, at most [`MAX_SLOTS`], listed first) or a
+/// fixed length (a matrix kind's factors and bases, after the per-element ones).
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct SlotSpec {
-    pub(crate) name: &'static str,
+    pub(crate) name: std::borrow::Cow<'static, str>,
     pub(crate) init: f64,
     pub(crate) nonneg: bool,
+    pub(crate) len: Option<usize>,
+}
+
+/// Where the parameters of one optimizer part lie: their number and, for a matrix group, the
+/// shape.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    pub(crate) len: usize,
+    pub(crate) shape: Option<crate::config::MatrixShape>,
+}
+
+/// A kind's scratch memory kept between steps (not state: not saved, not cloned; rebuilt at the
+/// next step after a clone or a load).
+#[derive(Default)]
+pub(crate) struct Scratch(pub(crate) Option<Box<dyn std::any::Any + Send + Sync>>);
+
+impl Clone for Scratch {
+    fn clone(&self) -> Self {
+        Scratch(None)
+    }
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Scratch(..)" } else { "Scratch(empty)" })
+    }
+}
+
+impl Scratch {
+    /// The workspace of type `W`, built by `make` when absent (or of another type).
+    pub(crate) fn get_or<W: std::any::Any + Send + Sync>(&mut self, make: impl FnOnce() -> W) -> &mut W {
+        if !self.0.as_ref().is_some_and(|b| b.is::<W>()) {
+            self.0 = Some(Box::new(make()));
+        }
+        match self.0.as_mut().and_then(|b| b.downcast_mut::<W>()) {
+            Some(w) => w,
+            None => unreachable!("the workspace was just stored with this type"),
+        }
+    }
 }
 
 impl SlotSpec {
     /// A signed slot that starts at zero (a first moment, a momentum buffer).
     pub(crate) const fn zero(name: &'static str) -> Self {
         SlotSpec {
-            name,
+            name: std::borrow::Cow::Borrowed(name),
             init: 0.0,
             nonneg: false,
+            len: None,
+        }
+    }
+    /// A fixed-length array (a factor, a root, a basis) starting at zero.
+    pub(crate) fn array(name: impl Into<std::borrow::Cow<'static, str>>, len: usize, nonneg: bool) -> Self {
+        SlotSpec {
+            name: name.into(),
+            init: 0.0,
+            nonneg,
+            len: Some(len),
         }
     }
     /// A non-negative slot that starts at zero (a second moment).
     pub(crate) const fn squares(name: &'static str) -> Self {
         SlotSpec {
-            name,
+            name: std::borrow::Cow::Borrowed(name),
             init: 0.0,
             nonneg: true,
+            len: None,
         }
     }
 }
@@ -44,8 +96,12 @@ pub(crate) struct Prepared {
 /// The buffers of one dtype.
 #[derive(Clone, Debug)]
 pub(crate) struct Slots<T> {
-    /// State slots in [`SlotSpec`] order; unused ones empty.
+    /// Per-element state slots in [`SlotSpec`] order; unused ones empty.
     pub(crate) s: [Vec<T>; MAX_SLOTS],
+    /// Fixed-length state arrays (matrix kinds), in [`SlotSpec`] order after the per-element ones.
+    pub(crate) mats: Vec<Vec<T>>,
+    /// Between-step workspace of a matrix kind.
+    pub(crate) scratch: Scratch,
     /// Read-only per-element data ([`Prepared::aux`] in this dtype), or empty.
     pub(crate) aux: Vec<T>,
     /// [`Prepared::dense_p`] in this dtype, or empty.
@@ -56,13 +112,29 @@ pub(crate) struct Slots<T> {
 }
 
 impl<T: Float> Slots<T> {
+    /// The state array `j` in [`SlotSpec`] order (per-element slots first, then `mats`).
+    pub(crate) fn array(&self, specs: &[SlotSpec], j: usize) -> &[T] {
+        let per = specs.iter().filter(|s| s.len.is_none()).count();
+        if j < per { &self.s[j] } else { &self.mats[j - per] }
+    }
+
+    /// Mutable [`Self::array`].
+    pub(crate) fn array_mut(&mut self, specs: &[SlotSpec], j: usize) -> &mut Vec<T> {
+        let per = specs.iter().filter(|s| s.len.is_none()).count();
+        if j < per { &mut self.s[j] } else { &mut self.mats[j - per] }
+    }
+
     /// Fresh state for `n` parameters.
     pub(crate) fn new(specs: &[SlotSpec], prepared: &Prepared, n: usize) -> Self {
+        let per: Vec<&SlotSpec> = specs.iter().filter(|s| s.len.is_none()).collect();
         let mk = |j: usize| -> Vec<T> {
-            specs
-                .get(j)
+            per.get(j)
                 .map_or_else(Vec::new, |sp| vec![T::from_f64(sp.init); n])
         };
+        let mats = specs
+            .iter()
+            .filter_map(|s| s.len.map(|l| vec![T::from_f64(s.init); l]))
+            .collect();
         let conv = |v: &Option<Vec<f64>>| -> Vec<T> {
             v.as_ref()
                 .map_or_else(Vec::new, |p| p.iter().map(|&x| T::from_f64(x)).collect())
@@ -74,6 +146,8 @@ impl<T: Float> Slots<T> {
         };
         Slots {
             s: [mk(0), mk(1), mk(2)],
+            mats,
+            scratch: Scratch::default(),
             aux: conv(&prepared.aux),
             dense_p: conv(&prepared.dense_p),
             scratch_u: su,
@@ -99,7 +173,7 @@ mod sealed {
 /// The element types an [`Optimizer`](crate::Optimizer) steps: `f32` and `f64`. Sealed: it
 /// cannot be implemented outside this crate.
 #[allow(private_interfaces)]
-pub trait StepFloat: Float + sealed::Sealed {
+pub trait StepFloat: Float + faer::traits::RealField + sealed::Sealed {
     #[doc(hidden)]
     fn slots_mut(store: &mut Store) -> Option<&mut Slots<Self>>;
     #[doc(hidden)]

@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use precond_optim::{
-    Dtype, FixedPreconditioner, OptimError, Optimizer, OptimizerConfig, OptimizerKind,
-    OptimizerState,
+    Dtype, FixedPreconditioner, MatrixShape, OptimError, Optimizer, OptimizerConfig,
+    OptimizerKind, OptimizerState,
 };
 
 fn stepped(k: OptimizerKind, n: usize, steps: usize) -> (OptimizerConfig, Optimizer) {
@@ -16,6 +16,9 @@ fn stepped(k: OptimizerKind, n: usize, steps: usize) -> (OptimizerConfig, Optimi
     }
     if k.keys().contains(&"preconditioner") {
         c.preconditioner = Some(FixedPreconditioner::Diagonal(vec![0.5; n]));
+    }
+    if k.is_matrix() {
+        c.shape = Some(MatrixShape::new(2, n / 2));
     }
     let mut opt = c.build(n).unwrap();
     let mut x = vec![1.0f64; n];
@@ -91,20 +94,27 @@ fn crafted_sizes_are_refused_before_allocating() {
     let (_, opt) = stepped(OptimizerKind::Adam, 3, 1);
     let blob = opt.save_state();
     let body = &blob[..blob.len() - 4];
-    // layout: magic 8, version 4, layout len 4 + text, dtype 1, n 8, step 8, lr 8, k 4
+    // layout: magic 8, version 4, layout len 4 + text, dtype 1, n 8, step 8, lr 8, k 4, then
+    // each array: length 8 + values
     let ll = u32::from_le_bytes(body[12..16].try_into().unwrap()) as usize;
     let at_n = 16 + ll + 1;
     let at_k = at_n + 24;
-    // n = 0 and 4e9 slots: zero bytes of slot data would "fit"
+    // 4e9 arrays announced, none present
     let mut b = body[..at_k + 4].to_vec();
-    b[at_n..at_n + 8].copy_from_slice(&0u64.to_le_bytes());
     b[at_k..at_k + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     let e = OptimizerState::from_bytes(&reseal(b)).unwrap_err();
-    assert!(e.to_string().contains("slots"), "{e}");
-    // n = 2^60 with no data
+    assert!(e.to_string().contains("arrays announced"), "{e}");
+    // an array announcing 2^60 values
+    let mut b = body.to_vec();
+    b[at_k + 4..at_k + 12].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    let e = OptimizerState::from_bytes(&reseal(b)).unwrap_err();
+    assert!(e.to_string().contains("announces"), "{e}");
+    // n = 2^60: well-formed bytes, refused when loaded
     let mut b = body.to_vec();
     b[at_n..at_n + 8].copy_from_slice(&(1u64 << 60).to_le_bytes());
-    assert!(OptimizerState::from_bytes(&reseal(b)).is_err());
+    let mut o2 = opt.clone();
+    let e = o2.load_state(&reseal(b)).unwrap_err();
+    assert!(e.to_string().contains("parameters"), "{e}");
     // a layout length far past the end
     let mut b = body.to_vec();
     b[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -121,8 +131,8 @@ fn impossible_values_in_a_well_formed_state_are_refused() {
     let (c, mut opt) = stepped(OptimizerKind::Adam, 3, 2);
     let good = opt.state();
     let names = opt.slot_names();
-    let sq = names.iter().position(|&s| s == "exp_avg_sq").unwrap();
-    let m = names.iter().position(|&s| s == "exp_avg").unwrap();
+    let sq = names.iter().position(|s| s == "exp_avg_sq").unwrap();
+    let m = names.iter().position(|s| s == "exp_avg").unwrap();
     let cases: Vec<(usize, f64, &str)> = vec![
         (sq, -1e-3, "exp_avg_sq"),
         (sq, f64::NAN, "exp_avg_sq"),

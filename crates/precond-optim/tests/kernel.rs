@@ -230,6 +230,7 @@ fn groups_equal_separate_optimizers() {
             lr: Some(0.05),
             weight_decay: Some(0.0),
             regularization: None,
+            ..Default::default()
         },
         ParamGroup {
             start: 3,
@@ -237,6 +238,7 @@ fn groups_equal_separate_optimizers() {
             lr: None,
             weight_decay: None,
             regularization: Some(l1),
+            ..Default::default()
         },
     ];
     let mut whole = cfg.build(n).unwrap();

@@ -5,7 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use precond_optim::{FixedPreconditioner, OptimError, OptimizerConfig, OptimizerKind};
+use precond_optim::{
+    FixedPreconditioner, MatrixShape, OptimError, OptimizerConfig, OptimizerKind,
+};
 use serde_json::Value;
 
 /// A valid configuration of `k` with torch's defaults (a fixed diagonal `P` where one is needed).
@@ -16,6 +18,9 @@ fn default_config(k: OptimizerKind, n: usize) -> OptimizerConfig {
             (0..n).map(|i| 0.5 + i as f64 / n as f64).collect(),
         ));
     }
+    if k.is_matrix() {
+        c.shape = Some(MatrixShape::new(2, n / 2));
+    }
     c
 }
 
@@ -25,6 +30,13 @@ fn sample_value(key: &str, n: usize) -> Value {
         "betas" => serde_json::json!([0.8, 0.99]),
         "nesterov" | "amsgrad" | "centered" => Value::Bool(false),
         "preconditioner" => serde_json::json!({"diag": vec![1.0; n]}),
+        "use_decoupled_weight_decay" | "use_bias_correction" | "normalize_grads"
+        | "correct_bias" => Value::Bool(true),
+        "ns_coefficients" => serde_json::json!([3.4445, -4.775, 2.0315]),
+        "ns_steps" | "max_preconditioner_dim" | "precondition_frequency" | "max_precond_dim"
+        | "start_preconditioning_step" => serde_json::json!(2),
+        "adjust_lr_fn" => serde_json::json!("original"),
+        "grafting" => serde_json::json!({"type": "adam"}),
         _ => serde_json::json!(0.1),
     }
 }
@@ -101,12 +113,17 @@ fn own_keys_accepted_other_kinds_keys_named_in_the_error() {
 
 #[test]
 fn every_kind_steps_observes_and_saves_in_both_dtypes() {
-    let n = 5;
+    let n = 6;
     for &k in OptimizerKind::ALL {
         let c = default_config(k, n);
         let mut opt = c.build(n).unwrap();
         let slots = opt.slot_names();
-        assert_eq!(opt.layout(), format!("{}:{}", k.name(), slots.join(",")));
+        let tag = if k.is_matrix() {
+            format!("{}(2x3)", k.name())
+        } else {
+            k.name().to_string()
+        };
+        assert_eq!(opt.layout(), format!("{tag}:{}", slots.join(",")));
         let mut x: Vec<f64> = (0..n).map(|i| 1.0 - 0.3 * i as f64).collect();
         let g: Vec<f64> = (0..n).map(|i| 0.2 * i as f64 - 0.4).collect();
         let x0 = x.clone();
@@ -117,16 +134,39 @@ fn every_kind_steps_observes_and_saves_in_both_dtypes() {
             x.iter().zip(&x0).any(|(a, b)| a.to_bits() != b.to_bits()),
             "{k}: three steps changed nothing"
         );
-        let mut p = vec![0.0; n];
-        opt.preconditioner(&mut p).unwrap();
-        assert!(
-            p.iter().all(|v| v.is_finite() && *v > 0.0),
-            "{k}: P_k = {p:?}"
-        );
+        if k.is_matrix() {
+            // the matrix preconditioner: at least one finite multiplier or basis
+            let mp = opt.matrix_preconditioner(None).unwrap();
+            assert_eq!((mp.rows, mp.cols), (2, 3), "{k}");
+            let b = &mp.blocks[0];
+            let mats = [&b.left, &b.right, &b.left_basis, &b.right_basis];
+            assert!(mats.iter().any(|m| m.is_some()), "{k}: {mp:?}");
+            for m in mats.into_iter().flatten() {
+                assert!(m.iter().all(|v| v.is_finite()), "{k}: {m:?}");
+            }
+            assert!(matches!(
+                opt.preconditioner(&mut vec![0.0; n]),
+                Err(OptimError::Unsupported(_))
+            ));
+        } else {
+            let mut p = vec![0.0; n];
+            opt.preconditioner(&mut p).unwrap();
+            assert!(
+                p.iter().all(|v| v.is_finite() && *v > 0.0),
+                "{k}: P_k = {p:?}"
+            );
+        }
         let st = opt.state();
         assert_eq!(st.slots.len(), slots.len(), "{k}");
         for j in 0..slots.len() {
-            assert_eq!(opt.slot::<f64>(j).unwrap().len(), n, "{k} slot {j}");
+            assert_eq!(opt.slot::<f64>(j).unwrap().len(), st.slots[j].len(), "{k} slot {j}");
+        }
+        if !slots.is_empty() {
+            assert_eq!(
+                opt.slot::<f64>(0).unwrap().len(),
+                n,
+                "{k}: the first slot is per element"
+            );
         }
         assert!(opt.slot::<f64>(slots.len()).is_none());
         // save, continue two ways, compare bitwise

@@ -69,29 +69,99 @@ impl OptimizerConfig {
     }
 
     /// Range checks (linfa `ParamGuard::check` style); the error names the key. The common keys
-    /// are checked here, the optimizer's own keys by its kind (`kinds/`).
+    /// are checked here, the optimizer's own keys by its kind (`kinds/`); a group's own
+    /// optimizer is checked the same way, its errors under `groups[i].`.
     pub fn validate(&self) -> Result<()> {
+        self.validate_own()?;
+        if let Some(s) = &self.shape
+            && s.len().is_none()
+        {
+            return Err(OptimError::config("shape", "rows · cols overflows"));
+        }
+        let top_matrix = self.optimizer.is_matrix();
+        for (i, g) in self.groups.iter().enumerate() {
+            let path = format!("groups[{i}]");
+            if let Some(lr) = g.lr {
+                check_lr(&format!("{path}.lr"), lr)?;
+            }
+            if let Some(wd) = g.weight_decay {
+                check_nonneg(&format!("{path}.weight_decay"), wd)?;
+            }
+            if let Some(r) = &g.regularization {
+                validate_regularization(r, &format!("{path}.regularization"))?;
+            }
+            if g.start >= g.end {
+                return Err(OptimError::config(
+                    path,
+                    format!("empty range {}..{}", g.start, g.end),
+                ));
+            }
+            let kind = match &g.optimizer {
+                Some(inner) => {
+                    if g.lr.is_some() || g.weight_decay.is_some() || g.regularization.is_some() {
+                        return Err(OptimError::config(
+                            path,
+                            "a group with its own optimizer keeps lr, weight_decay and regularization in that optimizer's config",
+                        ));
+                    }
+                    if !inner.groups.is_empty() || inner.shape.is_some() {
+                        return Err(OptimError::config(
+                            path,
+                            "a group's own optimizer takes no groups or shape of its own (the group's shape is the group's)",
+                        ));
+                    }
+                    inner.validate_own().map_err(|e| e.under(&path))?;
+                    inner.optimizer
+                }
+                None => {
+                    if top_matrix && g.regularization.is_some() {
+                        return Err(OptimError::Unsupported(format!(
+                            "{path}: `{}` takes no extra regularization",
+                            self.optimizer.name()
+                        )));
+                    }
+                    self.optimizer
+                }
+            };
+            if kind.is_matrix() && g.shape.is_none() {
+                return Err(OptimError::config(
+                    format!("{path}.shape"),
+                    format!(
+                        "`{}` preconditions a matrix: the group needs its 2-D shape [rows, cols]",
+                        kind.name()
+                    ),
+                ));
+            }
+            if let Some(s) = &g.shape
+                && s.len() != Some(g.end - g.start)
+            {
+                return Err(OptimError::config(
+                    format!("{path}.shape"),
+                    format!(
+                        "[{}, {}] does not have the group's {} entries",
+                        s.rows,
+                        s.cols,
+                        g.end - g.start
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks of one optimizer's own keys (the top level's or a group's own optimizer):
+    /// learning rate, weight decay, the kind's keys, the regularization.
+    pub(crate) fn validate_own(&self) -> Result<()> {
         let k = self.optimizer;
         check_lr("lr", self.lr)?;
         check_nonneg("weight_decay", self.weight_decay)?;
         k.validate(self)?;
         validate_regularization(&self.regularization, "regularization")?;
-        for (i, g) in self.groups.iter().enumerate() {
-            if let Some(lr) = g.lr {
-                check_lr(&format!("groups[{i}].lr"), lr)?;
-            }
-            if let Some(wd) = g.weight_decay {
-                check_nonneg(&format!("groups[{i}].weight_decay"), wd)?;
-            }
-            if let Some(r) = &g.regularization {
-                validate_regularization(r, &format!("groups[{i}].regularization"))?;
-            }
-            if g.start >= g.end {
-                return Err(OptimError::config(
-                    format!("groups[{i}]"),
-                    format!("empty range {}..{}", g.start, g.end),
-                ));
-            }
+        if k.is_matrix() && !self.regularization.is_none() {
+            return Err(OptimError::Unsupported(format!(
+                "`{}` takes no extra regularization (weight_decay only)",
+                k.name()
+            )));
         }
         if self.preconditioner.is_some() && !k.keys().contains(&"preconditioner") {
             return Err(OptimError::config(

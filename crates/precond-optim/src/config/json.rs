@@ -2,7 +2,10 @@
 //! and wrong types are errors naming the key) and serialization that round-trips.
 
 use super::keys::{KEYS, key_def};
-use super::{COMMON_KEYS, NonFinitePolicy, OptimizerConfig, ParamGroup, validate_regularization};
+use super::{
+    COMMON_KEYS, MatrixOrder, MatrixShape, NonFinitePolicy, OptimizerConfig, ParamGroup,
+    validate_regularization,
+};
 use crate::error::{OptimError, Result};
 use crate::json::Obj;
 use crate::kind::OptimizerKind;
@@ -23,79 +26,7 @@ impl OptimizerConfig {
     /// Parse an already-parsed JSON value (see [`Self::from_json`]).
     pub fn from_value(v: &Value) -> Result<Self> {
         let mut o = Obj::new("", v)?;
-        let name = o.str("optimizer")?.ok_or_else(|| {
-            OptimError::config("optimizer", format!("missing ({})", OptimizerKind::names()))
-        })?;
-        let kind = OptimizerKind::from_name(name).ok_or_else(|| {
-            OptimError::config(
-                "optimizer",
-                format!("unknown optimizer `{name}` ({})", OptimizerKind::names()),
-            )
-        })?;
-        let allowed = kind.keys();
-        if let Value::Object(map) = v {
-            for k in map.keys() {
-                if !COMMON_KEYS.contains(&k.as_str()) && !allowed.contains(&k.as_str()) {
-                    let known = KEYS.iter().any(|d| d.name == k.as_str());
-                    let mut acc: Vec<&str> = COMMON_KEYS.to_vec();
-                    acc.extend_from_slice(allowed);
-                    return Err(OptimError::UnknownKey {
-                        key: k.clone(),
-                        message: if known {
-                            format!(
-                                "not an argument of `{}`; accepted: {}",
-                                kind.name(),
-                                acc.join(", ")
-                            )
-                        } else {
-                            format!("accepted keys for `{}`: {}", kind.name(), acc.join(", "))
-                        },
-                    });
-                }
-            }
-        }
-        let mut c = OptimizerConfig::new(kind);
-        if let Some(x) = o.f64("lr")? {
-            c.lr = x;
-        }
-        if let Some(x) = o.f64("weight_decay")? {
-            c.weight_decay = x;
-        }
-        if let Some(x) = o.bool("maximize")? {
-            c.maximize = x;
-        }
-        for &key in allowed {
-            // every accepted key has exactly one entry in the key table (checked by a test)
-            if let Some(d) = key_def(key) {
-                (d.read)(&mut o, &mut c)?;
-            }
-        }
-        if let Some(r) = o.raw("regularization") {
-            c.regularization = parse_regularization(r, "regularization")?;
-        }
-        if let Some(s) = o.raw("schedule") {
-            c.schedule = Schedule::parse(s, "schedule")?;
-        }
-        if let Some(s) = o.str("nonfinite")? {
-            c.nonfinite = match s {
-                "error" => NonFinitePolicy::Error,
-                "skip" => NonFinitePolicy::Skip,
-                "propagate" => NonFinitePolicy::Propagate,
-                other => {
-                    return Err(OptimError::config(
-                        "nonfinite",
-                        format!("expected \"error\", \"skip\" or \"propagate\", got \"{other}\""),
-                    ));
-                }
-            };
-        }
-        if let Some(g) = o.array("groups")? {
-            c.groups = g
-                .iter()
-                .enumerate()
-                .map(|(i, v)| parse_group(v, i))
-                .collect::<Result<_>>()?;
-        }
+        let c = read_config(&mut o, v, true)?;
         o.finish("see OptimizerConfig docs")?;
         c.validate()?;
         Ok(c)
@@ -105,18 +36,8 @@ impl OptimizerConfig {
     /// [`Self::from_json`]).
     pub fn to_value(&self) -> Value {
         let mut m = Map::new();
-        m.insert("optimizer".into(), json!(self.optimizer.name()));
-        m.insert("lr".into(), json!(self.lr));
-        m.insert("weight_decay".into(), json!(self.weight_decay));
-        m.insert("maximize".into(), json!(self.maximize));
-        for &k in self.optimizer.keys() {
-            if let Some(v) = key_def(k).and_then(|d| (d.write)(self)) {
-                m.insert(k.into(), v);
-            }
-        }
-        if self.regularization.kind != RegKind::None {
-            m.insert("regularization".into(), reg_value(&self.regularization));
-        }
+        own_keys_value(self, &mut m);
+        shape_insert(&mut m, &self.shape);
         if !self.groups.is_empty() {
             let gs: Vec<Value> = self
                 .groups
@@ -125,6 +46,10 @@ impl OptimizerConfig {
                     let mut gm = Map::new();
                     gm.insert("start".into(), json!(g.start));
                     gm.insert("end".into(), json!(g.end));
+                    shape_insert(&mut gm, &g.shape);
+                    if let Some(inner) = &g.optimizer {
+                        own_keys_value(inner, &mut gm);
+                    }
                     if let Some(lr) = g.lr {
                         gm.insert("lr".into(), json!(lr));
                     }
@@ -169,6 +94,175 @@ impl<'de> Deserialize<'de> for OptimizerConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let v = Value::deserialize(d)?;
         OptimizerConfig::from_value(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The keys a group with its own optimizer accepts besides that optimizer's own.
+const GROUP_OWN_KEYS: &[&str] = &[
+    "start",
+    "end",
+    "shape",
+    "order",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "maximize",
+    "regularization",
+];
+
+/// Read an optimizer's keys from `o` (the top level when `top`, else a group with its own
+/// `"optimizer"`, whose `start`, `end`, `shape` and `order` the caller takes).
+fn read_config(o: &mut Obj<'_>, v: &Value, top: bool) -> Result<OptimizerConfig> {
+    let name = o.str("optimizer")?.ok_or_else(|| {
+        OptimError::config(o.key("optimizer"), format!("missing ({})", OptimizerKind::names()))
+    })?;
+    let kind = OptimizerKind::from_name(name).ok_or_else(|| {
+        OptimError::config(
+            o.key("optimizer"),
+            format!("unknown optimizer `{name}` ({})", OptimizerKind::names()),
+        )
+    })?;
+    let allowed = kind.keys();
+    let common: &[&str] = if top { COMMON_KEYS } else { GROUP_OWN_KEYS };
+    if let Value::Object(map) = v {
+        for k in map.keys() {
+            if !common.contains(&k.as_str()) && !allowed.contains(&k.as_str()) {
+                let known = KEYS.iter().any(|d| d.name == k.as_str())
+                    || COMMON_KEYS.contains(&k.as_str());
+                let mut acc: Vec<&str> = common.to_vec();
+                acc.extend_from_slice(allowed);
+                return Err(OptimError::UnknownKey {
+                    key: o.key(k),
+                    message: if known && !top && COMMON_KEYS.contains(&k.as_str()) {
+                        format!(
+                            "only the top level takes `{k}`; a group with its own optimizer accepts: {}",
+                            acc.join(", ")
+                        )
+                    } else if known {
+                        format!(
+                            "not an argument of `{}`; accepted: {}",
+                            kind.name(),
+                            acc.join(", ")
+                        )
+                    } else {
+                        format!("accepted keys for `{}`: {}", kind.name(), acc.join(", "))
+                    },
+                });
+            }
+        }
+    }
+    let mut c = OptimizerConfig::new(kind);
+    if let Some(x) = o.f64("lr")? {
+        c.lr = x;
+    }
+    if let Some(x) = o.f64("weight_decay")? {
+        c.weight_decay = x;
+    }
+    if let Some(x) = o.bool("maximize")? {
+        c.maximize = x;
+    }
+    for &key in allowed {
+        // every accepted key has exactly one entry in the key table (checked by a test)
+        if let Some(d) = key_def(key) {
+            (d.read)(o, &mut c)?;
+        }
+    }
+    if let Some(r) = o.raw("regularization") {
+        c.regularization = parse_regularization(r, &o.key("regularization"))?;
+    }
+    if !top {
+        return Ok(c);
+    }
+    c.shape = parse_shape(o)?;
+    if let Some(s) = o.raw("schedule") {
+        c.schedule = Schedule::parse(s, "schedule")?;
+    }
+    if let Some(s) = o.str("nonfinite")? {
+        c.nonfinite = match s {
+            "error" => NonFinitePolicy::Error,
+            "skip" => NonFinitePolicy::Skip,
+            "propagate" => NonFinitePolicy::Propagate,
+            other => {
+                return Err(OptimError::config(
+                    "nonfinite",
+                    format!("expected \"error\", \"skip\" or \"propagate\", got \"{other}\""),
+                ));
+            }
+        };
+    }
+    if let Some(g) = o.array("groups")? {
+        c.groups = g
+            .iter()
+            .enumerate()
+            .map(|(i, v)| parse_group(v, i))
+            .collect::<Result<_>>()?;
+    }
+    Ok(c)
+}
+
+/// `"shape": [rows, cols]` and `"order": "C" | "F"` of `o` (order only with a shape).
+fn parse_shape(o: &mut Obj<'_>) -> Result<Option<MatrixShape>> {
+    let shape = match o.array("shape")? {
+        None => None,
+        Some(a) => {
+            let dims: Option<Vec<usize>> = a
+                .iter()
+                .map(|v| v.as_u64().and_then(|x| usize::try_from(x).ok()))
+                .collect();
+            match dims.as_deref() {
+                Some(&[rows, cols]) if rows > 0 && cols > 0 => Some(MatrixShape::new(rows, cols)),
+                _ => {
+                    return Err(OptimError::config(
+                        o.key("shape"),
+                        "expected [rows, cols], two positive integers (matrix parameters only)",
+                    ));
+                }
+            }
+        }
+    };
+    let order = match o.str("order")? {
+        None => None,
+        Some("C") => Some(MatrixOrder::RowMajor),
+        Some("F") => Some(MatrixOrder::ColMajor),
+        Some(other) => {
+            return Err(OptimError::config(
+                o.key("order"),
+                format!("expected \"C\" (row-major) or \"F\" (column-major), got \"{other}\""),
+            ));
+        }
+    };
+    match (shape, order) {
+        (None, Some(_)) => Err(OptimError::config(o.key("order"), "given without a `shape`")),
+        (Some(mut s), Some(ord)) => {
+            s.order = ord;
+            Ok(Some(s))
+        }
+        (s, None) => Ok(s),
+    }
+}
+
+fn shape_insert(m: &mut Map<String, Value>, s: &Option<MatrixShape>) {
+    if let Some(s) = s {
+        m.insert("shape".into(), json!([s.rows, s.cols]));
+        if s.order == MatrixOrder::ColMajor {
+            m.insert("order".into(), json!("F"));
+        }
+    }
+}
+
+/// The keys of `c` that a group with its own optimizer writes (its optimizer's own keys).
+fn own_keys_value(c: &OptimizerConfig, m: &mut Map<String, Value>) {
+    m.insert("optimizer".into(), json!(c.optimizer.name()));
+    m.insert("lr".into(), json!(c.lr));
+    m.insert("weight_decay".into(), json!(c.weight_decay));
+    m.insert("maximize".into(), json!(c.maximize));
+    for &k in c.optimizer.keys() {
+        if let Some(v) = key_def(k).and_then(|d| (d.write)(c)) {
+            m.insert(k.into(), v);
+        }
+    }
+    if c.regularization.kind != RegKind::None {
+        m.insert("regularization".into(), reg_value(&c.regularization));
     }
 }
 
@@ -270,18 +364,38 @@ fn parse_group(v: &Value, i: usize) -> Result<ParamGroup> {
     let end = o
         .u64("end")?
         .ok_or_else(|| OptimError::config(o.key("end"), "missing"))?;
+    let shape = parse_shape(&mut o)?;
+    let too_large = |k: &str, x: u64| OptimError::config(format!("{path}.{k}"), format!("{x} is too large"));
+    let start = usize::try_from(start).map_err(|_| too_large("start", start))?;
+    let end = usize::try_from(end).map_err(|_| too_large("end", end))?;
+    if o.has("optimizer") {
+        let inner = read_config(&mut o, v, false)?;
+        o.finish("start, end, shape, order, optimizer and that optimizer's keys")?;
+        inner.validate_own().map_err(|e| e.under(&path))?;
+        return Ok(ParamGroup {
+            start,
+            end,
+            lr: None,
+            weight_decay: None,
+            regularization: None,
+            shape,
+            optimizer: Some(Box::new(inner)),
+        });
+    }
     let lr = o.f64("lr")?;
     let weight_decay = o.f64("weight_decay")?;
     let regularization = match o.raw("regularization") {
         Some(r) => Some(parse_regularization(r, &format!("{path}.regularization"))?),
         None => None,
     };
-    o.finish("start, end, lr, weight_decay, regularization")?;
+    o.finish("start, end, lr, weight_decay, regularization, shape, order, optimizer")?;
     Ok(ParamGroup {
-        start: start as usize,
-        end: end as usize,
+        start,
+        end,
         lr,
         weight_decay,
         regularization,
+        shape,
+        optimizer: None,
     })
 }

@@ -1,7 +1,7 @@
 //! The key table: every optimizer-specific JSON key, read and written in one place. Which
 //! optimizer accepts a key is said by its kind (`kinds/`, [`crate::OptimizerKind::keys`]).
 
-use super::{FixedPreconditioner, OptimizerConfig};
+use super::{AdjustLr, FixedPreconditioner, Grafting, GraftingKind, OptimizerConfig};
 use crate::error::{OptimError, Result};
 use crate::json::{Obj, kind};
 use serde_json::{Value, json};
@@ -46,6 +46,23 @@ macro_rules! bool_key {
     };
 }
 
+macro_rules! count_key {
+    ($name:literal, $field:ident, $t:ty) => {
+        KeyDef {
+            name: $name,
+            read: |o, c| {
+                if let Some(x) = o.u64($name)? {
+                    c.$field = <$t>::try_from(x).map_err(|_| {
+                        OptimError::config(o.key($name), format!("{x} is too large"))
+                    })?;
+                }
+                Ok(())
+            },
+            write: |c| Some(json!(c.$field)),
+        }
+    };
+}
+
 /// Every optimizer-specific key.
 pub(crate) const KEYS: &[KeyDef] = &[
     number_key!("momentum", momentum),
@@ -74,6 +91,81 @@ pub(crate) const KEYS: &[KeyDef] = &[
     },
     bool_key!("amsgrad", amsgrad),
     KeyDef {
+        name: "ns_coefficients",
+        read: |o, c| {
+            if let Some(a) = o.f64_array("ns_coefficients")? {
+                if a.len() != 3 {
+                    return Err(OptimError::config(
+                        o.key("ns_coefficients"),
+                        format!("expected three numbers [a, b, c], got {} entries", a.len()),
+                    ));
+                }
+                c.ns_coefficients = [a[0], a[1], a[2]];
+            }
+            Ok(())
+        },
+        write: |c| Some(json!(c.ns_coefficients)),
+    },
+    count_key!("ns_steps", ns_steps, u32),
+    KeyDef {
+        name: "adjust_lr_fn",
+        read: |o, c| {
+            if let Some(s) = o.str("adjust_lr_fn")? {
+                c.adjust_lr_fn = match s {
+                    "original" => AdjustLr::Original,
+                    "match_rms_adamw" => AdjustLr::MatchRmsAdamw,
+                    "spectral_unclamped" => AdjustLr::SpectralUnclamped,
+                    other => {
+                        return Err(OptimError::config(
+                            o.key("adjust_lr_fn"),
+                            format!(
+                                "expected original|match_rms_adamw|spectral_unclamped, got `{other}`"
+                            ),
+                        ));
+                    }
+                };
+            }
+            Ok(())
+        },
+        write: |c| Some(json!(c.adjust_lr_fn.name())),
+    },
+    number_key!("epsilon", epsilon),
+    bool_key!("use_decoupled_weight_decay", use_decoupled_weight_decay),
+    count_key!("max_preconditioner_dim", max_preconditioner_dim, usize),
+    count_key!("precondition_frequency", precondition_frequency, u64),
+    KeyDef {
+        name: "start_preconditioning_step",
+        read: |o, c| {
+            if let Some(x) = o.i64("start_preconditioning_step")? {
+                c.start_preconditioning_step = x;
+            }
+            Ok(())
+        },
+        write: |c| Some(json!(c.start_preconditioning_step)),
+    },
+    bool_key!("use_bias_correction", use_bias_correction),
+    KeyDef {
+        name: "grafting",
+        read: |o, c| {
+            if let Some(v) = o.raw("grafting") {
+                c.grafting = parse_grafting(v, &o.key("grafting"))?;
+            }
+            Ok(())
+        },
+        write: |c| {
+            let g = c.grafting;
+            Some(json!({
+                "type": grafting_name(g.kind),
+                "beta2": g.beta2,
+                "epsilon": g.epsilon,
+            }))
+        },
+    },
+    number_key!("shampoo_beta", shampoo_beta),
+    count_key!("max_precond_dim", max_precond_dim, usize),
+    bool_key!("normalize_grads", normalize_grads),
+    bool_key!("correct_bias", correct_bias),
+    KeyDef {
         name: "preconditioner",
         read: |o, c| {
             if let Some(p) = o.raw("preconditioner") {
@@ -89,6 +181,45 @@ pub(crate) const KEYS: &[KeyDef] = &[
         },
     },
 ];
+
+fn grafting_name(k: GraftingKind) -> &'static str {
+    match k {
+        GraftingKind::None => "none",
+        GraftingKind::Sgd => "sgd",
+        GraftingKind::Adagrad => "adagrad",
+        GraftingKind::Rmsprop => "rmsprop",
+        GraftingKind::Adam => "adam",
+    }
+}
+
+/// `{"type": "none|sgd|adagrad|rmsprop|adam", "beta2"?, "epsilon"?}` with DistributedShampoo's
+/// defaults per type.
+fn parse_grafting(v: &Value, path: &str) -> Result<Grafting> {
+    let mut o = Obj::new(path, v)?;
+    let kind = match o.str("type")? {
+        None => return Err(OptimError::config(o.key("type"), "missing (none|sgd|adagrad|rmsprop|adam)")),
+        Some("none") => GraftingKind::None,
+        Some("sgd") => GraftingKind::Sgd,
+        Some("adagrad") => GraftingKind::Adagrad,
+        Some("rmsprop") => GraftingKind::Rmsprop,
+        Some("adam") => GraftingKind::Adam,
+        Some(other) => {
+            return Err(OptimError::config(
+                o.key("type"),
+                format!("unknown grafting `{other}` (none|sgd|adagrad|rmsprop|adam)"),
+            ));
+        }
+    };
+    let mut g = Grafting::default_for(kind);
+    if let Some(b) = o.f64("beta2")? {
+        g.beta2 = b;
+    }
+    if let Some(e) = o.f64("epsilon")? {
+        g.epsilon = e;
+    }
+    o.finish("type, beta2, epsilon")?;
+    Ok(g)
+}
 
 /// The table entry of `name`.
 pub(crate) fn key_def(name: &str) -> Option<&'static KeyDef> {

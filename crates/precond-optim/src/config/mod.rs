@@ -18,7 +18,11 @@
 //! | `lr_decay`, `initial_accumulator_value` | adagrad | 0, 0 | |
 //! | `preconditioner` | precond_gd | (required) | `{"diag": [..]}`, `{"P": [[..]..]}` or `{"S": [[..]..]}` |
 //! | `regularization` | all | none | `{"kind", "strength", "l1_ratio"?, "space", "proximal"?}`, see [`crate::regularization`] |
-//! | `groups` | all | [] | `[{"start", "end", "lr"?, "weight_decay"?, "regularization"?}]` |
+//! | `shape`, `order` | all | none, `"C"` | `[rows, cols]` of the whole vector as one matrix (required by the matrix optimizers at the top level), row-major `"C"` or column-major `"F"` |
+//! | `ns_coefficients`, `ns_steps`, `adjust_lr_fn` | muon | [3.4445, −4.7750, 2.0315], 5, `"original"` | torch `Muon` |
+//! | `epsilon`, `max_preconditioner_dim`, `precondition_frequency`, `start_preconditioning_step`, `use_bias_correction`, `use_decoupled_weight_decay`, `grafting` | shampoo | 1e-12, 1024, 1, −1, true, true, none | DistributedShampoo's arguments |
+//! | `shampoo_beta`, `max_precond_dim`, `normalize_grads`, `correct_bias` (+ `precondition_frequency`) | soap | −1 (= β₂), 10000, false, true (10) | the SOAP reference's arguments |
+//! | `groups` | all | [] | `[{"start", "end", "lr"?, "weight_decay"?, "regularization"?, "shape"?, "order"?, "optimizer"? + that optimizer's keys}]`, see [`ParamGroup`] |
 //! | `schedule` | all | constant | see [`Schedule`] |
 //! | `nonfinite` | all | `"error"` | `"error"`, `"skip"` or `"propagate"` for a NaN/inf gradient, see [`NonFinitePolicy`] |
 
@@ -66,9 +70,149 @@ pub enum FixedPreconditioner {
     DenseS(Vec<f64>),
 }
 
+/// How a matrix is laid out in the flat buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MatrixOrder {
+    /// Row-major (C order, JSON `"C"`): entry `(i, j)` at `i·cols + j`.
+    #[default]
+    RowMajor,
+    /// Column-major (Fortran/Julia order, JSON `"F"`): entry `(i, j)` at `i + j·rows`.
+    ColMajor,
+}
+
+/// The 2-D shape of a range of the flat buffer (a layer's weight matrix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatrixShape {
+    /// Rows (torch's `shape[0]`, the fan-out of a linear layer).
+    pub rows: usize,
+    /// Columns (torch's `shape[1]`, the fan-in).
+    pub cols: usize,
+    /// Storage order of the range.
+    pub order: MatrixOrder,
+}
+
+impl MatrixShape {
+    /// A row-major `rows × cols` shape.
+    pub fn new(rows: usize, cols: usize) -> Self {
+        MatrixShape {
+            rows,
+            cols,
+            order: MatrixOrder::RowMajor,
+        }
+    }
+    /// `rows · cols`, `None` on overflow.
+    pub fn len(&self) -> Option<usize> {
+        self.rows.checked_mul(self.cols)
+    }
+    /// Whether the shape has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0 || self.cols == 0
+    }
+}
+
+/// Muon's learning-rate adjustment for a `rows × cols` matrix (torch `adjust_lr_fn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AdjustLr {
+    /// Keller Jordan's: `lr · sqrt(max(1, rows/cols))`.
+    #[default]
+    Original,
+    /// Moonshot's: `0.2 · lr · sqrt(max(rows, cols))` (the update's RMS matches AdamW's).
+    MatchRmsAdamw,
+    /// Bernstein's: `lr · sqrt(rows/cols)`.
+    SpectralUnclamped,
+}
+
+impl AdjustLr {
+    /// The JSON name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdjustLr::Original => "original",
+            AdjustLr::MatchRmsAdamw => "match_rms_adamw",
+            AdjustLr::SpectralUnclamped => "spectral_unclamped",
+        }
+    }
+    /// The adjusted learning rate for a `rows × cols` matrix.
+    pub fn apply(self, lr: f64, rows: usize, cols: usize) -> f64 {
+        let (a, b) = (rows as f64, cols as f64);
+        lr * match self {
+            AdjustLr::Original => (a / b).max(1.0).sqrt(),
+            AdjustLr::MatchRmsAdamw => 0.2 * a.max(b).sqrt(),
+            AdjustLr::SpectralUnclamped => (a / b).sqrt(),
+        }
+    }
+}
+
+/// Shampoo's grafting: the direction's norm taken from a diagonal method, per block
+/// (DistributedShampoo's `grafting_config`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum GraftingKind {
+    /// No grafting: the Shampoo direction as is.
+    #[default]
+    None,
+    /// SGD: the norm of the (filtered) gradient.
+    Sgd,
+    /// AdaGrad: `g/(sqrt(Σg²) + ε)`.
+    Adagrad,
+    /// RMSprop: `g/(sqrt(v) + ε)`, `v ← β₂v + (1−β₂)g²`.
+    Rmsprop,
+    /// Adam: `g/(sqrt(v/(1−β₂ᵗ)) + ε)`.
+    Adam,
+}
+
+/// Shampoo's grafting configuration.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Grafting {
+    /// Which diagonal method.
+    pub kind: GraftingKind,
+    /// Its `β₂` (RMSprop 0.99, Adam 0.999 by default).
+    pub beta2: f64,
+    /// Its `ε` (AdaGrad 1e-10, RMSprop/Adam 1e-8 by default).
+    pub epsilon: f64,
+}
+
+impl Grafting {
+    /// No grafting.
+    pub const NONE: Grafting = Grafting {
+        kind: GraftingKind::None,
+        beta2: 1.0,
+        epsilon: 1e-10,
+    };
+    /// DistributedShampoo's defaults for a grafting kind.
+    pub fn default_for(kind: GraftingKind) -> Self {
+        match kind {
+            GraftingKind::None | GraftingKind::Sgd => Grafting {
+                kind,
+                ..Self::NONE
+            },
+            GraftingKind::Adagrad => Grafting {
+                kind,
+                beta2: 1.0,
+                epsilon: 1e-10,
+            },
+            GraftingKind::Rmsprop => Grafting {
+                kind,
+                beta2: 0.99,
+                epsilon: 1e-8,
+            },
+            GraftingKind::Adam => Grafting {
+                kind,
+                beta2: 0.999,
+                epsilon: 1e-8,
+            },
+        }
+    }
+}
+
 /// A parameter group: the index range `start..end` of the flat buffer with its own learning rate,
-/// weight decay and regularization (unset fields inherit the top-level values). Indices not in any
-/// group use the top-level values.
+/// weight decay and regularization (unset fields inherit the top-level values), optionally a 2-D
+/// `shape` and its own `optimizer`. Indices not in any group use the top-level values.
+///
+/// A group with its own optimizer (`"optimizer": "muon"` in JSON) runs that optimizer with that
+/// optimizer's keys and torch defaults (not the top level's), held in [`ParamGroup::optimizer`];
+/// its `lr`, `weight_decay` and `regularization` are then those of the inner config and the
+/// fields here stay `None`. The schedule and the non-finite policy are the top level's for every
+/// group. A matrix optimizer (Muon, Shampoo, SOAP) needs a `shape` whose `rows · cols` equals the
+/// group's length.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct ParamGroup {
     /// First index.
@@ -81,6 +225,10 @@ pub struct ParamGroup {
     pub weight_decay: Option<f64>,
     /// Own regularization (replaces the top-level one).
     pub regularization: Option<Regularization>,
+    /// The group's matrix shape.
+    pub shape: Option<MatrixShape>,
+    /// The group's own optimizer (see the type's docs).
+    pub optimizer: Option<Box<OptimizerConfig>>,
 }
 
 /// The optimizer configuration (torch's argument names, defaults and meanings). Build it with
@@ -127,6 +275,37 @@ pub struct OptimizerConfig {
     pub nonfinite: NonFinitePolicy,
     /// The fixed preconditioner of `precond_gd`.
     pub preconditioner: Option<FixedPreconditioner>,
+    /// The whole vector as one matrix (a matrix optimizer at the top level needs it, unless
+    /// groups cover every index).
+    pub shape: Option<MatrixShape>,
+    /// Muon's Newton–Schulz coefficients `(a, b, c)`: `X ← aX + (bA + cA²)X`, `A = XXᵀ`.
+    pub ns_coefficients: [f64; 3],
+    /// Muon's number of Newton–Schulz iterations (`< 100`, as torch).
+    pub ns_steps: u32,
+    /// Muon's learning-rate adjustment.
+    pub adjust_lr_fn: AdjustLr,
+    /// Shampoo's `epsilon`, added to the factors before the inverse root: `(L + εI)^{-1/4}`.
+    pub epsilon: f64,
+    /// Shampoo: weight decay decoupled (`x ← x(1 − ηλ)`) rather than added to the gradient.
+    pub use_decoupled_weight_decay: bool,
+    /// Shampoo: dimensions larger than this are split into blocks of at most this size.
+    pub max_preconditioner_dim: usize,
+    /// Shampoo/SOAP: recompute the roots (eigenbases) every this many steps.
+    pub precondition_frequency: u64,
+    /// Shampoo: the first step that uses the Shampoo direction (`−1`: `precondition_frequency`).
+    pub start_preconditioning_step: i64,
+    /// Shampoo: bias-correct the filtered gradient and the factors.
+    pub use_bias_correction: bool,
+    /// Shampoo's grafting.
+    pub grafting: Grafting,
+    /// SOAP's factor decay (`< 0`: `betas[1]`).
+    pub shampoo_beta: f64,
+    /// SOAP: a dimension larger than this is not preconditioned (identity basis).
+    pub max_precond_dim: usize,
+    /// SOAP: divide the update by its mean absolute value... see `kinds/soap.rs`.
+    pub normalize_grads: bool,
+    /// SOAP: Adam's bias corrections.
+    pub correct_bias: bool,
 }
 
 impl OptimizerConfig {
@@ -141,6 +320,8 @@ impl OptimizerConfig {
         "groups",
         "schedule",
         "nonfinite",
+        "shape",
+        "order",
     ];
 
     /// The defaults most torch optimizers share (`lr = 1e-3`, `eps = 1e-8`, `weight_decay = 0`,
@@ -166,6 +347,21 @@ impl OptimizerConfig {
             schedule: Schedule::Constant,
             nonfinite: NonFinitePolicy::Error,
             preconditioner: None,
+            shape: None,
+            ns_coefficients: [3.4445, -4.7750, 2.0315],
+            ns_steps: 5,
+            adjust_lr_fn: AdjustLr::Original,
+            epsilon: 1e-12,
+            use_decoupled_weight_decay: true,
+            max_preconditioner_dim: 1024,
+            precondition_frequency: 1,
+            start_preconditioning_step: -1,
+            use_bias_correction: true,
+            grafting: Grafting::NONE,
+            shampoo_beta: -1.0,
+            max_precond_dim: 10000,
+            normalize_grads: false,
+            correct_bias: true,
         }
     }
 }

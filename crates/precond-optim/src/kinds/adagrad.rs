@@ -37,9 +37,8 @@ impl Kind for Adagrad {
 
     fn slots(c: &OptimizerConfig) -> Vec<SlotSpec> {
         vec![SlotSpec {
-            name: "sum",
             init: c.initial_accumulator_value,
-            nonneg: true,
+            ..SlotSpec::squares("sum")
         }]
     }
 

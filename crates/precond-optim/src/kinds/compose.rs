@@ -163,8 +163,9 @@ fn split_front<T>(s: &mut [T], len: usize) -> (&mut [T], &mut [T]) {
     }
 }
 
-/// The default step of a kind: the segments are sorted and cover `0..n`; peel them off the front
-/// of every buffer and run `run` on each with the segment's scheduled learning rate and
+/// The default step of a kind: the part's segments are sorted; peel them off the front of every
+/// buffer (`params` and `grads` in flat-buffer coordinates, skipping the indices of other parts;
+/// the slots compact) and run `run` on each with the segment's scheduled learning rate and
 /// regularization.
 pub(crate) fn step_segments<T: StepFloat>(
     c: &OptimizerConfig,
@@ -185,11 +186,14 @@ pub(crate) fn step_segments<T: StepFloat>(
     let [s0, s1, s2] = &mut slots.s;
     let (mut rx, mut rg, mut ra) = (params, grads, &slots.aux[..]);
     let (mut r0, mut r1, mut r2) = (&mut s0[..], &mut s1[..], &mut s2[..]);
+    let mut pos = 0;
     for seg in ctx.segments {
         let len = seg.end - seg.start;
         let lr = c.schedule.lr(seg.lr.unwrap_or(ctx.base_lr), ctx.step);
-        let (x, tx) = rx.split_at_mut(len);
-        let (g, tg) = rg.split_at(len);
+        let skip = seg.start - pos;
+        pos = seg.end;
+        let (x, tx) = rx[skip..].split_at_mut(len);
+        let (g, tg) = rg[skip..].split_at(len);
         let (aux, ta) = if ra.is_empty() {
             (ra, ra)
         } else {

@@ -21,6 +21,7 @@ pub(crate) mod adagrad;
 pub(crate) mod adam;
 pub(crate) mod compose;
 pub(crate) mod gd;
+pub(crate) mod muon;
 pub(crate) mod precond_gd;
 pub(crate) mod rmsprop;
 pub(crate) mod sgd;
@@ -31,12 +32,15 @@ use crate::groups::Segment;
 use crate::kernel::{Buffers, SimdLevel};
 use crate::kind::OptimizerKind;
 use crate::registry::for_each_kind;
-use crate::storage::{Prepared, SlotSpec, Slots, StepFloat};
+use crate::error::OptimError;
+use crate::matrix::MatrixPreconditioner;
+use crate::storage::{Geometry, Prepared, SlotSpec, Slots, StepFloat};
 use compose::{RegSpec, step_segments};
 
 /// What one step needs to know besides the buffers.
 pub(crate) struct StepCtx<'a> {
-    /// The segments of the flat buffer (sorted, covering `0..n`).
+    /// The part's segments of the flat buffer (sorted, in flat-buffer coordinates; the state
+    /// slots hold the part's indices compactly, in the same order).
     pub(crate) segments: &'a [Segment],
     /// Top-level base learning rate (before the schedule).
     pub(crate) base_lr: f64,
@@ -48,6 +52,8 @@ pub(crate) struct StepCtx<'a> {
     pub(crate) par_threshold: usize,
     /// Detect non-finite gradients inside the pass (policy `propagate`).
     pub(crate) propagate: bool,
+    /// The part's size and shape.
+    pub(crate) geo: &'a Geometry,
 }
 
 impl StepCtx<'_> {
@@ -86,8 +92,27 @@ pub(crate) trait Kind {
     fn defaults(_c: &mut OptimizerConfig) {}
     /// Range checks of the kind's own keys (the common keys are checked by the config).
     fn validate(c: &OptimizerConfig) -> Result<()>;
-    /// State slots in storage order.
+    /// The kind preconditions a whole matrix: it needs a 2-D shape, and each group (or the top
+    /// level) it runs on is one matrix.
+    const MATRIX: bool = false;
+    /// Per-element state slots in storage order.
     fn slots(c: &OptimizerConfig) -> Vec<SlotSpec>;
+    /// Fixed-length state arrays (factors, roots, bases) stored after the per-element slots.
+    fn arrays(_c: &OptimizerConfig, _geo: &Geometry) -> Vec<SlotSpec> {
+        Vec::new()
+    }
+    /// The current matrix preconditioner (matrix kinds only).
+    fn observe_matrix<T: StepFloat>(
+        c: &OptimizerConfig,
+        _step: u64,
+        _state: Option<&Slots<T>>,
+        _geo: &Geometry,
+    ) -> Result<MatrixPreconditioner> {
+        Err(OptimError::Unsupported(format!(
+            "`{}` has a diagonal preconditioner: use preconditioner()",
+            c.optimizer.name()
+        )))
+    }
     /// Per-optimizer data prepared once at build (sizes checked against `n`).
     fn prepare(_c: &OptimizerConfig, _n: usize, _segments: &[Segment]) -> Result<Prepared> {
         Ok(Prepared::default())
@@ -119,12 +144,17 @@ pub(crate) trait Kind {
             Self::run_segment,
         )
     }
-    /// One segment's fused pass.
+    /// One segment's fused pass (the per-element kinds).
     fn run_segment<T: StepFloat>(
         c: &OptimizerConfig,
-        s: &SegStep,
-        b: Buffers<'_, T>,
-    ) -> Result<bool>;
+        _s: &SegStep,
+        _b: Buffers<'_, T>,
+    ) -> Result<bool> {
+        Err(OptimError::Unsupported(format!(
+            "`{}` has no per-element pass",
+            c.optimizer.name()
+        )))
+    }
 }
 
 macro_rules! define_dispatch {
@@ -144,8 +174,29 @@ macro_rules! define_dispatch {
             pub(crate) fn validate(self, c: &OptimizerConfig) -> Result<()> {
                 match self { $(OptimizerKind::$variant => <$ty as Kind>::validate(c),)* }
             }
+            /// Whether the kind preconditions whole matrices (needs a 2-D `shape`).
+            pub fn is_matrix(self) -> bool {
+                match self { $(OptimizerKind::$variant => <$ty as Kind>::MATRIX,)* }
+            }
             pub(crate) fn slots(self, c: &OptimizerConfig) -> Vec<SlotSpec> {
                 match self { $(OptimizerKind::$variant => <$ty as Kind>::slots(c),)* }
+            }
+            /// Every state array of a part: the per-element slots, then the fixed-length arrays.
+            pub(crate) fn all_slots(self, c: &OptimizerConfig, geo: &Geometry) -> Vec<SlotSpec> {
+                let mut v = self.slots(c);
+                match self { $(OptimizerKind::$variant => v.extend(<$ty as Kind>::arrays(c, geo)),)* }
+                v
+            }
+            pub(crate) fn observe_matrix<T: StepFloat>(
+                self,
+                c: &OptimizerConfig,
+                step: u64,
+                state: Option<&Slots<T>>,
+                geo: &Geometry,
+            ) -> Result<MatrixPreconditioner> {
+                match self {
+                    $(OptimizerKind::$variant => <$ty as Kind>::observe_matrix(c, step, state, geo),)*
+                }
             }
             pub(crate) fn prepare(
                 self,

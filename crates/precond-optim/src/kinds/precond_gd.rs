@@ -92,6 +92,11 @@ impl Kind for PrecondGd {
                     _ => m.clone(),
                 };
                 check_spd(&p, n)?;
+                if segments.len() != 1 {
+                    return Err(OptimError::Unsupported(
+                        "a dense P over indices that are not contiguous (groups with their own optimizer inside its range)".into(),
+                    ));
+                }
                 if c.groups.iter().any(|g| {
                     g.lr.is_some() || g.weight_decay.is_some() || g.regularization.is_some()
                 }) {
@@ -168,10 +173,11 @@ fn dense_step<T: StepFloat>(
     g: &[T],
     s: &mut Slots<T>,
 ) {
+    let seg = &ctx.segments[0];
+    let (x, g) = (&mut x[seg.start..seg.end], &g[seg.start..seg.end]);
     let n = x.len();
     let k = ctx.k();
     let lr = c.schedule.lr(ctx.base_lr, ctx.step);
-    let seg = &ctx.segments[0];
     let (l1, l2) = seg.reg.split();
     let (cl1, cl2, il2) = match (seg.reg.is_none(), seg.reg.space) {
         (true, _) => (0.0, 0.0, 0.0),

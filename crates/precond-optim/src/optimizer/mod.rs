@@ -10,9 +10,9 @@ mod step;
 use crate::config::OptimizerConfig;
 use crate::error::{OptimError, Result};
 use crate::float::Dtype;
-use crate::groups::{Segment, segments};
+use crate::groups::{Segment, parts as plan_parts};
 use crate::kernel::SimdLevel;
-use crate::storage::{Prepared, Slots, StepFloat, Store};
+use crate::storage::{Geometry, Prepared, SlotSpec, Slots, StepFloat, Store};
 
 /// What a call to `step` did.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -30,19 +30,57 @@ pub struct StepOutcome {
 
 /// An optimizer over one flat parameter buffer of `n_params` elements (see the crate docs for
 /// the update formulas). State is allocated at the first step in that step's dtype.
+///
+/// Inside, the buffer is served by *parts*: the top-level optimizer over the indices it covers,
+/// and one part per group that runs its own optimizer or a matrix optimizer (Muon, Shampoo,
+/// SOAP: one matrix each). Every part keeps its own state, stored compactly (its length is the
+/// number of indices it covers); one step steps every part.
 #[derive(Clone, Debug)]
 pub struct Optimizer {
     cfg: OptimizerConfig,
     n: usize,
     base_lr: f64,
-    segments: Vec<Segment>,
     step: u64,
-    store: Store,
+    parts: Vec<Part>,
     level: SimdLevel,
     /// `0`: automatic ([`crate::kernel::default_par_threshold`] of the step's update).
     par_threshold: usize,
+}
+
+/// One optimizer over some segments of the buffer, with its state.
+#[derive(Clone, Debug)]
+pub(crate) struct Part {
+    pub(crate) cfg: OptimizerConfig,
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) group: Option<usize>,
+    pub(crate) geo: Geometry,
+    /// Every state array: per-element slots, then fixed-length arrays.
+    pub(crate) specs: Vec<SlotSpec>,
     /// What the kind prepared at build (a fixed `P`).
-    prepared: Prepared,
+    pub(crate) prepared: Prepared,
+    pub(crate) store: Store,
+}
+
+impl Part {
+    /// Fresh state in dtype `T`.
+    pub(crate) fn alloc<T: StepFloat>(&self) -> Slots<T> {
+        Slots::new(&self.specs, &self.prepared, self.geo.len)
+    }
+
+    /// The part's tag in the state layout: `adam`, `muon(8x4)`, `groups[1]=muon(8x4)@0..32`.
+    fn tag(&self) -> String {
+        let mut t = self.cfg.optimizer.name().to_string();
+        if self.cfg.optimizer.is_matrix()
+            && let Some(s) = self.geo.shape
+        {
+            t.push_str(&format!("({}x{}{})", s.rows, s.cols, if s.order == crate::config::MatrixOrder::ColMajor { ",F" } else { "" }));
+        }
+        if let Some(g) = self.group {
+            let (a, b) = (self.segments[0].start, self.segments[0].end);
+            t = format!("groups[{g}]={t}@{a}..{b}");
+        }
+        t
+    }
 }
 
 impl OptimizerConfig {
@@ -58,18 +96,42 @@ impl Optimizer {
     /// See [`OptimizerConfig::build`].
     pub fn new(cfg: OptimizerConfig, n: usize) -> Result<Self> {
         cfg.validate()?;
-        let segments = segments(&cfg, n)?;
-        let prepared = cfg.optimizer.prepare(&cfg, n, &segments)?;
+        let mut parts = Vec::new();
+        for plan in plan_parts(&cfg, n)? {
+            let len = plan.segments.iter().map(|s| s.end - s.start).sum();
+            let geo = Geometry {
+                len,
+                shape: plan.shape,
+            };
+            let path = plan.group.map(|g| format!("groups[{g}]"));
+            let under = |e: OptimError| match &path {
+                Some(p) => e.under(p),
+                None => e,
+            };
+            let prepared = plan
+                .cfg
+                .optimizer
+                .prepare(&plan.cfg, len, &plan.segments)
+                .map_err(under)?;
+            let specs = plan.cfg.optimizer.all_slots(&plan.cfg, &geo);
+            parts.push(Part {
+                cfg: plan.cfg,
+                segments: plan.segments,
+                group: plan.group,
+                geo,
+                specs,
+                prepared,
+                store: Store::Empty,
+            });
+        }
         Ok(Optimizer {
             base_lr: cfg.lr,
             cfg,
             n,
-            segments,
             step: 0,
-            store: Store::Empty,
+            parts,
             level: SimdLevel::detect(),
             par_threshold: 0,
-            prepared,
         })
     }
 
@@ -106,11 +168,11 @@ impl Optimizer {
     }
     /// Dtype of the state, `None` before the first step.
     pub fn dtype(&self) -> Option<Dtype> {
-        match self.store {
+        self.parts.iter().find_map(|p| match p.store {
             Store::Empty => None,
             Store::F32(_) => Some(Dtype::F32),
             Store::F64(_) => Some(Dtype::F64),
-        }
+        })
     }
     /// Which compiled loop runs (detected at build).
     pub fn simd_level(&self) -> SimdLevel {
@@ -126,55 +188,69 @@ impl Optimizer {
     pub fn set_parallel_threshold(&mut self, n: usize) {
         self.par_threshold = n;
     }
-    /// Forget all state (moments, accumulators, step count); keeps the base learning rate.
+    /// Forget all state (moments, accumulators, factors, step count); keeps the base learning
+    /// rate.
     pub fn reset(&mut self) {
-        self.store = Store::Empty;
+        for p in &mut self.parts {
+            p.store = Store::Empty;
+        }
         self.step = 0;
     }
 
-    /// Names of the per-element state slots in storage order, e.g. `["exp_avg_sq", "exp_avg"]`.
-    pub fn slot_names(&self) -> Vec<&'static str> {
-        self.cfg
-            .optimizer
-            .slots(&self.cfg)
-            .iter()
-            .map(|s| s.name)
-            .collect()
-    }
-
-    /// The state layout tag stored in saved states: optimizer name and slot names.
-    pub fn layout(&self) -> String {
-        format!(
-            "{}:{}",
-            self.cfg.optimizer.name(),
-            self.slot_names().join(",")
-        )
-    }
-
-    /// Read-only view of state slot `j` (`None` before the first step or for another dtype).
-    pub fn slot<T: StepFloat>(&self, j: usize) -> Option<&[T]> {
-        T::slots_ref(&self.store).and_then(|s| {
-            if j < self.slot_names().len() {
-                Some(&s.s[j][..])
-            } else {
-                None
+    /// Names of the state arrays in storage order, e.g. `["exp_avg_sq", "exp_avg"]`: the top
+    /// level's per-element slots (and fixed-length arrays of a matrix optimizer), then those of
+    /// each group with its own part, prefixed `groups[i].` (`groups[0].momentum_buffer`).
+    pub fn slot_names(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for p in &self.parts {
+            for s in &p.specs {
+                v.push(match p.group {
+                    Some(g) => format!("groups[{g}].{}", s.name),
+                    None => s.name.to_string(),
+                });
             }
-        })
+        }
+        v
     }
 
-    /// Fresh state in dtype `T`.
-    pub(crate) fn alloc<T: StepFloat>(&self) -> Slots<T> {
-        Slots::new(&self.cfg.optimizer.slots(&self.cfg), &self.prepared, self.n)
+    /// The state layout tag stored in saved states: each part's optimizer (with its shape and
+    /// range for a group) and array names, parts joined by `|`, e.g. `"adam:exp_avg_sq,exp_avg"`
+    /// or `"adamw:exp_avg_sq,exp_avg|groups[0]=muon(128x64)@0..8192:momentum_buffer"`.
+    pub fn layout(&self) -> String {
+        self.parts
+            .iter()
+            .map(|p| {
+                let names: Vec<&str> = p.specs.iter().map(|s| s.name.as_ref()).collect();
+                format!("{}:{}", p.tag(), names.join(","))
+            })
+            .collect::<Vec<_>>()
+            .join("|")
     }
 
-    pub(crate) fn store(&self) -> &Store {
-        &self.store
+    /// Read-only view of state array `j` of [`Self::slot_names`] (`None` before the first step,
+    /// for another dtype, or past the end). A per-element array of the top level has one value
+    /// per index it covers, in index order.
+    pub fn slot<T: StepFloat>(&self, j: usize) -> Option<&[T]> {
+        let mut j = j;
+        for p in &self.parts {
+            if j < p.specs.len() {
+                return T::slots_ref(&p.store).map(|s| s.array(&p.specs, j));
+            }
+            j -= p.specs.len();
+        }
+        None
     }
 
-    /// Replace step count, base learning rate and state at once (state loading; checked by the
-    /// caller).
-    pub(crate) fn replace_state(&mut self, store: Store, step: u64, base_lr: f64) {
-        self.store = store;
+    pub(crate) fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// Replace step count, base learning rate and every part's state at once (state loading;
+    /// checked by the caller).
+    pub(crate) fn replace_state(&mut self, stores: Vec<Store>, step: u64, base_lr: f64) {
+        for (p, s) in self.parts.iter_mut().zip(stores) {
+            p.store = s;
+        }
         self.step = step;
         self.base_lr = base_lr;
     }

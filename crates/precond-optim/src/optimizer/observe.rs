@@ -4,6 +4,7 @@
 use super::Optimizer;
 use crate::config::FixedPreconditioner;
 use crate::error::{OptimError, Result};
+use crate::matrix::MatrixPreconditioner;
 use crate::storage::Store;
 
 impl Optimizer {
@@ -23,11 +24,61 @@ impl Optimizer {
                 got: out.len(),
             });
         }
-        let (c, k) = (&self.cfg, self.cfg.optimizer);
-        match &self.store {
-            Store::Empty => k.observe::<f64>(c, self.step, None, out),
-            Store::F32(s) => k.observe(c, self.step, Some(s), out),
-            Store::F64(s) => k.observe(c, self.step, Some(s), out),
+        if let Some(p) = self.parts.iter().find(|p| p.cfg.optimizer.is_matrix()) {
+            return Err(OptimError::Unsupported(format!(
+                "{} runs `{}`, a matrix preconditioner: use matrix_preconditioner({})",
+                p.group
+                    .map_or_else(|| "the top level".to_string(), |g| format!("group {g}")),
+                p.cfg.optimizer.name(),
+                p.group.map_or_else(|| "None".to_string(), |g| format!("Some({g})"))
+            )));
+        }
+        // every part observes into a compact buffer first: nothing is written on an error
+        let mut all = Vec::with_capacity(self.parts.len());
+        for p in &self.parts {
+            let mut buf = vec![0.0; p.geo.len];
+            let (c, k) = (&p.cfg, p.cfg.optimizer);
+            let r = match &p.store {
+                Store::Empty => k.observe::<f64>(c, self.step, None, &mut buf),
+                Store::F32(s) => k.observe(c, self.step, Some(s), &mut buf),
+                Store::F64(s) => k.observe(c, self.step, Some(s), &mut buf),
+            };
+            r.map_err(|e| match p.group {
+                Some(g) => e.under(&format!("groups[{g}]")),
+                None => e,
+            })?;
+            all.push(buf);
+        }
+        for (p, buf) in self.parts.iter().zip(&all) {
+            let mut off = 0;
+            for seg in &p.segments {
+                let len = seg.end - seg.start;
+                out[seg.start..seg.end].copy_from_slice(&buf[off..off + len]);
+                off += len;
+            }
+        }
+        Ok(())
+    }
+
+    /// The current preconditioner of a matrix group (`group: Some(i)`, index in the config's
+    /// `groups`) or of the top-level matrix (`None`): Shampoo's factors and inverse roots, SOAP's
+    /// factors, eigenbases and rotated Adam diagonal, Muon's implied `(BBᵀ)^{-1/2}` (see
+    /// [`crate::MatrixPreconditioner`]). Errors: [`OptimError::Config`] naming `groups[i]` when no
+    /// such matrix group exists, [`OptimError::Unsupported`] for a per-element optimizer,
+    /// [`OptimError::NoPreconditionerYet`] before the first step.
+    pub fn matrix_preconditioner(&self, group: Option<usize>) -> Result<MatrixPreconditioner> {
+        let key = group.map_or_else(|| "shape".to_string(), |g| format!("groups[{g}]"));
+        let Some(p) = self.parts.iter().find(|p| p.group == group) else {
+            return Err(OptimError::config(
+                key,
+                "no optimizer part runs on this group (it has no own or matrix optimizer)",
+            ));
+        };
+        let (c, k) = (&p.cfg, p.cfg.optimizer);
+        match &p.store {
+            Store::Empty => k.observe_matrix::<f64>(c, self.step, None, &p.geo),
+            Store::F32(s) => k.observe_matrix(c, self.step, Some(s), &p.geo),
+            Store::F64(s) => k.observe_matrix(c, self.step, Some(s), &p.geo),
         }
     }
 
@@ -41,7 +92,15 @@ impl Optimizer {
                 got: out.len(),
             });
         }
-        match (&self.prepared.dense_p, &self.cfg.preconditioner) {
+        let prepared = match self.parts.as_slice() {
+            [p] if p.group.is_none() => &p.prepared,
+            _ => {
+                return Err(OptimError::Unsupported(
+                    "a dense preconditioner of an optimizer with several parts".into(),
+                ));
+            }
+        };
+        match (&prepared.dense_p, &self.cfg.preconditioner) {
             (Some(p), _) => out.copy_from_slice(p),
             (None, Some(FixedPreconditioner::Diagonal(p))) => {
                 out.fill(0.0);

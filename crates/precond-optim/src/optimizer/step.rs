@@ -7,6 +7,7 @@ use crate::kernel::{ParallelParams, first_nonfinite};
 use crate::kinds::StepCtx;
 use crate::storage::{StepFloat, Store};
 
+
 impl Optimizer {
     /// One step on `f64` buffers. See [`Optimizer::step`].
     pub fn step_f64(&mut self, params: &mut [f64], grads: &[f64]) -> Result<StepOutcome> {
@@ -57,7 +58,7 @@ impl Optimizer {
             .checked_add(1)
             .ok_or(OptimError::StepCountOverflow { step: self.step })?;
         // every learning rate this step will use, checked before anything is written
-        for seg in &self.segments {
+        for seg in self.parts.iter().flat_map(|p| &p.segments) {
             let lr = self
                 .cfg
                 .schedule
@@ -88,29 +89,31 @@ impl Optimizer {
                 _ => Err(OptimError::NonFiniteGradient { index }),
             };
         }
-        if matches!(self.store, Store::Empty) {
-            self.store = T::wrap(self.alloc::<T>());
-        }
-        let mut store = std::mem::replace(&mut self.store, Store::Empty);
-        let slots = T::slots_mut(&mut store).ok_or(OptimError::DtypeMismatch {
-            expected: "?",
-            got: T::DTYPE.name(),
-        });
-        let ctx = StepCtx {
-            segments: &self.segments,
-            base_lr: self.base_lr,
-            step: self.step,
-            level: self.level,
-            par_threshold: self.par_threshold,
-            propagate,
-        };
-        let res = slots.and_then(|slots| {
-            self.cfg
+        let mut bad = false;
+        for part in &mut self.parts {
+            if matches!(part.store, Store::Empty) {
+                part.store = T::wrap(part.alloc::<T>());
+            }
+            let ctx = StepCtx {
+                segments: &part.segments,
+                base_lr: self.base_lr,
+                step: self.step,
+                level: self.level,
+                par_threshold: self.par_threshold,
+                propagate,
+                geo: &part.geo,
+            };
+            let Some(slots) = T::slots_mut(&mut part.store) else {
+                return Err(OptimError::DtypeMismatch {
+                    expected: "?",
+                    got: T::DTYPE.name(),
+                });
+            };
+            bad |= part
+                .cfg
                 .optimizer
-                .step(&self.cfg, &ctx, params, grads, slots)
-        });
-        self.store = store;
-        let bad = res?;
+                .step(&part.cfg, &ctx, params, grads, slots)?;
+        }
         self.step = k;
         Ok(StepOutcome {
             applied: true,

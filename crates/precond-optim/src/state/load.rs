@@ -9,20 +9,25 @@ use crate::storage::Store;
 impl Optimizer {
     /// A snapshot of the state (see [`crate::OptimizerState`]).
     pub fn state(&self) -> OptimizerState {
-        let names = self.slot_names();
-        let (dtype, slots) = match self.store() {
-            Store::Empty => (None, Vec::new()),
-            Store::F32(s) => (
-                Some(Dtype::F32),
-                (0..names.len())
-                    .map(|j| s.s[j].iter().map(|&v| f64::from(v)).collect())
-                    .collect(),
-            ),
-            Store::F64(s) => (
-                Some(Dtype::F64),
-                (0..names.len()).map(|j| s.s[j].clone()).collect(),
-            ),
-        };
+        let mut slots = Vec::new();
+        let mut dtype = None;
+        for p in self.parts() {
+            match &p.store {
+                Store::Empty => {}
+                Store::F32(s) => {
+                    dtype = Some(Dtype::F32);
+                    for j in 0..p.specs.len() {
+                        slots.push(s.array(&p.specs, j).iter().map(|&v| f64::from(v)).collect());
+                    }
+                }
+                Store::F64(s) => {
+                    dtype = Some(Dtype::F64);
+                    for j in 0..p.specs.len() {
+                        slots.push(s.array(&p.specs, j).to_vec());
+                    }
+                }
+            }
+        }
         OptimizerState {
             format_version: OptimizerState::FORMAT_VERSION,
             layout: self.layout(),
@@ -35,10 +40,11 @@ impl Optimizer {
     }
 
     /// Replace the state by `st` (all checks before any change): format version, layout
-    /// (optimizer kind and slots), size, dtype, slot lengths, and the values: every slot entry
-    /// finite (and representable in `f32` for an `f32` state), second-moment slots (`sum`,
-    /// `square_avg`, `exp_avg_sq`, `max_exp_avg_sq`) non-negative, `base_lr` finite and `≥ 0`.
-    /// A state that holds NaN/Inf (which only the `"propagate"` policy can produce) is refused.
+    /// (optimizer kinds, shapes, groups and arrays), size, dtype, array lengths, and the values:
+    /// every entry finite (and representable in `f32` for an `f32` state), accumulated squares
+    /// and factors (`sum`, `square_avg`, `exp_avg_sq`, `max_exp_avg_sq`, Shampoo's and SOAP's
+    /// `L`, `R`...) non-negative where the kind says so, `base_lr` finite and `≥ 0`. A state that
+    /// holds NaN/Inf (which only the `"propagate"` policy can produce) is refused.
     pub fn load(&mut self, st: &OptimizerState) -> Result<()> {
         if st.format_version != OptimizerState::FORMAT_VERSION {
             return Err(OptimError::state(format!(
@@ -64,70 +70,78 @@ impl Optimizer {
         if !(st.base_lr.is_finite() && st.base_lr >= 0.0) {
             return Err(OptimError::state(format!("invalid base_lr {}", st.base_lr)));
         }
-        let k = self.slot_names().len();
-        let store = match st.dtype {
+        let names = self.slot_names();
+        let mut stores = Vec::with_capacity(self.parts().len());
+        match st.dtype {
             None => {
                 if st.step != 0 || !st.slots.is_empty() {
                     return Err(OptimError::state(
                         "state without dtype must be empty with step 0",
                     ));
                 }
-                Store::Empty
+                stores.resize_with(self.parts().len(), || Store::Empty);
             }
             Some(d) => {
-                if st.slots.len() != k {
+                if st.slots.len() != names.len() {
                     return Err(OptimError::state(format!(
-                        "{} slots, layout needs {k}",
-                        st.slots.len()
+                        "{} arrays, layout needs {}",
+                        st.slots.len(),
+                        names.len()
                     )));
                 }
-                if let Some((j, s)) = st
-                    .slots
-                    .iter()
-                    .enumerate()
-                    .find(|(_, s)| s.len() != self.n_params())
-                {
-                    return Err(OptimError::state(format!(
-                        "slot {j} has {} values, expected {}",
-                        s.len(),
-                        self.n_params()
-                    )));
-                }
-                let specs = self.config().optimizer.slots(self.config());
-                for ((j, v), spec) in st.slots.iter().enumerate().zip(&specs) {
-                    let bad = v.iter().position(|&x| {
-                        !x.is_finite()
-                            || (spec.nonneg && x < 0.0)
-                            || (d == Dtype::F32 && !(x as f32).is_finite())
-                    });
-                    if let Some(i) = bad {
-                        return Err(OptimError::state(format!(
-                            "slot {j} (`{}`) has {} at index {i}; it must be finite{}",
-                            spec.name,
-                            v[i],
-                            if spec.nonneg { " and ≥ 0" } else { "" }
-                        )));
-                    }
-                }
-                match d {
-                    Dtype::F32 => {
-                        let mut s = self.alloc::<f32>();
-                        for (j, v) in st.slots.iter().enumerate() {
-                            s.s[j] = v.iter().map(|&x| x as f32).collect();
+                let mut j = 0;
+                for p in self.parts() {
+                    for spec in &p.specs {
+                        let v = &st.slots[j];
+                        let want = spec.len.unwrap_or(p.geo.len);
+                        if v.len() != want {
+                            return Err(OptimError::state(format!(
+                                "array {j} (`{}`) has {} values, expected {want}",
+                                names[j],
+                                v.len()
+                            )));
                         }
-                        Store::F32(s)
-                    }
-                    Dtype::F64 => {
-                        let mut s = self.alloc::<f64>();
-                        for (j, v) in st.slots.iter().enumerate() {
-                            s.s[j].clone_from(v);
+                        let bad = v.iter().position(|&x| {
+                            !x.is_finite()
+                                || (spec.nonneg && x < 0.0)
+                                || (d == Dtype::F32 && !(x as f32).is_finite())
+                        });
+                        if let Some(i) = bad {
+                            return Err(OptimError::state(format!(
+                                "array {j} (`{}`) has {} at index {i}; it must be finite{}",
+                                names[j],
+                                v[i],
+                                if spec.nonneg { " and ≥ 0" } else { "" }
+                            )));
                         }
-                        Store::F64(s)
+                        j += 1;
                     }
+                }
+                let mut j = 0;
+                for p in self.parts() {
+                    let store = match d {
+                        Dtype::F32 => {
+                            let mut s = p.alloc::<f32>();
+                            for k in 0..p.specs.len() {
+                                *s.array_mut(&p.specs, k) =
+                                    st.slots[j + k].iter().map(|&x| x as f32).collect();
+                            }
+                            Store::F32(s)
+                        }
+                        Dtype::F64 => {
+                            let mut s = p.alloc::<f64>();
+                            for k in 0..p.specs.len() {
+                                s.array_mut(&p.specs, k).clone_from(&st.slots[j + k]);
+                            }
+                            Store::F64(s)
+                        }
+                    };
+                    j += p.specs.len();
+                    stores.push(store);
                 }
             }
-        };
-        self.replace_state(store, st.step, st.base_lr);
+        }
+        self.replace_state(stores, st.step, st.base_lr);
         Ok(())
     }
 

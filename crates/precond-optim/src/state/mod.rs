@@ -2,7 +2,6 @@
 
 use crate::error::{OptimError, Result};
 use crate::float::Dtype;
-use crate::kernel::MAX_SLOTS;
 use serde::{Deserialize, Serialize};
 
 mod load;
@@ -25,7 +24,8 @@ pub struct OptimizerState {
     pub base_lr: f64,
     /// Dtype of the slots (`None` before the first step).
     pub dtype: Option<Dtype>,
-    /// The slots, each `n_params` long.
+    /// The state arrays in [`crate::Optimizer::slot_names`] order: per-element slots (one value
+    /// per index of their part), then a matrix optimizer's fixed-length arrays.
     pub slots: Vec<Vec<f64>>,
 }
 
@@ -63,13 +63,15 @@ impl<'a> Reader<'a> {
 }
 
 impl OptimizerState {
-    /// The state format this build writes and reads (2: with a CRC-32C trailer; 1 had none and
-    /// is refused).
-    pub const FORMAT_VERSION: u32 = 2;
+    /// The state format this build writes and reads (3: arrays of any length, each with its
+    /// length, for optimizers with several parts and matrix optimizers; 2 had `n_params`-long
+    /// slots only, 1 no checksum: both refused).
+    pub const FORMAT_VERSION: u32 = 3;
 
     /// Binary encoding, all integers little-endian: magic `PRCNDOPT`, version (u32), layout (u32
     /// length + UTF-8), dtype (u8: 0 none, 1 f32, 2 f64), n (u64), step (u64), base_lr (f64 bits),
-    /// slot count (u32, at most 3), the slots as values of the dtype, then the CRC-32C
+    /// array count (u32), each array as its length (u64) then its values in the dtype, then the
+    /// CRC-32C
     /// (Castagnoli polynomial, as iSCSI and ext4 use) of every preceding byte (u32).
     /// Round-trips bit-exactly.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -78,7 +80,8 @@ impl OptimizerState {
             _ => 8,
         };
         let mut out = Vec::with_capacity(
-            52 + self.layout.len() + self.slots.iter().map(|s| s.len() * width).sum::<usize>(),
+            52 + self.layout.len()
+                + self.slots.iter().map(|s| 8 + s.len() * width).sum::<usize>(),
         );
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.format_version.to_le_bytes());
@@ -94,6 +97,7 @@ impl OptimizerState {
         out.extend_from_slice(&self.base_lr.to_bits().to_le_bytes());
         out.extend_from_slice(&(self.slots.len() as u32).to_le_bytes());
         for s in &self.slots {
+            out.extend_from_slice(&(s.len() as u64).to_le_bytes());
             for &v in s {
                 if width == 4 {
                     out.extend_from_slice(&(v as f32).to_le_bytes());
@@ -108,7 +112,7 @@ impl OptimizerState {
     }
 
     /// Decode [`Self::to_bytes`]; refuses wrong magic, another format version, a checksum that
-    /// does not match (any flipped bit), truncated or trailing bytes, more than 3 slots. Every
+    /// does not match (any flipped bit), truncated or trailing bytes. Every
     /// size is checked against the bytes actually present before anything is allocated, so a
     /// short crafted blob cannot make it reserve more than the blob's own size.
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
@@ -153,26 +157,29 @@ impl OptimizerState {
         let step = r.u64()?;
         let base_lr = f64::from_bits(r.u64()?);
         let k = r.u32()? as usize;
-        if k > MAX_SLOTS {
-            return Err(OptimError::state(format!(
-                "{k} slots (an optimizer has at most {MAX_SLOTS})"
-            )));
-        }
         let width = if dtype == Some(Dtype::F32) { 4 } else { 8 };
-        let n = usize::try_from(n_params).map_err(|_| OptimError::state("n_params too large"))?;
-        let need = k
-            .checked_mul(n)
-            .and_then(|v| v.checked_mul(width))
-            .ok_or_else(|| OptimError::state("size overflow"))?;
-        if b.len() - r.pos != need {
+        // each array takes at least its 8-byte length: a count the bytes cannot hold is refused
+        // before anything is reserved
+        if k > (b.len() - r.pos) / 8 {
             return Err(OptimError::state(format!(
-                "expected {need} bytes of slot data, found {}",
+                "{k} arrays announced, the {} remaining bytes cannot hold them",
                 b.len() - r.pos
             )));
         }
         let mut slots = Vec::with_capacity(k);
-        for _ in 0..k {
-            let raw = r.take(n * width)?;
+        for j in 0..k {
+            let len = r.u64()?;
+            let bytes = usize::try_from(len)
+                .ok()
+                .and_then(|l| l.checked_mul(width))
+                .filter(|&need| need <= b.len() - r.pos)
+                .ok_or_else(|| {
+                    OptimError::state(format!(
+                        "array {j} announces {len} values, only {} bytes remain",
+                        b.len() - r.pos
+                    ))
+                })?;
+            let raw = r.take(bytes)?;
             let v: Vec<f64> = if width == 4 {
                 raw.chunks_exact(4)
                     .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
@@ -183,6 +190,12 @@ impl OptimizerState {
                     .collect()
             };
             slots.push(v);
+        }
+        if r.pos != b.len() {
+            return Err(OptimError::state(format!(
+                "{} trailing bytes after the last array",
+                b.len() - r.pos
+            )));
         }
         Ok(OptimizerState {
             format_version,

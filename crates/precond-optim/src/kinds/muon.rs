@@ -1,0 +1,314 @@
+//! torch `Muon` (torch 2.15, `torch/optim/_muon.py`; THEORY.md §7): momentum, then the momentum
+//! (or its Nesterov look-ahead) orthogonalized by a quintic Newton–Schulz iteration.
+//!
+//! Per step on the `rows × cols` matrix `X` with gradient `G` (`−G` under `maximize`):
+//! 1. `B ← lerp(B, G, 1 − μ)` (torch's lerp; the momentum buffer `momentum_buffer`),
+//! 2. `U = lerp(G, B, μ)` with `nesterov`, else `U = B`,
+//! 3. `O = NS(U)`: transpose when `rows > cols` (so the Gram matrix is the smaller one),
+//!    `Y = U / max(‖U‖_F, eps)`, then `ns_steps` times `A = YYᵀ`, `Y ← aY + (bA + cA²)Y`, and
+//!    transpose back,
+//! 4. `X ← X(1 − η λ)` (decoupled weight decay with the *unadjusted* scheduled `η`),
+//! 5. `X ← X − η' O` with `η' = adjust_lr_fn(η, rows, cols)`.
+//!
+//! torch runs step 3 in bfloat16; this runs it in the parameter's dtype (f32 or f64), which is
+//! what torch computes with its Newton–Schulz function replaced by a float32/float64 copy (the
+//! test oracle). The Gram products `YYᵀ` and `A²` are symmetric products (lower triangle,
+//! mirrored). The workspace is allocated at the first step and reused.
+//!
+//! The preconditioner: `NS(U) = M U` with `M = p(UUᵀ)/‖U‖` a polynomial of the Gram matrix, the
+//! Newton–Schulz approximation of `(UUᵀ)^{-1/2}` ([`crate::MatrixPreconditioner`]'s `left`; for a
+//! tall matrix `right`, of `UᵀU`), observed for `U` = the momentum buffer.
+//!
+//! # References
+//! - \[Jordan2024\] K. Jordan et al., *Muon: an optimizer for hidden layers in neural networks*,
+//!   2024 (blog post and `KellerJordan/Muon`).
+//! - \[Liu2025\] J. Liu et al., *Muon is scalable for LLM training*, 2025 (`match_rms_adamw`).
+
+use super::{Kind, StepCtx};
+use crate::config::{MatrixOrder, MatrixShape, OptimizerConfig};
+use crate::error::{OptimError, Result};
+use crate::kernel::first_nonfinite;
+use crate::matrix::{MatrixPreconditioner, PreconditionerBlock};
+use crate::precond::Lerp;
+use crate::storage::{Geometry, SlotSpec, Slots, StepFloat};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+
+/// torch `Muon`.
+pub(crate) struct Muon;
+
+impl Kind for Muon {
+    const KEYS: &'static [&'static str] = &[
+        "momentum",
+        "nesterov",
+        "ns_coefficients",
+        "eps",
+        "ns_steps",
+        "adjust_lr_fn",
+    ];
+    const DECOUPLED_WEIGHT_DECAY: bool = true;
+    const MATRIX: bool = true;
+
+    fn defaults(c: &mut OptimizerConfig) {
+        c.weight_decay = 0.1;
+        c.momentum = 0.95;
+        c.nesterov = true;
+        c.eps = 1e-7;
+    }
+
+    fn validate(c: &OptimizerConfig) -> Result<()> {
+        if !(c.momentum.is_finite() && (0.0..1.0).contains(&c.momentum)) {
+            return Err(OptimError::config(
+                "momentum",
+                format!("must be in [0, 1), got {}", c.momentum),
+            ));
+        }
+        if !(c.eps.is_finite() && c.eps > 0.0) {
+            return Err(OptimError::config(
+                "eps",
+                format!("must be finite and > 0, got {}", c.eps),
+            ));
+        }
+        if c.ns_steps >= 100 {
+            return Err(OptimError::config(
+                "ns_steps",
+                format!("must be < 100 (as torch), got {}", c.ns_steps),
+            ));
+        }
+        if let Some(i) = c.ns_coefficients.iter().position(|v| !v.is_finite()) {
+            return Err(OptimError::config(
+                format!("ns_coefficients[{i}]"),
+                format!("must be finite, got {}", c.ns_coefficients[i]),
+            ));
+        }
+        Ok(())
+    }
+
+    fn slots(_c: &OptimizerConfig) -> Vec<SlotSpec> {
+        vec![SlotSpec::zero("momentum_buffer")]
+    }
+
+    fn observe<T: StepFloat>(
+        c: &OptimizerConfig,
+        _step: u64,
+        _state: Option<&Slots<T>>,
+        _out: &mut [f64],
+    ) -> Result<()> {
+        Err(OptimError::Unsupported(format!(
+            "`{}` has a matrix preconditioner: use matrix_preconditioner",
+            c.optimizer.name()
+        )))
+    }
+
+    fn observe_matrix<T: StepFloat>(
+        c: &OptimizerConfig,
+        step: u64,
+        state: Option<&Slots<T>>,
+        geo: &Geometry,
+    ) -> Result<MatrixPreconditioner> {
+        let (Some(s), Some(shape)) = (state.filter(|_| step > 0), geo.shape) else {
+            return Err(OptimError::NoPreconditionerYet {
+                optimizer: c.optimizer.name(),
+            });
+        };
+        let buf: Vec<f64> = s.s[0].iter().map(|v| v.to_f64()).collect();
+        let (m, tall) = implied_factor(c, &buf, shape);
+        let mut b = PreconditionerBlock::new(0..shape.rows, 0..shape.cols);
+        let flat: Vec<f64> = (0..m.nrows())
+            .flat_map(|i| (0..m.ncols()).map(move |j| (i, j)))
+            .map(|(i, j)| m[(i, j)])
+            .collect();
+        if tall {
+            b.right = Some(flat);
+        } else {
+            b.left = Some(flat);
+        }
+        Ok(MatrixPreconditioner {
+            optimizer: c.optimizer,
+            rows: shape.rows,
+            cols: shape.cols,
+            blocks: vec![b],
+        })
+    }
+
+    fn step<T: StepFloat>(
+        c: &OptimizerConfig,
+        ctx: &StepCtx<'_>,
+        x: &mut [T],
+        g: &[T],
+        slots: &mut Slots<T>,
+    ) -> Result<bool> {
+        let seg = &ctx.segments[0];
+        let shape = ctx.geo.shape.ok_or_else(|| {
+            OptimError::Unsupported("muon needs a matrix shape".into())
+        })?;
+        let (x, g) = (&mut x[seg.start..seg.end], &g[seg.start..seg.end]);
+        let lr = c.schedule.lr(seg.lr.unwrap_or(ctx.base_lr), ctx.step);
+        let (r, cl) = (shape.rows, shape.cols);
+        let tall = r > cl;
+        let (p, q) = if tall { (cl, r) } else { (r, cl) };
+        let sign = T::from_f64(if c.maximize { -1.0 } else { 1.0 });
+        let work = slots
+            .scratch
+            .get_or(|| MuonWork::<T>::new(p, q));
+        // 1–2: momentum and the direction, written into the workspace as the p × q matrix
+        let to_buf = Lerp::<T>::new(1.0 - c.momentum);
+        let look = Lerp::<T>::new(c.momentum);
+        let buf = &mut slots.s[0];
+        for (idx, (b, &gi)) in buf.iter_mut().zip(g).enumerate() {
+            let gi = gi * sign;
+            *b = to_buf.apply(*b, gi);
+            let u = if c.nesterov { look.apply(gi, *b) } else { *b };
+            let (i, j) = position(idx, shape);
+            if tall {
+                work.x[(j, i)] = u;
+            } else {
+                work.x[(i, j)] = u;
+            }
+        }
+        // 3: Newton–Schulz in the workspace
+        work.newton_schulz(c);
+        // 4–5: decay and the update
+        let decay = T::from_f64(1.0 - lr * c.weight_decay);
+        let nadj = T::from_f64(-c.adjust_lr_fn.apply(lr, r, cl));
+        for (idx, xi) in x.iter_mut().enumerate() {
+            let (i, j) = position(idx, shape);
+            let o = if tall { work.x[(j, i)] } else { work.x[(i, j)] };
+            let d = *xi * decay;
+            *xi = d + nadj * o;
+        }
+        Ok(ctx.propagate && first_nonfinite(g, usize::MAX).is_some())
+    }
+}
+
+/// The `(row, col)` of flat index `idx` of a matrix stored in `shape`'s order.
+#[inline(always)]
+fn position(idx: usize, s: MatrixShape) -> (usize, usize) {
+    match s.order {
+        MatrixOrder::RowMajor => (idx / s.cols, idx % s.cols),
+        MatrixOrder::ColMajor => (idx % s.rows, idx / s.rows),
+    }
+}
+
+/// Muon's between-step workspace: the iterate `Y` (`p × q`, `p ≤ q`), the Gram matrix and its
+/// polynomial (`p × p`), and the next iterate.
+struct MuonWork<T: StepFloat> {
+    x: Mat<T>,
+    a: Mat<T>,
+    b: Mat<T>,
+    y: Mat<T>,
+}
+
+impl<T: StepFloat> MuonWork<T> {
+    fn new(p: usize, q: usize) -> Self {
+        MuonWork {
+            x: Mat::zeros(p, q),
+            a: Mat::zeros(p, p),
+            b: Mat::zeros(p, p),
+            y: Mat::zeros(p, q),
+        }
+    }
+
+    /// `Y ← NS(Y)` in place (step 3 of the module docs).
+    fn newton_schulz(&mut self, c: &OptimizerConfig) {
+        let (p, q) = (self.x.nrows(), self.x.ncols());
+        let par = par_for(p, q);
+        // ‖Y‖_F in the dtype, as torch's norm of the copy
+        let mut acc = T::ZERO;
+        for j in 0..q {
+            for i in 0..p {
+                let v = self.x[(i, j)];
+                acc = acc + v * v;
+            }
+        }
+        let norm = acc.sqrt();
+        let eps = T::from_f64(c.eps);
+        let scale = if norm > eps { norm } else { eps };
+        for j in 0..q {
+            for i in 0..p {
+                self.x[(i, j)] = self.x[(i, j)] / scale;
+            }
+        }
+        let [ca, cb, cc] = c.ns_coefficients.map(T::from_f64);
+        for _ in 0..c.ns_steps {
+            // A = Y Yᵀ, B = bA + cA², Y ← aY + B Y
+            gram(self.x.as_ref(), self.a.as_mut(), par);
+            gram(self.a.as_ref(), self.b.as_mut(), par);
+            for j in 0..p {
+                for i in 0..p {
+                    self.b[(i, j)] = cb * self.a[(i, j)] + cc * self.b[(i, j)];
+                }
+            }
+            for j in 0..q {
+                for i in 0..p {
+                    self.y[(i, j)] = ca * self.x[(i, j)];
+                }
+            }
+            matmul(
+                self.y.as_mut(),
+                Accum::Add,
+                self.b.as_ref(),
+                self.x.as_ref(),
+                T::ONE,
+                par,
+            );
+            std::mem::swap(&mut self.x, &mut self.y);
+        }
+    }
+}
+
+/// `out = X Xᵀ` (for symmetric `X`, `X²`).
+fn gram<T: StepFloat>(x: MatRef<'_, T>, out: MatMut<'_, T>, par: Par) {
+    matmul(out, Accum::Replace, x, x.transpose(), T::ONE, par);
+}
+
+fn par_for(p: usize, q: usize) -> Par {
+    if p * p * q >= 64 * 64 * 64 {
+        Par::rayon(0)
+    } else {
+        Par::Seq
+    }
+}
+
+/// `M` with `NS(U) = M·U/‖U‖` (wide or square) or `NS(U) = U·M/‖U‖` (tall), returned already
+/// divided by `max(‖U‖_F, eps)`, computed in `f64` by running the Newton–Schulz recursion on the
+/// polynomial: `M₀ = I`, `A = M G₀ M`, `M ← (aI + bA + cA²) M` with `G₀ = Y₀Y₀ᵀ`.
+fn implied_factor(c: &OptimizerConfig, buf: &[f64], shape: MatrixShape) -> (Mat<f64>, bool) {
+    let (r, cl) = (shape.rows, shape.cols);
+    let tall = r > cl;
+    let p = r.min(cl);
+    let u = match shape.order {
+        MatrixOrder::RowMajor => MatRef::from_row_major_slice(buf, r, cl),
+        MatrixOrder::ColMajor => MatRef::from_column_major_slice(buf, r, cl),
+    };
+    let y0: MatRef<'_, f64> = if tall { u.transpose() } else { u };
+    let norm = y0.norm_l2().max(c.eps);
+    let mut g0 = Mat::<f64>::zeros(p, p);
+    matmul(g0.as_mut(), Accum::Replace, y0, y0.transpose(), 1.0 / (norm * norm), Par::Seq);
+    let [ca, cb, cc] = c.ns_coefficients;
+    let mut m = Mat::<f64>::identity(p, p);
+    let mut t = Mat::<f64>::zeros(p, p);
+    let mut a = Mat::<f64>::zeros(p, p);
+    for _ in 0..c.ns_steps {
+        matmul(t.as_mut(), Accum::Replace, m.as_ref(), g0.as_ref(), 1.0, Par::Seq);
+        matmul(a.as_mut(), Accum::Replace, t.as_ref(), m.as_ref(), 1.0, Par::Seq);
+        // t = aI + bA + cA²
+        matmul(t.as_mut(), Accum::Replace, a.as_ref(), a.as_ref(), cc, Par::Seq);
+        for j in 0..p {
+            for i in 0..p {
+                t[(i, j)] += cb * a[(i, j)] + if i == j { ca } else { 0.0 };
+            }
+        }
+        let mut next = Mat::<f64>::zeros(p, p);
+        matmul(next.as_mut(), Accum::Replace, t.as_ref(), m.as_ref(), 1.0, Par::Seq);
+        m = next;
+    }
+    let mut out = m;
+    let inv = 1.0 / norm;
+    for j in 0..p {
+        for i in 0..p {
+            out[(i, j)] *= inv;
+        }
+    }
+    (out, tall)
+}
