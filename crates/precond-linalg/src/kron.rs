@@ -113,7 +113,10 @@ fn spd_sqrt(a: MatRef<'_, f64>, what: &'static str) -> Result<Mat<f64>> {
 fn even_scaled(a: MatRef<'_, f64>, what: &'static str) -> Result<(Mat<f64>, i32)> {
     let s = symmetric_part(a, what)?;
     let e = even_scale_exponent(max_abs(s.as_ref()));
-    Ok((Mat::from_fn(s.nrows(), s.ncols(), |i, j| ldexp(s[(i, j)], -e)), e))
+    Ok((
+        Mat::from_fn(s.nrows(), s.ncols(), |i, j| ldexp(s[(i, j)], -e)),
+        e,
+    ))
 }
 
 /// The preconditioned condition numbers of a Hessian block `H` (`mn × mn`, symmetric) under the

@@ -109,11 +109,7 @@ impl SymEigWorkspace {
                     "columns of the matrix vs size of the SymEigWorkspace"
                 },
                 expected: n,
-                got: if a.nrows() != n {
-                    a.nrows()
-                } else {
-                    a.ncols()
-                },
+                got: if a.nrows() != n { a.nrows() } else { a.ncols() },
             });
         }
         check_finite(a, what)?;
@@ -315,7 +311,14 @@ pub fn sym_inverse_root_into(
             reason: format!("must be finite and >= 0, got {eps}"),
         });
     }
-    ws.power_into(a, eps, -1.0 / root, out, "A", "A + eps*I (eigenvalue index, ascending)")
+    ws.power_into(
+        a,
+        eps,
+        -1.0 / root,
+        out,
+        "A",
+        "A + eps*I (eigenvalue index, ascending)",
+    )
 }
 
 /// `out = A^(1/2)` for a symmetric positive definite `A` (internal: the Kronecker diagnostics).
