@@ -88,7 +88,7 @@ fn check_factors(l: MatRef<'_, f64>, r: MatRef<'_, f64>, dim: usize) -> Result<(
     check_square(l, "Kronecker factor L")?;
     check_square(r, "Kronecker factor R")?;
     let (m, n) = (l.nrows(), r.nrows());
-    let mn = m.checked_mul(n).unwrap_or(usize::MAX);
+    let mn = m.saturating_mul(n);
     if mn != dim {
         return Err(LinalgError::DimensionMismatch {
             what: "size of H vs rows(L) * rows(R)",

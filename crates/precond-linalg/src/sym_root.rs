@@ -132,7 +132,7 @@ impl SymEigWorkspace {
         for j in 0..n {
             for i in j..n {
                 let (x, y) = (a[(i, j)], a[(j, i)]);
-                let v = if x == y {
+                let v = if x.to_bits() == y.to_bits() {
                     ldexp(x, -e)
                 } else {
                     0.5 * ldexp(x, -e) + 0.5 * ldexp(y, -e)
@@ -140,13 +140,13 @@ impl SymEigWorkspace {
                 self.a[(i, j)] = v;
             }
         }
-        let mut stack = MemStack::new(&mut self.mem);
+        let stack = MemStack::new(&mut self.mem);
         self_adjoint_evd(
             self.a.as_ref(),
             DiagMut::from_slice_mut(&mut self.w),
             Some(self.q.as_mut()),
             self.par,
-            &mut stack,
+            stack,
             Default::default(),
         )
         .map_err(|_| LinalgError::NoConvergence {
@@ -282,7 +282,8 @@ fn scale_col(q: MatRef<'_, f64>, mut tmp: MatMut<'_, f64>, k: usize, g: f64) {
 /// formed in a common exponent so that neither tiny nor huge factors underflow or overflow
 /// before the final result.
 ///
-/// Allocates nothing: every buffer is in `ws`.
+/// Allocates nothing: every buffer is in `ws` (faer's product kernels keep per-thread packing
+/// buffers, sized on their first use on a thread).
 ///
 /// # Errors
 /// [`LinalgError::InvalidArgument`] for `root ≤ 0` or non-finite, `ε < 0` or non-finite;

@@ -2,7 +2,11 @@
 //! `XᵀX` that accumulate Shampoo's and SOAP's Kronecker factors, and the square `A·A` of a
 //! symmetric matrix (Newton–Schulz style iterations). Only the lower triangle is computed, by a
 //! triangular-output product, and mirrored into the upper one: the result is exactly symmetric
-//! and costs about half a general product. No allocation.
+//! and costs about half a general product.
+//!
+//! No allocation: the only heap use is faer's per-thread packing buffers of its product
+//! kernels, sized on the first product of a given size on a thread and reused afterwards
+//! (`tests/no_alloc.rs` counts allocations after one warm-up call).
 
 use faer::linalg::matmul::triangular::{BlockStructure, matmul};
 use faer::{Accum, MatMut, MatRef, Par};
@@ -224,7 +228,8 @@ fn gram_checked<T: SymScalar>(
 /// Only the lower triangle of the old `out` is read (when `β ≠ 0`) and the lower triangle of
 /// the result is computed (faer's triangular-output product, about `m²k` flops instead of
 /// `2m²k`), then copied into the upper triangle: the result is exactly symmetric. `β = 0`
-/// ignores the old contents entirely (NaN included). `k = 0` gives `β·out`. No allocation.
+/// ignores the old contents entirely (NaN included). `k = 0` gives `β·out`. No allocation (see the module
+/// documentation).
 ///
 /// # Errors
 /// [`LinalgError::DimensionMismatch`] when `out` is not `m × m` (naming the expected `m`),

@@ -274,8 +274,8 @@ fn inverse_root_of_diagonal_matrices() {
                 );
             }
         }
-        assert_eq!(info.min_eigenvalue, 1e-6);
-        assert_eq!(info.max_eigenvalue, 1e6);
+        assert!(rel_err(info.min_eigenvalue, 1e-6) <= 4.0 * EPS);
+        assert!(rel_err(info.max_eigenvalue, 1e6) <= 4.0 * EPS);
     }
 }
 
@@ -350,8 +350,9 @@ fn inverse_square_root_identity_on_random_spd() {
         assert!(max_diff(av.as_ref(), vl.as_ref()) <= 8.0 * n as f64 * EPS * scale);
         // the inverse root's info is the same range
         let (_, info) = inv_root(a.as_ref(), 0.0, 4.0);
-        assert_eq!(info.min_eigenvalue, w[0]);
-        assert_eq!(info.max_eigenvalue, w[n - 1]);
+        // the same eigensolver on the same input: the same bits
+        assert_eq!(info.min_eigenvalue.to_bits(), w[0].to_bits());
+        assert_eq!(info.max_eigenvalue.to_bits(), w[n - 1].to_bits());
     }
 }
 
@@ -427,7 +428,7 @@ fn scaled_factors_give_scaled_roots() {
         let want = 2f64.powi(530) / v.sqrt();
         assert!(rel_err(got[(i, i)], want) <= 4.0 * EPS);
     }
-    assert_eq!(info.min_eigenvalue, sub[(0, 0)]);
+    assert!(rel_err(info.min_eigenvalue, sub[(0, 0)]) <= 4.0 * EPS);
     // ε is added after unscaling: a tiny factor with a moderate ε is dominated by ε
     let tiny = Mat::from_fn(n, n, |i, j| a[(i, j)] * 2f64.powi(-700));
     let (got, _) = inv_root(tiny.as_ref(), 1.0, 4.0);
@@ -456,8 +457,12 @@ fn second_call_is_bit_identical() {
     let (mut w1, mut w2) = (vec![0.0; n], vec![0.0; n]);
     sym_eigh_into(a.as_ref(), v1.as_mut(), &mut w1, &mut ws).unwrap();
     sym_eigh_into(a.as_ref(), v2.as_mut(), &mut w2, &mut ws).unwrap();
-    assert_eq!(w1, w2);
-    assert_eq!(max_diff(v1.as_ref(), v2.as_ref()), 0.0);
+    assert!(w1.iter().zip(&w2).all(|(a, b)| a.to_bits() == b.to_bits()));
+    for j in 0..n {
+        for i in 0..n {
+            assert_eq!(v1[(i, j)].to_bits(), v2[(i, j)].to_bits());
+        }
+    }
 }
 
 #[test]
@@ -522,7 +527,7 @@ fn inverse_root_errors() {
     match sym_inverse_root_into(indef.as_ref(), 1.0, 4.0, out.as_mut(), &mut ws) {
         Err(LinalgError::NotPositiveDefinite { index, value, .. }) => {
             assert_eq!(index, 0);
-            assert_eq!(value, -1.0);
+            assert!((value + 1.0).abs() <= 4.0 * EPS);
         }
         other => panic!("expected NotPositiveDefinite, got {other:?}"),
     }
