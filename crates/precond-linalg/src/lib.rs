@@ -10,6 +10,12 @@
 //!   [`scaling_spread`], [`van_der_sluis_bound`]),
 //! * rates of Theorem 1 and heavy-ball momentum ([`heavy_ball_optimal`]), and the observed rate
 //!   of an error sequence ([`observed_rate`]),
+//! * building blocks of the matrix preconditioners (THEORY.md §7: Shampoo, SOAP, Muon), allocation
+//!   free after setup: exactly symmetric products `βC + αXXᵀ`, `XᵀX`, `A·A` in `f32`/`f64`
+//!   ([`gram_into`], [`gram_t_into`], [`sym_square_into`]), the inverse root `(A + εI)^(−1/root)`
+//!   and the eigenbasis of a symmetric factor in a reusable [`SymEigWorkspace`]
+//!   ([`sym_inverse_root_into`], [`sym_eigh_into`]), and `κ(P^{1/2} H P^{1/2})` under a Kronecker
+//!   preconditioner `X ↦ L X R` ([`kron_precond_cond`], matrix-free [`KronPreconditioned`]),
 //! * matrix-free spectra: [`lanczos_extremes`], [`power_iteration`], [`hutchinson_trace`] on any
 //!   [`LinearOperator`].
 //!
@@ -53,6 +59,7 @@ mod equilibration;
 mod error;
 mod estimate;
 mod hutchinson;
+mod kron;
 mod lanczos;
 mod layout;
 mod operator;
@@ -63,6 +70,8 @@ mod rates;
 mod scaling;
 mod spectrum;
 mod sym_cond;
+mod sym_root;
+mod symprod;
 mod triangle;
 mod tridiagonal;
 mod two_stage;
@@ -80,6 +89,7 @@ pub use estimate::{
     cond_estimate_spd,
 };
 pub use hutchinson::{TraceEstimate, hutchinson_trace};
+pub use kron::{KronPreconditioned, kron_precond_cond};
 pub use lanczos::{LanczosOptions, LanczosResult, lanczos_extremes};
 pub use layout::{Layout, check_finite, mat_from_slice, mat_view_from_slice};
 pub use operator::{DenseOperator, LinearOperator};
@@ -97,6 +107,8 @@ pub use spectrum::{
     sym_spectrum, sym_spectrum_with_params, sym_spectrum_with_tol,
 };
 pub use sym_cond::{sym_cond, sym_cond_with_params};
+pub use sym_root::{RootInfo, SymEigWorkspace, sym_eigh_into, sym_inverse_root_into};
+pub use symprod::{SymScalar, gram_into, gram_t_into, sym_square_into};
 
 /// Building blocks behind the automatic choices of the crate root, for benchmarks and for
 /// users who want one algorithm at any size: the two-stage reductions (dense → band →

@@ -36,7 +36,7 @@ pub struct PreconditionedCond {
 /// The record from `m = SᵀHS · 2⁻ᵉ` and `ph = PH · 2⁻ᵉ`, built from the exactly rescaled
 /// operands (so that neither product overflows nor underflows): `κ`s are scale-free, the
 /// eigenvalues and singular values are multiplied by `2ᵉ`.
-fn finish(m: Mat<f64>, ph: MatRef<'_, f64>, e: i32) -> Result<PreconditionedCond> {
+pub(crate) fn finish(m: Mat<f64>, ph: MatRef<'_, f64>, e: i32) -> Result<PreconditionedCond> {
     let n = m.nrows();
     let sym = Mat::from_fn(n, n, |i, j| 0.5 * (m[(i, j)] + m[(j, i)]));
     let (ev, e_m) = sym_eigenvalues_scaled(sym, &SymSpectrumParams::default())?;
@@ -88,7 +88,7 @@ pub fn precond_cond_diag(h: MatRef<'_, f64>, p: &[f64]) -> Result<Preconditioned
 
 /// An even exponent `e` with `max · 2⁻ᵉ ∈ [1, 4)` when `max` is outside `[2⁻¹²⁸, 2¹²⁹)`, 0
 /// otherwise.
-fn even_scale_exponent(max: f64) -> i32 {
+pub(crate) fn even_scale_exponent(max: f64) -> i32 {
     let e = exponent(max);
     if e.abs() > 128 {
         e - e.rem_euclid(2)

@@ -1,0 +1,377 @@
+//! Inverse roots and eigenbases of symmetric positive (semi)definite factors (THEORY.md §7):
+//! Shampoo's `(L + εI)^(−1/4)`, SOAP's eigenbasis of `L`, computed from one symmetric
+//! eigendecomposition in a reusable workspace, so that an optimizer step allocates nothing.
+
+use faer::diag::DiagMut;
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::evd::{ComputeEigenvectors, self_adjoint_evd, self_adjoint_evd_scratch};
+use faer::{Mat, MatMut, MatRef, Par};
+
+use crate::error::{LinalgError, Result};
+use crate::layout::{SYMMETRY_RTOL, check_finite};
+use crate::scaling::{exponent, ldexp, max_abs, needs_scaling, unscale};
+use crate::symprod::gram_into;
+
+/// Every buffer of [`sym_inverse_root_into`] and [`sym_eigh_into`] for one size `n`: the
+/// (rescaled) symmetric input, the eigenvectors and eigenvalues, a scaled copy of the
+/// eigenvectors, and faer's scratch memory of `self_adjoint_evd`. Built once; the calls that
+/// take it allocate nothing.
+pub struct SymEigWorkspace {
+    n: usize,
+    par: Par,
+    a: Mat<f64>,
+    q: Mat<f64>,
+    w: Vec<f64>,
+    tmp: Mat<f64>,
+    mem: MemBuffer,
+}
+
+impl core::fmt::Debug for SymEigWorkspace {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SymEigWorkspace")
+            .field("n", &self.n)
+            .field("par", &self.par)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The eigenvalue range of the matrix `A` given to [`sym_inverse_root_into`] (before `ε` is
+/// added).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RootInfo {
+    /// Smallest eigenvalue `λ_min(A)`.
+    pub min_eigenvalue: f64,
+    /// Largest eigenvalue `λ_max(A)`.
+    pub max_eigenvalue: f64,
+}
+
+impl SymEigWorkspace {
+    /// A workspace for `n × n` matrices, with sequential faer kernels.
+    ///
+    /// # Errors
+    /// [`LinalgError::Empty`] for `n = 0`, [`LinalgError::InvalidArgument`] when the buffers
+    /// (about `3n²` doubles plus faer's scratch) cannot be allocated.
+    pub fn new(n: usize) -> Result<Self> {
+        Self::with_par(n, Par::Seq)
+    }
+
+    /// [`new`](Self::new) with the parallelism of the eigendecomposition and the products
+    /// (the scratch size depends on it).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn with_par(n: usize, par: Par) -> Result<Self> {
+        if n == 0 {
+            return Err(LinalgError::Empty {
+                what: "SymEigWorkspace size",
+                rows: 0,
+                cols: 0,
+            });
+        }
+        let too_big = || LinalgError::InvalidArgument {
+            name: "n",
+            reason: format!("a workspace for {n} x {n} matrices does not fit in memory"),
+        };
+        // 3 n x n matrices of f64 must be addressable
+        n.checked_mul(n)
+            .and_then(|nn| nn.checked_mul(3 * 8))
+            .filter(|&b| b <= isize::MAX as usize)
+            .ok_or_else(too_big)?;
+        let req =
+            self_adjoint_evd_scratch::<f64>(n, ComputeEigenvectors::Yes, par, Default::default());
+        let mem = MemBuffer::try_new(req).map_err(|_| too_big())?;
+        Ok(Self {
+            n,
+            par,
+            a: Mat::zeros(n, n),
+            q: Mat::zeros(n, n),
+            w: vec![0.0; n],
+            tmp: Mat::zeros(n, n),
+            mem,
+        })
+    }
+
+    /// The size `n` this workspace serves.
+    pub fn dim(&self) -> usize {
+        self.n
+    }
+
+    /// Checks `a` (square, of the workspace's size, finite, symmetric to [`SYMMETRY_RTOL`]),
+    /// stores its symmetric part divided by `2ᵉ` in `self.a`, decomposes it into `self.q`,
+    /// `self.w` (ascending), and returns `e` (0 when `a` is in the safe range).
+    fn decompose(&mut self, a: MatRef<'_, f64>, what: &'static str) -> Result<i32> {
+        let n = self.n;
+        if a.nrows() != n || a.ncols() != n {
+            return Err(LinalgError::DimensionMismatch {
+                what: if a.nrows() != n {
+                    "rows of the matrix vs size of the SymEigWorkspace"
+                } else {
+                    "columns of the matrix vs size of the SymEigWorkspace"
+                },
+                expected: n,
+                got: if a.nrows() != n { a.nrows() } else { a.ncols() },
+            });
+        }
+        check_finite(a, what)?;
+        let tol = SYMMETRY_RTOL * max_abs(a);
+        for j in 0..n {
+            for i in 0..j {
+                let (upper, lower) = (a[(i, j)], a[(j, i)]);
+                if (upper - lower).abs() > tol {
+                    return Err(LinalgError::NotSymmetric {
+                        what,
+                        row: i,
+                        col: j,
+                        upper,
+                        lower,
+                    });
+                }
+            }
+        }
+        let e = needs_scaling(a).unwrap_or(0);
+        for j in 0..n {
+            for i in j..n {
+                let (x, y) = (a[(i, j)], a[(j, i)]);
+                let v = if x.to_bits() == y.to_bits() {
+                    ldexp(x, -e)
+                } else {
+                    0.5 * ldexp(x, -e) + 0.5 * ldexp(y, -e)
+                };
+                self.a[(i, j)] = v;
+            }
+        }
+        let stack = MemStack::new(&mut self.mem);
+        self_adjoint_evd(
+            self.a.as_ref(),
+            DiagMut::from_slice_mut(&mut self.w),
+            Some(self.q.as_mut()),
+            self.par,
+            stack,
+            Default::default(),
+        )
+        .map_err(|_| LinalgError::NoConvergence {
+            what: "symmetric eigendecomposition (faer self_adjoint_evd)",
+            iterations: 0,
+            residual: f64::NAN,
+        })?;
+        if let Some(k) = self.w.iter().position(|v| !v.is_finite()) {
+            return Err(LinalgError::NonFinite {
+                what: "eigenvalue of the symmetric eigendecomposition",
+                row: k,
+                col: 0,
+                value: self.w[k],
+            });
+        }
+        Ok(e)
+    }
+
+    /// `out = (A + ε I)^p` from the decomposition of `A` (any real `p`; the inverse root is
+    /// `p = −1/root`), the eigenvalue range of `A`.
+    fn power_into(
+        &mut self,
+        a: MatRef<'_, f64>,
+        eps: f64,
+        p: f64,
+        out: MatMut<'_, f64>,
+        what: &'static str,
+        pd_what: &'static str,
+    ) -> Result<RootInfo> {
+        let n = self.n;
+        if out.nrows() != n || out.ncols() != n {
+            return Err(LinalgError::DimensionMismatch {
+                what: "size of out vs size of the matrix",
+                expected: n,
+                got: if out.nrows() != n {
+                    out.nrows()
+                } else {
+                    out.ncols()
+                },
+            });
+        }
+        let e = self.decompose(a, what)?;
+        let info = RootInfo {
+            min_eigenvalue: unscale(self.w[0], e, "smallest eigenvalue of A")?,
+            max_eigenvalue: unscale(self.w[n - 1], e, "largest eigenvalue of A")?,
+        };
+        // μ = λ + ε in units of 2^ew: ew ≥ e, and ≥ the exponent of ε, so that neither the
+        // eigenvalues (shifted down exactly) nor ε (in [1, 2)) overflow
+        let ew = if eps > 0.0 { e.max(exponent(eps)) } else { e };
+        let eps_w = ldexp(eps, -ew);
+        for k in 0..n {
+            let mu = ldexp(self.w[k], e - ew) + eps_w;
+            if mu <= 0.0 {
+                return Err(LinalgError::NotPositiveDefinite {
+                    what: pd_what,
+                    index: k,
+                    value: ldexp(mu, ew),
+                });
+            }
+            self.w[k] = mu;
+        }
+        // out = 2^(2 t) · Q diag(g²) Qᵀ with g_k = μ_k^(p/2) · 2^(−t): the exponent of μ_k^p
+        // relative to the largest one is kept in the columns, the common factor applied once
+        // at the end (so neither g_k² nor the Gram product underflows or overflows)
+        let half = 0.5 * p;
+        let direct = self.w.iter().all(|&mu| {
+            let g = mu.powf(half);
+            g.is_finite() && g > 0.0
+        });
+        // total = log2 of the common factor of out: 2·(max log2 g) + p·ew
+        let total = if direct {
+            let gmax = self.w.iter().fold(0.0f64, |m, &mu| m.max(mu.powf(half)));
+            let t = exponent(gmax);
+            for k in 0..n {
+                let g = ldexp(self.w[k].powf(half), -t);
+                scale_col(self.q.as_ref(), self.tmp.as_mut(), k, g);
+            }
+            2.0 * f64::from(t) + p * f64::from(ew)
+        } else {
+            let lmax = self
+                .w
+                .iter()
+                .fold(f64::NEG_INFINITY, |m, &mu| m.max(half * mu.log2()));
+            for k in 0..n {
+                let g = (half * self.w[k].log2() - lmax).exp2();
+                scale_col(self.q.as_ref(), self.tmp.as_mut(), k, g);
+            }
+            2.0 * lmax + p * f64::from(ew)
+        };
+        let mut out = out;
+        gram_into(self.tmp.as_ref(), out.as_mut(), 1.0, 0.0, self.par)?;
+        if total != 0.0 {
+            let k = total.floor();
+            let frac = (total - k).exp2();
+            let k = k.clamp(-3000.0, 3000.0) as i32;
+            for j in 0..n {
+                for i in 0..n {
+                    out[(i, j)] = ldexp(out[(i, j)] * frac, k);
+                }
+            }
+        }
+        if let Some(j) = (0..n).find(|&j| (0..n).any(|i| !out[(i, j)].is_finite())) {
+            let i = (0..n).find(|&i| !out[(i, j)].is_finite()).unwrap_or(0);
+            return Err(LinalgError::Overflow {
+                what: "an entry of (A + eps*I)^(-1/root)",
+                log2: if out[(i, j)].is_nan() { 1024.0 } else { total },
+            });
+        }
+        Ok(info)
+    }
+}
+
+/// `tmp[:, k] = g · q[:, k]`.
+fn scale_col(q: MatRef<'_, f64>, mut tmp: MatMut<'_, f64>, k: usize, g: f64) {
+    for i in 0..q.nrows() {
+        tmp[(i, k)] = g * q[(i, k)];
+    }
+}
+
+/// `out = (A + ε I)^(−1/root)` for a symmetric positive semidefinite `A` (Shampoo's
+/// preconditioner factors, THEORY.md §7, with `root = 4` for a two-sided Kronecker
+/// preconditioner of a matrix, `2` for one side only).
+///
+/// Conventions: `ε ≥ 0` is added to the eigenvalues (`λ_i + ε`, which equals adding `ε I` to
+/// `A`), and the exponent is `−1/root` with `root > 0`. From the eigendecomposition
+/// `A = Q Λ Qᵀ`, `out = Q diag((λ+ε)^(−1/root)) Qᵀ`, computed as the Gram product `G Gᵀ` of
+/// `G = Q diag((λ+ε)^(−1/(2 root)))` (lower triangle, mirrored), so `out` is exactly symmetric
+/// and positive semidefinite to rounding. Only the symmetric part `(A + Aᵀ)/2` is used.
+///
+/// Scale-safe: when the largest entry of `A` is outside `[2⁻¹²⁸, 2¹²⁹)`, the
+/// eigendecomposition runs on `2⁻ᵉA` (exact), the eigenvalues are brought back to the scale of
+/// `A` before `ε` is added (`2ᵉA + εI` is not a rescaling of `A + εI`), and the powers are
+/// formed in a common exponent so that neither tiny nor huge factors underflow or overflow
+/// before the final result.
+///
+/// Allocates nothing: every buffer is in `ws` (faer's product kernels keep per-thread packing
+/// buffers, sized on their first use on a thread).
+///
+/// # Errors
+/// [`LinalgError::InvalidArgument`] for `root ≤ 0` or non-finite, `ε < 0` or non-finite;
+/// [`LinalgError::DimensionMismatch`] when `A` or `out` is not `n × n` with `n = ws.dim()`;
+/// [`LinalgError::NonFinite`]; [`LinalgError::NotSymmetric`] (tolerance `10⁻⁶ · max|a|`);
+/// [`LinalgError::NotPositiveDefinite`] naming the index (ascending order) of an eigenvalue with
+/// `λ + ε ≤ 0` and that value; [`LinalgError::NoConvergence`] from the eigensolver;
+/// [`LinalgError::Overflow`] when an eigenvalue of `A` or an entry of the result does not fit in
+/// an `f64`. On error the contents of `out` are unspecified.
+pub fn sym_inverse_root_into(
+    a: MatRef<'_, f64>,
+    eps: f64,
+    root: f64,
+    out: MatMut<'_, f64>,
+    ws: &mut SymEigWorkspace,
+) -> Result<RootInfo> {
+    if !(root.is_finite() && root > 0.0) {
+        return Err(LinalgError::InvalidArgument {
+            name: "root",
+            reason: format!("must be finite and > 0, got {root}"),
+        });
+    }
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(LinalgError::InvalidArgument {
+            name: "eps",
+            reason: format!("must be finite and >= 0, got {eps}"),
+        });
+    }
+    ws.power_into(
+        a,
+        eps,
+        -1.0 / root,
+        out,
+        "A",
+        "A + eps*I (eigenvalue index, ascending)",
+    )
+}
+
+/// `out = A^(1/2)` for a symmetric positive definite `A` (internal: the Kronecker diagnostics).
+pub(crate) fn sym_sqrt_into(
+    a: MatRef<'_, f64>,
+    out: MatMut<'_, f64>,
+    ws: &mut SymEigWorkspace,
+    what: &'static str,
+    pd_what: &'static str,
+) -> Result<()> {
+    ws.power_into(a, 0.0, 0.5, out, what, pd_what).map(|_| ())
+}
+
+/// The symmetric eigendecomposition `A = Q diag(λ) Qᵀ` (SOAP's eigenbasis of a Kronecker
+/// factor): `eigvals` ascending, `eigvecs` with orthonormal columns `Q[:, i]` for `λ_i`.
+/// Only the symmetric part `(A + Aᵀ)/2` is used. Scale-safe as [`sym_inverse_root_into`]:
+/// eigenvalues of `2⁻ᵉA` multiplied back by `2ᵉ`. Allocates nothing.
+///
+/// # Errors
+/// [`LinalgError::DimensionMismatch`] when `A` or `eigvecs` is not `n × n` or `eigvals` does
+/// not have length `n` (`n = ws.dim()`), [`LinalgError::NonFinite`],
+/// [`LinalgError::NotSymmetric`], [`LinalgError::NoConvergence`], [`LinalgError::Overflow`]
+/// when an eigenvalue exceeds `f64::MAX`.
+pub fn sym_eigh_into(
+    a: MatRef<'_, f64>,
+    mut eigvecs: MatMut<'_, f64>,
+    eigvals: &mut [f64],
+    ws: &mut SymEigWorkspace,
+) -> Result<()> {
+    let n = ws.n;
+    if eigvecs.nrows() != n || eigvecs.ncols() != n {
+        return Err(LinalgError::DimensionMismatch {
+            what: "size of eigvecs vs size of the SymEigWorkspace",
+            expected: n,
+            got: if eigvecs.nrows() != n {
+                eigvecs.nrows()
+            } else {
+                eigvecs.ncols()
+            },
+        });
+    }
+    if eigvals.len() != n {
+        return Err(LinalgError::DimensionMismatch {
+            what: "length of eigvals vs size of the SymEigWorkspace",
+            expected: n,
+            got: eigvals.len(),
+        });
+    }
+    let e = ws.decompose(a, "A")?;
+    for (dst, &l) in eigvals.iter_mut().zip(&ws.w) {
+        *dst = unscale(l, e, "eigenvalue of A")?;
+    }
+    eigvecs.copy_from(ws.q.as_ref());
+    Ok(())
+}
