@@ -154,6 +154,13 @@ impl SymEigWorkspace {
             iterations: 0,
             residual: f64::NAN,
         })?;
+        if let Some(j) = (0..n).find(|&j| self.q.col(j).iter().any(|v| !v.is_finite())) {
+            return Err(LinalgError::NoConvergence {
+                what: "symmetric eigendecomposition (non-finite eigenvector column)",
+                iterations: j,
+                residual: f64::NAN,
+            });
+        }
         if let Some(k) = self.w.iter().position(|v| !v.is_finite()) {
             return Err(LinalgError::NonFinite {
                 what: "eigenvalue of the symmetric eigendecomposition",
@@ -281,6 +288,20 @@ fn scale_col(q: MatRef<'_, f64>, mut tmp: MatMut<'_, f64>, k: usize, g: f64) {
 /// `A` before `ε` is added (`2ᵉA + εI` is not a rescaling of `A + εI`), and the powers are
 /// formed in a common exponent so that neither tiny nor huge factors underflow or overflow
 /// before the final result.
+///
+/// ```
+/// use faer::Mat;
+/// use precond_linalg::{SymEigWorkspace, sym_inverse_root_into};
+///
+/// // Shampoo's left factor L = diag(16, 81) with ε = 0: L^(−1/4) = diag(1/2, 1/3)
+/// let l = Mat::from_fn(2, 2, |i, j| if i == j { [16.0, 81.0][i] } else { 0.0 });
+/// let mut ws = SymEigWorkspace::new(2)?; // once, outside the optimizer loop
+/// let mut out = Mat::zeros(2, 2);
+/// let info = sym_inverse_root_into(l.as_ref(), 0.0, 4.0, out.as_mut(), &mut ws)?;
+/// assert!((out[(0, 0)] - 0.5).abs() < 1e-15 && (out[(1, 1)] - 1.0 / 3.0).abs() < 1e-15);
+/// assert!(out[(0, 1)].abs() < 1e-15 && (info.max_eigenvalue - 81.0).abs() < 1e-13);
+/// # Ok::<(), precond_linalg::LinalgError>(())
+/// ```
 ///
 /// Allocates nothing: every buffer is in `ws` (faer's product kernels keep per-thread packing
 /// buffers, sized on their first use on a thread).
