@@ -180,6 +180,21 @@ pub trait StepFloat: Float + faer::traits::RealField + sealed::Sealed {
     fn slots_ref(store: &Store) -> Option<&Slots<Self>>;
     #[doc(hidden)]
     fn wrap(s: Slots<Self>) -> Store;
+    /// `out = X Xᵀ` as a symmetric product (precond-linalg's `gram_into`); errors on non-finite
+    /// input or overflow.
+    #[doc(hidden)]
+    fn gram(
+        x: faer::MatRef<'_, Self>,
+        out: faer::MatMut<'_, Self>,
+        par: faer::Par,
+    ) -> Result<(), precond_linalg::LinalgError>;
+    /// `out = A²` for symmetric `A` (precond-linalg's `sym_square_into`).
+    #[doc(hidden)]
+    fn sym_square(
+        a: faer::MatRef<'_, Self>,
+        out: faer::MatMut<'_, Self>,
+        par: faer::Par,
+    ) -> Result<(), precond_linalg::LinalgError>;
 }
 
 macro_rules! step_float {
@@ -202,6 +217,20 @@ macro_rules! step_float {
             }
             fn wrap(s: Slots<$t>) -> Store {
                 Store::$v(s)
+            }
+            fn gram(
+                x: faer::MatRef<'_, $t>,
+                out: faer::MatMut<'_, $t>,
+                par: faer::Par,
+            ) -> Result<(), precond_linalg::LinalgError> {
+                precond_linalg::gram_into::<$t>(x, out, 1.0, 0.0, par)
+            }
+            fn sym_square(
+                a: faer::MatRef<'_, $t>,
+                out: faer::MatMut<'_, $t>,
+                par: faer::Par,
+            ) -> Result<(), precond_linalg::LinalgError> {
+                precond_linalg::sym_square_into::<$t>(a, out, par)
             }
         }
     };

@@ -32,7 +32,7 @@ use crate::matrix::{MatrixPreconditioner, PreconditionerBlock};
 use crate::precond::Lerp;
 use crate::storage::{Geometry, SlotSpec, Slots, StepFloat};
 use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, MatMut, MatRef, Par};
+use faer::{Accum, Mat, MatRef, Par};
 
 /// torch `Muon`.
 pub(crate) struct Muon;
@@ -231,9 +231,14 @@ impl<T: StepFloat> MuonWork<T> {
         }
         let [ca, cb, cc] = c.ns_coefficients.map(T::from_f64);
         for _ in 0..c.ns_steps {
-            // A = Y Yᵀ, B = bA + cA², Y ← aY + B Y
-            gram(self.x.as_ref(), self.a.as_mut(), par);
-            gram(self.a.as_ref(), self.b.as_mut(), par);
+            // A = Y Yᵀ, B = bA + cA², Y ← aY + B Y (symmetric products; they refuse NaN/inf,
+            // which only the `propagate` policy lets in: the result is then NaN, as torch's)
+            if T::gram(self.x.as_ref(), self.a.as_mut(), par).is_err()
+                || T::sym_square(self.a.as_ref(), self.b.as_mut(), par).is_err()
+            {
+                self.x.fill(T::from_f64(f64::NAN));
+                return;
+            }
             for j in 0..p {
                 for i in 0..p {
                     self.b[(i, j)] = cb * self.a[(i, j)] + cc * self.b[(i, j)];
@@ -255,11 +260,6 @@ impl<T: StepFloat> MuonWork<T> {
             std::mem::swap(&mut self.x, &mut self.y);
         }
     }
-}
-
-/// `out = X Xᵀ` (for symmetric `X`, `X²`).
-fn gram<T: StepFloat>(x: MatRef<'_, T>, out: MatMut<'_, T>, par: Par) {
-    matmul(out, Accum::Replace, x, x.transpose(), T::ONE, par);
 }
 
 fn par_for(p: usize, q: usize) -> Par {
