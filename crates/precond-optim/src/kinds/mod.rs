@@ -27,13 +27,13 @@ pub(crate) mod rmsprop;
 pub(crate) mod sgd;
 
 use crate::config::OptimizerConfig;
+use crate::error::OptimError;
 use crate::error::Result;
 use crate::groups::Segment;
 use crate::kernel::{Buffers, SimdLevel};
 use crate::kind::OptimizerKind;
-use crate::registry::for_each_kind;
-use crate::error::OptimError;
 use crate::matrix::MatrixPreconditioner;
+use crate::registry::for_each_kind;
 use crate::storage::{Geometry, Prepared, SlotSpec, Slots, StepFloat};
 use compose::{RegSpec, step_segments};
 
