@@ -35,6 +35,7 @@
 
 mod dataset;
 mod diagnostics;
+mod matrix;
 mod optimizer;
 mod ptr;
 mod status;
@@ -47,6 +48,10 @@ pub use diagnostics::{
     precond_cond2_t, precond_estimate_method_t, precond_preconditioned_cond_diag,
     precond_preconditioned_cond_t, precond_row_equilibrate, precond_spectrum_t,
     precond_sym_eigenvalues,
+};
+pub use matrix::{
+    precond_matrix_block_t, precond_matrix_part_t, precond_optimizer_matrix_block_range,
+    precond_optimizer_matrix_blocks, precond_optimizer_matrix_preconditioner,
 };
 pub use optimizer::{
     precond_optimizer_config_init, precond_optimizer_config_t, precond_optimizer_current_lr,
