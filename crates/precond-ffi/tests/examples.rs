@@ -828,6 +828,67 @@ fn c_matrix_factorization_prints_what_rust_computes() {
     );
 }
 
+// ---------------------------------------------------------------- cpp/muon.cpp
+
+/// The C++ Muon example redone from Rust: same losses, same left multiplier, and the wrapper's
+/// exceptions carry the statuses of the C calls.
+#[test]
+fn cpp_muon_prints_what_rust_computes() {
+    let out = run("muon", &[]);
+    let kv = parse(&out);
+    assert_eq!(
+        kv.get("converged").map(String::as_str),
+        Some("yes"),
+        "{out}"
+    );
+    let cfg = r#"{"optimizer": "muon", "lr": 0.05, "weight_decay": 0.0, "shape": [3, 5],
+                  "schedule": {"kind": "cosine", "T_max": 400}}"#;
+    let mut opt = OptimizerConfig::from_json(cfg)
+        .expect("config")
+        .build(15)
+        .expect("build");
+    let t: Vec<f64> = (0..15).map(|i| (0.9 * i as f64 + 0.3).sin()).collect();
+    let mut x = vec![0.0; 15];
+    let loss_grad = |x: &[f64], g: &mut [f64]| -> f64 {
+        let mut f = 0.0;
+        for i in 0..15 {
+            g[i] = x[i] - t[i];
+            f += 0.5 * g[i] * g[i];
+        }
+        f
+    };
+    let mut g = vec![0.0; 15];
+    let f0 = loss_grad(&x, &mut g);
+    // the same operations in the same order as the C++ code (see the C factorization test)
+    close("initial_loss", num(&kv, "initial_loss"), f0, 1e-14, 0.0);
+    for _ in 0..400 {
+        loss_grad(&x, &mut g);
+        opt.step_f64(&mut x, &g).expect("step");
+    }
+    let f = loss_grad(&x, &mut g);
+    assert!(f < 1e-3 * f0, "Rust run: {f} vs {f0}");
+    close("final_loss", num(&kv, "final_loss"), f, 1e-9, 0.0);
+    let p = opt.matrix_preconditioner(None).expect("top level");
+    let left = p.blocks[0].left.as_ref().expect("wide: a left multiplier");
+    assert!(p.blocks[0].right.is_none());
+    assert_eq!(num(&kv, "left_len"), 9.0);
+    assert_eq!(num(&kv, "right_len"), 0.0);
+    assert_eq!(kv.get("block").map(String::as_str), Some("3 5 0 3 0 5"));
+    let big = left.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    for (i, want) in left.iter().enumerate() {
+        let key = format!("left_{i}");
+        close(&key, num(&kv, &key), *want, 1e-12, big);
+    }
+    assert_eq!(
+        kv.get("bad_block").map(String::as_str),
+        Some("PRECOND_DIMENSION_MISMATCH")
+    );
+    assert_eq!(
+        kv.get("diagonal_of_muon").map(String::as_str),
+        Some("PRECOND_INVALID_ARGUMENT")
+    );
+}
+
 // ---------------------------------------------------------------- valgrind
 
 #[test]
@@ -848,6 +909,11 @@ fn valgrind_lifetimes() {
 #[test]
 fn valgrind_matrix_factorization() {
     valgrind("matrix_factorization", &[]);
+}
+
+#[test]
+fn valgrind_muon() {
+    valgrind("muon", &[]);
 }
 
 #[test]
@@ -997,6 +1063,13 @@ fn sanitizers_matrix_factorization() {
             san, plain,
             "sanitized matrix_factorization prints other numbers"
         );
+    }
+}
+
+#[test]
+fn sanitizers_muon() {
+    if let Some(out) = run_sanitized("muon", &[]) {
+        assert_eq!(out, run("muon", &[]), "sanitized muon prints other numbers");
     }
 }
 
