@@ -145,6 +145,45 @@ typedef enum precond_estimate_method_t {
 } precond_estimate_method_t;
 
 /**
+ * Which matrix of a preconditioner block `precond_optimizer_matrix_preconditioner` copies.
+ * Passed as an `int32_t`; any other value is `PRECOND_INVALID_ARGUMENT`. Sizes for a block of
+ * `r` rows and `c` columns; a block has only the matrices its optimizer defines (the others
+ * have length 0).
+ */
+typedef enum precond_matrix_part_t {
+    /**
+     * Left multiplier `Lm` (`r × r`). Muon: the implied `(B Bᵀ)^{-1/2}` of the momentum
+     * buffer `B` for a wide or square matrix; Shampoo: `(L̂ + εI)^{-1/4}`.
+     */
+    PRECOND_MATRIX_LEFT = 0,
+    /**
+     * Right multiplier `Rm` (`c × c`). Muon: `(Bᵀ B)^{-1/2}` for a tall matrix; Shampoo:
+     * `(R̂ + εI)^{-1/4}`.
+     */
+    PRECOND_MATRIX_RIGHT = 1,
+    /**
+     * The left statistic `L` (`r × r`, Shampoo's and SOAP's sum or EMA of `G Gᵀ`).
+     */
+    PRECOND_MATRIX_LEFT_FACTOR = 2,
+    /**
+     * The right statistic `R` (`c × c`, sum or EMA of `Gᵀ G`).
+     */
+    PRECOND_MATRIX_RIGHT_FACTOR = 3,
+    /**
+     * SOAP: the eigenbasis `Q_L` of `L` (eigenvectors in the columns, `r × r`).
+     */
+    PRECOND_MATRIX_LEFT_BASIS = 4,
+    /**
+     * SOAP: the eigenbasis `Q_R` of `R` (`c × c`).
+     */
+    PRECOND_MATRIX_RIGHT_BASIS = 5,
+    /**
+     * SOAP: Adam's diagonal `1/(sqrt(v̂) + eps)` in the rotated basis (`r × c`).
+     */
+    PRECOND_MATRIX_DIAGONAL = 6,
+} precond_matrix_part_t;
+
+/**
  * An optimizer over one flat buffer of `n_params` parameters (opaque). Create it with
  * `precond_optimizer_new_json` or `precond_optimizer_new`, release it with
  * `precond_optimizer_free`.
@@ -308,9 +347,44 @@ typedef struct precond_cond_estimate_t {
 } precond_cond_estimate_t;
 
 /**
+ * The place of one preconditioner block in the parameter matrix (rows `row0..row1`, columns
+ * `col0..col1`, half-open), and the shape of that matrix.
+ */
+typedef struct precond_matrix_block_t {
+    /**
+     * Rows of the whole parameter matrix.
+     */
+    size_t rows;
+    /**
+     * Columns of the whole parameter matrix.
+     */
+    size_t cols;
+    /**
+     * First row of the block.
+     */
+    size_t row0;
+    /**
+     * One past the last row of the block.
+     */
+    size_t row1;
+    /**
+     * First column of the block.
+     */
+    size_t col0;
+    /**
+     * One past the last column of the block.
+     */
+    size_t col1;
+} precond_matrix_block_t;
+
+/**
  * Typed optimizer configuration for C users who prefer no JSON: torch's argument names and
- * meanings. Fill it with `precond_optimizer_config_init(kind, &cfg)` (torch's defaults for
- * `kind`), change the fields you need, then call `precond_optimizer_new`. Fields that `kind`
+ * meanings. It covers the per-element optimizers of `precond_optimizer_kind_t` over one
+ * parameter group; parameter groups, schedules, regularizers and the matrix optimizers (Muon,
+ * which need a `shape`) are configured through `precond_optimizer_new_json`.
+ *
+ * Fill it with `precond_optimizer_config_init(kind, &cfg)` (torch's defaults for `kind`),
+ * change the fields you need, then call `precond_optimizer_new`. Fields that `kind`
  * does not use must keep their defaults (a changed one is `PRECOND_INVALID_ARGUMENT` naming it,
  * as torch rejects an unknown keyword argument). Booleans are `int32_t` 0 or 1.
  */
@@ -614,12 +688,83 @@ enum precond_status_t precond_cond_estimate(const double *a,
                                             struct precond_cond_estimate_t *out);
 
 /**
+ * Reads into `*n_blocks` the number of blocks of the current matrix preconditioner of
+ * `group` (an index into the configuration's `groups`, or `-1` for the top level, which needs
+ * a top-level `shape`). Muon has one block; Shampoo splits dimensions larger than its
+ * `max_preconditioner_dim`.
+ *
+ * Ownership: writes `*n_blocks` (caller-owned). Thread-safety: not concurrently with a
+ * mutating call on the handle.
+ *
+ * Errors: `PRECOND_NULL_POINTER` (`opt`, `n_blocks`), `PRECOND_INVALID_ARGUMENT` (`group <
+ * -1`; a group not run by its own optimizer; a per-element optimizer there, whose diagonal
+ * `P_k` is read with `precond_optimizer_preconditioner`), `PRECOND_NUMERICAL_FAILURE` (before
+ * the first step: no preconditioner yet). `*n_blocks` is unchanged on error.
+ *
+ * # Safety
+ * `opt` must be a live handle, `n_blocks` writable.
+ */
+enum precond_status_t precond_optimizer_matrix_blocks(const struct precond_optimizer_t *opt,
+                                                      int64_t group,
+                                                      size_t *n_blocks);
+
+/**
+ * Reads into `*out` where block `block` (`0 ≤ block < n_blocks`, row-block-major) of the
+ * matrix preconditioner of `group` (`-1`: the top level) sits in the parameter matrix, and
+ * that matrix's shape.
+ *
+ * Ownership: writes `*out` (caller-owned). Thread-safety: not concurrently with a mutating
+ * call on the handle.
+ *
+ * Errors: those of `precond_optimizer_matrix_blocks`, and `PRECOND_DIMENSION_MISMATCH`
+ * (`block ≥ n_blocks`, the message names the count). `*out` is unchanged on error.
+ *
+ * # Safety
+ * `opt` must be a live handle, `out` writable.
+ */
+enum precond_status_t precond_optimizer_matrix_block_range(const struct precond_optimizer_t *opt,
+                                                           int64_t group,
+                                                           size_t block,
+                                                           struct precond_matrix_block_t *out);
+
+/**
+ * Copies matrix `which` (a `precond_matrix_part_t`) of block `block` of the current matrix
+ * preconditioner of `group` (`-1`: the top level) into `out`, row-major, and its number of
+ * entries into `*written` (`r·r`, `c·c` or `r·c` for a block of `r` rows and `c` columns, see
+ * `precond_matrix_part_t`). A matrix the block does not have (Muon's `PRECOND_MATRIX_RIGHT` of a
+ * wide matrix, its factors and bases) has length 0: `*written = 0` and `PRECOND_OK`.
+ *
+ * Size query: `out == NULL` with `out_len == 0` writes only `*written` (the length needed).
+ * Otherwise `out` must hold `out_len ≥` that length.
+ *
+ * Ownership: writes `out[0 .. *written]` and `*written` (caller-owned). Thread-safety: not
+ * concurrently with a mutating call on the handle.
+ *
+ * Errors: those of `precond_optimizer_matrix_block_range`, `PRECOND_INVALID_ARGUMENT`
+ * (unknown `which`; `written` inside `out`), `PRECOND_NULL_POINTER` (`opt`, `written`; `out`
+ * with `out_len > 0`), `PRECOND_DIMENSION_MISMATCH` (`out_len` smaller than the matrix: the
+ * message names the length needed). `out` and `*written` are unchanged on error.
+ *
+ * # Safety
+ * `opt` must be a live handle; `out` NULL (with `out_len == 0`) or `out_len` writable doubles;
+ * `written` writable and outside `out`.
+ */
+enum precond_status_t precond_optimizer_matrix_preconditioner(const struct precond_optimizer_t *opt,
+                                                              int64_t group,
+                                                              int32_t which,
+                                                              size_t block,
+                                                              double *out,
+                                                              size_t out_len,
+                                                              size_t *written);
+
+/**
  * Fills `*out` with torch's defaults for optimizer `kind` (a `precond_optimizer_kind_t`),
  * `skip_nonfinite = 0`, no preconditioner.
  *
  * Ownership: writes `*out` (caller-owned). Thread-safety: may be called concurrently.
- * Errors: `PRECOND_NULL_POINTER` (`out`), `PRECOND_INVALID_ARGUMENT` (unknown `kind`); `*out` is
- * unchanged on error.
+ * Errors: `PRECOND_NULL_POINTER` (`out`), `PRECOND_INVALID_ARGUMENT` (unknown `kind`; the
+ * message says that the matrix optimizers, which need a shape, are created with
+ * `precond_optimizer_new_json`); `*out` is unchanged on error.
  *
  * # Safety
  * `out` must point to a writable `precond_optimizer_config_t`.
@@ -631,10 +776,16 @@ enum precond_status_t precond_optimizer_config_init(int32_t kind,
  * Creates an optimizer over `n_params > 0` parameters from the JSON configuration of
  * `precond-optim` (torch argument names and defaults), e.g.
  * `{"optimizer": "adamw", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.01}`; keys:
- * `optimizer` (`sgd`, `gd`, `adagrad`, `rmsprop`, `adam`, `adamw`, `precond_gd`), `lr`,
- * `weight_decay`, `maximize`, `momentum`, `dampening`, `nesterov`, `betas`, `eps`, `amsgrad`,
- * `alpha`, `centered`, `lr_decay`, `initial_accumulator_value`, `preconditioner`,
- * `regularization`, `groups`, `schedule`, `nonfinite` (`"error"`, the default: a step with a
+ * `optimizer` (`sgd`, `gd`, `adagrad`, `rmsprop`, `adam`, `adamw`, `precond_gd`, and the matrix
+ * optimizer `muon`), `lr`, `weight_decay`, `maximize`, `momentum`, `dampening`, `nesterov`,
+ * `betas`, `eps`, `amsgrad`, `alpha`, `centered`, `lr_decay`, `initial_accumulator_value`,
+ * `preconditioner`, `regularization`, `ns_coefficients`, `ns_steps`, `adjust_lr_fn`, `shape`
+ * (`[rows, cols]`: the parameters as one matrix, row-major unless `"order": "F"`), `groups`
+ * (each `{"start", "end"}` with its own hyperparameters, and optionally its own `optimizer` and
+ * `shape`, e.g. `{"start": 0, "end": 8192, "shape": [128, 64], "optimizer": "muon", "lr":
+ * 0.02}`; a matrix optimizer needs a shape, read its preconditioner with
+ * `precond_optimizer_matrix_preconditioner`), `schedule`, `nonfinite` (`"error"`, the
+ * default: a step with a
  * NaN/infinite gradient entry fails with `PRECOND_NON_FINITE` and changes nothing; `"skip"`:
  * such a step returns `PRECOND_OK` without changing anything; `"propagate"`: torch's semantics,
  * no scan of the gradient before the update, the NaN/Inf flows into the parameters and state;

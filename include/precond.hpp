@@ -97,6 +97,22 @@ enum class Layout : int32_t { RowMajor = PRECOND_ROW_MAJOR, ColMajor = PRECOND_C
 /** Factorization of the cheap condition estimate. */
 enum class EstimateMethod : int32_t { LU = PRECOND_ESTIMATE_LU, SPD = PRECOND_ESTIMATE_SPD };
 
+/** Which matrix of a matrix-preconditioner block (precond_matrix_part_t): for a block of r rows
+ *  and c columns, Left/LeftFactor/LeftBasis are r x r, Right/RightFactor/RightBasis c x c,
+ *  Diagonal r x c, all row-major. */
+enum class MatrixPart : int32_t {
+    Left = PRECOND_MATRIX_LEFT,
+    Right = PRECOND_MATRIX_RIGHT,
+    LeftFactor = PRECOND_MATRIX_LEFT_FACTOR,
+    RightFactor = PRECOND_MATRIX_RIGHT_FACTOR,
+    LeftBasis = PRECOND_MATRIX_LEFT_BASIS,
+    RightBasis = PRECOND_MATRIX_RIGHT_BASIS,
+    Diagonal = PRECOND_MATRIX_DIAGONAL,
+};
+
+/** The `group` argument naming the top level (the configuration's own "shape"). */
+constexpr std::int64_t top_level = -1;
+
 /** The library version (compare with PRECOND_VERSION of the header). */
 inline std::string version() { return precond_version(); }
 
@@ -259,6 +275,38 @@ public:
         std::vector<double> p(n_params());
         detail::check(precond_optimizer_preconditioner(opt_, p.data(), p.size()), opt_);
         return p;
+    }
+    /** Number of blocks of the matrix preconditioner of `group` (an index into "groups", or
+     *  precond::top_level) run by Muon, Shampoo or SOAP (precond_optimizer_matrix_blocks). */
+    std::size_t matrix_blocks(std::int64_t group) const {
+        std::size_t n = 0;
+        detail::check(precond_optimizer_matrix_blocks(opt_, group, &n), opt_);
+        return n;
+    }
+    /** Where block `block` sits in the parameter matrix (precond_optimizer_matrix_block_range). */
+    precond_matrix_block_t matrix_block_range(std::int64_t group, std::size_t block = 0) const {
+        precond_matrix_block_t b{};
+        detail::check(precond_optimizer_matrix_block_range(opt_, group, block, &b), opt_);
+        return b;
+    }
+    /** Matrix `which` of block `block` of the matrix preconditioner of `group`, row-major
+     *  (precond_optimizer_matrix_preconditioner); empty when the block has no such matrix (Muon:
+     *  Left for a wide or square matrix, Right for a tall one, nothing else). */
+    std::vector<double> matrix_preconditioner(std::int64_t group, MatrixPart which,
+                                              std::size_t block = 0) const {
+        const auto w = static_cast<int32_t>(which);
+        std::size_t need = 0, written = 0;
+        detail::check(
+            precond_optimizer_matrix_preconditioner(opt_, group, w, block, nullptr, 0, &need),
+            opt_);
+        std::vector<double> m(need);
+        if (need != 0) {
+            detail::check(precond_optimizer_matrix_preconditioner(opt_, group, w, block, m.data(),
+                                                                  m.size(), &written),
+                          opt_);
+            m.resize(written);
+        }
+        return m;
     }
     /** The state as bytes (precond_optimizer_save_state). */
     std::vector<std::uint8_t> save_state() const {

@@ -56,8 +56,12 @@ pub enum precond_optimizer_kind_t {
 }
 
 /// Typed optimizer configuration for C users who prefer no JSON: torch's argument names and
-/// meanings. Fill it with `precond_optimizer_config_init(kind, &cfg)` (torch's defaults for
-/// `kind`), change the fields you need, then call `precond_optimizer_new`. Fields that `kind`
+/// meanings. It covers the per-element optimizers of `precond_optimizer_kind_t` over one
+/// parameter group; parameter groups, schedules, regularizers and the matrix optimizers (Muon,
+/// which need a `shape`) are configured through `precond_optimizer_new_json`.
+///
+/// Fill it with `precond_optimizer_config_init(kind, &cfg)` (torch's defaults for `kind`),
+/// change the fields you need, then call `precond_optimizer_new`. Fields that `kind`
 /// does not use must keep their defaults (a changed one is `PRECOND_INVALID_ARGUMENT` naming it,
 /// as torch rejects an unknown keyword argument). Booleans are `int32_t` 0 or 1.
 #[repr(C)]
@@ -115,10 +119,23 @@ fn kind_from_int(k: i32) -> FfiResult<OptimizerKind> {
         _ => {
             return Err(FfiError::invalid(format!(
                 "field `kind` is {k}; expected a precond_optimizer_kind_t value 0..=6 \
-                 (PRECOND_SGD .. PRECOND_PRECOND_GD)"
+                 (PRECOND_SGD .. PRECOND_PRECOND_GD); the matrix optimizers ({}) need a \
+                 matrix shape and are created with precond_optimizer_new_json \
+                 (\"shape\": [rows, cols], or per group in \"groups\")",
+                matrix_kind_names()
             )));
         }
     })
+}
+
+/// The JSON names of the matrix optimizer kinds (`"muon"`, …), comma-separated.
+fn matrix_kind_names() -> String {
+    OptimizerKind::ALL
+        .iter()
+        .filter(|k| k.is_matrix())
+        .map(|k| format!("\"{}\"", k.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn defaults(kind: i32, k: OptimizerKind) -> precond_optimizer_config_t {
@@ -263,8 +280,9 @@ fn finish_new(
 /// `skip_nonfinite = 0`, no preconditioner.
 ///
 /// Ownership: writes `*out` (caller-owned). Thread-safety: may be called concurrently.
-/// Errors: `PRECOND_NULL_POINTER` (`out`), `PRECOND_INVALID_ARGUMENT` (unknown `kind`); `*out` is
-/// unchanged on error.
+/// Errors: `PRECOND_NULL_POINTER` (`out`), `PRECOND_INVALID_ARGUMENT` (unknown `kind`; the
+/// message says that the matrix optimizers, which need a shape, are created with
+/// `precond_optimizer_new_json`); `*out` is unchanged on error.
 ///
 /// # Safety
 /// `out` must point to a writable `precond_optimizer_config_t`.
@@ -285,10 +303,16 @@ pub unsafe extern "C" fn precond_optimizer_config_init(
 /// Creates an optimizer over `n_params > 0` parameters from the JSON configuration of
 /// `precond-optim` (torch argument names and defaults), e.g.
 /// `{"optimizer": "adamw", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.01}`; keys:
-/// `optimizer` (`sgd`, `gd`, `adagrad`, `rmsprop`, `adam`, `adamw`, `precond_gd`), `lr`,
-/// `weight_decay`, `maximize`, `momentum`, `dampening`, `nesterov`, `betas`, `eps`, `amsgrad`,
-/// `alpha`, `centered`, `lr_decay`, `initial_accumulator_value`, `preconditioner`,
-/// `regularization`, `groups`, `schedule`, `nonfinite` (`"error"`, the default: a step with a
+/// `optimizer` (`sgd`, `gd`, `adagrad`, `rmsprop`, `adam`, `adamw`, `precond_gd`, and the matrix
+/// optimizer `muon`), `lr`, `weight_decay`, `maximize`, `momentum`, `dampening`, `nesterov`,
+/// `betas`, `eps`, `amsgrad`, `alpha`, `centered`, `lr_decay`, `initial_accumulator_value`,
+/// `preconditioner`, `regularization`, `ns_coefficients`, `ns_steps`, `adjust_lr_fn`, `shape`
+/// (`[rows, cols]`: the parameters as one matrix, row-major unless `"order": "F"`), `groups`
+/// (each `{"start", "end"}` with its own hyperparameters, and optionally its own `optimizer` and
+/// `shape`, e.g. `{"start": 0, "end": 8192, "shape": [128, 64], "optimizer": "muon", "lr":
+/// 0.02}`; a matrix optimizer needs a shape, read its preconditioner with
+/// `precond_optimizer_matrix_preconditioner`), `schedule`, `nonfinite` (`"error"`, the
+/// default: a step with a
 /// NaN/infinite gradient entry fails with `PRECOND_NON_FINITE` and changes nothing; `"skip"`:
 /// such a step returns `PRECOND_OK` without changing anything; `"propagate"`: torch's semantics,
 /// no scan of the gradient before the update, the NaN/Inf flows into the parameters and state;
@@ -440,7 +464,7 @@ unsafe fn with_handle_step(
 /// # Safety
 /// A non-NULL, aligned `opt` must be a live handle that no other thread accesses during the
 /// call.
-unsafe fn with_handle_ref(
+pub(crate) unsafe fn with_handle_ref(
     func: &str,
     opt: *const precond_optimizer_t,
     body: impl FnOnce(&Optimizer) -> FfiResult,

@@ -699,6 +699,196 @@ fn cpp_logistic_prints_what_rust_computes() {
     assert_eq!(kv["propagate_steps"], "1");
 }
 
+// ---------------------------------------------------------------- c/matrix_factorization.c
+
+/// The configuration of `c/matrix_factorization.c` (Muon on U and V, AdamW on the bias).
+const MF_CONFIG: &str = r#"{"optimizer": "adamw", "lr": 0.05, "weight_decay": 0.0,
+    "schedule": {"kind": "cosine", "T_max": 1500},
+    "groups": [
+     {"start": 0, "end": 128, "shape": [32, 4], "optimizer": "muon", "lr": 0.02, "weight_decay": 0.0},
+     {"start": 128, "end": 224, "shape": [24, 4], "optimizer": "muon", "lr": 0.02, "weight_decay": 0.0}]}"#;
+const MF_M: usize = 32;
+const MF_N: usize = 24;
+const MF_K: usize = 4;
+const MF_V: usize = MF_M * MF_K;
+const MF_C: usize = MF_V + MF_N * MF_K;
+const MF_PARAMS: usize = MF_C + MF_M;
+
+/// `f = ½‖U Vᵀ + c 1ᵀ − M‖²` and its gradient, as the C example computes them.
+fn mf_loss_grad(x: &[f64], m: &[f64], g: &mut [f64]) -> f64 {
+    let (u, v, c) = (&x[..MF_V], &x[MF_V..MF_C], &x[MF_C..]);
+    let mut r = vec![0.0; MF_M * MF_N];
+    let mut f = 0.0;
+    for i in 0..MF_M {
+        for j in 0..MF_N {
+            let mut p = c[i];
+            for k in 0..MF_K {
+                p += u[i * MF_K + k] * v[j * MF_K + k];
+            }
+            r[i * MF_N + j] = p - m[i * MF_N + j];
+            f += 0.5 * r[i * MF_N + j] * r[i * MF_N + j];
+        }
+    }
+    g.fill(0.0);
+    for i in 0..MF_M {
+        for j in 0..MF_N {
+            let rij = r[i * MF_N + j];
+            g[MF_C + i] += rij;
+            for k in 0..MF_K {
+                g[i * MF_K + k] += rij * v[j * MF_K + k];
+                g[MF_V + j * MF_K + k] += rij * u[i * MF_K + k];
+            }
+        }
+    }
+    f
+}
+
+/// The training of the C example redone with `precond_optim` from Rust: the printed losses and
+/// Muon's right multiplier of U agree, and the loss falls by more than the example's bound.
+#[test]
+fn c_matrix_factorization_prints_what_rust_computes() {
+    let out = run("matrix_factorization", &[]);
+    let kv = parse(&out);
+    assert_eq!(
+        kv.get("converged").map(String::as_str),
+        Some("yes"),
+        "{out}"
+    );
+    // the target, summed in the C example's order (offset first, then k = 0..3)
+    let m: Vec<f64> = (0..MF_M * MF_N)
+        .map(|idx| {
+            let (i, j) = ((idx / MF_N) as f64, (idx % MF_N) as f64);
+            let mut s = 0.1 * ((idx / MF_N) % 7) as f64 - 0.3;
+            for k in 0..MF_K {
+                let k = k as f64;
+                s += (0.7 * i + 1.3 * k + 0.5).sin() * (0.4 * j - 0.9 * k).cos();
+            }
+            s
+        })
+        .collect();
+    let mut x: Vec<f64> = (0..MF_PARAMS)
+        .map(|i| {
+            if i < MF_C {
+                0.3 * (1.1 * i as f64 + 0.2).sin()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut g = vec![0.0; MF_PARAMS];
+    let mut opt = OptimizerConfig::from_json(MF_CONFIG)
+        .expect("config")
+        .build(MF_PARAMS)
+        .expect("build");
+    let f0 = mf_loss_grad(&x, &m, &mut g);
+    // the same operations in the same order as the C code (each sum starts at 0 and runs over
+    // the same index order; sin/cos from the same libm; no FMA contraction: gcc's ISO mode
+    // -std=c99 implies -ffp-contract=off, and Rust never contracts), so the two runs agree to
+    // rounding although the trajectory is sensitive (a change of M in the last bit moves the
+    // loss after 300 steps by 6%)
+    let tol = 1e-12;
+    close("initial_loss", num(&kv, "initial_loss"), f0, tol, 1.0);
+    for t in 0..1500 {
+        let f = mf_loss_grad(&x, &m, &mut g);
+        if t % 300 == 0 {
+            close(
+                &format!("loss_at_{t}"),
+                num(&kv, &format!("loss_at_{t}")),
+                f,
+                1e-6,
+                1e-9,
+            );
+        }
+        opt.step_f64(&mut x, &g).expect("step");
+    }
+    let f = mf_loss_grad(&x, &m, &mut g);
+    assert!(f < 1e-6 * f0, "Rust run: final loss {f} vs initial {f0}");
+    close("final_loss", num(&kv, "final_loss"), f, 1e-9, 0.0);
+    let p = opt.matrix_preconditioner(Some(0)).expect("group 0");
+    assert_eq!(kv.get("u_blocks").map(String::as_str), Some("1"));
+    assert_eq!(kv.get("u_block").map(String::as_str), Some("32 4 0 32 0 4"));
+    assert_eq!(kv.get("u_left_len").map(String::as_str), Some("0"));
+    assert!(p.blocks[0].left.is_none());
+    let right = p.blocks[0]
+        .right
+        .as_ref()
+        .expect("tall: a right multiplier");
+    assert_eq!(kv.get("u_right_len"), Some(&(MF_K * MF_K).to_string()));
+    let big = right.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    for i in 0..MF_K {
+        for j in 0..MF_K {
+            let key = format!("u_right_{i}_{j}");
+            close(&key, num(&kv, &key), right[i * MF_K + j], tol, big);
+        }
+    }
+    assert!(num(&kv, "u_right_relative_asymmetry") < 1e-9);
+    assert!(
+        out.contains("short_buffer PRECOND_DIMENSION_MISMATCH") && out.contains("needs 16"),
+        "{out}"
+    );
+}
+
+// ---------------------------------------------------------------- cpp/muon.cpp
+
+/// The C++ Muon example redone from Rust: same losses, same left multiplier, and the wrapper's
+/// exceptions carry the statuses of the C calls.
+#[test]
+fn cpp_muon_prints_what_rust_computes() {
+    let out = run("muon", &[]);
+    let kv = parse(&out);
+    assert_eq!(
+        kv.get("converged").map(String::as_str),
+        Some("yes"),
+        "{out}"
+    );
+    let cfg = r#"{"optimizer": "muon", "lr": 0.05, "weight_decay": 0.0, "shape": [3, 5],
+                  "schedule": {"kind": "cosine", "T_max": 400}}"#;
+    let mut opt = OptimizerConfig::from_json(cfg)
+        .expect("config")
+        .build(15)
+        .expect("build");
+    let t: Vec<f64> = (0..15).map(|i| (0.9 * i as f64 + 0.3).sin()).collect();
+    let mut x = vec![0.0; 15];
+    let loss_grad = |x: &[f64], g: &mut [f64]| -> f64 {
+        let mut f = 0.0;
+        for i in 0..15 {
+            g[i] = x[i] - t[i];
+            f += 0.5 * g[i] * g[i];
+        }
+        f
+    };
+    let mut g = vec![0.0; 15];
+    let f0 = loss_grad(&x, &mut g);
+    // the same operations in the same order as the C++ code (see the C factorization test)
+    close("initial_loss", num(&kv, "initial_loss"), f0, 1e-14, 0.0);
+    for _ in 0..400 {
+        loss_grad(&x, &mut g);
+        opt.step_f64(&mut x, &g).expect("step");
+    }
+    let f = loss_grad(&x, &mut g);
+    assert!(f < 1e-3 * f0, "Rust run: {f} vs {f0}");
+    close("final_loss", num(&kv, "final_loss"), f, 1e-9, 0.0);
+    let p = opt.matrix_preconditioner(None).expect("top level");
+    let left = p.blocks[0].left.as_ref().expect("wide: a left multiplier");
+    assert!(p.blocks[0].right.is_none());
+    assert_eq!(kv.get("left_len").map(String::as_str), Some("9"));
+    assert_eq!(kv.get("right_len").map(String::as_str), Some("0"));
+    assert_eq!(kv.get("block").map(String::as_str), Some("3 5 0 3 0 5"));
+    let big = left.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    for (i, want) in left.iter().enumerate() {
+        let key = format!("left_{i}");
+        close(&key, num(&kv, &key), *want, 1e-12, big);
+    }
+    assert_eq!(
+        kv.get("bad_block").map(String::as_str),
+        Some("PRECOND_DIMENSION_MISMATCH")
+    );
+    assert_eq!(
+        kv.get("diagonal_of_muon").map(String::as_str),
+        Some("PRECOND_INVALID_ARGUMENT")
+    );
+}
+
 // ---------------------------------------------------------------- valgrind
 
 #[test]
@@ -714,6 +904,16 @@ fn valgrind_error_paths() {
 #[test]
 fn valgrind_lifetimes() {
     valgrind("lifetimes", &[]);
+}
+
+#[test]
+fn valgrind_matrix_factorization() {
+    valgrind("matrix_factorization", &[]);
+}
+
+#[test]
+fn valgrind_muon() {
+    valgrind("muon", &[]);
 }
 
 #[test]
@@ -850,6 +1050,26 @@ fn sanitizers_lifetimes() {
             all_checks_pass(&out),
             all_checks_pass(&run("lifetimes", &[]))
         );
+    }
+}
+
+#[test]
+fn sanitizers_matrix_factorization() {
+    if let Some(out) = run_sanitized("matrix_factorization", &[]) {
+        let (san, plain) = (parse(&out), parse(&run("matrix_factorization", &[])));
+        assert_eq!(san.get("converged").map(String::as_str), Some("yes"));
+        // -O1 instead of -O2: the same operations in the same order, so the same numbers
+        assert_eq!(
+            san, plain,
+            "sanitized matrix_factorization prints other numbers"
+        );
+    }
+}
+
+#[test]
+fn sanitizers_muon() {
+    if let Some(out) = run_sanitized("muon", &[]) {
+        assert_eq!(out, run("muon", &[]), "sanitized muon prints other numbers");
     }
 }
 

@@ -265,8 +265,9 @@ fn parse_ccalls(src: &str) -> Vec<Ccall> {
 }
 
 /// Julia struct name of each C struct.
-const STRUCTS: [(&str, &str); 6] = [
+const STRUCTS: [(&str, &str); 7] = [
     ("precond_cond2_t", "Cond2"),
+    ("precond_matrix_block_t", "MatrixBlock"),
     ("precond_spectrum_t", "Spectrum"),
     ("precond_preconditioned_cond_t", "PreconditionedCond"),
     ("precond_cond_estimate_t", "CondEstimate"),
@@ -299,6 +300,7 @@ fn compatible(c: &CType, j: &str) -> bool {
         "int32_t" | "precond_status_t" => &["Cint", "Int32"],
         "uint32_t" => &["UInt32", "Cuint"],
         "uint64_t" => &["UInt64"],
+        "int64_t" => &["Int64"],
         "uint8_t" => &["UInt8"],
         "char" => &["Cchar", "UInt8"],
         "void" => &["Cvoid", "Nothing"],

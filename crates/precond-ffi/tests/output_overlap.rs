@@ -3,6 +3,7 @@
 //! `precond_col_equilibrate`, `precond_optimizer_last_nonfinite`,
 //! `precond_optimizer_save_state`): `PRECOND_INVALID_ARGUMENT`, a message naming both outputs,
 //! and every output left as it was. Adjacent outputs and NULL optional outputs are accepted.
+//! (`precond_optimizer_matrix_preconditioner`'s `out` and `written`: `tests/matrix.rs`.)
 
 use std::ffi::CString;
 use std::ptr::null_mut;

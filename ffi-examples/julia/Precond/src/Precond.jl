@@ -20,6 +20,7 @@ module Precond
 
 export PrecondError, Optimizer, OptimizerConfig, default_config, step!, lr, set_lr!,
        current_lr, preconditioner, step_count, last_nonfinite, save_state, load_state!, reset!,
+       matrix_blocks, matrix_block_range, matrix_preconditioner,
        cond2, sym_eigenvalues, preconditioned_cond_diag, row_equilibrate, col_equilibrate,
        cond_estimate, dataset_kappa, version
 
@@ -69,6 +70,13 @@ const PRECOND_RMSPROP = Cint(3)
 const PRECOND_ADAM = Cint(4)
 const PRECOND_ADAMW = Cint(5)
 const PRECOND_PRECOND_GD = Cint(6)
+const PRECOND_MATRIX_LEFT = Cint(0)
+const PRECOND_MATRIX_RIGHT = Cint(1)
+const PRECOND_MATRIX_LEFT_FACTOR = Cint(2)
+const PRECOND_MATRIX_RIGHT_FACTOR = Cint(3)
+const PRECOND_MATRIX_LEFT_BASIS = Cint(4)
+const PRECOND_MATRIX_RIGHT_BASIS = Cint(5)
+const PRECOND_MATRIX_DIAGONAL = Cint(6)
 
 """A failed call: status code, its name and the library's message naming the problem."""
 struct PrecondError <: Exception
@@ -139,6 +147,16 @@ struct DatasetKappa
     kappa_min_max::Cdouble
     kappa_van_der_sluis::Cdouble
     sqrt_d_plus_1::Cdouble
+end
+
+"""Where a matrix-preconditioner block sits (`precond_matrix_block_t`, 0-based, half-open)."""
+struct MatrixBlock
+    rows::Csize_t
+    cols::Csize_t
+    row0::Csize_t
+    row1::Csize_t
+    col0::Csize_t
+    col1::Csize_t
 end
 
 """Typed optimizer configuration (`precond_optimizer_config_t`); start from `default_config`."""
@@ -378,6 +396,85 @@ function preconditioner(o::Optimizer)
     check(o, ccall((:precond_optimizer_preconditioner, libprecond()), Cint,
                    (Ptr{Cvoid}, Ptr{Cdouble}, Csize_t), handle(o), p, length(p)))
     return p
+end
+
+# ---------------------------------------------------------------- matrix preconditioners
+
+"""The C `group` argument: `nothing` is the top level (-1), `g` the 1-based group `g`."""
+function c_group(group::Union{Nothing,Integer})
+    group === nothing && return Int64(-1)
+    group >= 1 || throw(ArgumentError("group is $group; groups are numbered from 1"))
+    return Int64(group - 1)
+end
+
+"""The `precond_matrix_part_t` of a part name, and the dimensions of that matrix."""
+const MATRIX_PARTS = Dict(
+    :left => PRECOND_MATRIX_LEFT, :right => PRECOND_MATRIX_RIGHT,
+    :left_factor => PRECOND_MATRIX_LEFT_FACTOR, :right_factor => PRECOND_MATRIX_RIGHT_FACTOR,
+    :left_basis => PRECOND_MATRIX_LEFT_BASIS, :right_basis => PRECOND_MATRIX_RIGHT_BASIS,
+    :diagonal => PRECOND_MATRIX_DIAGONAL)
+
+"""
+    matrix_blocks(opt, group = nothing)
+
+Number of blocks of the matrix preconditioner (Muon, Shampoo, SOAP; THEORY.md section 7) of
+parameter group `group` (1-based index into the configuration's `"groups"`, `nothing` for the
+top level with its own `"shape"`).
+"""
+function matrix_blocks(o::Optimizer, group::Union{Nothing,Integer} = nothing)
+    n = Ref{Csize_t}(0)
+    check(o, ccall((:precond_optimizer_matrix_blocks, libprecond()), Cint,
+                   (Ptr{Cvoid}, Int64, Ref{Csize_t}), handle(o), c_group(group), n))
+    return Int(n[])
+end
+
+"""
+    matrix_block_range(opt, group = nothing, block = 1) -> (rows, cols)
+
+The 1-based row and column ranges of block `block` in the parameter matrix of `group`.
+"""
+function matrix_block_range(o::Optimizer, group::Union{Nothing,Integer} = nothing,
+                            block::Integer = 1)
+    block >= 1 || throw(ArgumentError("block is $block; blocks are numbered from 1"))
+    b = Ref{MatrixBlock}(MatrixBlock(0, 0, 0, 0, 0, 0))
+    check(o, ccall((:precond_optimizer_matrix_block_range, libprecond()), Cint,
+                   (Ptr{Cvoid}, Int64, Csize_t, Ref{MatrixBlock}),
+                   handle(o), c_group(group), block - 1, b))
+    r = b[]
+    return (rows = Int(r.row0)+1:Int(r.row1), cols = Int(r.col0)+1:Int(r.col1))
+end
+
+"""
+    matrix_preconditioner(opt, which, group = nothing, block = 1) -> Matrix or nothing
+
+Matrix `which` of block `block` of the matrix preconditioner of `group`: `:left` (`Lm`, r × r),
+`:right` (`Rm`, c × c), `:left_factor`, `:right_factor`, `:left_basis`, `:right_basis` (r × r or
+c × c) or `:diagonal` (r × c), for a block of r rows and c columns; the preconditioned direction is
+`Lm * G * Rm`. `nothing` when the block has no such matrix (Muon: `:left` for a wide or square
+matrix, `:right` for a tall one, nothing else).
+"""
+function matrix_preconditioner(o::Optimizer, which::Symbol,
+                               group::Union{Nothing,Integer} = nothing, block::Integer = 1)
+    part = get(MATRIX_PARTS, which) do
+        throw(ArgumentError("which is :$which; expected one of $(sort!(collect(keys(MATRIX_PARTS))))"))
+    end
+    rng = matrix_block_range(o, group, block)
+    r, c = length(rng.rows), length(rng.cols)
+    nr, nc = which in (:left, :left_factor, :left_basis) ? (r, r) :
+             which == :diagonal ? (r, c) : (c, c)
+    need = Ref{Csize_t}(0)
+    check(o, ccall((:precond_optimizer_matrix_preconditioner, libprecond()), Cint,
+                   (Ptr{Cvoid}, Int64, Cint, Csize_t, Ptr{Cdouble}, Csize_t, Ref{Csize_t}),
+                   handle(o), c_group(group), part, block - 1, C_NULL, 0, need))
+    need[] == 0 && return nothing
+    need[] == nr * nc || error("$which: the library reports $(need[]) entries, expected $nr × $nc")
+    v = Vector{Float64}(undef, need[])
+    written = Ref{Csize_t}(0)
+    check(o, ccall((:precond_optimizer_matrix_preconditioner, libprecond()), Cint,
+                   (Ptr{Cvoid}, Int64, Cint, Csize_t, Ptr{Cdouble}, Csize_t, Ref{Csize_t}),
+                   handle(o), c_group(group), part, block - 1, v, length(v), written))
+    # row-major nr × nc from C: the column-major nc × nr matrix, transposed
+    return permutedims(reshape(v, nc, nr))
 end
 
 """The optimizer state as bytes."""

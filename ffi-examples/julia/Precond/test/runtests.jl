@@ -172,6 +172,49 @@ end
         @test_throws PrecondError Optimizer("{not json", N)
     end
 
+    I3() = [1.0 0.0 0.0; 0.0 1.0 0.0; 0.0 0.0 1.0]
+
+    @testset "matrix preconditioner (Muon)" begin
+        # group 1: a tall 6 × 3 matrix stored row-major in x[1:18]; group 2: a wide 2 × 4 one
+        # stored column-major in x[19:26]; AdamW on the rest. With the convergent Newton–Schulz
+        # coefficients (1.5, -0.5, 0) Muon's implied multiplier is the exact inverse square root
+        # of the momentum buffer's Gram matrix, B = (1 - μ) G after one step from zero.
+        cfg = """{"optimizer": "adamw", "groups": [
+            {"start": 0, "end": 18, "shape": [6, 3], "optimizer": "muon", "momentum": 0.9,
+             "ns_coefficients": [1.5, -0.5, 0.0], "ns_steps": 11},
+            {"start": 18, "end": 26, "shape": [2, 4], "order": "F", "optimizer": "muon",
+             "momentum": 0.9, "ns_coefficients": [1.5, -0.5, 0.0], "ns_steps": 11}]}"""
+        opt = Optimizer(cfg, 30)
+        @test_throws PrecondError matrix_blocks(opt, 1)      # no step yet
+        g = [sin(((i - 1) * 7 + 3) * 0.37) + 0.1 * ((i - 1) % 5) - 0.2 for i in 1:30]
+        step!(opt, zeros(30), g)
+        @test matrix_blocks(opt, 1) == 1
+        @test matrix_block_range(opt, 1) == (rows = 1:6, cols = 1:3)
+        @test matrix_preconditioner(opt, :left, 1) === nothing
+        Rm = matrix_preconditioner(opt, :right, 1)
+        B = 0.1 * permutedims(reshape(g[1:18], 3, 6))        # row-major 6 × 3
+        @test size(Rm) == (3, 3)
+        @test norm(Rm * (B' * B) * Rm - I3()) < 5e4 * eps()
+        Lm = matrix_preconditioner(opt, :left, 2)
+        W = 0.1 * reshape(g[19:26], 2, 4)                    # column-major 2 × 4
+        @test norm(Lm * (W * W') * Lm - [1.0 0.0; 0.0 1.0]) < 5e4 * eps()
+        @test matrix_preconditioner(opt, :right, 2) === nothing
+        # the top level runs AdamW: no matrix preconditioner; a bad block or part is refused
+        for (call, status) in ((() -> matrix_blocks(opt), "PRECOND_INVALID_ARGUMENT"),
+                               (() -> matrix_block_range(opt, 1, 2), "PRECOND_DIMENSION_MISMATCH"))
+            err = try
+                call()
+                nothing
+            catch e
+                e
+            end
+            @test err isa PrecondError && err.name == status
+        end
+        @test_throws ArgumentError matrix_preconditioner(opt, :middle, 1)
+        @test_throws ArgumentError matrix_blocks(opt, 0)
+        close(opt)
+    end
+
     @testset "data conditioning (Theorem 6)" begin
         @test isfile(DATA)
         X = read_features(DATA)
