@@ -363,3 +363,41 @@ fn muons_observed_factor_reproduces_newton_schulz_and_converges_to_the_inverse_r
         }
     }
 }
+
+#[test]
+fn muons_factor_of_a_rank_deficient_buffer_is_finite_and_zero_on_the_null_space() {
+    // rank-1 gradients on a wide 3 × 5 matrix: B B^T has a 2-D null space
+    let mut c = OptimizerConfig::from_json(r#"{"optimizer": "muon", "shape": [3, 5]}"#).unwrap();
+    c.ns_coefficients = [1.5, -0.5, 0.0];
+    c.ns_steps = 80;
+    let mut opt = c.build(15).unwrap();
+    let u = [1.0, -2.0, 0.5];
+    let v = [0.3, 1.0, -1.0, 2.0, 0.7];
+    let mut x = vec![0.0; 15];
+    for k in 1..=3 {
+        let g: Vec<f64> = (0..15).map(|p| k as f64 * u[p / 5] * v[p % 5]).collect();
+        opt.step_f64(&mut x, &g).unwrap();
+    }
+    let f = opt.matrix_preconditioner(None).unwrap().blocks[0]
+        .left
+        .clone()
+        .unwrap();
+    assert!(f.iter().all(|v| v.is_finite()), "{f:?}");
+    // F·w = 0 for w ⟂ u
+    let w = [2.0, 1.0, 0.0];
+    for i in 0..3 {
+        let fw: f64 = (0..3).map(|t| f[i * 3 + t] * w[t]).sum();
+        assert!(fw.abs() < 1e-12, "row {i}: {fw}");
+    }
+    // on u: the cubic iteration's limit, (B Bᵀ)^{-1/2} u = u / ‖B‖_F for B = β u vᵀ
+    let b = opt.slot::<f64>(0).unwrap().to_vec();
+    let bnorm2: f64 = b.iter().map(|x| x * x).sum();
+    for i in 0..3 {
+        let fu: f64 = (0..3).map(|t| f[i * 3 + t] * u[t]).sum();
+        let want = u[i] / bnorm2.sqrt();
+        assert!(
+            (fu - want).abs() < 1e-12 * want.abs().max(1.0),
+            "{fu} vs {want}"
+        );
+    }
+}

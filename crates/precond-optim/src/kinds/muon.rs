@@ -33,6 +33,7 @@ use crate::precond::Lerp;
 use crate::storage::{Geometry, SlotSpec, Slots, StepFloat};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
+use precond_linalg::{SymEigWorkspace, sym_eigh_into};
 
 /// torch `Muon`.
 pub(crate) struct Muon;
@@ -112,7 +113,7 @@ impl Kind for Muon {
             });
         };
         let buf: Vec<f64> = s.s[0].iter().map(|v| v.to_f64()).collect();
-        let (m, tall) = implied_factor(c, &buf, shape);
+        let (m, tall) = implied_factor(c, &buf, shape)?;
         let mut b = PreconditionerBlock::new(0..shape.rows, 0..shape.cols);
         let flat: Vec<f64> = (0..m.nrows())
             .flat_map(|i| (0..m.ncols()).map(move |j| (i, j)))
@@ -269,10 +270,19 @@ fn par_for(p: usize, q: usize) -> Par {
     }
 }
 
-/// `M` with `NS(U) = M·U/‖U‖` (wide or square) or `NS(U) = U·M/‖U‖` (tall), returned already
-/// divided by `max(‖U‖_F, eps)`, computed in `f64` by running the Newton–Schulz recursion on the
-/// polynomial: `M₀ = I`, `A = M G₀ M`, `M ← (aI + bA + cA²) M` with `G₀ = Y₀Y₀ᵀ`.
-fn implied_factor(c: &OptimizerConfig, buf: &[f64], shape: MatrixShape) -> (Mat<f64>, bool) {
+/// `M` with `NS(U) = M·U` (wide or square) or `NS(U) = U·M` (tall), computed in `f64` from the
+/// eigendecomposition `G₀ = Q diag(λ) Qᵀ` of the normalized Gram matrix `G₀ = Y₀Y₀ᵀ`
+/// (`Y₀ = U/max(‖U‖_F, eps)`): Newton–Schulz keeps every iterate a polynomial of `G₀` times
+/// `Y₀`, `Y_k = Q diag(m_k) Qᵀ Y₀` with the scalar recursion `m₀ = 1`,
+/// `m_{k+1} = (a + b s + c s²) m_k`, `s = λ m_k²`, so `M = Q diag(m_K) Qᵀ / max(‖U‖_F, eps)`
+/// (exactly symmetric). On the null space of `U Uᵀ` (eigenvalues below `n·ε·λ_max`) `M` is
+/// set to 0: Newton–Schulz never acts there, and `(UUᵀ)^{-1/2}` is read as the pseudo-inverse
+/// root.
+fn implied_factor(
+    c: &OptimizerConfig,
+    buf: &[f64],
+    shape: MatrixShape,
+) -> Result<(Mat<f64>, bool)> {
     let (r, cl) = (shape.rows, shape.cols);
     let tall = r > cl;
     let p = r.min(cl);
@@ -291,58 +301,33 @@ fn implied_factor(c: &OptimizerConfig, buf: &[f64], shape: MatrixShape) -> (Mat<
         1.0 / (norm * norm),
         Par::Seq,
     );
+    let sym = Mat::from_fn(p, p, |i, j| 0.5 * (g0[(i, j)] + g0[(j, i)]));
+    let mut ws = SymEigWorkspace::new(p).map_err(|e| OptimError::Unsupported(e.to_string()))?;
+    let mut q = Mat::<f64>::zeros(p, p);
+    let mut lam = vec![0.0; p];
+    sym_eigh_into(sym.as_ref(), q.as_mut(), &mut lam, &mut ws).map_err(|e| {
+        OptimError::Unsupported(format!("the Gram matrix's eigendecomposition: {e}"))
+    })?;
     let [ca, cb, cc] = c.ns_coefficients;
-    let mut m = Mat::<f64>::identity(p, p);
-    let mut t = Mat::<f64>::zeros(p, p);
-    let mut a = Mat::<f64>::zeros(p, p);
-    for _ in 0..c.ns_steps {
-        matmul(
-            t.as_mut(),
-            Accum::Replace,
-            m.as_ref(),
-            g0.as_ref(),
-            1.0,
-            Par::Seq,
-        );
-        matmul(
-            a.as_mut(),
-            Accum::Replace,
-            t.as_ref(),
-            m.as_ref(),
-            1.0,
-            Par::Seq,
-        );
-        // t = aI + bA + cA²
-        matmul(
-            t.as_mut(),
-            Accum::Replace,
-            a.as_ref(),
-            a.as_ref(),
-            cc,
-            Par::Seq,
-        );
-        for j in 0..p {
-            for i in 0..p {
-                t[(i, j)] += cb * a[(i, j)] + if i == j { ca } else { 0.0 };
+    let top = lam.iter().fold(0.0f64, |m, &l| m.max(l.abs()));
+    let cut = p as f64 * f64::EPSILON * top;
+    let m: Vec<f64> = lam
+        .iter()
+        .map(|&l| {
+            if l <= cut {
+                return 0.0;
             }
-        }
-        let mut next = Mat::<f64>::zeros(p, p);
-        matmul(
-            next.as_mut(),
-            Accum::Replace,
-            t.as_ref(),
-            m.as_ref(),
-            1.0,
-            Par::Seq,
-        );
-        m = next;
-    }
-    let mut out = m;
-    let inv = 1.0 / norm;
-    for j in 0..p {
-        for i in 0..p {
-            out[(i, j)] *= inv;
-        }
-    }
-    (out, tall)
+            let mut mk = 1.0f64;
+            for _ in 0..c.ns_steps {
+                let s = l * mk * mk;
+                mk *= ca + cb * s + cc * s * s;
+            }
+            mk / norm
+        })
+        .collect();
+    let out = Mat::from_fn(p, p, |i, j| {
+        (0..p).map(|k| q[(i, k)] * m[k] * q[(j, k)]).sum::<f64>()
+    });
+    let out = Mat::from_fn(p, p, |i, j| 0.5 * (out[(i, j)] + out[(j, i)]));
+    Ok((out, tall))
 }
