@@ -11,13 +11,15 @@ mod gd_rate;
 mod hessian_structure;
 mod input_normalization;
 mod layer_norm;
+mod matrix_common;
+mod matrix_optimizers;
 mod regularization_l1;
 mod regularization_l2;
 mod van_der_sluis;
 
 use crate::report::Experiment;
 
-/// Every experiment, numbered 1–10 in the order of the theory (THEORY.md §1 to §6).
+/// Every experiment, numbered 1–12 in the order of the theory (THEORY.md §1 to §7).
 pub fn registry() -> Vec<Box<dyn Experiment>> {
     vec![
         Box::new(gd_rate::GdRate),
@@ -30,5 +32,7 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(input_normalization::InputNormalization),
         Box::new(batch_norm::BatchNorm),
         Box::new(layer_norm::LayerNorm),
+        Box::new(matrix_optimizers::MuonShampoo),
+        Box::new(matrix_optimizers::Soap),
     ]
 }
