@@ -166,7 +166,8 @@ pub struct Grafting {
     pub kind: GraftingKind,
     /// Its `β₂` (RMSprop 0.99, Adam 0.999 by default).
     pub beta2: f64,
-    /// Its `ε` (AdaGrad 1e-10, RMSprop/Adam 1e-8 by default).
+    /// Its `ε`, added after the square root (1e-10 for AdaGrad, RMSprop and Adam by default:
+    /// DistributedShampoo's `AdaGradPreconditionerConfig.epsilon`, inherited by the other two).
     pub epsilon: f64,
 }
 
@@ -192,12 +193,12 @@ impl Grafting {
             GraftingKind::Rmsprop => Grafting {
                 kind,
                 beta2: 0.99,
-                epsilon: 1e-8,
+                epsilon: 1e-10,
             },
             GraftingKind::Adam => Grafting {
                 kind,
                 beta2: 0.999,
-                epsilon: 1e-8,
+                epsilon: 1e-10,
             },
         }
     }
