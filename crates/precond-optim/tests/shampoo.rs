@@ -32,6 +32,11 @@ fn build(cfg: Value, n: usize) -> Optimizer {
         .expect("optimizer builds")
 }
 
+/// Entry `t` of the row-major `d × d` identity.
+fn eye(t: usize, d: usize) -> f64 {
+    if t / d == t % d { 1.0 } else { 0.0 }
+}
+
 fn max_abs(a: &[f64]) -> f64 {
     a.iter().fold(0.0f64, |m, v| m.max(v.abs()))
 }
@@ -162,7 +167,7 @@ fn observed_roots_are_the_inverse_roots_of_the_observed_factors_and_drive_the_st
             // before start_preconditioning_step: identity roots, the step is −lr·G
             for (root, d) in [(left, m), (right, n)] {
                 for (t, &v) in root.iter().enumerate() {
-                    assert_eq!(v, if t / d == t % d { 1.0 } else { 0.0 }, "k={k}");
+                    assert_eq!(v.to_bits(), eye(t, d).to_bits(), "k={k}");
                 }
             }
         } else {
@@ -455,7 +460,7 @@ fn a_failing_root_keeps_the_last_good_root_and_is_counted() {
     let p = fresh.matrix_preconditioner(None).unwrap();
     let left = p.blocks[0].left.as_ref().unwrap();
     for (t, &v) in left.iter().enumerate() {
-        assert_eq!(v, if t / m == t % m { 1.0 } else { 0.0 });
+        assert_eq!(v.to_bits(), eye(t, m).to_bits());
     }
     assert_eq!(fresh.state().slots[fails], vec![1.0]);
 }

@@ -78,7 +78,8 @@ const LEFT_FACTOR: usize = 0;
 const RIGHT_FACTOR: usize = 1;
 const LEFT_ROOT: usize = 2;
 const RIGHT_ROOT: usize = 3;
-const ROOT_FAILURES: usize = 4;
+/// Number of state arrays (the last one is `root_failures`, length 1).
+const ARRAYS: usize = 5;
 
 impl Kind for Shampoo {
     const KEYS: &'static [&'static str] = &[
@@ -253,9 +254,9 @@ impl Kind for Shampoo {
                 optimizer: c.optimizer.name(),
             });
         };
-        if s.mats.len() != 5 {
+        if s.mats.len() != ARRAYS {
             return Err(OptimError::state(format!(
-                "shampoo state has {} arrays, expected 5",
+                "shampoo state has {} arrays, expected {ARRAYS}",
                 s.mats.len()
             )));
         }
@@ -310,9 +311,9 @@ impl Kind for Shampoo {
             .shape
             .ok_or_else(|| OptimError::Unsupported("shampoo needs a matrix shape".into()))?;
         let (x, g) = (&mut x[seg.start..seg.end], &g[seg.start..seg.end]);
-        if slots.mats.len() != 5 {
+        if slots.mats.len() != ARRAYS {
             return Err(OptimError::state(format!(
-                "shampoo state has {} arrays, expected 5",
+                "shampoo state has {} arrays, expected {ARRAYS}",
                 slots.mats.len()
             )));
         }
@@ -347,14 +348,14 @@ impl Kind for Shampoo {
             let (bi, li, lj) = work.locate(i, j);
             let mut v = gi * sign;
             if coupled {
-                v = v + wdt * xi;
+                v += wdt * xi;
             }
             work.blocks[bi].g[(li, lj)] = v;
         }
 
         // factors (every step) and, when amortized, the roots
         let [b1, b2] = c.betas;
-        let (fdecay, fweight) = if b2 == 1.0 {
+        let (fdecay, fweight) = if b2 >= 1.0 {
             (None, 1.0)
         } else {
             (Some(b2), 1.0 - b2)
@@ -411,7 +412,8 @@ impl Kind for Shampoo {
             }
         }
         if failures > 0 {
-            let cnt = &mut fails[ROOT_FAILURES - ROOT_FAILURES][0];
+            // `fails` is the one array after the right roots: `root_failures`
+            let cnt = &mut fails[0][0];
             *cnt = T::from_f64(cnt.to_f64() + failures as f64);
         }
 
@@ -433,6 +435,7 @@ impl Kind for Shampoo {
             1.0
         });
         let geps = T::from_f64(c.grafting.epsilon);
+        #[allow(clippy::needless_range_loop)] // three slots chosen at run time
         for idx in 0..g.len() {
             let (i, j) = position(idx, shape);
             let (bi, li, lj) = work.locate(i, j);
@@ -516,14 +519,14 @@ impl Kind for Shampoo {
             let (bi, li, lj) = work.locate(i, j);
             let mut d = work.blocks[bi].p[(li, lj)];
             if decoupled {
-                d = d + wdt * *xi;
+                d += wdt * *xi;
             }
             if let Some(ms) = layout.momentum {
                 let m = mu * per[ms][idx] + d;
                 per[ms][idx] = m;
                 d = m;
             }
-            *xi = *xi - nlr * d;
+            *xi -= nlr * d;
         }
         Ok(ctx.propagate && first_nonfinite(g, usize::MAX).is_some())
     }
@@ -657,7 +660,7 @@ fn frob<T: StepFloat>(a: MatRef<'_, T>) -> T {
     for j in 0..a.ncols() {
         for i in 0..a.nrows() {
             let v = a[(i, j)];
-            acc = acc + v * v;
+            acc += v * v;
         }
     }
     acc.sqrt()
