@@ -464,3 +464,25 @@ fn a_failing_root_keeps_the_last_good_root_and_is_counted() {
     }
     assert_eq!(fresh.state().slots[fails], vec![1.0]);
 }
+
+#[test]
+fn maximize_is_the_step_on_the_negated_gradient() {
+    for coupled in [false, true] {
+        let mut up = busy_config(coupled);
+        up["maximize"] = json!(true);
+        let mut a = build(up, 35);
+        let mut b = build(busy_config(coupled), 35);
+        let mut x = values(4, 35);
+        let mut y = x.clone();
+        for k in 1..=7 {
+            let g = grad(&x, k);
+            a.step(&mut x, &g).unwrap();
+            let neg: Vec<f64> = g.iter().map(|v| -v).collect();
+            b.step(&mut y, &neg).unwrap();
+            assert!(
+                x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "coupled={coupled} step {k}"
+            );
+        }
+    }
+}
