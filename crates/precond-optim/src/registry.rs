@@ -27,6 +27,8 @@ macro_rules! for_each_kind {
             PrecondGd = "precond_gd" => precond_gd::PrecondGd,
             /// torch `Muon`: orthogonalized momentum on a matrix (THEORY.md §7).
             Muon = "muon" => muon::Muon,
+            /// DistributedShampoo: Kronecker-factored `(L̂ + εI)^{-1/4} G (R̂ + εI)^{-1/4}` per block, with grafting (THEORY.md §7).
+            Shampoo = "shampoo" => shampoo::Shampoo,
         }
     };
 }

@@ -166,3 +166,8 @@ fn check_optimizer(name: &str, min_cases: usize) {
 fn muon_matches_torch() {
     check_optimizer("muon", 6);
 }
+
+#[test]
+fn shampoo_matches_reference() {
+    check_optimizer("shampoo", 9);
+}

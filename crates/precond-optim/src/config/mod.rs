@@ -20,7 +20,7 @@
 //! | `regularization` | all | none | `{"kind", "strength", "l1_ratio"?, "space", "proximal"?}`, see [`crate::regularization`] |
 //! | `shape`, `order` | all | none, `"C"` | `[rows, cols]` of the whole vector as one matrix (required by the matrix optimizers at the top level), row-major `"C"` or column-major `"F"` |
 //! | `ns_coefficients`, `ns_steps`, `adjust_lr_fn` | muon | [3.4445, −4.7750, 2.0315], 5, `"original"` | torch `Muon` |
-//! | `epsilon`, `max_preconditioner_dim`, `precondition_frequency`, `start_preconditioning_step`, `use_bias_correction`, `use_decoupled_weight_decay`, `grafting` | shampoo | 1e-12, 1024, 1, −1, true, true, none | DistributedShampoo's arguments |
+//! | `epsilon`, `max_preconditioner_dim`, `precondition_frequency`, `start_preconditioning_step`, `use_bias_correction`, `use_decoupled_weight_decay`, `grafting` | shampoo | 1e-12, 1024, 1, −1, true, true, none | DistributedShampoo's arguments; shampoo's `lr` 1e-2, `betas` [0.9, 1.0] (`β₂ = 1`: the factors are sums), `momentum` 0, grafting `epsilon` 1e-10 (see `kinds/shampoo.rs`) |
 //! | `shampoo_beta`, `max_precond_dim`, `normalize_grads`, `correct_bias` (+ `precondition_frequency`) | soap | −1 (= β₂), 10000, false, true (10) | the SOAP reference's arguments |
 //! | `groups` | all | [] | `[{"start", "end", "lr"?, "weight_decay"?, "regularization"?, "shape"?, "order"?, "optimizer"? + that optimizer's keys}]`, see [`ParamGroup`] |
 //! | `schedule` | all | constant | see [`Schedule`] |
@@ -166,7 +166,8 @@ pub struct Grafting {
     pub kind: GraftingKind,
     /// Its `β₂` (RMSprop 0.99, Adam 0.999 by default).
     pub beta2: f64,
-    /// Its `ε` (AdaGrad 1e-10, RMSprop/Adam 1e-8 by default).
+    /// Its `ε`, added after the square root (1e-10 for AdaGrad, RMSprop and Adam by default:
+    /// DistributedShampoo's `AdaGradPreconditionerConfig.epsilon`, inherited by the other two).
     pub epsilon: f64,
 }
 
@@ -189,12 +190,12 @@ impl Grafting {
             GraftingKind::Rmsprop => Grafting {
                 kind,
                 beta2: 0.99,
-                epsilon: 1e-8,
+                epsilon: 1e-10,
             },
             GraftingKind::Adam => Grafting {
                 kind,
                 beta2: 0.999,
-                epsilon: 1e-8,
+                epsilon: 1e-10,
             },
         }
     }

@@ -25,6 +25,7 @@ pub(crate) mod muon;
 pub(crate) mod precond_gd;
 pub(crate) mod rmsprop;
 pub(crate) mod sgd;
+pub(crate) mod shampoo;
 
 use crate::config::OptimizerConfig;
 use crate::error::OptimError;

@@ -218,7 +218,7 @@ impl<T: StepFloat> MuonWork<T> {
         for j in 0..q {
             for i in 0..p {
                 let v = self.x[(i, j)];
-                acc = acc + v * v;
+                acc += v * v;
             }
         }
         let norm = acc.sqrt();
@@ -226,7 +226,7 @@ impl<T: StepFloat> MuonWork<T> {
         let scale = if norm > eps { norm } else { eps };
         for j in 0..q {
             for i in 0..p {
-                self.x[(i, j)] = self.x[(i, j)] / scale;
+                self.x[(i, j)] /= scale;
             }
         }
         let [ca, cb, cc] = c.ns_coefficients.map(T::from_f64);

@@ -215,7 +215,7 @@ fn dense_step<T: StepFloat>(
         let r = &p[i * n..(i + 1) * n];
         let mut acc = T::ZERO;
         for j in 0..n {
-            acc = acc + r[j] * u[j];
+            acc += r[j] * u[j];
         }
         acc
     };
