@@ -27,6 +27,8 @@ macro_rules! for_each_kind {
             PrecondGd = "precond_gd" => precond_gd::PrecondGd,
             /// torch `Muon`: orthogonalized momentum on a matrix (THEORY.md §7).
             Muon = "muon" => muon::Muon,
+            /// SOAP (`nikhilvyas/SOAP`): Adam in the eigenbasis of Shampoo's factors (THEORY.md §7).
+            Soap = "soap" => soap::Soap,
         }
     };
 }
