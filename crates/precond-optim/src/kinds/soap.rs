@@ -288,14 +288,14 @@ impl Kind for Soap {
             let mut acc = T::ZERO;
             for j in 0..lay.c {
                 for i in 0..lay.r {
-                    acc = acc + w.a[(i, j)] * w.a[(i, j)];
+                    acc += w.a[(i, j)] * w.a[(i, j)];
                 }
             }
             let mean = acc / T::from_f64((lay.r * lay.c) as f64);
             let denom = T::from_f64(1e-30) + mean.sqrt();
             for j in 0..lay.c {
                 for i in 0..lay.r {
-                    w.a[(i, j)] = w.a[(i, j)] / denom;
+                    w.a[(i, j)] /= denom;
                 }
             }
         }
