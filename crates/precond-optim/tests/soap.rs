@@ -405,3 +405,51 @@ fn zero_and_rank_one_factors_complete_the_basis() {
         }
     }
 }
+
+#[test]
+fn observation_is_row_major_whatever_the_storage_order() {
+    let (m, n) = (3usize, 5usize);
+    let base = r#""optimizer": "soap", "lr": 0.01, "precondition_frequency": 2, "shape": [3, 5]"#;
+    let mut a = soap(&format!("{{{base}}}"), m * n);
+    let mut b = soap(&format!(r#"{{{base}, "order": "F"}}"#), m * n);
+    let mut x: Vec<f64> = (0..m * n).map(|p| rnd(23, p)).collect();
+    // the same matrix stored column-major
+    let mut y: Vec<f64> = (0..m * n).map(|s| x[(s % m) * n + s / m]).collect();
+    for k in 1..=5 {
+        let g: Vec<f64> = (0..m * n).map(|p| grad(k, p)).collect();
+        let gy: Vec<f64> = (0..m * n).map(|s| g[(s % m) * n + s / m]).collect();
+        a.step_f64(&mut x, &g).unwrap();
+        b.step_f64(&mut y, &gy).unwrap();
+    }
+    let (pa, pb) = (
+        a.matrix_preconditioner(None).unwrap(),
+        b.matrix_preconditioner(None).unwrap(),
+    );
+    assert_eq!(pa, pb);
+    // the diagonal is row-major: entry (i, j) from exp_avg_sq at the storage index of (i, j)
+    let sq = b.slot::<f64>(1).unwrap();
+    let d = pa.blocks[0].diagonal.as_ref().unwrap();
+    let c2 = (1.0 - 0.95f64.powf(4.0)).sqrt();
+    for i in 0..m {
+        for j in 0..n {
+            let want = c2 / (sq[j * m + i].sqrt() + 1e-8);
+            assert!((d[i * n + j] - want).abs() <= 4.0 * f64::EPSILON * want);
+        }
+    }
+}
+
+#[test]
+fn negative_second_moment_in_a_loaded_state_is_refused() {
+    let mut opt = soap(r#"{"optimizer": "soap", "shape": [2, 3]}"#, 6);
+    let mut x = vec![0.5; 6];
+    run(&mut opt, &mut x, 1, 3);
+    let mut st = opt.state();
+    let j = opt
+        .slot_names()
+        .iter()
+        .position(|s| s == "exp_avg_sq")
+        .unwrap();
+    st.slots[j][2] = -1.0;
+    let e = opt.load(&st).expect_err("negative exp_avg_sq");
+    assert!(e.to_string().contains("exp_avg_sq"), "{e}");
+}
