@@ -140,10 +140,7 @@ pub(crate) fn parts(cfg: &OptimizerConfig, n: usize) -> Result<Vec<PartPlan>> {
     let mut out = Vec::with_capacity(own.len() + 1);
     let top_len: usize = top.iter().map(|s| s.end - s.start).sum();
     if top_matrix && top_len > 0 {
-        let ranges: Vec<String> = top
-            .iter()
-            .map(|s| format!("{}..{}", s.start, s.end))
-            .collect();
+        let ranges: Vec<String> = top.iter().map(|s| format!("{}..{}", s.start, s.end)).collect();
         if top.len() != 1 {
             return Err(OptimError::config(
                 "shape",
@@ -184,9 +181,7 @@ fn check_shape(shape: Option<MatrixShape>, len: usize, path: &str, name: &str) -
     match shape {
         None => Err(OptimError::config(
             key,
-            format!(
-                "`{name}` preconditions a matrix: give the 2-D shape [rows, cols] of these {len} parameters"
-            ),
+            format!("`{name}` preconditions a matrix: give the 2-D shape [rows, cols] of these {len} parameters"),
         )),
         Some(s) if s.len() != Some(len) => Err(OptimError::config(
             key,
@@ -194,8 +189,7 @@ fn check_shape(shape: Option<MatrixShape>, len: usize, path: &str, name: &str) -
                 "[{}, {}] has {} entries, the range has {len}",
                 s.rows,
                 s.cols,
-                s.len()
-                    .map_or_else(|| "too many".to_string(), |l| l.to_string())
+                s.len().map_or_else(|| "too many".to_string(), |l| l.to_string())
             ),
         )),
         Some(_) => Ok(()),

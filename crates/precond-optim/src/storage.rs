@@ -38,20 +38,13 @@ impl Clone for Scratch {
 
 impl std::fmt::Debug for Scratch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Scratch(..)"
-        } else {
-            "Scratch(empty)"
-        })
+        f.write_str(if self.0.is_some() { "Scratch(..)" } else { "Scratch(empty)" })
     }
 }
 
 impl Scratch {
     /// The workspace of type `W`, built by `make` when absent (or of another type).
-    pub(crate) fn get_or<W: std::any::Any + Send + Sync>(
-        &mut self,
-        make: impl FnOnce() -> W,
-    ) -> &mut W {
+    pub(crate) fn get_or<W: std::any::Any + Send + Sync>(&mut self, make: impl FnOnce() -> W) -> &mut W {
         if !self.0.as_ref().is_some_and(|b| b.is::<W>()) {
             self.0 = Some(Box::new(make()));
         }
@@ -73,11 +66,7 @@ impl SlotSpec {
         }
     }
     /// A fixed-length array (a factor, a root, a basis) starting at zero.
-    pub(crate) fn array(
-        name: impl Into<std::borrow::Cow<'static, str>>,
-        len: usize,
-        nonneg: bool,
-    ) -> Self {
+    pub(crate) fn array(name: impl Into<std::borrow::Cow<'static, str>>, len: usize, nonneg: bool) -> Self {
         SlotSpec {
             name: name.into(),
             init: 0.0,
@@ -126,21 +115,13 @@ impl<T: Float> Slots<T> {
     /// The state array `j` in [`SlotSpec`] order (per-element slots first, then `mats`).
     pub(crate) fn array(&self, specs: &[SlotSpec], j: usize) -> &[T] {
         let per = specs.iter().filter(|s| s.len.is_none()).count();
-        if j < per {
-            &self.s[j]
-        } else {
-            &self.mats[j - per]
-        }
+        if j < per { &self.s[j] } else { &self.mats[j - per] }
     }
 
     /// Mutable [`Self::array`].
     pub(crate) fn array_mut(&mut self, specs: &[SlotSpec], j: usize) -> &mut Vec<T> {
         let per = specs.iter().filter(|s| s.len.is_none()).count();
-        if j < per {
-            &mut self.s[j]
-        } else {
-            &mut self.mats[j - per]
-        }
+        if j < per { &mut self.s[j] } else { &mut self.mats[j - per] }
     }
 
     /// Fresh state for `n` parameters.

@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use precond_optim::{
-    Dtype, FixedPreconditioner, MatrixShape, OptimError, Optimizer, OptimizerConfig, OptimizerKind,
-    OptimizerState,
+    Dtype, FixedPreconditioner, MatrixShape, OptimError, Optimizer, OptimizerConfig,
+    OptimizerKind, OptimizerState,
 };
 
 fn stepped(k: OptimizerKind, n: usize, steps: usize) -> (OptimizerConfig, Optimizer) {

@@ -52,12 +52,9 @@ fn run<T: StepFloat>(case: &Case, col_major: bool) -> Result<Vec<(usize, Vec<f64
     if col_major {
         cfg["order"] = serde_json::json!("F");
     }
-    let cfg =
-        OptimizerConfig::from_value(&cfg).map_err(|e| format!("{}: config {e}", case.name))?;
+    let cfg = OptimizerConfig::from_value(&cfg).map_err(|e| format!("{}: config {e}", case.name))?;
     let len = m * n;
-    let mut opt = cfg
-        .build(len)
-        .map_err(|e| format!("{}: build {e}", case.name))?;
+    let mut opt = cfg.build(len).map_err(|e| format!("{}: build {e}", case.name))?;
     // storage index of row-major index p
     let at = |p: usize| if col_major { (p % n) * m + p / n } else { p };
     let mut h = vec![T::ZERO; len];
@@ -88,11 +85,7 @@ fn run<T: StepFloat>(case: &Case, col_major: bool) -> Result<Vec<(usize, Vec<f64
 }
 
 fn normwise(a: &[f64], b: &[f64]) -> f64 {
-    let d = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max);
+    let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
     let s = b.iter().map(|y| y.abs()).fold(0.0, f64::max);
     d / s.max(f64::MIN_POSITIVE)
 }
@@ -103,10 +96,7 @@ fn check<T: StepFloat>(case: &Case) -> Result<f64, String> {
     let mut worst = 0.0f64;
     for (((k, x), (_, xc)), s) in row.iter().zip(&col).zip(&case.snapshots) {
         if x.iter().zip(xc).any(|(a, b)| a.to_bits() != b.to_bits()) {
-            return Err(format!(
-                "{}: step {k}: column-major storage differs",
-                case.name
-            ));
+            return Err(format!("{}: step {k}: column-major storage differs", case.name));
         }
         let e = normwise(x, &s.x);
         worst = worst.max(e);
@@ -131,29 +121,18 @@ fn check_optimizer(name: &str, min_cases: usize) {
         count += 1;
         // the fixture's tolerances are never looser than these
         let cap = if case.dtype == "f64" { 1e-10 } else { 1e-5 };
-        assert!(
-            case.rtol <= cap,
-            "{}: rtol {} > {cap}",
-            case.name,
-            case.rtol
-        );
+        assert!(case.rtol <= cap, "{}: rtol {} > {cap}", case.name, case.rtol);
         let r = if case.dtype == "f64" {
             check::<f64>(case)
         } else {
             check::<f32>(case)
         };
         match r {
-            Ok(e) => eprintln!(
-                "{:<40} max error {e:.2e} (rtol {:.0e})",
-                case.name, case.rtol
-            ),
+            Ok(e) => eprintln!("{:<40} max error {e:.2e} (rtol {:.0e})", case.name, case.rtol),
             Err(msg) => failures.push(msg),
         }
     }
-    assert!(
-        count >= min_cases,
-        "expected ≥ {min_cases} {name} cases, found {count}"
-    );
+    assert!(count >= min_cases, "expected ≥ {min_cases} {name} cases, found {count}");
     assert!(
         failures.is_empty(),
         "{} of {count} {name} cases failed:\n{}",

@@ -5,7 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use precond_optim::{FixedPreconditioner, MatrixShape, OptimError, OptimizerConfig, OptimizerKind};
+use precond_optim::{
+    FixedPreconditioner, MatrixShape, OptimError, OptimizerConfig, OptimizerKind,
+};
 use serde_json::Value;
 
 /// A valid configuration of `k` with torch's defaults (a fixed diagonal `P` where one is needed).
@@ -28,15 +30,10 @@ fn sample_value(key: &str, n: usize) -> Value {
         "betas" => serde_json::json!([0.8, 0.99]),
         "nesterov" | "amsgrad" | "centered" => Value::Bool(false),
         "preconditioner" => serde_json::json!({"diag": vec![1.0; n]}),
-        "use_decoupled_weight_decay"
-        | "use_bias_correction"
-        | "normalize_grads"
+        "use_decoupled_weight_decay" | "use_bias_correction" | "normalize_grads"
         | "correct_bias" => Value::Bool(true),
         "ns_coefficients" => serde_json::json!([3.4445, -4.775, 2.0315]),
-        "ns_steps"
-        | "max_preconditioner_dim"
-        | "precondition_frequency"
-        | "max_precond_dim"
+        "ns_steps" | "max_preconditioner_dim" | "precondition_frequency" | "max_precond_dim"
         | "start_preconditioning_step" => serde_json::json!(2),
         "adjust_lr_fn" => serde_json::json!("original"),
         "grafting" => serde_json::json!({"type": "adam"}),
@@ -162,11 +159,7 @@ fn every_kind_steps_observes_and_saves_in_both_dtypes() {
         let st = opt.state();
         assert_eq!(st.slots.len(), slots.len(), "{k}");
         for j in 0..slots.len() {
-            assert_eq!(
-                opt.slot::<f64>(j).unwrap().len(),
-                st.slots[j].len(),
-                "{k} slot {j}"
-            );
+            assert_eq!(opt.slot::<f64>(j).unwrap().len(), st.slots[j].len(), "{k} slot {j}");
         }
         if !slots.is_empty() {
             assert_eq!(

@@ -114,10 +114,7 @@ const GROUP_OWN_KEYS: &[&str] = &[
 /// `"optimizer"`, whose `start`, `end`, `shape` and `order` the caller takes).
 fn read_config(o: &mut Obj<'_>, v: &Value, top: bool) -> Result<OptimizerConfig> {
     let name = o.str("optimizer")?.ok_or_else(|| {
-        OptimError::config(
-            o.key("optimizer"),
-            format!("missing ({})", OptimizerKind::names()),
-        )
+        OptimError::config(o.key("optimizer"), format!("missing ({})", OptimizerKind::names()))
     })?;
     let kind = OptimizerKind::from_name(name).ok_or_else(|| {
         OptimError::config(
@@ -130,8 +127,8 @@ fn read_config(o: &mut Obj<'_>, v: &Value, top: bool) -> Result<OptimizerConfig>
     if let Value::Object(map) = v {
         for k in map.keys() {
             if !common.contains(&k.as_str()) && !allowed.contains(&k.as_str()) {
-                let known =
-                    KEYS.iter().any(|d| d.name == k.as_str()) || COMMON_KEYS.contains(&k.as_str());
+                let known = KEYS.iter().any(|d| d.name == k.as_str())
+                    || COMMON_KEYS.contains(&k.as_str());
                 let mut acc: Vec<&str> = common.to_vec();
                 acc.extend_from_slice(allowed);
                 return Err(OptimError::UnknownKey {
@@ -235,10 +232,7 @@ fn parse_shape(o: &mut Obj<'_>) -> Result<Option<MatrixShape>> {
         }
     };
     match (shape, order) {
-        (None, Some(_)) => Err(OptimError::config(
-            o.key("order"),
-            "given without a `shape`",
-        )),
+        (None, Some(_)) => Err(OptimError::config(o.key("order"), "given without a `shape`")),
         (Some(mut s), Some(ord)) => {
             s.order = ord;
             Ok(Some(s))
@@ -371,8 +365,7 @@ fn parse_group(v: &Value, i: usize) -> Result<ParamGroup> {
         .u64("end")?
         .ok_or_else(|| OptimError::config(o.key("end"), "missing"))?;
     let shape = parse_shape(&mut o)?;
-    let too_large =
-        |k: &str, x: u64| OptimError::config(format!("{path}.{k}"), format!("{x} is too large"));
+    let too_large = |k: &str, x: u64| OptimError::config(format!("{path}.{k}"), format!("{x} is too large"));
     let start = usize::try_from(start).map_err(|_| too_large("start", start))?;
     let end = usize::try_from(end).map_err(|_| too_large("end", end))?;
     if o.has("optimizer") {

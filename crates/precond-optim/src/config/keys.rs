@@ -197,12 +197,7 @@ fn grafting_name(k: GraftingKind) -> &'static str {
 fn parse_grafting(v: &Value, path: &str) -> Result<Grafting> {
     let mut o = Obj::new(path, v)?;
     let kind = match o.str("type")? {
-        None => {
-            return Err(OptimError::config(
-                o.key("type"),
-                "missing (none|sgd|adagrad|rmsprop|adam)",
-            ));
-        }
+        None => return Err(OptimError::config(o.key("type"), "missing (none|sgd|adagrad|rmsprop|adam)")),
         Some("none") => GraftingKind::None,
         Some("sgd") => GraftingKind::Sgd,
         Some("adagrad") => GraftingKind::Adagrad,

@@ -180,7 +180,10 @@ impl Grafting {
     /// DistributedShampoo's defaults for a grafting kind.
     pub fn default_for(kind: GraftingKind) -> Self {
         match kind {
-            GraftingKind::None | GraftingKind::Sgd => Grafting { kind, ..Self::NONE },
+            GraftingKind::None | GraftingKind::Sgd => Grafting {
+                kind,
+                ..Self::NONE
+            },
             GraftingKind::Adagrad => Grafting {
                 kind,
                 beta2: 1.0,

@@ -28,13 +28,13 @@ pub(crate) mod sgd;
 pub(crate) mod soap;
 
 use crate::config::OptimizerConfig;
-use crate::error::OptimError;
 use crate::error::Result;
 use crate::groups::Segment;
 use crate::kernel::{Buffers, SimdLevel};
 use crate::kind::OptimizerKind;
-use crate::matrix::MatrixPreconditioner;
 use crate::registry::for_each_kind;
+use crate::error::OptimError;
+use crate::matrix::MatrixPreconditioner;
 use crate::storage::{Geometry, Prepared, SlotSpec, Slots, StepFloat};
 use compose::{RegSpec, step_segments};
 

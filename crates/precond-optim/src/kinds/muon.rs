@@ -139,17 +139,18 @@ impl Kind for Muon {
         slots: &mut Slots<T>,
     ) -> Result<bool> {
         let seg = &ctx.segments[0];
-        let shape = ctx
-            .geo
-            .shape
-            .ok_or_else(|| OptimError::Unsupported("muon needs a matrix shape".into()))?;
+        let shape = ctx.geo.shape.ok_or_else(|| {
+            OptimError::Unsupported("muon needs a matrix shape".into())
+        })?;
         let (x, g) = (&mut x[seg.start..seg.end], &g[seg.start..seg.end]);
         let lr = c.schedule.lr(seg.lr.unwrap_or(ctx.base_lr), ctx.step);
         let (r, cl) = (shape.rows, shape.cols);
         let tall = r > cl;
         let (p, q) = if tall { (cl, r) } else { (r, cl) };
         let sign = T::from_f64(if c.maximize { -1.0 } else { 1.0 });
-        let work = slots.scratch.get_or(|| MuonWork::<T>::new(p, q));
+        let work = slots
+            .scratch
+            .get_or(|| MuonWork::<T>::new(p, q));
         // 1–2: momentum and the direction, written into the workspace as the p × q matrix
         let to_buf = Lerp::<T>::new(1.0 - c.momentum);
         let look = Lerp::<T>::new(c.momentum);
@@ -283,58 +284,23 @@ fn implied_factor(c: &OptimizerConfig, buf: &[f64], shape: MatrixShape) -> (Mat<
     let y0: MatRef<'_, f64> = if tall { u.transpose() } else { u };
     let norm = y0.norm_l2().max(c.eps);
     let mut g0 = Mat::<f64>::zeros(p, p);
-    matmul(
-        g0.as_mut(),
-        Accum::Replace,
-        y0,
-        y0.transpose(),
-        1.0 / (norm * norm),
-        Par::Seq,
-    );
+    matmul(g0.as_mut(), Accum::Replace, y0, y0.transpose(), 1.0 / (norm * norm), Par::Seq);
     let [ca, cb, cc] = c.ns_coefficients;
     let mut m = Mat::<f64>::identity(p, p);
     let mut t = Mat::<f64>::zeros(p, p);
     let mut a = Mat::<f64>::zeros(p, p);
     for _ in 0..c.ns_steps {
-        matmul(
-            t.as_mut(),
-            Accum::Replace,
-            m.as_ref(),
-            g0.as_ref(),
-            1.0,
-            Par::Seq,
-        );
-        matmul(
-            a.as_mut(),
-            Accum::Replace,
-            t.as_ref(),
-            m.as_ref(),
-            1.0,
-            Par::Seq,
-        );
+        matmul(t.as_mut(), Accum::Replace, m.as_ref(), g0.as_ref(), 1.0, Par::Seq);
+        matmul(a.as_mut(), Accum::Replace, t.as_ref(), m.as_ref(), 1.0, Par::Seq);
         // t = aI + bA + cA²
-        matmul(
-            t.as_mut(),
-            Accum::Replace,
-            a.as_ref(),
-            a.as_ref(),
-            cc,
-            Par::Seq,
-        );
+        matmul(t.as_mut(), Accum::Replace, a.as_ref(), a.as_ref(), cc, Par::Seq);
         for j in 0..p {
             for i in 0..p {
                 t[(i, j)] += cb * a[(i, j)] + if i == j { ca } else { 0.0 };
             }
         }
         let mut next = Mat::<f64>::zeros(p, p);
-        matmul(
-            next.as_mut(),
-            Accum::Replace,
-            t.as_ref(),
-            m.as_ref(),
-            1.0,
-            Par::Seq,
-        );
+        matmul(next.as_mut(), Accum::Replace, t.as_ref(), m.as_ref(), 1.0, Par::Seq);
         m = next;
     }
     let mut out = m;

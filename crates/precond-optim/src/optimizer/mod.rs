@@ -73,16 +73,7 @@ impl Part {
         if self.cfg.optimizer.is_matrix()
             && let Some(s) = self.geo.shape
         {
-            t.push_str(&format!(
-                "({}x{}{})",
-                s.rows,
-                s.cols,
-                if s.order == crate::config::MatrixOrder::ColMajor {
-                    ",F"
-                } else {
-                    ""
-                }
-            ));
+            t.push_str(&format!("({}x{}{})", s.rows, s.cols, if s.order == crate::config::MatrixOrder::ColMajor { ",F" } else { "" }));
         }
         if let Some(g) = self.group {
             let (a, b) = (self.segments[0].start, self.segments[0].end);

@@ -30,8 +30,7 @@ impl Optimizer {
                 p.group
                     .map_or_else(|| "the top level".to_string(), |g| format!("group {g}")),
                 p.cfg.optimizer.name(),
-                p.group
-                    .map_or_else(|| "None".to_string(), |g| format!("Some({g})"))
+                p.group.map_or_else(|| "None".to_string(), |g| format!("Some({g})"))
             )));
         }
         // every part observes into a compact buffer first: nothing is written on an error

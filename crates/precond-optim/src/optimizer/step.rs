@@ -7,6 +7,7 @@ use crate::kernel::{ParallelParams, first_nonfinite};
 use crate::kinds::StepCtx;
 use crate::storage::{StepFloat, Store};
 
+
 impl Optimizer {
     /// One step on `f64` buffers. See [`Optimizer::step`].
     pub fn step_f64(&mut self, params: &mut [f64], grads: &[f64]) -> Result<StepOutcome> {

@@ -81,11 +81,7 @@ impl OptimizerState {
         };
         let mut out = Vec::with_capacity(
             52 + self.layout.len()
-                + self
-                    .slots
-                    .iter()
-                    .map(|s| 8 + s.len() * width)
-                    .sum::<usize>(),
+                + self.slots.iter().map(|s| 8 + s.len() * width).sum::<usize>(),
         );
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.format_version.to_le_bytes());
