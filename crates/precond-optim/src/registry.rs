@@ -29,6 +29,8 @@ macro_rules! for_each_kind {
             Muon = "muon" => muon::Muon,
             /// DistributedShampoo: Kronecker-factored `(L̂ + εI)^{-1/4} G (R̂ + εI)^{-1/4}` per block, with grafting (THEORY.md §7).
             Shampoo = "shampoo" => shampoo::Shampoo,
+            /// SOAP (`nikhilvyas/SOAP`): Adam in the eigenbasis of Shampoo's factors (THEORY.md §7).
+            Soap = "soap" => soap::Soap,
         }
     };
 }

@@ -171,3 +171,8 @@ fn muon_matches_torch() {
 fn shampoo_matches_reference() {
     check_optimizer("shampoo", 9);
 }
+
+#[test]
+fn soap_matches_reference() {
+    check_optimizer("soap", 7);
+}

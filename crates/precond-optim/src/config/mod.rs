@@ -300,7 +300,8 @@ pub struct OptimizerConfig {
     pub shampoo_beta: f64,
     /// SOAP: a dimension larger than this is not preconditioned (identity basis).
     pub max_precond_dim: usize,
-    /// SOAP: divide the update by its mean absolute value... see `kinds/soap.rs`.
+    /// SOAP: divide the update `N` by `1e-30 + sqrt(mean(N ⊙ N))` (its root mean square) before
+    /// the step (the reference SOAP; pytorch-optimizer adds `eps` instead).
     pub normalize_grads: bool,
     /// SOAP: Adam's bias corrections.
     pub correct_bias: bool,

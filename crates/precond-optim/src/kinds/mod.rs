@@ -26,6 +26,7 @@ pub(crate) mod precond_gd;
 pub(crate) mod rmsprop;
 pub(crate) mod sgd;
 pub(crate) mod shampoo;
+pub(crate) mod soap;
 
 use crate::config::OptimizerConfig;
 use crate::error::OptimError;

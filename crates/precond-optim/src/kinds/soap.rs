@@ -1,0 +1,706 @@
+//! SOAP, the reference `nikhilvyas/SOAP` (`soap.py`; THEORY.md §7): Adam run in the eigenbasis
+//! of Shampoo's Kronecker factors, the basis refreshed every `precondition_frequency` steps by one
+//! power iteration and a QR.
+//!
+//! The `rows × cols` matrix `X` with gradient `G` (`−G` under `maximize`), `β_s = shampoo_beta`
+//! (`betas[1]` when negative). A dimension of size `≤ max_precond_dim` has a factor `GG_d` and a
+//! basis `Q_d`; a longer one has neither (its basis is the identity). Factor update `upd(G)`:
+//! `GG_L ← lerp(GG_L, G Gᵀ, 1 − β_s)`, `GG_R ← lerp(GG_R, GᵀG, 1 − β_s)` (no bias correction).
+//! `project(A) = Q_Lᵀ A Q_R`, `project_back(A) = Q_L A Q_Rᵀ`.
+//!
+//! Step 1 updates no parameter: `upd(G₁)`, then `Q_d ←` the eigenvectors of `GG_d + 10⁻³⁰ I`
+//! sorted by **descending** eigenvalue. Every later step `k ≥ 2`, with the Adam counter `t = k − 1`:
+//! 1. `Gp = project(G)` (the current bases, built from gradients up to step `k − 1`),
+//! 2. `M ← β₁ M + (1 − β₁) Gp`, `S ← β₂ S + (1 − β₂) Gp ⊙ Gp` (both kept in the eigenbasis),
+//! 3. `N = project_back(M ⊘ (sqrt(S) + eps))` (`eps` outside the root, as Adam),
+//! 4. with `normalize_grads`: `N ← N / (10⁻³⁰ + sqrt(mean(N ⊙ N)))`,
+//! 5. `X ← X − η' N` with `η' = η sqrt(1 − β₂ᵗ) / (1 − β₁ᵗ)` under `correct_bias`, else `η`,
+//! 6. `X ← X − η λ X` when `λ = weight_decay > 0`: decoupled decay on the *updated* `X`, with the
+//!    scheduled `η` (not `η'`),
+//! 7. refresh: `M ← project_back(M)`; `upd(G)`; when `t mod precondition_frequency = 0`, for the
+//!    rows then the columns: `e = diag(Q_dᵀ GG_d Q_d)`, `π = argsort(e, descending)`, `S`'s
+//!    indices along `d` and `Q_d`'s columns permuted by `π`, then `Q_d ← qr(GG_d Q_d).Q`;
+//!    finally `M ← project(M)` with the (possibly new) bases.
+//!
+//! Conventions and numerics. The elementwise Adam arithmetic, the projections and the factors run
+//! in the parameter's dtype. The eigendecomposition (precond-linalg's `sym_eigh_into`) and the
+//! refresh (power iteration and QR) run on an `f64` copy of the factor and basis kept in the
+//! workspace, rounded to the dtype afterwards; for `f64` parameters that is the dtype itself
+//! (the reference runs both in `float32` for non-`float32` parameters, pytorch-optimizer its QR
+//! in `float32`). The QR's `Q` comes from Gram–Schmidt with re-orthogonalization (passes repeated
+//! until the norm no longer drops by more than half, Kahan–Parlett); its column signs may differ
+//! from a Householder QR, which changes nothing (`M` is re-projected, `S` is sign invariant). A
+//! numerically dependent column (`GG_d` rank deficient) is replaced by the unit vector most
+//! orthogonal to the previous columns, so `Q_d` stays orthogonal.
+//!
+//! Failures never reach the parameters: when the eigendecomposition fails (non-finite factor,
+//! no convergence) the basis stays the identity; when the power iteration is not finite the old
+//! basis is kept with no permutation. `M`, `S` and `X` follow the reference arithmetic (under the
+//! `propagate` policy a NaN gradient reaches them, as in torch).
+//!
+//! State: per element `exp_avg` (`M`) and `exp_avg_sq` (`S`, non-negative), both in the
+//! eigenbasis and stored in the group's storage order; fixed-length (row-major) `left_factor`,
+//! `right_factor`, `left_basis`, `right_basis` (the ones of preconditioned dimensions only).
+//!
+//! # References
+//! - \[Vyas2024\] N. Vyas, D. Morwani, R. Zhao, I. Shapira, D. Brandfonbrener, L. Janson,
+//!   S. Kakade, *SOAP: Improving and stabilizing Shampoo using Adam*, 2024 (`nikhilvyas/SOAP`).
+//! - \[Gupta2018\] V. Gupta, T. Koren, Y. Singer, *Shampoo: Preconditioned stochastic tensor
+//!   optimization*, ICML 2018.
+
+use super::{Kind, StepCtx};
+use crate::config::{MatrixOrder, MatrixShape, OptimizerConfig};
+use crate::error::{OptimError, Result};
+use crate::kernel::first_nonfinite;
+use crate::matrix::{MatrixPreconditioner, PreconditionerBlock};
+use crate::precond::Lerp;
+use crate::storage::{Geometry, SlotSpec, Slots, StepFloat};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+use precond_linalg::{SymEigWorkspace, sym_eigh_into};
+
+/// The SOAP reference (`nikhilvyas/SOAP`).
+pub(crate) struct Soap;
+
+impl Kind for Soap {
+    const KEYS: &'static [&'static str] = &[
+        "betas",
+        "shampoo_beta",
+        "eps",
+        "precondition_frequency",
+        "max_precond_dim",
+        "normalize_grads",
+        "correct_bias",
+    ];
+    const DECOUPLED_WEIGHT_DECAY: bool = true;
+    const MATRIX: bool = true;
+
+    fn defaults(c: &mut OptimizerConfig) {
+        c.lr = 3e-3;
+        c.betas = [0.95, 0.95];
+        c.shampoo_beta = -1.0;
+        c.eps = 1e-8;
+        c.weight_decay = 0.01;
+        c.precondition_frequency = 10;
+        c.max_precond_dim = 10000;
+        c.normalize_grads = false;
+        c.correct_bias = true;
+    }
+
+    fn validate(c: &OptimizerConfig) -> Result<()> {
+        for (i, b) in c.betas.iter().enumerate() {
+            if !(b.is_finite() && (0.0..1.0).contains(b)) {
+                return Err(OptimError::config(
+                    format!("betas[{i}]"),
+                    format!("must be in [0, 1), got {b}"),
+                ));
+            }
+        }
+        let sb = c.shampoo_beta;
+        if !(sb.is_finite() && sb < 1.0) {
+            return Err(OptimError::config(
+                "shampoo_beta",
+                format!("must be finite and < 1 (negative: betas[1]), got {sb}"),
+            ));
+        }
+        if !(c.eps.is_finite() && c.eps > 0.0) {
+            return Err(OptimError::config(
+                "eps",
+                format!("must be finite and > 0, got {}", c.eps),
+            ));
+        }
+        if c.precondition_frequency == 0 {
+            return Err(OptimError::config(
+                "precondition_frequency",
+                "must be >= 1, got 0",
+            ));
+        }
+        if c.max_precond_dim == 0 {
+            return Err(OptimError::config("max_precond_dim", "must be >= 1, got 0"));
+        }
+        Ok(())
+    }
+
+    fn slots(_c: &OptimizerConfig) -> Vec<SlotSpec> {
+        vec![SlotSpec::zero("exp_avg"), SlotSpec::squares("exp_avg_sq")]
+    }
+
+    fn arrays(c: &OptimizerConfig, geo: &Geometry) -> Vec<SlotSpec> {
+        let Some(shape) = geo.shape else {
+            return Vec::new();
+        };
+        let lay = Layout::new(c, shape);
+        let mut v = Vec::new();
+        if lay.left {
+            v.push(SlotSpec::array("left_factor", lay.r * lay.r, false));
+        }
+        if lay.right {
+            v.push(SlotSpec::array("right_factor", lay.c * lay.c, false));
+        }
+        if lay.left {
+            v.push(SlotSpec::array("left_basis", lay.r * lay.r, false));
+        }
+        if lay.right {
+            v.push(SlotSpec::array("right_basis", lay.c * lay.c, false));
+        }
+        v
+    }
+
+    fn observe<T: StepFloat>(
+        c: &OptimizerConfig,
+        _step: u64,
+        _state: Option<&Slots<T>>,
+        _out: &mut [f64],
+    ) -> Result<()> {
+        Err(OptimError::Unsupported(format!(
+            "`{}` has a matrix preconditioner: use matrix_preconditioner",
+            c.optimizer.name()
+        )))
+    }
+
+    /// Factors, bases (row-major) and, once an Adam step has been taken (`t ≥ 1`), the diagonal
+    /// `D = c₂ / (sqrt(S) + eps)` in the rotated basis with `c₂ = sqrt(1 − β₂ᵗ)` under
+    /// `correct_bias` (else 1): the next update before `normalize_grads` is
+    /// `η Q_L (D ⊙ m̂) Q_Rᵀ` with `m̂ = M / (1 − β₁ᵗ)` (`M / 1` without `correct_bias`).
+    fn observe_matrix<T: StepFloat>(
+        c: &OptimizerConfig,
+        step: u64,
+        state: Option<&Slots<T>>,
+        geo: &Geometry,
+    ) -> Result<MatrixPreconditioner> {
+        let (Some(s), Some(shape)) = (state.filter(|_| step > 0), geo.shape) else {
+            return Err(OptimError::NoPreconditionerYet {
+                optimizer: c.optimizer.name(),
+            });
+        };
+        let lay = Layout::new(c, shape);
+        let conv = |v: &[T]| -> Vec<f64> { v.iter().map(|x| x.to_f64()).collect() };
+        let mut b = PreconditionerBlock::new(0..shape.rows, 0..shape.cols);
+        if lay.left {
+            b.left_factor = Some(conv(&s.mats[lay.lf()]));
+            b.left_basis = Some(conv(&s.mats[lay.lb()]));
+        }
+        if lay.right {
+            b.right_factor = Some(conv(&s.mats[lay.rf()]));
+            b.right_basis = Some(conv(&s.mats[lay.rb()]));
+        }
+        let t = step - 1;
+        if t >= 1 {
+            let c2 = if c.correct_bias {
+                (1.0 - c.betas[1].powf(t as f64)).sqrt()
+            } else {
+                1.0
+            };
+            let mut d = vec![0.0; lay.r * lay.c];
+            for (idx, v) in s.s[1].iter().enumerate() {
+                let (i, j) = position(idx, shape);
+                d[i * lay.c + j] = c2 / (v.to_f64().sqrt() + c.eps);
+            }
+            b.diagonal = Some(d);
+        }
+        Ok(MatrixPreconditioner {
+            optimizer: c.optimizer,
+            rows: shape.rows,
+            cols: shape.cols,
+            blocks: vec![b],
+        })
+    }
+
+    fn step<T: StepFloat>(
+        c: &OptimizerConfig,
+        ctx: &StepCtx<'_>,
+        x: &mut [T],
+        g: &[T],
+        slots: &mut Slots<T>,
+    ) -> Result<bool> {
+        let seg = &ctx.segments[0];
+        let shape = ctx
+            .geo
+            .shape
+            .ok_or_else(|| OptimError::Unsupported("soap needs a matrix shape".into()))?;
+        let (x, g) = (&mut x[seg.start..seg.end], &g[seg.start..seg.end]);
+        let lr = c.schedule.lr(seg.lr.unwrap_or(ctx.base_lr), ctx.step);
+        let lay = Layout::new(c, shape);
+        let sign = T::from_f64(if c.maximize { -1.0 } else { 1.0 });
+        let bs = if c.shampoo_beta < 0.0 {
+            c.betas[1]
+        } else {
+            c.shampoo_beta
+        };
+        let Slots {
+            s, mats, scratch, ..
+        } = slots;
+        let w = scratch.get_or(|| SoapWork::<T>::new(&lay));
+        let par = w.par;
+        for (idx, &gi) in g.iter().enumerate() {
+            let (i, j) = position(idx, shape);
+            w.g[(i, j)] = gi * sign;
+        }
+        let nonfinite = || ctx.propagate && first_nonfinite(g, usize::MAX).is_some();
+        if ctx.k() == 1 {
+            // 3.3: factors and the first bases, no parameter update
+            update_factors(&lay, w, mats, bs);
+            if lay.left {
+                first_basis(&mats[lay.lf()], &mut w.dl, par);
+                store_basis(&w.dl.q, &mut mats[lay.lb()]);
+            }
+            if lay.right {
+                first_basis(&mats[lay.rf()], &mut w.dr, par);
+                store_basis(&w.dr.q, &mut mats[lay.rb()]);
+            }
+            return Ok(nonfinite());
+        }
+        let t = ctx.k() - 1;
+        // 1: Gp = project(G) into w.a
+        rotate(
+            &lay,
+            mats,
+            false,
+            w.g.as_ref(),
+            w.t.as_mut(),
+            w.a.as_mut(),
+            par,
+        );
+        // 2–3: the moments and M ⊘ (sqrt(S) + eps) into w.b
+        let [b1, b2] = c.betas;
+        let (tb1, tb2) = (T::from_f64(b1), T::from_f64(b2));
+        let (ob1, ob2) = (T::from_f64(1.0 - b1), T::from_f64(1.0 - b2));
+        let eps = T::from_f64(c.eps);
+        let [m_s, v_s, _] = s;
+        for (idx, (m, v)) in m_s.iter_mut().zip(v_s.iter_mut()).enumerate() {
+            let (i, j) = position(idx, shape);
+            let gp = w.a[(i, j)];
+            *m = *m * tb1 + gp * ob1;
+            *v = *v * tb2 + gp * gp * ob2;
+            w.b[(i, j)] = *m / (v.sqrt() + eps);
+        }
+        rotate(
+            &lay,
+            mats,
+            true,
+            w.b.as_ref(),
+            w.t.as_mut(),
+            w.a.as_mut(),
+            par,
+        );
+        // 4: normalization
+        if c.normalize_grads {
+            let mut acc = T::ZERO;
+            for j in 0..lay.c {
+                for i in 0..lay.r {
+                    acc += w.a[(i, j)] * w.a[(i, j)];
+                }
+            }
+            let mean = acc / T::from_f64((lay.r * lay.c) as f64);
+            let denom = T::from_f64(1e-30) + mean.sqrt();
+            for j in 0..lay.c {
+                for i in 0..lay.r {
+                    w.a[(i, j)] /= denom;
+                }
+            }
+        }
+        // 5–6: the update and the decoupled decay
+        let mut step_size = lr;
+        if c.correct_bias {
+            let bc1 = 1.0 - b1.powf(t as f64);
+            let bc2 = 1.0 - b2.powf(t as f64);
+            step_size = step_size * bc2.sqrt() / bc1;
+        }
+        let nstep = T::from_f64(-step_size);
+        let decay = T::from_f64(-lr * c.weight_decay);
+        for (idx, xi) in x.iter_mut().enumerate() {
+            let (i, j) = position(idx, shape);
+            let mut v = *xi + nstep * w.a[(i, j)];
+            if c.weight_decay > 0.0 {
+                v = v + decay * v;
+            }
+            *xi = v;
+        }
+        // 7: refresh
+        for (idx, m) in m_s.iter().enumerate() {
+            let (i, j) = position(idx, shape);
+            w.m[(i, j)] = *m;
+        }
+        rotate(
+            &lay,
+            mats,
+            true,
+            w.m.as_ref(),
+            w.t.as_mut(),
+            w.b.as_mut(),
+            par,
+        );
+        update_factors(&lay, w, mats, bs);
+        if t % c.precondition_frequency == 0 {
+            if lay.left && refresh(&mats[lay.lf()], &mats[lay.lb()], &mut w.dl, par) {
+                store_basis(&w.dl.q, &mut mats[lay.lb()]);
+                permute_sq(v_s, shape, &mut w.t, &w.dl.perm, true);
+            }
+            if lay.right && refresh(&mats[lay.rf()], &mats[lay.rb()], &mut w.dr, par) {
+                store_basis(&w.dr.q, &mut mats[lay.rb()]);
+                permute_sq(v_s, shape, &mut w.t, &w.dr.perm, false);
+            }
+        }
+        rotate(
+            &lay,
+            mats,
+            false,
+            w.b.as_ref(),
+            w.t.as_mut(),
+            w.m.as_mut(),
+            par,
+        );
+        for (idx, m) in m_s.iter_mut().enumerate() {
+            let (i, j) = position(idx, shape);
+            *m = w.m[(i, j)];
+        }
+        Ok(nonfinite())
+    }
+}
+
+/// Which dimensions are preconditioned and where their arrays are in `Slots::mats`.
+struct Layout {
+    r: usize,
+    c: usize,
+    left: bool,
+    right: bool,
+}
+
+impl Layout {
+    fn new(c: &OptimizerConfig, s: MatrixShape) -> Self {
+        Layout {
+            r: s.rows,
+            c: s.cols,
+            left: s.rows <= c.max_precond_dim,
+            right: s.cols <= c.max_precond_dim,
+        }
+    }
+    fn lf(&self) -> usize {
+        0
+    }
+    fn rf(&self) -> usize {
+        usize::from(self.left)
+    }
+    fn lb(&self) -> usize {
+        usize::from(self.left) + usize::from(self.right)
+    }
+    fn rb(&self) -> usize {
+        self.lb() + usize::from(self.left)
+    }
+}
+
+/// The `(row, col)` of flat index `idx` of a matrix stored in `shape`'s order.
+#[inline(always)]
+fn position(idx: usize, s: MatrixShape) -> (usize, usize) {
+    match s.order {
+        MatrixOrder::RowMajor => (idx / s.cols, idx % s.cols),
+        MatrixOrder::ColMajor => (idx % s.rows, idx / s.rows),
+    }
+}
+
+/// The `f64` buffers of one preconditioned dimension of size `n`: the factor copy, the basis,
+/// the power iteration, eigenvalues / estimated eigenvalues, the permutation, a work vector and
+/// the eigensolver's workspace (built at the first step).
+struct DimWork {
+    n: usize,
+    a: Mat<f64>,
+    q: Mat<f64>,
+    p: Mat<f64>,
+    vals: Vec<f64>,
+    perm: Vec<usize>,
+    v: Vec<f64>,
+    eig: Option<SymEigWorkspace>,
+}
+
+impl DimWork {
+    fn new(n: usize) -> Self {
+        DimWork {
+            n,
+            a: Mat::zeros(n, n),
+            q: Mat::zeros(n, n),
+            p: Mat::zeros(n, n),
+            vals: vec![0.0; n],
+            perm: (0..n).collect(),
+            v: vec![0.0; n],
+            eig: None,
+        }
+    }
+}
+
+/// SOAP's between-step workspace (`r × c` matrices in the dtype, the factor products, and the
+/// `f64` buffers of each preconditioned dimension).
+struct SoapWork<T: StepFloat> {
+    par: Par,
+    g: Mat<T>,
+    a: Mat<T>,
+    b: Mat<T>,
+    m: Mat<T>,
+    t: Mat<T>,
+    gl: Mat<T>,
+    gr: Mat<T>,
+    dl: DimWork,
+    dr: DimWork,
+}
+
+impl<T: StepFloat> SoapWork<T> {
+    fn new(l: &Layout) -> Self {
+        let (r, c) = (l.r, l.c);
+        let side = |on: bool, n: usize| if on { n } else { 0 };
+        let big = r.max(c);
+        SoapWork {
+            par: if r * c * big >= 64 * 64 * 64 {
+                Par::rayon(0)
+            } else {
+                Par::Seq
+            },
+            g: Mat::zeros(r, c),
+            a: Mat::zeros(r, c),
+            b: Mat::zeros(r, c),
+            m: Mat::zeros(r, c),
+            t: Mat::zeros(r, c),
+            gl: Mat::zeros(side(l.left, r), side(l.left, r)),
+            gr: Mat::zeros(side(l.right, c), side(l.right, c)),
+            dl: DimWork::new(side(l.left, r)),
+            dr: DimWork::new(side(l.right, c)),
+        }
+    }
+}
+
+/// `upd(G)` on the stored factors: `GG ← lerp(GG, G Gᵀ, 1 − β_s)` (resp. `GᵀG`), the product's
+/// lower triangle mirrored so the factor stays exactly symmetric.
+fn update_factors<T: StepFloat>(l: &Layout, w: &mut SoapWork<T>, mats: &mut [Vec<T>], bs: f64) {
+    let lerp = Lerp::<T>::new(1.0 - bs);
+    let one = |prod: &mut Mat<T>, gg: &mut [T], lhs: MatRef<'_, T>| {
+        let n = prod.nrows();
+        matmul(
+            prod.as_mut(),
+            Accum::Replace,
+            lhs,
+            lhs.transpose(),
+            T::ONE,
+            w.par,
+        );
+        for i in 0..n {
+            for j in 0..=i {
+                let v = lerp.apply(gg[i * n + j], prod[(i, j)]);
+                gg[i * n + j] = v;
+                gg[j * n + i] = v;
+            }
+        }
+    };
+    if l.left {
+        one(&mut w.gl, &mut mats[l.lf()], w.g.as_ref());
+    }
+    if l.right {
+        one(&mut w.gr, &mut mats[l.rf()], w.g.as_ref().transpose());
+    }
+}
+
+/// `dst = project(src)` (`back = false`) or `project_back(src)` (`back = true`), the rows first,
+/// as the reference's `tensordot` sequence; `tmp` is an `r × c` scratch matrix.
+fn rotate<T: StepFloat>(
+    l: &Layout,
+    mats: &[Vec<T>],
+    back: bool,
+    src: MatRef<'_, T>,
+    mut tmp: MatMut<'_, T>,
+    mut dst: MatMut<'_, T>,
+    par: Par,
+) {
+    let ql = l
+        .left
+        .then(|| MatRef::from_row_major_slice(&mats[l.lb()], l.r, l.r));
+    let qr = l
+        .right
+        .then(|| MatRef::from_row_major_slice(&mats[l.rb()], l.c, l.c));
+    match (ql, qr) {
+        (Some(ql), Some(qr)) => {
+            let lq = if back { ql } else { ql.transpose() };
+            let rq = if back { qr.transpose() } else { qr };
+            matmul(tmp.as_mut(), Accum::Replace, lq, src, T::ONE, par);
+            matmul(dst, Accum::Replace, tmp.as_ref(), rq, T::ONE, par);
+        }
+        (Some(ql), None) => {
+            let lq = if back { ql } else { ql.transpose() };
+            matmul(dst, Accum::Replace, lq, src, T::ONE, par);
+        }
+        (None, Some(qr)) => {
+            let rq = if back { qr.transpose() } else { qr };
+            matmul(dst, Accum::Replace, src, rq, T::ONE, par);
+        }
+        (None, None) => dst.copy_from(src),
+    }
+}
+
+/// Rounds the `f64` basis `q` into the stored row-major basis.
+fn store_basis<T: StepFloat>(q: &Mat<f64>, out: &mut [T]) {
+    let n = q.nrows();
+    for i in 0..n {
+        for j in 0..n {
+            out[i * n + j] = T::from_f64(q[(i, j)]);
+        }
+    }
+}
+
+/// The first basis into `d.q`: the eigenvectors of `GG + 10⁻³⁰ I` by descending eigenvalue;
+/// the identity when the eigendecomposition fails.
+fn first_basis<T: StepFloat>(gg: &[T], d: &mut DimWork, par: Par) {
+    let n = d.n;
+    for i in 0..n {
+        for j in 0..n {
+            d.a[(i, j)] = gg[i * n + j].to_f64() + if i == j { 1e-30 } else { 0.0 };
+        }
+    }
+    if d.eig.is_none() {
+        d.eig = SymEigWorkspace::with_par(n, par).ok();
+    }
+    let ok = d
+        .eig
+        .as_mut()
+        .is_some_and(|ws| sym_eigh_into(d.a.as_ref(), d.p.as_mut(), &mut d.vals, ws).is_ok());
+    for i in 0..n {
+        for j in 0..n {
+            d.q[(i, j)] = if ok {
+                d.p[(i, n - 1 - j)]
+            } else if i == j {
+                1.0
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+/// The refresh of one dimension (step 7 of the module docs): the estimated eigenvalues
+/// `diag(Qᵀ GG Q)`, their descending order `π` (in `d.perm`), and `d.q ← qr(GG Q[:, π]).Q`.
+/// Returns `false` (basis unchanged) when the power iteration is not finite.
+fn refresh<T: StepFloat>(gg: &[T], q: &[T], d: &mut DimWork, par: Par) -> bool {
+    let n = d.n;
+    for i in 0..n {
+        for j in 0..n {
+            d.a[(i, j)] = gg[i * n + j].to_f64();
+            d.q[(i, j)] = q[i * n + j].to_f64();
+        }
+    }
+    matmul(
+        d.p.as_mut(),
+        Accum::Replace,
+        d.a.as_ref(),
+        d.q.as_ref(),
+        1.0,
+        par,
+    );
+    for j in 0..n {
+        let mut e = 0.0;
+        for i in 0..n {
+            let v = d.p[(i, j)];
+            if !v.is_finite() {
+                return false;
+            }
+            e += d.q[(i, j)] * v;
+        }
+        d.vals[j] = e;
+    }
+    for (i, p) in d.perm.iter_mut().enumerate() {
+        *p = i;
+    }
+    let vals = &d.vals;
+    d.perm
+        .sort_unstable_by(|&a, &b| vals[b].total_cmp(&vals[a]).then(a.cmp(&b)));
+    // the permuted power iteration, orthonormalized in place into d.q
+    for (jn, &jo) in d.perm.iter().enumerate() {
+        for i in 0..n {
+            d.q[(i, jn)] = d.p[(i, jo)];
+        }
+    }
+    orthonormalize(d.q.as_mut(), &mut d.v);
+    true
+}
+
+/// The `Q` of a thin QR of the square `a`, in place: Gram–Schmidt, each column re-orthogonalized
+/// until its norm drops by less than half (at most 4 passes); a dependent column is replaced by
+/// the unit vector with the largest component orthogonal to the previous columns.
+fn orthonormalize(mut a: MatMut<'_, f64>, v: &mut [f64]) {
+    let n = a.nrows();
+    let norm = |a: &MatMut<'_, f64>, j: usize| -> f64 {
+        (0..n).map(|i| a[(i, j)] * a[(i, j)]).sum::<f64>().sqrt()
+    };
+    let pass = |a: &mut MatMut<'_, f64>, j: usize| {
+        for k in 0..j {
+            let r: f64 = (0..n).map(|i| a[(i, k)] * a[(i, j)]).sum();
+            for i in 0..n {
+                let u = a[(i, k)];
+                a[(i, j)] -= r * u;
+            }
+        }
+    };
+    for j in 0..n {
+        let mut prev = norm(&a, j);
+        let mut ok = false;
+        if prev > 0.0 {
+            for _ in 0..4 {
+                pass(&mut a, j);
+                let now = norm(&a, j);
+                if now >= 0.5 * prev && now > 0.0 {
+                    ok = true;
+                    break;
+                }
+                prev = now;
+            }
+        }
+        if ok {
+            let s = norm(&a, j);
+            for i in 0..n {
+                a[(i, j)] /= s;
+            }
+            continue;
+        }
+        // dependent column: the unit vector e_b most orthogonal to columns 0..j
+        let mut best = (0, -1.0);
+        for b in 0..n {
+            let mut r2 = 1.0;
+            for k in 0..j {
+                r2 -= a[(b, k)] * a[(b, k)];
+            }
+            if r2 > best.1 {
+                best = (b, r2);
+            }
+        }
+        for (i, vi) in v.iter_mut().enumerate() {
+            *vi = if i == best.0 { 1.0 } else { 0.0 };
+        }
+        for i in 0..n {
+            a[(i, j)] = v[i];
+        }
+        for _ in 0..2 {
+            pass(&mut a, j);
+        }
+        let s = norm(&a, j);
+        for i in 0..n {
+            a[(i, j)] /= s;
+        }
+    }
+}
+
+/// `S`'s indices along the rows (`rows = true`) or the columns permuted by `perm`
+/// (`S_new[.., i, ..] = S_old[.., perm[i], ..]`), through the `r × c` scratch `t`.
+fn permute_sq<T: StepFloat>(
+    sq: &mut [T],
+    shape: MatrixShape,
+    t: &mut Mat<T>,
+    perm: &[usize],
+    rows: bool,
+) {
+    for (idx, v) in sq.iter().enumerate() {
+        let (i, j) = position(idx, shape);
+        t[(i, j)] = *v;
+    }
+    for (idx, v) in sq.iter_mut().enumerate() {
+        let (i, j) = position(idx, shape);
+        *v = if rows {
+            t[(perm[i], j)]
+        } else {
+            t[(i, perm[j])]
+        };
+    }
+}
