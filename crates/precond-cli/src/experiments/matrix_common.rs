@@ -199,7 +199,9 @@ pub fn gauss_newton_block(
     params: &[f64],
     x: &Mat<f64>,
 ) -> Result<Mat<f64>, CliError> {
-    let fwd = mlp.forward(params, x.as_ref(), Mode::Eval).map_err(lerr(id))?;
+    let fwd = mlp
+        .forward(params, x.as_ref(), Mode::Eval)
+        .map_err(lerr(id))?;
     let a = fwd.layer_input(LAYER);
     let h2 = fwd.layers()[LAYER].output();
     let logits = fwd.output();
@@ -220,7 +222,9 @@ pub fn gauss_newton_block(
     let mut p = vec![0.0; k];
     for s in 0..n {
         // softmax of the logits
-        let mx = (0..k).map(|r| logits[(r, s)]).fold(f64::NEG_INFINITY, f64::max);
+        let mx = (0..k)
+            .map(|r| logits[(r, s)])
+            .fold(f64::NEG_INFINITY, f64::max);
         let z: f64 = (0..k).map(|r| (logits[(r, s)] - mx).exp()).sum();
         for (r, pr) in p.iter_mut().enumerate() {
             *pr = (logits[(r, s)] - mx).exp() / z;
@@ -233,10 +237,14 @@ pub fn gauss_newton_block(
             }
         }
         // B = Vᵀ diag(p) V − (Vᵀp)(Vᵀp)ᵀ
-        let vp: Vec<f64> = (0..w).map(|i| (0..k).map(|r| v[r * w + i] * p[r]).sum()).collect();
+        let vp: Vec<f64> = (0..w)
+            .map(|i| (0..k).map(|r| v[r * w + i] * p[r]).sum())
+            .collect();
         for i in 0..m {
             for j in 0..m {
-                b[i * m + j] = (0..k).map(|r| v[r * w + i] * p[r] * v[r * w + j]).sum::<f64>()
+                b[i * m + j] = (0..k)
+                    .map(|r| v[r * w + i] * p[r] * v[r * w + j])
+                    .sum::<f64>()
                     - vp[i] * vp[j];
             }
         }
@@ -252,7 +260,9 @@ pub fn gauss_newton_block(
             }
         }
     }
-    Ok(Mat::from_fn(m * d, m * d, |r, c| 0.5 * (g[(r, c)] + g[(c, r)])))
+    Ok(Mat::from_fn(m * d, m * d, |r, c| {
+        0.5 * (g[(r, c)] + g[(c, r)])
+    }))
 }
 
 fn group_of_layer(mlp: &Mlp, opt: &Optimizer) -> Option<usize> {

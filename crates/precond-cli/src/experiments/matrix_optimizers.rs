@@ -32,7 +32,9 @@ fn compare(
         true,
     );
     let mut kappa = Plot::new(
-        format!("κ of the hidden layer's {WIDTH}×{WIDTH} Gauss–Newton block, plain (dashed) and preconditioned (solid)"),
+        format!(
+            "κ of the hidden layer's {WIDTH}×{WIDTH} Gauss–Newton block, plain (dashed) and preconditioned (solid)"
+        ),
         "epoch",
         "κ",
         false,

@@ -169,7 +169,7 @@ impl Kind for Muon {
         // 3: Newton–Schulz in the workspace
         work.newton_schulz(c);
         // 4–5: decay and the update
-        let decay = T::from_f64(1.0 - lr * c.weight_decay);
+        let decay = T::from_f64(1.0 - lr * seg.weight_decay);
         let nadj = T::from_f64(-c.adjust_lr_fn.apply(lr, r, cl));
         for (idx, xi) in x.iter_mut().enumerate() {
             let (i, j) = position(idx, shape);
