@@ -150,6 +150,74 @@ fn quick_report_runs_and_every_claim_holds() {
             "page references an external resource: {bad}"
         );
     }
+    in_headless_chromium(&dir.join("index.html"), plots);
+}
+
+/// The Chromium binary: `$PRECOND_CHROMIUM`, else `chromium` or `chromium-browser` on the `PATH`.
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PRECOND_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// Opens the page in headless Chromium: no console error, no script error, every plot rendered
+/// with a non-zero size (the page's own check records the counts on `<html>`, read from the
+/// DOM Chromium dumps after load). Skipped with a message when Chromium is absent, unless
+/// `PRECOND_REQUIRE_CHROMIUM=1` (CI installs it and sets that).
+fn in_headless_chromium(page: &std::path::Path, plots: usize) {
+    let Some(bin) = chromium() else {
+        assert!(
+            std::env::var_os("PRECOND_REQUIRE_CHROMIUM").is_none(),
+            "PRECOND_REQUIRE_CHROMIUM is set but no chromium was found"
+        );
+        eprintln!(
+            "skipped the headless-browser check: no chromium on PATH (apt-get install chromium)"
+        );
+        return;
+    };
+    let profile = out_dir("chromium-profile");
+    let out = Command::new(&bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=10000",
+            "--window-size=1200,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs");
+    let _ = std::fs::remove_dir_all(&profile);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "chromium failed: {log}");
+    let attr = |name: &str| -> Option<usize> {
+        let key = format!("{name}=\"");
+        let at = dom.find(&key)? + key.len();
+        dom[at..].split('"').next()?.parse().ok()
+    };
+    assert_eq!(
+        attr("data-plots"),
+        Some(plots),
+        "plots in the rendered page\n{log}"
+    );
+    assert_eq!(
+        attr("data-plots-rendered"),
+        Some(plots),
+        "plots with a non-zero size\n{log}"
+    );
+    assert_eq!(attr("data-errors"), Some(0), "script errors\n{log}");
+    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:#?}");
 }
 
 #[test]

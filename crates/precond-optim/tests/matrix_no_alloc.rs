@@ -1,7 +1,8 @@
-//! A Shampoo step allocates nothing after the first (which builds the workspace: block matrices,
-//! eigendecomposition buffers): a counting global allocator wraps the system allocator, and the
-//! later steps, root recomputations included, must leave the count at zero (f64 and f32,
-//! blocked, grafting, momentum, both storage orders).
+//! A Muon or Shampoo step allocates nothing after the first (which builds the workspace: the
+//! Newton–Schulz matrices; block matrices and eigendecomposition buffers): a counting global
+//! allocator wraps the system allocator, and the later steps, root recomputations included,
+//! must leave the count at zero (f64 and f32, tall and wide, blocked, grafting, momentum, both
+//! storage orders, a Muon group beside AdamW). SOAP has its own file (`soap_no_alloc.rs`).
 //!
 //! One test in this binary, so no other test allocates concurrently.
 
@@ -84,8 +85,22 @@ fn run<T: StepFloat>(cfg: &str, n: usize) -> (usize, usize) {
 }
 
 #[test]
-fn shampoo_steps_after_the_first_do_not_allocate() {
+fn matrix_optimizer_steps_after_the_first_do_not_allocate() {
     for (cfg, n) in [
+        (
+            r#"{"optimizer": "muon", "shape": [24, 10], "lr": 0.02}"#,
+            240,
+        ),
+        (
+            r#"{"optimizer": "muon", "shape": [10, 24], "order": "F", "nesterov": false}"#,
+            240,
+        ),
+        // Muon on a matrix group, AdamW elsewhere (the recipe)
+        (
+            r#"{"optimizer": "adamw", "groups": [{"start": 0, "end": 64, "shape": [8, 8],
+                "optimizer": "muon", "lr": 0.02}]}"#,
+            70,
+        ),
         (
             r#"{"optimizer": "shampoo", "shape": [9, 6], "lr": 0.01, "betas": [0.9, 0.999],
                 "epsilon": 1e-8, "momentum": 0.5, "weight_decay": 0.01,
