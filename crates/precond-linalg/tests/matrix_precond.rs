@@ -766,3 +766,88 @@ fn kron_errors() {
         })
     ));
 }
+
+#[test]
+fn gram_pair_and_transpose_match_plain_products() {
+    // sizes across the recursive split (256 rows) and odd halves, sequential and parallel
+    for &(m, k, seed) in &[
+        (1, 1, 11),
+        (7, 3, 12),
+        (40, 70, 13),
+        (300, 41, 14),
+        (517, 260, 15),
+    ] {
+        let x = random_mat(m, k, seed);
+        let mut xt = Mat::<f64>::zeros(k, m);
+        transpose_into(x.as_ref(), xt.as_mut()).unwrap();
+        assert!(
+            (0..m).all(|i| (0..k).all(|j| xt[(j, i)].to_bits() == x[(i, j)].to_bits())),
+            "transpose m={m} k={k}"
+        );
+        let want = &x * x.transpose();
+        let tol = 4.0 * (k as f64 + 2.0) * EPS * frob(x.as_ref()).powi(2);
+        for par in [Par::Seq, Par::rayon(2)] {
+            let mut out = Mat::from_fn(m, m, |_, _| f64::NAN);
+            gram_pair_into(x.as_ref(), xt.as_ref(), out.as_mut(), par).unwrap();
+            assert!(max_diff(out.as_ref(), want.as_ref()) <= tol, "m={m} k={k}");
+            assert_exactly_symmetric(out.as_ref());
+        }
+        // A² of a symmetric A from the pair (A, A)
+        let scale = 1.0 + frob(want.as_ref());
+        let a = Mat::from_fn(m, m, |i, j| want[(i, j)] / scale);
+        let a = Mat::from_fn(m, m, |i, j| if i >= j { a[(i, j)] } else { a[(j, i)] });
+        let mut sq = Mat::<f64>::zeros(m, m);
+        gram_pair_into(a.as_ref(), a.as_ref(), sq.as_mut(), Par::rayon(2)).unwrap();
+        let want_sq = &a * &a;
+        let tol = 4.0 * (m as f64 + 2.0) * EPS * frob(a.as_ref()).powi(2);
+        assert!(max_diff(sq.as_ref(), want_sq.as_ref()) <= tol, "A² m={m}");
+        assert_exactly_symmetric(sq.as_ref());
+    }
+    // f32
+    let x = Mat::<f32>::from_fn(300, 20, |i, j| ((i * 7 + j * 3) % 11) as f32 / 11.0 - 0.5);
+    let mut xt = Mat::<f32>::zeros(20, 300);
+    transpose_into(x.as_ref(), xt.as_mut()).unwrap();
+    let mut out = Mat::<f32>::zeros(300, 300);
+    gram_pair_into(x.as_ref(), xt.as_ref(), out.as_mut(), Par::Seq).unwrap();
+    let want = &x * x.transpose();
+    let d = (0..300)
+        .flat_map(|i| (0..300).map(move |j| (i, j)))
+        .map(|(i, j)| (out[(i, j)] - want[(i, j)]).abs())
+        .fold(0.0f32, f32::max);
+    assert!(d <= 1e-5, "{d}");
+    assert_exactly_symmetric(out.as_ref());
+}
+
+#[test]
+fn gram_pair_and_transpose_refuse_bad_shapes_and_overflow() {
+    let x = random_mat(4, 3, 21);
+    let bad_t = Mat::<f64>::zeros(4, 3);
+    let mut out = Mat::<f64>::zeros(4, 4);
+    assert!(matches!(
+        gram_pair_into(x.as_ref(), bad_t.as_ref(), out.as_mut(), Par::Seq),
+        Err(LinalgError::DimensionMismatch { .. })
+    ));
+    let xt = x.transpose().to_owned();
+    let mut small = Mat::<f64>::zeros(3, 3);
+    assert!(matches!(
+        gram_pair_into(x.as_ref(), xt.as_ref(), small.as_mut(), Par::Seq),
+        Err(LinalgError::DimensionMismatch { .. })
+    ));
+    let huge = Mat::from_fn(2, 2, |_, _| 1e200);
+    let mut o = Mat::<f64>::zeros(2, 2);
+    assert!(matches!(
+        gram_pair_into(huge.as_ref(), huge.as_ref(), o.as_mut(), Par::Seq),
+        Err(LinalgError::Overflow { .. })
+    ));
+    let mut wrong = Mat::<f64>::zeros(4, 3);
+    assert!(matches!(
+        transpose_into(x.as_ref(), wrong.as_mut()),
+        Err(LinalgError::DimensionMismatch { .. })
+    ));
+    // a row-major view is refused
+    let mut t = Mat::<f64>::zeros(3, 4);
+    assert!(matches!(
+        transpose_into(x.transpose(), t.transpose_mut()),
+        Err(LinalgError::InvalidArgument { .. })
+    ));
+}

@@ -18,6 +18,9 @@ macro_rules! define_kind_enum {
         /// - \[Tieleman2012\]: RMSProp (`rmsprop`).
         /// - \[Kingma2015\]: Adam (`adam`); \[Reddi2018\]: AMSGrad (`amsgrad`).
         /// - \[Loshchilov2019\]: decoupled weight decay (`adamw`).
+        /// - \[Jordan2024\], \[Liu2025\]: Muon (`muon`).
+        /// - \[Gupta2018\], \[Anil2020\], \[Shi2023\]: Shampoo and DistributedShampoo (`shampoo`).
+        /// - \[Vyas2024\]: SOAP (`soap`).
         ///
         /// Full entries: docs/THEORY.md, References.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

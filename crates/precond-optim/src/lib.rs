@@ -1,7 +1,9 @@
-//! Preconditioned optimizers (THEORY.md sections 2, 4 and 5): GD, SGD (momentum, dampening,
+//! Preconditioned optimizers (THEORY.md sections 2, 4, 5 and 7): GD, SGD (momentum, dampening,
 //! Nesterov), AdaGrad, RMSProp, Adam, AdamW and preconditioned GD with a fixed `P`, with exactly
 //! torch's `torch.optim` formulas, defaults and `eps` placement, composed from small generic
-//! parts and fused into one pass over memory per step.
+//! parts and fused into one pass over memory per step; and the matrix preconditioners Muon
+//! (torch 2.15's `Muon`), Shampoo (DistributedShampoo's arguments) and SOAP, on parameter groups
+//! that carry a 2-D shape and their own optimizer.
 //!
 //! # The update, per element (torch semantics)
 //!
@@ -26,10 +28,25 @@
 //! Extra regularization (any kind × space × form, [`regularization`]) combines with every
 //! diagonal optimizer. The current `P_k` is always observable ([`Optimizer::preconditioner`]).
 //!
+//! # Matrix parameters (THEORY.md §7)
+//!
+//! A group `{"start", "end", "shape": [rows, cols], "order": "C"|"F", "optimizer": "muon", ...}`
+//! runs its own optimizer (with that optimizer's keys and torch/reference defaults) on a matrix
+//! stored row-major or column-major in the flat buffer; the rest of the buffer runs the top-level
+//! optimizer. The step of each is in its file: `kinds/muon.rs` (momentum, Nesterov, quintic
+//! Newton–Schulz on the smaller Gram matrix, decoupled decay with the unadjusted `η`, adjusted
+//! `η'`), `kinds/shampoo.rs` (factors `L`, `R`, inverse fourth roots with `ε` added before the
+//! eigendecomposition, blocking, grafting, bias correction, decoupled decay added to the
+//! direction), `kinds/soap.rs` (Adam in the eigenbasis of EMA factors refreshed by power
+//! iteration + QR). Their preconditioners are observable
+//! ([`Optimizer::matrix_preconditioner`] → [`MatrixPreconditioner`]); the exact semantics and
+//! the oracles the tests compare with are in `tests/fixtures/matrix_reference.md`.
+//!
 //! # Layout
 //!
 //! - [`OptimizerConfig`] (torch's names and defaults, strict JSON) → [`Optimizer`] (one flat
-//!   buffer, groups, schedule, state save/load, `P_k`).
+//!   buffer, groups, schedule, state save/load, `P_k`); groups resolve into segments and parts
+//!   (`src/groups.rs`: one optimizer each, its state stored compactly).
 //! - One description per optimizer kind (`src/kinds/*.rs`): accepted keys, defaults, validation,
 //!   state slots, `P_k`, dispatch; listed once in `src/registry.rs`, from which
 //!   [`OptimizerKind`] is generated. See the README's "How to add an optimizer".

@@ -207,12 +207,19 @@ pub trait StepFloat: Float + faer::traits::RealField + sealed::Sealed {
         out: faer::MatMut<'_, Self>,
         par: faer::Par,
     ) -> Result<(), precond_linalg::LinalgError>;
-    /// `out = A²` for symmetric `A` (precond-linalg's `sym_square_into`).
+    /// `out = X Xᵀ` given `Xᵀ` too (precond-linalg's `gram_pair_into`).
     #[doc(hidden)]
-    fn sym_square(
-        a: faer::MatRef<'_, Self>,
+    fn gram_pair(
+        x: faer::MatRef<'_, Self>,
+        xt: faer::MatRef<'_, Self>,
         out: faer::MatMut<'_, Self>,
         par: faer::Par,
+    ) -> Result<(), precond_linalg::LinalgError>;
+    /// `dst = srcᵀ` (precond-linalg's `transpose_into`).
+    #[doc(hidden)]
+    fn transpose(
+        src: faer::MatRef<'_, Self>,
+        dst: faer::MatMut<'_, Self>,
     ) -> Result<(), precond_linalg::LinalgError>;
 }
 
@@ -244,12 +251,19 @@ macro_rules! step_float {
             ) -> Result<(), precond_linalg::LinalgError> {
                 precond_linalg::gram_into::<$t>(x, out, 1.0, 0.0, par)
             }
-            fn sym_square(
-                a: faer::MatRef<'_, $t>,
+            fn gram_pair(
+                x: faer::MatRef<'_, $t>,
+                xt: faer::MatRef<'_, $t>,
                 out: faer::MatMut<'_, $t>,
                 par: faer::Par,
             ) -> Result<(), precond_linalg::LinalgError> {
-                precond_linalg::sym_square_into::<$t>(a, out, par)
+                precond_linalg::gram_pair_into::<$t>(x, xt, out, par)
+            }
+            fn transpose(
+                src: faer::MatRef<'_, $t>,
+                dst: faer::MatMut<'_, $t>,
+            ) -> Result<(), precond_linalg::LinalgError> {
+                precond_linalg::transpose_into::<$t>(src, dst)
             }
         }
     };

@@ -438,3 +438,79 @@ fn groups_inheriting_a_matrix_optimizer_keep_their_own_overrides() {
     }
     assert!(bits_eq(&x, &y), "{x:?}\n{y:?}");
 }
+
+#[test]
+fn the_schedule_scales_every_part_and_skip_leaves_them_all_untouched() {
+    // cosine schedule on AdamW + a Shampoo group + a SOAP group + a Muon group, against the
+    // standalone optimizers with the same schedule
+    let sched = r#""schedule": {"kind": "cosine", "T_max": 7, "eta_min": 0.0}"#;
+    let mixed = format!(
+        r#"{{"optimizer": "adamw", "lr": 1e-2, {sched}, "nonfinite": "skip",
+            "groups": [{{"start": 0, "end": 12, "shape": [3, 4], "optimizer": "muon", "lr": 0.02}},
+                       {{"start": 12, "end": 24, "shape": [4, 3], "optimizer": "shampoo", "lr": 0.01,
+                         "epsilon": 1e-6, "grafting": {{"type": "adam"}}}},
+                       {{"start": 24, "end": 33, "shape": [3, 3], "optimizer": "soap", "lr": 0.01,
+                         "precondition_frequency": 2}}]}}"#
+    );
+    let mut opt = OptimizerConfig::from_json(&mixed)
+        .unwrap()
+        .build(37)
+        .unwrap();
+    let alone = [
+        (
+            format!(r#"{{"optimizer": "muon", "lr": 0.02, "shape": [3, 4], {sched}}}"#),
+            0,
+            12,
+        ),
+        (
+            format!(
+                r#"{{"optimizer": "shampoo", "lr": 0.01, "shape": [4, 3], "epsilon": 1e-6,
+                    "grafting": {{"type": "adam"}}, {sched}}}"#
+            ),
+            12,
+            24,
+        ),
+        (
+            format!(
+                r#"{{"optimizer": "soap", "lr": 0.01, "shape": [3, 3], "precondition_frequency": 2, {sched}}}"#
+            ),
+            24,
+            33,
+        ),
+        (
+            format!(r#"{{"optimizer": "adamw", "lr": 1e-2, {sched}}}"#),
+            33,
+            37,
+        ),
+    ];
+    let mut parts: Vec<(Optimizer, usize, usize)> = alone
+        .iter()
+        .map(|(c, a, b)| {
+            (
+                OptimizerConfig::from_json(c).unwrap().build(b - a).unwrap(),
+                *a,
+                *b,
+            )
+        })
+        .collect();
+    let mut x: Vec<f64> = (0..37).map(|i| ((i * 5 % 13) as f64 - 6.0) / 7.0).collect();
+    let mut y = x.clone();
+    for k in 1..=12 {
+        let g = grad(k, &x);
+        // a non-finite gradient is skipped by every part at once
+        if k == 5 {
+            let mut bad = g.clone();
+            bad[30] = f64::NAN;
+            let before = opt.state();
+            let out = opt.step_f64(&mut x, &bad).unwrap();
+            assert!(!out.applied && out.nonfinite_index == Some(30));
+            assert_eq!(opt.state(), before);
+        }
+        opt.step_f64(&mut x, &g).unwrap();
+        let g = grad(k, &y);
+        for (o, a, b) in &mut parts {
+            o.step_f64(&mut y[*a..*b], &g[*a..*b]).unwrap();
+        }
+    }
+    assert!(bits_eq(&x, &y), "{x:?}\n{y:?}");
+}

@@ -151,49 +151,57 @@ impl Kind for Muon {
         let (p, q) = if tall { (cl, r) } else { (r, cl) };
         let sign = T::from_f64(if c.maximize { -1.0 } else { 1.0 });
         let work = slots.scratch.get_or(|| MuonWork::<T>::new(p, q));
-        // 1–2: momentum and the direction, written into the workspace as the p × q matrix
+        // The flat buffer is, column-major, either the p × q iterate Y itself or its transpose:
+        // a row-major r × c matrix is a column-major c × r one. Fill whichever it is
+        // contiguously, and transpose once (cache-blocked) when it is Yᵀ.
+        let flat_is_y = (shape.order == MatrixOrder::ColMajor) != tall;
+        // 1–2: momentum and the direction
         let to_buf = Lerp::<T>::new(1.0 - c.momentum);
         let look = Lerp::<T>::new(c.momentum);
         let buf = &mut slots.s[0];
-        for (idx, (b, &gi)) in buf.iter_mut().zip(g).enumerate() {
-            let gi = gi * sign;
-            *b = to_buf.apply(*b, gi);
-            let u = if c.nesterov { look.apply(gi, *b) } else { *b };
-            let (i, j) = position(idx, shape);
-            if tall {
-                work.x[(j, i)] = u;
-            } else {
-                work.x[(i, j)] = u;
+        {
+            let dest = if flat_is_y { &mut work.x } else { &mut work.xt };
+            let ld = dest.nrows();
+            for (k, (bc, gc)) in buf.chunks_mut(ld).zip(g.chunks(ld)).enumerate() {
+                for ((u, b), &gi) in dest.col_as_slice_mut(k).iter_mut().zip(bc).zip(gc) {
+                    let gi = gi * sign;
+                    *b = to_buf.apply(*b, gi);
+                    *u = if c.nesterov { look.apply(gi, *b) } else { *b };
+                }
             }
+        }
+        if !flat_is_y && T::transpose(work.xt.as_ref(), work.x.as_mut()).is_err() {
+            return Err(OptimError::Unsupported(
+                "muon's workspace is not column-major".into(),
+            ));
         }
         // 3: Newton–Schulz in the workspace
         work.newton_schulz(c);
+        if !flat_is_y && T::transpose(work.x.as_ref(), work.xt.as_mut()).is_err() {
+            return Err(OptimError::Unsupported(
+                "muon's workspace is not column-major".into(),
+            ));
+        }
         // 4–5: decay and the update
         let decay = T::from_f64(1.0 - lr * seg.weight_decay);
         let nadj = T::from_f64(-c.adjust_lr_fn.apply(lr, r, cl));
-        for (idx, xi) in x.iter_mut().enumerate() {
-            let (i, j) = position(idx, shape);
-            let o = if tall { work.x[(j, i)] } else { work.x[(i, j)] };
-            let d = *xi * decay;
-            *xi = d + nadj * o;
+        let src = if flat_is_y { &work.x } else { &work.xt };
+        let ld = src.nrows();
+        for (k, xc) in x.chunks_mut(ld).enumerate() {
+            for (xi, &o) in xc.iter_mut().zip(src.col_as_slice(k)) {
+                let d = *xi * decay;
+                *xi = d + nadj * o;
+            }
         }
         Ok(ctx.propagate && first_nonfinite(g, usize::MAX).is_some())
     }
 }
 
-/// The `(row, col)` of flat index `idx` of a matrix stored in `shape`'s order.
-#[inline(always)]
-fn position(idx: usize, s: MatrixShape) -> (usize, usize) {
-    match s.order {
-        MatrixOrder::RowMajor => (idx / s.cols, idx % s.cols),
-        MatrixOrder::ColMajor => (idx % s.rows, idx / s.rows),
-    }
-}
-
-/// Muon's between-step workspace: the iterate `Y` (`p × q`, `p ≤ q`), the Gram matrix and its
-/// polynomial (`p × p`), and the next iterate.
+/// Muon's between-step workspace: the iterate `Y` (`p × q`, `p ≤ q`) and its transpose, the Gram
+/// matrix and its polynomial (`p × p`), and the next iterate.
 struct MuonWork<T: StepFloat> {
     x: Mat<T>,
+    xt: Mat<T>,
     a: Mat<T>,
     b: Mat<T>,
     y: Mat<T>,
@@ -203,21 +211,23 @@ impl<T: StepFloat> MuonWork<T> {
     fn new(p: usize, q: usize) -> Self {
         MuonWork {
             x: Mat::zeros(p, q),
+            xt: Mat::zeros(q, p),
             a: Mat::zeros(p, p),
             b: Mat::zeros(p, p),
             y: Mat::zeros(p, q),
         }
     }
 
-    /// `Y ← NS(Y)` in place (step 3 of the module docs).
+    /// `Y ← NS(Y)` in place (step 3 of the module docs). The Gram products `YYᵀ` and `A²` are
+    /// symmetric products from `Y` and an explicit `Yᵀ` (precond-linalg's `gram_pair_into`:
+    /// lower triangle by recursive halving, every product column-major × column-major).
     fn newton_schulz(&mut self, c: &OptimizerConfig) {
         let (p, q) = (self.x.nrows(), self.x.ncols());
         let par = par_for(p, q);
         // ‖Y‖_F in the dtype, as torch's norm of the copy
         let mut acc = T::ZERO;
         for j in 0..q {
-            for i in 0..p {
-                let v = self.x[(i, j)];
+            for &v in self.x.col_as_slice(j) {
                 acc += v * v;
             }
         }
@@ -225,33 +235,32 @@ impl<T: StepFloat> MuonWork<T> {
         let eps = T::from_f64(c.eps);
         let scale = if norm > eps { norm } else { eps };
         for j in 0..q {
-            for i in 0..p {
-                self.x[(i, j)] /= scale;
+            for v in self.x.col_as_slice_mut(j) {
+                *v /= scale;
             }
         }
         let [ca, cb, cc] = c.ns_coefficients.map(T::from_f64);
         for _ in 0..c.ns_steps {
-            // A = Y Yᵀ, B = bA + cA², Y ← aY + B Y (symmetric products; they refuse NaN/inf,
-            // which only the `propagate` policy lets in: the result is then NaN, as torch's)
-            if T::gram(self.x.as_ref(), self.a.as_mut(), par).is_err()
-                || T::sym_square(self.a.as_ref(), self.b.as_mut(), par).is_err()
-            {
+            // A = Y Yᵀ, B = bA + cA², Y ← aY + B Y; a non-finite product (only the `propagate`
+            // policy lets NaN/inf in) makes the result NaN, as torch's
+            let ok = T::transpose(self.x.as_ref(), self.xt.as_mut()).is_ok()
+                && T::gram_pair(self.x.as_ref(), self.xt.as_ref(), self.a.as_mut(), par).is_ok()
+                && T::gram_pair(self.a.as_ref(), self.a.as_ref(), self.b.as_mut(), par).is_ok();
+            if !ok {
                 self.x.fill(T::from_f64(f64::NAN));
                 return;
             }
+            // B' = aI + bA + cA², then Y ← B'Y in one product (torch: aY + (bA + cA²)Y)
             for j in 0..p {
-                for i in 0..p {
-                    self.b[(i, j)] = cb * self.a[(i, j)] + cc * self.b[(i, j)];
+                let (aj, bj) = (self.a.col_as_slice(j), self.b.col_as_slice_mut(j));
+                for (bv, &av) in bj.iter_mut().zip(aj) {
+                    *bv = cb * av + cc * *bv;
                 }
-            }
-            for j in 0..q {
-                for i in 0..p {
-                    self.y[(i, j)] = ca * self.x[(i, j)];
-                }
+                bj[j] += ca;
             }
             matmul(
                 self.y.as_mut(),
-                Accum::Add,
+                Accum::Replace,
                 self.b.as_ref(),
                 self.x.as_ref(),
                 T::ONE,
