@@ -66,6 +66,48 @@ impl<const DECOUPLED: bool> Kind for AdamFamily<DECOUPLED> {
         }
     }
 
+    /// `|m| ≤ C_k sqrt(v)` element-wise: with `m_k = Σ (1−β₁)β₁^{k−i} g_i` and
+    /// `v_k = Σ (1−β₂)β₂^{k−i} g_i²` over the same gradients, Cauchy–Schwarz gives
+    /// `C_k = (1−β₁)/sqrt(1−β₂) · sqrt(Σ_{j<k} (β₁²/β₂)^j)` (≤ `(1−β₁)/sqrt((1−β₂)(1−β₁²/β₂))`
+    /// when `β₁² < β₂`, the usual case). Slack for rounding: `|m| ≤ (1 + 10⁻³) C_k
+    /// sqrt(v + f32::MIN_POSITIVE)` (the absolute term covers squares that underflow in `f32`).
+    /// Skipped when `C_k` is not finite.
+    fn check_state(
+        c: &OptimizerConfig,
+        step: u64,
+        arrays: &[&[f64]],
+    ) -> std::result::Result<(), String> {
+        let [b1, b2] = c.betas;
+        if step == 0 || b2 <= 0.0 {
+            return Ok(());
+        }
+        let r = b1 * b1 / b2;
+        let k = step as f64;
+        let sum = if r < 1.0 {
+            (1.0 - r.powf(k)) / (1.0 - r)
+        } else {
+            // r ≥ 1: the finite sum, k r^(k−1) at most
+            k * r.powf(k - 1.0)
+        };
+        let ck = (1.0 - b1) / (1.0 - b2).sqrt() * sum.sqrt();
+        if !ck.is_finite() {
+            return Ok(());
+        }
+        // exp_avg_sq first, exp_avg last (AMSGrad's max in between, ≥ exp_avg_sq)
+        let (Some(v), Some(m)) = (arrays.first(), arrays.last()) else {
+            return Ok(());
+        };
+        for (i, (&mi, &vi)) in m.iter().zip(v.iter()).enumerate() {
+            let bound = (1.0 + 1e-3) * ck * (vi + f64::from(f32::MIN_POSITIVE)).sqrt();
+            if mi.abs() > bound {
+                return Err(format!(
+                    "exp_avg[{i}] = {mi} but exp_avg_sq[{i}] = {vi}: |exp_avg| ≤ {ck:.6} sqrt(exp_avg_sq) holds for every state Adam's recursions produce after {step} steps"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn observe<T: StepFloat>(
         c: &OptimizerConfig,
         step: u64,

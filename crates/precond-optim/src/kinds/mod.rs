@@ -103,6 +103,18 @@ pub(crate) trait Kind {
     fn arrays(_c: &OptimizerConfig, _geo: &Geometry) -> Vec<SlotSpec> {
         Vec::new()
     }
+    /// Cross-checks between the arrays of a loaded state (called after every value was checked
+    /// finite and sign-correct): relations the update keeps by construction, so that a
+    /// tampered state the recursions could never produce is refused. `arrays` are in
+    /// [`Kind::slots`] then [`Kind::arrays`] order; `step` is the loaded step count. The error
+    /// says what does not hold, with the index.
+    fn check_state(
+        _c: &OptimizerConfig,
+        _step: u64,
+        _arrays: &[&[f64]],
+    ) -> std::result::Result<(), String> {
+        Ok(())
+    }
     /// The current matrix preconditioner (matrix kinds only).
     fn observe_matrix<T: StepFloat>(
         c: &OptimizerConfig,
@@ -188,6 +200,14 @@ macro_rules! define_dispatch {
                 let mut v = self.slots(c);
                 match self { $(OptimizerKind::$variant => v.extend(<$ty as Kind>::arrays(c, geo)),)* }
                 v
+            }
+            pub(crate) fn check_state(
+                self,
+                c: &OptimizerConfig,
+                step: u64,
+                arrays: &[&[f64]],
+            ) -> std::result::Result<(), String> {
+                match self { $(OptimizerKind::$variant => <$ty as Kind>::check_state(c, step, arrays),)* }
             }
             pub(crate) fn observe_matrix<T: StepFloat>(
                 self,

@@ -117,6 +117,19 @@ impl Optimizer {
                         j += 1;
                     }
                 }
+                // relations between a part's arrays that its update keeps (Adam: |m| vs v)
+                let mut j = 0;
+                for p in self.parts() {
+                    let arrays: Vec<&[f64]> = st.slots[j..j + p.specs.len()]
+                        .iter()
+                        .map(Vec::as_slice)
+                        .collect();
+                    p.cfg
+                        .optimizer
+                        .check_state(&p.cfg, st.step, &arrays)
+                        .map_err(OptimError::state)?;
+                    j += p.specs.len();
+                }
                 let mut j = 0;
                 for p in self.parts() {
                     let store = match d {
