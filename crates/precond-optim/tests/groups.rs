@@ -404,39 +404,43 @@ fn muons_factor_of_a_rank_deficient_buffer_is_finite_and_zero_on_the_null_space(
 
 #[test]
 fn groups_inheriting_a_matrix_optimizer_keep_their_own_overrides() {
-    // top-level Muon over two matrices; the second overrides lr and weight_decay
-    let mut opt = OptimizerConfig::from_json(
-        r#"{"optimizer": "muon", "lr": 0.02,
-            "groups": [{"start": 0, "end": 6, "shape": [2, 3]},
-                       {"start": 6, "end": 18, "shape": [4, 3], "lr": 0.01, "weight_decay": 0.0}]}"#,
-    )
-    .unwrap()
-    .build(18)
-    .unwrap();
-    let mut a = OptimizerConfig::from_json(r#"{"optimizer": "muon", "lr": 0.02, "shape": [2, 3]}"#)
+    // a top-level matrix optimizer over two matrices; the second overrides lr and weight_decay
+    for kind in ["muon", "shampoo", "soap"] {
+        let mut opt = OptimizerConfig::from_json(&format!(
+            r#"{{"optimizer": "{kind}", "lr": 0.02, "weight_decay": 0.05,
+                "groups": [{{"start": 0, "end": 6, "shape": [2, 3]}},
+                           {{"start": 6, "end": 18, "shape": [4, 3], "lr": 0.01, "weight_decay": 0.0}}]}}"#
+        ))
+        .unwrap()
+        .build(18)
+        .unwrap();
+        let mut a = OptimizerConfig::from_json(&format!(
+            r#"{{"optimizer": "{kind}", "lr": 0.02, "weight_decay": 0.05, "shape": [2, 3]}}"#
+        ))
         .unwrap()
         .build(6)
         .unwrap();
-    let mut b = OptimizerConfig::from_json(
-        r#"{"optimizer": "muon", "lr": 0.01, "weight_decay": 0.0, "shape": [4, 3]}"#,
-    )
-    .unwrap()
-    .build(12)
-    .unwrap();
-    let mut x: Vec<f64> = (0..18).map(|i| (i as f64 - 8.0) / 5.0).collect();
-    let mut y = x.clone();
-    for k in 1..=6 {
-        let g: Vec<f64> = (0..18)
-            .map(|i| x[i] + (((31 * k + 17 * i) % 23) as f64 - 11.0) / 16.0)
-            .collect();
-        opt.step_f64(&mut x, &g).unwrap();
-        let g: Vec<f64> = (0..18)
-            .map(|i| y[i] + (((31 * k + 17 * i) % 23) as f64 - 11.0) / 16.0)
-            .collect();
-        a.step_f64(&mut y[..6], &g[..6]).unwrap();
-        b.step_f64(&mut y[6..], &g[6..]).unwrap();
+        let mut b = OptimizerConfig::from_json(&format!(
+            r#"{{"optimizer": "{kind}", "lr": 0.01, "weight_decay": 0.0, "shape": [4, 3]}}"#
+        ))
+        .unwrap()
+        .build(12)
+        .unwrap();
+        let mut x: Vec<f64> = (0..18).map(|i| (i as f64 - 8.0) / 5.0).collect();
+        let mut y = x.clone();
+        for k in 1..=6 {
+            let g: Vec<f64> = (0..18)
+                .map(|i| x[i] + (((31 * k + 17 * i) % 23) as f64 - 11.0) / 16.0)
+                .collect();
+            opt.step_f64(&mut x, &g).unwrap();
+            let g: Vec<f64> = (0..18)
+                .map(|i| y[i] + (((31 * k + 17 * i) % 23) as f64 - 11.0) / 16.0)
+                .collect();
+            a.step_f64(&mut y[..6], &g[..6]).unwrap();
+            b.step_f64(&mut y[6..], &g[6..]).unwrap();
+        }
+        assert!(bits_eq(&x, &y), "{kind}: {x:?}\n{y:?}");
     }
-    assert!(bits_eq(&x, &y), "{x:?}\n{y:?}");
 }
 
 #[test]

@@ -1,8 +1,9 @@
-//! A Muon or Shampoo step allocates nothing after the first (which builds the workspace: the
-//! Newton–Schulz matrices; block matrices and eigendecomposition buffers): a counting global
-//! allocator wraps the system allocator, and the later steps, root recomputations included,
-//! must leave the count at zero (f64 and f32, tall and wide, blocked, grafting, momentum, both
-//! storage orders, a Muon group beside AdamW). SOAP has its own file (`soap_no_alloc.rs`).
+//! A Muon, Shampoo or SOAP step allocates nothing after the first (which builds the workspace:
+//! the Newton–Schulz matrices; block matrices and eigendecomposition buffers; SOAP's bases): a
+//! counting global allocator wraps the system allocator, and the later steps, root
+//! recomputations and basis refreshes included, must leave the count at zero (f64 and f32, tall
+//! and wide, blocked, grafting, momentum, both storage orders, a dimension beyond
+//! `max_precond_dim`, a Muon group beside AdamW).
 //!
 //! One test in this binary, so no other test allocates concurrently.
 
@@ -86,6 +87,7 @@ fn run<T: StepFloat>(cfg: &str, n: usize) -> (usize, usize) {
 
 #[test]
 fn matrix_optimizer_steps_after_the_first_do_not_allocate() {
+    // steps 4..=12 include Shampoo root recomputations and SOAP basis refreshes (frequency 2)
     for (cfg, n) in [
         (
             r#"{"optimizer": "muon", "shape": [24, 10], "lr": 0.02}"#,

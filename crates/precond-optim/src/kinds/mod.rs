@@ -21,6 +21,7 @@ pub(crate) mod adagrad;
 pub(crate) mod adam;
 pub(crate) mod compose;
 pub(crate) mod gd;
+pub(crate) mod matrix;
 pub(crate) mod muon;
 pub(crate) mod precond_gd;
 pub(crate) mod rmsprop;
@@ -135,10 +136,15 @@ pub(crate) trait Kind {
     /// `None` before the first step.
     fn observe<T: StepFloat>(
         c: &OptimizerConfig,
-        step: u64,
-        state: Option<&Slots<T>>,
-        out: &mut [f64],
-    ) -> Result<()>;
+        _step: u64,
+        _state: Option<&Slots<T>>,
+        _out: &mut [f64],
+    ) -> Result<()> {
+        Err(OptimError::Unsupported(format!(
+            "`{}` has a matrix preconditioner: use matrix_preconditioner",
+            c.optimizer.name()
+        )))
+    }
     /// One step over the whole buffer; `Ok(true)` when the pass saw a non-finite gradient
     /// (only looked for under `propagate`). Default: one fused pass per segment.
     fn step<T: StepFloat>(

@@ -24,6 +24,7 @@
 //!   2024 (blog post and `KellerJordan/Muon`).
 //! - \[Liu2025\] J. Liu et al., *Muon is scalable for LLM training*, 2025 (`match_rms_adamw`).
 
+use super::matrix::{MatrixSegment, observed, segment, single_block};
 use super::{Kind, StepCtx};
 use crate::config::{MatrixOrder, MatrixShape, OptimizerConfig};
 use crate::error::{OptimError, Result};
@@ -89,29 +90,13 @@ impl Kind for Muon {
         vec![SlotSpec::zero("momentum_buffer")]
     }
 
-    fn observe<T: StepFloat>(
-        c: &OptimizerConfig,
-        _step: u64,
-        _state: Option<&Slots<T>>,
-        _out: &mut [f64],
-    ) -> Result<()> {
-        Err(OptimError::Unsupported(format!(
-            "`{}` has a matrix preconditioner: use matrix_preconditioner",
-            c.optimizer.name()
-        )))
-    }
-
     fn observe_matrix<T: StepFloat>(
         c: &OptimizerConfig,
         step: u64,
         state: Option<&Slots<T>>,
         geo: &Geometry,
     ) -> Result<MatrixPreconditioner> {
-        let (Some(s), Some(shape)) = (state.filter(|_| step > 0), geo.shape) else {
-            return Err(OptimError::NoPreconditionerYet {
-                optimizer: c.optimizer.name(),
-            });
-        };
+        let (s, shape) = observed(c, step, state, geo)?;
         let buf: Vec<f64> = s.s[0].iter().map(|v| v.to_f64()).collect();
         let (m, tall) = implied_factor(c, &buf, shape)?;
         let mut b = PreconditionerBlock::new(0..shape.rows, 0..shape.cols);
@@ -124,12 +109,7 @@ impl Kind for Muon {
         } else {
             b.left = Some(flat);
         }
-        Ok(MatrixPreconditioner {
-            optimizer: c.optimizer,
-            rows: shape.rows,
-            cols: shape.cols,
-            blocks: vec![b],
-        })
+        Ok(single_block(c, shape, b))
     }
 
     fn step<T: StepFloat>(
@@ -139,13 +119,13 @@ impl Kind for Muon {
         g: &[T],
         slots: &mut Slots<T>,
     ) -> Result<bool> {
-        let seg = &ctx.segments[0];
-        let shape = ctx
-            .geo
-            .shape
-            .ok_or_else(|| OptimError::Unsupported("muon needs a matrix shape".into()))?;
-        let (x, g) = (&mut x[seg.start..seg.end], &g[seg.start..seg.end]);
-        let lr = c.schedule.lr(seg.lr.unwrap_or(ctx.base_lr), ctx.step);
+        let MatrixSegment {
+            shape,
+            x,
+            g,
+            lr,
+            weight_decay,
+        } = segment(c, ctx, x, g)?;
         let (r, cl) = (shape.rows, shape.cols);
         let tall = r > cl;
         let (p, q) = if tall { (cl, r) } else { (r, cl) };
@@ -183,7 +163,7 @@ impl Kind for Muon {
             ));
         }
         // 4–5: decay and the update
-        let decay = T::from_f64(1.0 - lr * seg.weight_decay);
+        let decay = T::from_f64(1.0 - lr * weight_decay);
         let nadj = T::from_f64(-c.adjust_lr_fn.apply(lr, r, cl));
         let src = if flat_is_y { &work.x } else { &work.xt };
         let ld = src.nrows();

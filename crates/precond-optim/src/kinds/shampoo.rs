@@ -55,8 +55,9 @@
 //!   distributed Shampoo optimizer for training neural networks at-scale*, 2023
 //!   (`facebookresearch/optimizers`, DistributedShampoo).
 
+use super::matrix::{MatrixSegment, observed, position, segment};
 use super::{Kind, StepCtx};
-use crate::config::{GraftingKind, MatrixOrder, MatrixShape, OptimizerConfig};
+use crate::config::{GraftingKind, MatrixShape, OptimizerConfig};
 use crate::error::{OptimError, Result};
 use crate::kernel::first_nonfinite;
 use crate::matrix::{MatrixPreconditioner, PreconditionerBlock};
@@ -231,29 +232,13 @@ impl Kind for Shampoo {
         ]
     }
 
-    fn observe<T: StepFloat>(
-        c: &OptimizerConfig,
-        _step: u64,
-        _state: Option<&Slots<T>>,
-        _out: &mut [f64],
-    ) -> Result<()> {
-        Err(OptimError::Unsupported(format!(
-            "`{}` has a matrix preconditioner: use matrix_preconditioner",
-            c.optimizer.name()
-        )))
-    }
-
     fn observe_matrix<T: StepFloat>(
         c: &OptimizerConfig,
         step: u64,
         state: Option<&Slots<T>>,
         geo: &Geometry,
     ) -> Result<MatrixPreconditioner> {
-        let (Some(s), Some(shape)) = (state.filter(|_| step > 0), geo.shape) else {
-            return Err(OptimError::NoPreconditionerYet {
-                optimizer: c.optimizer.name(),
-            });
-        };
+        let (s, shape) = observed(c, step, state, geo)?;
         if s.mats.len() != ARRAYS {
             return Err(OptimError::state(format!(
                 "shampoo state has {} arrays, expected {ARRAYS}",
@@ -305,20 +290,20 @@ impl Kind for Shampoo {
         g: &[T],
         slots: &mut Slots<T>,
     ) -> Result<bool> {
-        let seg = &ctx.segments[0];
-        let shape = ctx
-            .geo
-            .shape
-            .ok_or_else(|| OptimError::Unsupported("shampoo needs a matrix shape".into()))?;
-        let (x, g) = (&mut x[seg.start..seg.end], &g[seg.start..seg.end]);
+        let MatrixSegment {
+            shape,
+            x,
+            g,
+            lr,
+            weight_decay,
+        } = segment(c, ctx, x, g)?;
         if slots.mats.len() != ARRAYS {
             return Err(OptimError::state(format!(
                 "shampoo state has {} arrays, expected {ARRAYS}",
                 slots.mats.len()
             )));
         }
-        let lr = c.schedule.lr(seg.lr.unwrap_or(ctx.base_lr), ctx.step);
-        let wd = seg.weight_decay;
+        let wd = weight_decay;
         let k = ctx.k();
         let s = start_step(c);
         let f = c.precondition_frequency.max(1);
@@ -604,15 +589,6 @@ fn blocks(rows: usize, cols: usize, b: usize) -> Vec<BlockInfo> {
         }
     }
     out
-}
-
-/// The `(row, col)` of flat index `idx` of a matrix stored in `shape`'s order.
-#[inline(always)]
-fn position(idx: usize, s: MatrixShape) -> (usize, usize) {
-    match s.order {
-        MatrixOrder::RowMajor => (idx / s.cols, idx % s.cols),
-        MatrixOrder::ColMajor => (idx % s.rows, idx / s.rows),
-    }
 }
 
 /// `out ← β out + w XXᵀ` (`β = None`: no decay), the lower triangle by a triangular-output

@@ -48,8 +48,9 @@
 //! - \[Gupta2018\] V. Gupta, T. Koren, Y. Singer, *Shampoo: Preconditioned stochastic tensor
 //!   optimization*, ICML 2018.
 
+use super::matrix::{MatrixSegment, observed, position, segment, single_block};
 use super::{Kind, StepCtx};
-use crate::config::{MatrixOrder, MatrixShape, OptimizerConfig};
+use crate::config::{MatrixShape, OptimizerConfig};
 use crate::error::{OptimError, Result};
 use crate::kernel::first_nonfinite;
 use crate::matrix::{MatrixPreconditioner, PreconditionerBlock};
@@ -146,18 +147,6 @@ impl Kind for Soap {
         v
     }
 
-    fn observe<T: StepFloat>(
-        c: &OptimizerConfig,
-        _step: u64,
-        _state: Option<&Slots<T>>,
-        _out: &mut [f64],
-    ) -> Result<()> {
-        Err(OptimError::Unsupported(format!(
-            "`{}` has a matrix preconditioner: use matrix_preconditioner",
-            c.optimizer.name()
-        )))
-    }
-
     /// Factors, bases (row-major) and, once an Adam step has been taken (`t ≥ 1`), the diagonal
     /// `D = c₂ / (sqrt(S) + eps)` in the rotated basis with `c₂ = sqrt(1 − β₂ᵗ)` under
     /// `correct_bias` (else 1): the next update before `normalize_grads` is
@@ -168,11 +157,7 @@ impl Kind for Soap {
         state: Option<&Slots<T>>,
         geo: &Geometry,
     ) -> Result<MatrixPreconditioner> {
-        let (Some(s), Some(shape)) = (state.filter(|_| step > 0), geo.shape) else {
-            return Err(OptimError::NoPreconditionerYet {
-                optimizer: c.optimizer.name(),
-            });
-        };
+        let (s, shape) = observed(c, step, state, geo)?;
         let lay = Layout::new(c, shape);
         let conv = |v: &[T]| -> Vec<f64> { v.iter().map(|x| x.to_f64()).collect() };
         let mut b = PreconditionerBlock::new(0..shape.rows, 0..shape.cols);
@@ -198,12 +183,7 @@ impl Kind for Soap {
             }
             b.diagonal = Some(d);
         }
-        Ok(MatrixPreconditioner {
-            optimizer: c.optimizer,
-            rows: shape.rows,
-            cols: shape.cols,
-            blocks: vec![b],
-        })
+        Ok(single_block(c, shape, b))
     }
 
     fn step<T: StepFloat>(
@@ -213,13 +193,13 @@ impl Kind for Soap {
         g: &[T],
         slots: &mut Slots<T>,
     ) -> Result<bool> {
-        let seg = &ctx.segments[0];
-        let shape = ctx
-            .geo
-            .shape
-            .ok_or_else(|| OptimError::Unsupported("soap needs a matrix shape".into()))?;
-        let (x, g) = (&mut x[seg.start..seg.end], &g[seg.start..seg.end]);
-        let lr = c.schedule.lr(seg.lr.unwrap_or(ctx.base_lr), ctx.step);
+        let MatrixSegment {
+            shape,
+            x,
+            g,
+            lr,
+            weight_decay,
+        } = segment(c, ctx, x, g)?;
         let lay = Layout::new(c, shape);
         let sign = T::from_f64(if c.maximize { -1.0 } else { 1.0 });
         let bs = if c.shampoo_beta < 0.0 {
@@ -307,11 +287,11 @@ impl Kind for Soap {
             step_size = step_size * bc2.sqrt() / bc1;
         }
         let nstep = T::from_f64(-step_size);
-        let decay = T::from_f64(-lr * c.weight_decay);
+        let decay = T::from_f64(-lr * weight_decay);
         for (idx, xi) in x.iter_mut().enumerate() {
             let (i, j) = position(idx, shape);
             let mut v = *xi + nstep * w.a[(i, j)];
-            if c.weight_decay > 0.0 {
+            if weight_decay > 0.0 {
                 v = v + decay * v;
             }
             *xi = v;
@@ -386,15 +366,6 @@ impl Layout {
     }
     fn rb(&self) -> usize {
         self.lb() + usize::from(self.left)
-    }
-}
-
-/// The `(row, col)` of flat index `idx` of a matrix stored in `shape`'s order.
-#[inline(always)]
-fn position(idx: usize, s: MatrixShape) -> (usize, usize) {
-    match s.order {
-        MatrixOrder::RowMajor => (idx / s.cols, idx % s.cols),
-        MatrixOrder::ColMajor => (idx % s.rows, idx / s.rows),
     }
 }
 
