@@ -123,6 +123,10 @@ enum Command {
         /// The most classes accepted (the largest label plus one).
         #[arg(long, default_value_t = precond_cli::train::DEFAULT_MAX_CLASSES)]
         max_classes: usize,
+        /// The most bytes read from a CSV data file (regular files or - for standard input); a
+        /// JSON configuration file (--optimizer @file) is capped at 16 MiB.
+        #[arg(long, default_value_t = precond_cli::io::DEFAULT_MAX_BYTES)]
+        max_bytes: u64,
     },
     /// Reproduce every claim of the theory and write an HTML report.
     ///
@@ -206,13 +210,23 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             header,
             max_width,
             max_classes,
+            max_bytes,
         } => {
             let json = match optimizer {
                 Some(j) => match j.strip_prefix('@') {
                     Some(path) => {
-                        std::fs::read_to_string(path).map_err(|e| CliError::Argument {
+                        let bytes = precond_cli::io::read_bytes_capped(
+                            std::path::Path::new(path),
+                            precond_cli::io::MAX_CONFIG_BYTES,
+                            "train --optimizer @",
+                        )
+                        .map_err(|source| CliError::Read {
+                            path: path.to_string(),
+                            source,
+                        })?;
+                        String::from_utf8(bytes).map_err(|_| CliError::Argument {
                             arg: "--optimizer",
-                            message: format!("cannot read {path}: {e}"),
+                            message: format!("{path} is not UTF-8 text"),
                         })?
                     }
                     None => j,
@@ -266,6 +280,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 header: header.rule(),
                 max_width,
                 max_classes,
+                max_bytes,
             };
             let (_, summary) = precond_cli::train::run_train(&opts, true)?;
             print!("{summary}");

@@ -92,6 +92,9 @@ pub struct TrainOptions {
     pub max_width: usize,
     /// The most classes accepted, counted from the labels as `max label + 1` (`--max-classes`).
     pub max_classes: usize,
+    /// The most bytes read from a CSV data file (`--max-bytes`, default
+    /// [`crate::io::DEFAULT_MAX_BYTES`]).
+    pub max_bytes: u64,
 }
 
 /// The default of `--max-width`: the largest hidden width of a model.
@@ -150,7 +153,25 @@ fn load(opts: &TrainOptions) -> Result<Dataset, CliError> {
         header: opts.header,
         ..CsvOptions::default()
     };
-    Dataset::from_csv_path_with(Path::new(&opts.data), target, &csv).map_err(input_err(&opts.data))
+    // at most --max-bytes, regular files or - only, refused before anything is parsed
+    let bytes = crate::io::read_bytes_capped(Path::new(&opts.data), opts.max_bytes, "train")
+        .map_err(|source| CliError::Read {
+            path: opts.data.clone(),
+            source,
+        })?;
+    let text = String::from_utf8(bytes).map_err(|e| CliError::Argument {
+        arg: "--data",
+        message: format!(
+            "{}: not UTF-8 text (byte {} is not valid UTF-8)",
+            opts.data,
+            e.utf8_error().valid_up_to()
+        ),
+    })?;
+    let p = Path::new(&opts.data);
+    let name = p
+        .file_stem()
+        .map_or_else(|| opts.data.clone(), |s| s.to_string_lossy().into_owned());
+    Dataset::from_csv_str_with(&name, &text, target, &csv).map_err(input_err(&opts.data))
 }
 
 /// Trains as `opts` says, writes `history.json`, `loss.svg` and (for classification)

@@ -257,3 +257,42 @@ fn train_caps_hidden_widths_and_classes() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn train_reads_only_regular_files_up_to_max_bytes_and_caps_config_files() {
+    let dir = tempdir("train-bytes");
+    let out_dir = dir.join("out");
+    // a device is refused before anything is read (it would grow until memory runs out)
+    let e = train_rows(Path::new("/dev/zero"), "y", &out_dir, &[]).expect_err("a device");
+    assert!(
+        e.contains("not a regular file: train reads regular files"),
+        "{e}"
+    );
+    let f = dir.join("d.csv");
+    let text = "a,b,y\n1,2,3\n2,3,5\n3,5,8\n5,8,13\n";
+    std::fs::write(&f, text).expect("write");
+    let n = text.len().to_string();
+    assert_eq!(train_rows(&f, "y", &out_dir, &["--max-bytes", &n]), Ok(4));
+    let short = (text.len() - 1).to_string();
+    let e = train_rows(&f, "y", &out_dir, &["--max-bytes", &short]).expect_err("over the cap");
+    assert!(
+        e.contains(&format!(
+            "input longer than {short} bytes, the cap set by --max-bytes"
+        )),
+        "{e}"
+    );
+    // an --optimizer @file of more than 16 MiB is refused by its size, before parsing
+    let cfg = dir.join("big.json");
+    let file = std::fs::File::create(&cfg).expect("create");
+    file.set_len((16 << 20) + 1).expect("set_len");
+    let spec = format!("@{}", cfg.display());
+    let e = train_rows(&f, "y", &out_dir, &["--optimizer", &spec]).expect_err("big config");
+    assert!(e.contains("input longer than 16777216 bytes"), "{e}");
+    // a small one is read
+    std::fs::write(&cfg, r#"{"optimizer": "adam", "lr": 0.01}"#).expect("write");
+    assert_eq!(
+        train_rows(&f, "y", &out_dir, &["--optimizer", &spec]),
+        Ok(4)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

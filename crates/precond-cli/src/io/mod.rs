@@ -81,8 +81,14 @@ impl Format {
     }
 }
 
-/// The default of `--max-bytes`: the most bytes `precond cond` reads from one input (1 GiB).
+/// The default of `--max-bytes`: the most bytes `precond cond` and `precond train` read from one
+/// data input (1 GiB).
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+/// The most bytes of a JSON configuration file (`train --optimizer @file.json`): 16 MiB, far
+/// beyond any configuration (a dense `precond_gd` preconditioner of 1000 × 1000 is ~20 MB of
+/// text, and belongs in code, not a CLI file).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
 /// How [`read_matrix_with`] reads its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,36 +139,47 @@ pub fn read_matrix_with(
             });
         }
     };
+    let bytes = read_bytes_capped(path, opts.max_bytes, "cond")?;
+    parse_bytes_with(&bytes, format, opts.header)
+}
+
+/// The bytes of `path`, a regular file (or a symbolic link to one), or of standard input when
+/// `path` is `-`: device files, FIFOs and folders are refused before anything is read (`command`
+/// names the program's command in that message), a file longer than `max_bytes` is refused by
+/// its size, and reading stops with an error one byte past the cap.
+///
+/// # Errors
+/// [`ReadError::Io`] (cannot open, not a regular file), [`ReadError::TooLong`].
+pub fn read_bytes_capped(path: &Path, max_bytes: u64, command: &str) -> Result<Vec<u8>, ReadError> {
     let io_err = |message: String| ReadError::Io {
         path: path.display().to_string(),
         message,
     };
-    let bytes = if path.as_os_str() == "-" {
-        read_capped(std::io::stdin().lock(), path, opts.max_bytes)?
-    } else {
-        // refuse non-regular files before opening (opening a FIFO blocks)
-        let meta = std::fs::metadata(path).map_err(|e| io_err(e.to_string()))?;
-        if !meta.is_file() {
-            return Err(io_err(
-                "not a regular file: cond reads regular files, or - for standard input".into(),
-            ));
-        }
-        let file = std::fs::File::open(path).map_err(|e| io_err(e.to_string()))?;
-        let meta = file.metadata().map_err(|e| io_err(e.to_string()))?;
-        if !meta.is_file() {
-            return Err(io_err(
-                "not a regular file: cond reads regular files, or - for standard input".into(),
-            ));
-        }
-        if meta.len() > opts.max_bytes {
-            return Err(ReadError::TooLong {
-                path: path.display().to_string(),
-                limit: opts.max_bytes,
-            });
-        }
-        read_capped(file, path, opts.max_bytes)?
+    if path.as_os_str() == "-" {
+        return read_capped(std::io::stdin().lock(), path, max_bytes);
+    }
+    let not_regular = || {
+        io_err(format!(
+            "not a regular file: {command} reads regular files, or - for standard input"
+        ))
     };
-    parse_bytes_with(&bytes, format, opts.header)
+    // refuse non-regular files before opening (opening a FIFO blocks)
+    let meta = std::fs::metadata(path).map_err(|e| io_err(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path).map_err(|e| io_err(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| io_err(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    if meta.len() > max_bytes {
+        return Err(ReadError::TooLong {
+            path: path.display().to_string(),
+            limit: max_bytes,
+        });
+    }
+    read_capped(file, path, max_bytes)
 }
 
 /// Reads at most `max_bytes` bytes of `r`; one more byte is an error.
