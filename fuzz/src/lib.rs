@@ -3,13 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use precond_optim::{FixedPreconditioner, Optimizer, OptimizerConfig, OptimizerKind};
+use precond_optim::{
+    FixedPreconditioner, MatrixShape, Optimizer, OptimizerConfig, OptimizerKind,
+};
 
 /// Number of parameters of the optimizers behind the `state_load` target and its seeds.
 pub const STATE_N: usize = 4;
 
 /// The config of `kind` the state seeds are saved from: torch's defaults, momentum on where the
-/// kind has it (0.9; GD keeps 0), a diagonal preconditioner where the kind needs one.
+/// kind has it (0.9; GD keeps 0), a diagonal preconditioner where the kind needs one, a 2 × n/2
+/// shape for the matrix optimizers.
 pub fn state_config(kind: OptimizerKind, n: usize) -> OptimizerConfig {
     let mut c = OptimizerConfig::new(kind);
     if kind.keys().contains(&"momentum") && kind != OptimizerKind::Gd {
@@ -17,6 +20,9 @@ pub fn state_config(kind: OptimizerKind, n: usize) -> OptimizerConfig {
     }
     if kind.keys().contains(&"preconditioner") {
         c.preconditioner = Some(FixedPreconditioner::Diagonal(vec![0.5; n]));
+    }
+    if kind.is_matrix() {
+        c.shape = Some(MatrixShape::new(2, n / 2));
     }
     c
 }
