@@ -374,3 +374,71 @@ fn adam_states_from_wildly_scaled_gradients_always_load() {
         }
     }
 }
+
+/// Fuzz finding `state_load_shampoo_huge_filtered_grad_step_writes_inf` (session 6): a Shampoo
+/// state whose filtered gradient (1.26e307) no gradients can produce beside its factors loaded,
+/// and the next step wrote ±inf with status OK. `|F_ij| ≤ C_k sqrt(min(L_ii, R_jj))` per block
+/// is checked at load now; states the recursions produce always load.
+#[test]
+fn a_shampoo_filtered_gradient_its_factors_cannot_produce_is_refused() {
+    let (_, mut opt) = stepped(OptimizerKind::Shampoo, 4, 3);
+    let good = opt.state();
+    let names = opt.slot_names();
+    let f = names.iter().position(|s| s == "filtered_grad").unwrap();
+    let mut st = good.clone();
+    st.slots[f][1] = -1.260_632_310_822_199e307;
+    let e = opt.load_state(&st.to_bytes()).unwrap_err();
+    assert!(e.to_string().contains("filtered_grad[1]"), "{e}");
+    assert_eq!(opt.state(), good);
+    // a factor's diagonal is a sum of squares
+    let lf = names.iter().position(|s| s == "left_factor").unwrap();
+    let mut st = good.clone();
+    st.slots[lf][0] = -1.0;
+    let e = opt.load_state(&st.to_bytes()).unwrap_err();
+    assert!(e.to_string().contains("diagonal"), "{e}");
+    assert_eq!(opt.state(), good);
+}
+
+#[test]
+fn shampoo_states_from_wildly_scaled_gradients_always_load() {
+    let configs = [
+        r#"{"optimizer": "shampoo", "shape": [3, 4]}"#,
+        r#"{"optimizer": "shampoo", "shape": [3, 4], "betas": [0.9, 0.999], "momentum": 0.5,
+            "grafting": {"type": "adam"}}"#,
+        r#"{"optimizer": "shampoo", "shape": [3, 4], "order": "F", "betas": [0.99, 0.9],
+            "max_preconditioner_dim": 2, "weight_decay": 0.01,
+            "use_decoupled_weight_decay": false}"#,
+    ];
+    for cfg in configs {
+        let c = OptimizerConfig::from_json(cfg).unwrap();
+        let n = 12;
+        let mut o64 = c.build(n).unwrap();
+        let mut o32 = c.build(n).unwrap();
+        let mut x64 = vec![0.5f64; n];
+        let mut x32 = vec![0.5f32; n];
+        for k in 0..60u32 {
+            let g: Vec<f64> = (0..n)
+                .map(|i| {
+                    let e = ((k as usize * 7 + i * 13) % 25) as i32 - 12;
+                    let s = if (k as usize + i) % 3 == 0 { -1.0 } else { 1.0 };
+                    if (k as usize * i) % 11 == 5 {
+                        0.0
+                    } else {
+                        s * 10f64.powi(e)
+                    }
+                })
+                .collect();
+            o64.step_f64(&mut x64, &g).unwrap();
+            let g32: Vec<f32> = g.iter().map(|&v| v as f32).collect();
+            o32.step_f32(&mut x32, &g32).unwrap();
+            if k % 7 == 0 || k == 59 {
+                for o in [&o64, &o32] {
+                    let mut again = c.build(n).unwrap();
+                    again
+                        .load_state(&o.save_state())
+                        .unwrap_or_else(|e| panic!("{cfg} after {} steps: {e}", k + 1));
+                }
+            }
+        }
+    }
+}

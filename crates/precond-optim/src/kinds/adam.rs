@@ -23,7 +23,7 @@ use crate::error::{OptimError, Result};
 use crate::kernel::Buffers;
 use crate::momentum::Ema;
 use crate::precond::AdamPrecond;
-use crate::storage::{SlotSpec, Slots, StepFloat};
+use crate::storage::{Geometry, SlotSpec, Slots, StepFloat};
 
 /// torch `Adam` (`DECOUPLED = false`) and `AdamW` (`DECOUPLED = true`).
 pub(crate) struct AdamFamily<const DECOUPLED: bool>;
@@ -76,23 +76,12 @@ impl<const DECOUPLED: bool> Kind for AdamFamily<DECOUPLED> {
         c: &OptimizerConfig,
         step: u64,
         arrays: &[&[f64]],
+        _geo: &Geometry,
     ) -> std::result::Result<(), String> {
         let [b1, b2] = c.betas;
-        if step == 0 || b2 <= 0.0 {
+        let Some(ck) = moment_ratio_bound(b1, b2, 1.0 - b2, step) else {
             return Ok(());
-        }
-        let r = b1 * b1 / b2;
-        let k = step as f64;
-        let sum = if r < 1.0 {
-            (1.0 - r.powf(k)) / (1.0 - r)
-        } else {
-            // r ≥ 1: the finite sum, k r^(k−1) at most
-            k * r.powf(k - 1.0)
         };
-        let ck = (1.0 - b1) / (1.0 - b2).sqrt() * sum.sqrt();
-        if !ck.is_finite() {
-            return Ok(());
-        }
         // exp_avg_sq first, exp_avg last (AMSGrad's max in between, ≥ exp_avg_sq)
         let (Some(v), Some(m)) = (arrays.first(), arrays.last()) else {
             return Ok(());
@@ -150,4 +139,24 @@ impl<const DECOUPLED: bool> Kind for AdamFamily<DECOUPLED> {
             )
         }
     }
+}
+
+/// `C_k` with `|m_k| ≤ C_k sqrt(v_k)` for `m_k = Σ_{i≤k} (1−β₁)β₁^{k−i} g_i` and
+/// `v_k = Σ_{i≤k} w β₂^{k−i} g_i²` (Cauchy–Schwarz): `C_k = (1−β₁) sqrt(Σ_{j<k} (β₁²/β₂)^j / w)`.
+/// `None` when it is not finite or undefined (`β₂ = 0`, `w = 0`, `k = 0`): no check then.
+/// Adam: `w = 1 − β₂`; Shampoo's factors: `w = 1` for `β₂ = 1` (a sum), else `1 − β₂`.
+pub(crate) fn moment_ratio_bound(b1: f64, b2: f64, w: f64, step: u64) -> Option<f64> {
+    if step == 0 || b2 <= 0.0 || w <= 0.0 {
+        return None;
+    }
+    let r = b1 * b1 / b2;
+    let k = step as f64;
+    let sum = if r < 1.0 {
+        (1.0 - r.powf(k)) / (1.0 - r)
+    } else {
+        // r ≥ 1: the finite sum is at most k r^(k−1)
+        k * r.powf(k - 1.0)
+    };
+    let ck = (1.0 - b1) * (sum / w).sqrt();
+    ck.is_finite().then_some(ck)
 }

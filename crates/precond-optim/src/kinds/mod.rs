@@ -113,6 +113,7 @@ pub(crate) trait Kind {
         _c: &OptimizerConfig,
         _step: u64,
         _arrays: &[&[f64]],
+        _geo: &Geometry,
     ) -> std::result::Result<(), String> {
         Ok(())
     }
@@ -212,8 +213,9 @@ macro_rules! define_dispatch {
                 c: &OptimizerConfig,
                 step: u64,
                 arrays: &[&[f64]],
+                geo: &Geometry,
             ) -> std::result::Result<(), String> {
-                match self { $(OptimizerKind::$variant => <$ty as Kind>::check_state(c, step, arrays),)* }
+                match self { $(OptimizerKind::$variant => <$ty as Kind>::check_state(c, step, arrays, geo),)* }
             }
             pub(crate) fn observe_matrix<T: StepFloat>(
                 self,

@@ -55,6 +55,7 @@
 //!   distributed Shampoo optimizer for training neural networks at-scale*, 2023
 //!   (`facebookresearch/optimizers`, DistributedShampoo).
 
+use super::adam::moment_ratio_bound;
 use super::matrix::{MatrixSegment, observed, position, segment};
 use super::{Kind, StepCtx};
 use crate::config::{GraftingKind, MatrixShape, OptimizerConfig};
@@ -230,6 +231,71 @@ impl Kind for Shampoo {
             SlotSpec::array("right_root", right, false),
             SlotSpec::array("root_failures", 1, true),
         ]
+    }
+
+    /// Relations the update keeps between the loaded arrays: every factor's diagonal is `≥ 0`,
+    /// and the filtered gradient `F` (an EMA of the same gradients the factors accumulate) obeys
+    /// `|F_ij| ≤ C_k sqrt(min(L_ii, R_jj))` per block (Cauchy–Schwarz, as Adam's first moment
+    /// against its second; `C_k` from [`super::adam::moment_ratio_bound`] with the factors'
+    /// weight), slack `(1 + 10⁻³)` and an `f32::MIN_POSITIVE` term under the root.
+    fn check_state(
+        c: &OptimizerConfig,
+        step: u64,
+        arrays: &[&[f64]],
+        geo: &Geometry,
+    ) -> std::result::Result<(), String> {
+        let Some(shape) = geo.shape else {
+            return Ok(());
+        };
+        let lay = Layout::of(c);
+        let per = Self::slots(c).len();
+        let (Some(lf), Some(rf)) = (arrays.get(per), arrays.get(per + 1)) else {
+            return Ok(());
+        };
+        let bl = blocks(shape.rows, shape.cols, c.max_preconditioner_dim.max(1));
+        for (bi, b) in bl.iter().enumerate() {
+            for i in 0..b.p {
+                let v = lf[b.loff + i * b.p + i];
+                if v < 0.0 {
+                    return Err(format!(
+                        "left_factor of block {bi} has {v} on its diagonal ({i}); a sum of squares is ≥ 0"
+                    ));
+                }
+            }
+            for j in 0..b.q {
+                let v = rf[b.roff + j * b.q + j];
+                if v < 0.0 {
+                    return Err(format!(
+                        "right_factor of block {bi} has {v} on its diagonal ({j}); a sum of squares is ≥ 0"
+                    ));
+                }
+            }
+        }
+        let [b1, b2] = c.betas;
+        let w = if b2 == 1.0 { 1.0 } else { 1.0 - b2 };
+        let (Some(fi), Some(ck)) = (lay.filtered, moment_ratio_bound(b1, b2, w, step)) else {
+            return Ok(());
+        };
+        let f = arrays[fi];
+        for (idx, &fv) in f.iter().enumerate() {
+            let (i, j) = position(idx, shape);
+            let Some(b) = bl
+                .iter()
+                .find(|b| (b.r0..b.r0 + b.p).contains(&i) && (b.c0..b.c0 + b.q).contains(&j))
+            else {
+                continue;
+            };
+            let (ii, jj) = (i - b.r0, j - b.c0);
+            let l = lf[b.loff + ii * b.p + ii];
+            let r = rf[b.roff + jj * b.q + jj];
+            let bound = (1.0 + 1e-3) * ck * (l.min(r) + f64::from(f32::MIN_POSITIVE)).sqrt();
+            if fv.abs() > bound {
+                return Err(format!(
+                    "filtered_grad[{idx}] = {fv} but the factors' diagonal gives |filtered_grad| ≤ {bound:e} after {step} steps"
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn observe_matrix<T: StepFloat>(

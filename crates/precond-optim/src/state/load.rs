@@ -126,7 +126,7 @@ impl Optimizer {
                         .collect();
                     p.cfg
                         .optimizer
-                        .check_state(&p.cfg, st.step, &arrays)
+                        .check_state(&p.cfg, st.step, &arrays, &p.geo)
                         .map_err(OptimError::state)?;
                     j += p.specs.len();
                 }
