@@ -442,3 +442,52 @@ fn shampoo_states_from_wildly_scaled_gradients_always_load() {
         }
     }
 }
+
+/// Fuzz finding `state_load_soap_tampered_basis_step_writes_nan` (session 6): a SOAP state whose
+/// left eigenbasis held 1.27e308 loaded, and the next step wrote NaN with status OK. Bases must
+/// be orthonormal (entries in [−1, 1], unit columns) and factor diagonals ≥ 0 at load now.
+#[test]
+fn a_soap_basis_that_is_not_orthonormal_is_refused() {
+    let (_, mut opt) = stepped(OptimizerKind::Soap, 4, 3);
+    let good = opt.state();
+    let names = opt.slot_names();
+    let lb = names.iter().position(|s| s == "left_basis").unwrap();
+    for (k, v, what) in [
+        (3, 1.271_161_006_153_646_4e308, "entries in [-1, 1]"),
+        (0, 0.5, "squared norm"),
+    ] {
+        let mut st = good.clone();
+        st.slots[lb][k] = v;
+        let e = opt.load_state(&st.to_bytes()).unwrap_err();
+        assert!(e.to_string().contains(what), "{e}");
+        assert_eq!(opt.state(), good);
+    }
+    let lf = names.iter().position(|s| s == "left_factor").unwrap();
+    let mut st = good.clone();
+    st.slots[lf][0] = -0.5;
+    let e = opt.load_state(&st.to_bytes()).unwrap_err();
+    assert!(e.to_string().contains("diagonal"), "{e}");
+    // the untampered state loads, also after many refreshes and in f32
+    for f32s in [false, true] {
+        let c = OptimizerConfig::from_json(
+            r#"{"optimizer": "soap", "shape": [3, 5], "precondition_frequency": 2}"#,
+        )
+        .unwrap();
+        let mut o = c.build(15).unwrap();
+        for k in 0..40usize {
+            let g: Vec<f64> = (0..15)
+                .map(|i| (((k * 7 + i * 13) % 17) as f64 - 8.0) * 10f64.powi((k % 9) as i32 - 4))
+                .collect();
+            if f32s {
+                let mut x = vec![0.5f32; 15];
+                let g32: Vec<f32> = g.iter().map(|&v| v as f32).collect();
+                o.step_f32(&mut x, &g32).unwrap();
+            } else {
+                let mut x = vec![0.5f64; 15];
+                o.step_f64(&mut x, &g).unwrap();
+            }
+        }
+        let mut again = c.build(15).unwrap();
+        again.load_state(&o.save_state()).unwrap();
+    }
+}

@@ -151,6 +151,61 @@ impl Kind for Soap {
     /// `D = c₂ / (sqrt(S) + eps)` in the rotated basis with `c₂ = sqrt(1 − β₂ᵗ)` under
     /// `correct_bias` (else 1): the next update before `normalize_grads` is
     /// `η Q_L (D ⊙ m̂) Q_Rᵀ` with `m̂ = M / (1 − β₁ᵗ)` (`M / 1` without `correct_bias`).
+    /// Relations the update keeps between the loaded arrays: each factor's diagonal is `≥ 0`
+    /// (an EMA of `GGᵀ`), and each eigenbasis has orthonormal columns, checked in `O(n²)`:
+    /// every entry `|q_ij| ≤ 1 + 10⁻³` and every column's squared norm within `10⁻³` of 1
+    /// (the bases are kept orthonormal to rounding; a tampered basis would overflow the
+    /// projections).
+    fn check_state(
+        c: &OptimizerConfig,
+        step: u64,
+        arrays: &[&[f64]],
+        geo: &Geometry,
+    ) -> std::result::Result<(), String> {
+        let Some(shape) = geo.shape else {
+            return Ok(());
+        };
+        if step == 0 {
+            return Ok(());
+        }
+        let lay = Layout::new(c, shape);
+        let per = Self::slots(c).len();
+        let mats = &arrays[per.min(arrays.len())..];
+        let dims = [
+            (lay.left, lay.lf(), lay.lb(), lay.r, "left"),
+            (lay.right, lay.rf(), lay.rb(), lay.c, "right"),
+        ];
+        for (on, fi, bi, n, side) in dims {
+            if !on {
+                continue;
+            }
+            let (Some(f), Some(q)) = (mats.get(fi), mats.get(bi)) else {
+                continue;
+            };
+            if let Some(i) = (0..n).find(|&i| f[i * n + i] < 0.0) {
+                return Err(format!(
+                    "{side}_factor has {} on its diagonal ({i}); an average of squares is ≥ 0",
+                    f[i * n + i]
+                ));
+            }
+            if let Some(k) = q.iter().position(|v| v.abs() > 1.0 + 1e-3) {
+                return Err(format!(
+                    "{side}_basis[{k}] = {}: an orthonormal basis has entries in [-1, 1]",
+                    q[k]
+                ));
+            }
+            for j in 0..n {
+                let norm2: f64 = (0..n).map(|i| q[i * n + j] * q[i * n + j]).sum();
+                if (norm2 - 1.0).abs() > 1e-3 {
+                    return Err(format!(
+                        "column {j} of {side}_basis has squared norm {norm2}, not 1"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn observe_matrix<T: StepFloat>(
         c: &OptimizerConfig,
         step: u64,
