@@ -723,6 +723,8 @@ struct BlockWork<T: StepFloat> {
 
 /// The eigendecomposition buffers for one factor size `d` (all `f64`).
 struct EigWork {
+    /// Threads of the eigendecomposition and the root's product (two for `d ≥ 128`).
+    par: Par,
     ws: SymEigWorkspace,
     a: Mat<f64>,
     q: Mat<f64>,
@@ -733,8 +735,10 @@ struct EigWork {
 
 impl EigWork {
     fn new(d: usize) -> Option<Self> {
+        let par = if d >= 128 { Par::rayon(0) } else { Par::Seq };
         Some(EigWork {
-            ws: SymEigWorkspace::new(d).ok()?,
+            par,
+            ws: SymEigWorkspace::with_par(d, par).ok()?,
             a: Mat::zeros(d, d),
             q: Mat::zeros(d, d),
             w: vec![0.0; d],
@@ -783,7 +787,7 @@ impl EigWork {
             self.qs.as_ref(),
             self.q.as_ref().transpose(),
             1.0,
-            Par::Seq,
+            self.par,
         );
         // exactly symmetric, every entry finite in T
         for i in 0..d {
