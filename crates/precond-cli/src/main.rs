@@ -40,6 +40,9 @@ struct Cli {
     command: Command,
 }
 
+// parsed once per run and matched right away: the size of the largest variant (train's
+// options) costs nothing worth a box
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Conditioning diagnostics of a matrix file (.mtx, .npy, .csv).

@@ -272,7 +272,7 @@ impl Kind for Shampoo {
             }
         }
         let [b1, b2] = c.betas;
-        let w = if b2 == 1.0 { 1.0 } else { 1.0 - b2 };
+        let w = if b2 >= 1.0 { 1.0 } else { 1.0 - b2 };
         let (Some(fi), Some(ck)) = (lay.filtered, moment_ratio_bound(b1, b2, w, step)) else {
             return Ok(());
         };
