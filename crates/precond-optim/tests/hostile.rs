@@ -341,38 +341,7 @@ fn adam_states_from_wildly_scaled_gradients_always_load() {
         r#"{"optimizer": "adam", "betas": [0.0, 0.5]}"#,
         r#"{"optimizer": "adam", "betas": [0.5, 0.0]}"#,
     ];
-    for cfg in configs {
-        let c = OptimizerConfig::from_json(cfg).unwrap();
-        let n = 7;
-        let mut o64 = c.build(n).unwrap();
-        let mut o32 = c.build(n).unwrap();
-        let mut x64 = vec![0.5f64; n];
-        let mut x32 = vec![0.5f32; n];
-        for k in 0..120u32 {
-            let g: Vec<f64> = (0..n)
-                .map(|i| {
-                    let e = ((k as usize * 7 + i * 13) % 49) as i32 - 30;
-                    let s = if (k as usize + i) % 3 == 0 { -1.0 } else { 1.0 };
-                    if (k as usize * i) % 11 == 5 {
-                        0.0
-                    } else {
-                        s * 10f64.powi(e)
-                    }
-                })
-                .collect();
-            o64.step_f64(&mut x64, &g).unwrap();
-            let g32: Vec<f32> = g.iter().map(|&v| v as f32).collect();
-            o32.step_f32(&mut x32, &g32).unwrap();
-            if k % 13 == 0 || k == 119 {
-                for o in [&o64, &o32] {
-                    let mut again = c.build(n).unwrap();
-                    again
-                        .load_state(&o.save_state())
-                        .unwrap_or_else(|e| panic!("{cfg} after {} steps: {e}", k + 1));
-                }
-            }
-        }
-    }
+    assert_states_reload(&configs, 7, 120, (49, 30), 13);
 }
 
 /// Fuzz finding `state_load_shampoo_huge_filtered_grad_step_writes_inf` (session 6): a Shampoo
@@ -409,38 +378,7 @@ fn shampoo_states_from_wildly_scaled_gradients_always_load() {
             "max_preconditioner_dim": 2, "weight_decay": 0.01,
             "use_decoupled_weight_decay": false}"#,
     ];
-    for cfg in configs {
-        let c = OptimizerConfig::from_json(cfg).unwrap();
-        let n = 12;
-        let mut o64 = c.build(n).unwrap();
-        let mut o32 = c.build(n).unwrap();
-        let mut x64 = vec![0.5f64; n];
-        let mut x32 = vec![0.5f32; n];
-        for k in 0..60u32 {
-            let g: Vec<f64> = (0..n)
-                .map(|i| {
-                    let e = ((k as usize * 7 + i * 13) % 25) as i32 - 12;
-                    let s = if (k as usize + i) % 3 == 0 { -1.0 } else { 1.0 };
-                    if (k as usize * i) % 11 == 5 {
-                        0.0
-                    } else {
-                        s * 10f64.powi(e)
-                    }
-                })
-                .collect();
-            o64.step_f64(&mut x64, &g).unwrap();
-            let g32: Vec<f32> = g.iter().map(|&v| v as f32).collect();
-            o32.step_f32(&mut x32, &g32).unwrap();
-            if k % 7 == 0 || k == 59 {
-                for o in [&o64, &o32] {
-                    let mut again = c.build(n).unwrap();
-                    again
-                        .load_state(&o.save_state())
-                        .unwrap_or_else(|e| panic!("{cfg} after {} steps: {e}", k + 1));
-                }
-            }
-        }
-    }
+    assert_states_reload(&configs, 12, 60, (25, 12), 7);
 }
 
 /// Fuzz finding `state_load_soap_tampered_basis_step_writes_nan` (session 6): a SOAP state whose
@@ -489,5 +427,48 @@ fn a_soap_basis_that_is_not_orthonormal_is_refused() {
         }
         let mut again = c.build(15).unwrap();
         again.load_state(&o.save_state()).unwrap();
+    }
+}
+
+/// Steps every config `steps` times in f64 and f32 on `n` parameters with gradients
+/// `±10^e` (`e` from `(k·7 + i·13) mod span.0 − span.1`, sign flips, zeros) and checks that the
+/// state saved every `every` steps (and at the end) loads into a fresh optimizer.
+fn assert_states_reload(
+    configs: &[&str],
+    n: usize,
+    steps: usize,
+    span: (usize, i32),
+    every: usize,
+) {
+    for cfg in configs {
+        let c = OptimizerConfig::from_json(cfg).unwrap();
+        let mut o64 = c.build(n).unwrap();
+        let mut o32 = c.build(n).unwrap();
+        let mut x64 = vec![0.5f64; n];
+        let mut x32 = vec![0.5f32; n];
+        for k in 0..steps {
+            let g: Vec<f64> = (0..n)
+                .map(|i| {
+                    let e = ((k * 7 + i * 13) % span.0) as i32 - span.1;
+                    let s = if (k + i) % 3 == 0 { -1.0 } else { 1.0 };
+                    if (k * i) % 11 == 5 {
+                        0.0
+                    } else {
+                        s * 10f64.powi(e)
+                    }
+                })
+                .collect();
+            o64.step_f64(&mut x64, &g).unwrap();
+            let g32: Vec<f32> = g.iter().map(|&v| v as f32).collect();
+            o32.step_f32(&mut x32, &g32).unwrap();
+            if k % every == 0 || k + 1 == steps {
+                for o in [&o64, &o32] {
+                    let mut again = c.build(n).unwrap();
+                    again
+                        .load_state(&o.save_state())
+                        .unwrap_or_else(|e| panic!("{cfg} after {} steps: {e}", k + 1));
+                }
+            }
+        }
     }
 }

@@ -78,3 +78,20 @@ pub(crate) fn single_block(
         blocks: vec![block],
     }
 }
+
+/// A factor (`n × n`, row-major, at `off` in `f`) must have a non-negative diagonal: it is a sum
+/// or an average of `GGᵀ`. `Err` names the factor (`what`), the index and the value.
+pub(crate) fn check_factor_diagonal(
+    f: &[f64],
+    off: usize,
+    n: usize,
+    what: &str,
+) -> std::result::Result<(), String> {
+    match (0..n).find(|&i| f[off + i * n + i] < 0.0) {
+        Some(i) => Err(format!(
+            "{what} has {} on its diagonal ({i}); a sum of squares is ≥ 0",
+            f[off + i * n + i]
+        )),
+        None => Ok(()),
+    }
+}

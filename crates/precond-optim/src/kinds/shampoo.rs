@@ -56,7 +56,7 @@
 //!   (`facebookresearch/optimizers`, DistributedShampoo).
 
 use super::adam::moment_ratio_bound;
-use super::matrix::{MatrixSegment, observed, position, segment};
+use super::matrix::{MatrixSegment, check_factor_diagonal, observed, position, segment};
 use super::{Kind, StepCtx};
 use crate::config::{GraftingKind, MatrixShape, OptimizerConfig};
 use crate::error::{OptimError, Result};
@@ -254,22 +254,8 @@ impl Kind for Shampoo {
         };
         let bl = blocks(shape.rows, shape.cols, c.max_preconditioner_dim.max(1));
         for (bi, b) in bl.iter().enumerate() {
-            for i in 0..b.p {
-                let v = lf[b.loff + i * b.p + i];
-                if v < 0.0 {
-                    return Err(format!(
-                        "left_factor of block {bi} has {v} on its diagonal ({i}); a sum of squares is ≥ 0"
-                    ));
-                }
-            }
-            for j in 0..b.q {
-                let v = rf[b.roff + j * b.q + j];
-                if v < 0.0 {
-                    return Err(format!(
-                        "right_factor of block {bi} has {v} on its diagonal ({j}); a sum of squares is ≥ 0"
-                    ));
-                }
-            }
+            check_factor_diagonal(lf, b.loff, b.p, &format!("left_factor of block {bi}"))?;
+            check_factor_diagonal(rf, b.roff, b.q, &format!("right_factor of block {bi}"))?;
         }
         let [b1, b2] = c.betas;
         let w = if b2 >= 1.0 { 1.0 } else { 1.0 - b2 };

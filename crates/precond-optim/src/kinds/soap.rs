@@ -48,7 +48,9 @@
 //! - \[Gupta2018\] V. Gupta, T. Koren, Y. Singer, *Shampoo: Preconditioned stochastic tensor
 //!   optimization*, ICML 2018.
 
-use super::matrix::{MatrixSegment, observed, position, segment, single_block};
+use super::matrix::{
+    MatrixSegment, check_factor_diagonal, observed, position, segment, single_block,
+};
 use super::{Kind, StepCtx};
 use crate::config::{MatrixShape, OptimizerConfig};
 use crate::error::{OptimError, Result};
@@ -182,12 +184,7 @@ impl Kind for Soap {
             let (Some(f), Some(q)) = (mats.get(fi), mats.get(bi)) else {
                 continue;
             };
-            if let Some(i) = (0..n).find(|&i| f[i * n + i] < 0.0) {
-                return Err(format!(
-                    "{side}_factor has {} on its diagonal ({i}); an average of squares is ≥ 0",
-                    f[i * n + i]
-                ));
-            }
+            check_factor_diagonal(f, 0, n, &format!("{side}_factor"))?;
             if let Some(k) = q.iter().position(|v| v.abs() > 1.0 + 1e-3) {
                 return Err(format!(
                     "{side}_basis[{k}] = {}: an orthonormal basis has entries in [-1, 1]",
