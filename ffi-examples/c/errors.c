@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "precond.h"
@@ -303,6 +304,33 @@ int main(void) {
              PRECOND_INVALID_STATE, "layout");
     EXPECT_H("load null buffer", opt, precond_optimizer_load_state(opt, NULL, 4),
              PRECOND_NULL_POINTER, "`buf` is NULL");
+
+    /* a state the allocator refuses: Shampoo on a 2^24 x 1 matrix in one block would need a
+       2^48-element left factor. The first step reports it, nothing changes. */
+    {
+        const size_t big = (size_t)1 << 24;
+        precond_optimizer_t *huge = NULL;
+        EXPECT("shampoo on a tall matrix",
+               precond_optimizer_new_json("{\"optimizer\": \"shampoo\", \"shape\": [16777216, 1], "
+                                          "\"max_preconditioner_dim\": 16777216}",
+                                          big, &huge),
+               PRECOND_OK, NULL);
+        float *hx = calloc(big, sizeof *hx), *hg = calloc(big, sizeof *hg);
+        if (hx == NULL || hg == NULL) {
+            printf("FAIL calloc of the tall matrix\n");
+            total++;
+        } else {
+            hg[0] = 1.0f;
+            EXPECT_H("state too large", huge, precond_optimizer_step_f32(huge, hx, hg, big),
+                     PRECOND_OUT_OF_MEMORY, "left_factor");
+            uint64_t steps = 1;
+            precond_optimizer_step_count(huge, &steps);
+            truth("refused first step leaves step 0 and x", steps == 0 && hx[0] == 0.0f);
+        }
+        free(hx);
+        free(hg);
+        precond_optimizer_free(huge);
+    }
 
     /* per-handle messages are independent */
     EXPECT_H("sgd length mismatch", sgd, precond_optimizer_step_f64(sgd, xs, gs, 1),

@@ -39,6 +39,10 @@ pub enum precond_status_t {
     /// A saved optimizer state that does not fit: truncated or corrupt bytes, another optimizer
     /// or slot layout, another number of parameters, another state format version.
     PRECOND_INVALID_STATE = 8,
+    /// The allocator refused a buffer whose size the call implies (an optimizer's state for
+    /// `n_params` parameters or a large matrix group's factors): nothing was changed, the
+    /// process keeps running.
+    PRECOND_OUT_OF_MEMORY = 9,
 }
 
 /// `c"…"` from a byte string with its NUL, at compile time.
@@ -94,6 +98,7 @@ status_table! {
     PRECOND_PARSE_ERROR,
     PRECOND_INTERNAL_PANIC,
     PRECOND_INVALID_STATE,
+    PRECOND_OUT_OF_MEMORY,
 }
 
 impl precond_status_t {
@@ -169,6 +174,7 @@ impl From<OptimError> for FfiError {
             OptimError::NoPreconditionerYet { .. } | OptimError::NotSpd { .. } => {
                 S::PRECOND_NUMERICAL_FAILURE
             }
+            OptimError::OutOfMemory { .. } => S::PRECOND_OUT_OF_MEMORY,
             _ => S::PRECOND_INVALID_ARGUMENT,
         };
         FfiError::new(status, e.to_string())
@@ -354,8 +360,8 @@ mod tests {
             assert_eq!(s.c_name().to_str().ok(), Some(s.name()));
             assert_eq!(format!("{s:?}"), s.name());
         }
-        assert_eq!(precond_status_t::ALL.len(), 9);
-        assert_eq!(precond_status_t::from_code(9), None);
+        assert_eq!(precond_status_t::ALL.len(), 10);
+        assert_eq!(precond_status_t::from_code(10), None);
         assert_eq!(precond_status_t::from_code(-1), None);
     }
 }

@@ -105,6 +105,18 @@ pub enum OptimError {
         /// First parameter index of the group (segment) it applies to.
         start: usize,
     },
+    /// The allocator refused a state buffer (its size comes from `n_params` or a matrix
+    /// group's shape): nothing was allocated or changed. Reported by a first step (or a state
+    /// load) instead of aborting the process.
+    #[error("out of memory: cannot allocate `{what}` ({elements} elements, {bytes} bytes)")]
+    OutOfMemory {
+        /// The state array (slot name) or buffer.
+        what: String,
+        /// Its number of elements.
+        elements: u64,
+        /// Its size in bytes.
+        bytes: u128,
+    },
     /// A valid request this optimizer cannot serve (e.g. intrinsic L1 with a dense `P`).
     #[error("unsupported: {0}")]
     Unsupported(String),

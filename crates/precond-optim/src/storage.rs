@@ -1,6 +1,7 @@
 //! Where an optimizer's per-element state lives: the buffers of one dtype ([`Slots`]), the
 //! dtype-tagged store, and the sealed [`StepFloat`] trait that picks between them.
 
+use crate::error::{OptimError, Result};
 use crate::float::Float;
 use crate::kernel::MAX_SLOTS;
 
@@ -143,36 +144,57 @@ impl<T: Float> Slots<T> {
         }
     }
 
-    /// Fresh state for `n` parameters.
-    pub(crate) fn new(specs: &[SlotSpec], prepared: &Prepared, n: usize) -> Self {
+    /// Fresh state for `n` parameters. Every buffer is reserved with `try_reserve_exact` before
+    /// it is filled: a size the allocator refuses (a huge `n` or matrix shape) is
+    /// [`OptimError::OutOfMemory`] naming the array, never an abort.
+    pub(crate) fn new(specs: &[SlotSpec], prepared: &Prepared, n: usize) -> Result<Self> {
         let per: Vec<&SlotSpec> = specs.iter().filter(|s| s.len.is_none()).collect();
-        let mk = |j: usize| -> Vec<T> {
-            per.get(j)
-                .map_or_else(Vec::new, |sp| vec![T::from_f64(sp.init); n])
+        let mk = |j: usize| -> Result<Vec<T>> {
+            per.get(j).map_or_else(
+                || Ok(Vec::new()),
+                |sp| filled(n, T::from_f64(sp.init), &sp.name),
+            )
         };
         let mats = specs
             .iter()
-            .filter_map(|s| s.len.map(|l| vec![T::from_f64(s.init); l]))
-            .collect();
+            .filter_map(|s| s.len.map(|l| filled(l, T::from_f64(s.init), &s.name)))
+            .collect::<Result<Vec<_>>>()?;
         let conv = |v: &Option<Vec<f64>>| -> Vec<T> {
             v.as_ref()
                 .map_or_else(Vec::new, |p| p.iter().map(|&x| T::from_f64(x)).collect())
         };
         let (su, sy) = if prepared.dense_p.is_some() {
-            (vec![T::ZERO; n], vec![T::ZERO; n])
+            (
+                filled(n, T::ZERO, "dense step scratch")?,
+                filled(n, T::ZERO, "dense step scratch")?,
+            )
         } else {
             (Vec::new(), Vec::new())
         };
-        Slots {
-            s: [mk(0), mk(1), mk(2)],
+        Ok(Slots {
+            s: [mk(0)?, mk(1)?, mk(2)?],
             mats,
             scratch: Scratch::default(),
             aux: conv(&prepared.aux),
             dense_p: conv(&prepared.dense_p),
             scratch_u: su,
             scratch_y: sy,
-        }
+        })
     }
+}
+
+/// `len` copies of `value`, the memory reserved fallibly first: [`OptimError::OutOfMemory`] for
+/// `what` when the allocator refuses `len` elements (or their byte count overflows).
+pub(crate) fn filled<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| OptimError::OutOfMemory {
+            what: what.to_string(),
+            elements: len as u64,
+            bytes: (len as u128).saturating_mul(std::mem::size_of::<T>() as u128),
+        })?;
+    v.resize(len, value);
+    Ok(v)
 }
 
 /// The state of an optimizer: none yet, or the buffers of the dtype of its first step.

@@ -472,3 +472,53 @@ fn assert_states_reload(
         }
     }
 }
+
+/// A state the allocator refuses is a typed error at the first step, not an abort: Shampoo on a
+/// `2^24 × 1` matrix in one block asks for a `2^48`-element left factor (2^50 bytes in f32),
+/// SOAP likewise with its factor and basis. Step count, parameters and (empty) state stay as
+/// they were, and a smaller configuration still works afterwards in the same process.
+#[test]
+fn a_state_the_allocator_refuses_is_out_of_memory_not_an_abort() {
+    let big = 1usize << 24;
+    let mut x = vec![0.0f32; big];
+    let mut g = vec![0.0f32; big];
+    g[0] = 1.0;
+    for (json, slot) in [
+        (
+            r#"{"optimizer": "shampoo", "shape": [16777216, 1], "max_preconditioner_dim": 16777216}"#,
+            "left_factor",
+        ),
+        (
+            r#"{"optimizer": "soap", "shape": [16777216, 1], "max_precond_dim": 16777216}"#,
+            "left_factor",
+        ),
+    ] {
+        let mut opt = OptimizerConfig::from_json(json)
+            .unwrap()
+            .build(big)
+            .unwrap();
+        let e = opt.step_f32(&mut x, &g).unwrap_err();
+        match &e {
+            OptimError::OutOfMemory {
+                what,
+                elements,
+                bytes,
+            } => {
+                assert_eq!(what, slot, "{e}");
+                assert_eq!(*elements, 1u64 << 48, "{e}");
+                assert_eq!(*bytes, 1u128 << 50, "{e}");
+            }
+            other => panic!("{json}: expected OutOfMemory, got {other:?}"),
+        }
+        assert_eq!(opt.step_count(), 0);
+        assert!(opt.dtype().is_none(), "no state was kept");
+        assert!(x.iter().all(|&v| v == 0.0));
+    }
+    // the process is fine: an ordinary optimizer on the same buffer steps
+    let mut opt = OptimizerConfig::from_json(r#"{"optimizer": "adam"}"#)
+        .unwrap()
+        .build(big)
+        .unwrap();
+    opt.step_f32(&mut x, &g).unwrap();
+    assert_eq!(opt.step_count(), 1);
+}

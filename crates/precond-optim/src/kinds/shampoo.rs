@@ -222,8 +222,14 @@ impl Kind for Shampoo {
             return Vec::new();
         };
         let blocks = blocks(shape.rows, shape.cols, c.max_preconditioner_dim.max(1));
-        let left: usize = blocks.iter().map(|b| b.p * b.p).sum();
-        let right: usize = blocks.iter().map(|b| b.q * b.q).sum();
+        // saturating: an absurd shape asks for usize::MAX elements, which the allocation at the
+        // first step refuses with a typed error (never a wrapped, too small length)
+        let left = blocks
+            .iter()
+            .fold(0usize, |a, b| a.saturating_add(b.p.saturating_mul(b.p)));
+        let right = blocks
+            .iter()
+            .fold(0usize, |a, b| a.saturating_add(b.q.saturating_mul(b.q)));
         vec![
             SlotSpec::array("left_factor", left, false),
             SlotSpec::array("right_factor", right, false),
@@ -624,7 +630,7 @@ fn blocks(rows: usize, cols: usize, b: usize) -> Vec<BlockInfo> {
             .collect()
     };
     let (rc, cc) = (chunks(rows), chunks(cols));
-    let mut out = Vec::with_capacity(rc.len() * cc.len());
+    let mut out = Vec::with_capacity(rc.len().saturating_mul(cc.len()));
     let (mut loff, mut roff) = (0, 0);
     for &(r0, p) in &rc {
         for &(c0, q) in &cc {
@@ -636,8 +642,8 @@ fn blocks(rows: usize, cols: usize, b: usize) -> Vec<BlockInfo> {
                 loff,
                 roff,
             });
-            loff += p * p;
-            roff += q * q;
+            loff = p.saturating_mul(p).saturating_add(loff);
+            roff = q.saturating_mul(q).saturating_add(roff);
         }
     }
     out

@@ -135,16 +135,32 @@ impl Kind for Soap {
         let lay = Layout::new(c, shape);
         let mut v = Vec::new();
         if lay.left {
-            v.push(SlotSpec::array("left_factor", lay.r * lay.r, false));
+            v.push(SlotSpec::array(
+                "left_factor",
+                lay.r.saturating_mul(lay.r),
+                false,
+            ));
         }
         if lay.right {
-            v.push(SlotSpec::array("right_factor", lay.c * lay.c, false));
+            v.push(SlotSpec::array(
+                "right_factor",
+                lay.c.saturating_mul(lay.c),
+                false,
+            ));
         }
         if lay.left {
-            v.push(SlotSpec::array("left_basis", lay.r * lay.r, false));
+            v.push(SlotSpec::array(
+                "left_basis",
+                lay.r.saturating_mul(lay.r),
+                false,
+            ));
         }
         if lay.right {
-            v.push(SlotSpec::array("right_basis", lay.c * lay.c, false));
+            v.push(SlotSpec::array(
+                "right_basis",
+                lay.c.saturating_mul(lay.c),
+                false,
+            ));
         }
         v
     }

@@ -62,8 +62,8 @@ pub(crate) struct Part {
 }
 
 impl Part {
-    /// Fresh state in dtype `T`.
-    pub(crate) fn alloc<T: StepFloat>(&self) -> Slots<T> {
+    /// Fresh state in dtype `T` ([`OptimError::OutOfMemory`] when the allocator refuses it).
+    pub(crate) fn alloc<T: StepFloat>(&self) -> Result<Slots<T>> {
         Slots::new(&self.specs, &self.prepared, self.geo.len)
     }
 

@@ -88,11 +88,25 @@ impl Optimizer {
                 _ => Err(OptimError::NonFiniteGradient { index }),
             };
         }
+        // first step: every part's state allocated (fallibly) before any part steps, so an
+        // allocation failure leaves the optimizer as it was
+        if self.parts.iter().any(|p| matches!(p.store, Store::Empty)) {
+            let fresh = self
+                .parts
+                .iter()
+                .map(|p| match p.store {
+                    Store::Empty => p.alloc::<T>().map(|s| Some(T::wrap(s))),
+                    _ => Ok(None),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for (part, s) in self.parts.iter_mut().zip(fresh) {
+                if let Some(s) = s {
+                    part.store = s;
+                }
+            }
+        }
         let mut bad = false;
         for part in &mut self.parts {
-            if matches!(part.store, Store::Empty) {
-                part.store = T::wrap(part.alloc::<T>());
-            }
             let ctx = StepCtx {
                 segments: &part.segments,
                 base_lr: self.base_lr,

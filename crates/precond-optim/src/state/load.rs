@@ -134,7 +134,7 @@ impl Optimizer {
                 for p in self.parts() {
                     let store = match d {
                         Dtype::F32 => {
-                            let mut s = p.alloc::<f32>();
+                            let mut s = p.alloc::<f32>()?;
                             for k in 0..p.specs.len() {
                                 *s.array_mut(&p.specs, k) =
                                     st.slots[j + k].iter().map(|&x| x as f32).collect();
@@ -142,7 +142,7 @@ impl Optimizer {
                             Store::F32(s)
                         }
                         Dtype::F64 => {
-                            let mut s = p.alloc::<f64>();
+                            let mut s = p.alloc::<f64>()?;
                             for k in 0..p.specs.len() {
                                 s.array_mut(&p.specs, k).clone_from(&st.slots[j + k]);
                             }

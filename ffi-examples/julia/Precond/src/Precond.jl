@@ -57,6 +57,7 @@ const PRECOND_NUMERICAL_FAILURE = Cint(5)
 const PRECOND_PARSE_ERROR = Cint(6)
 const PRECOND_INTERNAL_PANIC = Cint(7)
 const PRECOND_INVALID_STATE = Cint(8)
+const PRECOND_OUT_OF_MEMORY = Cint(9)
 
 # precond_layout_t, precond_estimate_method_t, precond_optimizer_kind_t
 const PRECOND_ROW_MAJOR = Cint(0)
