@@ -193,24 +193,7 @@ impl ShardedOptimizer {
     /// takes empty slices and still counts the step. See the module docs for the non-finite
     /// policies (the ranks must agree before stepping).
     pub fn step<T: StepFloat>(&mut self, params: &mut [T], grads: &[T]) -> Result<StepOutcome> {
-        let off = self.range().start;
-        match self.opt.step(params, grads) {
-            Ok(mut o) => {
-                o.nonfinite_index = o.nonfinite_index.map(|i| i + off);
-                Ok(o)
-            }
-            Err(OptimError::NonFiniteGradient { index }) => {
-                Err(OptimError::NonFiniteGradient { index: index + off })
-            }
-            Err(OptimError::InvalidLearningRate { lr, step, start }) => {
-                Err(OptimError::InvalidLearningRate {
-                    lr,
-                    step,
-                    start: start + off,
-                })
-            }
-            Err(e) => Err(e),
-        }
+        self.opt.step(params, grads)
     }
 
     /// Steps taken (equal on every rank that stepped the same calls).
@@ -237,6 +220,13 @@ impl ShardedOptimizer {
     /// The local optimizer, mutable (SIMD level, parallel threshold, `P_k` observation).
     pub fn optimizer_mut(&mut self) -> &mut Optimizer {
         &mut self.opt
+    }
+
+    /// The local optimizer, by value: an ordinary [`Optimizer`] over the range whose step,
+    /// state, save and load behave as this shard's (its layout names the shard, its indices are
+    /// unsharded ones). What the C ABI's shard handles hold.
+    pub fn into_optimizer(self) -> Optimizer {
+        self.opt
     }
 
     /// This shard's state; its layout starts with `shard[r/P]@a..b/n` (see

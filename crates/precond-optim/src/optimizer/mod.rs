@@ -260,9 +260,10 @@ impl Optimizer {
         self.shard.as_ref()
     }
 
-    /// First index of this optimizer's parameters in the unsharded buffer: the shard's start,
-    /// `0` for an ordinary optimizer. Indices in errors and outcomes of [`Optimizer::step`] are
-    /// local; add this to get the unsharded index.
+    /// First index of this optimizer's parameters in the unsharded buffer: the shard's start
+    /// ([`crate::ShardedOptimizer`]), `0` for an ordinary optimizer. Parameter `i` of the
+    /// buffers passed to [`Optimizer::step`] is unsharded parameter `i + shard_offset()`; the
+    /// indices the step reports are unsharded ones.
     pub fn shard_offset(&self) -> usize {
         self.shard.as_ref().map_or(0, |s| s.start)
     }
