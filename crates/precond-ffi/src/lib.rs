@@ -49,6 +49,7 @@ mod diagnostics;
 mod matrix;
 mod optimizer;
 mod ptr;
+mod shard;
 mod status;
 
 use std::ffi::{CStr, c_char};
@@ -74,6 +75,9 @@ pub use optimizer::{
     precond_optimizer_step_f32, precond_optimizer_step_f64, precond_optimizer_t,
 };
 pub use ptr::precond_layout_t;
+pub use shard::{
+    precond_optimizer_new_shard, precond_shard_range, precond_state_assemble, precond_state_split,
+};
 pub use status::{FfiError, precond_status_t};
 
 /// The library version, `"MAJOR.MINOR.PATCH"` (NUL-terminated, never NULL); equals the
