@@ -444,3 +444,112 @@ fn bad_inputs_are_status_codes_and_change_nothing() {
         Err(PRECOND_INVALID_STATE)
     );
 }
+
+/// The directory holding `libprecond_ffi.a` of this build (next to the test binary: cargo
+/// builds every crate type of the lib for the test run).
+fn lib_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap().to_path_buf();
+    [deps.clone(), deps.join("..")]
+        .into_iter()
+        .find(|d| d.join("libprecond_ffi.a").exists())
+        .expect("libprecond_ffi.a next to the test binary")
+}
+
+/// Compiles `ffi-examples/<src>` with `compiler` (warnings are errors) against the static
+/// library and the committed headers, runs it (under valgrind memcheck when installed) and
+/// returns its output.
+fn build_and_run(compiler: &str, std: &str, src: &str, exe: &str) -> String {
+    use std::process::Command;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(exe);
+    let st = Command::new(compiler)
+        .args([
+            std,
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-O1",
+            "-g",
+            "-I",
+        ])
+        .arg(root.join("include"))
+        .arg(root.join("ffi-examples").join(src))
+        .arg(lib_dir().join("libprecond_ffi.a"))
+        .args(["-lm", "-lpthread", "-ldl", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{compiler} {src} failed:\n{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let run = Command::new(&out).output().unwrap();
+    assert!(
+        run.status.success(),
+        "{exe} failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = String::from_utf8(run.stdout).unwrap();
+    if Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let v = Command::new("valgrind")
+            .args(["--error-exitcode=1", "--leak-check=full", "--quiet"])
+            .arg(format!(
+                "--suppressions={}",
+                root.join("ffi-examples/valgrind.supp").display()
+            ))
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            v.status.success(),
+            "valgrind {exe}:\n{}",
+            String::from_utf8_lossy(&v.stderr)
+        );
+    }
+    text
+}
+
+#[test]
+fn c_example_shards_bitwise_and_reshards() {
+    let out = build_and_run("cc", "-std=c99", "c/shard.c", "shard_c");
+    assert!(out.contains("shard: all checks passed"), "{out}");
+    // the same run in Rust: ranks as the plan's, the final parameters' bits
+    let cfg = OptimizerConfig::from_json(C_CONFIG).unwrap();
+    let plan = ShardPlan::new(&cfg, N, 3).unwrap();
+    for (r, rg) in plan.ranges().iter().enumerate() {
+        assert!(
+            out.contains(&format!("rank {r}: [{}, {})", rg.start, rg.end)),
+            "{out}"
+        );
+    }
+    let mut opt = cfg.build(N).unwrap();
+    let mut x = x0(N);
+    for k in 1..=10 {
+        let g = grad(k, &x);
+        opt.step_f64(&mut x, &g).unwrap();
+    }
+    let line = out.lines().find(|l| l.starts_with("x[0] = ")).unwrap();
+    let nums: Vec<f64> = line
+        .split(&['=', ','][..])
+        .filter_map(|t| t.trim().parse().ok())
+        .collect();
+    assert_eq!(nums.len(), 2, "{line}");
+    assert_eq!(nums[0].to_bits(), x[0].to_bits(), "{line}");
+    assert_eq!(nums[1].to_bits(), x[N - 1].to_bits(), "{line}");
+}
+
+const C_CONFIG: &str = r#"{"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.01, "groups": [  {"start": 0, "end": 32, "shape": [8, 4], "optimizer": "muon", "lr": 0.02},  {"start": 50, "end": 74, "shape": [6, 4], "optimizer": "shampoo", "lr": 0.01},  {"start": 80, "end": 100, "shape": [5, 4], "optimizer": "soap", "lr": 3e-3}]}"#;
+
+#[test]
+fn cpp_example_shards_through_the_wrapper() {
+    let out = build_and_run("c++", "-std=c++17", "cpp/shard.cpp", "shard_cpp");
+    assert!(out.contains("shard: all checks passed"), "{out}");
+}
