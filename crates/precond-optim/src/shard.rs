@@ -60,7 +60,8 @@ pub struct ShardPlan {
 
 impl ShardPlan {
     /// The balanced partition of `0..n` over `world` ranks for `cfg` (see the type's docs for
-    /// the rule). Errors: [`OptimError::Config`] for `world == 0` (key `world`) and any error of
+    /// the rule). Errors: [`OptimError::Config`] for `world == 0` (key `world`) or `n == 0` (key
+    /// `n_params`) and any error of
     /// building the unsharded optimizer ([`OptimizerConfig::build`]); [`OptimError::Unsupported`]
     /// for a dense fixed preconditioner (`precond_gd` with `{"P"}` or `{"S"}`): its product
     /// `P g` mixes every coordinate of its range, so a shard cannot step without the whole
@@ -68,6 +69,12 @@ impl ShardPlan {
     pub fn new(cfg: &OptimizerConfig, n: usize, world: usize) -> Result<ShardPlan> {
         if world == 0 {
             return Err(OptimError::config("world", "must be ≥ 1, got 0"));
+        }
+        if n == 0 {
+            return Err(OptimError::config(
+                "n_params",
+                "must be ≥ 1: there is nothing to shard",
+            ));
         }
         let full = cfg.build(n)?;
         let mut units = Vec::new();

@@ -329,6 +329,10 @@ fn partition_errors_are_typed() {
         Err(OptimError::Config { key, .. }) => assert_eq!(key, "world"),
         other => panic!("{other:?}"),
     }
+    match ShardPlan::new(&c, 0, 2) {
+        Err(OptimError::Config { key, .. }) => assert_eq!(key, "n_params"),
+        other => panic!("{other:?}"),
+    }
     match ShardedOptimizer::new(&c, 10, 3, 3) {
         Err(OptimError::Config { key, message }) => {
             assert_eq!(key, "rank");
