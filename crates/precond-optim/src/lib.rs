@@ -50,6 +50,9 @@
 //! - One description per optimizer kind (`src/kinds/*.rs`): accepted keys, defaults, validation,
 //!   state slots, `P_k`, dispatch; listed once in `src/registry.rs`, from which
 //!   [`OptimizerKind`] is generated. See the README's "How to add an optimizer".
+//! - [`ShardedOptimizer`] (`src/shard.rs`): ZeRO stage 1, each of `world` ranks steps one
+//!   contiguous range ([`ShardPlan`]) with only that range's state, bitwise as the unsharded
+//!   optimizer; [`assemble_state`] and [`split_state`] convert checkpoints between world sizes.
 //! - [`kernel`]: the building blocks for those who compose their own update.
 //! - [`experiment`]: the objectives and the `minimize` driver the report's experiments use.
 //!
@@ -119,6 +122,7 @@ mod precond;
 mod registry;
 pub mod regularization;
 mod schedule;
+mod shard;
 mod state;
 mod storage;
 
@@ -133,5 +137,6 @@ pub use matrix::{MatrixPreconditioner, PreconditionerBlock};
 pub use optimizer::{Optimizer, StepOutcome};
 pub use regularization::{RegKind, Regularization, Space};
 pub use schedule::Schedule;
+pub use shard::{ShardPlan, ShardedOptimizer, assemble_state, first_nonfinite, split_state};
 pub use state::OptimizerState;
 pub use storage::StepFloat;
