@@ -76,15 +76,28 @@ impl ShardPlan {
                 "must be ≥ 1: there is nothing to shard",
             ));
         }
+        // refused before building: the build would check a dense `P` positive definite, O(n³)
+        let dense = |c: &OptimizerConfig| {
+            c.optimizer == crate::config::OptimizerKind::PrecondGd
+                && matches!(
+                    c.preconditioner,
+                    Some(FixedPreconditioner::DenseP(_) | FixedPreconditioner::DenseS(_))
+                )
+        };
+        let own = cfg
+            .groups
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.optimizer.as_deref().filter(|c| dense(c)).map(|_| i));
+        if let Some(where_) = (dense(cfg).then_some(None)).or_else(|| own.map(Some).next()) {
+            return Err(OptimError::Unsupported(format!(
+                "sharding a dense fixed preconditioner{}: its product P g mixes every coordinate of its range, so no shard can step without the whole gradient",
+                where_.map_or_else(String::new, |g| format!(" (groups[{g}])"))
+            )));
+        }
         let full = cfg.build(n)?;
         let mut units = Vec::new();
         for p in full.parts() {
-            let dense = |c: &OptimizerConfig| {
-                matches!(
-                    c.preconditioner,
-                    Some(FixedPreconditioner::DenseP(_) | FixedPreconditioner::DenseS(_))
-                ) && c.optimizer == crate::config::OptimizerKind::PrecondGd
-            };
             if dense(&p.cfg) {
                 return Err(OptimError::Unsupported(format!(
                     "sharding a dense fixed preconditioner{}: its product P g mixes every coordinate of its range, so no shard can step without the whole gradient",
