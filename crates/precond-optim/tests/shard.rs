@@ -357,6 +357,16 @@ fn partition_errors_are_typed() {
         Err(OptimError::Config { key, .. }) => assert_eq!(key, "world"),
         other => panic!("{other:?}"),
     }
+    match ShardPlan::new(&c, 10, usize::MAX) {
+        Err(OptimError::Config { key, message }) => {
+            assert_eq!(key, "world");
+            assert!(message.contains("65536"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // many more ranks than parameters, within the limit: all but n ranges empty
+    let many = ShardPlan::new(&c, 10, 1000).unwrap();
+    assert_eq!(many.ranges().iter().filter(|r| !r.is_empty()).count(), 10);
     match ShardPlan::new(&c, 0, 2) {
         Err(OptimError::Config { key, .. }) => assert_eq!(key, "n_params"),
         other => panic!("{other:?}"),
