@@ -332,6 +332,8 @@ fn bad_inputs_are_status_codes_and_change_nothing() {
         expect(st, PRECOND_NULL_POINTER, "start");
         let st = precond_shard_range(c.as_ptr(), N, 0, 0, &mut a, &mut b);
         expect(st, PRECOND_INVALID_ARGUMENT, "world");
+        let st = precond_shard_range(c.as_ptr(), N, usize::MAX, 0, &mut a, &mut b);
+        expect(st, PRECOND_INVALID_ARGUMENT, "ranks");
         let st = precond_shard_range(c.as_ptr(), N, 2, 2, &mut a, &mut b);
         expect(st, PRECOND_INVALID_ARGUMENT, "rank");
         let st = precond_shard_range(c.as_ptr(), 0, 2, 0, &mut a, &mut b);
