@@ -167,12 +167,12 @@ fn bench_stream(c: &mut Criterion) {
     grp.finish();
 }
 
-/// Runtime dispatch: the same Adam step compiled for the baseline target vs AVX2+FMA (n = 1e4,
-/// in cache, where the arithmetic is what counts).
+/// Runtime dispatch: the same Adam step compiled for the baseline target, AVX2+FMA and AVX-512F
+/// (each level the CPU has; n = 1e4, in cache, where the arithmetic is what counts).
 fn bench_dispatch(c: &mut Criterion) {
     let n = 10_000;
     let mut grp = config(c, "dispatch", n);
-    for level in [SimdLevel::Baseline, SimdLevel::Avx2] {
+    for level in SimdLevel::available() {
         for (t, json) in [("f32", OPTIMIZERS[4].1), ("f64", OPTIMIZERS[4].1)] {
             let id = BenchmarkId::new(format!("adam_{t}_{level:?}"), n);
             if t == "f32" {

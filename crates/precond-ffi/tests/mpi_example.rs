@@ -186,11 +186,19 @@ fn zero1_logistic_regression_over_1_to_4_ranks_matches_one_process() {
             .filter_map(|l| l.split_once(' '))
             .map(|(k, v)| (k, v.trim().parse().unwrap()))
             .collect();
-        let num = |k: &str| *kv.get(k).unwrap_or_else(|| panic!("no `{k}` in:\n{stdout}"));
+        let num = |k: &str| {
+            *kv.get(k)
+                .unwrap_or_else(|| panic!("no `{k}` in:\n{stdout}"))
+        };
         assert_eq!(num("world"), p as f64);
         assert_eq!(num("steps"), STEPS as f64);
         close(&format!("loss at P = {p}"), num("loss"), want_loss, 1e-9);
-        close(&format!("theta[0] at P = {p}"), num("theta0"), want_theta[0], 1e-9);
+        close(
+            &format!("theta[0] at P = {p}"),
+            num("theta0"),
+            want_theta[0],
+            1e-9,
+        );
         close(
             &format!("theta[last] at P = {p}"),
             num("theta_last"),

@@ -3,10 +3,11 @@
 //! An optimizer step is `x_new = reg.finish(x, reg.decay(x) + mom.increment(reg.grad(x, ±g), pre))`
 //! composed from three small generic parts ([`PrecondRule`], [`MomentumRule`], [`Regularizer`]) in
 //! [`Fused`]. [`fused_step`] runs it over the buffers in a single pass (each of `x`, `g` and the
-//! state slots read once and written once, no allocation), compiled twice, for the baseline target
-//! and with AVX2+FMA enabled, and picked at run time by CPU feature detection, so a default
-//! `cargo build` vectorizes with AVX2 on a CPU that has it. LLVM never contracts `a*b + c` into an
-//! FMA on its own, so both versions give bit-identical results. Above a size threshold rayon splits
+//! state slots read once and written once, no allocation), compiled three times, for the baseline
+//! target, with AVX2+FMA and with AVX-512F enabled, and picked at run time by CPU feature
+//! detection ([`SimdLevel`]), so a default `cargo build` vectorizes with the widest vectors the
+//! CPU has. LLVM never contracts `a*b + c` into an FMA on its own, so every version gives
+//! bit-identical results (tested at every level the CPU supports). Above a size threshold rayon splits
 //! the buffers into chunks.
 
 pub use crate::float::Float;
@@ -74,20 +75,53 @@ pub enum SimdLevel {
     Baseline,
     /// AVX2 + FMA (x86-64 only).
     Avx2,
+    /// AVX-512F (with AVX2 + FMA; x86-64 only): 512-bit vectors, the Intel Xeon (and AMD Zen 4+)
+    /// level.
+    Avx512,
 }
 
 impl SimdLevel {
     /// The best level this CPU supports.
     pub fn detect() -> SimdLevel {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return SimdLevel::Avx2;
+        *SimdLevel::available()
+            .last()
+            .unwrap_or(&SimdLevel::Baseline)
+    }
+
+    /// Whether this CPU can run the level (`Baseline` always).
+    pub fn supported(self) -> bool {
+        match self {
+            SimdLevel::Baseline => true,
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
             }
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 => {
+                SimdLevel::Avx2.supported() && std::arch::is_x86_feature_detected!("avx512f")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
         }
-        SimdLevel::Baseline
+    }
+
+    /// Every level this CPU supports, lowest first (tests force each one).
+    pub fn available() -> Vec<SimdLevel> {
+        [SimdLevel::Baseline, SimdLevel::Avx2, SimdLevel::Avx512]
+            .into_iter()
+            .filter(|l| l.supported())
+            .collect()
+    }
+
+    /// The level that actually runs when `self` is asked for: `self` when the CPU supports it,
+    /// else the best supported level below it.
+    pub fn effective(self) -> SimdLevel {
+        match self {
+            SimdLevel::Avx512 if SimdLevel::Avx512.supported() => SimdLevel::Avx512,
+            SimdLevel::Avx512 | SimdLevel::Avx2 if SimdLevel::Avx2.supported() => SimdLevel::Avx2,
+            _ => SimdLevel::Baseline,
+        }
     }
 }
 
@@ -171,15 +205,30 @@ fn fused_loop_avx2<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     fused_loop::<T, U, DETECT>(u, b)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline(never)]
+fn fused_loop_avx512<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
+    u: &U,
+    b: Buffers<'_, T>,
+) -> bool {
+    fused_loop::<T, U, DETECT>(u, b)
+}
+
 fn run_chunk<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     u: &U,
     level: SimdLevel,
     b: Buffers<'_, T>,
 ) -> bool {
-    match level {
+    match level.effective() {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 if SimdLevel::detect() == SimdLevel::Avx2 => {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        SimdLevel::Avx512 => {
+            // SAFETY: `effective` returns Avx512 only when the CPU has AVX-512F, AVX2 and FMA.
+            unsafe { fused_loop_avx512::<T, U, DETECT>(u, b) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => {
+            // SAFETY: `effective` returns Avx2 only when the CPU has AVX2 and FMA.
             unsafe { fused_loop_avx2::<T, U, DETECT>(u, b) }
         }
         _ => fused_loop_baseline::<T, U, DETECT>(u, b),
@@ -394,15 +443,22 @@ pub fn first_nonfinite<T: Float>(g: &[T], par_threshold: usize) -> Option<usize>
     fn block_ok_avx2<T: Float>(b: &[T]) -> bool {
         block_ok_impl(b)
     }
-    let avx2 = SimdLevel::detect() == SimdLevel::Avx2;
-    let block_ok = |b: &[T]| -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: AVX2 support was detected at run time.
-            return unsafe { block_ok_avx2(b) };
-        }
-        let _ = avx2;
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2")]
+    fn block_ok_avx512<T: Float>(b: &[T]) -> bool {
         block_ok_impl(b)
+    }
+    let level = SimdLevel::detect();
+    let block_ok = |b: &[T]| -> bool {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512F (and AVX2) support was detected at run time.
+            SimdLevel::Avx512 => unsafe { block_ok_avx512(b) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX2 support was detected at run time.
+            SimdLevel::Avx2 => unsafe { block_ok_avx2(b) },
+            _ => block_ok_impl(b),
+        }
     };
     const BLOCK: usize = 4096;
     let find = |start: usize, part: &[T]| -> Option<usize> {

@@ -60,9 +60,11 @@ proptest! {
         let cfg = OptimizerConfig::from_json(CONFIGS[ci]).unwrap();
         let r = |level, par| if f32_ { run::<f32>(&cfg, n, seed, level, par) } else { run::<f64>(&cfg, n, seed, level, par) };
         let base = r(SimdLevel::Baseline, usize::MAX);
-        prop_assert_eq!(&base, &r(SimdLevel::Avx2, usize::MAX));
-        prop_assert_eq!(&base, &r(SimdLevel::Avx2, 1));
-        prop_assert_eq!(&base, &r(SimdLevel::Baseline, 1));
+        // every level this CPU has (AVX2+FMA, AVX-512F), serial and split: the same bits
+        for level in SimdLevel::available() {
+            prop_assert_eq!(&base, &r(level, usize::MAX), "{:?}", level);
+            prop_assert_eq!(&base, &r(level, 1), "{:?} split", level);
+        }
     }
 }
 
@@ -268,4 +270,30 @@ fn groups_equal_separate_optimizers() {
         }
     }
     assert!(x.iter().zip(&xp).all(|(p, q)| p.to_bits() == q.to_bits()));
+}
+
+/// The dispatch reports what the CPU has, and a forced level the CPU lacks falls back to the best
+/// one below it.
+#[test]
+fn simd_levels_detected_and_forced() {
+    let avail = SimdLevel::available();
+    assert_eq!(avail[0], SimdLevel::Baseline);
+    assert_eq!(*avail.last().unwrap(), SimdLevel::detect());
+    for l in [SimdLevel::Baseline, SimdLevel::Avx2, SimdLevel::Avx512] {
+        assert_eq!(l.supported(), avail.contains(&l), "{l:?}");
+        let e = l.effective();
+        assert!(e.supported());
+        assert!(avail.contains(&e));
+        if l.supported() {
+            assert_eq!(e, l);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        assert_eq!(SimdLevel::Avx512.supported(), avx512);
+        eprintln!("levels of this CPU: {avail:?}");
+    }
 }

@@ -330,7 +330,8 @@ impl Optimizer {
     pub fn simd_level(&self) -> SimdLevel {
         self.level
     }
-    /// Force a loop version (for benchmarks and tests; `Avx2` falls back when unsupported).
+    /// Force a loop version (for benchmarks and tests; a level the CPU lacks falls back to the
+    /// best one below it, [`SimdLevel::effective`]).
     pub fn set_simd_level(&mut self, level: SimdLevel) {
         self.level = level;
     }
