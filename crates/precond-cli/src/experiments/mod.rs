@@ -15,6 +15,7 @@ mod matrix_common;
 mod matrix_optimizers;
 mod regularization_l1;
 mod regularization_l2;
+mod sqrt_essential;
 mod van_der_sluis;
 
 use crate::report::Experiment;
@@ -34,5 +35,6 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(layer_norm::LayerNorm),
         Box::new(matrix_optimizers::MuonShampoo),
         Box::new(matrix_optimizers::Soap),
+        Box::new(sqrt_essential::SqrtEssential),
     ]
 }
