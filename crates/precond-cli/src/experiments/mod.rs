@@ -8,6 +8,7 @@ mod batch_norm;
 mod change_of_variables;
 mod common;
 mod gd_rate;
+mod grad_norm;
 mod hessian_structure;
 mod input_normalization;
 mod layer_norm;
@@ -35,6 +36,7 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(layer_norm::LayerNorm),
         Box::new(matrix_optimizers::MuonShampoo),
         Box::new(matrix_optimizers::Soap),
+        Box::new(grad_norm::GradNorm),
         Box::new(sqrt_essential::SqrtEssential),
     ]
 }
