@@ -21,7 +21,8 @@ mod van_der_sluis;
 
 use crate::report::Experiment;
 
-/// Every experiment, numbered 1–12 in the order of the theory (THEORY.md §1 to §7).
+/// Every experiment, numbered 1–12 in the order of the theory (THEORY.md §1 to §7), then 14
+/// (gradient-norm regularization) and 15 (the square root is essential), THEORY.md §5 and §4.
 pub fn registry() -> Vec<Box<dyn Experiment>> {
     vec![
         Box::new(gd_rate::GdRate),
