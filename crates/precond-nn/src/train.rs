@@ -44,7 +44,9 @@ pub struct TrainConfig {
     /// ([`crate::GradNormReg`]: `∇R = 2ρ H P ∇f`, one exact Hessian-vector product per step by
     /// the R-operator, on the same minibatch and mode). Intrinsic uses the optimizer's current
     /// diagonal `P_k` ([`Optimizer::preconditioner`]), and `P = I` while the optimizer has none
-    /// (Adam before its first step) or is not diagonal.
+    /// (Adam before its first step) or is not diagonal. The regularizer's own buffers are
+    /// allocated once per run, but the R-operator's forward pass allocates per step (unlike the
+    /// rest of the loop).
     pub grad_norm: Option<crate::GradNormReg>,
 }
 
