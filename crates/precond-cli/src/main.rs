@@ -115,6 +115,11 @@ enum Command {
         /// Fraction of samples held out for testing.
         #[arg(long, default_value_t = 0.2)]
         test_fraction: f64,
+        /// Gradient-norm regularization RHO[:intrinsic|coupled] (default intrinsic): adds the
+        /// gradient of ρ ∇fᵀP∇f (P the optimizer's current diagonal preconditioner) or of
+        /// ρ ‖∇f‖² (coupled), 2ρ H P ∇f, with one exact Hessian-vector product per step.
+        #[arg(long, value_name = "RHO[:MODE]")]
+        grad_norm: Option<String>,
         /// Output directory.
         #[arg(long, default_value = "train-out")]
         out: PathBuf,
@@ -209,12 +214,21 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             batch_size,
             seed,
             test_fraction,
+            grad_norm,
             out,
             header,
             max_width,
             max_classes,
             max_bytes,
         } => {
+            let grad_norm = grad_norm
+                .as_deref()
+                .map(precond_cli::train::parse_grad_norm)
+                .transpose()
+                .map_err(|message| CliError::Argument {
+                    arg: "--grad-norm",
+                    message,
+                })?;
             let json = match optimizer {
                 Some(j) => match j.strip_prefix('@') {
                     Some(path) => {
@@ -284,6 +298,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 max_width,
                 max_classes,
                 max_bytes,
+                grad_norm,
             };
             let (_, summary) = precond_cli::train::run_train(&opts, true)?;
             print!("{summary}");

@@ -95,6 +95,38 @@ pub struct TrainOptions {
     /// The most bytes read from a CSV data file (`--max-bytes`, default
     /// [`crate::io::DEFAULT_MAX_BYTES`]).
     pub max_bytes: u64,
+    /// Gradient-norm regularization (`--grad-norm RHO[:intrinsic|coupled]`, see
+    /// [`parse_grad_norm`]).
+    pub grad_norm: Option<precond_nn::GradNormReg>,
+}
+
+/// Parses `--grad-norm RHO[:intrinsic|coupled]`: `ρ` finite and `≥ 0`, the mode `intrinsic`
+/// (`R = ρ ∇fᵀ P ∇f` with the optimizer's current diagonal `P_k`, the default) or `coupled`
+/// (`R = ρ ‖∇f‖²`).
+///
+/// # Errors
+/// A message naming the bad part.
+pub fn parse_grad_norm(s: &str) -> Result<precond_nn::GradNormReg, String> {
+    let (rho, mode) = match s.split_once(':') {
+        Some((r, m)) => (r, m),
+        None => (s, "intrinsic"),
+    };
+    let rho: f64 = rho.trim().parse().map_err(|_| {
+        format!("'{rho}' in '{s}' is not a number: expected RHO[:intrinsic|coupled]")
+    })?;
+    let mode = match mode.trim() {
+        "intrinsic" => precond_nn::GradNormMode::Intrinsic,
+        "coupled" => precond_nn::GradNormMode::Coupled,
+        other => {
+            return Err(format!(
+                "unknown mode '{other}' in '{s}': expected intrinsic or coupled"
+            ));
+        }
+    };
+    let reg = precond_nn::GradNormReg { rho, mode };
+    reg.validate()
+        .map_err(|_| format!("ρ = {rho} in '{s}' must be finite and ≥ 0"))?;
+    Ok(reg)
 }
 
 /// The default of `--max-width`: the largest hidden width of a model.
@@ -295,6 +327,7 @@ pub fn run_train(opts: &TrainOptions, progress: bool) -> Result<(TrainOutput, St
         epochs: opts.epochs,
         batch_size: opts.batch_size,
         seed: opts.seed,
+        grad_norm: opts.grad_norm,
         ..Default::default()
     };
     let bar = if progress && std::io::stderr().is_terminal() {

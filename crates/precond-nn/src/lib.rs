@@ -56,6 +56,7 @@ pub mod activation;
 mod batch_norm;
 pub mod data;
 mod error;
+mod grad_norm;
 pub mod hessian;
 mod input_norm;
 mod layer_norm;
@@ -69,6 +70,7 @@ pub use activation::Activation;
 pub use batch_norm::{BatchNormSpec, NormStats, Placement, RunningStats, StatsGradient};
 pub use data::{BUILTIN_DATASETS, Dataset, GaussianSpec};
 pub use error::{NnError, Result};
+pub use grad_norm::{GradNormMode, GradNormReg, fd_hvp};
 pub use hessian::{
     DataConditioning, HessianOperator, UnitHessian, WithNorm, extended, extended_hidden_matrix,
     kappa, layer_norm_column_bounds, unit_hessian,

@@ -40,6 +40,14 @@ pub struct TrainConfig {
     pub kappa_samples: usize,
     /// Record statistics of the optimizer's diagonal preconditioner `P_k` each epoch.
     pub record_preconditioner: bool,
+    /// Gradient-norm regularization added to every minibatch gradient
+    /// ([`crate::GradNormReg`]: `∇R = 2ρ H P ∇f`, one exact Hessian-vector product per step by
+    /// the R-operator, on the same minibatch and mode). Intrinsic uses the optimizer's current
+    /// diagonal `P_k` ([`Optimizer::preconditioner`]), and `P = I` while the optimizer has none
+    /// (Adam before its first step) or is not diagonal. The regularizer's own buffers are
+    /// allocated once per run, but the R-operator's forward pass allocates per step (unlike the
+    /// rest of the loop).
+    pub grad_norm: Option<crate::GradNormReg>,
 }
 
 impl Default for TrainConfig {
@@ -52,6 +60,7 @@ impl Default for TrainConfig {
             kappa_layers: Vec::new(),
             kappa_samples: 256,
             record_preconditioner: false,
+            grad_norm: None,
         }
     }
 }
@@ -233,6 +242,9 @@ pub fn train(
     for &l in &config.kappa_layers {
         mlp.check_layer(l)?;
     }
+    if let Some(r) = &config.grad_norm {
+        r.validate()?;
+    }
     // a minibatch of one sample (the whole set, or the last batch of an epoch) cannot give
     // BatchNorm statistics: refuse before the first step rather than in the middle of an epoch
     let n = train_set.n_samples();
@@ -260,6 +272,13 @@ pub fn train(
     let mut seeds = ChaCha8Rng::seed_from_u64(config.seed);
     // one set of buffers for the whole run: no allocation per step
     let mut grad = vec![0.0; n_params];
+    // gradient-norm regularization: P_k, P g and H P g (allocated only when used)
+    let gn_len = if config.grad_norm.is_some() {
+        n_params
+    } else {
+        0
+    };
+    let (mut gn_p, mut gn_u, mut gn_hu) = (vec![0.0; gn_len], vec![0.0; gn_len], vec![0.0; gn_len]);
     let mut ws = Workspace::new();
     let mut xb = Mat::new();
     let mut tb = Targets::Classes {
@@ -279,6 +298,21 @@ pub fn train(
             train_set.targets.gather_into(idx, &mut tb)?;
             let loss =
                 mlp.loss_and_grad_into(params, xb.as_ref(), &tb, Mode::Train, &mut ws, &mut grad)?;
+            if let Some(r) = &config.grad_norm {
+                let p = (r.mode == crate::GradNormMode::Intrinsic
+                    && optimizer.preconditioner(&mut gn_p).is_ok())
+                .then_some(&gn_p[..]);
+                let net: &Mlp = mlp;
+                r.add_gradient(
+                    &mut grad,
+                    p,
+                    |v, hv| {
+                        net.hessian_vector_product(params, xb.as_ref(), &tb, Mode::Train, v, hv)
+                    },
+                    &mut gn_u,
+                    &mut gn_hu,
+                )?;
+            }
             optimizer.step_f64(params, &grad)?;
             mlp.update_running_stats(ws.forward())?;
             sum += loss;

@@ -25,6 +25,18 @@ pub(crate) fn check_eps(eps: f64) -> Result<()> {
     }
 }
 
+/// `power` of the adaptive rules: in `(0, 1]`.
+pub(crate) fn check_power(power: f64) -> Result<()> {
+    if power > 0.0 && power <= 1.0 {
+        Ok(())
+    } else {
+        Err(OptimError::config(
+            "power",
+            format!("must be in (0, 1], got {power}"),
+        ))
+    }
+}
+
 /// A value that must be finite and `≥ 0`.
 pub(crate) fn check_nonneg(key: &str, v: f64) -> Result<()> {
     if v.is_finite() && v >= 0.0 {

@@ -54,6 +54,11 @@ pub trait Float:
             Self::ZERO
         }
     }
+    /// `self^e` (libm `pow`; the default widens to `f64` and rounds back).
+    #[inline(always)]
+    fn powf(self, e: Self) -> Self {
+        Self::from_f64(self.to_f64().powf(e.to_f64()))
+    }
     /// Neither NaN nor infinite.
     fn is_finite(self) -> bool;
     /// Bit pattern widened to `u64` (for exact comparisons in tests and state files).
@@ -97,6 +102,10 @@ impl Float for f32 {
         f32::sqrt(self)
     }
     #[inline(always)]
+    fn powf(self, e: Self) -> Self {
+        f32::powf(self, e)
+    }
+    #[inline(always)]
     fn is_finite(self) -> bool {
         f32::is_finite(self)
     }
@@ -121,6 +130,10 @@ impl Float for f64 {
     #[inline(always)]
     fn sqrt(self) -> Self {
         f64::sqrt(self)
+    }
+    #[inline(always)]
+    fn powf(self, e: Self) -> Self {
+        f64::powf(self, e)
     }
     #[inline(always)]
     fn is_finite(self) -> bool {

@@ -13,7 +13,8 @@
 pub use crate::float::Float;
 pub use crate::momentum::{Ema, HeavyBall, MomentumRule, NoMomentum, PostHeavyBall};
 pub use crate::precond::{
-    AdagradPrecond, AdamPrecond, FixedDiag, Identity, Lerp, PrecondRule, RmsPrecond,
+    AdagradPrecond, AdamPrecond, FixedDiag, Identity, Lerp, LinearRoot, PowRoot, PrecondRule,
+    RmsPrecond, Root, SqrtRoot,
 };
 pub use crate::regularization::{CoupledL2, DecoupledL2, Elementwise, NoReg, Regularizer};
 

@@ -116,6 +116,123 @@ impl<T: Float> PrecondRule<T> for FixedDiag {
     }
 }
 
+/// The map `v ↦ v^power` an adaptive rule applies to its second-moment estimate before adding
+/// `eps`: `P = 1/(v̂^power + eps)` (THEORY.md §4: `power = 1/2`, the square root, is AdaGrad's,
+/// RMSProp's and Adam's; `power = 1` is the diagonal Fisher / Gauss–Newton natural-gradient
+/// scaling `1/(v̂ + eps)`). [`SqrtRoot`] is the default and is exactly the `sqrt` these rules
+/// always did; [`LinearRoot`] uses `v` as is; [`PowRoot`] calls `powf`.
+pub trait Root<T: Float>: Copy + Send + Sync {
+    /// `v^power`.
+    fn root(&self, v: T) -> T;
+    /// `(1/c)^power` in `f64`, for a bias correction `c` (Adam's `1 − β₂^k`): the factor that
+    /// turns `v^power` into `v̂^power = (v/c)^power`.
+    fn inv_bias(&self, c: f64) -> f64;
+}
+
+/// `power = 1/2`: `sqrt(v)` (the default; bit-identical to the rules before `power` existed).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SqrtRoot;
+
+impl<T: Float> Root<T> for SqrtRoot {
+    #[inline(always)]
+    fn root(&self, v: T) -> T {
+        v.sqrt()
+    }
+    #[inline(always)]
+    fn inv_bias(&self, c: f64) -> f64 {
+        1.0 / c.sqrt()
+    }
+}
+
+/// `power = 1`: `v` itself (no root; the diagonal Fisher / Gauss–Newton scaling).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinearRoot;
+
+impl<T: Float> Root<T> for LinearRoot {
+    #[inline(always)]
+    fn root(&self, v: T) -> T {
+        v
+    }
+    #[inline(always)]
+    fn inv_bias(&self, c: f64) -> f64 {
+        1.0 / c
+    }
+}
+
+/// Any other `power` in `(0, 1]`: `v.powf(power)` (libm `pow`, one call per element: slower than
+/// the square root, which stays the default).
+#[derive(Clone, Copy, Debug)]
+pub struct PowRoot<T> {
+    /// The exponent, rounded to `T`.
+    pub power: T,
+    /// The exponent in `f64` (for the bias correction).
+    pub power_f64: f64,
+}
+
+impl<T: Float> PowRoot<T> {
+    /// `v ↦ v^power`.
+    pub fn new(power: f64) -> Self {
+        PowRoot {
+            power: T::from_f64(power),
+            power_f64: power,
+        }
+    }
+}
+
+impl<T: Float> Root<T> for PowRoot<T> {
+    #[inline(always)]
+    fn root(&self, v: T) -> T {
+        v.powf(self.power)
+    }
+    #[inline(always)]
+    fn inv_bias(&self, c: f64) -> f64 {
+        c.powf(-self.power_f64)
+    }
+}
+
+/// Which [`Root`] a configured `power` selects (the kinds dispatch on it once per step).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum RootKind {
+    Sqrt,
+    Linear,
+    Pow(f64),
+}
+
+impl RootKind {
+    /// Exactly `0.5` and exactly `1` select the special cases (bit comparison: the value the
+    /// configuration holds, not a tolerance).
+    pub(crate) fn of(power: f64) -> Self {
+        if power.to_bits() == 0.5f64.to_bits() {
+            RootKind::Sqrt
+        } else if power.to_bits() == 1f64.to_bits() {
+            RootKind::Linear
+        } else {
+            RootKind::Pow(power)
+        }
+    }
+}
+
+/// Run `$body` with `$r` bound to the [`Root`] of `$power` (three monomorphic copies).
+macro_rules! with_root {
+    ($power:expr, $t:ty, |$r:ident| $body:expr) => {
+        match $crate::precond::RootKind::of($power) {
+            $crate::precond::RootKind::Sqrt => {
+                let $r = $crate::precond::SqrtRoot;
+                $body
+            }
+            $crate::precond::RootKind::Linear => {
+                let $r = $crate::precond::LinearRoot;
+                $body
+            }
+            $crate::precond::RootKind::Pow(p) => {
+                let $r = $crate::precond::PowRoot::<$t>::new(p);
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_root;
+
 /// AdaGrad's accumulator (torch `Adagrad`): `G_k = G_{k−1} + g_k²` (slot 0, initialised to
 /// `initial_accumulator_value`), `P_k = diag(1/(sqrt(G_k) + eps))`. The learning-rate decay
 /// `lr/(1 + (k−1)·lr_decay)` is a scalar kept outside `P` (it does not change `κ`).
@@ -129,24 +246,39 @@ impl<T: Float> PrecondRule<T> for FixedDiag {
 ///   and stochastic optimization.* JMLR 12:2121–2159, 2011.
 /// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
 ///   Regularization* (the source paper), as restated in THEORY.md §4 (AdaGrad).
+///
+/// With a [`Root`] other than the default [`SqrtRoot`] (config key `power`):
+/// `P_k = diag(1/(G_k^power + eps))`.
 #[derive(Clone, Copy, Debug)]
-pub struct AdagradPrecond<T> {
+pub struct AdagradPrecond<T, R = SqrtRoot> {
     /// `eps`, added after the square root.
     pub eps: T,
+    /// `G ↦ G^power` (default: the square root).
+    pub root: R,
 }
 
-impl<T: Float> PrecondRule<T> for AdagradPrecond<T> {
+impl<T: Float> AdagradPrecond<T> {
+    /// The rule with `eps` and the square root.
+    pub fn new(eps: f64) -> Self {
+        AdagradPrecond {
+            eps: T::from_f64(eps),
+            root: SqrtRoot,
+        }
+    }
+}
+
+impl<T: Float, R: Root<T>> PrecondRule<T> for AdagradPrecond<T, R> {
     const SLOTS: usize = 1;
     const HEAVY: bool = true;
     #[inline(always)]
     fn update(&self, g: T, _aux: T, s: &mut [T]) -> T {
         let sum = s[0] + g * g;
         s[0] = sum;
-        sum.sqrt() + self.eps
+        self.root.root(sum) + self.eps
     }
     #[inline(always)]
     fn current(&self, _aux: T, s: &[T]) -> T {
-        s[0].sqrt() + self.eps
+        self.root.root(s[0]) + self.eps
     }
 }
 
@@ -191,8 +323,11 @@ impl<T: Float> Lerp<T> {
 ///   2012.
 /// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
 ///   Regularization* (the source paper), as restated in THEORY.md §4, (6)–(7).
+///
+/// With a [`Root`] other than the default [`SqrtRoot`] (config key `power`):
+/// `P_k = diag(1/(v_k^power + eps))`.
 #[derive(Clone, Copy, Debug)]
-pub struct RmsPrecond<T, const CENTERED: bool> {
+pub struct RmsPrecond<T, const CENTERED: bool, R = SqrtRoot> {
     /// `α` (torch `alpha`).
     pub alpha: T,
     /// `1 − α`, computed in `f64`.
@@ -201,21 +336,31 @@ pub struct RmsPrecond<T, const CENTERED: bool> {
     pub lerp: Lerp<T>,
     /// `eps`.
     pub eps: T,
+    /// `v ↦ v^power` (default: the square root).
+    pub root: R,
 }
 
 impl<T: Float, const CENTERED: bool> RmsPrecond<T, CENTERED> {
     /// The rule for smoothing constant `alpha` and `eps`.
     pub fn new(alpha: f64, eps: f64) -> Self {
+        Self::with_root(alpha, eps, SqrtRoot)
+    }
+}
+
+impl<T: Float, const CENTERED: bool, R: Root<T>> RmsPrecond<T, CENTERED, R> {
+    /// The rule for smoothing constant `alpha`, `eps` and the map `v ↦ v^power`.
+    pub fn with_root(alpha: f64, eps: f64, root: R) -> Self {
         RmsPrecond {
             alpha: T::from_f64(alpha),
             one_minus_alpha: T::from_f64(1.0 - alpha),
             lerp: Lerp::new(1.0 - alpha),
             eps: T::from_f64(eps),
+            root,
         }
     }
 }
 
-impl<T: Float, const CENTERED: bool> PrecondRule<T> for RmsPrecond<T, CENTERED> {
+impl<T: Float, const CENTERED: bool, R: Root<T>> PrecondRule<T> for RmsPrecond<T, CENTERED, R> {
     const SLOTS: usize = 1 + CENTERED as usize;
     const HEAVY: bool = true;
     #[inline(always)]
@@ -225,17 +370,17 @@ impl<T: Float, const CENTERED: bool> PrecondRule<T> for RmsPrecond<T, CENTERED> 
         if CENTERED {
             let ga = self.lerp.apply(s[1], g);
             s[1] = ga;
-            (v + (-ga) * ga).sqrt() + self.eps
+            self.root.root(v + (-ga) * ga) + self.eps
         } else {
-            v.sqrt() + self.eps
+            self.root.root(v) + self.eps
         }
     }
     #[inline(always)]
     fn current(&self, _aux: T, s: &[T]) -> T {
         if CENTERED {
-            (s[0] + (-s[1]) * s[1]).sqrt() + self.eps
+            self.root.root(s[0] + (-s[1]) * s[1]) + self.eps
         } else {
-            s[0].sqrt() + self.eps
+            self.root.root(s[0]) + self.eps
         }
     }
 }
@@ -260,32 +405,46 @@ impl<T: Float, const CENTERED: bool> PrecondRule<T> for RmsPrecond<T, CENTERED> 
 ///   2018 (AMSGrad).
 /// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
 ///   Regularization* (the source paper), as restated in THEORY.md §4, (8).
+///
+/// With a [`Root`] other than the default [`SqrtRoot`] (config key `power`):
+/// `P_k = diag(1/(v̂_k^power + eps))`, computed as `v_k^power · (1/(1 − β₂^k))^power + eps`.
 #[derive(Clone, Copy, Debug)]
-pub struct AdamPrecond<T, const AMSGRAD: bool> {
+pub struct AdamPrecond<T, const AMSGRAD: bool, R = SqrtRoot> {
     /// `β₂`.
     pub beta2: T,
     /// `1 − β₂`, computed in `f64`.
     pub one_minus_beta2: T,
-    /// `1/sqrt(1 − β₂^k)` for the current step `k` (computed in `f64`).
+    /// `1/sqrt(1 − β₂^k)` for the current step `k` (computed in `f64`); with another
+    /// [`Root`], `(1/(1 − β₂^k))^power`.
     pub inv_bc2_sqrt: T,
     /// `eps`.
     pub eps: T,
+    /// `v ↦ v^power` (default: the square root).
+    pub root: R,
 }
 
 impl<T: Float, const AMSGRAD: bool> AdamPrecond<T, AMSGRAD> {
     /// The rule at step `k ≥ 1` (bias correction `1 − β₂^k` with the libm `pow`, as Python's `**`).
     pub fn new(beta2: f64, eps: f64, k: u64) -> Self {
+        Self::with_root(beta2, eps, k, SqrtRoot)
+    }
+}
+
+impl<T: Float, const AMSGRAD: bool, R: Root<T>> AdamPrecond<T, AMSGRAD, R> {
+    /// The rule at step `k ≥ 1` with the map `v ↦ v^power`.
+    pub fn with_root(beta2: f64, eps: f64, k: u64, root: R) -> Self {
         let bc2 = 1.0 - beta2.powf(k as f64);
         AdamPrecond {
             beta2: T::from_f64(beta2),
             one_minus_beta2: T::from_f64(1.0 - beta2),
-            inv_bc2_sqrt: T::from_f64(1.0 / bc2.sqrt()),
+            inv_bc2_sqrt: T::from_f64(root.inv_bias(bc2)),
             eps: T::from_f64(eps),
+            root,
         }
     }
 }
 
-impl<T: Float, const AMSGRAD: bool> PrecondRule<T> for AdamPrecond<T, AMSGRAD> {
+impl<T: Float, const AMSGRAD: bool, R: Root<T>> PrecondRule<T> for AdamPrecond<T, AMSGRAD, R> {
     const SLOTS: usize = 1 + AMSGRAD as usize;
     const HEAVY: bool = true;
     #[inline(always)]
@@ -295,14 +454,14 @@ impl<T: Float, const AMSGRAD: bool> PrecondRule<T> for AdamPrecond<T, AMSGRAD> {
         if AMSGRAD {
             let vm = s[1].maxv(v);
             s[1] = vm;
-            vm.sqrt() * self.inv_bc2_sqrt + self.eps
+            self.root.root(vm) * self.inv_bc2_sqrt + self.eps
         } else {
-            v.sqrt() * self.inv_bc2_sqrt + self.eps
+            self.root.root(v) * self.inv_bc2_sqrt + self.eps
         }
     }
     #[inline(always)]
     fn current(&self, _aux: T, s: &[T]) -> T {
         let v = if AMSGRAD { s[1] } else { s[0] };
-        v.sqrt() * self.inv_bc2_sqrt + self.eps
+        self.root.root(v) * self.inv_bc2_sqrt + self.eps
     }
 }

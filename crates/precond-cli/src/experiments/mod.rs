@@ -8,6 +8,7 @@ mod batch_norm;
 mod change_of_variables;
 mod common;
 mod gd_rate;
+mod grad_norm;
 mod hessian_structure;
 mod input_normalization;
 mod layer_norm;
@@ -15,11 +16,13 @@ mod matrix_common;
 mod matrix_optimizers;
 mod regularization_l1;
 mod regularization_l2;
+mod sqrt_essential;
 mod van_der_sluis;
 
 use crate::report::Experiment;
 
-/// Every experiment, numbered 1–12 in the order of the theory (THEORY.md §1 to §7).
+/// Every experiment, numbered 1–12 in the order of the theory (THEORY.md §1 to §7), then 14
+/// (gradient-norm regularization) and 15 (the square root is essential), THEORY.md §5 and §4.
 pub fn registry() -> Vec<Box<dyn Experiment>> {
     vec![
         Box::new(gd_rate::GdRate),
@@ -34,5 +37,7 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(layer_norm::LayerNorm),
         Box::new(matrix_optimizers::MuonShampoo),
         Box::new(matrix_optimizers::Soap),
+        Box::new(grad_norm::GradNorm),
+        Box::new(sqrt_essential::SqrtEssential),
     ]
 }

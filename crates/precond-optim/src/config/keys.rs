@@ -74,6 +74,18 @@ pub(crate) const KEYS: &[KeyDef] = &[
     number_key!("alpha", alpha),
     bool_key!("centered", centered),
     KeyDef {
+        name: "power",
+        read: |o, c| {
+            if let Some(x) = o.f64("power")? {
+                c.power = x;
+            }
+            Ok(())
+        },
+        // the default (the square root) is not written, so configurations without the key
+        // serialize as before
+        write: |c| (c.power.to_bits() != 0.5f64.to_bits()).then(|| json!(c.power)),
+    },
+    KeyDef {
         name: "betas",
         read: |o, c| {
             if let Some(a) = o.f64_array("betas")? {

@@ -15,6 +15,7 @@
 //! | `betas`, `amsgrad` | adam, adamw | [0.9, 0.999], false | |
 //! | `eps` | adagrad, rmsprop, adam, adamw | 1e-10 (adagrad), 1e-8 | added after the square root, `eps > 0` |
 //! | `alpha`, `centered` | rmsprop | 0.99, false | |
+//! | `power` | adagrad, rmsprop, adam, adamw | 0.5 | `P = 1/(v̂^power + eps)`, `power ∈ (0, 1]`: 0.5 the square root (torch), 1 the diagonal Fisher scaling `1/(v̂ + eps)`; written only when ≠ 0.5 |
 //! | `lr_decay`, `initial_accumulator_value` | adagrad | 0, 0 | |
 //! | `preconditioner` | precond_gd | (required) | `{"diag": [..]}`, `{"P": [[..]..]}` or `{"S": [[..]..]}` |
 //! | `regularization` | all | none | `{"kind", "strength", "l1_ratio"?, "space", "proximal"?}`, see [`crate::regularization`] |
@@ -305,6 +306,11 @@ pub struct OptimizerConfig {
     pub normalize_grads: bool,
     /// SOAP: Adam's bias corrections.
     pub correct_bias: bool,
+    /// Exponent of the second-moment estimate in the adaptive rules (Adam, AdamW, RMSprop,
+    /// Adagrad): `P = 1/(v̂^power + eps)`, `power ∈ (0, 1]`. `0.5` (default) is the square root
+    /// (torch's arithmetic exactly); `1` is `1/(v̂ + eps)`, the diagonal Fisher / Gauss–Newton
+    /// (natural-gradient) scaling; other values use `powf` (THEORY.md §4).
+    pub power: f64,
 }
 
 impl OptimizerConfig {
@@ -361,6 +367,7 @@ impl OptimizerConfig {
             max_precond_dim: 10000,
             normalize_grads: false,
             correct_bias: true,
+            power: 0.5,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! torch `Adagrad` (THEORY.md §4): `G ← G + g²` (`G_0 = initial_accumulator_value`),
 //! `x ← x − η_k g/(sqrt(G) + eps)` with `η_k = η/(1 + (k−1)·lr_decay)`.
 //!
-//! `P_k = 1/(sqrt(G_k) + eps)`; the `lr_decay` factor is a scalar on `η`, outside `P`. State:
+//! `P_k = 1/(sqrt(G_k) + eps)` (with the key `power`, default 0.5: `1/(G_k^power + eps)`); the `lr_decay` factor is a scalar on `η`, outside `P`. State:
 //! `sum`. Defaults: `lr = 1e-2`, `eps = 1e-10`.
 //!
 //! # References
@@ -10,19 +10,20 @@
 
 use super::compose::{observe_with, with_reg};
 use super::{Kind, SegStep};
-use crate::checks::{check_eps, check_nonneg};
+use crate::checks::{check_eps, check_nonneg, check_power};
 use crate::config::OptimizerConfig;
 use crate::error::Result;
 use crate::kernel::Buffers;
 use crate::momentum::NoMomentum;
-use crate::precond::AdagradPrecond;
+use crate::precond::{AdagradPrecond, Root, with_root};
 use crate::storage::{SlotSpec, Slots, StepFloat};
 
 /// torch `Adagrad`.
 pub(crate) struct Adagrad;
 
 impl Kind for Adagrad {
-    const KEYS: &'static [&'static str] = &["lr_decay", "initial_accumulator_value", "eps"];
+    const KEYS: &'static [&'static str] =
+        &["lr_decay", "initial_accumulator_value", "eps", "power"];
 
     fn defaults(c: &mut OptimizerConfig) {
         c.lr = 1e-2;
@@ -31,6 +32,7 @@ impl Kind for Adagrad {
 
     fn validate(c: &OptimizerConfig) -> Result<()> {
         check_eps(c.eps)?;
+        check_power(c.power)?;
         check_nonneg("lr_decay", c.lr_decay)?;
         check_nonneg("initial_accumulator_value", c.initial_accumulator_value)
     }
@@ -49,14 +51,18 @@ impl Kind for Adagrad {
         out: &mut [f64],
     ) -> Result<()> {
         match state {
-            None => out.fill(1.0 / (c.initial_accumulator_value.sqrt() + c.eps)),
-            Some(s) => observe_with(
+            None => {
+                let d = with_root!(c.power, f64, |r| r.root(c.initial_accumulator_value));
+                out.fill(1.0 / (d + c.eps));
+            }
+            Some(s) => with_root!(c.power, T, |r| observe_with(
                 AdagradPrecond {
                     eps: T::from_f64(c.eps),
+                    root: r,
                 },
                 s,
                 out,
-            ),
+            )),
         }
         Ok(())
     }
@@ -67,12 +73,18 @@ impl Kind for Adagrad {
         b: Buffers<'_, T>,
     ) -> Result<bool> {
         let clr = s.lr / (1.0 + (s.k - 1) as f64 * c.lr_decay);
-        let pre = AdagradPrecond {
-            eps: T::from_f64(c.eps),
-        };
         let mom = NoMomentum {
             scale: T::from_f64(-clr),
         };
-        with_reg(s, clr, pre, mom, b)
+        with_root!(c.power, T, |r| with_reg(
+            s,
+            clr,
+            AdagradPrecond {
+                eps: T::from_f64(c.eps),
+                root: r,
+            },
+            mom,
+            b,
+        ))
     }
 }

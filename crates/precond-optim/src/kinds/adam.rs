@@ -2,7 +2,8 @@
 //! `v ← β₂ v + (1 − β₂) g²` (AMSGrad: `v_max ← max(v_max, v)` used instead of `v`),
 //! `d = sqrt(v)/sqrt(1 − β₂^k) + eps`, `x ← x − (η/(1 − β₁^k)) m/d`.
 //!
-//! `P_k = 1/d = 1/(sqrt(v̂_k) + eps)` with `η` outside; undefined before the first step.
+//! `P_k = 1/d = 1/(sqrt(v̂_k) + eps)` with `η` outside; undefined before the first step. With the
+//! key `power` (default 0.5): `P_k = 1/(v̂_k^power + eps)` (1: the diagonal Fisher scaling).
 //! `AdamW` is the same update preceded by the decoupled weight decay `x ← x(1 − ηλ)`
 //! (intrinsic L2, (11); `λ` multiplied by the scheduled `η`, torch's convention), default
 //! `weight_decay = 1e-2`; `Adam`'s `weight_decay` is coupled, `g ← g + λx` ((10)).
@@ -17,12 +18,12 @@
 
 use super::compose::{observe_with, with_reg};
 use super::{Kind, SegStep};
-use crate::checks::check_eps;
+use crate::checks::{check_eps, check_power};
 use crate::config::OptimizerConfig;
 use crate::error::{OptimError, Result};
 use crate::kernel::Buffers;
 use crate::momentum::Ema;
-use crate::precond::AdamPrecond;
+use crate::precond::{AdamPrecond, with_root};
 use crate::storage::{Geometry, SlotSpec, Slots, StepFloat};
 
 /// torch `Adam` (`DECOUPLED = false`) and `AdamW` (`DECOUPLED = true`).
@@ -33,7 +34,7 @@ pub(crate) type Adam = AdamFamily<false>;
 pub(crate) type AdamW = AdamFamily<true>;
 
 impl<const DECOUPLED: bool> Kind for AdamFamily<DECOUPLED> {
-    const KEYS: &'static [&'static str] = &["betas", "eps", "amsgrad"];
+    const KEYS: &'static [&'static str] = &["betas", "eps", "amsgrad", "power"];
     const DECOUPLED_WEIGHT_DECAY: bool = DECOUPLED;
 
     fn defaults(c: &mut OptimizerConfig) {
@@ -51,7 +52,8 @@ impl<const DECOUPLED: bool> Kind for AdamFamily<DECOUPLED> {
                 ));
             }
         }
-        check_eps(c.eps)
+        check_eps(c.eps)?;
+        check_power(c.power)
     }
 
     fn slots(c: &OptimizerConfig) -> Vec<SlotSpec> {
@@ -112,11 +114,19 @@ impl<const DECOUPLED: bool> Kind for AdamFamily<DECOUPLED> {
             }
         };
         let b2 = c.betas[1];
-        if c.amsgrad {
-            observe_with(AdamPrecond::<T, true>::new(b2, c.eps, step), s, out);
+        with_root!(c.power, T, |r| if c.amsgrad {
+            observe_with(
+                AdamPrecond::<T, true, _>::with_root(b2, c.eps, step, r),
+                s,
+                out,
+            );
         } else {
-            observe_with(AdamPrecond::<T, false>::new(b2, c.eps, step), s, out);
-        }
+            observe_with(
+                AdamPrecond::<T, false, _>::with_root(b2, c.eps, step, r),
+                s,
+                out,
+            );
+        });
         Ok(())
     }
 
@@ -127,17 +137,23 @@ impl<const DECOUPLED: bool> Kind for AdamFamily<DECOUPLED> {
     ) -> Result<bool> {
         let [b1, b2] = c.betas;
         let mom = Ema::new(b1, s.lr, s.k);
-        if c.amsgrad {
-            with_reg(s, s.lr, AdamPrecond::<T, true>::new(b2, c.eps, s.k), mom, b)
+        with_root!(c.power, T, |r| if c.amsgrad {
+            with_reg(
+                s,
+                s.lr,
+                AdamPrecond::<T, true, _>::with_root(b2, c.eps, s.k, r),
+                mom,
+                b,
+            )
         } else {
             with_reg(
                 s,
                 s.lr,
-                AdamPrecond::<T, false>::new(b2, c.eps, s.k),
+                AdamPrecond::<T, false, _>::with_root(b2, c.eps, s.k, r),
                 mom,
                 b,
             )
-        }
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 //! `v̄ = v − ḡ²`; `d = sqrt(v̄) + eps`; without momentum `x ← x − η g/d`, with momentum
 //! `b ← μ b + g/d`, `x ← x − η b`.
 //!
-//! `P_k = 1/d`. State: `square_avg`, then `grad_avg` (centered), then `momentum_buffer`
+//! `P_k = 1/d`; with the key `power` (default 0.5) `d = v̄^power + eps`. State: `square_avg`, then `grad_avg` (centered), then `momentum_buffer`
 //! (`μ > 0`). Default `lr = 1e-2`; `eps` is added after the square root, as torch does
 //! (optax's `rmsprop` adds it inside unless `eps_in_sqrt=False`).
 //!
@@ -12,19 +12,19 @@
 
 use super::compose::{observe_with, with_reg};
 use super::{Kind, SegStep};
-use crate::checks::{check_eps, check_nonneg};
+use crate::checks::{check_eps, check_nonneg, check_power};
 use crate::config::OptimizerConfig;
 use crate::error::{OptimError, Result};
 use crate::kernel::Buffers;
 use crate::momentum::{NoMomentum, PostHeavyBall};
-use crate::precond::RmsPrecond;
+use crate::precond::{RmsPrecond, with_root};
 use crate::storage::{SlotSpec, Slots, StepFloat};
 
 /// torch `RMSprop`.
 pub(crate) struct Rmsprop;
 
 impl Kind for Rmsprop {
-    const KEYS: &'static [&'static str] = &["alpha", "eps", "momentum", "centered"];
+    const KEYS: &'static [&'static str] = &["alpha", "eps", "momentum", "centered", "power"];
 
     fn defaults(c: &mut OptimizerConfig) {
         c.lr = 1e-2;
@@ -33,6 +33,7 @@ impl Kind for Rmsprop {
     fn validate(c: &OptimizerConfig) -> Result<()> {
         check_eps(c.eps)?;
         check_nonneg("momentum", c.momentum)?;
+        check_power(c.power)?;
         if !(c.alpha.is_finite() && (0.0..1.0).contains(&c.alpha)) {
             return Err(OptimError::config(
                 "alpha",
@@ -59,13 +60,19 @@ impl Kind for Rmsprop {
         state: Option<&Slots<T>>,
         out: &mut [f64],
     ) -> Result<()> {
-        match state {
+        with_root!(c.power, T, |r| match state {
             None => out.fill(1.0 / c.eps),
-            Some(s) if c.centered => {
-                observe_with(RmsPrecond::<T, true>::new(c.alpha, c.eps), s, out)
-            }
-            Some(s) => observe_with(RmsPrecond::<T, false>::new(c.alpha, c.eps), s, out),
-        }
+            Some(s) if c.centered => observe_with(
+                RmsPrecond::<T, true, _>::with_root(c.alpha, c.eps, r),
+                s,
+                out,
+            ),
+            Some(s) => observe_with(
+                RmsPrecond::<T, false, _>::with_root(c.alpha, c.eps, r),
+                s,
+                out,
+            ),
+        });
         Ok(())
     }
 
@@ -81,15 +88,17 @@ impl Kind for Rmsprop {
         let nom = NoMomentum {
             scale: T::from_f64(-s.lr),
         };
-        let (plain, centered) = (
-            RmsPrecond::<T, false>::new(c.alpha, c.eps),
-            RmsPrecond::<T, true>::new(c.alpha, c.eps),
-        );
-        match (c.centered, c.momentum > 0.0) {
-            (false, false) => with_reg(s, s.lr, plain, nom, b),
-            (false, true) => with_reg(s, s.lr, plain, mom, b),
-            (true, false) => with_reg(s, s.lr, centered, nom, b),
-            (true, true) => with_reg(s, s.lr, centered, mom, b),
-        }
+        with_root!(c.power, T, |r| {
+            let (plain, centered) = (
+                RmsPrecond::<T, false, _>::with_root(c.alpha, c.eps, r),
+                RmsPrecond::<T, true, _>::with_root(c.alpha, c.eps, r),
+            );
+            match (c.centered, c.momentum > 0.0) {
+                (false, false) => with_reg(s, s.lr, plain, nom, b),
+                (false, true) => with_reg(s, s.lr, plain, mom, b),
+                (true, false) => with_reg(s, s.lr, centered, nom, b),
+                (true, true) => with_reg(s, s.lr, centered, mom, b),
+            }
+        })
     }
 }
