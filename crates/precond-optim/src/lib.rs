@@ -102,6 +102,7 @@
 //! assert!(x[0] < 1.0);
 //! ```
 
+mod bnp;
 mod checks;
 mod config;
 mod error;
@@ -122,6 +123,7 @@ mod schedule;
 mod state;
 mod storage;
 
+pub use bnp::{BnpSpec, BnpStats, bnp_precondition};
 pub use config::{
     AdjustLr, FixedPreconditioner, Grafting, GraftingKind, MatrixOrder, MatrixShape,
     NonFinitePolicy, OptimizerConfig, OptimizerKind, ParamGroup,
