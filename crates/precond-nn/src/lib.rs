@@ -22,6 +22,9 @@
 //!   [`data::teacher_targets`]), seeded splits and mini-batches.
 //! - Training ([`train()`]): mini-batches, any `precond-optim` optimizer, per-epoch history of
 //!   loss/accuracy, `P_k` statistics and `κ` of hidden layers' `Ā`, callbacks, deterministic.
+//! - Batch Normalization Preconditioning ([`Bnp`], [`train_bnp()`]): running statistics of every
+//!   layer's input and the preconditioner `P = S Sᵀ` on each unit's `[b_i; w_i]` gradient
+//!   (docs/THEORY.md §6, BNP); the network itself stays unnormalized.
 //!
 //! The crate root holds what a user needs; building blocks live in named modules:
 //! [`trace`] (the per-layer values of a [`Forward`] pass), [`data`] (CSV parsing, column
