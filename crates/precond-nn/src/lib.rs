@@ -22,6 +22,9 @@
 //!   [`data::teacher_targets`]), seeded splits and mini-batches.
 //! - Training ([`train()`]): mini-batches, any `precond-optim` optimizer, per-epoch history of
 //!   loss/accuracy, `P_k` statistics and `κ` of hidden layers' `Ā`, callbacks, deterministic.
+//! - Batch Normalization Preconditioning ([`Bnp`], [`train_bnp()`]): running statistics of every
+//!   layer's input and the preconditioner `P = S Sᵀ` on each unit's `[b_i; w_i]` gradient
+//!   (docs/THEORY.md §6, BNP); the network itself stays unnormalized.
 //!
 //! The crate root holds what a user needs; building blocks live in named modules:
 //! [`trace`] (the per-layer values of a [`Forward`] pass), [`data`] (CSV parsing, column
@@ -54,6 +57,7 @@
 
 pub mod activation;
 mod batch_norm;
+mod bnp;
 pub mod data;
 mod error;
 mod grad_norm;
@@ -68,6 +72,7 @@ mod util;
 
 pub use activation::Activation;
 pub use batch_norm::{BatchNormSpec, NormStats, Placement, RunningStats, StatsGradient};
+pub use bnp::Bnp;
 pub use data::{BUILTIN_DATASETS, Dataset, GaussianSpec};
 pub use error::{NnError, Result};
 pub use grad_norm::{GradNormMode, GradNormReg, fd_hvp};
@@ -83,4 +88,6 @@ pub use mlp::{
     Evaluation, Forward, LayerSpec, Mlp, MlpConfig, Mode, Normalization, ParamBlock, ParamKind,
     ParamLayout, Workspace,
 };
-pub use train::{Control, EpochRecord, History, KappaSnapshot, PrecondStats, TrainConfig, train};
+pub use train::{
+    Control, EpochRecord, History, KappaSnapshot, PrecondStats, TrainConfig, train, train_bnp,
+};

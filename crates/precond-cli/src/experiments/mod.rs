@@ -5,6 +5,7 @@
 
 mod adaptive;
 mod batch_norm;
+mod bnp;
 mod change_of_variables;
 mod common;
 mod gd_rate;
@@ -21,8 +22,8 @@ mod van_der_sluis;
 
 use crate::report::Experiment;
 
-/// Every experiment, numbered 1–12 in the order of the theory (THEORY.md §1 to §7), then 14
-/// (gradient-norm regularization) and 15 (the square root is essential), THEORY.md §5 and §4.
+/// Every experiment, numbered 1–13 in the order of the theory (THEORY.md §1 to §7), then 14
+/// (gradient-norm regularization, §5) and 15 (the square root is essential, §4).
 pub fn registry() -> Vec<Box<dyn Experiment>> {
     vec![
         Box::new(gd_rate::GdRate),
@@ -37,6 +38,7 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(layer_norm::LayerNorm),
         Box::new(matrix_optimizers::MuonShampoo),
         Box::new(matrix_optimizers::Soap),
+        Box::new(bnp::BnpExperiment),
         Box::new(grad_norm::GradNorm),
         Box::new(sqrt_essential::SqrtEssential),
     ]
