@@ -113,7 +113,7 @@ impl Experiment for BnpExperiment {
         13
     }
     fn title(&self) -> &'static str {
-        "Batch Normalization Preconditioning: BatchNorm's conditioning without its train/inference gap"
+        "Batch Normalization Preconditioning: a better-conditioned unit Hessian without BatchNorm's train/inference gap"
     }
     fn theory(&self) -> &'static str {
         "docs/THEORY.md §6, BNP (Lange, Helfrich, Ye 2022): P = S Sᵀ, Theorem 6 in the variables of S"
