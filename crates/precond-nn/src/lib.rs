@@ -81,4 +81,7 @@ pub use mlp::{
     Evaluation, Forward, LayerSpec, Mlp, MlpConfig, Mode, Normalization, ParamBlock, ParamKind,
     ParamLayout, Workspace,
 };
-pub use train::{Control, EpochRecord, History, KappaSnapshot, PrecondStats, TrainConfig, train};
+pub use train::{
+    Control, EpochRecord, History, KappaSnapshot, PrecondStats, TrainConfig, check_training,
+    epoch_batches, epoch_record, epoch_seed, train,
+};

@@ -222,10 +222,22 @@ impl Loss {
         self,
         out: MatRef<'_, f64>,
         targets: &Targets,
+        grad: MatMut<'_, f64>,
+    ) -> f64 {
+        self.weighted_value_and_grad(out, targets, grad, 1.0 / out.ncols() as f64)
+    }
+
+    /// `w Σ_n ℓ_n` and its gradient `w ∇_o ℓ_n` per column, for a weight `w` chosen by the
+    /// caller: [`Loss::value_and_grad`] is `w = 1/N`; a data-parallel rank holding `N_r` of a
+    /// batch's `B` samples uses `w = 1/B`, so the ranks' results add up to the batch mean.
+    pub(crate) fn weighted_value_and_grad(
+        self,
+        out: MatRef<'_, f64>,
+        targets: &Targets,
         mut grad: MatMut<'_, f64>,
+        inv_n: f64,
     ) -> f64 {
         let (k, n_samples) = (out.nrows(), out.ncols());
-        let inv_n = 1.0 / n_samples as f64;
         let mut total = 0.0;
         for n in 0..n_samples {
             if self != Loss::SoftmaxCrossEntropy {
