@@ -119,6 +119,7 @@ mod precond;
 mod registry;
 pub mod regularization;
 mod schedule;
+mod shard;
 mod state;
 mod storage;
 
@@ -133,5 +134,6 @@ pub use matrix::{MatrixPreconditioner, PreconditionerBlock};
 pub use optimizer::{Optimizer, StepOutcome};
 pub use regularization::{RegKind, Regularization, Space};
 pub use schedule::Schedule;
+pub use shard::{ShardPlan, ShardedOptimizer, assemble_state, first_nonfinite, split_state};
 pub use state::OptimizerState;
 pub use storage::StepFloat;

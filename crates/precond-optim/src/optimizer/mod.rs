@@ -45,6 +45,21 @@ pub struct Optimizer {
     level: SimdLevel,
     /// `0`: automatic ([`crate::kernel::default_par_threshold`] of the step's update).
     par_threshold: usize,
+    /// Set when this optimizer steps one shard of a larger buffer (`crate::shard`).
+    shard: Option<ShardInfo>,
+}
+
+/// Where a shard's optimizer sits in the unsharded buffer (`crate::shard`): its rank among
+/// `world`, its range `start..end` of the `n_total` parameters, and for each of its parts the
+/// index of the unsharded optimizer's part it is a piece of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ShardInfo {
+    pub(crate) rank: usize,
+    pub(crate) world: usize,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) n_total: usize,
+    pub(crate) parts: Vec<usize>,
 }
 
 /// One optimizer over some segments of the buffer, with its state.
@@ -67,8 +82,9 @@ impl Part {
         Slots::new(&self.specs, &self.prepared, self.geo.len)
     }
 
-    /// The part's tag in the state layout: `adam`, `muon(8x4)`, `groups[1]=muon(8x4)@0..32`.
-    fn tag(&self) -> String {
+    /// The part's tag in the state layout: `adam`, `muon(8x4)`, `groups[1]=muon(8x4)@0..32`
+    /// (a shard's ranges in unsharded coordinates: `offset` is the shard's start).
+    fn tag(&self, offset: usize) -> String {
         let mut t = self.cfg.optimizer.name().to_string();
         if self.cfg.optimizer.is_matrix()
             && let Some(s) = self.geo.shape
@@ -85,7 +101,10 @@ impl Part {
             ));
         }
         if let Some(g) = self.group {
-            let (a, b) = (self.segments[0].start, self.segments[0].end);
+            let (a, b) = (
+                self.segments[0].start + offset,
+                self.segments[0].end + offset,
+            );
             t = format!("groups[{g}]={t}@{a}..{b}");
         }
         t
@@ -141,7 +160,112 @@ impl Optimizer {
             parts,
             level: SimdLevel::detect(),
             par_threshold: 0,
+            shard: None,
         })
+    }
+
+    /// The optimizer of the parameters `start..end` of an unsharded optimizer of `cfg` over
+    /// `n_total` parameters, as shard `rank` of `world` (`crate::shard`): each part of the
+    /// unsharded optimizer clipped to the range and moved to local coordinates (parts outside
+    /// dropped, a fixed diagonal `P` sliced), schedule, policy and base learning rate kept.
+    /// The caller (the shard plan) guarantees the range splits no coupled part.
+    pub(crate) fn new_shard(
+        cfg: OptimizerConfig,
+        n_total: usize,
+        world: usize,
+        rank: usize,
+        range: std::ops::Range<usize>,
+    ) -> Result<Self> {
+        let full = Optimizer::new(cfg, n_total)?;
+        let (start, end) = (range.start, range.end);
+        let mut parts = Vec::new();
+        let mut origin = Vec::new();
+        for (gi, p) in full.parts.into_iter().enumerate() {
+            let mut before = 0; // compact index of the first kept index
+            let mut segs = Vec::new();
+            for s in &p.segments {
+                before += s.end.min(start).saturating_sub(s.start);
+                let (a, b) = (s.start.max(start), s.end.min(end));
+                if a < b {
+                    segs.push(Segment {
+                        start: a - start,
+                        end: b - start,
+                        ..s.clone()
+                    });
+                }
+            }
+            if segs.is_empty() {
+                continue;
+            }
+            let len: usize = segs.iter().map(|s| s.end - s.start).sum();
+            if p.cfg.optimizer.is_matrix() && len != p.geo.len {
+                return Err(OptimError::Unsupported(format!(
+                    "the range {start}..{end} splits the matrix of part {gi}"
+                )));
+            }
+            let mut pcfg = p.cfg;
+            if let Some(
+                crate::config::FixedPreconditioner::DenseP(_)
+                | crate::config::FixedPreconditioner::DenseS(_),
+            ) = &pcfg.preconditioner
+                && pcfg.optimizer == crate::config::OptimizerKind::PrecondGd
+            {
+                return Err(OptimError::Unsupported(
+                    "sharding a dense fixed preconditioner: its product P g mixes every coordinate of its range".into(),
+                ));
+            }
+            if let Some(crate::config::FixedPreconditioner::Diagonal(d)) = &pcfg.preconditioner {
+                pcfg.preconditioner = Some(crate::config::FixedPreconditioner::Diagonal(
+                    d[before..before + len].to_vec(),
+                ));
+            }
+            let geo = Geometry {
+                len,
+                shape: p.geo.shape,
+            };
+            let prepared = pcfg.optimizer.prepare(&pcfg, len, &segs)?;
+            let specs = pcfg.optimizer.all_slots(&pcfg, &geo);
+            parts.push(Part {
+                cfg: pcfg,
+                segments: segs,
+                group: p.group,
+                geo,
+                specs,
+                prepared,
+                store: Store::Empty,
+            });
+            origin.push(gi);
+        }
+        Ok(Optimizer {
+            cfg: full.cfg,
+            n: end - start,
+            base_lr: full.base_lr,
+            step: 0,
+            parts,
+            level: full.level,
+            par_threshold: 0,
+            shard: Some(ShardInfo {
+                rank,
+                world,
+                start,
+                end,
+                n_total,
+                parts: origin,
+            }),
+        })
+    }
+
+    /// The shard this optimizer steps, if it is one (`crate::shard`).
+    pub(crate) fn shard_info(&self) -> Option<&ShardInfo> {
+        self.shard.as_ref()
+    }
+
+    /// First index of this optimizer's parameters in the unsharded buffer: the shard's start
+    /// ([`crate::ShardedOptimizer`]), `0` for an ordinary optimizer. Parameter `i` of the
+    /// buffers passed to [`Optimizer::step`] is unsharded parameter `i + shard_offset()`; the
+    /// indices the step reports are unsharded ones.
+    pub fn shard_offset(&self) -> usize {
+        self.shard.as_ref().map_or(0, |s| s.start)
     }
 
     /// The configuration.
@@ -225,15 +349,26 @@ impl Optimizer {
     /// The state layout tag stored in saved states: each part's optimizer (with its shape and
     /// range for a group) and array names, parts joined by `|`, e.g. `"adam:exp_avg_sq,exp_avg"`
     /// or `"adamw:exp_avg_sq,exp_avg|groups[0]=muon(128x64)@0..8192:momentum_buffer"`.
+    ///
+    /// A shard's layout (`crate::shard`) starts with `shard[r/P]@a..b/n` (rank `r` of `P`, the
+    /// range `a..b` of `n` parameters), then `|` and the tags of the parts it holds, their ranges
+    /// in unsharded coordinates, so that a shard's state loads into that shard only.
     pub fn layout(&self) -> String {
-        self.parts
-            .iter()
-            .map(|p| {
-                let names: Vec<&str> = p.specs.iter().map(|s| s.name.as_ref()).collect();
-                format!("{}:{}", p.tag(), names.join(","))
-            })
+        let offset = self.shard_offset();
+        let parts = self.parts.iter().map(|p| {
+            let names: Vec<&str> = p.specs.iter().map(|s| s.name.as_ref()).collect();
+            format!("{}:{}", p.tag(offset), names.join(","))
+        });
+        match &self.shard {
+            None => parts.collect::<Vec<_>>().join("|"),
+            Some(s) => std::iter::once(format!(
+                "shard[{}/{}]@{}..{}/{}",
+                s.rank, s.world, s.start, s.end, s.n_total
+            ))
+            .chain(parts)
             .collect::<Vec<_>>()
-            .join("|")
+            .join("|"),
+        }
     }
 
     /// Read-only view of state array `j` of [`Self::slot_names`] (`None` before the first step,

@@ -28,7 +28,33 @@ impl Optimizer {
     /// [`OptimError::StepCountOverflow`] (the counter is at `u64::MAX`),
     /// [`OptimError::InvalidLearningRate`] (a schedule drove some group's learning rate to a
     /// non-finite or negative value).
+    ///
+    /// The optimizer of a shard (`crate::shard`) reports every index (`nonfinite_index`,
+    /// [`OptimError::NonFiniteGradient`], [`OptimError::InvalidLearningRate`]'s `start`) in
+    /// unsharded coordinates: the local index plus [`Optimizer::shard_offset`].
     pub fn step<T: StepFloat>(&mut self, params: &mut [T], grads: &[T]) -> Result<StepOutcome> {
+        let off = self.shard_offset();
+        match self.step_local(params, grads) {
+            Ok(mut o) => {
+                o.nonfinite_index = o.nonfinite_index.map(|i| i + off);
+                Ok(o)
+            }
+            Err(OptimError::NonFiniteGradient { index }) => {
+                Err(OptimError::NonFiniteGradient { index: index + off })
+            }
+            Err(OptimError::InvalidLearningRate { lr, step, start }) => {
+                Err(OptimError::InvalidLearningRate {
+                    lr,
+                    step,
+                    start: start + off,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Optimizer::step`] with indices local to `params`.
+    fn step_local<T: StepFloat>(&mut self, params: &mut [T], grads: &[T]) -> Result<StepOutcome> {
         let n = self.n;
         if params.len() != n {
             return Err(OptimError::LengthMismatch {

@@ -74,7 +74,8 @@ impl Optimizer {
         let mut stores = Vec::with_capacity(self.parts().len());
         match st.dtype {
             None => {
-                if st.step != 0 || !st.slots.is_empty() {
+                // a shard without parameters (`crate::shard`) has no arrays and still counts steps
+                if (st.step != 0 && !self.parts().is_empty()) || !st.slots.is_empty() {
                     return Err(OptimError::state(
                         "state without dtype must be empty with step 0",
                     ));
