@@ -83,7 +83,10 @@ impl Targets {
 
     /// As [`Targets::gather`], into `out` (its storage reused when it is the same kind of
     /// targets: no allocation once it has held this many samples).
-    pub(crate) fn gather_into(&self, indices: &[usize], out: &mut Targets) -> Result<()> {
+    ///
+    /// # Errors
+    /// As [`Targets::gather`] (an index out of range); `out` is then unchanged.
+    pub fn gather_into(&self, indices: &[usize], out: &mut Targets) -> Result<()> {
         self.check_indices(indices)?;
         match (self, out) {
             (Targets::Values(m), Targets::Values(o)) => {

@@ -357,7 +357,7 @@ pub fn train(
         let batches = epoch_batches(train_set.n_samples(), config, epoch)?;
         let mut sum = 0.0;
         for idx in &batches {
-            gather_columns_into(train_set.x.as_ref(), idx, &mut xb);
+            gather_columns_into(train_set.x.as_ref(), idx, &mut xb)?;
             train_set.targets.gather_into(idx, &mut tb)?;
             let loss =
                 mlp.loss_and_grad_into(params, xb.as_ref(), &tb, Mode::Train, &mut ws, &mut grad)?;
