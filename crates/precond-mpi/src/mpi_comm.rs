@@ -7,6 +7,7 @@ use mpi::collective::SystemOperation;
 use mpi::datatype::{Partition, PartitionMut};
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
+use mpi::traits::Communicator as _;
 use mpi::traits::*;
 
 /// `MPI_COMM_WORLD` of an initialized MPI environment (finalized when this is dropped).
