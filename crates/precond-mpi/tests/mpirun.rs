@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn driver() -> Option<PathBuf> {
-    let why = match option_env!("CARGO_BIN_EXE_precond-mpi-check") {
+    // cargo names the driver's path even when its required feature is off: check the feature
+    let bin = option_env!("CARGO_BIN_EXE_precond-mpi-check").filter(|_| cfg!(feature = "mpi"));
+    let why = match bin {
         None => "precond-mpi was built without the feature `mpi`".to_string(),
         Some(bin) => match Command::new("mpirun").arg("--version").output() {
             Ok(o) if o.status.success() => return Some(PathBuf::from(bin)),
