@@ -342,3 +342,36 @@ pub fn read_checkpoint(dir: &Path) -> Result<Checkpoint> {
     let b = fs::read(&p).map_err(|e| io(&p, e))?;
     Checkpoint::from_bytes(&b, &p)
 }
+
+/// [`read_checkpoint`] on rank 0, its bytes broadcast, decoded on every rank: every rank gets
+/// the same checkpoint or the same error (a rank that fails alone would leave the others
+/// waiting in a collective).
+///
+/// # Errors
+/// As [`read_checkpoint`], on every rank; [`DpError::Comm`] for a failed broadcast.
+pub fn read_checkpoint_shared<C: crate::Communicator>(comm: &C, dir: &Path) -> Result<Checkpoint> {
+    let p = checkpoint_path(dir);
+    // one status byte: 0 then the file, 1 then the error message of rank 0
+    let mut buf = Vec::new();
+    if comm.rank() == 0 {
+        match fs::read(&p) {
+            Ok(b) => {
+                buf.push(0);
+                buf.extend_from_slice(&b);
+            }
+            Err(e) => {
+                buf.push(1);
+                buf.extend_from_slice(e.to_string().as_bytes());
+            }
+        }
+    }
+    comm.broadcast_bytes(&mut buf)?;
+    match buf.split_first() {
+        Some((0, b)) => Checkpoint::from_bytes(b, &p),
+        Some((_, msg)) => Err(DpError::Io {
+            path: p.display().to_string(),
+            reason: String::from_utf8_lossy(msg).into_owned(),
+        }),
+        None => Err(DpError::Comm("empty checkpoint broadcast".into())),
+    }
+}

@@ -21,7 +21,7 @@ mod trainer;
 
 pub use checkpoint::{
     CHECKPOINT_FILE, Checkpoint, CheckpointMeta, DataId, checkpoint_path, data_fingerprint,
-    read_checkpoint, write_checkpoint,
+    read_checkpoint, read_checkpoint_shared, write_checkpoint,
 };
 pub use comm::{Communicator, SingleProcess, ThreadComm};
 pub use error::{DpError, Result};
