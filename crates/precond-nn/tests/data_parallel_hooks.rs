@@ -132,7 +132,10 @@ fn weight_must_be_finite_and_positive() {
             ),
             "{w}"
         );
-        assert!(g.iter().all(|&v| v == 7.0), "grad untouched");
+        assert!(
+            g.iter().all(|v| v.to_bits() == 7.0f64.to_bits()),
+            "grad untouched"
+        );
     }
 }
 
