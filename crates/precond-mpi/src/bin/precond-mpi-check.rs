@@ -2,7 +2,8 @@
 //! problem (standardized iris, 80/20 split with seed 5, a 4-12-8-3 tanh MLP with LayerNorm,
 //! softmax cross-entropy, Adam with lr 0.01 and weight decay 0.001, batches of 25, seed 9).
 //!
-//! `precond-mpi-check --epochs N --out DIR [--save DIR] [--resume DIR] [--sleep-ms MS]`:
+//! `precond-mpi-check --epochs N --out DIR [--save DIR] [--resume DIR] [--sleep-ms MS]
+//! [--width W] [--batch B] [--timings]`:
 //! every rank writes its pid to `DIR/pid.R` at the start and its final parameters (f64
 //! little-endian) to `DIR/params.R`; rank 0 writes `DIR/history.json` (the history and
 //! `world_size`). `--sleep-ms` pauses after every epoch (to kill a rank mid-run).
@@ -23,6 +24,9 @@ struct Args {
     save: Option<PathBuf>,
     resume: Option<PathBuf>,
     sleep_ms: u64,
+    width: usize,
+    batch: usize,
+    timings: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -32,6 +36,9 @@ fn parse() -> Result<Args, String> {
         save: None,
         resume: None,
         sleep_ms: 0,
+        width: 0,
+        batch: 25,
+        timings: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -42,6 +49,9 @@ fn parse() -> Result<Args, String> {
             "--save" => a.save = Some(PathBuf::from(v()?)),
             "--resume" => a.resume = Some(PathBuf::from(v()?)),
             "--sleep-ms" => a.sleep_ms = v()?.parse().map_err(|e| format!("--sleep-ms: {e}"))?,
+            "--width" => a.width = v()?.parse().map_err(|e| format!("--width: {e}"))?,
+            "--batch" => a.batch = v()?.parse().map_err(|e| format!("--batch: {e}"))?,
+            "--timings" => a.timings = true,
             _ => return Err(format!("unknown argument {k}")),
         }
     }
@@ -63,7 +73,11 @@ fn run(comm: &MpiComm, a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let ln = Normalization::LayerNorm(LayerNormSpec::default());
     let mut mlp = Mlp::new(MlpConfig::feedforward(
         4,
-        &[12, 8],
+        &if a.width > 0 {
+            vec![a.width, a.width]
+        } else {
+            vec![12, 8]
+        },
         Activation::Tanh,
         ln,
         3,
@@ -74,7 +88,7 @@ fn run(comm: &MpiComm, a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         OptimizerConfig::from_json(r#"{"optimizer": "adam", "lr": 0.01, "weight_decay": 0.001}"#)?;
     let config = TrainConfig {
         epochs: a.epochs,
-        batch_size: 25,
+        batch_size: a.batch,
         seed: 9,
         ..TrainConfig::default()
     };
@@ -100,6 +114,19 @@ fn run(comm: &MpiComm, a: &Args) -> Result<(), Box<dyn std::error::Error>> {
             Control::Continue
         },
     )?;
+    if a.timings {
+        let t = &r.timings;
+        println!(
+            "{}",
+            serde_json::json!({
+                "rank": rank, "world": r.world_size, "n_params": params.len(),
+                "shard": r.shard.len(), "state_values": r.state_len, "steps": t.steps,
+                "compute_s": t.compute_s, "reduce_scatter_s": t.reduce_scatter_s,
+                "step_s": t.step_s, "all_gather_s": t.all_gather_s,
+                "values_sent": t.values_sent,
+            })
+        );
+    }
     let bytes: Vec<u8> = params.iter().flat_map(|p| p.to_le_bytes()).collect();
     std::fs::write(a.out.join(format!("params.{rank}")), bytes)?;
     if rank == 0 {
