@@ -1077,6 +1077,130 @@ enum precond_status_t precond_optimizer_reset(struct precond_optimizer_t *opt);
  */
 const char *precond_optimizer_last_error(const struct precond_optimizer_t *opt);
 
+/**
+ * The range `[*start, *end)` of the flat parameter vector that rank `rank` of `world` steps
+ * under ZeRO-1, for the optimizer `config_json` over `n_params > 0` parameters: contiguous
+ * ranges in rank order covering `0 .. n_params`, balanced (boundary `r` at
+ * `floor(r n_params / world)`, moved to the nearer end of a matrix group it would split),
+ * never splitting a matrix group (Muon, Shampoo, SOAP); a range may be empty
+ * (`*start == *end`) when there are more ranks than matrices. The same on every rank for the
+ * same arguments.
+ *
+ * Ownership: reads `config_json`; writes `*start`, `*end` (caller-owned). Thread-safety: may
+ * be called concurrently.
+ *
+ * Errors: `PRECOND_NULL_POINTER` (`config_json`, `start`, `end`), `PRECOND_PARSE_ERROR`,
+ * `PRECOND_INVALID_ARGUMENT` (`n_params == 0`, `world == 0`, `rank >= world`, `start` and `end`
+ * overlap, config errors, a dense fixed preconditioner: its product `P g` needs the whole
+ * gradient), `PRECOND_DIMENSION_MISMATCH` (a group outside `0 .. n_params`). Nothing is written
+ * on error.
+ *
+ * # Safety
+ * `config_json` must be a NUL-terminated string; `start` and `end` writable and distinct.
+ */
+enum precond_status_t precond_shard_range(const char *config_json,
+                                          size_t n_params,
+                                          size_t world,
+                                          size_t rank,
+                                          size_t *start,
+                                          size_t *end);
+
+/**
+ * Creates the optimizer of rank `rank` of `world` under ZeRO-1 (see `precond_shard_range`):
+ * an ordinary optimizer handle over the local slice `x[start .. end]`, `end − start`
+ * parameters (possibly 0). `precond_optimizer_step_f64`/`_f32` on the local slices of the
+ * parameters and of the (reduce-scattered) gradient write bit for bit what the unsharded
+ * optimizer writes on those coordinates; an empty shard takes `n = 0` (any pointers, NULL
+ * included) and still counts steps. Indices it reports (`precond_optimizer_last_nonfinite`, the
+ * messages) are indices of the unsharded vector. Its saved state names the shard (rank, range,
+ * size) and loads only into the same shard; convert between shard states and the unsharded
+ * state with `precond_state_assemble` and `precond_state_split`.
+ *
+ * With the non-finite policies `"error"` (the default) and `"skip"`, a shard sees only its own
+ * gradients: reduce a finiteness flag over the ranks first and let every rank step, or none.
+ *
+ * Ownership: reads `config_json`; on success `*out` receives a new caller-owned handle
+ * (release with `precond_optimizer_free`); on error `*out` is unchanged. Thread-safety: may be
+ * called concurrently.
+ *
+ * Errors: those of `precond_shard_range`.
+ *
+ * # Safety
+ * `config_json` must be a NUL-terminated string; `out` must be writable.
+ */
+enum precond_status_t precond_optimizer_new_shard(const char *config_json,
+                                                  size_t n_params,
+                                                  size_t world,
+                                                  size_t rank,
+                                                  struct precond_optimizer_t **out);
+
+/**
+ * Assembles the unsharded state of the optimizer `config_json` over `n_params` parameters
+ * from the saved states of the `world` shards (`blobs[r]`, `lens[r]` bytes: the bytes
+ * `precond_optimizer_save_state` wrote for rank `r`, in rank order) into `out` (`out_len`
+ * bytes), its size into `*written`. The result is bitwise the state the unsharded optimizer,
+ * stepped the same calls, would save: it loads into `precond_optimizer_new_json(config_json,
+ * n_params)`, or is split for another world size with `precond_state_split`.
+ *
+ * Size query: `out == NULL` with `out_len == 0` writes only `*written` (the size needed).
+ *
+ * Ownership: reads `config_json`, `blobs`, `lens` and the blobs; writes `out[0 .. *written]`
+ * and `*written`. Thread-safety: may be called concurrently.
+ *
+ * Errors: `PRECOND_NULL_POINTER` (`config_json`, `blobs`, `lens`, a blob, `written`; `out`
+ * with `out_len > 0`), `PRECOND_INVALID_STATE` (a blob that is not rank `r`'s state of this
+ * config and size, shards out of order, step counts or learning rates that differ: the message
+ * names the rank), `PRECOND_DIMENSION_MISMATCH` (`out_len` too small),
+ * `PRECOND_INVALID_ARGUMENT` (`out` overlapping an input or `written`, and the errors of
+ * `precond_shard_range`). Nothing is written on error.
+ *
+ * # Safety
+ * `config_json` NUL-terminated; `blobs` and `lens` arrays of `world` entries, `blobs[r]`
+ * pointing to `lens[r]` readable bytes; `out` NULL (with `out_len == 0`) or `out_len`
+ * writable bytes; `written` writable.
+ */
+enum precond_status_t precond_state_assemble(const char *config_json,
+                                             size_t n_params,
+                                             size_t world,
+                                             const uint8_t *const *blobs,
+                                             const size_t *lens,
+                                             uint8_t *out,
+                                             size_t out_len,
+                                             size_t *written);
+
+/**
+ * Splits the unsharded state `blob` (`blob_len` bytes, from `precond_optimizer_save_state` of
+ * an unsharded optimizer or from `precond_state_assemble`) of the optimizer `config_json` over
+ * `n_params` parameters for rank `rank` of `world` (any world size: this reshards a
+ * checkpoint) into `out` (`out_len` bytes), its size into `*written`. The result loads into
+ * `precond_optimizer_new_shard(config_json, n_params, world, rank)`, which then continues bit
+ * for bit as the unsharded optimizer would on its range.
+ *
+ * Size query: `out == NULL` with `out_len == 0` writes only `*written` (the size needed).
+ *
+ * Ownership: reads `config_json` and `blob`; writes `out[0 .. *written]` and `*written`.
+ * Thread-safety: may be called concurrently.
+ *
+ * Errors: `PRECOND_NULL_POINTER`, `PRECOND_INVALID_STATE` (`blob` is not an unsharded state of
+ * this config and size: a shard's state, another optimizer, a corrupt blob),
+ * `PRECOND_DIMENSION_MISMATCH` (`out_len` too small), `PRECOND_INVALID_ARGUMENT` (`out`
+ * overlapping `blob` or `written`, and the errors of `precond_shard_range`). Nothing is
+ * written on error.
+ *
+ * # Safety
+ * `config_json` NUL-terminated; `blob` with `blob_len` readable bytes; `out` NULL (with
+ * `out_len == 0`) or `out_len` writable bytes; `written` writable.
+ */
+enum precond_status_t precond_state_split(const char *config_json,
+                                          size_t n_params,
+                                          size_t world,
+                                          size_t rank,
+                                          const uint8_t *blob,
+                                          size_t blob_len,
+                                          uint8_t *out,
+                                          size_t out_len,
+                                          size_t *written);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -213,6 +213,15 @@ public:
     Optimizer(const precond_optimizer_config_t &config, std::size_t n_params) {
         detail::check(precond_optimizer_new(&config, n_params, &opt_));
     }
+    /** Rank `rank`'s optimizer of `world` under ZeRO-1 (precond_optimizer_new_shard): an
+     *  optimizer over the local slice x[shard_range(...)] whose steps are bitwise the unsharded
+     *  optimizer's on those coordinates; its saved state names the shard. */
+    static Optimizer shard(const std::string &config_json, std::size_t n_params,
+                           std::size_t world, std::size_t rank) {
+        precond_optimizer_t *h = nullptr;
+        detail::check(precond_optimizer_new_shard(config_json.c_str(), n_params, world, rank, &h));
+        return Optimizer(h);
+    }
     ~Optimizer() { precond_optimizer_free(opt_); }
     Optimizer(const Optimizer &) = delete;
     Optimizer &operator=(const Optimizer &) = delete;
@@ -327,6 +336,7 @@ public:
     precond_optimizer_t *get() const noexcept { return opt_; }
 
 private:
+    explicit Optimizer(precond_optimizer_t *owned) noexcept : opt_(owned) {}
     static void require_same_size(std::size_t a, std::size_t b) {
         if (a != b) {
             throw Error(PRECOND_DIMENSION_MISMATCH,
@@ -336,6 +346,59 @@ private:
     }
     precond_optimizer_t *opt_ = nullptr;
 };
+
+/** The range [start, end) of the flat parameter vector that one rank steps under ZeRO-1. */
+struct ShardRange {
+    std::size_t start;
+    std::size_t end;
+};
+
+/** Rank `rank`'s range of `world` for this optimizer over n_params parameters
+ *  (precond_shard_range): contiguous, in rank order, never splitting a matrix group. */
+inline ShardRange shard_range(const std::string &config_json, std::size_t n_params,
+                              std::size_t world, std::size_t rank) {
+    ShardRange r{0, 0};
+    detail::check(
+        precond_shard_range(config_json.c_str(), n_params, world, rank, &r.start, &r.end));
+    return r;
+}
+
+/** The unsharded state from the saved states of every shard, in rank order
+ *  (precond_state_assemble): bitwise what the unsharded optimizer would have saved. */
+inline std::vector<std::uint8_t>
+state_assemble(const std::string &config_json, std::size_t n_params,
+               const std::vector<std::vector<std::uint8_t>> &shard_states) {
+    std::vector<const std::uint8_t *> ptrs;
+    std::vector<std::size_t> lens;
+    for (const auto &b : shard_states) {
+        ptrs.push_back(b.data());
+        lens.push_back(b.size());
+    }
+    std::size_t need = 0, written = 0;
+    detail::check(precond_state_assemble(config_json.c_str(), n_params, shard_states.size(),
+                                         ptrs.data(), lens.data(), nullptr, 0, &need));
+    std::vector<std::uint8_t> out(need);
+    detail::check(precond_state_assemble(config_json.c_str(), n_params, shard_states.size(),
+                                         ptrs.data(), lens.data(), out.data(), out.size(),
+                                         &written));
+    out.resize(written);
+    return out;
+}
+
+/** Rank `rank`'s state of `world` from an unsharded state (precond_state_split): loads into
+ *  Optimizer::shard(config_json, n_params, world, rank); any world size (resharding). */
+inline std::vector<std::uint8_t> state_split(const std::string &config_json,
+                                             std::size_t n_params, std::size_t world,
+                                             std::size_t rank, span<const std::uint8_t> state) {
+    std::size_t need = 0, written = 0;
+    detail::check(precond_state_split(config_json.c_str(), n_params, world, rank, state.data(),
+                                      state.size(), nullptr, 0, &need));
+    std::vector<std::uint8_t> out(need);
+    detail::check(precond_state_split(config_json.c_str(), n_params, world, rank, state.data(),
+                                      state.size(), out.data(), out.size(), &written));
+    out.resize(written);
+    return out;
+}
 
 } // namespace precond
 

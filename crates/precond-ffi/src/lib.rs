@@ -12,6 +12,14 @@
 //! `precond_matrix_part_t`, row-major; a size query with `out = NULL, out_len = 0`; length 0
 //! for a matrix the block does not have). `group` is an `int64_t`: `-1` is the top level.
 //!
+//! # Sharded optimizer state (ZeRO-1), without MPI
+//! The caller keeps its own communicator: `precond_shard_range` gives rank `r`'s range of the
+//! flat parameter vector (the same on every rank), `precond_optimizer_new_shard` an ordinary
+//! optimizer handle over that slice whose steps are bitwise the unsharded optimizer's there
+//! (reduce-scatter the gradients, step, all-gather the parameters) and whose saved state names
+//! the shard; `precond_state_assemble` turns the states of all ranks into the unsharded state
+//! and `precond_state_split` cuts an unsharded state for any world size (resharding).
+//!
 //! # Artifacts
 //! The crate builds `libprecond_ffi.so` and `libprecond_ffi.a` (the library name `precond`
 //! belongs to the workspace's facade crate). C users link it as `-lprecond`: `ffi-examples/Makefile`
@@ -49,6 +57,7 @@ mod diagnostics;
 mod matrix;
 mod optimizer;
 mod ptr;
+mod shard;
 mod status;
 
 use std::ffi::{CStr, c_char};
@@ -74,6 +83,9 @@ pub use optimizer::{
     precond_optimizer_step_f32, precond_optimizer_step_f64, precond_optimizer_t,
 };
 pub use ptr::precond_layout_t;
+pub use shard::{
+    precond_optimizer_new_shard, precond_shard_range, precond_state_assemble, precond_state_split,
+};
 pub use status::{FfiError, precond_status_t};
 
 /// The library version, `"MAJOR.MINOR.PATCH"` (NUL-terminated, never NULL); equals the

@@ -268,12 +268,17 @@ fn finish_new(
 ) -> FfiResult {
     nonzero(n_params, "n_params")?;
     let opt = cfg.build(n_params)?;
-    *out = Box::into_raw(Box::new(precond_optimizer_t {
+    *out = new_handle(opt);
+    Ok(())
+}
+
+/// A new caller-owned handle holding `opt` (released by `precond_optimizer_free`).
+pub(crate) fn new_handle(opt: Optimizer) -> *mut precond_optimizer_t {
+    Box::into_raw(Box::new(precond_optimizer_t {
         opt,
         last_nonfinite: None,
         last_error: RefCell::new(CString::default()),
-    }));
-    Ok(())
+    }))
 }
 
 /// Fills `*out` with torch's defaults for optimizer `kind` (a `precond_optimizer_kind_t`),
@@ -521,6 +526,10 @@ unsafe fn check_step_buffers<'a, T>(
     n: usize,
     n_params: usize,
 ) -> FfiResult<(&'a mut [T], &'a [T])> {
+    if n == 0 && n_params == 0 {
+        // an empty shard (precond_optimizer_new_shard): nothing is read, any pointers do
+        return Ok((Default::default(), Default::default()));
+    }
     if params.is_null() {
         return Err(FfiError::null("params"));
     }

@@ -135,6 +135,13 @@ impl FfiError {
     pub fn dims(message: impl Into<String>) -> Self {
         Self::new(precond_status_t::PRECOND_DIMENSION_MISMATCH, message)
     }
+    /// The same error with its message prefixed by `what: ` (which input it is about).
+    pub fn with_prefix(self, what: &str) -> Self {
+        Self {
+            message: format!("{what}: {}", self.message),
+            ..self
+        }
+    }
 }
 
 impl From<LinalgError> for FfiError {

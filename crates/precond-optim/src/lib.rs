@@ -50,6 +50,9 @@
 //! - One description per optimizer kind (`src/kinds/*.rs`): accepted keys, defaults, validation,
 //!   state slots, `P_k`, dispatch; listed once in `src/registry.rs`, from which
 //!   [`OptimizerKind`] is generated. See the README's "How to add an optimizer".
+//! - [`ShardedOptimizer`] (`src/shard.rs`): ZeRO stage 1, each of `world` ranks steps one
+//!   contiguous range ([`ShardPlan`]) with only that range's state, bitwise as the unsharded
+//!   optimizer; [`assemble_state`] and [`split_state`] convert checkpoints between world sizes.
 //! - [`kernel`]: the building blocks for those who compose their own update.
 //! - [`experiment`]: the objectives and the `minimize` driver the report's experiments use.
 //!

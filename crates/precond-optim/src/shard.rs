@@ -59,8 +59,14 @@ pub struct ShardPlan {
 }
 
 impl ShardPlan {
+    /// Up to this many ranks are always accepted; more only up to one per parameter (the plan
+    /// holds one range per rank: its memory stays within that of the parameters).
+    pub const MIN_WORLD_LIMIT: usize = 1 << 16;
+
     /// The balanced partition of `0..n` over `world` ranks for `cfg` (see the type's docs for
-    /// the rule). Errors: [`OptimError::Config`] for `world == 0` (key `world`) and any error of
+    /// the rule). Errors: [`OptimError::Config`] for `world == 0` or
+    /// `world > max(n, MIN_WORLD_LIMIT)` (key `world`) or `n == 0` (key `n_params`) and any error
+    /// of
     /// building the unsharded optimizer ([`OptimizerConfig::build`]); [`OptimError::Unsupported`]
     /// for a dense fixed preconditioner (`precond_gd` with `{"P"}` or `{"S"}`): its product
     /// `P g` mixes every coordinate of its range, so a shard cannot step without the whole
@@ -69,15 +75,43 @@ impl ShardPlan {
         if world == 0 {
             return Err(OptimError::config("world", "must be ≥ 1, got 0"));
         }
+        if n == 0 {
+            return Err(OptimError::config(
+                "n_params",
+                "must be ≥ 1: there is nothing to shard",
+            ));
+        }
+        if world > n.max(Self::MIN_WORLD_LIMIT) {
+            return Err(OptimError::config(
+                "world",
+                format!(
+                    "{world} ranks for {n} parameters: at most max(n_params, {}) ranks (the plan holds one range per rank)",
+                    Self::MIN_WORLD_LIMIT
+                ),
+            ));
+        }
+        // refused before building: the build would check a dense `P` positive definite, O(n³)
+        let dense = |c: &OptimizerConfig| {
+            c.optimizer == crate::config::OptimizerKind::PrecondGd
+                && matches!(
+                    c.preconditioner,
+                    Some(FixedPreconditioner::DenseP(_) | FixedPreconditioner::DenseS(_))
+                )
+        };
+        let own = cfg
+            .groups
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.optimizer.as_deref().filter(|c| dense(c)).map(|_| i));
+        if let Some(where_) = (dense(cfg).then_some(None)).or_else(|| own.map(Some).next()) {
+            return Err(OptimError::Unsupported(format!(
+                "sharding a dense fixed preconditioner{}: its product P g mixes every coordinate of its range, so no shard can step without the whole gradient",
+                where_.map_or_else(String::new, |g| format!(" (groups[{g}])"))
+            )));
+        }
         let full = cfg.build(n)?;
         let mut units = Vec::new();
         for p in full.parts() {
-            let dense = |c: &OptimizerConfig| {
-                matches!(
-                    c.preconditioner,
-                    Some(FixedPreconditioner::DenseP(_) | FixedPreconditioner::DenseS(_))
-                ) && c.optimizer == crate::config::OptimizerKind::PrecondGd
-            };
             if dense(&p.cfg) {
                 return Err(OptimError::Unsupported(format!(
                     "sharding a dense fixed preconditioner{}: its product P g mixes every coordinate of its range, so no shard can step without the whole gradient",
@@ -314,7 +348,7 @@ pub fn assemble_state(
     let mut full = Optimizer::new(cfg.clone(), plan.n)?;
     let mut locals = Vec::with_capacity(plan.world());
     for r in 0..plan.world() {
-        locals.push(ShardedOptimizer::from_plan(cfg, plan.clone(), r)?.opt);
+        locals.push(Optimizer::shard_of(&full, plan.world(), r, plan.range(r))?);
     }
     for (r, (st, local)) in shards.iter().zip(&mut locals).enumerate() {
         if let Err(e) = local.load(st) {
@@ -413,7 +447,7 @@ pub fn split_state(
     let starts = array_starts(&whole);
     let mut out = Vec::with_capacity(plan.world());
     for r in 0..plan.world() {
-        let mut local = ShardedOptimizer::from_plan(cfg, plan.clone(), r)?.opt;
+        let mut local = Optimizer::shard_of(&whole, plan.world(), r, plan.range(r))?;
         let mut slots = Vec::new();
         let has = !local.parts().is_empty();
         if full.dtype.is_some() {

@@ -54,7 +54,9 @@ fn configs() -> Vec<(&'static str, String, usize)> {
         ),
         (
             "rmsprop",
-            r#"{"optimizer": "rmsprop", "lr": 0.01, "centered": true, "momentum": 0.9}"#.into(),
+            r#"{"optimizer": "rmsprop", "lr": 0.01, "centered": true, "momentum": 0.9,
+               "schedule": {"kind": "exponential", "gamma": 0.9}}"#
+                .into(),
             97,
         ),
         (
@@ -236,6 +238,32 @@ fn check_equivalence<T: StepFloat>(name: &str, c: &OptimizerConfig, n: usize, wo
     for s in &shards {
         assert_eq!(s.step_count(), 20);
     }
+    // the observed diagonal P_k of each shard is its slice of the unsharded one
+    let mut pf = vec![0.0; n];
+    if full.preconditioner(&mut pf).is_ok() {
+        for s in &shards {
+            let mut pl = vec![0.0; s.range().len()];
+            s.optimizer().preconditioner(&mut pl).unwrap();
+            assert_bits_eq(&pf[s.range()], &pl, &format!("{name} P={world}: P_k"));
+        }
+    }
+    if name == "precond_gd-diag" {
+        // a shard of a top level only: its dense view is its slice of the diagonal
+        for s in shards
+            .iter()
+            .filter(|s| s.range().end <= 30 || s.range().start >= 47)
+        {
+            let m = s.range().len();
+            let mut d = vec![0.0; m * m];
+            s.optimizer().dense_preconditioner(&mut d).unwrap();
+            let diag: Vec<f64> = (0..m).map(|i| d[i * m + i]).collect();
+            assert_bits_eq(
+                &pf[s.range()],
+                &diag,
+                &format!("{name} P={world}: dense view"),
+            );
+        }
+    }
     let states: Vec<OptimizerState> = shards.iter().map(ShardedOptimizer::state).collect();
     let plan = shards[0].plan().clone();
     let assembled = assemble_state(c, &plan, &states).unwrap();
@@ -327,6 +355,20 @@ fn partition_errors_are_typed() {
     let c = cfg(r#"{"optimizer": "adam"}"#);
     match ShardPlan::new(&c, 10, 0) {
         Err(OptimError::Config { key, .. }) => assert_eq!(key, "world"),
+        other => panic!("{other:?}"),
+    }
+    match ShardPlan::new(&c, 10, usize::MAX) {
+        Err(OptimError::Config { key, message }) => {
+            assert_eq!(key, "world");
+            assert!(message.contains("65536"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // many more ranks than parameters, within the limit: all but n ranges empty
+    let many = ShardPlan::new(&c, 10, 1000).unwrap();
+    assert_eq!(many.ranges().iter().filter(|r| !r.is_empty()).count(), 10);
+    match ShardPlan::new(&c, 0, 2) {
+        Err(OptimError::Config { key, .. }) => assert_eq!(key, "n_params"),
         other => panic!("{other:?}"),
     }
     match ShardedOptimizer::new(&c, 10, 3, 3) {

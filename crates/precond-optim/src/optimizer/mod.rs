@@ -177,10 +177,29 @@ impl Optimizer {
         range: std::ops::Range<usize>,
     ) -> Result<Self> {
         let full = Optimizer::new(cfg, n_total)?;
+        Self::shard_of(&full, world, rank, range)
+    }
+
+    /// [`Optimizer::new_shard`] from the unsharded optimizer `full` (built once for all ranks;
+    /// its state is not read).
+    pub(crate) fn shard_of(
+        full: &Optimizer,
+        world: usize,
+        rank: usize,
+        range: std::ops::Range<usize>,
+    ) -> Result<Self> {
+        let n_total = full.n;
         let (start, end) = (range.start, range.end);
+        if start > end || end > n_total {
+            return Err(OptimError::LengthMismatch {
+                what: "shard range end",
+                expected: n_total,
+                got: end,
+            });
+        }
         let mut parts = Vec::new();
         let mut origin = Vec::new();
-        for (gi, p) in full.parts.into_iter().enumerate() {
+        for (gi, p) in full.parts.iter().enumerate() {
             let mut before = 0; // compact index of the first kept index
             let mut segs = Vec::new();
             for s in &p.segments {
@@ -203,7 +222,7 @@ impl Optimizer {
                     "the range {start}..{end} splits the matrix of part {gi}"
                 )));
             }
-            let mut pcfg = p.cfg;
+            let mut pcfg = p.cfg.clone();
             if let Some(
                 crate::config::FixedPreconditioner::DenseP(_)
                 | crate::config::FixedPreconditioner::DenseS(_),
@@ -237,7 +256,7 @@ impl Optimizer {
             origin.push(gi);
         }
         Ok(Optimizer {
-            cfg: full.cfg,
+            cfg: full.cfg.clone(),
             n: end - start,
             base_lr: full.base_lr,
             step: 0,

@@ -72,7 +72,16 @@ impl Optimizer {
         let Some(p) = self.parts.iter().find(|p| p.group == group) else {
             return Err(OptimError::config(
                 key,
-                "no optimizer part runs on this group (it has no own or matrix optimizer)",
+                match self.shard_info() {
+                    Some(s) => format!(
+                        "no optimizer part of this shard (rank {}, parameters {}..{}) runs on this group",
+                        s.rank, s.start, s.end
+                    ),
+                    None => {
+                        "no optimizer part runs on this group (it has no own or matrix optimizer)"
+                            .to_string()
+                    }
+                },
             ));
         };
         let (c, k) = (&p.cfg, p.cfg.optimizer);
@@ -93,15 +102,16 @@ impl Optimizer {
                 got: out.len(),
             });
         }
-        let prepared = match self.parts.as_slice() {
-            [p] if p.group.is_none() => &p.prepared,
+        let (prepared, fixed) = match self.parts.as_slice() {
+            // the part's own config: a shard's holds its slice of a diagonal `P`
+            [p] if p.group.is_none() => (&p.prepared, &p.cfg.preconditioner),
             _ => {
                 return Err(OptimError::Unsupported(
                     "a dense preconditioner of an optimizer with several parts".into(),
                 ));
             }
         };
-        match (&prepared.dense_p, &self.cfg.preconditioner) {
+        match (&prepared.dense_p, fixed) {
             (Some(p), _) => out.copy_from_slice(p),
             (None, Some(FixedPreconditioner::Diagonal(p))) => {
                 out.fill(0.0);

@@ -21,6 +21,7 @@ module Precond
 export PrecondError, Optimizer, OptimizerConfig, default_config, step!, lr, set_lr!,
        current_lr, preconditioner, step_count, last_nonfinite, save_state, load_state!, reset!,
        matrix_blocks, matrix_block_range, matrix_preconditioner,
+       shard_range, state_assemble, state_split,
        cond2, sym_eigenvalues, preconditioned_cond_diag, row_equilibrate, col_equilibrate,
        cond_estimate, dataset_kappa, version
 
@@ -298,6 +299,86 @@ mutable struct Optimizer
                     (Ref{OptimizerConfig}, Csize_t, Ref{Ptr{Cvoid}}), config, n_params, out))
         return finalizer(close, new(out[], n_params))
     end
+
+    # ZeRO-1: rank `rank` (0-based, as MPI's) of `world` over the range `shard_range(...)`
+    function Optimizer(config_json::AbstractString, n_params::Integer, world::Integer,
+                       rank::Integer)
+        r = shard_range(config_json, n_params, world, rank)
+        out = Ref{Ptr{Cvoid}}(C_NULL)
+        check(ccall((:precond_optimizer_new_shard, libprecond()), Cint,
+                    (Cstring, Csize_t, Csize_t, Csize_t, Ref{Ptr{Cvoid}}),
+                    config_json, n_params, world, rank, out))
+        return finalizer(close, new(out[], length(r)))
+    end
+end
+
+"""
+    shard_range(config_json, n_params, world, rank) -> UnitRange
+
+The 1-based range of the flat parameter vector that rank `rank` (0-based, as MPI's) of `world`
+steps under ZeRO-1 (`precond_shard_range`): contiguous ranges in rank order covering
+`1:n_params`, never splitting a matrix group; possibly empty. `Optimizer(config_json, n_params,
+world, rank)` is that rank's optimizer over `params[shard_range(...)]`: its steps are bitwise the
+unsharded optimizer's on those coordinates and its saved state loads only into the same shard.
+"""
+function shard_range(config_json::AbstractString, n_params::Integer, world::Integer,
+                     rank::Integer)
+    a = Ref{Csize_t}(0)
+    b = Ref{Csize_t}(0)
+    check(ccall((:precond_shard_range, libprecond()), Cint,
+                (Cstring, Csize_t, Csize_t, Csize_t, Ref{Csize_t}, Ref{Csize_t}),
+                config_json, n_params, world, rank, a, b))
+    return Int(a[])+1:Int(b[])
+end
+
+"""
+    state_assemble(config_json, n_params, states) -> Vector{UInt8}
+
+The unsharded state from the saved states of every shard (`save_state` of rank 0, 1, ... in
+order; `precond_state_assemble`): bitwise what the unsharded optimizer would have saved.
+"""
+function state_assemble(config_json::AbstractString, n_params::Integer,
+                        states::Vector{Vector{UInt8}})
+    lens = Csize_t[length(s) for s in states]
+    need = Ref{Csize_t}(0)
+    written = Ref{Csize_t}(0)
+    GC.@preserve states begin
+        ptrs = Ptr{UInt8}[pointer(s) for s in states]
+        check(ccall((:precond_state_assemble, libprecond()), Cint,
+                    (Cstring, Csize_t, Csize_t, Ptr{Ptr{UInt8}}, Ptr{Csize_t}, Ptr{UInt8},
+                     Csize_t, Ref{Csize_t}),
+                    config_json, n_params, length(states), ptrs, lens, C_NULL, 0, need))
+        out = Vector{UInt8}(undef, need[])
+        check(ccall((:precond_state_assemble, libprecond()), Cint,
+                    (Cstring, Csize_t, Csize_t, Ptr{Ptr{UInt8}}, Ptr{Csize_t}, Ptr{UInt8},
+                     Csize_t, Ref{Csize_t}),
+                    config_json, n_params, length(states), ptrs, lens, out, length(out),
+                    written))
+    end
+    return resize!(out, written[])
+end
+
+"""
+    state_split(config_json, n_params, world, rank, state) -> Vector{UInt8}
+
+Rank `rank`'s (0-based) state of `world` from an unsharded state (`precond_state_split`); it loads
+into `Optimizer(config_json, n_params, world, rank)`. Any world size: this reshards a checkpoint.
+"""
+function state_split(config_json::AbstractString, n_params::Integer, world::Integer,
+                     rank::Integer, state::Vector{UInt8})
+    need = Ref{Csize_t}(0)
+    written = Ref{Csize_t}(0)
+    check(ccall((:precond_state_split, libprecond()), Cint,
+                (Cstring, Csize_t, Csize_t, Csize_t, Ptr{UInt8}, Csize_t, Ptr{UInt8}, Csize_t,
+                 Ref{Csize_t}),
+                config_json, n_params, world, rank, state, length(state), C_NULL, 0, need))
+    out = Vector{UInt8}(undef, need[])
+    check(ccall((:precond_state_split, libprecond()), Cint,
+                (Cstring, Csize_t, Csize_t, Csize_t, Ptr{UInt8}, Csize_t, Ptr{UInt8}, Csize_t,
+                 Ref{Csize_t}),
+                config_json, n_params, world, rank, state, length(state), out, length(out),
+                written))
+    return resize!(out, written[])
 end
 
 """Frees the handle now (idempotent; the finalizer calls it too)."""

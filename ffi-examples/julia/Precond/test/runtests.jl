@@ -215,6 +215,45 @@ end
         close(opt)
     end
 
+    @testset "ZeRO-1 shards" begin
+        cfg = """{"optimizer": "adamw", "lr": 0.01,
+                  "groups": [{"start": 2, "end": 38, "shape": [6, 6], "optimizer": "muon"}]}"""
+        n, world = 40, 4
+        ranges = [shard_range(cfg, n, world, r) for r in 0:world-1]
+        @test vcat(collect.(ranges)...) == collect(1:n)       # contiguous, covering, in order
+        @test isempty(ranges[2])                               # the matrix is never split
+        full = Optimizer(cfg, n)
+        shards = [Optimizer(cfg, n, world, r) for r in 0:world-1]
+        xf = fill(0.5, n)
+        xs = copy(xf)
+        for k in 1:5
+            g = [xf[i] - 0.1 * (i % 5) + ((7k + i) % 3) / 8 for i in 1:n]
+            step!(full, xf, g)
+            for (o, r) in zip(shards, ranges)
+                xl = xs[r]
+                step!(o, xl, g[r])
+                xs[r] = xl
+            end
+        end
+        @test reinterpret(UInt64, xf) == reinterpret(UInt64, xs)   # bitwise
+        states = [save_state(o) for o in shards]
+        whole = state_assemble(cfg, n, states)
+        @test whole == save_state(full)
+        solo = Optimizer(cfg, n, 1, 0)
+        load_state!(solo, state_split(cfg, n, 1, 0, whole))
+        @test step_count(solo) == 5
+        err = try
+            load_state!(shards[1], states[2])
+            nothing
+        catch e
+            e
+        end
+        @test err isa PrecondError && err.name == "PRECOND_INVALID_STATE"
+        foreach(close, shards)
+        close(solo)
+        close(full)
+    end
+
     @testset "data conditioning (Theorem 6)" begin
         @test isfile(DATA)
         X = read_features(DATA)
