@@ -74,6 +74,9 @@ enum Command {
     /// Writes OUT/history.json (one record per epoch), OUT/loss.svg and OUT/accuracy.svg, and
     /// prints the final train/test metrics. The optimizer is the library's JSON configuration
     /// (the same the C ABI takes), given inline, as @FILE, or built from --opt/--lr/--weight-decay.
+    /// Built with the feature `mpi` and started by `mpirun -np P`, it trains data-parallel
+    /// (ZeRO-1: each rank holds 1/P of the optimizer state); rank 0 writes the outputs and
+    /// history.json records "world_size".
     #[command(after_help = precond_cli::exit::HELP)]
     Train {
         /// Bundled data set name or CSV file.
@@ -135,6 +138,14 @@ enum Command {
         /// JSON configuration file (--optimizer @file) is capped at 16 MiB.
         #[arg(long, default_value_t = precond_cli::io::DEFAULT_MAX_BYTES)]
         max_bytes: u64,
+        /// Write a checkpoint into DIR after every epoch (parameters, optimizer state, epoch;
+        /// atomic and checksummed).
+        #[arg(long, value_name = "DIR")]
+        save: Option<PathBuf>,
+        /// Continue from the checkpoint in DIR (same data, model, optimizer, batch size and
+        /// seed; --epochs is the total), with any number of MPI ranks.
+        #[arg(long, value_name = "DIR")]
+        resume: Option<PathBuf>,
     },
     /// Reproduce every claim of the theory and write an HTML report.
     ///
@@ -220,6 +231,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             max_width,
             max_classes,
             max_bytes,
+            save,
+            resume,
         } => {
             let grad_norm = grad_norm
                 .as_deref()
@@ -299,8 +312,10 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 max_classes,
                 max_bytes,
                 grad_norm,
+                save,
+                resume,
             };
-            let (_, summary) = precond_cli::train::run_train(&opts, true)?;
+            let (_, summary) = precond_cli::train::run_train_auto(&opts, true)?;
             print!("{summary}");
             Ok(ExitCode::SUCCESS)
         }

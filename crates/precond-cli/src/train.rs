@@ -102,6 +102,10 @@ pub struct TrainOptions {
     /// Gradient-norm regularization (`--grad-norm RHO[:intrinsic|coupled]`, see
     /// [`parse_grad_norm`]).
     pub grad_norm: Option<precond_nn::GradNormReg>,
+    /// Write a checkpoint into this directory after every epoch (`--save`).
+    pub save: Option<PathBuf>,
+    /// Continue from the checkpoint in this directory (`--resume`; `epochs` is the total).
+    pub resume: Option<PathBuf>,
 }
 
 /// Parses `--grad-norm RHO[:intrinsic|coupled]`: `ρ` finite and `≥ 0`, the mode `intrinsic`
@@ -154,6 +158,8 @@ pub struct TrainOutput {
     pub n_train: usize,
     /// Test samples.
     pub n_test: usize,
+    /// Number of data-parallel ranks that trained (1 without `mpirun`).
+    pub world_size: usize,
     /// One record per epoch (epoch 0 = before training).
     pub epochs: Vec<precond_nn::EpochRecord>,
 }
@@ -217,6 +223,50 @@ fn load(opts: &TrainOptions) -> Result<Dataset, CliError> {
 /// [`CliError::Argument`] for an unusable combination (e.g. batchnorm without an MLP, logreg on
 /// real targets), [`CliError::Write`] for output files.
 pub fn run_train(opts: &TrainOptions, progress: bool) -> Result<(TrainOutput, String), CliError> {
+    run_train_on(opts, progress, &precond_mpi::SingleProcess)
+}
+
+/// Whether this process was started by `mpirun` (Open MPI's or a PMI launcher's variables).
+pub fn under_mpirun() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+}
+
+/// [`run_train`], data-parallel over MPI's world when built with the feature `mpi` and started
+/// by `mpirun` ([`under_mpirun`]); otherwise one process.
+///
+/// # Errors
+/// As [`run_train_on`]; [`CliError::Experiment`] when MPI cannot be initialized.
+pub fn run_train_auto(
+    opts: &TrainOptions,
+    progress: bool,
+) -> Result<(TrainOutput, String), CliError> {
+    #[cfg(feature = "mpi")]
+    if under_mpirun() {
+        let comm = precond_mpi::MpiComm::init().map_err(|e| CliError::Experiment {
+            id: "train".into(),
+            message: e.to_string(),
+        })?;
+        return run_train_on(opts, progress, &comm);
+    }
+    run_train(opts, progress)
+}
+
+/// [`run_train`] over the ranks of `comm` (ZeRO-1 data parallelism,
+/// `precond_mpi::train_data_parallel`): every rank trains, rank 0 writes the outputs and the
+/// checkpoints and returns the summary (the other ranks return an empty one). One rank without
+/// `--save`/`--resume` runs `precond_nn::train` itself (the same numbers).
+///
+/// # Errors
+/// As [`run_train`]; [`CliError::Argument`] (`--resume`) for a checkpoint that cannot be read,
+/// is damaged, or was written by another configuration.
+pub fn run_train_on<C: precond_mpi::Communicator>(
+    opts: &TrainOptions,
+    progress: bool,
+    comm: &C,
+) -> Result<(TrainOutput, String), CliError> {
+    let root = comm.rank() == 0;
     // the caps are checked before the data is read and before anything is sized by them
     if let Some(Model::Mlp(widths)) = &opts.model
         && let Some((k, &w)) = widths
@@ -334,7 +384,7 @@ pub fn run_train(opts: &TrainOptions, progress: bool) -> Result<(TrainOutput, St
         grad_norm: opts.grad_norm,
         ..Default::default()
     };
-    let bar = if progress && std::io::stderr().is_terminal() {
+    let bar = if root && progress && std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(opts.epochs as u64)
     } else {
         indicatif::ProgressBar::hidden()
@@ -348,42 +398,103 @@ pub fn run_train(opts: &TrainOptions, progress: bool) -> Result<(TrainOutput, St
     let mut mlp =
         precond_nn::Mlp::new(cfg).map_err(CliError::within(Context::argument("--model")))?;
     let mut params = mlp.init_params(opts.seed);
-    let mut opt = opts
-        .optimizer
+    // the configuration is checked for this network on every path
+    opts.optimizer
         .build(params.len())
         .map_err(CliError::within(Context::argument("--optimizer")))?;
-    let callback = |rec: &precond_nn::EpochRecord| {
+    let mut on_epoch = |rec: &precond_nn::EpochRecord| {
         if rec.epoch > 0 {
             bar.inc(1);
         }
         bar.set_message(format!("train loss {:.4}", rec.train_loss));
         precond_nn::Control::Continue
     };
-    let hist = if opts.norm == Norm::Bnp {
-        let mut bnp = precond_nn::Bnp::new(&mlp, precond_optim::BnpSpec::default())
-            .map_err(CliError::within(Context::argument("--norm")))?;
-        precond_nn::train_bnp(
-            &mut mlp,
-            &mut bnp,
-            &mut params,
-            &mut opt,
-            &train_set,
-            Some(&test_set),
-            &tc,
-            callback,
-        )
-    } else {
-        precond_nn::train(
-            &mut mlp,
-            &mut params,
-            &mut opt,
-            &train_set,
-            Some(&test_set),
-            &tc,
-            callback,
-        )
+    let parallel = comm.size() > 1 || opts.save.is_some() || opts.resume.is_some();
+    if parallel && (opts.norm == Norm::Bnp || opts.grad_norm.is_some()) {
+        // the data-parallel loop (also the one that checkpoints) has neither hook yet
+        return Err(CliError::Argument {
+            arg: if opts.norm == Norm::Bnp {
+                "--norm"
+            } else {
+                "--grad-norm"
+            },
+            message: format!(
+                "{} is not supported with {}: run it in one process without checkpoints",
+                if opts.norm == Norm::Bnp {
+                    "--norm bnp"
+                } else {
+                    "--grad-norm"
+                },
+                if comm.size() > 1 {
+                    "several MPI ranks"
+                } else {
+                    "--save/--resume"
+                }
+            ),
+        });
     }
-    .map_err(CliError::within(Context::Experiment("train".into())))?;
+    let hist = if parallel {
+        let resume_err = |e: precond_mpi::DpError| CliError::Argument {
+            arg: "--resume",
+            message: e.to_string(),
+        };
+        let ck = match &opts.resume {
+            Some(d) => Some(precond_mpi::read_checkpoint_shared(comm, d).map_err(resume_err)?),
+            None => None,
+        };
+        precond_mpi::train_data_parallel(
+            comm,
+            &mut mlp,
+            &mut params,
+            &opts.optimizer,
+            &train_set,
+            Some(&test_set),
+            &tc,
+            precond_mpi::DpOptions {
+                save: opts.save.as_deref(),
+                resume: ck.as_ref(),
+            },
+            &mut on_epoch,
+        )
+        .map_err(|e| match e {
+            precond_mpi::DpError::Mismatch { .. } => resume_err(e),
+            e => CliError::Experiment {
+                id: "train".into(),
+                message: e.to_string(),
+            },
+        })?
+        .history
+    } else {
+        let mut opt = opts
+            .optimizer
+            .build(params.len())
+            .map_err(CliError::within(Context::argument("--optimizer")))?;
+        if opts.norm == Norm::Bnp {
+            let mut bnp = precond_nn::Bnp::new(&mlp, precond_optim::BnpSpec::default())
+                .map_err(CliError::within(Context::argument("--norm")))?;
+            precond_nn::train_bnp(
+                &mut mlp,
+                &mut bnp,
+                &mut params,
+                &mut opt,
+                &train_set,
+                Some(&test_set),
+                &tc,
+                &mut on_epoch,
+            )
+        } else {
+            precond_nn::train(
+                &mut mlp,
+                &mut params,
+                &mut opt,
+                &train_set,
+                Some(&test_set),
+                &tc,
+                &mut on_epoch,
+            )
+        }
+        .map_err(CliError::within(Context::Experiment("train".into())))?
+    };
     bar.finish_and_clear();
     let model_name = match &model {
         Model::LogReg => "logreg".to_string(),
@@ -404,8 +515,12 @@ pub fn run_train(opts: &TrainOptions, progress: bool) -> Result<(TrainOutput, St
             .unwrap_or(serde_json::Value::Null),
         n_train: train_set.x.ncols(),
         n_test: test_set.x.ncols(),
+        world_size: comm.size(),
         epochs: hist.epochs.clone(),
     };
+    if !root {
+        return Ok((out, String::new()));
+    }
     write_outputs(&out, &opts.out)?;
     let last = hist.last().ok_or_else(|| CliError::Experiment {
         id: "train".into(),

@@ -550,12 +550,28 @@ pub fn gather_columns(x: MatRef<'_, f64>, indices: &[usize]) -> Mat<f64> {
 }
 
 /// As [`gather_columns`], into `out` (storage reused: no allocation once it has held this many
-/// columns). Indices must be `< x.ncols()`.
-pub(crate) fn gather_columns_into(x: MatRef<'_, f64>, indices: &[usize], out: &mut Mat<f64>) {
+/// columns).
+///
+/// # Errors
+/// [`NnError::InvalidConfig`] (key `column index`) for an
+/// index `≥ x.ncols()`; `out` is then unchanged.
+pub fn gather_columns_into(
+    x: MatRef<'_, f64>,
+    indices: &[usize],
+    out: &mut Mat<f64>,
+) -> Result<()> {
+    if let Some(&i) = indices.iter().find(|&&i| i >= x.ncols()) {
+        return Err(NnError::InvalidConfig {
+            what: "column index",
+            value: i.to_string(),
+            reason: "is not below the number of columns",
+        });
+    }
     crate::util::fit(out, x.nrows(), indices.len());
     for (k, &i) in indices.iter().enumerate() {
         out.col_mut(k).copy_from(x.col(i));
     }
+    Ok(())
 }
 
 /// `0..n` shuffled by a seeded ChaCha8 generator (Fisher–Yates).

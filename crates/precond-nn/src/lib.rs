@@ -89,5 +89,6 @@ pub use mlp::{
     ParamLayout, Workspace,
 };
 pub use train::{
-    Control, EpochRecord, History, KappaSnapshot, PrecondStats, TrainConfig, train, train_bnp,
+    Control, EpochRecord, History, KappaSnapshot, PrecondStats, TrainConfig, check_training,
+    epoch_batches, epoch_record, epoch_seed, train, train_bnp,
 };

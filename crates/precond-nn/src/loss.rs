@@ -83,7 +83,10 @@ impl Targets {
 
     /// As [`Targets::gather`], into `out` (its storage reused when it is the same kind of
     /// targets: no allocation once it has held this many samples).
-    pub(crate) fn gather_into(&self, indices: &[usize], out: &mut Targets) -> Result<()> {
+    ///
+    /// # Errors
+    /// As [`Targets::gather`] (an index out of range); `out` is then unchanged.
+    pub fn gather_into(&self, indices: &[usize], out: &mut Targets) -> Result<()> {
         self.check_indices(indices)?;
         match (self, out) {
             (Targets::Values(m), Targets::Values(o)) => {
@@ -222,10 +225,22 @@ impl Loss {
         self,
         out: MatRef<'_, f64>,
         targets: &Targets,
+        grad: MatMut<'_, f64>,
+    ) -> f64 {
+        self.weighted_value_and_grad(out, targets, grad, 1.0 / out.ncols() as f64)
+    }
+
+    /// `w Σ_n ℓ_n` and its gradient `w ∇_o ℓ_n` per column, for a weight `w` chosen by the
+    /// caller: [`Loss::value_and_grad`] is `w = 1/N`; a data-parallel rank holding `N_r` of a
+    /// batch's `B` samples uses `w = 1/B`, so the ranks' results add up to the batch mean.
+    pub(crate) fn weighted_value_and_grad(
+        self,
+        out: MatRef<'_, f64>,
+        targets: &Targets,
         mut grad: MatMut<'_, f64>,
+        inv_n: f64,
     ) -> f64 {
         let (k, n_samples) = (out.nrows(), out.ncols());
-        let inv_n = 1.0 / n_samples as f64;
         let mut total = 0.0;
         for n in 0..n_samples {
             if self != Loss::SoftmaxCrossEntropy {

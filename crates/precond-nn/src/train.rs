@@ -138,16 +138,122 @@ pub enum Control {
     Stop,
 }
 
+impl PrecondStats {
+    /// min, max, mean and `max/min` of the entries of `p` (`None` for an empty slice).
+    pub fn of(p: &[f64]) -> Option<Self> {
+        if p.is_empty() {
+            return None;
+        }
+        let min = p.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mean = p.iter().sum::<f64>() / p.len() as f64;
+        Some(Self {
+            min,
+            max,
+            mean,
+            spread: max / min,
+        })
+    }
+}
+
+/// The shuffling seed of epoch `epoch` (1-based) for the run seed `seed`: the first word of the
+/// ChaCha8 stream number `epoch` of the generator seeded with `seed`. An epoch's batches depend on
+/// `(seed, epoch)` only, never on earlier epochs, so a run resumed at any epoch (on any number of
+/// ranks) sees the batches of a run that never stopped.
+pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch as u64);
+    rng.random::<u64>()
+}
+
+/// The mini-batches (sample indices, in order) of epoch `epoch` (1-based) of a training set of
+/// `n_samples` samples: what [`train`] steps on, shuffled with [`epoch_seed`] when
+/// [`TrainConfig::shuffle`] is set.
+///
+/// # Errors
+/// [`NnError::InvalidConfig`] for `batch_size == 0`.
+pub fn epoch_batches(
+    n_samples: usize,
+    config: &TrainConfig,
+    epoch: usize,
+) -> Result<Vec<Vec<usize>>> {
+    minibatches(
+        n_samples,
+        config.batch_size,
+        config.shuffle,
+        epoch_seed(config.seed, epoch),
+    )
+}
+
+/// The checks [`train`] runs before its first step, for `n_params` optimizer parameters:
+/// parameter count, `batch_size`, κ layers, BatchNorm's smallest batch, targets of both sets.
+///
+/// # Errors
+/// As [`train`].
+pub fn check_training(
+    mlp: &Mlp,
+    n_params: usize,
+    train_set: &Dataset,
+    test_set: Option<&Dataset>,
+    config: &TrainConfig,
+) -> Result<()> {
+    if n_params != mlp.layout().len() {
+        return Err(NnError::DimensionMismatch {
+            what: "optimizer parameters vs network",
+            expected: mlp.layout().len(),
+            got: n_params,
+        });
+    }
+    if config.batch_size == 0 {
+        return Err(NnError::InvalidConfig {
+            what: "batch_size",
+            value: "0".into(),
+            reason: "must be positive",
+        });
+    }
+    for &l in &config.kappa_layers {
+        mlp.check_layer(l)?;
+    }
+    if let Some(r) = &config.grad_norm {
+        r.validate()?;
+    }
+    // a minibatch of one sample (the whole set, or the last batch of an epoch) cannot give
+    // BatchNorm statistics: refuse before the first step rather than in the middle of an epoch
+    let n = train_set.n_samples();
+    let smallest = if n % config.batch_size == 0 {
+        config.batch_size.min(n)
+    } else {
+        n % config.batch_size
+    };
+    if n > 0 {
+        mlp.check_training_batch(smallest)?;
+    }
+    let loss = mlp.config().loss;
+    loss.check_targets(&train_set.targets, mlp.n_outputs(), train_set.n_samples())?;
+    if let Some(t) = test_set {
+        loss.check_targets(&t.targets, mlp.n_outputs(), t.n_samples())?;
+    }
+    Ok(())
+}
+
+/// The record [`train`] writes after epoch `epoch` (0 = before training): the full training and
+/// test sets evaluated in inference mode at `params`, the κ snapshots of
+/// [`TrainConfig::kappa_layers`], with `steps` optimizer steps taken, the epoch's mean
+/// mini-batch loss `batch_loss` and the `P_k` statistics `preconditioner` given by the caller.
+///
+/// # Errors
+/// Evaluation errors (parameter length, non-finite parameters, layers out of range).
 #[allow(clippy::too_many_arguments)]
-fn record(
+pub fn epoch_record(
     mlp: &Mlp,
     params: &[f64],
-    optimizer: &Optimizer,
     train_set: &Dataset,
     test_set: Option<&Dataset>,
     config: &TrainConfig,
     epoch: usize,
+    steps: u64,
     batch_loss: Option<f64>,
+    preconditioner: Option<PrecondStats>,
 ) -> Result<EpochRecord> {
     let tr = mlp.evaluate(params, train_set.x.as_ref(), &train_set.targets, Mode::Eval)?;
     let te = match test_set {
@@ -177,25 +283,9 @@ fn record(
             });
         }
     }
-    let preconditioner = if config.record_preconditioner {
-        let mut p = vec![0.0; params.len()];
-        optimizer.preconditioner(&mut p).ok().map(|()| {
-            let min = p.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let mean = p.iter().sum::<f64>() / p.len().max(1) as f64;
-            PrecondStats {
-                min,
-                max,
-                mean,
-                spread: max / min,
-            }
-        })
-    } else {
-        None
-    };
     Ok(EpochRecord {
         epoch,
-        steps: optimizer.step_count(),
+        steps,
         batch_loss,
         train_loss: tr.loss,
         train_accuracy: tr.accuracy,
@@ -204,6 +294,39 @@ fn record(
         kappa: snaps,
         preconditioner,
     })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    mlp: &Mlp,
+    params: &[f64],
+    optimizer: &Optimizer,
+    train_set: &Dataset,
+    test_set: Option<&Dataset>,
+    config: &TrainConfig,
+    epoch: usize,
+    batch_loss: Option<f64>,
+) -> Result<EpochRecord> {
+    let preconditioner = if config.record_preconditioner {
+        let mut p = vec![0.0; params.len()];
+        optimizer
+            .preconditioner(&mut p)
+            .ok()
+            .and_then(|()| PrecondStats::of(&p))
+    } else {
+        None
+    };
+    epoch_record(
+        mlp,
+        params,
+        train_set,
+        test_set,
+        config,
+        epoch,
+        optimizer.step_count(),
+        batch_loss,
+        preconditioner,
+    )
 }
 
 /// Trains `mlp` (its BatchNorm running averages are updated) with parameters `params` and the
@@ -275,42 +398,7 @@ fn train_impl(
     mut bnp: Option<&mut Bnp>,
 ) -> Result<History> {
     let n_params = mlp.layout().len();
-    if optimizer.n_params() != n_params {
-        return Err(NnError::DimensionMismatch {
-            what: "optimizer parameters vs network",
-            expected: n_params,
-            got: optimizer.n_params(),
-        });
-    }
-    if config.batch_size == 0 {
-        return Err(NnError::InvalidConfig {
-            what: "batch_size",
-            value: "0".into(),
-            reason: "must be positive",
-        });
-    }
-    for &l in &config.kappa_layers {
-        mlp.check_layer(l)?;
-    }
-    if let Some(r) = &config.grad_norm {
-        r.validate()?;
-    }
-    // a minibatch of one sample (the whole set, or the last batch of an epoch) cannot give
-    // BatchNorm statistics: refuse before the first step rather than in the middle of an epoch
-    let n = train_set.n_samples();
-    let smallest = if n % config.batch_size == 0 {
-        config.batch_size.min(n)
-    } else {
-        n % config.batch_size
-    };
-    if n > 0 {
-        mlp.check_training_batch(smallest)?;
-    }
-    let loss = mlp.config().loss;
-    loss.check_targets(&train_set.targets, mlp.n_outputs(), train_set.n_samples())?;
-    if let Some(t) = test_set {
-        loss.check_targets(&t.targets, mlp.n_outputs(), t.n_samples())?;
-    }
+    check_training(mlp, optimizer.n_params(), train_set, test_set, config)?;
     let mut history = History::default();
     let first = record(mlp, params, optimizer, train_set, test_set, config, 0, None)?;
     let stop = callback(&first) == Control::Stop;
@@ -319,7 +407,6 @@ fn train_impl(
         history.stopped_early = true;
         return Ok(history);
     }
-    let mut seeds = ChaCha8Rng::seed_from_u64(config.seed);
     // one set of buffers for the whole run: no allocation per step
     let mut grad = vec![0.0; n_params];
     // gradient-norm regularization: P_k, P g and H P g (allocated only when used)
@@ -336,15 +423,10 @@ fn train_impl(
         n_classes: 0,
     };
     for epoch in 1..=config.epochs {
-        let batches = minibatches(
-            train_set.n_samples(),
-            config.batch_size,
-            config.shuffle,
-            seeds.random::<u64>(),
-        )?;
+        let batches = epoch_batches(train_set.n_samples(), config, epoch)?;
         let mut sum = 0.0;
         for idx in &batches {
-            gather_columns_into(train_set.x.as_ref(), idx, &mut xb);
+            gather_columns_into(train_set.x.as_ref(), idx, &mut xb)?;
             train_set.targets.gather_into(idx, &mut tb)?;
             let loss =
                 mlp.loss_and_grad_into(params, xb.as_ref(), &tb, Mode::Train, &mut ws, &mut grad)?;

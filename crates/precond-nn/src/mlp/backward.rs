@@ -8,7 +8,7 @@ use super::workspace::{BackwardBuffers, NormScratch, Workspace};
 use super::{Evaluation, Mlp};
 use crate::activation::Activation;
 use crate::batch_norm::{self, StatsGradient};
-use crate::error::Result;
+use crate::error::{NnError, Result};
 use crate::layer_norm;
 use crate::loss::Targets;
 use crate::util::{add_bias, col_slice, col_slice_mut, fit, par_for};
@@ -211,11 +211,31 @@ impl Mlp {
         ws: &mut Workspace,
         grad: &mut [f64],
     ) -> f64 {
+        let w = 1.0 / x.ncols() as f64;
+        self.weighted_loss_and_grad_core(params, x, targets, mode, w, ws, grad)
+    }
+
+    /// [`Mlp::loss_and_grad_core`] with the weight `w` of every sample's loss given (the mean
+    /// is `w = 1/N`).
+    #[allow(clippy::too_many_arguments)]
+    fn weighted_loss_and_grad_core(
+        &self,
+        params: &[f64],
+        x: MatRef<'_, f64>,
+        targets: &Targets,
+        mode: Mode<'_>,
+        weight: f64,
+        ws: &mut Workspace,
+        grad: &mut [f64],
+    ) -> f64 {
         let Workspace { forward, backward } = ws;
         self.forward_core(params, x, mode, forward);
         let out = forward.output();
         let d = backward.output_delta(self.n_layers(), out.nrows(), out.ncols());
-        let loss = self.config.loss.value_and_grad(out, targets, d.as_mut());
+        let loss = self
+            .config
+            .loss
+            .weighted_value_and_grad(out, targets, d.as_mut(), weight);
         self.backward_core(params, forward, backward, grad, false);
         loss
     }
@@ -272,6 +292,47 @@ impl Mlp {
             .check_targets(targets, self.n_outputs(), x.ncols())?;
         self.check_forward(params, x, mode)?;
         Ok(self.loss_and_grad_core(params, x, targets, mode, ws, grad))
+    }
+}
+
+impl Mlp {
+    /// Weighted loss sum `w Σ_n ℓ(F(x_n; θ), y_n)` over the columns of `x` and its exact gradient
+    /// `w Σ_n ∇_θ ℓ_n`, written into `grad` (overwritten); returns the weighted sum. `w = 1` gives
+    /// the plain sums; `w = 1/N` is [`Mlp::loss_and_grad_into`] (same numbers, bit for bit).
+    /// Data parallelism: a rank holding a slice of a batch of `B` samples passes `w = 1/B`, and
+    /// the ranks' results add up to the batch's mean loss and gradient.
+    ///
+    /// Only for networks without BatchNorm in [`Mode::Train`] when the slice is not the whole
+    /// batch: batch statistics of a slice are not the batch's (the caller decides; nothing here
+    /// can tell a slice from a batch). No allocation once `ws` has seen a batch this large.
+    ///
+    /// # Errors
+    /// As [`Mlp::loss_and_grad_into`], and [`NnError::InvalidConfig`] for a weight that is not
+    /// finite and positive. On error `grad` and `ws` are left unchanged.
+    #[allow(clippy::too_many_arguments)]
+    pub fn weighted_loss_and_grad_into(
+        &self,
+        params: &[f64],
+        x: MatRef<'_, f64>,
+        targets: &Targets,
+        mode: Mode<'_>,
+        weight: f64,
+        ws: &mut Workspace,
+        grad: &mut [f64],
+    ) -> Result<f64> {
+        if !(weight.is_finite() && weight > 0.0) {
+            return Err(NnError::InvalidConfig {
+                what: "loss weight",
+                value: format!("{weight}"),
+                reason: "must be finite and positive",
+            });
+        }
+        self.check_grad_len(grad)?;
+        self.config
+            .loss
+            .check_targets(targets, self.n_outputs(), x.ncols())?;
+        self.check_forward(params, x, mode)?;
+        Ok(self.weighted_loss_and_grad_core(params, x, targets, mode, weight, ws, grad))
     }
 }
 
