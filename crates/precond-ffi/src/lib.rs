@@ -54,6 +54,7 @@
 
 mod dataset;
 mod diagnostics;
+mod grad_norm;
 mod matrix;
 mod optimizer;
 mod ptr;
@@ -69,6 +70,7 @@ pub use diagnostics::{
     precond_preconditioned_cond_t, precond_row_equilibrate, precond_spectrum_t,
     precond_sym_eigenvalues,
 };
+pub use grad_norm::{precond_grad_norm_mode_t, precond_grad_norm_regularize, precond_gradient_fn};
 pub use matrix::{
     precond_matrix_block_t, precond_matrix_part_t, precond_optimizer_matrix_block_range,
     precond_optimizer_matrix_blocks, precond_optimizer_matrix_preconditioner,
