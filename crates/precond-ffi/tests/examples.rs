@@ -1053,6 +1053,78 @@ fn sanitizers_grad_norm() {
     }
 }
 
+// ---------------------------------------------------------------- cpp/grad_norm.cpp
+
+/// The C++ wrapper's `precond::grad_norm_regularize` with lambdas: `∇R = 2ρ A P ∇f` to the
+/// finite-difference tolerance (the program prints the deviation relative to `‖2ρ A P ∇f‖∞`:
+/// rounding of the two gradients divided by `2h`, `O(ε^{2/3})`), `R = ρ gᵀ P g`, and a throwing
+/// lambda coming back as a `precond::Error` with the exception nested, `g` unchanged.
+#[test]
+fn cpp_grad_norm_matches_the_closed_form() {
+    let out = run("grad_norm_cpp", &[]);
+    let kv = parse(&out);
+    let tol = 64.0 * f64::EPSILON.powf(2.0 / 3.0);
+    for name in ["intrinsic", "coupled", "no_optimizer"] {
+        let d = num(&kv, &format!("{name}_deviation"));
+        assert!(d <= tol, "{name}: deviation {d:e} > {tol:e}");
+    }
+    close(
+        "intrinsic_R",
+        num(&kv, "intrinsic_R"),
+        num(&kv, "intrinsic_rho_gPg"),
+        1e-14,
+        0.0,
+    );
+    close(
+        "coupled_R",
+        num(&kv, "coupled_R"),
+        num(&kv, "coupled_rho_gg"),
+        1e-14,
+        0.0,
+    );
+    close(
+        "no_optimizer_R",
+        num(&kv, "no_optimizer_R"),
+        num(&kv, "coupled_rho_gg"),
+        1e-14,
+        0.0,
+    );
+    // Adam's P is not the identity here: the two regularizers differ
+    let (ri, rc) = (num(&kv, "intrinsic_R"), num(&kv, "coupled_R"));
+    assert!((ri - rc).abs() > 1e-3 * rc, "{ri} vs {rc}");
+    assert_eq!(kv["throwing_status"], "PRECOND_NUMERICAL_FAILURE");
+    assert!(kv["throwing_message"].contains("callback returned 1 (call 1 of 2)"));
+    assert_eq!(kv["throwing_nested"], "objective undefined here");
+    assert_eq!(kv["throwing_calls"], "1");
+    assert_eq!(kv["throwing_g_unchanged"], "1");
+    assert_eq!(kv["mismatch_status"], "PRECOND_DIMENSION_MISMATCH");
+    assert!(!kv.contains_key("throwing_missing") && !kv.contains_key("mismatch_missing"));
+}
+
+#[test]
+fn valgrind_grad_norm_cpp() {
+    valgrind("grad_norm_cpp", &[]);
+}
+
+#[test]
+fn sanitizers_grad_norm_cpp() {
+    if let Some(out) = run_sanitized("grad_norm_cpp", &[]) {
+        let (san, plain) = (parse(&out), parse(&run("grad_norm_cpp", &[])));
+        // -O1 instead of -O2 may change the last bits of the printed sums: compare the facts
+        for key in [
+            "throwing_status",
+            "throwing_nested",
+            "throwing_g_unchanged",
+            "mismatch_status",
+        ] {
+            assert_eq!(san.get(key), plain.get(key), "{key}");
+        }
+        for key in ["intrinsic_R", "coupled_R", "no_optimizer_R"] {
+            close(key, num(&san, key), num(&plain, key), 1e-13, 0.0);
+        }
+    }
+}
+
 // ---------------------------------------------------------------- valgrind
 
 #[test]
