@@ -20,6 +20,12 @@
 //! the shard; `precond_state_assemble` turns the states of all ranks into the unsharded state
 //! and `precond_state_split` cuts an unsharded state for any world size (resharding).
 //!
+//! # Gradient-norm regularization with a gradient callback
+//! `precond_grad_norm_regularize` adds `∇R = 2ρ H P ∇f` to the caller's gradient (THEORY.md §5,
+//! last bullet: `R = ρ ∇fᵀ P ∇f` with the optimizer's `P_k`, or `ρ ‖∇f‖²` coupled); `H P ∇f` is a
+//! central difference of two gradients the caller computes in a `precond_gradient_fn` callback
+//! (calling thread, at most twice per call, must not unwind; non-zero return = failure).
+//!
 //! # Artifacts
 //! The crate builds `libprecond_ffi.so` and `libprecond_ffi.a` (the library name `precond`
 //! belongs to the workspace's facade crate). C users link it as `-lprecond`: `ffi-examples/Makefile`
