@@ -120,11 +120,16 @@ fn run(call: Call<'_>, p: Option<&[f64]>) -> FfiResult {
                 format!("the gradient callback returned {rc} (call {calls} of 2)"),
             ))
         } else {
-            finite(
-                gout,
-                &format!("the gradient callback's output (call {calls} of 2): grad"),
-            )
-            .err()
+            // the message is formatted only on failure: no allocation on the normal path
+            gout.iter().position(|a| !a.is_finite()).map(|i| {
+                FfiError::new(
+                    precond_status_t::PRECOND_NON_FINITE,
+                    format!(
+                        "the gradient callback's output (call {calls} of 2): grad[{i}] is {}",
+                        gout[i]
+                    ),
+                )
+            })
         };
         match err {
             Some(e) => {
