@@ -190,6 +190,22 @@ typedef enum precond_matrix_part_t {
 } precond_matrix_part_t;
 
 /**
+ * Which gradient norm `precond_grad_norm_regularize` penalizes. Passed as an `int32_t`; any
+ * other value is `PRECOND_INVALID_ARGUMENT`.
+ */
+typedef enum precond_grad_norm_mode_t {
+    /**
+     * `R = ρ ∇fᵀ P ∇f`: the squared gradient norm in the intrinsic variables `y = S⁻¹x`
+     * (`P = S Sᵀ`, the optimizer's current diagonal preconditioner).
+     */
+    PRECOND_GRAD_NORM_INTRINSIC = 0,
+    /**
+     * `R = ρ ‖∇f‖²`: the squared gradient norm in the original variables `x` (`P = I`).
+     */
+    PRECOND_GRAD_NORM_COUPLED = 1,
+} precond_grad_norm_mode_t;
+
+/**
  * An optimizer over one flat buffer of `n_params` parameters (opaque). Create it with
  * `precond_optimizer_new_json` or `precond_optimizer_new`, release it with
  * `precond_optimizer_free`.
@@ -351,6 +367,20 @@ typedef struct precond_cond_estimate_t {
      */
     size_t solves;
 } precond_cond_estimate_t;
+
+/**
+ * The gradient of the caller's objective: writes `∇f(x)` (`n` doubles) into `grad` and returns
+ * 0, or returns any other value to report a failure (the library then stops and returns an
+ * error naming that value).
+ *
+ * Contract: it runs on the calling thread, synchronously, inside
+ * `precond_grad_norm_regularize`, at most twice per call; `x` and `grad` are library-owned
+ * scratch buffers valid only during the callback (do not keep them); it must not unwind
+ * (C++ exceptions, Rust panics) or `longjmp` across the library: catch everything and return
+ * a non-zero value instead; it must not use the optimizer handle passed to that call (no
+ * call of the library on it) while it runs. `user_data` is passed through untouched.
+ */
+typedef int32_t (*precond_gradient_fn)(void *user_data, const double *x, double *grad, size_t n);
 
 /**
  * The place of one preconditioner block in the parameter matrix (rows `row0..row1`, columns
@@ -694,6 +724,54 @@ enum precond_status_t precond_cond_estimate(const double *a,
                                             struct precond_cond_estimate_t *out);
 
 /**
+ * Adds the gradient of the gradient-norm regularizer (THEORY.md §5, last bullet) to the
+ * gradient `g = ∇f(x)` of the caller's objective: `g ← g + ∇R`, `∇R = 2ρ H P ∇f`, and writes
+ * `R` into `*value` (if not NULL):
+ *
+ * - `mode = PRECOND_GRAD_NORM_INTRINSIC`: `R = ρ ∇fᵀ P ∇f`, the squared gradient norm in the
+ *   optimizer's intrinsic variables, with `P = diag(P_k)` the current diagonal preconditioner
+ *   of `opt` exactly as `precond_optimizer_preconditioner` returns it (Adam/AdamW
+ *   `1/(sqrt(v̂_k) + eps)`, the learning rate kept outside). `P` is a constant of the step (not
+ *   differentiated). When the optimizer has no preconditioner yet (Adam before its first step)
+ *   or `opt` is NULL, `P = I`, as the Rust training hook does; a matrix optimizer or a dense
+ *   fixed preconditioner is refused (`PRECOND_INVALID_ARGUMENT`).
+ * - `mode = PRECOND_GRAD_NORM_COUPLED`: `R = ρ ‖∇f‖²` (`P = I`; `opt` is then only used to
+ *   check `n`).
+ *
+ * `H v` is the central difference `(∇f(x + h v) − ∇f(x − h v)) / (2h)` with
+ * `h = ε^{1/3} max(1, ‖x‖₂) / ‖v‖₂` and `v = P g`: two calls of `grad` (none when `ρ = 0` or
+ * `v = 0`), error `O(h²)` in the third derivative of `f` plus `O(ε/h)` rounding; exact up to
+ * rounding for a quadratic. The callback contract is on `precond_gradient_fn`. Then pass the
+ * new `g` to `precond_optimizer_step_f64` as the gradient of the step.
+ *
+ * Ownership: reads `x`, updates `g` in place, writes `*value`; scratch space (5 n doubles) is
+ * allocated inside and freed before returning. Thread-safety: not concurrently with other
+ * calls on `opt`; without `opt`, may be called concurrently.
+ *
+ * Errors (nothing is written, `g` and `*value` unchanged): `PRECOND_NULL_POINTER` (`x`, `g`,
+ * `grad`), `PRECOND_INVALID_ARGUMENT` (`rho` negative or not finite, unknown `mode`, `n == 0`,
+ * `g` overlapping `x`, `value` overlapping `x` or `g`, an optimizer without a diagonal
+ * preconditioner), `PRECOND_DIMENSION_MISMATCH` (`n != n_params` of `opt`),
+ * `PRECOND_NON_FINITE` (a NaN/infinity in `x` or `g`, in the callback's output, naming the
+ * index, or in the result), `PRECOND_NUMERICAL_FAILURE` (the callback returned non-zero: the
+ * message gives its value), `PRECOND_OUT_OF_MEMORY` (scratch space refused).
+ *
+ * # Safety
+ * `opt` must be NULL or a live handle; `x` must point to `n` readable doubles, `g` to `n`
+ * writable doubles, `value` must be NULL or writable; `grad` must honour the
+ * `precond_gradient_fn` contract with `user_data`.
+ */
+enum precond_status_t precond_grad_norm_regularize(const struct precond_optimizer_t *opt,
+                                                   double rho,
+                                                   int32_t mode,
+                                                   const double *x,
+                                                   double *g,
+                                                   size_t n,
+                                                   precond_gradient_fn grad,
+                                                   void *user_data,
+                                                   double *value);
+
+/**
  * Reads into `*n_blocks` the number of blocks of the current matrix preconditioner of
  * `group` (an index into the configuration's `groups`, or `-1` for the top level, which needs
  * a top-level `shape`). Muon has one block; Shampoo splits dimensions larger than its
@@ -785,6 +863,8 @@ enum precond_status_t precond_optimizer_config_init(int32_t kind,
  * `optimizer` (`sgd`, `gd`, `adagrad`, `rmsprop`, `adam`, `adamw`, `precond_gd`, and the matrix
  * optimizer `muon`), `lr`, `weight_decay`, `maximize`, `momentum`, `dampening`, `nesterov`,
  * `betas`, `eps`, `amsgrad`, `alpha`, `centered`, `lr_decay`, `initial_accumulator_value`,
+ * `power` (Adam, AdamW, RMSprop, Adagrad: `P = 1/(v̂^power + eps)`, `power ∈ (0, 1]`,
+ * default `0.5`, the square root; `1` is the diagonal Fisher / Gauss–Newton scaling),
  * `preconditioner`, `regularization`, `ns_coefficients`, `ns_steps`, `adjust_lr_fn`, `shape`
  * (`[rows, cols]`: the parameters as one matrix, row-major unless `"order": "F"`), `groups`
  * (each `{"start", "end"}` with its own hyperparameters, and optionally its own `optimizer` and

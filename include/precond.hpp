@@ -15,6 +15,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -398,6 +400,78 @@ inline std::vector<std::uint8_t> state_split(const std::string &config_json,
                                       state.size(), out.data(), out.size(), &written));
     out.resize(written);
     return out;
+}
+
+/** Which gradient norm grad_norm_regularize penalizes (precond_grad_norm_mode_t). */
+enum class GradNormMode : int32_t {
+    /** R = rho grad f^T P grad f, P the optimizer's current diagonal preconditioner. */
+    Intrinsic = PRECOND_GRAD_NORM_INTRINSIC,
+    /** R = rho ||grad f||^2. */
+    Coupled = PRECOND_GRAD_NORM_COUPLED,
+};
+
+/** The gradient of the caller's objective: writes grad f(x) into `grad` (same size as `x`). It
+ *  may throw: grad_norm_regularize then stops and rethrows (see there). */
+using GradientFn = std::function<void(span<const double> x, span<double> grad)>;
+
+namespace detail {
+struct GradientCall {
+    const GradientFn *fn;
+    std::exception_ptr error;
+};
+/* the precond_gradient_fn given to the C library: no exception crosses it */
+inline int32_t gradient_trampoline(void *user_data, const double *x, double *grad,
+                                    std::size_t n) noexcept {
+    auto *call = static_cast<GradientCall *>(user_data);
+    try {
+        (*call->fn)(span<const double>(x, n), span<double>(grad, n));
+        return 0;
+    } catch (...) {
+        call->error = std::current_exception();
+        return 1;
+    }
+}
+} // namespace detail
+
+/** Gradient-norm regularization (precond_grad_norm_regularize, THEORY.md section 5): adds
+ *  grad R = 2 rho H P g to the gradient `g` = grad f(x) in place and returns R (rho g^T P g,
+ *  intrinsic, or rho ||g||^2, coupled). `opt` may be nullptr (P = I); P = I also before the
+ *  optimizer has a preconditioner (Adam before its first step). `grad` is called at most twice,
+ *  on this thread, during the call. If it throws, the library is told that the callback failed
+ *  (no exception crosses the C library), `g` is left unchanged, and a precond::Error carrying
+ *  the library's status and message is thrown with the callback's exception nested in it
+ *  (std::rethrow_if_nested gets it back). */
+inline double grad_norm_regularize(const Optimizer *opt, double rho, GradNormMode mode,
+                                   span<const double> x, span<double> g, const GradientFn &grad) {
+    if (x.size() != g.size()) {
+        throw Error(PRECOND_DIMENSION_MISMATCH,
+                    "precond::grad_norm_regularize: x has " + std::to_string(x.size()) +
+                        " elements, g has " + std::to_string(g.size()));
+    }
+    detail::GradientCall call{&grad, nullptr};
+    const precond_optimizer_t *h = opt != nullptr ? opt->get() : nullptr;
+    double value = 0.0;
+    precond_status_t st = precond_grad_norm_regularize(
+        h, rho, static_cast<int32_t>(mode), x.data(), g.data(), x.size(),
+        &detail::gradient_trampoline, &call, &value);
+    if (st != PRECOND_OK) {
+        std::string msg = h != nullptr ? precond_optimizer_last_error(h) : precond_last_error();
+        if (call.error) {
+            try {
+                std::rethrow_exception(call.error);
+            } catch (...) {
+                std::throw_with_nested(Error(st, msg));
+            }
+        }
+        throw Error(st, msg);
+    }
+    return value;
+}
+
+/** grad_norm_regularize with an optimizer's P_k. */
+inline double grad_norm_regularize(const Optimizer &opt, double rho, GradNormMode mode,
+                                   span<const double> x, span<double> g, const GradientFn &grad) {
+    return grad_norm_regularize(&opt, rho, mode, x, g, grad);
 }
 
 } // namespace precond

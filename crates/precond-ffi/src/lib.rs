@@ -20,6 +20,12 @@
 //! the shard; `precond_state_assemble` turns the states of all ranks into the unsharded state
 //! and `precond_state_split` cuts an unsharded state for any world size (resharding).
 //!
+//! # Gradient-norm regularization with a gradient callback
+//! `precond_grad_norm_regularize` adds `∇R = 2ρ H P ∇f` to the caller's gradient (THEORY.md §5,
+//! last bullet: `R = ρ ∇fᵀ P ∇f` with the optimizer's `P_k`, or `ρ ‖∇f‖²` coupled); `H P ∇f` is a
+//! central difference of two gradients the caller computes in a `precond_gradient_fn` callback
+//! (calling thread, at most twice per call, must not unwind; non-zero return = failure).
+//!
 //! # Artifacts
 //! The crate builds `libprecond_ffi.so` and `libprecond_ffi.a` (the library name `precond`
 //! belongs to the workspace's facade crate). C users link it as `-lprecond`: `ffi-examples/Makefile`
@@ -54,6 +60,7 @@
 
 mod dataset;
 mod diagnostics;
+mod grad_norm;
 mod matrix;
 mod optimizer;
 mod ptr;
@@ -69,6 +76,7 @@ pub use diagnostics::{
     precond_preconditioned_cond_t, precond_row_equilibrate, precond_spectrum_t,
     precond_sym_eigenvalues,
 };
+pub use grad_norm::{precond_grad_norm_mode_t, precond_grad_norm_regularize, precond_gradient_fn};
 pub use matrix::{
     precond_matrix_block_t, precond_matrix_part_t, precond_optimizer_matrix_block_range,
     precond_optimizer_matrix_blocks, precond_optimizer_matrix_preconditioner,

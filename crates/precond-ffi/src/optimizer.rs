@@ -311,6 +311,8 @@ pub unsafe extern "C" fn precond_optimizer_config_init(
 /// `optimizer` (`sgd`, `gd`, `adagrad`, `rmsprop`, `adam`, `adamw`, `precond_gd`, and the matrix
 /// optimizer `muon`), `lr`, `weight_decay`, `maximize`, `momentum`, `dampening`, `nesterov`,
 /// `betas`, `eps`, `amsgrad`, `alpha`, `centered`, `lr_decay`, `initial_accumulator_value`,
+/// `power` (Adam, AdamW, RMSprop, Adagrad: `P = 1/(v̂^power + eps)`, `power ∈ (0, 1]`,
+/// default `0.5`, the square root; `1` is the diagonal Fisher / Gauss–Newton scaling),
 /// `preconditioner`, `regularization`, `ns_coefficients`, `ns_steps`, `adjust_lr_fn`, `shape`
 /// (`[rows, cols]`: the parameters as one matrix, row-major unless `"order": "F"`), `groups`
 /// (each `{"start", "end"}` with its own hyperparameters, and optionally its own `optimizer` and

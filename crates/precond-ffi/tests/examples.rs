@@ -890,6 +890,241 @@ fn cpp_muon_prints_what_rust_computes() {
     );
 }
 
+// ---------------------------------------------------------------- c/grad_norm.c
+
+const GN_NS: usize = 200;
+const GN_D: usize = 4;
+const GN_NP: usize = GN_D + 1;
+const GN_STEPS: usize = 400;
+const GN_RHO: f64 = 0.05;
+
+/// The synthetic data of `c/grad_norm.c` (features scaled by `3^j`, labels of a noisy linear
+/// teacher), in the C program's operation order.
+fn gn_data() -> Data {
+    let mut x = vec![0.0; GN_NS * GN_D];
+    let mut scale = 1.0;
+    for j in 0..GN_D {
+        for i in 0..GN_NS {
+            x[i * GN_D + j] = scale * (0.37 * i as f64 * (j + 1) as f64 + 0.5 * j as f64).sin();
+        }
+        scale *= 3.0;
+    }
+    let y = (0..GN_NS)
+        .map(|i| {
+            let mut z = 0.3 + 0.7 * (5.1 * i as f64 + 0.3).sin();
+            let mut s = 1.0;
+            for j in 0..GN_D {
+                z += if j % 2 == 0 { 1.0 } else { -1.5 } * x[i * GN_D + j] / s;
+                s *= 3.0;
+            }
+            if z > 0.0 { 1.0 } else { 0.0 }
+        })
+        .collect();
+    Data {
+        n: GN_NS,
+        d: GN_D,
+        x,
+        y,
+    }
+}
+
+/// The three trainings of `c/grad_norm.c` redone in Rust with `precond_optim` and
+/// `precond_nn::{GradNormReg, fd_hvp}`: the printed losses, gradient norms and sharpness agree;
+/// the failing callback is reported with its return value and changes nothing.
+#[test]
+fn c_grad_norm_prints_what_rust_computes() {
+    use precond_nn::{GradNormMode, GradNormReg, fd_hvp};
+    let out = run("grad_norm", &[]);
+    let kv = parse(&out);
+    let data = gn_data();
+    let positives = data.y.iter().filter(|&&y| y > 0.5).count();
+    assert_eq!(kv["positives"], positives.to_string());
+    let mut scratch = vec![0.0; GN_NS];
+    for (name, mode) in [
+        ("none", None),
+        ("intrinsic", Some(GradNormMode::Intrinsic)),
+        ("coupled", Some(GradNormMode::Coupled)),
+    ] {
+        let mut opt = OptimizerConfig::from_json(r#"{"optimizer": "adam", "lr": 0.05}"#)
+            .expect("config")
+            .build(GN_NP)
+            .expect("build");
+        let mut theta = vec![0.0; GN_NP];
+        let mut g = vec![0.0; GN_NP];
+        let (mut pk, mut u, mut hu, mut xp, mut gm) = (
+            vec![0.0; GN_NP],
+            vec![0.0; GN_NP],
+            vec![0.0; GN_NP],
+            vec![0.0; GN_NP],
+            vec![0.0; GN_NP],
+        );
+        let mut last_r = f64::NAN;
+        let mut calls = 0usize;
+        for _ in 0..GN_STEPS {
+            loss_grad(&data, &theta, &mut g, &mut scratch);
+            if let Some(mode) = mode {
+                let reg = GradNormReg { rho: GN_RHO, mode };
+                let p = (mode == GradNormMode::Intrinsic && opt.preconditioner(&mut pk).is_ok())
+                    .then_some(&pk[..]);
+                let th = &theta;
+                let mut grad_fn = |at: &[f64], out: &mut [f64]| {
+                    calls += 1;
+                    let mut s = vec![0.0; GN_NS];
+                    loss_grad(&data, at, out, &mut s);
+                    Ok(())
+                };
+                last_r = reg
+                    .add_gradient(
+                        &mut g,
+                        p,
+                        |v, hv| fd_hvp(&mut grad_fn, th, v, hv, &mut xp, &mut gm),
+                        &mut u,
+                        &mut hu,
+                    )
+                    .expect("regularizer");
+            }
+            opt.step_f64(&mut theta, &g).expect("step");
+        }
+        let mut p = vec![0.0; GN_NS];
+        let loss = loss_grad(&data, &theta, &mut g, &mut p);
+        opt.preconditioner(&mut pk).expect("P");
+        let gg: f64 = g.iter().map(|v| v * v).sum();
+        let gpg: f64 = g.iter().zip(&pk).map(|(g, p)| g * p * g).sum();
+        let h = logistic_hessian(&data, &p);
+        let hm = MatRef::from_row_major_slice(&h, GN_NP, GN_NP);
+        let spec = sym_spectrum(hm).expect("spectrum");
+        let pc = precond_cond_diag(hm, &pk).expect("precond cond");
+        let k = |f: &str| format!("{name}_{f}");
+        close(&k("loss"), num(&kv, &k("loss")), loss, 1e-9, 0.0);
+        close(&k("grad_norm2"), num(&kv, &k("grad_norm2")), gg, 1e-6, 0.0);
+        close(&k("grad_pgp"), num(&kv, &k("grad_pgp")), gpg, 1e-6, 0.0);
+        close(
+            &k("sharpness"),
+            num(&kv, &k("sharpness")),
+            spec.lambda_max,
+            1e-9,
+            0.0,
+        );
+        close(
+            &k("precond_sharpness"),
+            num(&kv, &k("precond_sharpness")),
+            pc.spectrum.lambda_max,
+            1e-6,
+            0.0,
+        );
+        assert_eq!(kv[&k("callback_calls")], calls.to_string());
+        if mode.is_some() {
+            assert_eq!(calls, 2 * GN_STEPS, "{name}: two gradients per step");
+            close(&k("last_R"), num(&kv, &k("last_R")), last_r, 1e-6, 0.0);
+        } else {
+            assert!(!kv.contains_key(&k("last_R")));
+        }
+    }
+    // the regularizers change the trajectory (and the preconditioned sharpness)
+    for (a, b) in [("intrinsic", "none"), ("coupled", "intrinsic")] {
+        let (la, lb) = (
+            num(&kv, &format!("{a}_loss")),
+            num(&kv, &format!("{b}_loss")),
+        );
+        assert!((la - lb).abs() > 1e-6 * lb, "{a} {la} vs {b} {lb}");
+    }
+    assert_eq!(kv["failing_callback_status"], "PRECOND_NUMERICAL_FAILURE");
+    assert_eq!(kv["failing_callback_calls"], "1");
+    assert_eq!(kv["failing_callback_untouched"], "1");
+    assert!(
+        kv["failing_callback_message"].contains("callback returned 3 (call 1 of 2)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn valgrind_grad_norm() {
+    valgrind("grad_norm", &[]);
+}
+
+#[test]
+fn sanitizers_grad_norm() {
+    if let Some(out) = run_sanitized("grad_norm", &[]) {
+        assert_eq!(
+            out,
+            run("grad_norm", &[]),
+            "sanitized grad_norm prints other numbers"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- cpp/grad_norm.cpp
+
+/// The C++ wrapper's `precond::grad_norm_regularize` with lambdas: `∇R = 2ρ A P ∇f` to the
+/// finite-difference tolerance (the program prints the deviation relative to `‖2ρ A P ∇f‖∞`:
+/// rounding of the two gradients divided by `2h`, `O(ε^{2/3})`), `R = ρ gᵀ P g`, and a throwing
+/// lambda coming back as a `precond::Error` with the exception nested, `g` unchanged.
+#[test]
+fn cpp_grad_norm_matches_the_closed_form() {
+    let out = run("grad_norm_cpp", &[]);
+    let kv = parse(&out);
+    let tol = 64.0 * f64::EPSILON.powf(2.0 / 3.0);
+    for name in ["intrinsic", "coupled", "no_optimizer"] {
+        let d = num(&kv, &format!("{name}_deviation"));
+        assert!(d <= tol, "{name}: deviation {d:e} > {tol:e}");
+    }
+    close(
+        "intrinsic_R",
+        num(&kv, "intrinsic_R"),
+        num(&kv, "intrinsic_rho_gPg"),
+        1e-14,
+        0.0,
+    );
+    close(
+        "coupled_R",
+        num(&kv, "coupled_R"),
+        num(&kv, "coupled_rho_gg"),
+        1e-14,
+        0.0,
+    );
+    close(
+        "no_optimizer_R",
+        num(&kv, "no_optimizer_R"),
+        num(&kv, "coupled_rho_gg"),
+        1e-14,
+        0.0,
+    );
+    // Adam's P is not the identity here: the two regularizers differ
+    let (ri, rc) = (num(&kv, "intrinsic_R"), num(&kv, "coupled_R"));
+    assert!((ri - rc).abs() > 1e-3 * rc, "{ri} vs {rc}");
+    assert_eq!(kv["throwing_status"], "PRECOND_NUMERICAL_FAILURE");
+    assert!(kv["throwing_message"].contains("callback returned 1 (call 1 of 2)"));
+    assert_eq!(kv["throwing_nested"], "objective undefined here");
+    assert_eq!(kv["throwing_calls"], "1");
+    assert_eq!(kv["throwing_g_unchanged"], "1");
+    assert_eq!(kv["mismatch_status"], "PRECOND_DIMENSION_MISMATCH");
+    assert!(!kv.contains_key("throwing_missing") && !kv.contains_key("mismatch_missing"));
+}
+
+#[test]
+fn valgrind_grad_norm_cpp() {
+    valgrind("grad_norm_cpp", &[]);
+}
+
+#[test]
+fn sanitizers_grad_norm_cpp() {
+    if let Some(out) = run_sanitized("grad_norm_cpp", &[]) {
+        let (san, plain) = (parse(&out), parse(&run("grad_norm_cpp", &[])));
+        // -O1 instead of -O2 may change the last bits of the printed sums: compare the facts
+        for key in [
+            "throwing_status",
+            "throwing_nested",
+            "throwing_g_unchanged",
+            "mismatch_status",
+        ] {
+            assert_eq!(san.get(key), plain.get(key), "{key}");
+        }
+        for key in ["intrinsic_R", "coupled_R", "no_optimizer_R"] {
+            close(key, num(&san, key), num(&plain, key), 1e-13, 0.0);
+        }
+    }
+}
+
 // ---------------------------------------------------------------- valgrind
 
 #[test]

@@ -305,6 +305,8 @@ fn compatible(c: &CType, j: &str) -> bool {
         "char" => &["Cchar", "UInt8"],
         "void" => &["Cvoid", "Nothing"],
         "precond_optimizer_t" => &["Cvoid"],
+        // the gradient callback of precond_grad_norm_regularize: an @cfunction pointer
+        "precond_gradient_fn" => &["Ptr{Cvoid}"],
         other => {
             return STRUCTS.iter().any(|(cn, jn)| *cn == other && *jn == j);
         }

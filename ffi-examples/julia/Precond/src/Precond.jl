@@ -23,7 +23,7 @@ export PrecondError, Optimizer, OptimizerConfig, default_config, step!, lr, set_
        matrix_blocks, matrix_block_range, matrix_preconditioner,
        shard_range, state_assemble, state_split,
        cond2, sym_eigenvalues, preconditioned_cond_diag, row_equilibrate, col_equilibrate,
-       cond_estimate, dataset_kappa, version
+       cond_estimate, dataset_kappa, version, grad_norm_regularize!
 
 using Libdl: dlext
 
@@ -79,6 +79,8 @@ const PRECOND_MATRIX_RIGHT_FACTOR = Cint(3)
 const PRECOND_MATRIX_LEFT_BASIS = Cint(4)
 const PRECOND_MATRIX_RIGHT_BASIS = Cint(5)
 const PRECOND_MATRIX_DIAGONAL = Cint(6)
+const PRECOND_GRAD_NORM_INTRINSIC = Cint(0)
+const PRECOND_GRAD_NORM_COUPLED = Cint(1)
 
 """A failed call: status code, its name and the library's message naming the problem."""
 struct PrecondError <: Exception
@@ -583,6 +585,67 @@ end
 function reset!(o::Optimizer)
     check(o, ccall((:precond_optimizer_reset, libprecond()), Cint, (Ptr{Cvoid},), handle(o)))
     return o
+end
+
+# ---------------------------------------------------------------- gradient-norm regularization
+
+"""The Julia gradient of one `grad_norm_regularize!` call and the exception it threw, if any."""
+mutable struct GradientCall
+    grad!::Any
+    error::Any
+end
+
+# The `precond_gradient_fn` handed to the library: nothing unwinds through C; an exception is
+# kept in the `GradientCall` and reported by a non-zero return value.
+function gradient_trampoline(user_data::Ptr{Cvoid}, x::Ptr{Cdouble}, g::Ptr{Cdouble},
+                             n::Csize_t)::Cint
+    call = unsafe_pointer_to_objref(user_data)::GradientCall
+    try
+        call.grad!(unsafe_wrap(Array, g, Int(n)), unsafe_wrap(Array, x, Int(n)))
+        return Cint(0)
+    catch e
+        call.error = e
+        return Cint(1)
+    end
+end
+
+"""
+    grad_norm_regularize!(g, opt, rho, x, grad!; mode = :intrinsic) -> R
+
+Gradient-norm regularization (THEORY.md section 5, `precond_grad_norm_regularize`): adds
+`∇R = 2ρ H P g` to the gradient `g = ∇f(x)` in place and returns `R`: `ρ gᵀ P g` for
+`mode = :intrinsic` (`P` the current diagonal preconditioner of `opt`, the identity when `opt`
+is `nothing` or has none yet) or `ρ ‖g‖²` for `mode = :coupled`. `grad!(out, y)` must write
+`∇f(y)` into `out`; the library calls it at most twice (a central difference gives `H v`), on
+the calling task, during the call; `y` and `out` are views of library memory valid only then.
+If `grad!` throws, `g` is unchanged and a `PrecondError` is thrown whose message names the
+callback failure and includes the exception.
+"""
+function grad_norm_regularize!(g::Vector{Float64}, opt::Union{Optimizer,Nothing}, rho::Real,
+                               x::Vector{Float64}, grad!; mode::Symbol = :intrinsic)
+    length(g) == length(x) ||
+        throw(DimensionMismatch("g has $(length(g)), x $(length(x))"))
+    m = mode === :intrinsic ? PRECOND_GRAD_NORM_INTRINSIC :
+        mode === :coupled ? PRECOND_GRAD_NORM_COUPLED :
+        throw(ArgumentError("mode must be :intrinsic or :coupled, got :$mode"))
+    cb = @cfunction(gradient_trampoline, Cint, (Ptr{Cvoid}, Ptr{Cdouble}, Ptr{Cdouble}, Csize_t))
+    call = GradientCall(grad!, nothing)
+    value = Ref{Cdouble}(0.0)
+    h = opt === nothing ? C_NULL : handle(opt)
+    st = GC.@preserve call ccall((:precond_grad_norm_regularize, libprecond()), Cint,
+                                 (Ptr{Cvoid}, Cdouble, Cint, Ptr{Cdouble}, Ptr{Cdouble}, Csize_t,
+                                  Ptr{Cvoid}, Ptr{Cvoid}, Ref{Cdouble}),
+                                 h, rho, m, x, g, length(x), cb, pointer_from_objref(call), value)
+    if st != PRECOND_OK && call.error !== nothing
+        msg = opt === nothing ?
+              unsafe_string(ccall((:precond_last_error, libprecond()), Cstring, ())) :
+              unsafe_string(ccall((:precond_optimizer_last_error, libprecond()), Cstring,
+                                  (Ptr{Cvoid},), h))
+        throw(PrecondError(st, status_name(st),
+                           msg * "; the Julia gradient threw: " * sprint(showerror, call.error)))
+    end
+    opt === nothing ? check(st) : check(opt, st)
+    return value[]
 end
 
 end # module

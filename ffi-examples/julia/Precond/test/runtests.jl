@@ -263,4 +263,51 @@ end
         @test k.kappa_standardized * 1000 < k.kappa_raw
         @test k.kappa_standardized <= k.sqrt_d_plus_1 * k.kappa_van_der_sluis * (1 + 1e-12)
     end
+    @testset "gradient-norm regularization (THEORY.md section 5)" begin
+        # f = ½xᵀHx − bᵀx: ∇R = 2ρ H P ∇f exactly, up to the central difference's rounding
+        grad!(out, y) = (out .= H * y .- b; nothing)
+        opt = Optimizer("""{"optimizer": "adam", "lr": 0.01}""", N)
+        x = zeros(N)
+        for _ in 1:3
+            step!(opt, x, H * x .- b)
+        end
+        p = preconditioner(opt)
+        g0 = H * x .- b
+        rho = 1e-3
+        tol = 1e3 * eps()^(2 / 3)
+        g = copy(g0)
+        r = grad_norm_regularize!(g, opt, rho, x, grad!)
+        want = 2rho * H * (p .* g0)
+        @test norm(g .- g0 .- want) <= tol * norm(want)
+        @test r ≈ rho * sum(g0 .* p .* g0) rtol = 1e-12
+        g = copy(g0)
+        r = grad_norm_regularize!(g, opt, rho, x, grad!; mode = :coupled)
+        @test norm(g .- g0 .- 2rho * H * g0) <= tol * norm(2rho * H * g0)
+        @test r ≈ rho * sum(abs2, g0) rtol = 1e-12
+        g = copy(g0)
+        @test grad_norm_regularize!(g, nothing, rho, x, grad!) ≈ r rtol = 1e-12
+        # a throwing gradient: reported, g unchanged
+        g = copy(g0)
+        err = try
+            grad_norm_regularize!(g, opt, rho, x, (out, y) -> error("no gradient here"))
+            nothing
+        catch e
+            e
+        end
+        @test err isa PrecondError && err.name == "PRECOND_NUMERICAL_FAILURE"
+        @test occursin("no gradient here", err.message)
+        @test g == g0
+        # n must be the optimizer's n_params
+        small = Optimizer("""{"optimizer": "adam"}""", N - 1)
+        err = try
+            grad_norm_regularize!(g, small, rho, x, grad!)
+            nothing
+        catch e
+            e
+        end
+        @test err isa PrecondError && err.name == "PRECOND_DIMENSION_MISMATCH"
+        @test g == g0
+        close(small)
+        close(opt)
+    end
 end
