@@ -59,6 +59,10 @@ pub enum Norm {
     Batchnorm,
     /// Standardized inputs and post-activation LayerNorm in every hidden layer (needs mlp).
     Layernorm,
+    /// Batch Normalization Preconditioning: raw inputs and an unnormalized network, every
+    /// layer's gradient preconditioned by its input's running statistics (any model; on
+    /// logreg/linreg it is preconditioned regression). Any batch size, 1 included.
+    Bnp,
 }
 
 /// Everything `precond train` needs.
@@ -245,7 +249,7 @@ pub fn run_train(opts: &TrainOptions, progress: bool) -> Result<(TrainOutput, St
         .split(opts.test_fraction, opts.seed)
         .map_err(CliError::within(Context::argument("--test-fraction")))?;
     let scaling = match opts.norm {
-        Norm::None => None,
+        Norm::None | Norm::Bnp => None,
         Norm::Minmax => Some(InputScaling::MinMax),
         Norm::Standardize | Norm::Batchnorm | Norm::Layernorm => Some(InputScaling::Standardize),
     };
@@ -315,21 +319,37 @@ pub fn run_train(opts: &TrainOptions, progress: bool) -> Result<(TrainOutput, St
         .optimizer
         .build(params.len())
         .map_err(CliError::within(Context::argument("--optimizer")))?;
-    let hist = precond_nn::train(
-        &mut mlp,
-        &mut params,
-        &mut opt,
-        &train_set,
-        Some(&test_set),
-        &tc,
-        |rec| {
-            if rec.epoch > 0 {
-                bar.inc(1);
-            }
-            bar.set_message(format!("train loss {:.4}", rec.train_loss));
-            precond_nn::Control::Continue
-        },
-    )
+    let callback = |rec: &precond_nn::EpochRecord| {
+        if rec.epoch > 0 {
+            bar.inc(1);
+        }
+        bar.set_message(format!("train loss {:.4}", rec.train_loss));
+        precond_nn::Control::Continue
+    };
+    let hist = if opts.norm == Norm::Bnp {
+        let mut bnp = precond_nn::Bnp::new(&mlp, precond_optim::BnpSpec::default())
+            .map_err(CliError::within(Context::argument("--norm")))?;
+        precond_nn::train_bnp(
+            &mut mlp,
+            &mut bnp,
+            &mut params,
+            &mut opt,
+            &train_set,
+            Some(&test_set),
+            &tc,
+            callback,
+        )
+    } else {
+        precond_nn::train(
+            &mut mlp,
+            &mut params,
+            &mut opt,
+            &train_set,
+            Some(&test_set),
+            &tc,
+            callback,
+        )
+    }
     .map_err(CliError::within(Context::Experiment("train".into())))?;
     bar.finish_and_clear();
     let model_name = match &model {

@@ -214,3 +214,48 @@ fn bad_arguments_give_one_line_errors() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bnp_trains_raw_inputs_at_any_batch_size_including_one() {
+    // (data, model, batch size, optimizer, lr, epochs, test accuracy at least)
+    for (data, model, batch, opt, lr, epochs, target) in [
+        ("digits", "mlp:64", "32", "adam", "0.001", "20", 0.9),
+        ("iris", "mlp:16", "1", "sgd", "0.01", "10", 0.9),
+    ] {
+        let dir = out_dir(&format!("bnp-{data}"));
+        let out = precond(&[
+            "train",
+            "--data",
+            data,
+            "--model",
+            model,
+            "--norm",
+            "bnp",
+            "--batch-size",
+            batch,
+            "--opt",
+            opt,
+            "--lr",
+            lr,
+            "--epochs",
+            epochs,
+            "--test-fraction",
+            "0.2",
+            "--seed",
+            "1",
+            "--out",
+            dir.to_str().expect("utf-8"),
+        ]);
+        assert!(
+            out.status.success(),
+            "{data}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = last_epoch(&dir);
+        let acc = last["test_accuracy"].as_f64().expect("accuracy");
+        assert!(acc >= target, "{data}, batch {batch}: test accuracy {acc}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("norm Bnp"), "{stdout}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

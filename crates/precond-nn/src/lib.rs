@@ -54,6 +54,7 @@
 
 pub mod activation;
 mod batch_norm;
+mod bnp;
 pub mod data;
 mod error;
 pub mod hessian;
@@ -67,6 +68,7 @@ mod util;
 
 pub use activation::Activation;
 pub use batch_norm::{BatchNormSpec, NormStats, Placement, RunningStats, StatsGradient};
+pub use bnp::Bnp;
 pub use data::{BUILTIN_DATASETS, Dataset, GaussianSpec};
 pub use error::{NnError, Result};
 pub use hessian::{
@@ -81,4 +83,6 @@ pub use mlp::{
     Evaluation, Forward, LayerSpec, Mlp, MlpConfig, Mode, Normalization, ParamBlock, ParamKind,
     ParamLayout, Workspace,
 };
-pub use train::{Control, EpochRecord, History, KappaSnapshot, PrecondStats, TrainConfig, train};
+pub use train::{
+    Control, EpochRecord, History, KappaSnapshot, PrecondStats, TrainConfig, train, train_bnp,
+};

@@ -10,6 +10,7 @@
 //! nothing (beyond what the optimizer does).
 //! Everything is deterministic for a given seed.
 
+use crate::bnp::Bnp;
 use crate::data::{Dataset, gather_columns, gather_columns_into, minibatches};
 use crate::error::{NnError, Result};
 use crate::hessian::{WithNorm, extended_hidden_matrix, kappa};
@@ -213,7 +214,56 @@ pub fn train(
     train_set: &Dataset,
     test_set: Option<&Dataset>,
     config: &TrainConfig,
+    callback: impl FnMut(&EpochRecord) -> Control,
+) -> Result<History> {
+    train_impl(
+        mlp, params, optimizer, train_set, test_set, config, callback, None,
+    )
+}
+
+/// [`train()`] with Batch Normalization Preconditioning: after each batch's gradient, `bnp`'s
+/// running statistics take in the batch's layer inputs ([`Bnp::observe`]) and the gradient is
+/// replaced by `P g` ([`Bnp::precondition`], docs/THEORY.md §6 BNP) before the optimizer's step.
+/// Evaluation (inference mode) is unchanged: BNP leaves the network as it is. Batch size 1 is
+/// accepted for networks without BatchNorm.
+///
+/// # Errors
+/// Those of [`train()`], and [`NnError::DimensionMismatch`] when `bnp` was built for another
+/// architecture.
+#[allow(clippy::too_many_arguments)]
+pub fn train_bnp(
+    mlp: &mut Mlp,
+    bnp: &mut Bnp,
+    params: &mut [f64],
+    optimizer: &mut Optimizer,
+    train_set: &Dataset,
+    test_set: Option<&Dataset>,
+    config: &TrainConfig,
+    callback: impl FnMut(&EpochRecord) -> Control,
+) -> Result<History> {
+    bnp.check_network(mlp)?; // before any step
+    train_impl(
+        mlp,
+        params,
+        optimizer,
+        train_set,
+        test_set,
+        config,
+        callback,
+        Some(bnp),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_impl(
+    mlp: &mut Mlp,
+    params: &mut [f64],
+    optimizer: &mut Optimizer,
+    train_set: &Dataset,
+    test_set: Option<&Dataset>,
+    config: &TrainConfig,
     mut callback: impl FnMut(&EpochRecord) -> Control,
+    mut bnp: Option<&mut Bnp>,
 ) -> Result<History> {
     let n_params = mlp.layout().len();
     if optimizer.n_params() != n_params {
@@ -279,6 +329,10 @@ pub fn train(
             train_set.targets.gather_into(idx, &mut tb)?;
             let loss =
                 mlp.loss_and_grad_into(params, xb.as_ref(), &tb, Mode::Train, &mut ws, &mut grad)?;
+            if let Some(bnp) = bnp.as_deref_mut() {
+                bnp.observe(mlp, ws.forward())?;
+                bnp.precondition(mlp, &mut grad)?;
+            }
             optimizer.step_f64(params, &grad)?;
             mlp.update_running_stats(ws.forward())?;
             sum += loss;

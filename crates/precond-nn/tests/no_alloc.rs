@@ -455,3 +455,60 @@ fn workspace_errors_are_typed() {
         })
     ));
 }
+
+#[test]
+fn bnp_observe_and_precondition_do_not_allocate() {
+    let _serial = serial();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
+    pool.install(|| {
+        let loss = Loss::SoftmaxCrossEntropy;
+        let mlp = Mlp::new(MlpConfig::feedforward(
+            64,
+            &[32, 32],
+            Activation::Tanh,
+            Normalization::None,
+            10,
+            loss,
+        ))
+        .expect("net");
+        let mut params = mlp.init_params(2);
+        let mut grad = vec![0.0; params.len()];
+        let mut opt = OptimizerConfig::sgd(0.01, 0.9)
+            .build(params.len())
+            .expect("optimizer");
+        let mut bnp = Bnp::new(&mlp, precond_optim::BnpSpec::default()).expect("bnp");
+        let mut ws = Workspace::new();
+        // batch sizes 1 (variance 0), 16 and 77, the largest first to size the buffers
+        let batches: Vec<_> = [77usize, 1, 16, 77, 1]
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                (
+                    randn(64, b, 50 + i as u64),
+                    random_targets(loss, 10, b, i as u64),
+                )
+            })
+            .collect();
+        let mut step = |(x, y): &(faer::Mat<f64>, Targets)| {
+            let l = mlp
+                .loss_and_grad_into(&params, x.as_ref(), y, Mode::Train, &mut ws, &mut grad)
+                .expect("step");
+            bnp.observe(&mlp, ws.forward()).expect("observe");
+            bnp.precondition(&mlp, &mut grad).expect("precondition");
+            opt.step_f64(&mut params, &grad).expect("optimizer step");
+            l
+        };
+        step(&batches[0]);
+        for (i, batch) in batches.iter().enumerate() {
+            let (l, allocs, bytes) = count_allocs(|| step(batch));
+            assert!(l.is_finite());
+            assert_eq!(
+                allocs, 0,
+                "{allocs} allocations ({bytes} bytes) in BNP step {i}"
+            );
+        }
+    });
+}

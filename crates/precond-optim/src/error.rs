@@ -120,6 +120,20 @@ pub enum OptimError {
     /// A valid request this optimizer cannot serve (e.g. intrinsic L1 with a dense `P`).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A statistic given to BNP's running estimates ([`crate::BnpStats::observe`]) or its
+    /// settings is not usable: a NaN/infinite mean, a negative or non-finite variance, a
+    /// momentum outside `(0, 1]` or an `eps` that is not finite and `≥ 0`. Nothing was written.
+    #[error("BNP statistics: {what}[{index}] = {value} is not usable ({reason})")]
+    InvalidStatistics {
+        /// Which input (`"batch_mean"`, `"batch_var"`, `"momentum"`, `"eps"`).
+        what: &'static str,
+        /// First offending index (0 for scalars).
+        index: usize,
+        /// The offending value.
+        value: f64,
+        /// What is required of it.
+        reason: &'static str,
+    },
     /// A user-given fixed preconditioner is not symmetric positive definite (or a factor `S` is
     /// singular).
     #[error("fixed preconditioner is not symmetric positive definite: {reason}")]

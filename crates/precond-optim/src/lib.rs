@@ -105,6 +105,7 @@
 //! assert!(x[0] < 1.0);
 //! ```
 
+mod bnp;
 mod checks;
 mod config;
 mod error;
@@ -126,6 +127,7 @@ mod shard;
 mod state;
 mod storage;
 
+pub use bnp::{BnpSpec, BnpStats, bnp_precondition};
 pub use config::{
     AdjustLr, FixedPreconditioner, Grafting, GraftingKind, MatrixOrder, MatrixShape,
     NonFinitePolicy, OptimizerConfig, OptimizerKind, ParamGroup,

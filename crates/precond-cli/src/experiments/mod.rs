@@ -5,6 +5,7 @@
 
 mod adaptive;
 mod batch_norm;
+mod bnp;
 mod change_of_variables;
 mod common;
 mod gd_rate;
@@ -19,7 +20,7 @@ mod van_der_sluis;
 
 use crate::report::Experiment;
 
-/// Every experiment, numbered 1–12 in the order of the theory (THEORY.md §1 to §7).
+/// Every experiment, numbered 1–13 in the order of the theory (THEORY.md §1 to §7).
 pub fn registry() -> Vec<Box<dyn Experiment>> {
     vec![
         Box::new(gd_rate::GdRate),
@@ -34,5 +35,6 @@ pub fn registry() -> Vec<Box<dyn Experiment>> {
         Box::new(layer_norm::LayerNorm),
         Box::new(matrix_optimizers::MuonShampoo),
         Box::new(matrix_optimizers::Soap),
+        Box::new(bnp::BnpExperiment),
     ]
 }
