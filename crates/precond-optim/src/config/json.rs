@@ -61,10 +61,7 @@ impl OptimizerConfig {
                         gm.insert("regularization".into(), reg_value(r));
                     }
                     if let Some(b) = &g.bnp {
-                        gm.insert(
-                            "bnp".into(),
-                            json!({"momentum": b.momentum, "eps": b.eps}),
-                        );
+                        gm.insert("bnp".into(), json!({"momentum": b.momentum, "eps": b.eps}));
                     }
                     Value::Object(gm)
                 })

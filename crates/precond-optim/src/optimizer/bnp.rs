@@ -95,7 +95,12 @@ impl Optimizer {
     /// another shard, [`OptimError::LengthMismatch`] when a slice is not `d` long (the shape's
     /// columns), [`OptimError::InvalidStatistics`] for a non-finite mean or a negative or
     /// non-finite variance. Nothing is changed on error.
-    pub fn bnp_observe(&mut self, group: usize, batch_mean: &[f64], batch_var: &[f64]) -> Result<()> {
+    pub fn bnp_observe(
+        &mut self,
+        group: usize,
+        batch_mean: &[f64],
+        batch_var: &[f64],
+    ) -> Result<()> {
         let i = self.bnp_part(group)?;
         let Some(b) = self.parts[i].bnp.as_mut() else {
             return Err(OptimError::Unsupported("no BNP part".into()));
