@@ -52,6 +52,7 @@
 //!   frees nothing); `precond_optimizer_last_error(opt)` until the next failing call on `opt` or
 //!   its release.
 
+mod bnp;
 mod dataset;
 mod diagnostics;
 mod matrix;
@@ -62,6 +63,7 @@ mod status;
 
 use std::ffi::{CStr, c_char};
 
+pub use bnp::{precond_optimizer_bnp_observe, precond_optimizer_bnp_stats};
 pub use dataset::{precond_dataset_kappa, precond_dataset_kappa_t};
 pub use diagnostics::{
     precond_col_equilibrate, precond_cond_estimate, precond_cond_estimate_t, precond_cond2,
