@@ -12,6 +12,13 @@
 //! `precond_matrix_part_t`, row-major; a size query with `out = NULL, out_len = 0`; length 0
 //! for a matrix the block does not have). `group` is an `int64_t`: `-1` is the top level.
 //!
+//! # BNP on a dense layer
+//! A group of the JSON config with `"shape": [units, d]` and `"bnp": true` (docs/THEORY.md §6)
+//! holds one dense layer, the weights row-major then the bias; each step preconditions its
+//! gradient with the running statistics of the layer's input, which the caller feeds with
+//! `precond_optimizer_bnp_observe` (batch mean and biased variance, `d` each) and reads with
+//! `precond_optimizer_bnp_stats`.
+//!
 //! # Sharded optimizer state (ZeRO-1), without MPI
 //! The caller keeps its own communicator: `precond_shard_range` gives rank `r`'s range of the
 //! flat parameter vector (the same on every rank), `precond_optimizer_new_shard` an ordinary

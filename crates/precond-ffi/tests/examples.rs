@@ -934,13 +934,11 @@ fn bnp_loss_grad(data: &Data, idx: &[usize], theta: &[f64], mut g: Option<&mut [
     loss * inv
 }
 
+/// Running mean and variance of a BNP group.
+type RunningStats = (Vec<f64>, Vec<f64>);
+
 /// The C program's training run: `(full-data loss, running (mean, var) of the BNP run)`.
-fn bnp_train(
-    data: &Data,
-    bnp: bool,
-    batch: usize,
-    steps: usize,
-) -> (f64, Option<(Vec<f64>, Vec<f64>)>) {
+fn bnp_train(data: &Data, bnp: bool, batch: usize, steps: usize) -> (f64, Option<RunningStats>) {
     let (n, d) = (data.n, data.d);
     let cfg = if bnp { BNP_BNP } else { BNP_PLAIN };
     let mut opt = OptimizerConfig::from_json(cfg)

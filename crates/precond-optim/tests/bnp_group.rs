@@ -247,8 +247,11 @@ fn saved_states_round_trip_the_statistics() {
     rounded.load_state(&opt.save_state()).unwrap();
     let (a, b) = (opt.bnp_stats(0).unwrap(), rounded.bnp_stats(0).unwrap());
     for j in 0..D {
-        assert_eq!(b.mean()[j], f64::from(a.mean()[j] as f32));
-        assert_eq!(b.var()[j], f64::from(a.var()[j] as f32));
+        assert_eq!(
+            b.mean()[j].to_bits(),
+            f64::from(a.mean()[j] as f32).to_bits()
+        );
+        assert_eq!(b.var()[j].to_bits(), f64::from(a.var()[j] as f32).to_bits());
     }
     assert_eq!(b.observations(), a.observations());
     // reset keeps the statistics
