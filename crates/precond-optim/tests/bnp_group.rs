@@ -441,8 +441,22 @@ fn a_nonfinite_preconditioned_gradient_is_refused() {
         matches!(e, OptimError::NonFiniteGradient { index } if (A..A + LEN).contains(&index)),
         "{e}"
     );
-    assert_eq!(x, vec![1.0; N]);
+    assert!(x.iter().all(|v| v.to_bits() == 1.0f64.to_bits()));
     assert_eq!(opt.step_count(), 0);
+    assert_eq!(
+        opt.dtype(),
+        None,
+        "the refused first step left state behind"
+    );
+    // "skip" reports the index and changes nothing either
+    let mut c = c;
+    c.nonfinite = precond_optim::NonFinitePolicy::Skip;
+    let mut opt = c.build(N).unwrap();
+    opt.bnp_observe(0, &[1.0; D], &[0.0; D]).unwrap();
+    let o = opt.step(&mut x, &g).unwrap();
+    assert!(!o.applied && o.nonfinite_index.is_some_and(|i| (A..A + LEN).contains(&i)));
+    assert!(x.iter().all(|v| v.to_bits() == 1.0f64.to_bits()));
+    assert_eq!((opt.step_count(), opt.dtype()), (0, None));
 }
 
 #[test]

@@ -122,7 +122,8 @@ impl Optimizer {
         }
         // first step: every part's state allocated (fallibly) before any part steps, so an
         // allocation failure leaves the optimizer as it was
-        if self.parts.iter().any(|p| matches!(p.store, Store::Empty)) {
+        let first = self.parts.iter().any(|p| matches!(p.store, Store::Empty));
+        if first {
             let fresh = self
                 .parts
                 .iter()
@@ -149,6 +150,12 @@ impl Optimizer {
             copy.copy_from_slice(&grads[a..e]);
             b.precondition(copy)?;
             if !propagate && let Some(i) = first_nonfinite(copy, scan_th) {
+                if first {
+                    // the state this first step allocated goes again: nothing changed
+                    for p in &mut self.parts {
+                        p.store = Store::Empty;
+                    }
+                }
                 return match self.cfg.nonfinite {
                     NonFinitePolicy::Skip => Ok(StepOutcome {
                         applied: false,
