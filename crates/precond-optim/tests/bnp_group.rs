@@ -472,6 +472,30 @@ fn shard_plans_never_split_a_bnp_group() {
             );
         }
     }
+    // before the first step the states hold the statistics alone: assembled and split exactly
+    {
+        let world = 4;
+        let plan = ShardPlan::new(&c, N, world).unwrap();
+        let mut full = c.build(N).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let (m, v) = batch(&mut rng);
+        full.bnp_observe(0, &m, &v).unwrap();
+        let parts = split_state(&c, &plan, &full.state()).unwrap();
+        let held: Vec<usize> = parts.iter().map(|p| p.slots.len()).collect();
+        assert_eq!(
+            held.iter().sum::<usize>(),
+            3,
+            "one shard holds the 3 arrays: {held:?}"
+        );
+        assert_eq!(assemble_state(&c, &plan, &parts).unwrap(), full.state());
+        let r = held.iter().position(|&k| k == 3).unwrap();
+        let mut s = ShardedOptimizer::from_plan(&c, plan.clone(), r).unwrap();
+        s.load(&parts[r]).unwrap();
+        assert_eq!(
+            s.optimizer().bnp_stats(0).unwrap(),
+            full.bnp_stats(0).unwrap()
+        );
+    }
     // shards stepped the same calls as the unsharded optimizer: bitwise equal; the assembled
     // state is the unsharded one, and splits back
     let world = 3;
