@@ -290,7 +290,12 @@ public:
      *  the BNP group `group` (a group with "bnp" and "shape": [units, d]) into its running
      *  statistics (precond_optimizer_bnp_observe); call after the forward pass, before step. */
     void bnp_observe(std::size_t group, span<const double> mean, span<const double> var) {
-        require_same_size(mean.size(), var.size());
+        if (mean.size() != var.size()) {
+            throw Error(PRECOND_DIMENSION_MISMATCH,
+                        "precond::Optimizer::bnp_observe: mean has " +
+                            std::to_string(mean.size()) + " elements, var has " +
+                            std::to_string(var.size()));
+        }
         detail::check(
             precond_optimizer_bnp_observe(opt_, group, mean.data(), var.data(), mean.size()),
             opt_);

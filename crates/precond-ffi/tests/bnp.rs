@@ -209,3 +209,125 @@ fn the_statistics_survive_save_and_load() {
     assert_eq!(st, PRECOND_OK, "{}", handle_msg(p.0));
     assert_eq!(stats(&o, 1, D), stats(&p, 1, D));
 }
+
+/// The C++ wrapper's `Optimizer::bnp_observe` / `bnp_stats` (compiled with g++ -std=c++17
+/// against `include/` and the static library of this build): the statistics come back as
+/// observed with momentum 1, and a wrong `d` or a bad group throws `precond::Error` with the
+/// C call's status.
+#[test]
+fn the_cpp_wrapper_observes_and_reads() {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test binary directory").to_path_buf();
+    let Some(lib) = [deps.clone(), deps.join("..")]
+        .into_iter()
+        .map(|d| d.join("libprecond_ffi.a"))
+        .find(|p| p.exists())
+    else {
+        panic!("libprecond_ffi.a not found next to {}", exe.display());
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bnp-cpp");
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let src = dir.join("bnp.cpp");
+    std::fs::write(
+        &src,
+        r#"#include "precond.hpp"
+#include <cstdio>
+#include <vector>
+int main() {
+    precond::Optimizer opt(R"({"optimizer": "sgd", "lr": 0.1, "groups": [{"start": 1, "end": 9,
+        "shape": [2, 3], "bnp": {"momentum": 1.0, "eps": 0.0}}]})", 10);
+    std::vector<double> mean{1.0, -2.0, 0.5}, var{4.0, 0.25, 1.0};
+    opt.bnp_observe(0, mean, var);
+    precond::BnpStatistics s = opt.bnp_stats(0, 3);
+    for (std::size_t j = 0; j < 3; j++) std::printf("stat %zu %.17g %.17g\n", j, s.mean[j], s.var[j]);
+    try {
+        opt.bnp_stats(0, 4);
+    } catch (const precond::Error &e) {
+        std::printf("wrong_d %s\n", precond_status_name((int32_t)e.status()));
+    }
+    try {
+        opt.bnp_observe(1, mean, var);
+    } catch (const precond::Error &e) {
+        std::printf("bad_group %s\n", precond_status_name((int32_t)e.status()));
+    }
+    try {
+        std::vector<double> short_var{1.0};
+        opt.bnp_observe(0, mean, short_var);
+    } catch (const precond::Error &e) {
+        std::printf("short_var %s\n", precond_status_name((int32_t)e.status()));
+    }
+    std::vector<double> x(10, 0.0), g(10, 1.0);
+    opt.step(x, g);
+    std::printf("x %.17g %.17g %.17g %.17g\n", x[0], x[1], x[2], x[7]);
+    return 0;
+}
+"#,
+    )
+    .expect("write source");
+    let bin = dir.join("bnp");
+    let out = std::process::Command::new("g++")
+        .args([
+            "-std=c++17",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-O1",
+        ])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(&src)
+        .arg("-o")
+        .arg(&bin)
+        .arg(&lib)
+        .args(["-lm", "-lpthread", "-ldl"])
+        .output()
+        .expect("run g++");
+    assert!(
+        out.status.success(),
+        "g++ failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::process::Command::new(&bin).output().expect("run");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = String::from_utf8(run.stdout).expect("utf-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        &lines[..3],
+        ["stat 0 1 4", "stat 1 -2 0.25", "stat 2 0.5 1"],
+        "{text}"
+    );
+    assert!(
+        text.contains("wrong_d PRECOND_DIMENSION_MISMATCH"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bad_group PRECOND_INVALID_ARGUMENT"),
+        "{text}"
+    );
+    assert!(
+        text.contains("short_var PRECOND_DIMENSION_MISMATCH"),
+        "{text}"
+    );
+    // P g of unit 0 with g = 1 (closed form, μ = (1, −2, 0.5), σ² = (4, 0.25, 1), eps = 0):
+    // w = ((1 − 1)/4, (1 + 2)/0.25, (1 − 0.5)/1) = (0, 12, 0.5), b = 1 − μᵀw = 24.75; x = −0.1 P g;
+    // x[0] is outside the group: plain SGD
+    let x: Vec<f64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("x "))
+        .expect("x")
+        .split(' ')
+        .map(|v| v.parse().expect("number"))
+        .collect();
+    for (got, want) in x.iter().zip([-0.1, 0.0, -1.2, -2.475]) {
+        assert!(
+            (got - want).abs() <= 8.0 * f64::EPSILON * want.abs().max(1.0),
+            "{got} vs {want}"
+        );
+    }
+}
