@@ -564,6 +564,60 @@ void precond_clear_last_error(void);
 const char *precond_status_name(int32_t status);
 
 /**
+ * Folds one batch's statistics of the input of BNP group `group` into its running estimates
+ * (docs/THEORY.md §6, precond-optim's `BnpStats::observe`): `mean[j]` and `var[j]` are the
+ * per-feature mean and **biased** (population, divide by the batch size) variance of the
+ * layer's input over the batch, `d` features (the group's `"shape": [units, d]`). Call it
+ * after the forward pass and before the step that uses the statistics; a batch of one sample
+ * has `var = 0` (the running estimate still learns the spread of the samples).
+ *
+ * The group is configured in the JSON of `precond_optimizer_new_json`:
+ * `{"start", "end", "shape": [units, d], "bnp": true}` (or `{"momentum": 0.1, "eps": 1e-5}`),
+ * its range holding the weights `W` row-major (`units × d`, torch's `Linear.weight`) then the
+ * bias `b` (`units`). Each step then preconditions the group's gradient
+ * `[∇b_i; ∇w_i] ← S Sᵀ [∇b_i; ∇w_i]` before its optimizer (the group's `"optimizer"` or the
+ * top level's, a per-element one) steps.
+ *
+ * Ownership: reads `mean` and `var`; nothing is retained. Thread-safety: not concurrently with
+ * any other call on the handle.
+ *
+ * Errors (nothing changed): `PRECOND_NULL_POINTER`, `PRECOND_INVALID_ARGUMENT` (no group
+ * `group`, a group without `"bnp"`, a group held by another shard, a NaN/infinite mean, a
+ * negative or non-finite variance, `mean` and `var` overlapping), `PRECOND_DIMENSION_MISMATCH`
+ * (`d` is not the group's input width).
+ *
+ * # Safety
+ * `opt` must be a live handle; `mean` and `var` must point to `d` readable doubles each.
+ */
+enum precond_status_t precond_optimizer_bnp_observe(struct precond_optimizer_t *opt,
+                                                    size_t group,
+                                                    const double *mean,
+                                                    const double *var,
+                                                    size_t d);
+
+/**
+ * Writes the running statistics of BNP group `group` (see `precond_optimizer_bnp_observe`):
+ * `mean[j]` the running mean `μ_j`, `var[j]` the running population variance `σ_j²` (the step
+ * uses `Σ⁻² = 1/(σ² + eps)`), `d` features. Before any observation: mean 0, variance 1
+ * (torch's BatchNorm buffers).
+ *
+ * Ownership: writes `mean` and `var` (caller-owned). Thread-safety: not concurrently with a
+ * mutating call on the handle.
+ *
+ * Errors (nothing written): `PRECOND_NULL_POINTER`, `PRECOND_INVALID_ARGUMENT` (no group
+ * `group`, a group without `"bnp"`, a group held by another shard, `mean` and `var`
+ * overlapping), `PRECOND_DIMENSION_MISMATCH` (`d` is not the group's input width).
+ *
+ * # Safety
+ * `opt` must be a live handle; `mean` and `var` must point to `d` writable doubles each.
+ */
+enum precond_status_t precond_optimizer_bnp_stats(const struct precond_optimizer_t *opt,
+                                                  size_t group,
+                                                  double *mean,
+                                                  double *var,
+                                                  size_t d);
+
+/**
  * Computes the condition numbers of the extended data matrix of a data set (Theorem 6): `x`
  * holds `n_samples × n_features` values, **one row per sample** (as in a CSV file), stored
  * with `layout`. Standardization and min-max statistics are computed from `x` itself.

@@ -205,6 +205,13 @@ inline precond_optimizer_config_t default_config(precond_optimizer_kind_t kind) 
 }
 
 /** An optimizer over n_params parameters (owns a precond_optimizer_t). */
+/** Running statistics of a BNP group (Optimizer::bnp_stats): per input feature, the running
+ *  mean and population variance. */
+struct BnpStatistics {
+    std::vector<double> mean;
+    std::vector<double> var;
+};
+
 class Optimizer {
 public:
     /** From the JSON configuration (torch names), e.g. {"optimizer": "adamw", "lr": 1e-3}. */
@@ -280,6 +287,28 @@ public:
         detail::check(precond_optimizer_last_nonfinite(opt_, &found, &i), opt_);
         if (index != nullptr) *index = i;
         return found != 0;
+    }
+    /** Folds one batch's per-feature mean and biased (population) variance of the input of
+     *  the BNP group `group` (a group with "bnp" and "shape": [units, d]) into its running
+     *  statistics (precond_optimizer_bnp_observe); call after the forward pass, before step. */
+    void bnp_observe(std::size_t group, span<const double> mean, span<const double> var) {
+        if (mean.size() != var.size()) {
+            throw Error(PRECOND_DIMENSION_MISMATCH,
+                        "precond::Optimizer::bnp_observe: mean has " +
+                            std::to_string(mean.size()) + " elements, var has " +
+                            std::to_string(var.size()));
+        }
+        detail::check(
+            precond_optimizer_bnp_observe(opt_, group, mean.data(), var.data(), mean.size()),
+            opt_);
+    }
+    /** Running mean and population variance of the BNP group `group`, `d` features each
+     *  (precond_optimizer_bnp_stats). */
+    BnpStatistics bnp_stats(std::size_t group, std::size_t d) const {
+        BnpStatistics s{std::vector<double>(d), std::vector<double>(d)};
+        detail::check(
+            precond_optimizer_bnp_stats(opt_, group, s.mean.data(), s.var.data(), d), opt_);
+        return s;
     }
     /** The current diagonal preconditioner P_k. */
     std::vector<double> preconditioner() const {

@@ -356,6 +356,58 @@ int main(void) {
     EXPECT_H("f32 after reset", opt, precond_optimizer_step_f32(opt, xf, gf, 3), PRECOND_OK, NULL);
     precond_optimizer_free(opt);
 
+    /* BNP on a dense layer (group 1: 2 units x 3 inputs, weights then bias at 2..10) */
+    {
+        const char *bnp_cfg =
+            "{\"optimizer\": \"sgd\", \"lr\": 0.1, \"groups\": [{\"start\": 0, \"end\": 2},"
+            " {\"start\": 2, \"end\": 10, \"shape\": [2, 3], \"bnp\": true}]}";
+        precond_optimizer_t *bnp = NULL;
+        EXPECT("bnp: shape without room for the bias",
+               precond_optimizer_new_json(
+                   "{\"optimizer\": \"sgd\", \"groups\": [{\"start\": 0, \"end\": 6,"
+                   " \"shape\": [2, 3], \"bnp\": true}]}",
+                   10, &bnp),
+               PRECOND_INVALID_ARGUMENT, "groups[0].shape");
+        EXPECT("bnp: matrix optimizer",
+               precond_optimizer_new_json(
+                   "{\"optimizer\": \"sgd\", \"groups\": [{\"start\": 0, \"end\": 8,"
+                   " \"shape\": [2, 3], \"bnp\": true, \"optimizer\": \"muon\"}]}",
+                   10, &bnp),
+               PRECOND_INVALID_ARGUMENT, "groups[0].bnp");
+        EXPECT("bnp: config", precond_optimizer_new_json(bnp_cfg, 10, &bnp), PRECOND_OK, NULL);
+        double mean[3] = {1.0, 2.0, 3.0}, var[3] = {1.0, 1.0, 1.0};
+        double m_out[3] = {-7, -7, -7}, v_out[3] = {-7, -7, -7};
+        EXPECT_H("bnp: wrong d", bnp, precond_optimizer_bnp_observe(bnp, 1, mean, var, 2),
+                 PRECOND_DIMENSION_MISMATCH, "d = 3");
+        EXPECT_H("bnp: group without bnp", bnp,
+                 precond_optimizer_bnp_observe(bnp, 0, mean, var, 3), PRECOND_INVALID_ARGUMENT,
+                 "groups[0].bnp");
+        EXPECT_H("bnp: no such group", bnp, precond_optimizer_bnp_stats(bnp, 5, m_out, v_out, 3),
+                 PRECOND_INVALID_ARGUMENT, "no such group");
+        var[1] = -1.0;
+        EXPECT_H("bnp: negative variance", bnp,
+                 precond_optimizer_bnp_observe(bnp, 1, mean, var, 3), PRECOND_INVALID_ARGUMENT,
+                 "batch_var[1]");
+        var[1] = 1.0;
+        mean[2] = nan;
+        EXPECT_H("bnp: NaN mean", bnp, precond_optimizer_bnp_observe(bnp, 1, mean, var, 3),
+                 PRECOND_INVALID_ARGUMENT, "batch_mean[2]");
+        mean[2] = 3.0;
+        EXPECT_H("bnp: NULL var", bnp, precond_optimizer_bnp_observe(bnp, 1, mean, NULL, 3),
+                 PRECOND_NULL_POINTER, "var");
+        EXPECT_H("bnp: overlapping outputs", bnp,
+                 precond_optimizer_bnp_stats(bnp, 1, m_out, m_out + 1, 3),
+                 PRECOND_INVALID_ARGUMENT, "overlap");
+        truth("bnp: outputs untouched on error", m_out[0] == -7.0 && v_out[0] == -7.0);
+        EXPECT_H("bnp: stats", bnp, precond_optimizer_bnp_stats(bnp, 1, m_out, v_out, 3),
+                 PRECOND_OK, NULL);
+        truth("bnp: failed observations changed nothing (mean 0, variance 1)",
+              m_out[0] == 0.0 && m_out[2] == 0.0 && v_out[0] == 1.0 && v_out[1] == 1.0);
+        EXPECT_H("bnp: observe", bnp, precond_optimizer_bnp_observe(bnp, 1, mean, var, 3),
+                 PRECOND_OK, NULL);
+        precond_optimizer_free(bnp);
+    }
+
     truth("unknown status name", strcmp(precond_status_name(1234), "PRECOND_UNKNOWN_STATUS") == 0);
     precond_clear_last_error();
     truth("clear_last_error", strcmp(precond_last_error(), "") == 0);

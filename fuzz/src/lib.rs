@@ -79,8 +79,25 @@ pub fn config_seeds() -> Vec<(String, Vec<u8>)> {
             state_config(k, STATE_N).to_json().into_bytes(),
         ));
     }
+    // BNP groups (docs/THEORY.md §6): a 1 × 1 layer (weight, bias) under the top level's Adam,
+    // a 1 × 3 layer with its own SGD
+    for (name, json) in BNP_SEEDS {
+        out.push((name.to_string(), json.as_bytes().to_vec()));
+    }
     out
 }
+
+/// The `config_json` seeds with a `"bnp"` group.
+const BNP_SEEDS: [(&str, &str); 2] = [
+    (
+        "bnp_adam",
+        r#"{"optimizer": "adam", "groups": [{"start": 0, "end": 2, "shape": [1, 1], "bnp": true}]}"#,
+    ),
+    (
+        "bnp_sgd_own",
+        r#"{"optimizer": "adamw", "groups": [{"start": 0, "end": 4, "shape": [1, 3], "bnp": {"momentum": 0.5, "eps": 0.001}, "optimizer": "sgd", "momentum": 0.9}]}"#,
+    ),
+];
 
 /// The matrix formats of the `matrix_parsers` target, selected by the input's first byte.
 pub const MATRIX_SELECTORS: usize = 6;

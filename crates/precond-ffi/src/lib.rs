@@ -12,6 +12,13 @@
 //! `precond_matrix_part_t`, row-major; a size query with `out = NULL, out_len = 0`; length 0
 //! for a matrix the block does not have). `group` is an `int64_t`: `-1` is the top level.
 //!
+//! # BNP on a dense layer
+//! A group of the JSON config with `"shape": [units, d]` and `"bnp": true` (docs/THEORY.md §6)
+//! holds one dense layer, the weights row-major then the bias; each step preconditions its
+//! gradient with the running statistics of the layer's input, which the caller feeds with
+//! `precond_optimizer_bnp_observe` (batch mean and biased variance, `d` each) and reads with
+//! `precond_optimizer_bnp_stats`.
+//!
 //! # Sharded optimizer state (ZeRO-1), without MPI
 //! The caller keeps its own communicator: `precond_shard_range` gives rank `r`'s range of the
 //! flat parameter vector (the same on every rank), `precond_optimizer_new_shard` an ordinary
@@ -58,6 +65,7 @@
 //!   frees nothing); `precond_optimizer_last_error(opt)` until the next failing call on `opt` or
 //!   its release.
 
+mod bnp;
 mod dataset;
 mod diagnostics;
 mod grad_norm;
@@ -69,6 +77,7 @@ mod status;
 
 use std::ffi::{CStr, c_char};
 
+pub use bnp::{precond_optimizer_bnp_observe, precond_optimizer_bnp_stats};
 pub use dataset::{precond_dataset_kappa, precond_dataset_kappa_t};
 pub use diagnostics::{
     precond_col_equilibrate, precond_cond_estimate, precond_cond_estimate_t, precond_cond2,

@@ -425,7 +425,7 @@ pub unsafe extern "C" fn precond_optimizer_free(opt: *mut precond_optimizer_t) {
 /// # Safety
 /// A non-NULL, aligned `opt` must be a live handle (from `precond_optimizer_new*`, not freed)
 /// that nothing else accesses during the call.
-unsafe fn with_handle(
+pub(crate) unsafe fn with_handle(
     func: &str,
     opt: *mut precond_optimizer_t,
     body: impl FnOnce(&mut Optimizer) -> FfiResult,

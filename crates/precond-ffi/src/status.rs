@@ -166,8 +166,16 @@ impl From<LinalgError> for FfiError {
 
 impl From<OptimError> for FfiError {
     fn from(e: OptimError) -> Self {
-        use precond_status_t as S;
-        let status = match &e {
+        FfiError::new(optim_status(&e), e.to_string())
+    }
+}
+
+/// The status code of an optimizer error (a BNP group's error: that of the wrapped one).
+fn optim_status(e: &OptimError) -> precond_status_t {
+    use precond_status_t as S;
+    {
+        match e {
+            OptimError::Bnp { error, .. } => optim_status(error),
             OptimError::Json(_) => S::PRECOND_PARSE_ERROR,
             OptimError::LengthMismatch { .. } | OptimError::GroupRange { .. } => {
                 S::PRECOND_DIMENSION_MISMATCH
@@ -183,8 +191,7 @@ impl From<OptimError> for FfiError {
             }
             OptimError::OutOfMemory { .. } => S::PRECOND_OUT_OF_MEMORY,
             _ => S::PRECOND_INVALID_ARGUMENT,
-        };
-        FfiError::new(status, e.to_string())
+        }
     }
 }
 

@@ -1125,6 +1125,151 @@ fn sanitizers_grad_norm_cpp() {
     }
 }
 
+// ---------------------------------------------------------------- c/bnp_layer.c
+
+/// The C program's JSON configurations (plain SGD; SGD with `"bnp"` on the layer's group).
+const BNP_PLAIN: &str = r#"{"optimizer": "sgd", "lr": 1e-5}"#;
+const BNP_BNP: &str = r#"{"optimizer": "sgd", "lr": 0.1, "groups": [{"start": 0, "end": 31, "shape": [1, 30], "bnp": true}]}"#;
+
+/// Mean logistic loss of the rows `idx` and (with `g`) its gradient, weights then bias, with the
+/// C program's operation order.
+#[allow(clippy::needless_range_loop)] // the C program's loops, same order
+fn bnp_loss_grad(data: &Data, idx: &[usize], theta: &[f64], mut g: Option<&mut [f64]>) -> f64 {
+    let d = data.d;
+    if let Some(g) = g.as_deref_mut() {
+        g.fill(0.0);
+    }
+    let mut loss = 0.0;
+    for &i in idx {
+        let xi = &data.x[i * d..(i + 1) * d];
+        let mut z = theta[d];
+        for j in 0..d {
+            z += theta[j] * xi[j];
+        }
+        let softplus = if z > 0.0 {
+            z + (-z).exp().ln_1p()
+        } else {
+            z.exp().ln_1p()
+        };
+        loss += softplus - data.y[i] * z;
+        if let Some(g) = g.as_deref_mut() {
+            let r = sigmoid(z) - data.y[i];
+            for j in 0..d {
+                g[j] += r * xi[j];
+            }
+            g[d] += r;
+        }
+    }
+    let inv = 1.0 / idx.len() as f64;
+    if let Some(g) = g {
+        for v in g.iter_mut() {
+            *v *= inv;
+        }
+    }
+    loss * inv
+}
+
+/// Running mean and variance of a BNP group.
+type RunningStats = (Vec<f64>, Vec<f64>);
+
+/// The C program's training run: `(full-data loss, running (mean, var) of the BNP run)`.
+fn bnp_train(data: &Data, bnp: bool, batch: usize, steps: usize) -> (f64, Option<RunningStats>) {
+    let (n, d) = (data.n, data.d);
+    let cfg = if bnp { BNP_BNP } else { BNP_PLAIN };
+    let mut opt = OptimizerConfig::from_json(cfg)
+        .expect("config")
+        .build(d + 1)
+        .expect("build");
+    let mut theta = vec![0.0; d + 1];
+    let mut g = vec![0.0; d + 1];
+    let (mut mean, mut var) = (vec![0.0; d], vec![0.0; d]);
+    let mut idx = vec![0usize; batch];
+    for t in 0..steps {
+        for (k, i) in idx.iter_mut().enumerate() {
+            *i = ((t * batch + k) * 7919) % n;
+        }
+        if bnp {
+            for j in 0..d {
+                let mut s = 0.0;
+                for &i in &idx {
+                    s += data.x[i * d + j];
+                }
+                mean[j] = s / batch as f64;
+                let mut v = 0.0;
+                for &i in &idx {
+                    let c = data.x[i * d + j] - mean[j];
+                    v += c * c;
+                }
+                var[j] = v / batch as f64;
+            }
+            opt.bnp_observe(0, &mean, &var).expect("observe");
+        }
+        bnp_loss_grad(data, &idx, &theta, Some(&mut g));
+        opt.step_f64(&mut theta, &g).expect("step");
+    }
+    let all: Vec<usize> = (0..n).collect();
+    let loss = bnp_loss_grad(data, &all, &theta, None);
+    let stats = bnp.then(|| {
+        let s = opt.bnp_stats(0).expect("stats");
+        (s.mean().to_vec(), s.var().to_vec())
+    });
+    (loss, stats)
+}
+
+/// BNP on the caller's own layer through the C ABI: the printed losses and running statistics
+/// are the Rust API's (1e-9 relative), and with BNP the raw, badly scaled data (THEORY.md
+/// Theorem 6) reach a lower loss in the same number of steps at batch sizes 1 and 32.
+#[test]
+fn c_bnp_layer_prints_what_rust_computes() {
+    let data_path = breast_cancer_csv();
+    let out = run("bnp_layer", &[data_path.to_str().expect("path")]);
+    let kv = parse(&out);
+    let data = breast_cancer();
+    assert_eq!(kv.get("rows"), Some(&data.n.to_string()));
+    let steps: usize = num(&kv, "steps") as usize;
+    assert_eq!(steps, 600);
+    close(
+        "initial_loss",
+        num(&kv, "initial_loss"),
+        std::f64::consts::LN_2,
+        1e-12,
+        0.0,
+    );
+    let all: Vec<usize> = (0..data.n).collect();
+    let f0 = bnp_loss_grad(&data, &all, &vec![0.0; data.d + 1], None);
+    close("initial_loss", num(&kv, "initial_loss"), f0, 1e-15, 0.0);
+    for batch in [1usize, 32] {
+        let (plain, _) = bnp_train(&data, false, batch, steps);
+        let (bnp, stats) = bnp_train(&data, true, batch, steps);
+        let (mean, var) = stats.expect("BNP statistics");
+        close(
+            &format!("plain_b{batch}"),
+            num(&kv, &format!("plain_b{batch}_final_loss")),
+            plain,
+            1e-9,
+            0.0,
+        );
+        close(
+            &format!("bnp_b{batch}"),
+            num(&kv, &format!("bnp_b{batch}_final_loss")),
+            bnp,
+            1e-9,
+            0.0,
+        );
+        for j in [3usize, 9] {
+            let key = format!("bnp_b{batch}_running_mean_{j}");
+            close(&key, num(&kv, &key), mean[j], 1e-9, 0.0);
+            let key = format!("bnp_b{batch}_running_var_{j}");
+            close(&key, num(&kv, &key), var[j], 1e-9, 0.0);
+        }
+        assert!(
+            bnp < 0.5 * plain,
+            "batch {batch}: BNP {bnp} vs plain {plain} after {steps} steps"
+        );
+    }
+    assert_eq!(kv.get("bnp_lower").map(String::as_str), Some("yes"));
+}
+
 // ---------------------------------------------------------------- valgrind
 
 #[test]
@@ -1150,6 +1295,12 @@ fn valgrind_matrix_factorization() {
 #[test]
 fn valgrind_muon() {
     valgrind("muon", &[]);
+}
+
+#[test]
+fn valgrind_bnp_layer() {
+    let data_path = breast_cancer_csv();
+    valgrind("bnp_layer", &[data_path.to_str().expect("path"), "40"]);
 }
 
 #[test]
@@ -1329,6 +1480,19 @@ fn sanitizers_logistic() {
             out,
             run("logistic", &args),
             "sanitized logistic prints other numbers"
+        );
+    }
+}
+
+#[test]
+fn sanitizers_bnp_layer() {
+    let data_path = breast_cancer_csv();
+    let args = [data_path.to_str().expect("path"), "100"];
+    if let Some(out) = run_sanitized("bnp_layer", &args) {
+        assert_eq!(
+            out,
+            run("bnp_layer", &args),
+            "sanitized bnp_layer prints other numbers"
         );
     }
 }

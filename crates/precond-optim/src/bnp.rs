@@ -305,3 +305,17 @@ pub fn bnp_precondition<T: Float>(
     }
     Ok(())
 }
+
+impl BnpStats {
+    /// [`BnpStats::from_stats`] with the observation count set (a loaded state).
+    pub(crate) fn restored(
+        mean: &[f64],
+        var: &[f64],
+        observations: u64,
+        spec: BnpSpec,
+    ) -> Result<Self> {
+        let mut s = Self::from_stats(mean, var, spec)?;
+        s.observations = observations;
+        Ok(s)
+    }
+}

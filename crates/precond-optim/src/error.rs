@@ -141,6 +141,18 @@ pub enum OptimError {
         /// Why.
         reason: String,
     },
+    /// A BNP call on parameter group `group` ([`crate::Optimizer::bnp_observe`],
+    /// [`crate::Optimizer::bnp_stats`]) failed: the group does not exist, has no `"bnp"`, is
+    /// held by another shard, or `error` (a [`OptimError::LengthMismatch`] with the sizes, an
+    /// [`OptimError::InvalidStatistics`] with the index and value) says what is wrong with the
+    /// statistics. Nothing was changed.
+    #[error("groups[{group}] (BNP): {error}")]
+    Bnp {
+        /// The group index in the config.
+        group: usize,
+        /// What went wrong.
+        error: Box<OptimError>,
+    },
 }
 
 /// Result alias of this crate.

@@ -87,6 +87,8 @@ pub(crate) struct PartPlan {
     pub(crate) group: Option<usize>,
     /// The matrix shape (matrix kinds: always set, one segment).
     pub(crate) shape: Option<MatrixShape>,
+    /// BNP of the group (`[units, d]` checked against the range; one segment).
+    pub(crate) bnp: Option<crate::bnp::BnpSpec>,
 }
 
 /// The parts of `cfg` over `n` parameters: the top level first (when it covers any index), then
@@ -120,14 +122,23 @@ pub(crate) fn parts(cfg: &OptimizerConfig, n: usize) -> Result<Vec<PartPlan>> {
                 };
                 (c, seg)
             }
-            None if top_matrix => (cfg.clone(), seg),
+            None if top_matrix && g.bnp.is_none() => (cfg.clone(), seg),
+            None if g.bnp.is_some() => {
+                // a BNP group without its own optimizer runs the top level's as its own part
+                let mut c = cfg.clone();
+                c.groups = Vec::new();
+                c.shape = None;
+                (c, seg)
+            }
             None => {
                 top.push(seg);
                 continue;
             }
         };
         seg.group = Some(gi);
-        if pcfg.optimizer.is_matrix() {
+        if g.bnp.is_some() {
+            check_bnp(g.shape, seg.end - seg.start, &path, pcfg.optimizer)?;
+        } else if pcfg.optimizer.is_matrix() {
             check_shape(g.shape, seg.end - seg.start, &path, pcfg.optimizer.name())?;
         }
         own.push(PartPlan {
@@ -135,6 +146,7 @@ pub(crate) fn parts(cfg: &OptimizerConfig, n: usize) -> Result<Vec<PartPlan>> {
             cfg: pcfg,
             segments: vec![seg],
             group: Some(gi),
+            bnp: g.bnp,
         });
     }
     let mut out = Vec::with_capacity(own.len() + 1);
@@ -168,6 +180,7 @@ pub(crate) fn parts(cfg: &OptimizerConfig, n: usize) -> Result<Vec<PartPlan>> {
             segments: top,
             group: None,
             shape: cfg.shape,
+            bnp: None,
         });
     }
     out.extend(own);
@@ -200,4 +213,52 @@ fn check_shape(shape: Option<MatrixShape>, len: usize, path: &str, name: &str) -
         )),
         Some(_) => Ok(()),
     }
+}
+
+/// A BNP group: a per-element optimizer, a row-major `shape` `[units, d]` and
+/// `units·d + units` entries (the weights then the bias).
+fn check_bnp(
+    shape: Option<MatrixShape>,
+    len: usize,
+    path: &str,
+    kind: crate::config::OptimizerKind,
+) -> Result<()> {
+    if kind.is_matrix() {
+        return Err(OptimError::config(
+            format!("{path}.bnp"),
+            format!(
+                "BNP preconditions the gradient of a per-element optimizer; `{}` is a matrix optimizer",
+                kind.name()
+            ),
+        ));
+    }
+    let Some(s) = shape else {
+        return Err(OptimError::config(
+            format!("{path}.shape"),
+            format!(
+                "`bnp` needs the layer's shape [units, d] (the range holds units·d weights then units biases; it has {len} entries)"
+            ),
+        ));
+    };
+    if s.order != crate::config::MatrixOrder::RowMajor {
+        return Err(OptimError::Unsupported(format!(
+            "{path}.order: `bnp` takes the weights row-major (\"C\", torch's Linear.weight), not \"F\""
+        )));
+    }
+    let need = s
+        .rows
+        .checked_mul(s.cols)
+        .and_then(|w| w.checked_add(s.rows));
+    if need != Some(len) {
+        return Err(OptimError::config(
+            format!("{path}.shape"),
+            format!(
+                "`bnp` with [{}, {}] needs units·d + units = {} entries (weights then bias), the range has {len}",
+                s.rows,
+                s.cols,
+                need.map_or_else(|| "too many".to_string(), |l| l.to_string())
+            ),
+        ));
+    }
+    Ok(())
 }

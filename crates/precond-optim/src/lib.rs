@@ -42,6 +42,18 @@
 //! ([`Optimizer::matrix_preconditioner`] → [`MatrixPreconditioner`]); the exact semantics and
 //! the oracles the tests compare with are in `tests/fixtures/matrix_reference.md`.
 //!
+//! # BNP on a dense layer (docs/THEORY.md §6)
+//!
+//! A group `{"start", "end", "shape": [units, d], "bnp": true}` (or
+//! `"bnp": {"momentum": 0.1, "eps": 1e-5}`) is one dense layer: its range holds the weights `W`
+//! row-major (`units × d`, torch's `Linear.weight`) then the bias `b` (`units` entries). It runs
+//! its own `"optimizer"` or the top level's (per-element optimizers only) as its own part; each
+//! step copies its gradient, applies Batch Normalization Preconditioning `P = S Sᵀ`
+//! ([`bnp_precondition`]) with the group's running input statistics ([`BnpStats`], fed by
+//! [`Optimizer::bnp_observe`] after each forward pass, read by [`Optimizer::bnp_stats`]) and
+//! steps the optimizer on the copy. The statistics are saved with the state; a shard plan never
+//! splits the group.
+//!
 //! # Layout
 //!
 //! - [`OptimizerConfig`] (torch's names and defaults, strict JSON) → [`Optimizer`] (one flat

@@ -45,8 +45,8 @@ use std::ops::Range;
 /// # The rule
 ///
 /// The *units* that cannot be split are the ranges of the matrix parts (Muon, Shampoo, SOAP: a
-/// group with a matrix optimizer, or the top level as one matrix); every other index may go to
-/// any rank. The boundary between rank `r − 1` and rank `r` (`r = 1..world`) is the target
+/// group with a matrix optimizer, or the top level as one matrix) and of the `"bnp"` groups
+/// (BNP's `P g` mixes a unit's weights and bias); every other index may go to any rank. The boundary between rank `r − 1` and rank `r` (`r = 1..world`) is the target
 /// `⌊r·n/world⌋`, moved to the nearer end of a unit when it falls strictly inside one (to its
 /// start on a tie). Boundaries are non-decreasing, so ranges may be empty (more ranks than
 /// units). Each boundary is within half a unit of its target, hence every range's length is
@@ -119,7 +119,7 @@ impl ShardPlan {
                         .map_or_else(String::new, |g| format!(" (groups[{g}])"))
                 )));
             }
-            if p.cfg.optimizer.is_matrix()
+            if (p.cfg.optimizer.is_matrix() || p.bnp.is_some())
                 && let Some(s) = p.segments.first()
             {
                 units.push(s.start..s.end);
@@ -418,6 +418,27 @@ pub fn assemble_state(
             }
         }
     }
+    // the BNP statistics of each BNP part from the one shard holding it (never split)
+    for (fi, fp) in full.parts().iter().enumerate() {
+        if fp.bnp.is_none() {
+            continue;
+        }
+        for (st, local) in shards.iter().zip(&locals) {
+            let Some(info) = local.shard_info() else {
+                continue;
+            };
+            let held = info
+                .parts
+                .iter()
+                .zip(local.parts())
+                .filter(|(_, lp)| lp.bnp.is_some())
+                .position(|(&gi, _)| gi == fi);
+            if let Some(k) = held {
+                let first = st.slots.len() - local.bnp_array_names().len() + 3 * k;
+                slots.extend_from_slice(&st.slots[first..first + 3]);
+            }
+        }
+    }
     let out = OptimizerState {
         format_version: OptimizerState::FORMAT_VERSION,
         layout: full.layout(),
@@ -462,6 +483,7 @@ pub fn split_state(
                 }
             }
         }
+        slots.extend(local.bnp_arrays());
         let st = OptimizerState {
             format_version: OptimizerState::FORMAT_VERSION,
             layout: local.layout(),

@@ -121,6 +121,8 @@ pub(crate) struct Slots<T> {
     /// Scratch vectors of the dense step (`n` each when there is a dense `P`).
     pub(crate) scratch_u: Vec<T>,
     pub(crate) scratch_y: Vec<T>,
+    /// The copy of a BNP part's gradient that BNP preconditions (its length; empty otherwise).
+    pub(crate) bnp_grad: Vec<T>,
 }
 
 impl<T: Float> Slots<T> {
@@ -179,6 +181,7 @@ impl<T: Float> Slots<T> {
             dense_p: conv(&prepared.dense_p),
             scratch_u: su,
             scratch_y: sy,
+            bnp_grad: Vec::new(),
         })
     }
 }

@@ -123,6 +123,31 @@ impl OptimizerConfig {
                     self.optimizer
                 }
             };
+            if let Some(b) = &g.bnp {
+                if kind.is_matrix() {
+                    return Err(OptimError::config(
+                        format!("{path}.bnp"),
+                        format!(
+                            "BNP preconditions the gradient of a per-element optimizer; `{}` is a matrix optimizer",
+                            kind.name()
+                        ),
+                    ));
+                }
+                b.check().map_err(|e| match e {
+                    OptimError::InvalidStatistics {
+                        what,
+                        value,
+                        reason,
+                        ..
+                    } => OptimError::config(
+                        format!("{path}.bnp.{what}"),
+                        format!("{value}: {reason}"),
+                    ),
+                    other => other,
+                })?;
+                // the shape [units, d] covers units·d + units entries: checked with the parts
+                continue;
+            }
             if kind.is_matrix() && g.shape.is_none() {
                 return Err(OptimError::config(
                     format!("{path}.shape"),

@@ -6,6 +6,7 @@ use super::{
     COMMON_KEYS, MatrixOrder, MatrixShape, NonFinitePolicy, OptimizerConfig, ParamGroup,
     validate_regularization,
 };
+use crate::bnp::BnpSpec;
 use crate::error::{OptimError, Result};
 use crate::json::Obj;
 use crate::kind::OptimizerKind;
@@ -59,6 +60,9 @@ impl OptimizerConfig {
                     if let Some(r) = &g.regularization {
                         gm.insert("regularization".into(), reg_value(r));
                     }
+                    if let Some(b) = &g.bnp {
+                        gm.insert("bnp".into(), json!({"momentum": b.momentum, "eps": b.eps}));
+                    }
                     Value::Object(gm)
                 })
                 .collect();
@@ -108,6 +112,7 @@ const GROUP_OWN_KEYS: &[&str] = &[
     "weight_decay",
     "maximize",
     "regularization",
+    "bnp",
 ];
 
 /// Read an optimizer's keys from `o` (the top level when `top`, else a group with its own
@@ -371,13 +376,17 @@ fn parse_group(v: &Value, i: usize) -> Result<ParamGroup> {
         .u64("end")?
         .ok_or_else(|| OptimError::config(o.key("end"), "missing"))?;
     let shape = parse_shape(&mut o)?;
+    let bnp = match o.raw("bnp") {
+        None => None,
+        Some(b) => parse_bnp(b, &format!("{path}.bnp"))?,
+    };
     let too_large =
         |k: &str, x: u64| OptimError::config(format!("{path}.{k}"), format!("{x} is too large"));
     let start = usize::try_from(start).map_err(|_| too_large("start", start))?;
     let end = usize::try_from(end).map_err(|_| too_large("end", end))?;
     if o.has("optimizer") {
         let inner = read_config(&mut o, v, false)?;
-        o.finish("start, end, shape, order, optimizer and that optimizer's keys")?;
+        o.finish("start, end, shape, order, bnp, optimizer and that optimizer's keys")?;
         inner.validate_own().map_err(|e| e.under(&path))?;
         return Ok(ParamGroup {
             start,
@@ -387,6 +396,7 @@ fn parse_group(v: &Value, i: usize) -> Result<ParamGroup> {
             regularization: None,
             shape,
             optimizer: Some(Box::new(inner)),
+            bnp,
         });
     }
     let lr = o.f64("lr")?;
@@ -395,7 +405,7 @@ fn parse_group(v: &Value, i: usize) -> Result<ParamGroup> {
         Some(r) => Some(parse_regularization(r, &format!("{path}.regularization"))?),
         None => None,
     };
-    o.finish("start, end, lr, weight_decay, regularization, shape, order, optimizer")?;
+    o.finish("start, end, lr, weight_decay, regularization, shape, order, bnp, optimizer")?;
     Ok(ParamGroup {
         start,
         end,
@@ -404,5 +414,42 @@ fn parse_group(v: &Value, i: usize) -> Result<ParamGroup> {
         regularization,
         shape,
         optimizer: None,
+        bnp,
     })
+}
+
+/// A group's `"bnp"`: `true` (defaults), `false` (none) or `{"momentum"?, "eps"?}`, checked
+/// ([`BnpSpec::check`]) with errors naming `path.momentum` / `path.eps`.
+fn parse_bnp(v: &Value, path: &str) -> Result<Option<BnpSpec>> {
+    if let Value::Bool(b) = v {
+        return Ok(b.then(BnpSpec::default));
+    }
+    if !v.is_object() {
+        return Err(OptimError::config(
+            path,
+            format!(
+                "expected true, false or {{\"momentum\", \"eps\"}}, got {}",
+                crate::json::kind(v)
+            ),
+        ));
+    }
+    let mut o = Obj::new(path, v)?;
+    let mut spec = BnpSpec::default();
+    if let Some(m) = o.f64("momentum")? {
+        spec.momentum = m;
+    }
+    if let Some(e) = o.f64("eps")? {
+        spec.eps = e;
+    }
+    o.finish("momentum, eps")?;
+    spec.check().map_err(|e| match e {
+        OptimError::InvalidStatistics {
+            what,
+            value,
+            reason,
+            ..
+        } => OptimError::config(format!("{path}.{what}"), format!("{value}: {reason}")),
+        other => other,
+    })?;
+    Ok(Some(spec))
 }

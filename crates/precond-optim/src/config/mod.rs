@@ -23,7 +23,8 @@
 //! | `ns_coefficients`, `ns_steps`, `adjust_lr_fn` | muon | [3.4445, −4.7750, 2.0315], 5, `"original"` | torch `Muon` |
 //! | `epsilon`, `max_preconditioner_dim`, `precondition_frequency`, `start_preconditioning_step`, `use_bias_correction`, `use_decoupled_weight_decay`, `grafting` | shampoo | 1e-12, 1024, 1, −1, true, true, none | DistributedShampoo's arguments; shampoo's `lr` 1e-2, `betas` [0.9, 1.0] (`β₂ = 1`: the factors are sums), `momentum` 0, grafting `epsilon` 1e-10 (see `kinds/shampoo.rs`) |
 //! | `shampoo_beta`, `max_precond_dim`, `normalize_grads`, `correct_bias` (+ `precondition_frequency`) | soap | −1 (= β₂), 10000, false, true (10) | the SOAP reference's arguments |
-//! | `groups` | all | [] | `[{"start", "end", "lr"?, "weight_decay"?, "regularization"?, "shape"?, "order"?, "optimizer"? + that optimizer's keys}]`, see [`ParamGroup`] |
+//! | `groups` | all | [] | `[{"start", "end", "lr"?, "weight_decay"?, "regularization"?, "shape"?, "order"?, "bnp"?, "optimizer"? + that optimizer's keys}]`, see [`ParamGroup`] |
+//! | `bnp` (in a group) | per-element optimizers | none | `true` or `{"momentum": 0.1, "eps": 1e-5}`: Batch Normalization Preconditioning of a dense layer (docs/THEORY.md §6); needs `"shape": [units, d]` (row-major) over `units·d + units` entries, `W` row-major then `b`; see [`ParamGroup::bnp`] |
 //! | `schedule` | all | constant | see [`Schedule`] |
 //! | `nonfinite` | all | `"error"` | `"error"`, `"skip"` or `"propagate"` for a NaN/inf gradient, see [`NonFinitePolicy`] |
 
@@ -228,6 +229,13 @@ pub struct ParamGroup {
     pub shape: Option<MatrixShape>,
     /// The group's own optimizer (see the type's docs).
     pub optimizer: Option<Box<OptimizerConfig>>,
+    /// Batch Normalization Preconditioning of this group (JSON `"bnp": true` or
+    /// `{"momentum", "eps"}`; docs/THEORY.md §6): the group is one dense layer, `shape` =
+    /// `[units, d]` row-major, and its range holds the weights `W` (`units × d`, row `i` = unit
+    /// `i`, torch's `Linear.weight`) then the bias `b` (`units`): `units·d + units` entries. Each
+    /// step preconditions the group's gradient with [`crate::bnp_precondition`] from the running
+    /// statistics ([`crate::Optimizer::bnp_observe`]) before its (per-element) optimizer steps.
+    pub bnp: Option<crate::bnp::BnpSpec>,
 }
 
 /// The optimizer configuration (torch's argument names, defaults and meanings). Build it with

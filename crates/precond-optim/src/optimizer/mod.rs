@@ -4,8 +4,11 @@
 //! `observe.rs` the preconditioner observation; the state snapshot, save and load live beside
 //! the state format (`state/load.rs`); what differs between optimizers lives in `kinds/`.
 
+mod bnp;
 mod observe;
 mod step;
+
+pub(crate) use bnp::BnpPart;
 
 use crate::config::OptimizerConfig;
 use crate::error::{OptimError, Result};
@@ -74,12 +77,19 @@ pub(crate) struct Part {
     /// What the kind prepared at build (a fixed `P`).
     pub(crate) prepared: Prepared,
     pub(crate) store: Store,
+    /// BNP of a group with `"bnp"`: its running statistics (kept from build on, in `f64`).
+    pub(crate) bnp: Option<BnpPart>,
 }
 
 impl Part {
-    /// Fresh state in dtype `T` ([`OptimError::OutOfMemory`] when the allocator refuses it).
+    /// Fresh state in dtype `T` ([`OptimError::OutOfMemory`] when the allocator refuses it),
+    /// with the copy of the gradient that BNP preconditions for a BNP part.
     pub(crate) fn alloc<T: StepFloat>(&self) -> Result<Slots<T>> {
-        Slots::new(&self.specs, &self.prepared, self.geo.len)
+        let mut s = Slots::new(&self.specs, &self.prepared, self.geo.len)?;
+        if self.bnp.is_some() {
+            s.bnp_grad = crate::storage::filled(self.geo.len, T::ZERO, "BNP gradient copy")?;
+        }
+        Ok(s)
     }
 
     /// The part's tag in the state layout: `adam`, `muon(8x4)`, `groups[1]=muon(8x4)@0..32`
@@ -99,6 +109,10 @@ impl Part {
                     ""
                 }
             ));
+        }
+        if let (Some(b), Some(s)) = (&self.bnp, self.geo.shape) {
+            t.push_str(&format!("+bnp({}x{})", s.rows, s.cols));
+            debug_assert_eq!(b.stats.dim(), s.cols);
         }
         if let Some(g) = self.group {
             let (a, b) = (
@@ -142,6 +156,12 @@ impl Optimizer {
                 .prepare(&plan.cfg, len, &plan.segments)
                 .map_err(under)?;
             let specs = plan.cfg.optimizer.all_slots(&plan.cfg, &geo);
+            let bnp = match (plan.bnp, plan.shape) {
+                (Some(spec), Some(shape)) => {
+                    Some(BnpPart::new(spec, shape, &plan.segments).map_err(under)?)
+                }
+                _ => None,
+            };
             parts.push(Part {
                 cfg: plan.cfg,
                 segments: plan.segments,
@@ -150,6 +170,7 @@ impl Optimizer {
                 specs,
                 prepared,
                 store: Store::Empty,
+                bnp,
             });
         }
         Ok(Optimizer {
@@ -222,6 +243,11 @@ impl Optimizer {
                     "the range {start}..{end} splits the matrix of part {gi}"
                 )));
             }
+            if p.bnp.is_some() && len != p.geo.len {
+                return Err(OptimError::Unsupported(format!(
+                    "the range {start}..{end} splits the BNP layer of part {gi}"
+                )));
+            }
             let mut pcfg = p.cfg.clone();
             if let Some(
                 crate::config::FixedPreconditioner::DenseP(_)
@@ -252,6 +278,7 @@ impl Optimizer {
                 specs,
                 prepared,
                 store: Store::Empty,
+                bnp: p.bnp.clone(),
             });
             origin.push(gi);
         }
@@ -342,7 +369,9 @@ impl Optimizer {
         self.par_threshold = n;
     }
     /// Forget all state (moments, accumulators, factors, step count); keeps the base learning
-    /// rate.
+    /// rate and the running statistics of `"bnp"` groups (they describe the data, not the
+    /// optimizer's trajectory, as a BatchNorm layer keeps its buffers when the optimizer is
+    /// rebuilt).
     pub fn reset(&mut self) {
         for p in &mut self.parts {
             p.store = Store::Empty;
@@ -373,12 +402,21 @@ impl Optimizer {
     /// A shard's layout (`crate::shard`) starts with `shard[r/P]@a..b/n` (rank `r` of `P`, the
     /// range `a..b` of `n` parameters), then `|` and the tags of the parts it holds, their ranges
     /// in unsharded coordinates, so that a shard's state loads into that shard only.
+    ///
+    /// A group with `"bnp"` is tagged `groups[i]=adam+bnp(unitsxd)@a..b`, and the layout ends
+    /// with `|bnp:groups[i].bnp_mean,groups[i].bnp_var,groups[i].bnp_observations` (the arrays
+    /// of the running statistics, after every part's own arrays in the saved state).
     pub fn layout(&self) -> String {
         let offset = self.shard_offset();
-        let parts = self.parts.iter().map(|p| {
-            let names: Vec<&str> = p.specs.iter().map(|s| s.name.as_ref()).collect();
-            format!("{}:{}", p.tag(offset), names.join(","))
-        });
+        let bnp = self.bnp_array_names();
+        let parts = self
+            .parts
+            .iter()
+            .map(|p| {
+                let names: Vec<&str> = p.specs.iter().map(|s| s.name.as_ref()).collect();
+                format!("{}:{}", p.tag(offset), names.join(","))
+            })
+            .chain((!bnp.is_empty()).then(|| format!("bnp:{}", bnp.join(","))));
         match &self.shard {
             None => parts.collect::<Vec<_>>().join("|"),
             Some(s) => std::iter::once(format!(

@@ -29,6 +29,12 @@ impl Optimizer {
     /// [`OptimError::InvalidLearningRate`] (a schedule drove some group's learning rate to a
     /// non-finite or negative value).
     ///
+    /// A group with `"bnp"` ([`crate::ParamGroup::bnp`]) steps its optimizer on a copy of its
+    /// gradient preconditioned by [`crate::bnp_precondition`] with the group's running
+    /// statistics (docs/THEORY.md §6); the copy is allocated at the first step with the state.
+    /// The raw gradient is scanned first; the preconditioned copy is scanned too (unless
+    /// `propagate`), a non-finite entry there counting as a non-finite gradient at its index.
+    ///
     /// The optimizer of a shard (`crate::shard`) reports every index (`nonfinite_index`,
     /// [`OptimError::NonFiniteGradient`], [`OptimError::InvalidLearningRate`]'s `start`) in
     /// unsharded coordinates: the local index plus [`Optimizer::shard_offset`].
@@ -116,7 +122,8 @@ impl Optimizer {
         }
         // first step: every part's state allocated (fallibly) before any part steps, so an
         // allocation failure leaves the optimizer as it was
-        if self.parts.iter().any(|p| matches!(p.store, Store::Empty)) {
+        let first = self.parts.iter().any(|p| matches!(p.store, Store::Empty));
+        if first {
             let fresh = self
                 .parts
                 .iter()
@@ -131,8 +138,65 @@ impl Optimizer {
                 }
             }
         }
+        // BNP parts: their gradient copied and preconditioned (`P g`, docs/THEORY.md §6) before
+        // any part steps; unless `propagate`, a non-finite preconditioned entry (a zero variance
+        // with `eps = 0`, or overflow) is treated as a non-finite gradient at its index
+        for part in &mut self.parts {
+            let (a, e) = part.span();
+            let (Some(b), Some(slots)) = (&part.bnp, T::slots_mut(&mut part.store)) else {
+                continue;
+            };
+            let copy = &mut slots.bnp_grad;
+            copy.copy_from_slice(&grads[a..e]);
+            b.precondition(copy)?;
+            if !propagate && let Some(i) = first_nonfinite(copy, scan_th) {
+                if first {
+                    // the state this first step allocated goes again: nothing changed
+                    for p in &mut self.parts {
+                        p.store = Store::Empty;
+                    }
+                }
+                return match self.cfg.nonfinite {
+                    NonFinitePolicy::Skip => Ok(StepOutcome {
+                        applied: false,
+                        step: self.step,
+                        lr: lr_top,
+                        nonfinite_index: Some(a + i),
+                    }),
+                    _ => Err(OptimError::NonFiniteGradient { index: a + i }),
+                };
+            }
+        }
         let mut bad = false;
         for part in &mut self.parts {
+            if part.bnp.is_some() {
+                let (a, e) = part.span();
+                let Some(slots) = T::slots_mut(&mut part.store) else {
+                    return Err(OptimError::DtypeMismatch {
+                        expected: "?",
+                        got: T::DTYPE.name(),
+                    });
+                };
+                let Some(b) = &part.bnp else { continue };
+                let ctx = StepCtx {
+                    segments: &b.local,
+                    base_lr: self.base_lr,
+                    step: self.step,
+                    level: self.level,
+                    par_threshold: self.par_threshold,
+                    propagate,
+                    geo: &part.geo,
+                };
+                // the kind steps on the preconditioned copy, in the copy's coordinates
+                let copy = std::mem::take(&mut slots.bnp_grad);
+                let r = part
+                    .cfg
+                    .optimizer
+                    .step(&part.cfg, &ctx, &mut params[a..e], &copy, slots);
+                slots.bnp_grad = copy;
+                bad |= r?;
+                continue;
+            }
             let ctx = StepCtx {
                 segments: &part.segments,
                 base_lr: self.base_lr,

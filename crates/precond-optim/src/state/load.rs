@@ -28,6 +28,7 @@ impl Optimizer {
                 }
             }
         }
+        slots.extend(self.bnp_arrays());
         OptimizerState {
             format_version: OptimizerState::FORMAT_VERSION,
             layout: self.layout(),
@@ -45,6 +46,15 @@ impl Optimizer {
     /// and factors (`sum`, `square_avg`, `exp_avg_sq`, `max_exp_avg_sq`, Shampoo's and SOAP's
     /// `L`, `R`...) non-negative where the kind says so, `base_lr` finite and `≥ 0`. A state that
     /// holds NaN/Inf (which only the `"propagate"` policy can produce) is refused.
+    ///
+    /// The running statistics of `"bnp"` groups are the state's last arrays (after every part's,
+    /// see [`Optimizer::layout`]), saved from build on: a state saved before the first step
+    /// (no dtype) holds them alone, exact. They are checked (lengths, finite means, finite
+    /// variances `≥ 0`, a whole observation count) and restored with the rest. The in-memory
+    /// [`OptimizerState`] holds them in `f64`; [`OptimizerState::to_bytes`] of an `f32` state
+    /// writes every array in `f32`, so the statistics (like torch's BatchNorm buffers in an `f32`
+    /// module) come back rounded to `f32`, the observation count exact up to `2²⁴`; an `f64`
+    /// state round-trips them bitwise.
     pub fn load(&mut self, st: &OptimizerState) -> Result<()> {
         if st.format_version != OptimizerState::FORMAT_VERSION {
             return Err(OptimError::state(format!(
@@ -71,11 +81,22 @@ impl Optimizer {
             return Err(OptimError::state(format!("invalid base_lr {}", st.base_lr)));
         }
         let names = self.slot_names();
+        // the BNP statistics are the last arrays, present with or without a dtype
+        let n_bnp = self.bnp_array_names().len();
+        let n_own = if st.dtype.is_some() { names.len() } else { 0 };
+        if st.slots.len() != n_own + n_bnp {
+            return Err(OptimError::state(format!(
+                "{} arrays, layout needs {}",
+                st.slots.len(),
+                n_own + n_bnp
+            )));
+        }
+        let bnp = self.bnp_from_arrays(&st.slots[n_own..], st.dtype == Some(Dtype::F32))?;
         let mut stores = Vec::with_capacity(self.parts().len());
         match st.dtype {
             None => {
                 // a shard without parameters (`crate::shard`) has no arrays and still counts steps
-                if (st.step != 0 && !self.parts().is_empty()) || !st.slots.is_empty() {
+                if st.step != 0 && !self.parts().is_empty() {
                     return Err(OptimError::state(
                         "state without dtype must be empty with step 0",
                     ));
@@ -83,13 +104,6 @@ impl Optimizer {
                 stores.resize_with(self.parts().len(), || Store::Empty);
             }
             Some(d) => {
-                if st.slots.len() != names.len() {
-                    return Err(OptimError::state(format!(
-                        "{} arrays, layout needs {}",
-                        st.slots.len(),
-                        names.len()
-                    )));
-                }
                 let mut j = 0;
                 for p in self.parts() {
                     for spec in &p.specs {
@@ -156,6 +170,7 @@ impl Optimizer {
             }
         }
         self.replace_state(stores, st.step, st.base_lr);
+        self.set_bnp_stats(bnp);
         Ok(())
     }
 

@@ -25,7 +25,10 @@ pub struct OptimizerState {
     /// Dtype of the slots (`None` before the first step).
     pub dtype: Option<Dtype>,
     /// The state arrays in [`crate::Optimizer::slot_names`] order: per-element slots (one value
-    /// per index of their part), then a matrix optimizer's fixed-length arrays.
+    /// per index of their part), then a matrix optimizer's fixed-length arrays (none before the
+    /// first step); last, for each group with `"bnp"`, its running statistics `bnp_mean` (`d`),
+    /// `bnp_var` (`d`) and `bnp_observations` (1), present before the first step too (see
+    /// [`crate::Optimizer::layout`] and [`crate::Optimizer::load`]).
     pub slots: Vec<Vec<f64>>,
 }
 

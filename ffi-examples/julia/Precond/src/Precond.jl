@@ -20,7 +20,7 @@ module Precond
 
 export PrecondError, Optimizer, OptimizerConfig, default_config, step!, lr, set_lr!,
        current_lr, preconditioner, step_count, last_nonfinite, save_state, load_state!, reset!,
-       matrix_blocks, matrix_block_range, matrix_preconditioner,
+       matrix_blocks, matrix_block_range, matrix_preconditioner, bnp_observe!, bnp_stats,
        shard_range, state_assemble, state_split,
        cond2, sym_eigenvalues, preconditioned_cond_diag, row_equilibrate, col_equilibrate,
        cond_estimate, dataset_kappa, version, grad_norm_regularize!
@@ -559,6 +559,44 @@ function matrix_preconditioner(o::Optimizer, which::Symbol,
                    handle(o), c_group(group), part, block - 1, v, length(v), written))
     # row-major nr × nc from C: the column-major nc × nr matrix, transposed
     return permutedims(reshape(v, nc, nr))
+end
+
+# ---------------------------------------------------------------- BNP on a dense layer
+
+"""
+    bnp_observe!(opt, group, mean, var)
+
+Folds one batch's per-feature mean and biased (population) variance of the input of the dense
+layer held by parameter group `group` (1-based index into `"groups"`; the group has `"bnp"` and
+`"shape": [units, d]`, its range the weights row-major then the bias) into the group's running
+statistics (Batch Normalization Preconditioning, docs/THEORY.md section 6). Call it after the
+forward pass, before `step!`.
+"""
+function bnp_observe!(o::Optimizer, group::Integer, mean::Vector{Float64},
+                      var::Vector{Float64})
+    group >= 1 || throw(ArgumentError("group is $group; groups are numbered from 1"))
+    length(mean) == length(var) ||
+        throw(DimensionMismatch("mean has $(length(mean)), var $(length(var))"))
+    check(o, ccall((:precond_optimizer_bnp_observe, libprecond()), Cint,
+                   (Ptr{Cvoid}, Csize_t, Ptr{Cdouble}, Ptr{Cdouble}, Csize_t),
+                   handle(o), group - 1, mean, var, length(mean)))
+    return o
+end
+
+"""
+    bnp_stats(opt, group, d) -> (mean = ..., var = ...)
+
+The running mean and population variance (`d` features each) of the BNP group `group`
+(1-based).
+"""
+function bnp_stats(o::Optimizer, group::Integer, d::Integer)
+    group >= 1 || throw(ArgumentError("group is $group; groups are numbered from 1"))
+    mean = Vector{Float64}(undef, d)
+    var = Vector{Float64}(undef, d)
+    check(o, ccall((:precond_optimizer_bnp_stats, libprecond()), Cint,
+                   (Ptr{Cvoid}, Csize_t, Ptr{Cdouble}, Ptr{Cdouble}, Csize_t),
+                   handle(o), group - 1, mean, var, d))
+    return (mean = mean, var = var)
 end
 
 """The optimizer state as bytes."""

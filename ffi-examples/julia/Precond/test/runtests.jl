@@ -215,6 +215,44 @@ end
         close(opt)
     end
 
+    @testset "BNP on a dense layer" begin
+        # SGD on a 2 × 3 layer (weights row-major then bias) in x[3:11]; statistics frozen
+        # (momentum 1 takes each batch as is): the step is x - lr * P g with P from (μ, σ²)
+        cfg = """{"optimizer": "sgd", "lr": 0.1, "groups": [{"start": 2, "end": 11,
+                  "shape": [2, 3], "bnp": {"momentum": 1.0, "eps": 0.0}}]}"""
+        opt = Optimizer(cfg, 12)
+        s0 = bnp_stats(opt, 1, 3)
+        @test s0.mean == zeros(3) && s0.var == ones(3)
+        mu, s2 = [1.0, -2.0, 0.5], [4.0, 0.25, 1.0]
+        bnp_observe!(opt, 1, mu, s2)
+        s = bnp_stats(opt, 1, 3)
+        @test s.mean == mu && s.var == s2
+        g = [0.1 * i - 0.5 for i in 1:12]
+        x = zeros(12)
+        step!(opt, x, g)
+        for i in 1:2
+            gw, gb = g[2 + 3(i - 1) + 1:2 + 3i], g[8 + i]
+            pw = (gw .- mu .* gb) ./ s2
+            pb = gb - sum(mu .* pw)
+            @test x[2 + 3(i - 1) + 1:2 + 3i] ≈ -0.1 .* pw rtol = 1e-14
+            @test x[8 + i] ≈ -0.1 * pb rtol = 1e-14
+        end
+        @test x[1:2] ≈ -0.1 .* g[1:2] && x[12] ≈ -0.1 * g[12]
+        for (call, status) in ((() -> bnp_observe!(opt, 1, [1.0], [1.0]), "PRECOND_DIMENSION_MISMATCH"),
+                               (() -> bnp_observe!(opt, 1, mu, [-1.0, 1.0, 1.0]), "PRECOND_INVALID_ARGUMENT"),
+                               (() -> bnp_stats(opt, 2, 3), "PRECOND_INVALID_ARGUMENT"))
+            err = try
+                call()
+                nothing
+            catch e
+                e
+            end
+            @test err isa PrecondError && err.name == status
+        end
+        @test bnp_stats(opt, 1, 3).var == s2                  # unchanged by the failed calls
+        close(opt)
+    end
+
     @testset "ZeRO-1 shards" begin
         cfg = """{"optimizer": "adamw", "lr": 0.01,
                   "groups": [{"start": 2, "end": 38, "shape": [6, 6], "optimizer": "muon"}]}"""
