@@ -115,7 +115,7 @@ pub enum OptimError {
         /// Its number of elements.
         elements: u64,
         /// Its size in bytes.
-        bytes: u128,
+        bytes: u64,
     },
     /// A valid request this optimizer cannot serve (e.g. intrinsic L1 with a dense `P`).
     #[error("unsupported: {0}")]

@@ -194,7 +194,7 @@ pub(crate) fn filled<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T
         .map_err(|_| OptimError::OutOfMemory {
             what: what.to_string(),
             elements: len as u64,
-            bytes: (len as u128).saturating_mul(std::mem::size_of::<T>() as u128),
+            bytes: (len as u64).saturating_mul(std::mem::size_of::<T>() as u64),
         })?;
     v.resize(len, value);
     Ok(v)

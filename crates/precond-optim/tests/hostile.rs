@@ -506,7 +506,7 @@ fn a_state_the_allocator_refuses_is_out_of_memory_not_an_abort() {
             } => {
                 assert_eq!(what, slot, "{e}");
                 assert_eq!(*elements, 1u64 << 48, "{e}");
-                assert_eq!(*bytes, 1u128 << 50, "{e}");
+                assert_eq!(*bytes, 1u64 << 50, "{e}");
             }
             other => panic!("{json}: expected OutOfMemory, got {other:?}"),
         }
