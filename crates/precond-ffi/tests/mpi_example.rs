@@ -5,6 +5,10 @@
 //! Rust process (AdamW on the full-batch mean gradient) to 1e-9 relative, identical replicas,
 //! and an assembled shard state of the unsharded state's size and step count.
 //!
+//! The Julia twin `ffi-examples/mpi/logreg_zero1.jl` (MPI.jl through the `Precond` package, whose
+//! `ccall`s `tests/julia_ccall.rs` checks against the header) runs at P = 1..4 when `julia` is on
+//! PATH and must print the same lines; without Julia that test says it is skipped.
+//!
 //! Skipped with a message when `mpicc` or `mpirun` is missing, unless `PRECOND_REQUIRE_MPI=1`
 //! (set by `.ci/run`, which installs Open MPI), then it fails. Runs as root need
 //! `OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1`, which the test sets for its
@@ -30,6 +34,50 @@ fn have(tool: &str) -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// `libprecond_ffi.so` of this build (for Julia's `PRECOND_LIB`).
+fn shared_lib() -> PathBuf {
+    static_lib().with_extension("so")
+}
+
+/// The printed `key value` lines of one run, checked against the one-process reference.
+fn check_output(stdout: &str, p: usize, want_loss: f64, want_theta: &[f64]) {
+    let kv: HashMap<&str, f64> = stdout
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(k, v)| Some((k, v.trim().parse().ok()?)))
+        .collect();
+    let num = |k: &str| {
+        *kv.get(k)
+            .unwrap_or_else(|| panic!("no `{k}` in:\n{stdout}"))
+    };
+    // integers printed by the program (exact in f64)
+    let int = |k: &str| num(k) as u64;
+    assert_eq!(int("world"), p as u64);
+    assert_eq!(int("steps"), STEPS as u64);
+    close(&format!("loss at P = {p}"), num("loss"), want_loss, 1e-9);
+    close(
+        &format!("theta[0] at P = {p}"),
+        num("theta0"),
+        want_theta[0],
+        1e-9,
+    );
+    close(
+        &format!("theta[last] at P = {p}"),
+        num("theta_last"),
+        want_theta[want_theta.len() - 1],
+        1e-9,
+    );
+    assert_eq!(int("replicas_identical"), 1, "P = {p}: replicas differ");
+    assert_eq!(
+        int("assembled_state_bytes"),
+        int("unsharded_state_bytes"),
+        "P = {p}"
+    );
+    assert_eq!(int("assembled_state_steps"), STEPS as u64, "P = {p}");
+    // the training did something: far below log 2 from theta = 0
+    assert!(num("loss") < 0.1 && num("accuracy") > 0.97, "{stdout}");
 }
 
 /// `libprecond_ffi.a` of this build (cargo builds every crate type of the lib next to the
@@ -181,40 +229,59 @@ fn zero1_logistic_regression_over_1_to_4_ranks_matches_one_process() {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        let kv: HashMap<&str, f64> = stdout
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(k, v)| (k, v.trim().parse().unwrap()))
-            .collect();
-        let num = |k: &str| {
-            *kv.get(k)
-                .unwrap_or_else(|| panic!("no `{k}` in:\n{stdout}"))
-        };
-        // integers printed by the program (exact in f64)
-        let int = |k: &str| num(k) as u64;
-        assert_eq!(int("world"), p as u64);
-        assert_eq!(int("steps"), STEPS as u64);
-        close(&format!("loss at P = {p}"), num("loss"), want_loss, 1e-9);
-        close(
-            &format!("theta[0] at P = {p}"),
-            num("theta0"),
-            want_theta[0],
-            1e-9,
+        check_output(&stdout, p, want_loss, &want_theta);
+    }
+}
+
+#[test]
+fn julia_zero1_twin_matches_one_process_when_julia_is_installed() {
+    if !have("julia") {
+        eprintln!(
+            "skipped: `julia` is not on PATH (ffi-examples/mpi/logreg_zero1.jl needs Julia with \
+             MPI.jl; its calls go through the Precond package, checked by tests/julia_ccall.rs)"
         );
-        close(
-            &format!("theta[last] at P = {p}"),
-            num("theta_last"),
-            want_theta[want_theta.len() - 1],
-            1e-9,
+        return;
+    }
+    let project = root().join("ffi-examples/mpi");
+    let setup = Command::new("julia")
+        .arg(format!("--project={}", project.display()))
+        .arg("-e")
+        .arg(format!(
+            "using Pkg; Pkg.develop(path=\"{}\"); Pkg.instantiate()",
+            root().join("ffi-examples/julia/Precond").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        setup.status.success(),
+        "julia setup failed:\n{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    let (want_loss, want_theta) = reference();
+    let csv = root().join("crates/precond-nn/data/breast_cancer.csv");
+    for p in 1..=4 {
+        // MPI.jl's own launcher (its bundled MPI or the one MPIPreferences selected)
+        let launch = format!(
+            "using MPI; run(`$(MPI.mpiexec()) -n {p} $(Base.julia_cmd()) --project={proj} {script} {csv} {STEPS}`)",
+            proj = project.display(),
+            script = project.join("logreg_zero1.jl").display(),
+            csv = csv.display(),
         );
-        assert_eq!(int("replicas_identical"), 1, "P = {p}: replicas differ");
-        assert_eq!(
-            int("assembled_state_bytes"),
-            int("unsharded_state_bytes"),
-            "P = {p}"
+        let out = Command::new("julia")
+            .arg(format!("--project={}", project.display()))
+            .arg("-e")
+            .arg(launch)
+            .env("PRECOND_LIB", shared_lib())
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "julia logreg_zero1.jl at P = {p} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(int("assembled_state_steps"), STEPS as u64, "P = {p}");
-        // the training did something: far below log 2 from theta = 0
-        assert!(num("loss") < 0.1 && num("accuracy") > 0.97, "{stdout}");
+        check_output(&stdout, p, want_loss, &want_theta);
     }
 }
