@@ -16,10 +16,14 @@
 //!   preconditioner `P_k`.
 //! - [`nn`]: fully connected networks, input normalization, BatchNorm, LayerNorm, the bundled data
 //!   sets, Hessian structure (Theorems 5–7) and a training loop.
+//! - [`mpi`]: data-parallel training with the optimizer state sharded over the ranks (ZeRO
+//!   stage 1) through a communicator (one process, threads, or Open MPI with the feature `mpi`),
+//!   and checkpoints that resume at any number of ranks.
 //!
 //! The C ABI lives in the `precond-ffi` crate (`libprecond`), the `precond` program in
 //! `precond-cli`.
 
 pub use precond_linalg as linalg;
+pub use precond_mpi as mpi;
 pub use precond_nn as nn;
 pub use precond_optim as optim;
