@@ -203,7 +203,7 @@ impl Experiment for SqrtEssential {
         "The square root is essential"
     }
     fn theory(&self) -> &'static str {
-        "THEORY.md §4 (paper §3.2): P = 1/(√v̂ + ε) against 1/(v̂ + ε)"
+        "THEORY.md §4 (paper Section 3.2): P = 1/(√v̂ + ε) against 1/(v̂ + ε)"
     }
     fn claim(&self) -> &'static str {
         "The square root of the averaged squared gradients scales like the Hessian's row norms (1/p_i ∝ ‖h_i‖, log-log slope 1), without it (power 1, the diagonal Fisher / natural-gradient scaling) like their squares (slope 2). On the badly scaled quadratic the root is essential: the loss reached is orders of magnitude lower and κ(P^½HP^½) usually far lower (never materially higher). On logistic regression with raw features it is not: the diagonal of H, not its row norms, is the right scale there, power 1 matches the Jacobi preconditioner's κ and reaches a lower loss than Adam."
