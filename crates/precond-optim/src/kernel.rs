@@ -82,11 +82,18 @@ pub enum SimdLevel {
 }
 
 impl SimdLevel {
-    /// The best level this CPU supports.
+    /// The best level this CPU supports (detected once, then cached: no allocation per call).
     pub fn detect() -> SimdLevel {
-        *SimdLevel::available()
-            .last()
-            .unwrap_or(&SimdLevel::Baseline)
+        static BEST: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            if SimdLevel::Avx512.supported() {
+                SimdLevel::Avx512
+            } else if SimdLevel::Avx2.supported() {
+                SimdLevel::Avx2
+            } else {
+                SimdLevel::Baseline
+            }
+        })
     }
 
     /// Whether this CPU can run the level (`Baseline` always).
