@@ -51,6 +51,11 @@ fn run<T: StepFloat>(cfg: &str, n: usize, d: usize) -> (usize, usize) {
 
 #[test]
 fn bnp_group_steps_after_the_first_do_not_allocate() {
+    // every step's work on one counted thread (see counting_alloc)
+    counting_alloc::on_one_thread(every_case);
+}
+
+fn every_case() {
     for cfg in [
         r#"{"optimizer": "adam", "lr": 0.01, "groups": [{"start": 3, "end": 43, "shape": [8, 4], "bnp": true}]}"#,
         r#"{"optimizer": "adamw", "groups": [{"start": 3, "end": 43, "shape": [8, 4], "bnp": {"momentum": 0.5, "eps": 1e-3},

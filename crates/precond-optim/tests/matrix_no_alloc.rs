@@ -52,6 +52,11 @@ fn run<T: StepFloat>(cfg: &str, n: usize) -> (usize, usize) {
 
 #[test]
 fn matrix_optimizer_steps_after_the_first_do_not_allocate() {
+    // every step's work on one counted thread (see counting_alloc)
+    counting_alloc::on_one_thread(every_case);
+}
+
+fn every_case() {
     // steps 4..=12 include Shampoo root recomputations and SOAP basis refreshes (frequency 2)
     for (cfg, n) in [
         (

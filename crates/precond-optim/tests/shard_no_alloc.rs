@@ -46,6 +46,11 @@ fn later_allocs<T: StepFloat>(world: usize) -> usize {
 
 #[test]
 fn shard_steps_allocate_nothing_after_the_first() {
+    // every step's work on one counted thread (see counting_alloc)
+    counting_alloc::on_one_thread(every_case);
+}
+
+fn every_case() {
     for world in 1..=4 {
         assert_eq!(later_allocs::<f64>(world), 0, "f64, {world} shards");
         assert_eq!(later_allocs::<f32>(world), 0, "f32, {world} shards");
