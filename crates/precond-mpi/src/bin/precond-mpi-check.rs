@@ -3,7 +3,9 @@
 //! softmax cross-entropy, Adam with lr 0.01 and weight decay 0.001, batches of 25, seed 9).
 //!
 //! `precond-mpi-check --epochs N --out DIR [--save DIR] [--resume DIR] [--sleep-ms MS]
-//! [--width W] [--batch B] [--timings]`:
+//! [--width W] [--batch B] [--timings] [--data NAME]`:
+//! `--data` picks another bundled classification set (e.g. `digits`: 64 features, 10
+//! classes); the network is then `d-W-W-k` (`d` features, `k` classes, default `W` = 12,8).
 //! every rank writes its pid to `DIR/pid.R` at the start and its final parameters (f64
 //! little-endian) to `DIR/params.R`; rank 0 writes `DIR/history.json` (the history and
 //! `world_size`). `--sleep-ms` pauses after every epoch (to kill a rank mid-run).
@@ -27,6 +29,7 @@ struct Args {
     width: usize,
     batch: usize,
     timings: bool,
+    data: String,
 }
 
 fn parse() -> Result<Args, String> {
@@ -39,6 +42,7 @@ fn parse() -> Result<Args, String> {
         width: 0,
         batch: 25,
         timings: false,
+        data: "iris".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -52,6 +56,7 @@ fn parse() -> Result<Args, String> {
             "--width" => a.width = v()?.parse().map_err(|e| format!("--width: {e}"))?,
             "--batch" => a.batch = v()?.parse().map_err(|e| format!("--batch: {e}"))?,
             "--timings" => a.timings = true,
+            "--data" => a.data = v()?,
             _ => return Err(format!("unknown argument {k}")),
         }
     }
@@ -65,14 +70,18 @@ fn run(comm: &MpiComm, a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         a.out.join(format!("pid.{rank}")),
         std::process::id().to_string(),
     )?;
-    let data = Dataset::builtin("iris")?;
+    let data = Dataset::builtin(&a.data)?;
+    let n_classes = match &data.targets {
+        precond_nn::Targets::Classes { n_classes, .. } => *n_classes,
+        _ => return Err(format!("--data {}: not a classification set", a.data).into()),
+    };
     let (tr, te) = data.split(0.2, 5)?;
     let t = InputTransform::fit(tr.x.as_ref(), InputScaling::Standardize)?;
     let tr = tr.map_features(|x| t.apply(x))?;
     let te = te.map_features(|x| t.apply(x))?;
     let ln = Normalization::LayerNorm(LayerNormSpec::default());
     let mut mlp = Mlp::new(MlpConfig::feedforward(
-        4,
+        data.n_features(),
         &if a.width > 0 {
             vec![a.width, a.width]
         } else {
@@ -80,7 +89,7 @@ fn run(comm: &MpiComm, a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         },
         Activation::Tanh,
         ln,
-        3,
+        n_classes,
         Loss::SoftmaxCrossEntropy,
     ))?;
     let mut params = mlp.init_params(1);
