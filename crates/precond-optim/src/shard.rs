@@ -46,12 +46,18 @@ use std::ops::Range;
 ///
 /// The *units* that cannot be split are the ranges of the matrix parts (Muon, Shampoo, SOAP: a
 /// group with a matrix optimizer, or the top level as one matrix) and of the `"bnp"` groups
-/// (BNP's `P g` mixes a unit's weights and bias); every other index may go to any rank. The boundary between rank `r − 1` and rank `r` (`r = 1..world`) is the target
-/// `⌊r·n/world⌋`, moved to the nearer end of a unit when it falls strictly inside one (to its
-/// start on a tie). Boundaries are non-decreasing, so ranges may be empty (more ranks than
-/// units). Each boundary is within half a unit of its target, hence every range's length is
-/// within `max_unit + 1` of `n/world` (`max_unit`: the largest unit's length, `1` without
-/// matrix parts).
+/// (BNP's `P g` mixes a unit's weights and bias); every other index may go to any rank.
+/// ZeRO-1 shards the optimizer *state*, so the plan balances state values, not elements: each
+/// index carries the state values its part keeps per element (Adam 2, SGD with momentum 1,
+/// plain SGD 0), a unit also its fixed-length arrays (Shampoo's factors and roots, SOAP's
+/// bases). With `S` the unsharded state and `S_r = ⌊r·S/world⌋`, the boundary between rank
+/// `r − 1` and rank `r` is where the cumulative state reaches `S_r`, rounded down inside a
+/// per-element run and moved to the nearer end (by state, the start on a tie) of a unit it
+/// falls strictly inside. Hence every rank holds at most `S/world` plus the largest unit's state
+/// plus one element's (the "unsharded state / P plus at most one group" of ZeRO-1 with whole
+/// matrix groups). With a single per-element optimizer the boundaries are exactly
+/// `⌊r·n/world⌋`; without any state (plain SGD) the elements are balanced instead.
+/// Boundaries are non-decreasing, so ranges may be empty (more ranks than units).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardPlan {
     n: usize,
@@ -110,7 +116,9 @@ impl ShardPlan {
             )));
         }
         let full = cfg.build(n)?;
-        let mut units = Vec::new();
+        // the pieces of the vector, each with the optimizer-state values it holds: `k` per
+        // element (per-element slots) plus, for a unit, its fixed-length arrays
+        let mut pieces: Vec<Piece> = Vec::new();
         for p in full.parts() {
             if dense(&p.cfg) {
                 return Err(OptimError::Unsupported(format!(
@@ -119,30 +127,42 @@ impl ShardPlan {
                         .map_or_else(String::new, |g| format!(" (groups[{g}])"))
                 )));
             }
-            if (p.cfg.optimizer.is_matrix() || p.bnp.is_some())
-                && let Some(s) = p.segments.first()
-            {
-                units.push(s.start..s.end);
+            let unit = p.cfg.optimizer.is_matrix() || p.bnp.is_some();
+            let k = p.specs.iter().filter(|s| s.len.is_none()).count() as u128;
+            let fixed: u128 = p
+                .specs
+                .iter()
+                .filter_map(|s| s.len)
+                .map(|l| l as u128)
+                .sum::<u128>();
+            for sg in &p.segments {
+                pieces.push(Piece {
+                    start: sg.start,
+                    end: sg.end,
+                    k,
+                    fixed: if unit { fixed } else { 0 },
+                    unit,
+                });
             }
         }
-        units.sort_by_key(|u| u.start);
+        pieces.sort_by_key(|q| q.start);
+        let weight = |q: &Piece| q.k * (q.end - q.start) as u128 + q.fixed;
+        let mut total: u128 = pieces.iter().map(weight).sum();
+        if total == 0 {
+            // no optimizer state at all (plain SGD, GD): balance the elements
+            for q in &mut pieces {
+                q.k = 1;
+            }
+            total = n as u128;
+        }
         let mut ranges = Vec::with_capacity(world);
         let mut prev = 0;
         for r in 1..=world {
-            let target = if r == world {
+            let b = if r == world {
                 n
             } else {
-                // ⌊r n / world⌋ without overflow
-                ((r as u128 * n as u128) / world as u128) as usize
+                boundary(&pieces, r as u128 * total / world as u128, n)
             };
-            let mut b = target;
-            if let Some(u) = units.iter().find(|u| u.start < target && target < u.end) {
-                b = if target - u.start <= u.end - target {
-                    u.start
-                } else {
-                    u.end
-                };
-            }
             let b = b.max(prev);
             ranges.push(prev..b);
             prev = b;
@@ -499,4 +519,36 @@ pub fn split_state(
         out.push(st);
     }
     Ok(out)
+}
+
+/// A run of the vector served by one part: `k` optimizer-state values per element, plus `fixed`
+/// values for a unit that cannot be split (a matrix group's factors, bases).
+struct Piece {
+    start: usize,
+    end: usize,
+    k: u128,
+    fixed: u128,
+    unit: bool,
+}
+
+/// The boundary for the state target `t`: the index where the cumulative state reaches `t`,
+/// rounded down inside a per-element piece (so with one per-element optimizer the boundary is
+/// exactly `⌊r·n/world⌋`), moved to the nearer end (by state; the start on a tie) of a unit.
+fn boundary(pieces: &[Piece], t: u128, n: usize) -> usize {
+    let mut c: u128 = 0;
+    for q in pieces {
+        let len = (q.end - q.start) as u128;
+        let w = q.k * len + q.fixed;
+        if c + w < t {
+            c += w;
+            continue;
+        }
+        return if q.unit {
+            if t - c <= c + w - t { q.start } else { q.end }
+        } else {
+            // k = 0 (a run without state) only reaches here when t ≤ c: its start
+            q.start + (t - c).checked_div(q.k).unwrap_or(0) as usize
+        };
+    }
+    n
 }

@@ -306,12 +306,39 @@ fn matrix_units(name: &str, n: usize) -> Vec<std::ops::Range<usize>> {
     }
 }
 
+/// Optimizer-state values an optimizer holds after one step (every state array's length).
+fn state_values(o: &Optimizer) -> usize {
+    (0..o.slot_names().len())
+        .map(|j| o.slot::<f64>(j).map_or(0, <[f64]>::len))
+        .sum()
+}
+
 #[test]
 fn partition_covers_is_contiguous_balanced_and_never_splits_a_matrix() {
     for (name, json, n) in configs() {
         let c = cfg(&json);
         let units = matrix_units(name, n);
-        let max_unit = units.iter().map(|u| u.len()).max().unwrap_or(1);
+        // the unsharded state S, and the largest state of one unit U (a group's arrays, or
+        // everything for a top-level matrix)
+        let mut full = c.build(n).unwrap();
+        full.step_f64(&mut vec![0.0; n], &vec![0.0; n]).unwrap();
+        let total = state_values(&full);
+        let names = full.slot_names();
+        let unit_state = if name == "muon-top" {
+            total
+        } else {
+            (0..c.groups.len())
+                .map(|g| {
+                    let pre = format!("groups[{g}].");
+                    (0..names.len())
+                        .filter(|&j| names[j].starts_with(&pre))
+                        .map(|j| full.slot::<f64>(j).map_or(0, <[f64]>::len))
+                        .sum::<usize>()
+                })
+                .max()
+                .unwrap_or(0)
+        };
+        let single_part = !names.iter().any(|s| s.starts_with("groups["));
         for world in 1..=9 {
             let plan = ShardPlan::new(&c, n, world).unwrap();
             assert_eq!(plan.world(), world);
@@ -323,27 +350,33 @@ fn partition_covers_is_contiguous_balanced_and_never_splits_a_matrix() {
             for w in r.windows(2) {
                 assert_eq!(w[0].end, w[1].start, "{name} P={world}: not contiguous");
             }
+            let mut held = 0;
             for (q, rg) in r.iter().enumerate() {
                 assert!(rg.start <= rg.end);
                 assert_eq!(plan.range(q), *rg);
-                // within one unit (plus rounding) of n/world
-                let ideal = n as f64 / world as f64;
-                assert!(
-                    (rg.len() as f64 - ideal).abs() <= max_unit as f64 + 1.0,
-                    "{name} P={world}: rank {q} has {} of ideal {ideal}",
-                    rg.len()
-                );
                 for u in &units {
                     let inside = u.start >= rg.start && u.end <= rg.end;
                     let outside = u.end <= rg.start || u.start >= rg.end;
                     assert!(inside || outside, "{name} P={world}: {rg:?} splits {u:?}");
                 }
+                // ZeRO-1's memory rule: the state of a rank is at most S/P plus one unit's
+                // state plus one element's (≤ 3 values)
+                let mut s = ShardedOptimizer::from_plan(&c, plan.clone(), q).unwrap();
+                let m = rg.len();
+                s.step(&mut vec![0.0; m], &vec![0.0; m]).unwrap();
+                let mine = state_values(s.optimizer());
+                held += mine;
+                assert!(
+                    mine as f64 <= total as f64 / world as f64 + unit_state as f64 + 3.0,
+                    "{name} P={world}: rank {q} holds {mine} state values of {total} (one unit: {unit_state})"
+                );
             }
+            assert_eq!(held, total, "{name} P={world}: the shards' states add up");
             assert_eq!(plan.range(world), n..n, "out-of-range rank: empty range");
-            // without units, boundaries are exactly ⌊r n/world⌋
-            if units.is_empty() {
+            // one per-element optimizer: boundaries are exactly ⌊r n/world⌋
+            if units.is_empty() && single_part {
                 for (q, rg) in r.iter().enumerate() {
-                    assert_eq!(rg.start, q * n / world);
+                    assert_eq!(rg.start, q * n / world, "{name} P={world}");
                 }
             }
         }
@@ -643,4 +676,34 @@ fn check_offsets<T: StepFloat>() {
 fn kernels_give_the_same_bits_at_every_offset_and_level() {
     check_offsets::<f32>();
     check_offsets::<f64>();
+}
+
+/// The plan balances state, not elements: four 8×8 Muon groups (one value per element) in
+/// front of 1000 Adam elements (two each) hold S = 256 + 2000 values, and at P = 2 each rank
+/// holds exactly S/2 (an element-balanced split at n/2 = 628 would give 1000 and 1256: the
+/// Adam-only rank over S/P by two whole groups).
+#[test]
+fn the_plan_balances_optimizer_state_not_elements() {
+    let groups: Vec<String> = (0..4)
+        .map(|g| {
+            format!(
+                r#"{{"start": {}, "end": {}, "shape": [8, 8], "optimizer": "muon"}}"#,
+                64 * g,
+                64 * (g + 1)
+            )
+        })
+        .collect();
+    let c = cfg(&format!(
+        r#"{{"optimizer": "adam", "groups": [{}]}}"#,
+        groups.join(", ")
+    ));
+    let n = 256 + 1000;
+    let plan = ShardPlan::new(&c, n, 2).unwrap();
+    assert_eq!(plan.ranges(), &[0..692, 692..n]);
+    for (q, want) in [(0, 1128), (1, 1128)] {
+        let mut s = ShardedOptimizer::from_plan(&c, plan.clone(), q).unwrap();
+        let m = s.range().len();
+        s.step(&mut vec![0.0; m], &vec![0.0; m]).unwrap();
+        assert_eq!(state_values(s.optimizer()), want, "rank {q}");
+    }
 }
