@@ -82,9 +82,12 @@ unsafe fn write_bytes(
 
 /// The range `[*start, *end)` of the flat parameter vector that rank `rank` of `world` steps
 /// under ZeRO-1, for the optimizer `config_json` over `n_params > 0` parameters: contiguous
-/// ranges in rank order covering `0 .. n_params`, balanced (boundary `r` at
-/// `floor(r n_params / world)`, moved to the nearer end of a matrix group it would split),
-/// never splitting a matrix group (Muon, Shampoo, SOAP); a range may be empty
+/// ranges in rank order covering `0 .. n_params`, balanced by optimizer state (boundary `r`
+/// where the cumulative state values reach `floor(r S / world)`, `S` the unsharded state;
+/// moved to the nearer end of a matrix group it would split: each rank holds at most `S/world`
+/// plus one group's state plus one element's; with one per-element optimizer the boundaries
+/// are `floor(r n_params / world)`), never splitting a matrix group (Muon, Shampoo, SOAP) or a
+/// `"bnp"` group; a range may be empty
 /// (`*start == *end`) when there are more ranks than matrices. The same on every rank for the
 /// same arguments.
 ///
