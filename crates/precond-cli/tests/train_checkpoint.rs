@@ -141,7 +141,10 @@ fn save_then_resume_equals_a_straight_run() {
 
 fn mpirun_available() -> bool {
     let why = if !cfg!(feature = "mpi") {
-        "precond-cli was built without the feature `mpi`".to_string()
+        // the README's workspace command builds without the feature; `.ci/run` runs this test
+        // again with `--features mpi`, where PRECOND_REQUIRE_MPI makes a skip fail
+        eprintln!("skipping the mpirun test: precond-cli was built without the feature `mpi`");
+        return false;
     } else {
         match Command::new("mpirun").arg("--version").output() {
             Ok(o) if o.status.success() => return true,

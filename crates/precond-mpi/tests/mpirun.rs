@@ -5,7 +5,8 @@
 //! the last checkpoint resumes.
 //!
 //! Skipped (with the reason printed) when the crate is built without `mpi` or `mpirun` is
-//! missing; with `PRECOND_REQUIRE_MPI=1` a skip is a failure.
+//! missing; with `PRECOND_REQUIRE_MPI=1` a missing `mpirun` in a build with the feature is a
+//! failure.
 
 use precond_mpi::read_checkpoint;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,12 @@ fn driver() -> Option<PathBuf> {
     // cargo names the driver's path even when its required feature is off: check the feature
     let bin = option_env!("CARGO_BIN_EXE_precond-mpi-check").filter(|_| cfg!(feature = "mpi"));
     let why = match bin {
-        None => "precond-mpi was built without the feature `mpi`".to_string(),
+        None => {
+            // the README's workspace command builds without the feature; `.ci/run` runs these
+            // tests again with `--features mpi`, where PRECOND_REQUIRE_MPI makes a skip fail
+            eprintln!("skipped: precond-mpi was built without the feature `mpi`");
+            return None;
+        }
         Some(bin) => match Command::new("mpirun").arg("--version").output() {
             Ok(o) if o.status.success() => return Some(PathBuf::from(bin)),
             Ok(o) => format!("`mpirun --version` failed: {}", o.status),
