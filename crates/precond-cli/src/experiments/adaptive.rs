@@ -1,16 +1,10 @@
 //! Experiment 4: adaptive learning rates are diagonal preconditioners (THEORY.md §4).
 
-use faer::Mat;
 use precond_linalg::{gd_optimal_step, precond_cond_diag, row_norms, sym_spectrum};
-use precond_nn::Dataset;
 use precond_optim::OptimizerConfig;
-use precond_optim::experiment::{LogisticRegression, Objective, Quadratic};
-use rand::Rng;
+use precond_optim::experiment::Objective;
 
-use super::common::{
-    correlation, curve, gaussian_vec, labels_f64, lerr, logspace, samples_row_major,
-    square_from_row_major, sym_with_spectrum,
-};
+use super::common::{correlation, curve, lerr, logspace, scaled_problems, square_from_row_major};
 use crate::error::CliError;
 use crate::report::{Check, Ctx, Evidence, Experiment, Plot, Series, SeriesKind, Table, fmt_num};
 
@@ -138,22 +132,9 @@ impl Experiment for Adaptive {
         let every = steps / 20;
         let grid = logspace(1e-4, 1.0, ctx.pick(9, 5));
         let mut rng = ctx.rng(4);
-        // Problem 1: badly scaled quadratic H = D M D.
+        // the badly scaled quadratic H = D M D and logistic regression on raw breast_cancer
         let n = ctx.pick(20, 10);
-        let m = sym_with_spectrum(&mut rng, &logspace(1.0, 10.0, n));
-        let d: Vec<f64> = (0..n)
-            .map(|_| 10f64.powf(rng.random_range(-1.5..1.5)))
-            .collect();
-        let h = Mat::from_fn(n, n, |i, j| d[i] * m[(i, j)] * d[j]);
-        let x_star = gaussian_vec(&mut rng, n);
-        let hv: Vec<f64> = (0..n * n).map(|k| h[(k / n, k % n)]).collect();
-        let quad = Quadratic::new(hv, x_star).map_err(lerr(ID))?;
-        // Problem 2: logistic regression on raw breast_cancer.
-        let ds = Dataset::builtin("breast_cancer").map_err(lerr(ID))?;
-        let y = labels_f64(&ds.targets);
-        let logit =
-            LogisticRegression::new(samples_row_major(&ds.x, false), y, ds.x.nrows(), true, 0.0)
-                .map_err(lerr(ID))?;
+        let (_h, quad, logit) = scaled_problems(&mut rng, n, ID)?;
 
         let mut tables = Vec::new();
         let mut plots = Vec::new();

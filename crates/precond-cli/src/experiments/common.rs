@@ -5,6 +5,7 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 
 use crate::error::{Cause, CliError, Context};
+use precond_optim::experiment::{LogisticRegression, Quadratic};
 
 /// Maps a library error into the experiment's error (keeping it as the source).
 pub fn lerr<E: Cause>(id: &'static str) -> impl Fn(E) -> CliError {
@@ -249,4 +250,30 @@ pub fn final_metrics_row(
         last.test_accuracy.unwrap_or(f64::NAN).into(),
     ]);
     Ok(())
+}
+
+/// The two problems of experiments 4 and 15: the badly scaled quadratic `½(x − x*)ᵀH(x − x*)`,
+/// `H = D M D` (`n × n`, `M` with spectrum `logspace(1, 10)` in a random basis, `D` diagonal
+/// with entries `10^U(−1.5, 1.5)`, `x*` Gaussian), and logistic regression on the raw
+/// breast_cancer features (intercept, no penalty). Returns `(H, the quadratic, the logistic
+/// regression)`; `rng` is advanced the same way for every caller.
+pub fn scaled_problems(
+    rng: &mut impl Rng,
+    n: usize,
+    id: &'static str,
+) -> Result<(Mat<f64>, Quadratic, LogisticRegression), CliError> {
+    let m = sym_with_spectrum(rng, &logspace(1.0, 10.0, n));
+    let d: Vec<f64> = (0..n)
+        .map(|_| 10f64.powf(rng.random_range(-1.5..1.5)))
+        .collect();
+    let h = Mat::from_fn(n, n, |i, j| d[i] * m[(i, j)] * d[j]);
+    let x_star = gaussian_vec(rng, n);
+    let hv: Vec<f64> = (0..n * n).map(|k| h[(k / n, k % n)]).collect();
+    let quad = Quadratic::new(hv, x_star).map_err(lerr(id))?;
+    let ds = precond_nn::Dataset::builtin("breast_cancer").map_err(lerr(id))?;
+    let y = labels_f64(&ds.targets);
+    let logit =
+        LogisticRegression::new(samples_row_major(&ds.x, false), y, ds.x.nrows(), true, 0.0)
+            .map_err(lerr(id))?;
+    Ok((h, quad, logit))
 }
