@@ -180,9 +180,9 @@ fn optim_status(e: &OptimError) -> precond_status_t {
             OptimError::LengthMismatch { .. } | OptimError::GroupRange { .. } => {
                 S::PRECOND_DIMENSION_MISMATCH
             }
-            OptimError::NonFiniteGradient { .. } | OptimError::InvalidLearningRate { .. } => {
-                S::PRECOND_NON_FINITE
-            }
+            OptimError::NonFiniteGradient { .. }
+            | OptimError::NonFiniteUpdate { .. }
+            | OptimError::InvalidLearningRate { .. } => S::PRECOND_NON_FINITE,
             OptimError::State { .. } | OptimError::StepCountOverflow { .. } => {
                 S::PRECOND_INVALID_STATE
             }

@@ -42,6 +42,19 @@ pub enum OptimError {
         /// First offending index in the flat buffer.
         index: usize,
     },
+    /// The step would write a NaN or an infinity although its inputs are finite (policy
+    /// `"error"`; `"skip"` reports it as a skipped step): `learning rate × update`, a moment
+    /// or a factor leaves the float range. Found before anything is written (an interval
+    /// enclosure of the update, an exact dry run where the enclosure is not enough, or the
+    /// undo of a matrix group's step): parameters and state are left untouched.
+    #[error(
+        "the step would write a non-finite value at index {index} (finite inputs overflow: learning rate, gradient or state too large); parameters and state left untouched"
+    )]
+    NonFiniteUpdate {
+        /// First offending index in the flat buffer (a matrix group: its first index whose
+        /// new value is not finite, else the group's start).
+        index: usize,
+    },
     /// The optimizer already holds state of one floating-point type and was stepped with another.
     #[error(
         "dtype mismatch: optimizer state is {expected}, buffers are {got} (call reset() to switch)"

@@ -27,6 +27,16 @@ pub trait Float:
     const ONE: Self;
     /// The dtype tag.
     const DTYPE: Dtype;
+    /// Unit roundoff `u` of `Self` (`2⁻²⁴` resp. `2⁻⁵³`), as `f64`.
+    const UNIT_ROUNDOFF: f64;
+    /// The largest finite value of `Self`, as `f64`.
+    const MAX_F64: f64;
+    /// The smallest positive (subnormal) value of `Self`, as `f64`: a bound on the absolute
+    /// rounding error of any operation whose result is in the subnormal range.
+    const TINY_F64: f64;
+    /// Half an ulp of the largest finite value (`2¹⁰³` resp. `2⁹⁷⁰`): `fl(a + d)` is finite
+    /// for every finite `a` and every `|d| <` this (round to nearest).
+    const HALF_ULP_MAX: f64;
     /// Round an `f64` to `Self` (nearest).
     fn from_f64(v: f64) -> Self;
     /// Widen to `f64` (exact).
@@ -59,6 +69,25 @@ pub trait Float:
     fn powf(self, e: Self) -> Self {
         Self::from_f64(self.to_f64().powf(e.to_f64()))
     }
+    /// `self · self` (the same instruction; a separate method so that interval evaluation
+    /// ([`crate::bound::Iv`]) knows both factors are one value).
+    #[inline(always)]
+    fn sq(self) -> Self {
+        self * self
+    }
+    /// `(c · g) · g`, evaluated in that order (the interval version knows it is `c g²`).
+    #[inline(always)]
+    fn scaled_sq(c: Self, g: Self) -> Self {
+        c * g * g
+    }
+    /// torch's CPU `lerp` as [`crate::precond::Lerp`] evaluates it: `base + coeff · (end − start)`
+    /// with `base = start` when `small`, else `end` (the interval version encloses the convex
+    /// combination instead of treating `start` and `end` as independent twice).
+    #[inline(always)]
+    fn lerp_with(start: Self, end: Self, small: bool, coeff: Self) -> Self {
+        let base = if small { start } else { end };
+        base + coeff * (end - start)
+    }
     /// Neither NaN nor infinite.
     fn is_finite(self) -> bool;
     /// Bit pattern widened to `u64` (for exact comparisons in tests and state files).
@@ -89,6 +118,10 @@ impl Float for f32 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const DTYPE: Dtype = Dtype::F32;
+    const UNIT_ROUNDOFF: f64 = 5.960464477539063e-8; // 2^-24
+    const MAX_F64: f64 = f32::MAX as f64;
+    const TINY_F64: f64 = f32::from_bits(1) as f64; // 2^-149
+    const HALF_ULP_MAX: f64 = 1.0141204801825835e31; // 2^103
     #[inline(always)]
     fn from_f64(v: f64) -> Self {
         v as f32
@@ -119,6 +152,10 @@ impl Float for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const DTYPE: Dtype = Dtype::F64;
+    const UNIT_ROUNDOFF: f64 = f64::EPSILON / 2.0;
+    const MAX_F64: f64 = f64::MAX;
+    const TINY_F64: f64 = f64::from_bits(1); // 2^-1074
+    const HALF_ULP_MAX: f64 = 9.9792015476736e291; // 2^970
     #[inline(always)]
     fn from_f64(v: f64) -> Self {
         v

@@ -10,6 +10,7 @@
 //! bit-identical results (tested at every level the CPU supports). Above a size threshold rayon splits
 //! the buffers into chunks.
 
+pub use crate::bound::{GuardIn, Iv, SlotRanges};
 pub use crate::float::Float;
 pub use crate::momentum::{Ema, HeavyBall, MomentumRule, NoMomentum, PostHeavyBall};
 pub use crate::precond::{
@@ -33,6 +34,15 @@ pub trait ElementUpdate<T: Float>: Copy + Send + Sync {
     const HEAVY: bool = false;
     /// New `x` from `x`, gradient `g`, auxiliary value and state slots.
     fn update(&self, x: T, g: T, aux: T, st: &mut [T; MAX_SLOTS]) -> T;
+    /// Whether the guard needs `max |x|` ([`GuardIn::x_max`]): `x` enters the gradient.
+    const READS_X_IN_GRAD: bool = false;
+    /// A proof that a pass over buffers within the bounds `inp` writes only finite values
+    /// (for every finite `x`): `Some(ranges)` enclosing the state slots it leaves; `None` when
+    /// a non-finite value cannot be excluded (the caller then runs [`dry_run`]). The default
+    /// knows nothing.
+    fn guard(&self, _inp: &GuardIn) -> Option<SlotRanges> {
+        None
+    }
 }
 
 /// The composition of a preconditioner rule, a momentum rule and a regularizer into one element
@@ -67,6 +77,95 @@ impl<T: Float, P: PrecondRule<T>, M: MomentumRule<T>, R: Regularizer<T>> Element
         let z = self.reg.decay(x) + d;
         self.reg.finish(x, z, &self.pre, q)
     }
+    const READS_X_IN_GRAD: bool = R::GRAD_USES_X;
+    /// The same update evaluated on intervals ([`crate::bound`]): `g ∈ [−max|g|, max|g|]`,
+    /// `x ∈ [−max|x|, max|x|]` (only when the regularizer reads it), the slots in their ranges;
+    /// every state slot must come out finite and the regularizer must prove `x_new` finite
+    /// ([`Regularizer::finish_finite`]).
+    fn guard(&self, inp: &GuardIn) -> Option<SlotRanges> {
+        if R::GRAD_USES_X && inp.x_max.is_none() {
+            return None;
+        }
+        let x = Iv::<T>::sym(inp.x_max.unwrap_or(0.0));
+        let reg = self.reg.lift();
+        let g = reg.grad(x, Iv::sym(inp.g_max) * Iv::point(self.sign));
+        let mut st = [Iv::<T>::ZERO; MAX_SLOTS];
+        for (s, r) in st.iter_mut().zip(inp.st).take(Self::SLOTS) {
+            *s = Iv::new(r.0, r.1);
+        }
+        let a = if P::USES_AUX {
+            Iv::new(inp.aux.0, inp.aux.1)
+        } else {
+            Iv::ZERO
+        };
+        let pre = self.pre.lift();
+        let (sp, sm) = st.split_at_mut(P::SLOTS);
+        let q = pre.update(g, a, sp);
+        let d = self.mom.lift().increment(g, &pre, q, sm);
+        if !(d.is_finite() && R::finish_finite(&reg, d, q, &pre)) {
+            return None;
+        }
+        let mut out = [(0.0, 0.0); MAX_SLOTS];
+        for (o, s) in out.iter_mut().zip(st).take(Self::SLOTS) {
+            if !s.is_finite() {
+                return None;
+            }
+            *o = (s.lo, s.hi);
+        }
+        Some(out)
+    }
+}
+
+/// The exact check behind [`ElementUpdate::guard`]: run the update on copies, write nothing.
+/// `Err(i)` for the first index whose new `x` is not finite although `x_i` was, or whose new
+/// state is not finite; else the `[min, max]` of every used slot's new values (`(∞, −∞)` for an
+/// empty buffer). Lengths as [`fused_step`] requires (the caller checked them).
+pub fn dry_run<T: Float, U: ElementUpdate<T>>(
+    u: &U,
+    b: &Buffers<'_, T>,
+) -> Result<SlotRanges, usize> {
+    let n = b.x.len();
+    let mut r = [(f64::INFINITY, f64::NEG_INFINITY); MAX_SLOTS];
+    for i in 0..n {
+        let mut st = [T::ZERO; MAX_SLOTS];
+        for (j, s) in st.iter_mut().enumerate().take(U::SLOTS) {
+            *s = b.slots[j][i];
+        }
+        let a = if U::USES_AUX { b.aux[i] } else { T::ZERO };
+        let x = b.x[i];
+        let xn = u.update(x, b.g[i], a, &mut st);
+        if (x.is_finite() && !xn.is_finite()) || st.iter().take(U::SLOTS).any(|v| !v.is_finite()) {
+            return Err(i);
+        }
+        for (rj, v) in r.iter_mut().zip(st).take(U::SLOTS) {
+            let v = v.to_f64();
+            rj.0 = rj.0.min(v);
+            rj.1 = rj.1.max(v);
+        }
+    }
+    Ok(r)
+}
+
+/// `max |v|` over `v` (`0` when empty; `∞` when some value is not finite).
+pub fn max_abs<T: Float>(v: &[T]) -> f64 {
+    let mut m = T::ZERO;
+    let mut bad = false;
+    for &a in v {
+        bad |= !a.is_finite();
+        m = m.maxv(a.abs());
+    }
+    if bad { f64::INFINITY } else { m.to_f64() }
+}
+
+/// `[min, max]` of `v` (`(∞, −∞)` when empty; NaN never reaches it: state values are finite).
+pub(crate) fn min_max<T: Float>(v: &[T]) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for &a in v {
+        let a = a.to_f64();
+        lo = lo.min(a);
+        hi = hi.max(a);
+    }
+    (lo, hi)
 }
 
 /// Which compiled version of the loop runs.
@@ -397,12 +496,11 @@ pub fn fused_step_detect<T: Float, U: ElementUpdate<T>>(
     fused_step_impl::<T, U, true>(u, b, level, par_threshold)
 }
 
-fn fused_step_impl<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
-    u: &U,
-    b: Buffers<'_, T>,
-    level: SimdLevel,
-    par_threshold: usize,
-) -> Result<bool, BufferLengthError> {
+/// The length checks of [`fused_step`]: every buffer the update uses is as long as `x`.
+pub fn check_buffers<T: Float, U: ElementUpdate<T>>(
+    _u: &U,
+    b: &Buffers<'_, T>,
+) -> Result<(), BufferLengthError> {
     let n = b.x.len();
     let check = |what, len: usize| {
         if len == n {
@@ -422,6 +520,17 @@ fn fused_step_impl<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     for (j, s) in b.slots.iter().enumerate().take(U::SLOTS) {
         check(["slot0", "slot1", "slot2"][j], s.len())?;
     }
+    Ok(())
+}
+
+fn fused_step_impl<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
+    u: &U,
+    b: Buffers<'_, T>,
+    level: SimdLevel,
+    par_threshold: usize,
+) -> Result<bool, BufferLengthError> {
+    check_buffers(u, &b)?;
+    let n = b.x.len();
     Ok(if n >= par_threshold && rayon::current_num_threads() > 1 {
         par_run::<T, U, DETECT>(
             u,
@@ -432,6 +541,73 @@ fn fused_step_impl<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     } else {
         run_chunk::<T, U, DETECT>(u, level, b)
     })
+}
+
+/// The pre-scan of a step: `Ok(max |g_i|)` when every value is finite, else `Err(i)` for the
+/// first non-finite index. One pass, as [`first_nonfinite`] (the maximum is a vector max folded
+/// into the same blocks).
+pub fn scan_max<T: Float>(g: &[T], par_threshold: usize) -> Result<f64, usize> {
+    #[inline(always)]
+    fn block_impl<T: Float>(b: &[T]) -> (bool, T) {
+        let mut bad = false;
+        let mut m = T::ZERO;
+        for &v in b {
+            bad |= !v.is_finite();
+            m = m.maxv(v.abs());
+        }
+        (!bad, m)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn block_avx2<T: Float>(b: &[T]) -> (bool, T) {
+        block_impl(b)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2")]
+    fn block_avx512<T: Float>(b: &[T]) -> (bool, T) {
+        block_impl(b)
+    }
+    let level = SimdLevel::detect();
+    let block = |b: &[T]| -> (bool, T) {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512F (and AVX2) support was detected at run time.
+            SimdLevel::Avx512 => unsafe { block_avx512(b) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX2 support was detected at run time.
+            SimdLevel::Avx2 => unsafe { block_avx2(b) },
+            _ => block_impl(b),
+        }
+    };
+    const BLOCK: usize = 4096;
+    let scan = |start: usize, part: &[T]| -> Result<f64, usize> {
+        let mut m = 0.0f64;
+        for (bi, b) in part.chunks(BLOCK).enumerate() {
+            let (ok, bm) = block(b);
+            if !ok {
+                let i = b.iter().position(|v| !v.is_finite()).unwrap_or(0);
+                return Err(start + bi * BLOCK + i);
+            }
+            m = m.max(bm.to_f64());
+        }
+        Ok(m)
+    };
+    if g.len() >= par_threshold && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        g.par_chunks(PAR_CHUNK)
+            .enumerate()
+            .map(|(ci, c)| scan(ci * PAR_CHUNK, c))
+            .reduce(
+                || Ok(0.0),
+                |a, b| match (a, b) {
+                    (Ok(x), Ok(y)) => Ok(x.max(y)),
+                    (Err(i), Err(j)) => Err(i.min(j)),
+                    (Err(i), _) | (_, Err(i)) => Err(i),
+                },
+            )
+    } else {
+        scan(0, g)
+    }
 }
 
 /// Index of the first non-finite value, if any: a vectorizable reduction in blocks, then a scan

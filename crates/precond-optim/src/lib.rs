@@ -118,6 +118,7 @@
 //! ```
 
 mod bnp;
+pub mod bound;
 mod checks;
 mod config;
 mod error;

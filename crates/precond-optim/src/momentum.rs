@@ -3,6 +3,7 @@
 //! Each rule returns the increment `Δ` with `x ← x + Δ` (before the regularizer's final
 //! touch), and carries the (negative) step size itself so that the arithmetic order is torch's.
 
+use crate::bound::{Iv, lift};
 use crate::float::Float;
 use crate::precond::{Lerp, PrecondRule};
 
@@ -20,6 +21,10 @@ pub trait MomentumRule<T: Float>: Copy + Send + Sync {
     /// The increment `Δ` for gradient `g` (after `maximize` and coupled regularization), the
     /// preconditioner `pre` with its per-element `q`, and this rule's state slots `s`.
     fn increment<P: PrecondRule<T>>(&self, g: T, pre: &P, q: T, s: &mut [T]) -> T;
+    /// The same rule over intervals ([`crate::bound`]).
+    type Lifted: MomentumRule<Iv<T>>;
+    /// This rule with every coefficient as a point interval.
+    fn lift(&self) -> Self::Lifted;
 }
 
 /// No momentum: `Δ = P (scale · g)` with `scale = −η` (torch: `addcdiv_(g, denom, value=−lr)`).
@@ -39,6 +44,12 @@ impl<T: Float> MomentumRule<T> for NoMomentum<T> {
     #[inline(always)]
     fn increment<P: PrecondRule<T>>(&self, g: T, pre: &P, q: T, _s: &mut [T]) -> T {
         pre.apply(q, self.scale * g)
+    }
+    type Lifted = NoMomentum<Iv<T>>;
+    fn lift(&self) -> Self::Lifted {
+        NoMomentum {
+            scale: lift(self.scale),
+        }
     }
 }
 
@@ -101,6 +112,16 @@ impl<T: Float> MomentumRule<T> for HeavyBall<T> {
         let u = self.nest_g * g + self.nest_b * b;
         pre.apply(q, self.scale * u)
     }
+    type Lifted = HeavyBall<Iv<T>>;
+    fn lift(&self) -> Self::Lifted {
+        HeavyBall {
+            keep: lift(self.keep),
+            grad_coeff: lift(self.grad_coeff),
+            nest_g: lift(self.nest_g),
+            nest_b: lift(self.nest_b),
+            scale: lift(self.scale),
+        }
+    }
 }
 
 /// Adam's first moment (8), slot 0: `m ← lerp(m, g, 1 − β₁)`, `Δ = P (−(η/(1 − β₁^k)) m)`
@@ -140,6 +161,13 @@ impl<T: Float> MomentumRule<T> for Ema<T> {
         s[0] = m;
         pre.apply(q, self.scale * m)
     }
+    type Lifted = Ema<Iv<T>>;
+    fn lift(&self) -> Self::Lifted {
+        Ema {
+            lerp: self.lerp.lift(),
+            scale: lift(self.scale),
+        }
+    }
 }
 
 /// torch `RMSprop` momentum on the *preconditioned* gradient, slot 0 = buffer `b` (starts at 0):
@@ -167,5 +195,12 @@ impl<T: Float> MomentumRule<T> for PostHeavyBall<T> {
         let b = s[0] * self.momentum + pre.apply(q, g);
         s[0] = b;
         self.scale * b
+    }
+    type Lifted = PostHeavyBall<Iv<T>>;
+    fn lift(&self) -> Self::Lifted {
+        PostHeavyBall {
+            momentum: lift(self.momentum),
+            scale: lift(self.scale),
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! `q` from which `P_k u`, `p_i` and `sqrt(p_i)` follow. For the adaptive rules `q` is torch's
 //! denominator (`sqrt(·) + eps`) and `P_k u = u / q`, so that the arithmetic is the one torch does.
 
+use crate::bound::{Iv, lift};
 use crate::float::Float;
 
 /// A diagonal preconditioner rule: one part of a fused optimizer (see [`crate::kernel::Fused`]).
@@ -43,6 +44,10 @@ pub trait PrecondRule<T: Float>: Copy + Send + Sync {
     }
     /// `q` of the current state without feeding a gradient (used to observe `P_k`).
     fn current(&self, aux: T, s: &[T]) -> T;
+    /// The same rule over intervals ([`crate::bound`]).
+    type Lifted: PrecondRule<Iv<T>>;
+    /// This rule with every coefficient as a point interval.
+    fn lift(&self) -> Self::Lifted;
 }
 
 /// `P = I`: plain (stochastic) gradient descent (1).
@@ -75,6 +80,10 @@ impl<T: Float> PrecondRule<T> for Identity {
     #[inline(always)]
     fn current(&self, _aux: T, _s: &[T]) -> T {
         T::ONE
+    }
+    type Lifted = Identity;
+    fn lift(&self) -> Identity {
+        Identity
     }
 }
 
@@ -114,6 +123,10 @@ impl<T: Float> PrecondRule<T> for FixedDiag {
     fn current(&self, aux: T, _s: &[T]) -> T {
         aux
     }
+    type Lifted = FixedDiag;
+    fn lift(&self) -> FixedDiag {
+        FixedDiag
+    }
 }
 
 /// The map `v ↦ v^power` an adaptive rule applies to its second-moment estimate before adding
@@ -127,6 +140,10 @@ pub trait Root<T: Float>: Copy + Send + Sync {
     /// `(1/c)^power` in `f64`, for a bias correction `c` (Adam's `1 − β₂^k`): the factor that
     /// turns `v^power` into `v̂^power = (v/c)^power`.
     fn inv_bias(&self, c: f64) -> f64;
+    /// The same map over intervals.
+    type Lifted: Root<Iv<T>>;
+    /// This map over intervals.
+    fn lift(&self) -> Self::Lifted;
 }
 
 /// `power = 1/2`: `sqrt(v)` (the default; bit-identical to the rules before `power` existed).
@@ -142,6 +159,10 @@ impl<T: Float> Root<T> for SqrtRoot {
     fn inv_bias(&self, c: f64) -> f64 {
         1.0 / c.sqrt()
     }
+    type Lifted = SqrtRoot;
+    fn lift(&self) -> SqrtRoot {
+        SqrtRoot
+    }
 }
 
 /// `power = 1`: `v` itself (no root; the diagonal Fisher / Gauss–Newton scaling).
@@ -156,6 +177,10 @@ impl<T: Float> Root<T> for LinearRoot {
     #[inline(always)]
     fn inv_bias(&self, c: f64) -> f64 {
         1.0 / c
+    }
+    type Lifted = LinearRoot;
+    fn lift(&self) -> LinearRoot {
+        LinearRoot
     }
 }
 
@@ -187,6 +212,13 @@ impl<T: Float> Root<T> for PowRoot<T> {
     #[inline(always)]
     fn inv_bias(&self, c: f64) -> f64 {
         c.powf(-self.power_f64)
+    }
+    type Lifted = PowRoot<Iv<T>>;
+    fn lift(&self) -> PowRoot<Iv<T>> {
+        PowRoot {
+            power: lift(self.power),
+            power_f64: self.power_f64,
+        }
     }
 }
 
@@ -272,13 +304,20 @@ impl<T: Float, R: Root<T>> PrecondRule<T> for AdagradPrecond<T, R> {
     const HEAVY: bool = true;
     #[inline(always)]
     fn update(&self, g: T, _aux: T, s: &mut [T]) -> T {
-        let sum = s[0] + g * g;
+        let sum = s[0] + g.sq();
         s[0] = sum;
         self.root.root(sum) + self.eps
     }
     #[inline(always)]
     fn current(&self, _aux: T, s: &[T]) -> T {
         self.root.root(s[0]) + self.eps
+    }
+    type Lifted = AdagradPrecond<Iv<T>, R::Lifted>;
+    fn lift(&self) -> Self::Lifted {
+        AdagradPrecond {
+            eps: lift(self.eps),
+            root: self.root.lift(),
+        }
     }
 }
 
@@ -303,8 +342,14 @@ impl<T: Float> Lerp<T> {
     /// `lerp(start, end)`.
     #[inline(always)]
     pub fn apply(&self, start: T, end: T) -> T {
-        let base = if self.small { start } else { end };
-        base + self.coeff * (end - start)
+        T::lerp_with(start, end, self.small, self.coeff)
+    }
+    /// The same interpolation over intervals.
+    pub fn lift(&self) -> Lerp<Iv<T>> {
+        Lerp {
+            small: self.small,
+            coeff: lift(self.coeff),
+        }
     }
 }
 
@@ -365,7 +410,7 @@ impl<T: Float, const CENTERED: bool, R: Root<T>> PrecondRule<T> for RmsPrecond<T
     const HEAVY: bool = true;
     #[inline(always)]
     fn update(&self, g: T, _aux: T, s: &mut [T]) -> T {
-        let v = s[0] * self.alpha + self.one_minus_alpha * g * g;
+        let v = s[0] * self.alpha + T::scaled_sq(self.one_minus_alpha, g);
         s[0] = v;
         if CENTERED {
             let ga = self.lerp.apply(s[1], g);
@@ -381,6 +426,16 @@ impl<T: Float, const CENTERED: bool, R: Root<T>> PrecondRule<T> for RmsPrecond<T
             self.root.root(s[0] + (-s[1]) * s[1]) + self.eps
         } else {
             self.root.root(s[0]) + self.eps
+        }
+    }
+    type Lifted = RmsPrecond<Iv<T>, CENTERED, R::Lifted>;
+    fn lift(&self) -> Self::Lifted {
+        RmsPrecond {
+            alpha: lift(self.alpha),
+            one_minus_alpha: lift(self.one_minus_alpha),
+            lerp: self.lerp.lift(),
+            eps: lift(self.eps),
+            root: self.root.lift(),
         }
     }
 }
@@ -449,7 +504,7 @@ impl<T: Float, const AMSGRAD: bool, R: Root<T>> PrecondRule<T> for AdamPrecond<T
     const HEAVY: bool = true;
     #[inline(always)]
     fn update(&self, g: T, _aux: T, s: &mut [T]) -> T {
-        let v = s[0] * self.beta2 + self.one_minus_beta2 * g * g;
+        let v = s[0] * self.beta2 + T::scaled_sq(self.one_minus_beta2, g);
         s[0] = v;
         if AMSGRAD {
             let vm = s[1].maxv(v);
@@ -463,5 +518,15 @@ impl<T: Float, const AMSGRAD: bool, R: Root<T>> PrecondRule<T> for AdamPrecond<T
     fn current(&self, _aux: T, s: &[T]) -> T {
         let v = if AMSGRAD { s[1] } else { s[0] };
         self.root.root(v) * self.inv_bc2_sqrt + self.eps
+    }
+    type Lifted = AdamPrecond<Iv<T>, AMSGRAD, R::Lifted>;
+    fn lift(&self) -> Self::Lifted {
+        AdamPrecond {
+            beta2: lift(self.beta2),
+            one_minus_beta2: lift(self.one_minus_beta2),
+            inv_bc2_sqrt: lift(self.inv_bc2_sqrt),
+            eps: lift(self.eps),
+            root: self.root.lift(),
+        }
     }
 }

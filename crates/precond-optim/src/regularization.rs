@@ -17,6 +17,7 @@
 //! Intrinsic L2 in gradient form is weight decay, applied as `x ← x(1 − ηλ)` *before* the step as
 //! torch's `AdamW` does.
 
+use crate::bound::{Iv, lift};
 use crate::float::Float;
 use crate::precond::PrecondRule;
 use serde::{Deserialize, Serialize};
@@ -137,12 +138,37 @@ pub trait Regularizer<T: Float>: Copy + Send + Sync {
     fn finish<P: PrecondRule<T>>(&self, _x_old: T, z: T, _pre: &P, _q: T) -> T {
         z
     }
+    /// Whether [`Self::grad`] reads `x` (then the overflow guard needs `max |x|`).
+    const GRAD_USES_X: bool = false;
+    /// The same regularizer over intervals ([`crate::bound`]).
+    type Lifted: Regularizer<Iv<T>>;
+    /// This regularizer with every coefficient as a point interval.
+    fn lift(&self) -> Self::Lifted;
+    /// Whether `x_new = finish(x, decay(x) + d)` is finite for every finite `x`, given
+    /// enclosures of the increment `d` and of the rule's `q` (`pre` the lifted rule).
+    ///
+    /// The default is the regularizers whose `decay` is the identity and `finish` returns `z`:
+    /// `x_new = fl(x + d)` is finite for every finite `x` when `|d|` is below half an ulp of the
+    /// largest finite value ([`Float::HALF_ULP_MAX`], round to nearest).
+    fn finish_finite<P: PrecondRule<Iv<T>>>(
+        _lifted: &Self::Lifted,
+        d: Iv<T>,
+        _q: Iv<T>,
+        _pre: &P,
+    ) -> bool {
+        d.mag() < T::HALF_ULP_MAX
+    }
 }
 
 /// No penalty.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoReg;
-impl<T: Float> Regularizer<T> for NoReg {}
+impl<T: Float> Regularizer<T> for NoReg {
+    type Lifted = NoReg;
+    fn lift(&self) -> NoReg {
+        NoReg
+    }
+}
 
 /// Coupled L2 (10)/(12), torch's `weight_decay` of SGD, Adam, Adagrad, RMSprop: `g ← g + λ x`.
 ///
@@ -163,6 +189,13 @@ impl<T: Float> Regularizer<T> for CoupledL2<T> {
     #[inline(always)]
     fn grad(&self, x: T, g: T) -> T {
         g + self.weight_decay * x
+    }
+    const GRAD_USES_X: bool = true;
+    type Lifted = CoupledL2<Iv<T>>;
+    fn lift(&self) -> Self::Lifted {
+        CoupledL2 {
+            weight_decay: lift(self.weight_decay),
+        }
     }
 }
 
@@ -185,6 +218,21 @@ impl<T: Float> Regularizer<T> for DecoupledL2<T> {
     #[inline(always)]
     fn decay(&self, x: T) -> T {
         x * self.factor
+    }
+    type Lifted = DecoupledL2<Iv<T>>;
+    fn lift(&self) -> Self::Lifted {
+        DecoupledL2 {
+            factor: lift(self.factor),
+        }
+    }
+    /// `fl(x · factor)` is at most `|x|` when `|factor| ≤ 1`; then as the default.
+    fn finish_finite<P: PrecondRule<Iv<T>>>(
+        lifted: &Self::Lifted,
+        d: Iv<T>,
+        _q: Iv<T>,
+        _pre: &P,
+    ) -> bool {
+        lifted.factor.mag() <= 1.0 && d.mag() < T::HALF_ULP_MAX
     }
 }
 
@@ -286,5 +334,37 @@ impl<T: Float> Regularizer<T> for Elementwise<T> {
         let t1 = self.t1_sqrtp * sp + self.t1_p * p;
         let t2 = T::ONE + (self.t2_c + self.t2_p * p);
         soft_threshold(z, t1) / t2
+    }
+    const GRAD_USES_X: bool = true;
+    type Lifted = Elementwise<Iv<T>>;
+    fn lift(&self) -> Self::Lifted {
+        Elementwise {
+            g_l2: lift(self.g_l2),
+            g_l1: lift(self.g_l1),
+            decay: lift(self.decay),
+            i_l1: lift(self.i_l1),
+            t1_sqrtp: lift(self.t1_sqrtp),
+            t1_p: lift(self.t1_p),
+            t2_c: lift(self.t2_c),
+            t2_p: lift(self.t2_p),
+        }
+    }
+    /// `z = fl(fl(x·decay) + d)` is finite when `|decay| ≤ 1` and `|d| <` half an ulp of the
+    /// largest value; so is `z − i_l1·sqrt(p)·sign(x)` when that term is below the same bound;
+    /// `soft(z, t1)` with a finite `t1 ≥ 0` is at most `|z|`; dividing by `t2 = 1 + (≥ 0) ≥ 1`
+    /// does not grow it.
+    fn finish_finite<P: PrecondRule<Iv<T>>>(l: &Self::Lifted, d: Iv<T>, q: Iv<T>, pre: &P) -> bool {
+        let sp = pre.sqrt_p(q);
+        let p = pre.p(q);
+        let e = l.i_l1 * sp;
+        let t1 = l.t1_sqrtp * sp + l.t1_p * p;
+        let t2m1 = l.t2_c + l.t2_p * p;
+        l.decay.mag() <= 1.0
+            && d.mag() < T::HALF_ULP_MAX
+            && e.mag() < T::HALF_ULP_MAX
+            && t1.is_finite()
+            && t1.lo >= 0.0
+            && t2m1.is_finite()
+            && t2m1.lo >= 0.0
     }
 }

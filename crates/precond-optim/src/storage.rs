@@ -123,6 +123,16 @@ pub(crate) struct Slots<T> {
     pub(crate) scratch_y: Vec<T>,
     /// The copy of a BNP part's gradient that BNP preconditions (its length; empty otherwise).
     pub(crate) bnp_grad: Vec<T>,
+    /// `[min, max]` of each per-element slot, known from the last step's enclosure
+    /// ([`crate::bound`]); `None` until computed from the values (fresh or loaded state).
+    pub(crate) ranges: Option<crate::bound::SlotRanges>,
+    /// `[min, max]` of [`Self::aux`] (it never changes), once computed.
+    pub(crate) aux_range: Option<(f64, f64)>,
+    /// The ranges the checked step will leave (committed with the step).
+    pub(crate) pending: Option<crate::bound::SlotRanges>,
+    /// A part that steps by its own routine (matrix kinds, a dense `P`): room for its parameters
+    /// and state, so that a step whose result is not finite is undone (allocated with the state).
+    pub(crate) backup: Vec<T>,
 }
 
 impl<T: Float> Slots<T> {
@@ -182,6 +192,10 @@ impl<T: Float> Slots<T> {
             scratch_u: su,
             scratch_y: sy,
             bnp_grad: Vec::new(),
+            ranges: None,
+            aux_range: None,
+            pending: None,
+            backup: Vec::new(),
         })
     }
 }

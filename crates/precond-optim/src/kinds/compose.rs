@@ -2,16 +2,19 @@
 //! regularizer, running it, observing `P_k` from a rule, and the per-segment step loop.
 
 use super::{SegStep, StepCtx};
+use crate::bound::{GuardIn, SlotRanges};
 use crate::config::OptimizerConfig;
 use crate::error::{OptimError, Result};
 use crate::float::Float;
 use crate::kernel::{
-    Buffers, ElementUpdate, Fused, SimdLevel, default_par_threshold, fused_step, fused_step_detect,
+    BufferLengthError, Buffers, ElementUpdate, Fused, MAX_SLOTS, SimdLevel, check_buffers,
+    default_par_threshold, dry_run, fused_step, fused_step_detect, max_abs,
 };
 use crate::momentum::MomentumRule;
 use crate::precond::PrecondRule;
 use crate::regularization::{CoupledL2, DecoupledL2, Elementwise, NoReg, Regularization};
 use crate::storage::{Slots, StepFloat};
+use std::cell::Cell;
 
 /// How the configured L2 / regularizer of a segment enters the fused update.
 #[derive(Clone, Copy, Debug)]
@@ -53,13 +56,47 @@ impl RegSpec {
     }
 }
 
-/// How a fused pass runs: compiled version, rayon split length (`0`: the update's default) and
-/// whether the pass also detects non-finite gradients (policy `propagate`).
+/// How a fused pass runs: compiled version, rayon split length (`0`: the update's default),
+/// whether the pass also detects non-finite gradients (policy `propagate`), and whether this is
+/// the checking half of a checked step (`guard`: prove or dry-run, write nothing).
 #[derive(Clone, Copy)]
-pub(crate) struct Exec {
+pub(crate) struct Exec<'a> {
     pub(crate) level: SimdLevel,
     pub(crate) th: usize,
     pub(crate) detect: bool,
+    pub(crate) guard: Option<&'a GuardCtx>,
+}
+
+/// The checking half of a checked step ([`crate::bound`]) for one part: what is known before
+/// the pass, and the hull of the slot ranges its segments will leave.
+pub(crate) struct GuardCtx {
+    /// `max |g|` over the gradient the part reads.
+    pub(crate) g_max: f64,
+    /// The part's slot ranges now.
+    pub(crate) st: SlotRanges,
+    /// `[min, max]` of the auxiliary buffer.
+    pub(crate) aux: (f64, f64),
+    /// Hull of the ranges after the step.
+    pub(crate) out: Cell<SlotRanges>,
+}
+
+impl GuardCtx {
+    pub(crate) fn new(g_max: f64, st: SlotRanges, aux: (f64, f64)) -> Self {
+        GuardCtx {
+            g_max,
+            st,
+            aux,
+            out: Cell::new([(f64::INFINITY, f64::NEG_INFINITY); MAX_SLOTS]),
+        }
+    }
+    fn merge(&self, r: SlotRanges) {
+        let mut o = self.out.get();
+        for (a, b) in o.iter_mut().zip(r) {
+            a.0 = a.0.min(b.0);
+            a.1 = a.1.max(b.1);
+        }
+        self.out.set(o);
+    }
 }
 
 /// Run `pre` and `mom` with the segment's regularizer in one fused pass (`lr` is the learning rate
@@ -125,7 +162,28 @@ pub(crate) fn with_reg<T: Float, P: PrecondRule<T>, M: MomentumRule<T>>(
     }
 }
 
-fn go<T: Float, U: ElementUpdate<T>>(u: &U, b: Buffers<'_, T>, ex: Exec) -> Result<bool> {
+fn go<T: Float, U: ElementUpdate<T>>(u: &U, b: Buffers<'_, T>, ex: Exec<'_>) -> Result<bool> {
+    let len_err = |e: BufferLengthError| OptimError::LengthMismatch {
+        what: e.what,
+        expected: e.expected,
+        got: e.got,
+    };
+    if let Some(gc) = ex.guard {
+        // the checking half: prove every written value finite, or find the first that is not
+        check_buffers(u, &b).map_err(len_err)?;
+        let inp = GuardIn {
+            g_max: gc.g_max,
+            x_max: U::READS_X_IN_GRAD.then(|| max_abs(b.x)),
+            aux: gc.aux,
+            st: gc.st,
+        };
+        let r = match u.guard(&inp) {
+            Some(r) => r,
+            None => dry_run(u, &b).map_err(|index| OptimError::NonFiniteUpdate { index })?,
+        };
+        gc.merge(r);
+        return Ok(false);
+    }
     let th = if ex.th == 0 {
         default_par_threshold::<T, U>()
     } else {
@@ -136,11 +194,7 @@ fn go<T: Float, U: ElementUpdate<T>>(u: &U, b: Buffers<'_, T>, ex: Exec) -> Resu
     } else {
         fused_step(u, b, ex.level, th).map(|()| false)
     };
-    res.map_err(|e| OptimError::LengthMismatch {
-        what: e.what,
-        expected: e.expected,
-        got: e.got,
-    })
+    res.map_err(len_err)
 }
 
 /// `P_k` of a rule over the state: `out[i] = p(current(aux_i, slots_i))`.
@@ -181,6 +235,7 @@ pub(crate) fn step_segments<T: StepFloat>(
         level: ctx.level,
         th: ctx.par_threshold,
         detect: ctx.propagate,
+        guard: ctx.guard,
     };
     let sign = if c.maximize { -1.0 } else { 1.0 };
     let [s0, s1, s2] = &mut slots.s;
@@ -219,7 +274,13 @@ pub(crate) fn step_segments<T: StepFloat>(
                 aux,
                 slots: [c0, c1, c2],
             },
-        )?;
+        )
+        .map_err(|e| match e {
+            OptimError::NonFiniteUpdate { index } => OptimError::NonFiniteUpdate {
+                index: index + seg.start,
+            },
+            e => e,
+        })?;
     }
     Ok(bad)
 }

@@ -57,6 +57,8 @@ pub(crate) struct StepCtx<'a> {
     pub(crate) propagate: bool,
     /// The part's size and shape.
     pub(crate) geo: &'a Geometry,
+    /// The checking half of a checked step (write nothing; see [`compose::GuardCtx`]).
+    pub(crate) guard: Option<&'a compose::GuardCtx>,
 }
 
 impl StepCtx<'_> {
@@ -69,7 +71,7 @@ impl StepCtx<'_> {
 /// One segment's pass: its scheduled learning rate, the step number, its regularization and how
 /// the fused loop runs.
 #[derive(Clone, Copy)]
-pub(crate) struct SegStep {
+pub(crate) struct SegStep<'a> {
     /// Scheduled learning rate `η` of the segment.
     pub(crate) lr: f64,
     /// Step number `k ≥ 1`.
@@ -79,7 +81,7 @@ pub(crate) struct SegStep {
     /// How weight decay and the regularizer enter the update.
     pub(crate) reg: RegSpec,
     /// How the fused pass runs.
-    pub(crate) exec: compose::Exec,
+    pub(crate) exec: compose::Exec<'a>,
 }
 
 /// Everything the library knows about one optimizer kind (see the module docs).

@@ -89,6 +89,14 @@ impl Part {
         if self.bnp.is_some() {
             s.bnp_grad = crate::storage::filled(self.geo.len, T::ZERO, "BNP gradient copy")?;
         }
+        if self.own_step() {
+            // parameters + every state array: the undo of a step that overflowed
+            let len =
+                s.s.iter()
+                    .chain(s.mats.iter())
+                    .fold(self.geo.len, |acc, v| acc.saturating_add(v.len()));
+            s.backup = crate::storage::filled(len, T::ZERO, "step backup")?;
+        }
         Ok(s)
     }
 

@@ -1,11 +1,12 @@
 //! [`Optimizer::step`]: checks, the non-finite policy, then the kind's step.
 
-use super::{Optimizer, StepOutcome};
+use super::{Optimizer, Part, StepOutcome};
 use crate::config::NonFinitePolicy;
 use crate::error::{OptimError, Result};
-use crate::kernel::{ParallelParams, first_nonfinite};
+use crate::kernel::{MAX_SLOTS, ParallelParams, first_nonfinite, max_abs, min_max, scan_max};
 use crate::kinds::StepCtx;
-use crate::storage::{StepFloat, Store};
+use crate::kinds::compose::GuardCtx;
+use crate::storage::{Slots, StepFloat, Store};
 
 impl Optimizer {
     /// One step on `f64` buffers. See [`Optimizer::step`].
@@ -29,6 +30,15 @@ impl Optimizer {
     /// [`OptimError::InvalidLearningRate`] (a schedule drove some group's learning rate to a
     /// non-finite or negative value).
     ///
+    /// Unless `propagate`, a step never writes a NaN or an infinity made from finite inputs
+    /// ([`OptimError::NonFiniteUpdate`], or a skipped step under `skip`; docs/THEORY.md and
+    /// RELIABILITY.md): the per-element parts first prove their update finite by evaluating it
+    /// on intervals ([`crate::bound`]: `max |g|` from the pre-scan, the state's ranges tracked
+    /// from step to step, `max |x|` when the regularizer reads `x`), falling back to an exact
+    /// dry run over the buffers where the enclosure is not enough, before anything is written;
+    /// a matrix group or a dense `P` saves its parameters and state, steps, and is undone
+    /// (with every part before it) when it left a non-finite value where there was none.
+    ///
     /// A group with `"bnp"` ([`crate::ParamGroup::bnp`]) steps its optimizer on a copy of its
     /// gradient preconditioned by [`crate::bnp_precondition`] with the group's running
     /// statistics (docs/THEORY.md §6); the copy is allocated at the first step with the state.
@@ -47,6 +57,9 @@ impl Optimizer {
             }
             Err(OptimError::NonFiniteGradient { index }) => {
                 Err(OptimError::NonFiniteGradient { index: index + off })
+            }
+            Err(OptimError::NonFiniteUpdate { index }) => {
+                Err(OptimError::NonFiniteUpdate { index: index + off })
             }
             Err(OptimError::InvalidLearningRate { lr, step, start }) => {
                 Err(OptimError::InvalidLearningRate {
@@ -109,16 +122,25 @@ impl Optimizer {
             self.par_threshold
         };
         let propagate = self.cfg.nonfinite == NonFinitePolicy::Propagate;
-        if !propagate && let Some(index) = first_nonfinite(grads, scan_th) {
-            return match self.cfg.nonfinite {
+        let policy = self.cfg.nonfinite;
+        let refuse = |index: usize, step: u64| -> Result<StepOutcome> {
+            match policy {
                 NonFinitePolicy::Skip => Ok(StepOutcome {
                     applied: false,
-                    step: self.step,
+                    step,
                     lr: lr_top,
                     nonfinite_index: Some(index),
                 }),
                 _ => Err(OptimError::NonFiniteGradient { index }),
-            };
+            }
+        };
+        // the pre-scan: every gradient entry finite, and `max |g|` for the guard
+        let mut g_max = f64::INFINITY;
+        if !propagate {
+            match scan_max(grads, scan_th) {
+                Ok(m) => g_max = m,
+                Err(index) => return refuse(index, self.step),
+            }
         }
         // first step: every part's state allocated (fallibly) before any part steps, so an
         // allocation failure leaves the optimizer as it was
@@ -138,6 +160,14 @@ impl Optimizer {
                 }
             }
         }
+        // on a refusal after this point: the state a first step allocated goes again
+        let forget_fresh = |parts: &mut [Part]| {
+            if first {
+                for p in parts {
+                    p.store = Store::Empty;
+                }
+            }
+        };
         // BNP parts: their gradient copied and preconditioned (`P g`, docs/THEORY.md §6) before
         // any part steps; unless `propagate`, a non-finite preconditioned entry (a zero variance
         // with `eps = 0`, or overflow) is treated as a non-finite gradient at its index
@@ -150,72 +180,116 @@ impl Optimizer {
             copy.copy_from_slice(&grads[a..e]);
             b.precondition(copy)?;
             if !propagate && let Some(i) = first_nonfinite(copy, scan_th) {
-                if first {
-                    // the state this first step allocated goes again: nothing changed
-                    for p in &mut self.parts {
-                        p.store = Store::Empty;
-                    }
+                forget_fresh(&mut self.parts);
+                return refuse(a + i, self.step);
+            }
+        }
+        let ctx = PartCtx {
+            base_lr: self.base_lr,
+            step: self.step,
+            level: self.level,
+            par_threshold: self.par_threshold,
+            propagate,
+        };
+        // the checking half (unless `propagate`): every per-element part proves, by an interval
+        // enclosure of its update or an exact dry run, that it writes only finite values
+        // (crate::bound); nothing is written yet
+        if !propagate {
+            for part in &mut self.parts {
+                if part.own_step() {
+                    continue;
                 }
-                return match self.cfg.nonfinite {
-                    NonFinitePolicy::Skip => Ok(StepOutcome {
-                        applied: false,
-                        step: self.step,
-                        lr: lr_top,
-                        nonfinite_index: Some(a + i),
-                    }),
-                    _ => Err(OptimError::NonFiniteGradient { index: a + i }),
+                let Some(slots) = T::slots_mut(&mut part.store) else {
+                    return Err(dtype_lost::<T>());
                 };
+                let st = *slots.ranges.get_or_insert_with(|| {
+                    let mut r = [(0.0, 0.0); MAX_SLOTS];
+                    for (rj, v) in r.iter_mut().zip(&slots.s) {
+                        if !v.is_empty() {
+                            *rj = min_max(v);
+                        }
+                    }
+                    r
+                });
+                let aux = *slots.aux_range.get_or_insert_with(|| {
+                    if slots.aux.is_empty() {
+                        (0.0, 0.0)
+                    } else {
+                        min_max(&slots.aux)
+                    }
+                });
+                let gm = if part.bnp.is_some() {
+                    max_abs(&slots.bnp_grad)
+                } else {
+                    g_max
+                };
+                let gc = GuardCtx::new(gm, st, aux);
+                if let Err(e) = step_part(part, &ctx, params, grads, Some(&gc)) {
+                    forget_fresh(&mut self.parts);
+                    return match e {
+                        OptimError::NonFiniteUpdate { index } => match policy {
+                            NonFinitePolicy::Skip => refuse(index, self.step),
+                            _ => Err(e),
+                        },
+                        e => Err(e),
+                    };
+                }
+                if let Some(slots) = T::slots_mut(&mut part.store) {
+                    slots.pending = Some(gc.out.get());
+                }
             }
         }
         let mut bad = false;
-        for part in &mut self.parts {
-            if part.bnp.is_some() {
-                let (a, e) = part.span();
-                let Some(slots) = T::slots_mut(&mut part.store) else {
-                    return Err(OptimError::DtypeMismatch {
-                        expected: "?",
-                        got: T::DTYPE.name(),
-                    });
-                };
-                let Some(b) = &part.bnp else { continue };
-                let ctx = StepCtx {
-                    segments: &b.local,
-                    base_lr: self.base_lr,
-                    step: self.step,
-                    level: self.level,
-                    par_threshold: self.par_threshold,
-                    propagate,
-                    geo: &part.geo,
-                };
-                // the kind steps on the preconditioned copy, in the copy's coordinates
-                let copy = std::mem::take(&mut slots.bnp_grad);
-                let r = part
-                    .cfg
-                    .optimizer
-                    .step(&part.cfg, &ctx, &mut params[a..e], &copy, slots);
-                slots.bnp_grad = copy;
-                bad |= r?;
+        // parts with their own step routine (matrix kinds, a dense `P`) first: each saves its
+        // parameters and state, steps, and is undone (with the ones before it) when it left a
+        // non-finite value where there was none (unless `propagate`)
+        let undo = |parts: &mut [Part], upto: usize, params: &mut [T]| {
+            for p in parts[..=upto].iter_mut().filter(|p| p.own_step()) {
+                p.restore(params);
+            }
+            forget_fresh(parts);
+        };
+        for pi in 0..self.parts.len() {
+            if !self.parts[pi].own_step() {
                 continue;
             }
-            let ctx = StepCtx {
-                segments: &part.segments,
-                base_lr: self.base_lr,
-                step: self.step,
-                level: self.level,
-                par_threshold: self.par_threshold,
-                propagate,
-                geo: &part.geo,
+            if !propagate {
+                self.parts[pi].save::<T>(params);
+            }
+            let r = step_part(&mut self.parts[pi], &ctx, params, grads, None);
+            let r = match r {
+                Ok(b) if !propagate => match self.parts[pi].verify::<T>(params) {
+                    Some(index) => Err(OptimError::NonFiniteUpdate { index }),
+                    None => Ok(b),
+                },
+                r => r,
             };
-            let Some(slots) = T::slots_mut(&mut part.store) else {
-                return Err(OptimError::DtypeMismatch {
-                    expected: "?",
-                    got: T::DTYPE.name(),
-                });
-            };
-            bad |= part
-                .cfg
-                .optimizer
-                .step(&part.cfg, &ctx, params, grads, slots)?;
+            match r {
+                Ok(b) => bad |= b,
+                Err(e) => {
+                    if !propagate {
+                        undo(&mut self.parts, pi, params);
+                    }
+                    return match e {
+                        OptimError::NonFiniteUpdate { index }
+                            if policy == NonFinitePolicy::Skip =>
+                        {
+                            refuse(index, self.step)
+                        }
+                        e => Err(e),
+                    };
+                }
+            }
+        }
+        // then the per-element parts, proven finite above
+        for part in &mut self.parts {
+            if part.own_step() {
+                continue;
+            }
+            bad |= step_part(part, &ctx, params, grads, None)?;
+            if let Some(slots) = T::slots_mut(&mut part.store) {
+                slots.ranges = slots.pending.take();
+            }
         }
         self.step = k;
         Ok(StepOutcome {
@@ -229,5 +303,144 @@ impl Optimizer {
                 None
             },
         })
+    }
+}
+
+/// What every part's step shares.
+struct PartCtx {
+    base_lr: f64,
+    step: u64,
+    level: crate::kernel::SimdLevel,
+    par_threshold: usize,
+    propagate: bool,
+}
+
+fn dtype_lost<T: StepFloat>() -> OptimError {
+    OptimError::DtypeMismatch {
+        expected: "?",
+        got: T::DTYPE.name(),
+    }
+}
+
+/// One part's step (or, with `guard`, its checking half): a BNP part steps its optimizer on its
+/// preconditioned gradient copy, in the copy's coordinates; indices come back in the buffer's.
+fn step_part<T: StepFloat>(
+    part: &mut Part,
+    pc: &PartCtx,
+    params: &mut [T],
+    grads: &[T],
+    guard: Option<&GuardCtx>,
+) -> Result<bool> {
+    let span = part.span();
+    let Part {
+        cfg,
+        segments,
+        geo,
+        store,
+        bnp,
+        ..
+    } = part;
+    let Some(slots) = T::slots_mut(store) else {
+        return Err(dtype_lost::<T>());
+    };
+    let mk = |segments| StepCtx {
+        segments,
+        base_lr: pc.base_lr,
+        step: pc.step,
+        level: pc.level,
+        par_threshold: pc.par_threshold,
+        propagate: pc.propagate,
+        geo,
+        guard,
+    };
+    if let Some(b) = bnp {
+        let (a, e) = span;
+        let ctx = mk(&b.local);
+        let copy = std::mem::take(&mut slots.bnp_grad);
+        let r = cfg
+            .optimizer
+            .step(cfg, &ctx, &mut params[a..e], &copy, slots);
+        slots.bnp_grad = copy;
+        return r.map_err(|e| match e {
+            OptimError::NonFiniteUpdate { index } => {
+                OptimError::NonFiniteUpdate { index: index + a }
+            }
+            e => e,
+        });
+    }
+    let ctx = mk(segments);
+    cfg.optimizer.step(cfg, &ctx, params, grads, slots)
+}
+
+impl Part {
+    /// The part steps by its own routine (a matrix kind or a dense `P`), not by fused
+    /// per-element passes: it is checked by saving, stepping and verifying (undone on failure).
+    pub(crate) fn own_step(&self) -> bool {
+        self.cfg.optimizer.is_matrix() || self.prepared.dense_p.is_some()
+    }
+
+    /// Copy the part's parameters and state into its backup (sized at allocation).
+    fn save<T: StepFloat>(&mut self, params: &[T]) {
+        let (a, e) = self.span();
+        let Some(slots) = T::slots_mut(&mut self.store) else {
+            return;
+        };
+        let Slots {
+            s, mats, backup, ..
+        } = slots;
+        let mut off = 0;
+        for src in std::iter::once(&params[a..e])
+            .chain(s.iter().map(Vec::as_slice))
+            .chain(mats.iter().map(Vec::as_slice))
+        {
+            if off + src.len() > backup.len() {
+                return;
+            }
+            backup[off..off + src.len()].copy_from_slice(src);
+            off += src.len();
+        }
+    }
+
+    /// Put back what [`Part::save`] saved.
+    fn restore<T: StepFloat>(&mut self, params: &mut [T]) {
+        let (a, e) = self.span();
+        let Some(slots) = T::slots_mut(&mut self.store) else {
+            return;
+        };
+        let Slots {
+            s, mats, backup, ..
+        } = slots;
+        let mut off = 0;
+        for dst in std::iter::once(&mut params[a..e])
+            .chain(s.iter_mut().map(Vec::as_mut_slice))
+            .chain(mats.iter_mut().map(Vec::as_mut_slice))
+        {
+            if off + dst.len() > backup.len() {
+                return;
+            }
+            dst.copy_from_slice(&backup[off..off + dst.len()]);
+            off += dst.len();
+        }
+    }
+
+    /// After the part's step: the first index whose parameter is not finite although it was
+    /// before, else the part's start when some state value is not finite, else `None`.
+    fn verify<T: StepFloat>(&mut self, params: &[T]) -> Option<usize> {
+        let (a, e) = self.span();
+        let slots = T::slots_mut(&mut self.store)?;
+        let old = &slots.backup;
+        if let Some(i) = params[a..e]
+            .iter()
+            .zip(old.iter())
+            .position(|(n, o)| o.is_finite() && !n.is_finite())
+        {
+            return Some(a + i);
+        }
+        let state_bad = slots
+            .s
+            .iter()
+            .chain(slots.mats.iter())
+            .any(|v| v.iter().any(|x| !x.is_finite()));
+        state_bad.then_some(a)
     }
 }
