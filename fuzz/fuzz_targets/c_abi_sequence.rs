@@ -217,7 +217,9 @@ fuzz_target!(|ops: Vec<Op>| {
                 // SAFETY: buffers of length `n` or NULL
                 let s = unsafe { precond_optimizer_step_f64(h, pp, gp, n) };
                 cx.status(s, h.is_null() || (n > 0 && (null_params || null_grads)));
-                if s == precond_status_t::PRECOND_OK && grad.is_finite() && grad.abs() < 1e100 {
+                // a checked step (policy "error", every config here) never writes a non-finite
+                // value made from finite inputs: it refuses the step instead
+                if s == precond_status_t::PRECOND_OK && grad.is_finite() {
                     assert!(x.iter().all(|v| v.is_finite()), "step wrote {x:?}");
                 }
             }
@@ -229,6 +231,9 @@ fuzz_target!(|ops: Vec<Op>| {
                 // SAFETY: buffers of length `n`
                 let s = unsafe { precond_optimizer_step_f32(h, x.as_mut_ptr(), g.as_ptr(), n) };
                 cx.status(s, h.is_null());
+                if s == precond_status_t::PRECOND_OK && grad.is_finite() {
+                    assert!(x.iter().all(|v| v.is_finite()), "f32 step wrote {x:?}");
+                }
             }
             Op::SetLr { slot, lr } => {
                 let h = cx.handle(slot);

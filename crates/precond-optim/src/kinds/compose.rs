@@ -78,6 +78,8 @@ pub(crate) struct GuardCtx {
     pub(crate) aux: (f64, f64),
     /// Hull of the ranges after the step.
     pub(crate) out: Cell<SlotRanges>,
+    /// Segments checked by a dry run.
+    pub(crate) dry_runs: Cell<u64>,
 }
 
 impl GuardCtx {
@@ -87,6 +89,7 @@ impl GuardCtx {
             st,
             aux,
             out: Cell::new([(f64::INFINITY, f64::NEG_INFINITY); MAX_SLOTS]),
+            dry_runs: Cell::new(0),
         }
     }
     fn merge(&self, r: SlotRanges) {
@@ -179,7 +182,10 @@ fn go<T: Float, U: ElementUpdate<T>>(u: &U, b: Buffers<'_, T>, ex: Exec<'_>) -> 
         };
         let r = match u.guard(&inp) {
             Some(r) => r,
-            None => dry_run(u, &b).map_err(|index| OptimError::NonFiniteUpdate { index })?,
+            None => {
+                gc.dry_runs.set(gc.dry_runs.get() + 1);
+                dry_run(u, &b).map_err(|index| OptimError::NonFiniteUpdate { index })?
+            }
         };
         gc.merge(r);
         return Ok(false);

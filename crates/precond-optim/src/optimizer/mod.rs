@@ -50,6 +50,9 @@ pub struct Optimizer {
     par_threshold: usize,
     /// Set when this optimizer steps one shard of a larger buffer (`crate::shard`).
     shard: Option<ShardInfo>,
+    /// Segment passes whose finiteness the interval guard could not prove, so that an exact
+    /// dry run checked them ([`Optimizer::dry_runs`]).
+    dry_runs: u64,
 }
 
 /// Where a shard's optimizer sits in the unsharded buffer (`crate::shard`): its rank among
@@ -190,6 +193,7 @@ impl Optimizer {
             level: SimdLevel::detect(),
             par_threshold: 0,
             shard: None,
+            dry_runs: 0,
         })
     }
 
@@ -298,6 +302,7 @@ impl Optimizer {
             parts,
             level: full.level,
             par_threshold: 0,
+            dry_runs: 0,
             shard: Some(ShardInfo {
                 rank,
                 world,
@@ -333,6 +338,13 @@ impl Optimizer {
     /// Steps taken (skipped steps do not count).
     pub fn step_count(&self) -> u64 {
         self.step
+    }
+    /// How many segment passes the checked step could not prove finite by its interval
+    /// enclosure ([`crate::bound`]) and checked by an exact dry run instead (one extra read of
+    /// the segment's buffers each): `0` in ordinary training; non-zero for centered RMSprop
+    /// (`v − ḡ²` is not provably positive), `eps = 0`, or magnitudes near the float range.
+    pub fn dry_runs(&self) -> u64 {
+        self.dry_runs
     }
     /// The top-level learning rate the next step will use (base learning rate through the schedule).
     pub fn lr(&self) -> f64 {

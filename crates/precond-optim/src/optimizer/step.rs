@@ -224,7 +224,9 @@ impl Optimizer {
                     g_max
                 };
                 let gc = GuardCtx::new(gm, st, aux);
-                if let Err(e) = step_part(part, &ctx, params, grads, Some(&gc)) {
+                let r = step_part(part, &ctx, params, grads, Some(&gc));
+                self.dry_runs += gc.dry_runs.get();
+                if let Err(e) = r {
                     forget_fresh(&mut self.parts);
                     return match e {
                         OptimError::NonFiniteUpdate { index } => match policy {
