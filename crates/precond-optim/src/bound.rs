@@ -92,8 +92,8 @@ impl<T: Float> Iv<T> {
         }
         let u = rel * T::UNIT_ROUNDOFF;
         let t = T::TINY_F64;
-        let widen_down = |v: f64| (v - v.abs() * u - t).next_down();
-        let widen_up = |v: f64| (v + v.abs() * u + t).next_up();
+        let widen_down = |v: f64| next_down(v - v.abs() * u - t);
+        let widen_up = |v: f64| next_up(v + v.abs() * u + t);
         let mut l = widen_down(lo);
         let mut h = widen_up(hi);
         // rounding is monotone and 0 is representable: the sign of an exact result is kept
@@ -128,9 +128,32 @@ impl<T: Float> Iv<T> {
     }
 }
 
+/// The next `f64` above `v` (`f64::next_up`, stable only from Rust 1.86; MSRV 1.85).
+fn next_up(v: f64) -> f64 {
+    if v.is_nan() || v == f64::INFINITY {
+        v
+    } else if v == 0.0 {
+        f64::from_bits(1)
+    } else if v > 0.0 {
+        f64::from_bits(v.to_bits() + 1)
+    } else {
+        f64::from_bits(v.to_bits() - 1)
+    }
+}
+
+/// The next `f64` below `v`.
+fn next_down(v: f64) -> f64 {
+    -next_up(-v)
+}
+
+/// Exact equality of bounds (bit patterns of non-NaN values; `0.0` and `−0.0` are equal).
+fn same(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits() || (a == 0.0 && b == 0.0)
+}
+
 impl<T: Float> PartialEq for Iv<T> {
     fn eq(&self, o: &Self) -> bool {
-        self.lo == o.lo && self.hi == o.hi
+        same(self.lo, o.lo) && same(self.hi, o.hi)
     }
 }
 
@@ -141,7 +164,7 @@ impl<T: Float> PartialOrd for Iv<T> {
             Some(Ordering::Less)
         } else if self.lo > o.hi {
             Some(Ordering::Greater)
-        } else if self.lo == self.hi && o.lo == o.hi && self.lo == o.lo {
+        } else if same(self.lo, self.hi) && same(o.lo, o.hi) && same(self.lo, o.lo) {
             Some(Ordering::Equal)
         } else {
             None
@@ -253,7 +276,7 @@ impl<T: Float> Float for Iv<T> {
     /// `self^e` for a point exponent `e > 0` on `self ≥ 0` (libm `pow`: within 1 ulp, so the
     /// rounding allowance is doubled).
     fn powf(self, e: Self) -> Self {
-        if e.lo != e.hi || e.lo.is_nan() || e.lo <= 0.0 || self.lo < 0.0 {
+        if !same(e.lo, e.hi) || e.lo.is_nan() || e.lo <= 0.0 || self.lo < 0.0 {
             return Self::everything();
         }
         Self::round_rel(self.lo.powf(e.lo), self.hi.powf(e.lo), 4.0)
@@ -277,7 +300,7 @@ impl<T: Float> Float for Iv<T> {
         }
     }
     fn lerp_with(start: Self, end: Self, small: bool, coeff: Self) -> Self {
-        if coeff.lo != coeff.hi {
+        if !same(coeff.lo, coeff.hi) {
             let base = if small { start } else { end };
             return base + coeff * (end - start);
         }
@@ -335,10 +358,10 @@ mod tests {
     fn rounding_never_crosses_zero_and_encloses_products() {
         let a = Iv::<f32>::new(0.0, 3.0);
         let b = a * a;
-        assert_eq!(b.lo, 0.0);
+        assert!(same(b.lo, 0.0));
         assert!(b.hi >= 9.0);
         let c = Iv::<f32>::sym(2.0).sq();
-        assert_eq!(c.lo, 0.0);
+        assert!(same(c.lo, 0.0));
         assert!(c.hi >= 4.0 && c.hi < 4.0001);
     }
 
