@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# CI smoke run of the cargo-fuzz targets: installs cargo-fuzz when missing, then runs each
-# stable target (no sanitizer, `-s none`) for SMOKE_SECONDS (default 20) on its committed
+# CI smoke run of the cargo-fuzz targets: installs cargo-fuzz when missing, then runs every
+# target on the stable toolchain without a sanitizer (`-s none`; `c_abi_sequence`'s long runs use
+# AddressSanitizer on nightly, see README.md) for SMOKE_SECONDS (default 20) on its committed
 # corpus. A crash fails the script (cargo fuzz exits non-zero and leaves the input under
 # fuzz/artifacts/<target>/). Run from anywhere: `fuzz/smoke.sh`.
 set -euo pipefail
@@ -9,7 +10,9 @@ secs="${SMOKE_SECONDS:-20}"
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install --locked cargo-fuzz
 fi
-for target in state_load config_json matrix_parsers diagnostics_scale; do
+# one build of every target first (the runs below then start at once)
+cargo fuzz build -s none
+for target in state_load config_json matrix_parsers diagnostics_scale c_abi_sequence; do
     mkdir -p "corpus/$target"
     # a scratch copy of the corpus: the smoke run must not grow the committed one
     work="$(mktemp -d)"

@@ -565,6 +565,10 @@ unsafe fn check_step_buffers<'a, T>(
 /// (index named, nothing changed); with `"skip"`, `PRECOND_OK` and nothing changed; with
 /// `"propagate"`, `PRECOND_OK` and the update applied as torch applies it (NaN/Inf in the
 /// parameters and state). `precond_optimizer_last_nonfinite` reports the last two cases.
+/// Likewise a step that would *make* a NaN/infinity from finite inputs (`lr × update`, a moment
+/// or a factor beyond the float range): `PRECOND_NON_FINITE` naming the index under `"error"`,
+/// a skipped step under `"skip"`, nothing written either way (found before writing; see
+/// RELIABILITY.md).
 ///
 /// Errors (the handle, `params` and `grads` are then unchanged and the handle remains usable):
 /// `PRECOND_NULL_POINTER`, `PRECOND_DIMENSION_MISMATCH` (`n != n_params`),

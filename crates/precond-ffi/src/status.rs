@@ -26,7 +26,8 @@ pub enum precond_status_t {
     /// Two sizes that must agree do not (buffer length vs matrix size, `n` vs `n_params`,
     /// a parameter group outside `0..n_params`), or a size computation overflows.
     PRECOND_DIMENSION_MISMATCH = 3,
-    /// A NaN or infinity in an input (gradient, matrix, preconditioner).
+    /// A NaN or infinity in an input (gradient, matrix, preconditioner), or an optimizer step
+    /// whose result would leave the float range (nothing written).
     PRECOND_NON_FINITE = 4,
     /// The computation is not defined for this input: a matrix that is not positive definite,
     /// rank deficient, a zero row, no convergence, a preconditioner not defined yet.

@@ -31,8 +31,7 @@ impl Optimizer {
     /// non-finite or negative value).
     ///
     /// Unless `propagate`, a step never writes a NaN or an infinity made from finite inputs
-    /// ([`OptimError::NonFiniteUpdate`], or a skipped step under `skip`; docs/THEORY.md and
-    /// RELIABILITY.md): the per-element parts first prove their update finite by evaluating it
+    /// ([`OptimError::NonFiniteUpdate`], or a skipped step under `skip`; RELIABILITY.md): the per-element parts first prove their update finite by evaluating it
     /// on intervals ([`crate::bound`]: `max |g|` from the pre-scan, the state's ranges tracked
     /// from step to step, `max |x|` when the regularizer reads `x`), falling back to an exact
     /// dry run over the buffers where the enclosure is not enough, before anything is written;
