@@ -119,31 +119,58 @@ impl<T: Float, P: PrecondRule<T>, M: MomentumRule<T>, R: Regularizer<T>> Element
 /// The exact check behind [`ElementUpdate::guard`]: run the update on copies, write nothing.
 /// `Err(i)` for the first index whose new `x` is not finite although `x_i` was, or whose new
 /// state is not finite; else the `[min, max]` of every used slot's new values (`(∞, −∞)` for an
-/// empty buffer). Lengths as [`fused_step`] requires (the caller checked them).
+/// empty buffer). Lengths as [`fused_step`] requires (the caller checked them). Long buffers are
+/// checked in parallel pieces (the first failing index is still the one reported).
 pub fn dry_run<T: Float, U: ElementUpdate<T>>(
     u: &U,
     b: &Buffers<'_, T>,
 ) -> Result<SlotRanges, usize> {
     let n = b.x.len();
-    let mut r = [(f64::INFINITY, f64::NEG_INFINITY); MAX_SLOTS];
-    for i in 0..n {
-        let mut st = [T::ZERO; MAX_SLOTS];
-        for (j, s) in st.iter_mut().enumerate().take(U::SLOTS) {
-            *s = b.slots[j][i];
+    let x: &[T] = b.x;
+    let s: [&[T]; MAX_SLOTS] = [&*b.slots[0], &*b.slots[1], &*b.slots[2]];
+    let piece = |lo: usize, hi: usize| -> Result<SlotRanges, usize> {
+        let mut r = [(f64::INFINITY, f64::NEG_INFINITY); MAX_SLOTS];
+        for i in lo..hi {
+            let mut st = [T::ZERO; MAX_SLOTS];
+            for (j, v) in st.iter_mut().enumerate().take(U::SLOTS) {
+                *v = s[j][i];
+            }
+            let a = if U::USES_AUX { b.aux[i] } else { T::ZERO };
+            let xi = x[i];
+            let xn = u.update(xi, b.g[i], a, &mut st);
+            if (xi.is_finite() && !xn.is_finite())
+                || st.iter().take(U::SLOTS).any(|v| !v.is_finite())
+            {
+                return Err(i);
+            }
+            for (rj, v) in r.iter_mut().zip(st).take(U::SLOTS) {
+                let v = v.to_f64();
+                rj.0 = rj.0.min(v);
+                rj.1 = rj.1.max(v);
+            }
         }
-        let a = if U::USES_AUX { b.aux[i] } else { T::ZERO };
-        let x = b.x[i];
-        let xn = u.update(x, b.g[i], a, &mut st);
-        if (x.is_finite() && !xn.is_finite()) || st.iter().take(U::SLOTS).any(|v| !v.is_finite()) {
-            return Err(i);
+        Ok(r)
+    };
+    let hull = |a: Result<SlotRanges, usize>, c: Result<SlotRanges, usize>| match (a, c) {
+        (Ok(mut p), Ok(q)) => {
+            for (pj, qj) in p.iter_mut().zip(q) {
+                pj.0 = pj.0.min(qj.0);
+                pj.1 = pj.1.max(qj.1);
+            }
+            Ok(p)
         }
-        for (rj, v) in r.iter_mut().zip(st).take(U::SLOTS) {
-            let v = v.to_f64();
-            rj.0 = rj.0.min(v);
-            rj.1 = rj.1.max(v);
-        }
+        (Err(i), Err(j)) => Err(i.min(j)),
+        (Err(i), _) | (_, Err(i)) => Err(i),
+    };
+    if n >= ParallelParams::default().threshold_heavy && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        (0..n.div_ceil(PAR_CHUNK))
+            .into_par_iter()
+            .map(|c| piece(c * PAR_CHUNK, ((c + 1) * PAR_CHUNK).min(n)))
+            .reduce(|| Ok([(f64::INFINITY, f64::NEG_INFINITY); MAX_SLOTS]), hull)
+    } else {
+        piece(0, n)
     }
-    Ok(r)
 }
 
 /// `max |v|` over `v` (`0` when empty; `∞` when some value is not finite).

@@ -397,3 +397,48 @@ fn ordinary_training_needs_no_dry_run() {
         }
     }
 }
+
+/// A long buffer checked by the parallel dry run (centered RMSprop is never proven by the
+/// enclosure): the first overflowing index is reported, nothing is written; without the
+/// culprits the step equals the unchecked one bitwise.
+#[test]
+fn the_parallel_dry_run_reports_the_first_index_and_writes_nothing() {
+    let n = 1 << 19;
+    let mut c = config(OptimizerKind::Rmsprop, n, NonFinitePolicy::Error);
+    c.centered = true;
+    c.lr = 1e300;
+    let mut p = c.clone();
+    p.nonfinite = NonFinitePolicy::Propagate;
+    let mut a = c.build(n).unwrap();
+    let mut b = p.build(n).unwrap();
+    let mut xa: Vec<f64> = (0..n).map(|i| (i % 97) as f64 * 1e-3).collect();
+    let mut xb = xa.clone();
+    // a first step on tiny gradients: the finite update stays far from overflow
+    let g0: Vec<f64> = (0..n).map(|i| ((i % 13) as f64 - 6.0) * 1e-310).collect();
+    a.step_f64(&mut xa, &g0).unwrap();
+    b.step_f64(&mut xb, &g0).unwrap();
+    assert_eq!(xa, xb);
+    // then gradients whose preconditioned step is O(1) times lr = 1e300 everywhere except
+    // where x is huge: place two culprits; the first one is reported
+    let (k1, k2) = (300_001, 400_003);
+    xa[k1] = -f64::MAX; // odd index: g = +1, the step subtracts ~1e301
+    xa[k2] = -f64::MAX;
+    xb.clone_from(&xa);
+    let g: Vec<f64> = (0..n)
+        .map(|i| if i % 2 == 0 { -1.0 } else { 1.0 })
+        .collect();
+    let (x0, s0) = (xa.clone(), a.save_state());
+    match a.step_f64(&mut xa, &g) {
+        Err(OptimError::NonFiniteUpdate { index }) => assert_eq!(index, k1),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        a.dry_runs() > 0,
+        "centered RMSprop is checked by the dry run"
+    );
+    assert_eq!(xa, x0);
+    assert_eq!(a.save_state(), s0);
+    // the unchecked run agrees that those entries overflow
+    b.step_f64(&mut xb, &g).unwrap();
+    assert!(!xb[k1].is_finite() && !xb[k2].is_finite());
+}
