@@ -56,7 +56,8 @@ typedef enum precond_status_t {
      */
     PRECOND_DIMENSION_MISMATCH = 3,
     /**
-     * A NaN or infinity in an input (gradient, matrix, preconditioner).
+     * A NaN or infinity in an input (gradient, matrix, preconditioner), or an optimizer step
+     * whose result would leave the float range (nothing written).
      */
     PRECOND_NON_FINITE = 4,
     /**
@@ -995,6 +996,10 @@ void precond_optimizer_free(struct precond_optimizer_t *opt);
  * (index named, nothing changed); with `"skip"`, `PRECOND_OK` and nothing changed; with
  * `"propagate"`, `PRECOND_OK` and the update applied as torch applies it (NaN/Inf in the
  * parameters and state). `precond_optimizer_last_nonfinite` reports the last two cases.
+ * Likewise a step that would *make* a NaN/infinity from finite inputs (`lr × update`, a moment
+ * or a factor beyond the float range): `PRECOND_NON_FINITE` naming the index under `"error"`,
+ * a skipped step under `"skip"`, nothing written either way (found before writing; see
+ * RELIABILITY.md).
  *
  * Errors (the handle, `params` and `grads` are then unchanged and the handle remains usable):
  * `PRECOND_NULL_POINTER`, `PRECOND_DIMENSION_MISMATCH` (`n != n_params`),

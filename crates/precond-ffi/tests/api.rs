@@ -1004,3 +1004,27 @@ fn distinct_handles_and_diagnostics_run_concurrently() {
         assert!(got.1.contains("`layout` is 9"), "{}", got.1);
     }
 }
+
+#[test]
+fn a_step_that_would_overflow_is_non_finite_and_changes_nothing() {
+    // Adam's first step is about lr per element: lr = 1e306 on a parameter at the bottom of the range
+    // overflows at index 2 (pushed below -f64::MAX); the others stay finite
+    let o = Opt::json(r#"{"optimizer": "adam", "lr": 1e306}"#, 4).expect("adam");
+    let mut x = [1.0, 2.0, -f64::MAX, 4.0];
+    let g = [0.5, -1.0, 2.0, 0.25];
+    let (x0, s0) = (x, o.state());
+    let st = o.step(&mut x, &g);
+    expect(
+        st,
+        PRECOND_NON_FINITE,
+        &o.msg(),
+        "non-finite value at index 2",
+    );
+    assert_eq!(x.map(f64::to_bits), x0.map(f64::to_bits));
+    assert_eq!(o.state(), s0);
+    assert_eq!(o.steps(), 0);
+    // a finite step on the same handle afterwards works
+    let mut y = [1.0, 2.0, 3.0, 4.0];
+    assert_eq!(o.step(&mut y, &g), PRECOND_OK);
+    assert!(y.iter().all(|v| v.is_finite()));
+}
