@@ -158,6 +158,7 @@ impl From<LinalgError> for FfiError {
             | LinalgError::NotSymmetric { .. }
             | LinalgError::InvalidArgument { .. } => S::PRECOND_INVALID_ARGUMENT,
             LinalgError::NonFinite { .. } => S::PRECOND_NON_FINITE,
+            LinalgError::OutOfMemory { .. } => S::PRECOND_OUT_OF_MEMORY,
             _ => S::PRECOND_NUMERICAL_FAILURE,
         };
         FfiError::new(status, e.to_string())

@@ -54,7 +54,9 @@
 //! # Ok::<(), precond_linalg::LinalgError>(())
 //! ```
 
+mod alloc;
 mod condition;
+mod dense;
 mod equilibration;
 mod error;
 mod estimate;

@@ -82,7 +82,7 @@ pub fn sym_cond_with_params(h: MatRef<'_, f64>, params: &SymCondParams) -> Resul
     // scale-safe: κ is scale-free, so a matrix outside the safe range is replaced by its exact
     // power-of-two rescaling (the Lanczos run on H⁻¹ would overflow or underflow otherwise)
     let mut scale_exp = 0;
-    if let Some((s, e)) = scaled(hv.as_ref()) {
+    if let Some((s, e)) = scaled(hv.as_ref())? {
         hv = SymView::Owned(s);
         scale_exp = e;
     }
@@ -138,9 +138,9 @@ pub fn sym_cond_with_params(h: MatRef<'_, f64>, params: &SymCondParams) -> Resul
     } else {
         let hs = match hv {
             SymView::Owned(m) => m,
-            SymView::Borrowed(b) => b.to_owned(),
+            SymView::Borrowed(b) => crate::alloc::try_to_owned("copy of the symmetric matrix", b)?,
         };
-        let (d, e) = tridiagonalize(hs, faer::get_global_parallelism(), &params.spectrum);
+        let (d, e) = tridiagonalize(hs, faer::get_global_parallelism(), &params.spectrum)?;
         (kth_eigenvalue(&d, &e, 0), kth_eigenvalue(&d, &e, n - 1))
     };
     if lambda_min <= rel * lambda_min.abs().max(lambda_max.abs()) {

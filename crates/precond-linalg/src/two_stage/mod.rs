@@ -28,8 +28,12 @@ pub(crate) use svd::singular_values_two_stage_checked;
 pub(crate) use sym::{sym_band_to_tridiagonal, sym_dense_to_band};
 
 /// Tridiagonal `(d, e)` of the symmetric matrix `a` (lower triangle read) by the two stages.
-pub(crate) fn sym_tridiagonal_two_stage(a: Mat<f64>, b: usize, par: Par) -> (Vec<f64>, Vec<f64>) {
-    sym_band_to_tridiagonal(sym_dense_to_band(a, b, par), par)
+pub(crate) fn sym_tridiagonal_two_stage(
+    a: Mat<f64>,
+    b: usize,
+    par: Par,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    sym_band_to_tridiagonal(sym_dense_to_band(a, b, par)?, par)
 }
 
 /// Ascending eigenvalues of the symmetric tridiagonal matrix `(d, e)` (`e.len() ≥ n − 1`) by
@@ -88,7 +92,7 @@ pub(crate) fn sym_eigenvalues_two_stage_checked(
     b: usize,
     par: Par,
 ) -> Result<Vec<f64>> {
-    let (d, e) = sym_tridiagonal_two_stage(a, b, par);
+    let (d, e) = sym_tridiagonal_two_stage(a, b, par)?;
     tridiagonal_eigenvalues(&d, &e)
 }
 
@@ -165,7 +169,7 @@ pub fn sym_eigenvalues_two_stage(h: MatRef<'_, f64>, band_width: usize) -> Resul
 pub fn singular_values_two_stage(a: MatRef<'_, f64>, band_width: usize) -> Result<Vec<f64>> {
     check_band_width(band_width)?;
     check_matrix(a, "matrix A of singular_values_two_stage")?;
-    let owned = scaled(a);
+    let owned = scaled(a)?;
     let (a, e) = owned.as_ref().map_or((a, 0), |(s, e)| (s.as_ref(), *e));
     singular_values_two_stage_checked(a, band_width, faer::get_global_parallelism())?
         .into_iter()

@@ -1,0 +1,264 @@
+//! faer's dense decompositions through their low-level routines, with every buffer (copies,
+//! factors, permutations, workspaces) requested fallibly ([`crate::alloc`]). Each function
+//! computes exactly what the high-level faer call named in its documentation computes (the
+//! same routine on the same data with the same parallelism, so bitwise the same result), but an
+//! allocator refusal becomes [`LinalgError::OutOfMemory`](crate::LinalgError::OutOfMemory)
+//! instead of an abort.
+
+use faer::dyn_stack::MemStack;
+use faer::linalg::cholesky::llt;
+use faer::linalg::evd::ComputeEigenvectors;
+use faer::linalg::lu::partial_pivoting as pplu;
+use faer::linalg::svd::ComputeSvdVectors;
+use faer::perm::PermRef;
+use faer::{ColMut, Conj, Mat, MatMut, MatRef};
+
+use crate::alloc::{try_mem, try_vec, try_zeros};
+use crate::error::{LinalgError, Result};
+
+/// The singular values of `a`, nonincreasing (`a.singular_values()`).
+pub(crate) fn singular_values(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
+    let par = faer::get_global_parallelism();
+    let (m, n) = a.shape();
+    let mut s = try_vec("singular values", m.min(n), 0.0)?;
+    let mut mem = try_mem(
+        "workspace of the singular value decomposition",
+        faer::linalg::svd::svd_scratch::<f64>(
+            m,
+            n,
+            ComputeSvdVectors::No,
+            ComputeSvdVectors::No,
+            par,
+            Default::default(),
+        ),
+    )?;
+    faer::linalg::svd::svd(
+        a,
+        ColMut::from_slice_mut(&mut s).as_diagonal_mut(),
+        None,
+        None,
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    )
+    .map_err(|_| LinalgError::NoConvergence {
+        what: "faer singular value decomposition",
+        iterations: 0,
+        residual: f64::NAN,
+    })?;
+    Ok(s)
+}
+
+/// The eigenvalues of the symmetric `h` (its lower triangle is read), nondecreasing
+/// (`h.self_adjoint_eigenvalues(Side::Lower)`).
+pub(crate) fn sym_eigenvalues(h: MatRef<'_, f64>) -> Result<Vec<f64>> {
+    let par = faer::get_global_parallelism();
+    let n = h.nrows();
+    let mut s = try_vec("eigenvalues", n, 0.0)?;
+    let mut mem = try_mem(
+        "workspace of the symmetric eigensolver",
+        faer::linalg::evd::self_adjoint_evd_scratch::<f64>(
+            n,
+            ComputeEigenvectors::No,
+            par,
+            Default::default(),
+        ),
+    )?;
+    faer::linalg::evd::self_adjoint_evd(
+        h,
+        ColMut::from_slice_mut(&mut s).as_diagonal_mut(),
+        None,
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    )
+    .map_err(|_| LinalgError::NoConvergence {
+        what: "faer symmetric eigenvalue QR iteration",
+        iterations: 0,
+        residual: f64::NAN,
+    })?;
+    Ok(s)
+}
+
+/// The LU factorization with partial (row) pivoting `PA = LU` of a square matrix, laid out as
+/// faer's `PartialPivLu` (`a.partial_piv_lu()`): `l` unit lower triangular with zeros above the
+/// diagonal, `u` upper triangular with zeros below, the permutation as forward / inverse
+/// index arrays.
+pub(crate) struct Lu {
+    l: Mat<f64>,
+    u: Mat<f64>,
+    fwd: Vec<usize>,
+    bwd: Vec<usize>,
+}
+
+impl Lu {
+    /// Factors the square `a`.
+    pub(crate) fn new(a: MatRef<'_, f64>) -> Result<Self> {
+        let par = faer::get_global_parallelism();
+        let n = a.nrows();
+        debug_assert_eq!(n, a.ncols());
+        let mut l = crate::alloc::try_to_owned("LU factor L", a)?;
+        let mut u = try_zeros("LU factor U", n, n)?;
+        let mut fwd = try_vec("LU row permutation", n, 0usize)?;
+        let mut bwd = try_vec("LU inverse row permutation", n, 0usize)?;
+        let mut mem = try_mem(
+            "workspace of the LU factorization",
+            pplu::factor::lu_in_place_scratch::<usize, f64>(n, n, par, Default::default()),
+        )?;
+        pplu::factor::lu_in_place(
+            l.as_mut(),
+            &mut fwd,
+            &mut bwd,
+            par,
+            MemStack::new(&mut mem),
+            Default::default(),
+        );
+        // faer's split of the packed factor (square case)
+        u.copy_from_triangular_upper(l.as_ref());
+        for j in 0..n {
+            for i in 0..j {
+                l[(i, j)] = 0.0;
+            }
+            l[(j, j)] = 1.0;
+        }
+        Ok(Self { l, u, fwd, bwd })
+    }
+
+    /// The factor `U`.
+    pub(crate) fn u(&self) -> MatRef<'_, f64> {
+        self.u.as_ref()
+    }
+
+    /// The factor `L`.
+    pub(crate) fn l(&self) -> MatRef<'_, f64> {
+        self.l.as_ref()
+    }
+
+    /// The row permutation `P`.
+    pub(crate) fn p(&self) -> PermRef<'_, usize> {
+        PermRef::new_checked(&self.fwd, &self.bwd, self.fwd.len())
+    }
+
+    /// The inverse `A⁻¹ = U⁻¹L⁻¹P` (`lu.inverse()`).
+    pub(crate) fn inverse(&self) -> Result<Mat<f64>> {
+        let par = faer::get_global_parallelism();
+        let n = self.l.nrows();
+        let mut out = try_zeros("inverse from the LU factors", n, n)?;
+        let mut mem = try_mem(
+            "workspace of the inverse from the LU factors",
+            pplu::inverse::inverse_scratch::<usize, f64>(n, par),
+        )?;
+        pplu::inverse::inverse(
+            out.as_mut(),
+            self.l(),
+            self.u(),
+            self.p(),
+            par,
+            MemStack::new(&mut mem),
+        );
+        Ok(out)
+    }
+}
+
+/// Solvers `x ← A⁻¹x` and `x ← A⁻ᵀx` from the factors of [`Lu`] (`lu.solve_in_place`,
+/// `lu.solve_transpose_in_place`), with their workspaces allocated once.
+pub(crate) struct LuSolver<'a> {
+    lu: &'a Lu,
+    mem: faer::dyn_stack::MemBuffer,
+    mem_t: faer::dyn_stack::MemBuffer,
+}
+
+impl<'a> LuSolver<'a> {
+    /// The workspaces for one right-hand side.
+    pub(crate) fn new(lu: &'a Lu) -> Result<Self> {
+        let par = faer::get_global_parallelism();
+        let n = lu.l.nrows();
+        Ok(Self {
+            lu,
+            mem: try_mem(
+                "workspace of the LU solve",
+                pplu::solve::solve_in_place_scratch::<usize, f64>(n, 1, par),
+            )?,
+            mem_t: try_mem(
+                "workspace of the transposed LU solve",
+                pplu::solve::solve_transpose_in_place_scratch::<usize, f64>(n, 1, par),
+            )?,
+        })
+    }
+
+    /// `x ← A⁻¹x`.
+    pub(crate) fn solve(&mut self, x: &mut [f64]) {
+        pplu::solve::solve_in_place_with_conj(
+            self.lu.l(),
+            self.lu.u(),
+            self.lu.p(),
+            Conj::No,
+            col(x),
+            faer::get_global_parallelism(),
+            MemStack::new(&mut self.mem),
+        );
+    }
+
+    /// `x ← A⁻ᵀx`.
+    pub(crate) fn solve_t(&mut self, x: &mut [f64]) {
+        pplu::solve::solve_transpose_in_place_with_conj(
+            self.lu.l(),
+            self.lu.u(),
+            self.lu.p(),
+            Conj::No,
+            col(x),
+            faer::get_global_parallelism(),
+            MemStack::new(&mut self.mem_t),
+        );
+    }
+}
+
+fn col(x: &mut [f64]) -> MatMut<'_, f64> {
+    ColMut::from_slice_mut(x).as_mat_mut()
+}
+
+/// The Cholesky factor `L` of the SPD `a` (its lower triangle is read), zero above the diagonal
+/// (`a.llt(Side::Lower)`); a non-positive pivot is [`LinalgError::NotPositiveDefinite`] naming
+/// `what` and the pivot's index.
+pub(crate) fn cholesky_lower(a: MatRef<'_, f64>, what: &'static str) -> Result<Mat<f64>> {
+    let par = faer::get_global_parallelism();
+    let n = a.nrows();
+    let mut l = try_zeros("Cholesky factor L", n, n)?;
+    l.copy_from_triangular_lower(a);
+    let mut mem = try_mem(
+        "workspace of the Cholesky factorization",
+        llt::factor::cholesky_in_place_scratch::<f64>(n, par, Default::default()),
+    )?;
+    llt::factor::cholesky_in_place(
+        l.as_mut(),
+        Default::default(),
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    )
+    .map_err(|e| {
+        let llt::factor::LltError::NonPositivePivot { index } = e;
+        LinalgError::NotPositiveDefinite {
+            what,
+            index,
+            value: f64::NAN,
+        }
+    })?;
+    for j in 0..n {
+        for i in 0..j {
+            l[(i, j)] = 0.0;
+        }
+    }
+    Ok(l)
+}
+
+/// `x ← (LLᵀ)⁻¹x` (`llt.solve_in_place`; the solve needs no workspace).
+pub(crate) fn cholesky_solve(l: MatRef<'_, f64>, x: &mut [f64]) {
+    llt::solve::solve_in_place_with_conj(
+        l,
+        Conj::No,
+        col(x),
+        faer::get_global_parallelism(),
+        MemStack::new(&mut []),
+    );
+}
