@@ -262,3 +262,64 @@ pub(crate) fn cholesky_solve(l: MatRef<'_, f64>, x: &mut [f64]) {
         MemStack::new(&mut []),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faer::Side;
+    use faer::linalg::solvers::{DenseSolveCore, Solve};
+
+    fn bits(v: &[f64]) -> Vec<u64> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Bitwise the results of faer's high-level calls (the routines these replace).
+    #[test]
+    fn same_bits_as_faer_high_level_calls() {
+        for n in [1usize, 7, 40, 97] {
+            let a = Mat::<f64>::from_fn(n, n, |i, j| ((i * 31 + j * 17) % 13) as f64 - 6.0);
+            let h = Mat::<f64>::from_fn(n, n, |i, j| {
+                a[(i, j)] + a[(j, i)] + if i == j { 16.0 * n as f64 + 16.0 } else { 0.0 }
+            });
+            assert_eq!(
+                bits(&singular_values(a.as_ref()).unwrap()),
+                bits(&a.singular_values().unwrap())
+            );
+            assert_eq!(
+                bits(&sym_eigenvalues(h.as_ref()).unwrap()),
+                bits(&h.self_adjoint_eigenvalues(Side::Lower).unwrap())
+            );
+            let lu = Lu::new(h.as_ref()).unwrap();
+            let flu = h.partial_piv_lu();
+            assert_eq!(lu.l(), flu.L());
+            assert_eq!(lu.u(), flu.U());
+            assert_eq!(lu.inverse().unwrap(), flu.inverse());
+            let mut solver = LuSolver::new(&lu).unwrap();
+            let rhs: Vec<f64> = (0..n).map(|i| (i as f64).sin()).collect();
+            let (mut x, mut y) = (rhs.clone(), rhs.clone());
+            solver.solve(&mut x);
+            flu.solve_in_place(ColMut::from_slice_mut(&mut y).as_mat_mut());
+            assert_eq!(bits(&x), bits(&y));
+            let (mut x, mut y) = (rhs.clone(), rhs.clone());
+            solver.solve_t(&mut x);
+            flu.solve_transpose_in_place(ColMut::from_slice_mut(&mut y).as_mat_mut());
+            assert_eq!(bits(&x), bits(&y));
+            let l = cholesky_lower(h.as_ref(), "h").unwrap();
+            let fllt = h.llt(Side::Lower).unwrap();
+            assert_eq!(l.as_ref(), fllt.L());
+            let (mut x, mut y) = (rhs.clone(), rhs);
+            cholesky_solve(l.as_ref(), &mut x);
+            fllt.solve_in_place(ColMut::from_slice_mut(&mut y).as_mat_mut());
+            assert_eq!(bits(&x), bits(&y));
+        }
+        let not_spd = Mat::<f64>::from_fn(3, 3, |i, j| if i == j { 1.0 - i as f64 } else { 0.0 });
+        assert!(matches!(
+            cholesky_lower(not_spd.as_ref(), "h"),
+            Err(LinalgError::NotPositiveDefinite {
+                what: "h",
+                index: 1,
+                ..
+            })
+        ));
+    }
+}
