@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn impossible_sizes_are_typed_errors() {
-        let e = try_vec::<f64>("v", usize::MAX / 16, 0.0).unwrap_err();
+        let e = try_vec::<f64>("v", usize::MAX / 16, 0.0).expect_err("must fail");
         assert_eq!(
             e,
             LinalgError::OutOfMemory {
@@ -97,7 +97,7 @@ mod tests {
                 bytes: ((usize::MAX / 16) as u64).saturating_mul(8)
             }
         );
-        let e = try_zeros("m", usize::MAX / 2, 3).unwrap_err();
+        let e = try_zeros("m", usize::MAX / 2, 3).expect_err("must fail");
         assert_eq!(
             e,
             LinalgError::OutOfMemory {
@@ -116,22 +116,25 @@ mod tests {
                 bytes: u64::MAX
             }
         );
-        let e = try_collect::<u64>("c", usize::MAX / 2, 0..3).unwrap_err();
+        let e = try_collect::<u64>("c", usize::MAX / 2, 0..3).expect_err("must fail");
         assert!(matches!(e, LinalgError::OutOfMemory { what: "c", .. }));
     }
 
     #[test]
     fn same_values_and_layout_as_faer() {
         let a = Mat::<f64>::from_fn(7, 5, |i, j| (i * 10 + j) as f64 - 0.5);
-        let b = try_to_owned("a", a.as_ref()).unwrap();
+        let b = try_to_owned("a", a.as_ref()).expect("must succeed");
         assert_eq!(a, b);
         assert_eq!(a.col_stride(), b.col_stride());
-        let z = try_zeros("z", 9, 4).unwrap();
+        let z = try_zeros("z", 9, 4).expect("must succeed");
         assert_eq!(z, Mat::<f64>::zeros(9, 4));
         assert_eq!(z.col_stride(), Mat::<f64>::zeros(9, 4).col_stride());
-        assert_eq!(try_vec("v", 3, 1.5).unwrap(), vec![1.5; 3]);
-        assert_eq!(try_collect("c", 3, 0..3).unwrap(), vec![0, 1, 2]);
-        let mut m = try_mem("w", StackReq::new::<f64>(16)).unwrap();
+        assert_eq!(try_vec("v", 3, 1.5).expect("must succeed"), vec![1.5; 3]);
+        assert_eq!(
+            try_collect("c", 3, 0..3).expect("must succeed"),
+            vec![0, 1, 2]
+        );
+        let mut m = try_mem("w", StackReq::new::<f64>(16)).expect("must succeed");
         let _ = faer::dyn_stack::MemStack::new(&mut m);
     }
 }

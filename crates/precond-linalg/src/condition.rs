@@ -3,6 +3,8 @@
 
 use faer::{Mat, MatRef};
 
+#[cfg(doc)]
+use crate::error::LinalgError;
 use crate::error::Result;
 use crate::layout::{check_matrix, check_square};
 use crate::params::{Cond2Params, SvdParams};

@@ -282,19 +282,22 @@ mod tests {
                 a[(i, j)] + a[(j, i)] + if i == j { 16.0 * n as f64 + 16.0 } else { 0.0 }
             });
             assert_eq!(
-                bits(&singular_values(a.as_ref()).unwrap()),
-                bits(&a.singular_values().unwrap())
+                bits(&singular_values(a.as_ref()).expect("must succeed")),
+                bits(&a.singular_values().expect("must succeed"))
             );
             assert_eq!(
-                bits(&sym_eigenvalues(h.as_ref()).unwrap()),
-                bits(&h.self_adjoint_eigenvalues(Side::Lower).unwrap())
+                bits(&sym_eigenvalues(h.as_ref()).expect("must succeed")),
+                bits(
+                    &h.self_adjoint_eigenvalues(Side::Lower)
+                        .expect("must succeed")
+                )
             );
-            let lu = Lu::new(h.as_ref()).unwrap();
+            let lu = Lu::new(h.as_ref()).expect("must succeed");
             let flu = h.partial_piv_lu();
             assert_eq!(lu.l(), flu.L());
             assert_eq!(lu.u(), flu.U());
-            assert_eq!(lu.inverse().unwrap(), flu.inverse());
-            let mut solver = LuSolver::new(&lu).unwrap();
+            assert_eq!(lu.inverse().expect("must succeed"), flu.inverse());
+            let mut solver = LuSolver::new(&lu).expect("must succeed");
             let rhs: Vec<f64> = (0..n).map(|i| (i as f64).sin()).collect();
             let (mut x, mut y) = (rhs.clone(), rhs.clone());
             solver.solve(&mut x);
@@ -304,8 +307,8 @@ mod tests {
             solver.solve_t(&mut x);
             flu.solve_transpose_in_place(ColMut::from_slice_mut(&mut y).as_mat_mut());
             assert_eq!(bits(&x), bits(&y));
-            let l = cholesky_lower(h.as_ref(), "h").unwrap();
-            let fllt = h.llt(Side::Lower).unwrap();
+            let l = cholesky_lower(h.as_ref(), "h").expect("must succeed");
+            let fllt = h.llt(Side::Lower).expect("must succeed");
             assert_eq!(l.as_ref(), fllt.L());
             let (mut x, mut y) = (rhs.clone(), rhs);
             cholesky_solve(l.as_ref(), &mut x);
