@@ -1,7 +1,9 @@
 //! Fallible allocation (internal): every buffer whose size follows from the caller's input is
 //! requested with these helpers, so that an allocator refusal becomes
 //! [`LinalgError::OutOfMemory`] instead of aborting the process (`libprecond` runs inside other
-//! people's processes).
+//! people's processes). Not covered: the per-thread packing buffer that faer's matrix-product
+//! kernel (`private-gemm-x86`) reserves with an infallible `Vec::with_capacity` on a thread's
+//! first large product; no caller-side workspace replaces it.
 
 use faer::Mat;
 use faer::dyn_stack::{MemBuffer, StackReq};

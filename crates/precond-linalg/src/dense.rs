@@ -263,6 +263,26 @@ pub(crate) fn cholesky_solve(l: MatRef<'_, f64>, x: &mut [f64]) {
     );
 }
 
+/// The product `lhs · rhs` into a new matrix (`lhs * rhs` on faer matrices: the same
+/// `matmul` with the global parallelism), or [`LinalgError::OutOfMemory`] naming `what`.
+pub(crate) fn matmul(
+    what: &'static str,
+    lhs: MatRef<'_, f64>,
+    rhs: MatRef<'_, f64>,
+) -> Result<Mat<f64>> {
+    debug_assert_eq!(lhs.ncols(), rhs.nrows());
+    let mut out = try_zeros(what, lhs.nrows(), rhs.ncols())?;
+    faer::linalg::matmul::matmul(
+        out.as_mut(),
+        faer::Accum::Replace,
+        lhs,
+        rhs,
+        1.0,
+        faer::get_global_parallelism(),
+    );
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +335,12 @@ mod tests {
             fllt.solve_in_place(ColMut::from_slice_mut(&mut y).as_mat_mut());
             assert_eq!(bits(&x), bits(&y));
         }
+        let a = Mat::<f64>::from_fn(37, 23, |i, j| ((i * 5 + j * 3) % 11) as f64 / 7.0 - 0.6);
+        let b = Mat::<f64>::from_fn(23, 41, |i, j| ((i * 13 + j) % 9) as f64 / 5.0 - 0.8);
+        assert_eq!(
+            matmul("ab", a.as_ref(), b.as_ref()).expect("small"),
+            &a * &b
+        );
         let not_spd = Mat::<f64>::from_fn(3, 3, |i, j| if i == j { 1.0 - i as f64 } else { 0.0 });
         assert!(matches!(
             cholesky_lower(not_spd.as_ref(), "h"),

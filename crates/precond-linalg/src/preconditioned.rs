@@ -5,6 +5,7 @@
 use faer::{Mat, MatRef};
 
 use crate::alloc::{try_collect, try_mat_from_fn};
+use crate::dense::matmul;
 
 use crate::condition::{Cond2, singular_values_scaled};
 use crate::error::{LinalgError, Result};
@@ -136,8 +137,10 @@ pub fn precond_cond_dense(h: MatRef<'_, f64>, p: MatRef<'_, f64>) -> Result<Prec
     let ep = scale_owned(&mut ps);
     let l = crate::dense::cholesky_lower(ps.as_ref(), "preconditioner P")?;
     let s = l.as_ref();
-    let m = s.transpose() * (&hs * s);
-    let ph = &ps * &hs;
+    let hsl = matmul("product H S of precond_cond_dense", hs.as_ref(), s)?;
+    let m = matmul("preconditioned Hessian SᵀHS", s.transpose(), hsl.as_ref())?;
+    drop(hsl);
+    let ph = matmul("product PH", ps.as_ref(), hs.as_ref())?;
     finish(m, ph.as_ref(), eh + ep)
 }
 
@@ -161,8 +164,10 @@ pub fn precond_cond_factor(h: MatRef<'_, f64>, s: MatRef<'_, f64>) -> Result<Pre
     let eh = scale_owned(&mut hs);
     let owned = scaled(s)?;
     let (s, es) = owned.as_ref().map_or((s, 0), |(m, e)| (m.as_ref(), *e));
-    let m = s.transpose() * (&hs * s);
-    let p = s * s.transpose();
-    let ph = &p * &hs;
+    let hsl = matmul("product H S of precond_cond_factor", hs.as_ref(), s)?;
+    let m = matmul("preconditioned Hessian SᵀHS", s.transpose(), hsl.as_ref())?;
+    drop(hsl);
+    let p = matmul("preconditioner P = S Sᵀ", s, s.transpose())?;
+    let ph = matmul("product PH", p.as_ref(), hs.as_ref())?;
     finish(m, ph.as_ref(), eh + 2 * es)
 }

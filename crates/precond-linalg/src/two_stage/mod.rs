@@ -15,8 +15,13 @@ mod svd;
 mod sym;
 mod symm;
 
-use faer::dyn_stack::{MemBuffer, MemStack};
-use faer::{Col, Mat, MatRef, Par};
+use faer::dyn_stack::MemStack;
+use faer::{ColMut, ColRef, Mat, MatRef, Par};
+
+use crate::alloc::{try_collect, try_mem, try_vec};
+
+/// What the buffers of the tridiagonal eigensolvers are called in an out-of-memory error.
+const TRI: &str = "buffers of the tridiagonal eigensolver";
 
 use crate::error::{LinalgError, Result};
 use crate::layout::{check_matrix, symmetric_part};
@@ -51,8 +56,12 @@ fn first_or_qr(
     first: fn(&mut [f64], &mut [f64]) -> Result<()>,
 ) -> Result<Vec<f64>> {
     let n = d.len();
-    let mut ev = d.to_vec();
-    let mut off = e[..n.saturating_sub(1)].to_vec();
+    let mut ev = try_collect(TRI, n, d.iter().copied())?;
+    let mut off = try_collect(
+        TRI,
+        n.saturating_sub(1),
+        e[..n.saturating_sub(1)].iter().copied(),
+    )?;
     if first(&mut ev, &mut off).is_ok() {
         return Ok(ev);
     }
@@ -63,14 +72,17 @@ fn first_or_qr(
 /// iteration without vectors.
 pub(crate) fn tridiagonal_eigenvalues_qr(d: &[f64], e: &[f64]) -> Result<Vec<f64>> {
     let n = d.len();
-    let diag = Col::<f64>::from_fn(n, |i| d[i]);
-    let sub = Col::<f64>::from_fn(n, |i| if i + 1 < n { e[i] } else { 0.0 });
-    let mut s = Col::<f64>::zeros(n);
-    let mut mem = MemBuffer::new(faer::linalg::temp_mat_scratch::<f64>(n, 1).array(2));
+    let diag = try_collect(TRI, n, d.iter().copied())?;
+    let sub = try_collect(TRI, n, (0..n).map(|i| if i + 1 < n { e[i] } else { 0.0 }))?;
+    let mut s = try_vec(TRI, n, 0.0)?;
+    let mut mem = try_mem(
+        "workspace of the tridiagonal QR iteration",
+        faer::linalg::temp_mat_scratch::<f64>(n, 1).array(2),
+    )?;
     faer::linalg::evd::tridiagonal_self_adjoint_evd(
-        diag.as_diagonal(),
-        sub.as_diagonal(),
-        s.as_diagonal_mut(),
+        ColRef::from_slice(&diag).as_diagonal(),
+        ColRef::from_slice(&sub).as_diagonal(),
+        ColMut::from_slice_mut(&mut s).as_diagonal_mut(),
         None,
         Par::Seq,
         MemStack::new(&mut mem),
@@ -81,7 +93,7 @@ pub(crate) fn tridiagonal_eigenvalues_qr(d: &[f64], e: &[f64]) -> Result<Vec<f64
         iterations: 0,
         residual: f64::NAN,
     })?;
-    let mut ev: Vec<f64> = s.iter().copied().collect();
+    let mut ev = s;
     ev.sort_by(f64::total_cmp);
     Ok(ev)
 }

@@ -10,7 +10,7 @@ use faer::{Mat, MatRef, Par};
 
 use super::kernels::{BlockReflector, axpy, dot, make_householder};
 use super::tridiagonal_eigenvalues;
-use crate::alloc::{try_mat_from_fn, try_mem, try_to_owned, try_vec, try_zeros};
+use crate::alloc::{try_collect, try_mat_from_fn, try_mem, try_to_owned, try_vec, try_zeros};
 use crate::error::Result;
 
 /// What the buffers of the two-stage SVD are called in an out-of-memory error.
@@ -191,16 +191,16 @@ fn col_reflector(band: &mut UpperBand, r0: usize, c: usize, len: usize, u: &mut 
 /// `i+1+b..i+2b`) annihilates in its first row only, and so on down the band. The rest of each
 /// bulge is left for the following sweeps, which pass over the same blocks shifted by one.
 /// `≈ 8bn²` flops on `3bn` numbers. Returns the diagonal and the superdiagonal.
-pub(crate) fn upper_band_to_bidiagonal(mut band: UpperBand) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn upper_band_to_bidiagonal(mut band: UpperBand) -> Result<(Vec<f64>, Vec<f64>)> {
     pulp::Arch::new().dispatch(move || upper_band_to_bidiagonal_impl(&mut band))
 }
 
 #[inline(always)]
-fn upper_band_to_bidiagonal_impl(band: &mut UpperBand) -> (Vec<f64>, Vec<f64>) {
+fn upper_band_to_bidiagonal_impl(band: &mut UpperBand) -> Result<(Vec<f64>, Vec<f64>)> {
     let (n, b) = (band.n, band.b);
-    let mut v = vec![0.0; b];
-    let mut u = vec![0.0; b];
-    let mut y = vec![0.0; 2 * b];
+    let mut v = try_vec(W, b, 0.0)?;
+    let mut u = try_vec(W, b, 0.0)?;
+    let mut y = try_vec(W, b.saturating_mul(2), 0.0)?;
     for i in 0..n.saturating_sub(2) {
         let s = i + 1;
         let len = b.min(n - s);
@@ -222,11 +222,13 @@ fn upper_band_to_bidiagonal_impl(band: &mut UpperBand) -> (Vec<f64>, Vec<f64>) {
             r = c2;
         }
     }
-    let d = (0..n).map(|i| band.data[band.idx(i, i)]).collect();
-    let e = (0..n.saturating_sub(1))
-        .map(|i| band.data[band.idx(i, i + 1)])
-        .collect();
-    (d, e)
+    let d = try_collect(W, n, (0..n).map(|i| band.data[band.idx(i, i)]))?;
+    let e = try_collect(
+        W,
+        n.saturating_sub(1),
+        (0..n.saturating_sub(1)).map(|i| band.data[band.idx(i, i + 1)]),
+    )?;
+    Ok((d, e))
 }
 
 /// Singular values (nonincreasing) of the upper bidiagonal matrix `(d, e)`: the `n` largest
@@ -234,15 +236,15 @@ fn upper_band_to_bidiagonal_impl(band: &mut UpperBand) -> (Vec<f64>, Vec<f64>) {
 /// `d₀, e₀, d₁, …, d_{n−1}`), whose eigenvalues are `±σᵢ`.
 pub(crate) fn bidiagonal_singular_values(d: &[f64], e: &[f64]) -> Result<Vec<f64>> {
     let n = d.len();
-    let mut off = Vec::with_capacity(2 * n - 1);
+    let mut off = try_collect(W, 2 * n - 1, None)?;
     for i in 0..n {
         off.push(d[i]);
         if i + 1 < n {
             off.push(e[i]);
         }
     }
-    let ev = tridiagonal_eigenvalues(&vec![0.0; 2 * n], &off)?;
-    let mut s: Vec<f64> = ev[n..].iter().map(|x| x.abs()).collect();
+    let ev = tridiagonal_eigenvalues(&try_vec(W, 2 * n, 0.0)?, &off)?;
+    let mut s = try_collect(W, n, ev[n..].iter().map(|x| x.abs()))?;
     s.sort_by(|a, b| b.total_cmp(a));
     Ok(s)
 }
@@ -266,6 +268,6 @@ pub(crate) fn singular_values_two_stage_checked(
     } else {
         try_to_owned(W, a)?
     };
-    let (d, e) = upper_band_to_bidiagonal(dense_to_upper_band(dense, b, par)?);
+    let (d, e) = upper_band_to_bidiagonal(dense_to_upper_band(dense, b, par)?)?;
     bidiagonal_singular_values(&d, &e)
 }
