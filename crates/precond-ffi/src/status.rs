@@ -40,8 +40,8 @@ pub enum precond_status_t {
     /// or slot layout, another number of parameters, another state format version.
     PRECOND_INVALID_STATE = 8,
     /// The allocator refused a buffer whose size the call implies (an optimizer's state for
-    /// `n_params` parameters or a large matrix group's factors): nothing was changed, the
-    /// process keeps running.
+    /// `n_params` parameters or a large matrix group's factors, a diagnostic's copy, factor or
+    /// workspace of the caller's matrix): nothing was changed, the process keeps running.
     PRECOND_OUT_OF_MEMORY = 9,
 }
 
