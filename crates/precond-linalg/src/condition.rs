@@ -79,9 +79,7 @@ pub(crate) fn singular_values_checked(
     params: &SvdParams,
 ) -> Result<Vec<f64>> {
     let (s, e) = singular_values_scaled(a, what, params)?;
-    s.into_iter()
-        .map(|v| unscale(v, e, "singular value"))
-        .collect()
+    crate::scaling::unscale_all(s, e, "singular value")
 }
 
 /// The singular values of `A · 2⁻ᵉ` (nonincreasing) and `e`: `A` is checked, then divided by a

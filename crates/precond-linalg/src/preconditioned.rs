@@ -55,7 +55,11 @@ pub(crate) fn finish(m: Mat<f64>, ph: MatRef<'_, f64>, e: i32) -> Result<Precond
         Cond2::from_scaled_extremes(sv[0], sv[n - 1], e_ph + e, n, n, svd.rank_rtol_factor)?;
     Ok(PreconditionedCond {
         spectral_kappa: spectrum.kappa,
-        eigenvalues: spectrum.eigenvalues.clone(),
+        eigenvalues: try_collect(
+            "eigenvalues of the preconditioned Hessian",
+            n,
+            spectrum.eigenvalues.iter().copied(),
+        )?,
         spectrum,
         row_scaled_kappa2: row_scaled.kappa,
         row_scaled,

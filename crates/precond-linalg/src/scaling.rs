@@ -124,6 +124,14 @@ pub(crate) fn scale_owned(a: &mut Mat<f64>) -> i32 {
 /// `x · 2ᵉ`, or [`LinalgError::Overflow`] naming `what` when the exact value exceeds
 /// `f64::MAX`. A value below `f64::MIN_POSITIVE` is rounded to the nearest subnormal (absolute
 /// error at most `2⁻¹⁰⁷⁵`).
+/// [`unscale`] of every entry of `v`, in place (no allocation).
+pub(crate) fn unscale_all(mut v: Vec<f64>, e: i32, what: &'static str) -> Result<Vec<f64>> {
+    for x in &mut v {
+        *x = unscale(*x, e, what)?;
+    }
+    Ok(v)
+}
+
 pub(crate) fn unscale(x: f64, e: i32, what: &'static str) -> Result<f64> {
     let y = ldexp(x, e);
     if y.is_finite() || !x.is_finite() {

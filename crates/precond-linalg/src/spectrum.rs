@@ -70,15 +70,12 @@ impl SymSpectrum {
     /// taken on the scaled values (scale-free), then every eigenvalue multiplied by `2ᵉ`
     /// ([`LinalgError::Overflow`] when one exceeds `f64::MAX`).
     pub(crate) fn from_scaled(eigenvalues: Vec<f64>, e: i32, rel_tol: f64) -> Result<Self> {
-        let s = Self::from_sorted(eigenvalues, rel_tol);
+        let mut s = Self::from_sorted(eigenvalues, rel_tol);
         if e == 0 {
             return Ok(s);
         }
-        let eigenvalues = s
-            .eigenvalues
-            .iter()
-            .map(|&l| unscale(l, e, "eigenvalue"))
-            .collect::<Result<Vec<f64>>>()?;
+        let eigenvalues =
+            crate::scaling::unscale_all(core::mem::take(&mut s.eigenvalues), e, "eigenvalue")?;
         Ok(Self {
             lambda_min: eigenvalues[0],
             lambda_max: eigenvalues[eigenvalues.len() - 1],

@@ -26,7 +26,7 @@ const TRI: &str = "buffers of the tridiagonal eigensolver";
 use crate::error::{LinalgError, Result};
 use crate::layout::{check_matrix, symmetric_part};
 use crate::params::check_band_width;
-use crate::scaling::{scale_owned, scaled, unscale};
+use crate::scaling::{scale_owned, scaled};
 
 pub(crate) use pwk::tridiagonal_eigenvalues_pwk;
 pub(crate) use svd::singular_values_two_stage_checked;
@@ -139,10 +139,8 @@ pub fn sym_eigenvalues_two_stage(h: MatRef<'_, f64>, band_width: usize) -> Resul
     check_band_width(band_width)?;
     let mut hs = symmetric_part(h, "symmetric matrix H")?;
     let e = scale_owned(&mut hs);
-    sym_eigenvalues_two_stage_checked(hs, band_width, faer::get_global_parallelism())?
-        .into_iter()
-        .map(|l| unscale(l, e, "eigenvalue"))
-        .collect()
+    let ev = sym_eigenvalues_two_stage_checked(hs, band_width, faer::get_global_parallelism())?;
+    crate::scaling::unscale_all(ev, e, "eigenvalue")
 }
 
 /// All singular values (nonincreasing) of the `m × n` matrix `a` by the two-stage reduction
@@ -183,8 +181,6 @@ pub fn singular_values_two_stage(a: MatRef<'_, f64>, band_width: usize) -> Resul
     check_matrix(a, "matrix A of singular_values_two_stage")?;
     let owned = scaled(a)?;
     let (a, e) = owned.as_ref().map_or((a, 0), |(s, e)| (s.as_ref(), *e));
-    singular_values_two_stage_checked(a, band_width, faer::get_global_parallelism())?
-        .into_iter()
-        .map(|s| unscale(s, e, "singular value"))
-        .collect()
+    let sv = singular_values_two_stage_checked(a, band_width, faer::get_global_parallelism())?;
+    crate::scaling::unscale_all(sv, e, "singular value")
 }
