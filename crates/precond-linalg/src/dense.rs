@@ -163,7 +163,9 @@ impl Lu {
 /// Solvers `x ← A⁻¹x` and `x ← A⁻ᵀx` from the factors of [`Lu`] (`lu.solve_in_place`,
 /// `lu.solve_transpose_in_place`), with their workspaces allocated once.
 pub(crate) struct LuSolver<'a> {
-    lu: &'a Lu,
+    l: MatRef<'a, f64>,
+    u: MatRef<'a, f64>,
+    p: PermRef<'a, usize>,
     mem: faer::dyn_stack::MemBuffer,
     mem_t: faer::dyn_stack::MemBuffer,
 }
@@ -171,10 +173,21 @@ pub(crate) struct LuSolver<'a> {
 impl<'a> LuSolver<'a> {
     /// The workspaces for one right-hand side.
     pub(crate) fn new(lu: &'a Lu) -> Result<Self> {
+        Self::from_parts(lu.l(), lu.u(), lu.p())
+    }
+
+    /// The same from the factors of a faer `PartialPivLu` (`L`, `U`, `P`).
+    pub(crate) fn from_parts(
+        l: MatRef<'a, f64>,
+        u: MatRef<'a, f64>,
+        p: PermRef<'a, usize>,
+    ) -> Result<Self> {
         let par = faer::get_global_parallelism();
-        let n = lu.l.nrows();
+        let n = l.nrows();
         Ok(Self {
-            lu,
+            l,
+            u,
+            p,
             mem: try_mem(
                 "workspace of the LU solve",
                 pplu::solve::solve_in_place_scratch::<usize, f64>(n, 1, par),
@@ -189,9 +202,9 @@ impl<'a> LuSolver<'a> {
     /// `x ← A⁻¹x`.
     pub(crate) fn solve(&mut self, x: &mut [f64]) {
         pplu::solve::solve_in_place_with_conj(
-            self.lu.l(),
-            self.lu.u(),
-            self.lu.p(),
+            self.l,
+            self.u,
+            self.p,
             Conj::No,
             col(x),
             faer::get_global_parallelism(),
@@ -202,9 +215,9 @@ impl<'a> LuSolver<'a> {
     /// `x ← A⁻ᵀx`.
     pub(crate) fn solve_t(&mut self, x: &mut [f64]) {
         pplu::solve::solve_transpose_in_place_with_conj(
-            self.lu.l(),
-            self.lu.u(),
-            self.lu.p(),
+            self.l,
+            self.u,
+            self.p,
             Conj::No,
             col(x),
             faer::get_global_parallelism(),

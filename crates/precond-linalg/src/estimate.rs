@@ -189,10 +189,14 @@ pub fn cond_estimate_from_lu(a: MatRef<'_, f64>, lu: &PartialPivLu<f64>) -> Resu
             solves: 0,
         });
     }
+    // the solves of `lu.solve_in_place` / `lu.solve_transpose_in_place`, with their
+    // workspaces allocated once and fallibly
+    let solver =
+        core::cell::RefCell::new(crate::dense::LuSolver::from_parts(lu.L(), lu.U(), lu.P())?);
     let (inv, solves) = hager_higham(
         n,
-        |x| lu.solve_in_place(col_mut(x).as_mat_mut()),
-        |x| lu.solve_transpose_in_place(col_mut(x).as_mat_mut()),
+        |x| solver.borrow_mut().solve(x),
+        |x| solver.borrow_mut().solve_t(x),
     )?;
     let inv = overflowed_inverse(inv, norm)?;
     Ok(CondEstimate {
