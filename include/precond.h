@@ -81,8 +81,8 @@ typedef enum precond_status_t {
     PRECOND_INVALID_STATE = 8,
     /**
      * The allocator refused a buffer whose size the call implies (an optimizer's state for
-     * `n_params` parameters or a large matrix group's factors): nothing was changed, the
-     * process keeps running.
+     * `n_params` parameters or a large matrix group's factors, a diagnostic's copy, factor or
+     * workspace of the caller's matrix): nothing was changed, the process keeps running.
      */
     PRECOND_OUT_OF_MEMORY = 9,
 } precond_status_t;

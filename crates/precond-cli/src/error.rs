@@ -207,6 +207,23 @@ mod tests {
     }
 
     #[test]
+    fn out_of_memory_in_a_diagnostic_is_an_error_exit_naming_the_bytes() {
+        let oom = LinalgError::OutOfMemory {
+            what: "copy of the matrix",
+            bytes: 32_000_000,
+        };
+        let e = CliError::linalg("2-norm condition number")(oom.clone());
+        assert_eq!(e.exit_code(), crate::exit::ERROR);
+        assert_eq!(crate::exit::ERROR, 1);
+        assert_eq!(source_as::<LinalgError>(&e), Some(&oom));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("32000000 bytes") && msg.contains("copy of the matrix"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn library_errors_are_kept_as_sources() {
         let linalg = LinalgError::Empty {
             what: "matrix A",

@@ -1,7 +1,9 @@
 //! Conditioning diagnostics on caller buffers (THEORY.md §1–3 and Theorem 6), wrapping
 //! `precond-linalg`. Input matrices are read in place (never written; an output buffer that
 //! overlaps one is refused with `PRECOND_INVALID_ARGUMENT`) and outputs are written only after
-//! the whole computation succeeded, so on any error the caller's buffers are unchanged.
+//! the whole computation succeeded, so on any error the caller's buffers are unchanged. Every
+//! function here may also return `PRECOND_OUT_OF_MEMORY` when a copy, factor or workspace of
+//! the caller's matrix cannot be allocated.
 
 use faer::MatRef;
 use precond_linalg::{

@@ -41,8 +41,8 @@ pub enum precond_status_t {
     /// or slot layout, another number of parameters, another state format version.
     PRECOND_INVALID_STATE = 8,
     /// The allocator refused a buffer whose size the call implies (an optimizer's state for
-    /// `n_params` parameters or a large matrix group's factors): nothing was changed, the
-    /// process keeps running.
+    /// `n_params` parameters or a large matrix group's factors, a diagnostic's copy, factor or
+    /// workspace of the caller's matrix): nothing was changed, the process keeps running.
     PRECOND_OUT_OF_MEMORY = 9,
 }
 
@@ -159,6 +159,7 @@ impl From<LinalgError> for FfiError {
             | LinalgError::NotSymmetric { .. }
             | LinalgError::InvalidArgument { .. } => S::PRECOND_INVALID_ARGUMENT,
             LinalgError::NonFinite { .. } => S::PRECOND_NON_FINITE,
+            LinalgError::OutOfMemory { .. } => S::PRECOND_OUT_OF_MEMORY,
             _ => S::PRECOND_NUMERICAL_FAILURE,
         };
         FfiError::new(status, e.to_string())

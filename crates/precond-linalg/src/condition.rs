@@ -1,10 +1,11 @@
 //! Exact condition numbers: the 2-norm `κ(A) = σ_max/σ_min` (THEORY.md notation) and the 1-norm
 //! `κ₁(A) = ‖A‖₁‖A⁻¹‖₁`.
 
-use faer::linalg::solvers::DenseSolveCore;
 use faer::{Mat, MatRef};
 
-use crate::error::{LinalgError, Result};
+#[cfg(doc)]
+use crate::error::LinalgError;
+use crate::error::Result;
 use crate::layout::{check_matrix, check_square};
 use crate::params::{Cond2Params, SvdParams};
 use crate::scaling::{ldexp, needs_scaling, scaled, unscale};
@@ -78,9 +79,7 @@ pub(crate) fn singular_values_checked(
     params: &SvdParams,
 ) -> Result<Vec<f64>> {
     let (s, e) = singular_values_scaled(a, what, params)?;
-    s.into_iter()
-        .map(|v| unscale(v, e, "singular value"))
-        .collect()
+    crate::scaling::unscale_all(s, e, "singular value")
 }
 
 /// The singular values of `A · 2⁻ᵉ` (nonincreasing) and `e`: `A` is checked, then divided by a
@@ -92,7 +91,7 @@ pub(crate) fn singular_values_scaled(
     params: &SvdParams,
 ) -> Result<(Vec<f64>, i32)> {
     check_matrix(a, what)?;
-    match scaled(a) {
+    match scaled(a)? {
         Some((s, e)) => Ok((singular_values_unscaled(s.as_ref(), params)?, e)),
         None => Ok((singular_values_unscaled(a, params)?, 0)),
     }
@@ -112,11 +111,7 @@ fn singular_values_unscaled(a: MatRef<'_, f64>, params: &SvdParams) -> Result<Ve
 
 /// faer's one-stage SVD without vectors (nonincreasing singular values).
 pub(crate) fn faer_singular_values(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
-    a.singular_values().map_err(|_| LinalgError::NoConvergence {
-        what: "faer singular value decomposition",
-        iterations: 0,
-        residual: f64::NAN,
-    })
+    crate::dense::singular_values(a)
 }
 
 /// The 2-norm condition number `κ(A) = σ_max/σ_min` of any non-empty `m × n` matrix (THEORY.md,
@@ -233,14 +228,14 @@ fn norm1_plain(a: MatRef<'_, f64>, e: i32) -> f64 {
 /// [`LinalgError::NonFinite`].
 pub fn cond1(a: MatRef<'_, f64>) -> Result<f64> {
     check_square(a, "matrix A of cond1")?;
-    let owned = scaled(a);
+    let owned = scaled(a)?;
     let a = owned.as_ref().map_or(a, |(s, _)| s.as_ref());
-    let lu = a.partial_piv_lu();
-    let u = lu.U();
+    let lu = crate::dense::Lu::new(a)?;
+    let u = lu.u();
     if (0..u.nrows()).any(|i| u[(i, i)] == 0.0) {
         return Ok(f64::INFINITY);
     }
-    let inv: Mat<f64> = lu.inverse();
+    let inv: Mat<f64> = lu.inverse()?;
     let ni = norm1(inv.as_ref());
     if !ni.is_finite() {
         return Ok(f64::INFINITY);

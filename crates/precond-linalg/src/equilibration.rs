@@ -1,6 +1,7 @@
 //! Row, column and symmetric equilibration; Van der Sluis' Theorem 2 and its Corollary 1
 //! (THEORY.md §3).
 
+use crate::alloc::try_mat_from_fn;
 use faer::{Mat, MatRef};
 
 use crate::condition::cond2;
@@ -142,9 +143,9 @@ pub fn row_equilibrate(a: MatRef<'_, f64>) -> Result<Equilibration> {
     check_matrix(a, "matrix A of row_equilibrate")?;
     let norms = row_norms_split(a);
     let d = inverse_norms(&norms, "row of A (row_equilibrate)")?;
-    let scaled = Mat::from_fn(a.nrows(), a.ncols(), |i, j| {
+    let scaled = try_mat_from_fn("row-equilibrated matrix", a.nrows(), a.ncols(), |i, j| {
         divide_by_norm(a[(i, j)], norms[i])
-    });
+    })?;
     Ok(Equilibration { scale: d, scaled })
 }
 
@@ -166,9 +167,12 @@ pub fn col_equilibrate(a: MatRef<'_, f64>) -> Result<Equilibration> {
     check_matrix(a, "matrix A of col_equilibrate")?;
     let norms = row_norms_split(a.transpose());
     let d = inverse_norms(&norms, "column of A (col_equilibrate)")?;
-    let scaled = Mat::from_fn(a.nrows(), a.ncols(), |i, j| {
-        divide_by_norm(a[(i, j)], norms[j])
-    });
+    let scaled = try_mat_from_fn(
+        "column-equilibrated matrix",
+        a.nrows(),
+        a.ncols(),
+        |i, j| divide_by_norm(a[(i, j)], norms[j]),
+    )?;
     Ok(Equilibration { scale: d, scaled })
 }
 
@@ -195,7 +199,12 @@ pub fn col_equilibrate(a: MatRef<'_, f64>) -> Result<Equilibration> {
 pub fn sym_equilibrate(h: MatRef<'_, f64>) -> Result<Equilibration> {
     let hs = symmetric_part(h, "symmetric matrix H of sym_equilibrate")?;
     let n = hs.nrows();
-    let mut d = Vec::with_capacity(n);
+    let mut d: Vec<f64> = Vec::new();
+    d.try_reserve_exact(n)
+        .map_err(|_| LinalgError::OutOfMemory {
+            what: "scaling of sym_equilibrate",
+            bytes: crate::alloc::bytes_of(n, 8),
+        })?;
     for i in 0..n {
         let v = hs[(i, i)];
         if v <= 0.0 {
@@ -207,7 +216,9 @@ pub fn sym_equilibrate(h: MatRef<'_, f64>) -> Result<Equilibration> {
         }
         d.push(1.0 / v.sqrt());
     }
-    let mut scaled = Mat::from_fn(n, n, |i, j| d[i] * hs[(i, j)] * d[j]);
+    let mut scaled = try_mat_from_fn("symmetrically equilibrated matrix", n, n, |i, j| {
+        d[i] * hs[(i, j)] * d[j]
+    })?;
     // an entry whose product left the normal range on the way (subnormal or huge entries
     // beside a tiny or huge diagonal) is recomputed with the powers of two of d split off
     for j in 0..n {

@@ -107,6 +107,17 @@ pub enum LinalgError {
         /// Its base-2 logarithm (approximate; 1024 when only the overflow itself is known).
         log2: f64,
     },
+    /// The allocator refused a buffer whose size follows from the input (a copy of the matrix,
+    /// a factor, or the workspace of a decomposition): nothing was changed and the process keeps
+    /// running. `bytes` is the size requested (saturated at `u64::MAX` when the size computation
+    /// itself overflows).
+    #[error("out of memory: could not allocate {bytes} bytes for {what}")]
+    OutOfMemory {
+        /// What the buffer was for.
+        what: &'static str,
+        /// The number of bytes requested.
+        bytes: u64,
+    },
     /// A scalar or vector argument outside its domain.
     #[error("invalid argument {name}: {reason}")]
     InvalidArgument {

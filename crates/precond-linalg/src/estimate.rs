@@ -3,8 +3,9 @@
 //! these give a lower bound on `κ₁` in `O(n²)` after the `O(n³)` factor.
 
 use faer::linalg::solvers::{Llt, PartialPivLu, Solve};
-use faer::{ColMut, MatRef, Side};
+use faer::{ColMut, MatRef};
 
+use crate::alloc::{try_collect, try_vec};
 use crate::condition::norm1;
 use crate::error::{LinalgError, Result};
 use crate::layout::{check_square, symmetric_part};
@@ -58,7 +59,7 @@ pub(crate) fn hager_higham(
     n: usize,
     mut solve: impl FnMut(&mut [f64]),
     mut solve_t: impl FnMut(&mut [f64]),
-) -> (f64, usize) {
+) -> Result<(f64, usize)> {
     let sign = |v: f64| if v >= 0.0 { 1.0 } else { -1.0 };
     let l1 = |v: &[f64]| v.iter().map(|x| x.abs()).sum::<f64>();
     let argmax = |v: &[f64]| {
@@ -71,15 +72,19 @@ pub(crate) fn hager_higham(
         j
     };
     let mut solves = 0;
-    let mut x = vec![1.0 / n as f64; n];
+    let mut x = try_vec("vector of the 1-norm estimate", n, 1.0 / n as f64)?;
     solve(&mut x);
     solves += 1;
     if n == 1 {
-        return (x[0].abs(), solves);
+        return Ok((x[0].abs(), solves));
     }
     let mut est = l1(&x);
-    let mut xi: Vec<f64> = x.iter().map(|&v| sign(v)).collect();
-    let mut z = xi.clone();
+    let mut xi = try_collect(
+        "sign vector of the 1-norm estimate",
+        n,
+        x.iter().map(|&v| sign(v)),
+    )?;
+    let mut z = try_collect("vector of the 1-norm estimate", n, xi.iter().copied())?;
     solve_t(&mut z);
     solves += 1;
     let mut j = argmax(&z);
@@ -120,7 +125,7 @@ pub(crate) fn hager_higham(
     if temp > est {
         est = temp;
     }
-    (est, solves)
+    Ok((est, solves))
 }
 
 /// An estimate of `‖A⁻¹‖₁` that overflowed (`A⁻¹x` not finite for a unit `x`): with
@@ -184,11 +189,15 @@ pub fn cond_estimate_from_lu(a: MatRef<'_, f64>, lu: &PartialPivLu<f64>) -> Resu
             solves: 0,
         });
     }
+    // the solves of `lu.solve_in_place` / `lu.solve_transpose_in_place`, with their
+    // workspaces allocated once and fallibly
+    let solver =
+        core::cell::RefCell::new(crate::dense::LuSolver::from_parts(lu.L(), lu.U(), lu.P())?);
     let (inv, solves) = hager_higham(
         n,
-        |x| lu.solve_in_place(col_mut(x).as_mat_mut()),
-        |x| lu.solve_transpose_in_place(col_mut(x).as_mat_mut()),
-    );
+        |x| solver.borrow_mut().solve(x),
+        |x| solver.borrow_mut().solve_t(x),
+    )?;
     let inv = overflowed_inverse(inv, norm)?;
     Ok(CondEstimate {
         kappa1_estimate: norm * inv,
@@ -220,13 +229,40 @@ pub fn cond_estimate_from_lu(a: MatRef<'_, f64>, lu: &PartialPivLu<f64>) -> Resu
 ///   Mathematical Software 14(4):381–396, 1988.
 pub fn cond_estimate_lu(a: MatRef<'_, f64>) -> Result<CondEstimate> {
     check_square(a, "matrix A of cond_estimate_lu")?;
-    match scaled(a) {
-        None => cond_estimate_from_lu(a, &a.partial_piv_lu()),
-        Some((s, e)) => {
-            let c = cond_estimate_from_lu(s.as_ref(), &s.partial_piv_lu())?;
-            unscale_estimate(c, e)
-        }
+    match scaled(a)? {
+        None => estimate_from_own_lu(a),
+        Some((s, e)) => unscale_estimate(estimate_from_own_lu(s.as_ref())?, e),
     }
+}
+
+/// [`cond_estimate_from_lu`] on the factor of [`crate::dense::Lu`] (the same factor and solves
+/// as `a.partial_piv_lu()`, allocated fallibly).
+fn estimate_from_own_lu(a: MatRef<'_, f64>) -> Result<CondEstimate> {
+    let lu = crate::dense::Lu::new(a)?;
+    let n = a.nrows();
+    let norm = norm1(a);
+    let u = lu.u();
+    if (0..n).any(|i| u[(i, i)] == 0.0) {
+        return Ok(CondEstimate {
+            kappa1_estimate: f64::INFINITY,
+            norm1: norm,
+            inv_norm1_estimate: f64::INFINITY,
+            solves: 0,
+        });
+    }
+    let solver = core::cell::RefCell::new(crate::dense::LuSolver::new(&lu)?);
+    let (inv, solves) = hager_higham(
+        n,
+        |x| solver.borrow_mut().solve(x),
+        |x| solver.borrow_mut().solve_t(x),
+    )?;
+    let inv = overflowed_inverse(inv, norm)?;
+    Ok(CondEstimate {
+        kappa1_estimate: norm * inv,
+        norm1: norm,
+        inv_norm1_estimate: inv,
+        solves,
+    })
 }
 
 /// Estimate of `κ₁(A)` using an existing Cholesky factorization `llt` of the SPD matrix `a`
@@ -261,7 +297,7 @@ pub fn cond_estimate_from_llt(a: MatRef<'_, f64>, llt: &Llt<f64>) -> Result<Cond
         n,
         |x| llt.solve_in_place(col_mut(x).as_mat_mut()),
         |x| llt.solve_in_place(col_mut(x).as_mat_mut()),
-    );
+    )?;
     let inv = overflowed_inverse(inv, norm)?;
     Ok(CondEstimate {
         kappa1_estimate: norm * inv,
@@ -293,13 +329,16 @@ pub fn cond_estimate_from_llt(a: MatRef<'_, f64>, llt: &Llt<f64>) -> Result<Cond
 pub fn cond_estimate_spd(a: MatRef<'_, f64>) -> Result<CondEstimate> {
     let mut s = symmetric_part(a, "SPD matrix A of cond_estimate_spd")?;
     let e = scale_owned(&mut s);
-    let llt = s.llt(Side::Lower).map_err(|e| {
-        let faer::linalg::cholesky::llt::factor::LltError::NonPositivePivot { index } = e;
-        LinalgError::NotPositiveDefinite {
-            what: "SPD matrix A of cond_estimate_spd",
-            index,
-            value: f64::NAN,
-        }
-    })?;
-    unscale_estimate(cond_estimate_from_llt(s.as_ref(), &llt)?, e)
+    let l = crate::dense::cholesky_lower(s.as_ref(), "SPD matrix A of cond_estimate_spd")?;
+    let norm = norm1(s.as_ref());
+    let solve = |x: &mut [f64]| crate::dense::cholesky_solve(l.as_ref(), x);
+    let (inv, solves) = hager_higham(s.nrows(), solve, solve)?;
+    let inv = overflowed_inverse(inv, norm)?;
+    let c = CondEstimate {
+        kappa1_estimate: norm * inv,
+        norm1: norm,
+        inv_norm1_estimate: inv,
+        solves,
+    };
+    unscale_estimate(c, e)
 }

@@ -39,8 +39,8 @@ pub fn hutchinson_trace<O: LinearOperator + ?Sized>(
         });
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut z = vec![0.0; n];
-    let mut y = vec![0.0; n];
+    let mut z = crate::alloc::try_vec("Hutchinson probe vector", n, 0.0)?;
+    let mut y = crate::alloc::try_vec("Hutchinson product vector", n, 0.0)?;
     let (mut mean, mut m2) = (0.0f64, 0.0f64);
     for k in 0..n_samples {
         z.iter_mut()

@@ -9,7 +9,11 @@ use core::cell::RefCell;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 
+use crate::alloc::{try_mat_from_fn, try_to_owned, try_vec, try_zeros};
 use crate::error::{LinalgError, Result};
+
+/// What the buffers of [`KronPreconditioned`] are called in an out-of-memory error.
+const SCRATCH: &str = "buffers of KronPreconditioned";
 use crate::layout::{Layout, check_square, symmetric_part};
 use crate::operator::LinearOperator;
 use crate::preconditioned::{PreconditionedCond, even_scale_exponent, finish};
@@ -65,12 +69,12 @@ fn apply_kron_cols(
     b: MatRef<'_, f64>,
     order: Layout,
     h: &Mat<f64>,
-) -> Mat<f64> {
+) -> Result<Mat<f64>> {
     let (m, n) = (a.nrows(), b.nrows());
-    let mut out = Mat::<f64>::zeros(h.nrows(), h.ncols());
-    let mut tmp = Mat::<f64>::zeros(m, n);
-    let mut x = vec![0.0; h.nrows()];
-    let mut y = vec![0.0; h.nrows()];
+    let mut out = try_zeros("Kronecker-preconditioned matrix", h.nrows(), h.ncols())?;
+    let mut tmp = try_zeros("buffer of the Kronecker product", m, n)?;
+    let mut x = try_vec("column buffer of the Kronecker product", h.nrows(), 0.0)?;
+    let mut y = try_vec("column buffer of the Kronecker product", h.nrows(), 0.0)?;
     for c in 0..h.ncols() {
         for (i, v) in x.iter_mut().enumerate() {
             *v = h[(i, c)];
@@ -80,7 +84,7 @@ fn apply_kron_cols(
             out[(i, c)] = *v;
         }
     }
-    out
+    Ok(out)
 }
 
 /// Checks the two factors against the operator dimension `dim = m·n`.
@@ -103,7 +107,7 @@ fn check_factors(l: MatRef<'_, f64>, r: MatRef<'_, f64>, dim: usize) -> Result<(
 fn spd_sqrt(a: MatRef<'_, f64>, what: &'static str) -> Result<Mat<f64>> {
     let n = a.nrows();
     let mut ws = SymEigWorkspace::new(n)?;
-    let mut out = Mat::zeros(n, n);
+    let mut out = try_zeros("square root of a Kronecker factor", n, n)?;
     sym_sqrt_into(a, out.as_mut(), &mut ws, what, what)?;
     Ok(out)
 }
@@ -113,10 +117,8 @@ fn spd_sqrt(a: MatRef<'_, f64>, what: &'static str) -> Result<Mat<f64>> {
 fn even_scaled(a: MatRef<'_, f64>, what: &'static str) -> Result<(Mat<f64>, i32)> {
     let s = symmetric_part(a, what)?;
     let e = even_scale_exponent(max_abs(s.as_ref()));
-    Ok((
-        Mat::from_fn(s.nrows(), s.ncols(), |i, j| ldexp(s[(i, j)], -e)),
-        e,
-    ))
+    let scaled = try_mat_from_fn(what, s.nrows(), s.ncols(), |i, j| ldexp(s[(i, j)], -e))?;
+    Ok((scaled, e))
 }
 
 /// The preconditioned condition numbers of a Hessian block `H` (`mn × mn`, symmetric) under the
@@ -156,10 +158,12 @@ pub fn kron_precond_cond(
     let l_half = spd_sqrt(ls.as_ref(), "Kronecker factor L")?;
     let r_half = spd_sqrt(rs.as_ref(), "Kronecker factor R")?;
     // S H, then S (S H)ᵀ = S H S (S and H symmetric)
-    let sh = apply_kron_cols(l_half.as_ref(), r_half.as_ref(), order, &hs);
-    let sht = sh.transpose().to_owned();
-    let m = apply_kron_cols(l_half.as_ref(), r_half.as_ref(), order, &sht);
-    let ph = apply_kron_cols(ls.as_ref(), rs.as_ref(), order, &hs);
+    let sh = apply_kron_cols(l_half.as_ref(), r_half.as_ref(), order, &hs)?;
+    let sht = try_to_owned("transpose of S H", sh.transpose())?;
+    drop(sh);
+    let m = apply_kron_cols(l_half.as_ref(), r_half.as_ref(), order, &sht)?;
+    drop(sht);
+    let ph = apply_kron_cols(ls.as_ref(), rs.as_ref(), order, &hs)?;
     finish(m, ph.as_ref(), eh + el + er)
 }
 
@@ -195,7 +199,11 @@ impl<'a, O: LinearOperator> KronPreconditioned<'a, O> {
             l_half,
             r_half,
             order,
-            scratch: RefCell::new((vec![0.0; m * n], vec![0.0; m * n], Mat::zeros(m, n))),
+            scratch: RefCell::new((
+                try_vec(SCRATCH, m * n, 0.0)?,
+                try_vec(SCRATCH, m * n, 0.0)?,
+                try_zeros(SCRATCH, m, n)?,
+            )),
         })
     }
 

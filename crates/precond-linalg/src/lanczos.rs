@@ -1,6 +1,7 @@
 //! Lanczos with full reorthogonalization for the algebraically smallest and largest eigenvalues
 //! of a symmetric operator (THEORY.md §1: `κ = λ_max/λ_min` of Hessians too large to form).
 
+use crate::alloc::{try_collect, try_vec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -93,16 +94,20 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-pub(crate) fn random_unit(n: usize, seed: u64) -> Vec<f64> {
+pub(crate) fn random_unit(n: usize, seed: u64) -> Result<Vec<f64>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let mut v = try_collect(
+        "start vector",
+        n,
+        (0..n).map(|_| rng.random_range(-1.0..1.0)),
+    )?;
     let nrm = dot(&v, &v).sqrt();
     if nrm > 0.0 {
         v.iter_mut().for_each(|x| *x /= nrm);
     } else {
         v[0] = 1.0;
     }
-    v
+    Ok(v)
 }
 
 /// Extreme Ritz pairs of the Lanczos tridiagonal: (θ, residual, bound) for min and max.
@@ -169,12 +174,14 @@ pub(crate) fn lanczos_core<O: LinearOperator + ?Sized>(
         });
     }
     let m = opts.max_iter.min(n);
-    let mut basis: Vec<Vec<f64>> = Vec::with_capacity(if opts.reorthogonalize { m } else { 2 });
-    let mut q = random_unit(n, opts.seed);
-    let mut q_prev = vec![0.0; n];
-    let mut w = vec![0.0; n];
-    let mut alpha: Vec<f64> = Vec::with_capacity(m);
-    let mut beta: Vec<f64> = Vec::with_capacity(m);
+    const BUF: &str = "Lanczos vectors";
+    let mut basis: Vec<Vec<f64>> =
+        try_collect(BUF, if opts.reorthogonalize { m } else { 2 }, None)?;
+    let mut q = random_unit(n, opts.seed)?;
+    let mut q_prev = try_vec(BUF, n, 0.0)?;
+    let mut w = try_vec(BUF, n, 0.0)?;
+    let mut alpha: Vec<f64> = try_collect("Lanczos coefficients", m, None)?;
+    let mut beta: Vec<f64> = try_collect("Lanczos coefficients", m, None)?;
     let mut last = [(0.0, f64::INFINITY, f64::INFINITY); 2];
     // vectorized (AVX2+FMA when available) dot products and updates: with full
     // reorthogonalization they are O(n·j) per step, comparable to a matrix-free product
@@ -234,7 +241,7 @@ pub(crate) fn lanczos_core<O: LinearOperator + ?Sized>(
         beta.push(b);
         let inv = 1.0 / b;
         if opts.reorthogonalize {
-            basis.push(q.clone());
+            basis.push(try_collect(BUF, n, q.iter().copied())?);
         }
         core::mem::swap(&mut q_prev, &mut q);
         q.iter_mut().zip(&w).for_each(|(qi, wi)| *qi = wi * inv);

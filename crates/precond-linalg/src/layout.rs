@@ -26,7 +26,8 @@ pub fn mat_from_slice(
     ncols: usize,
     layout: Layout,
 ) -> Result<Mat<f64>> {
-    mat_view_from_slice(data, nrows, ncols, layout).map(|m| m.to_owned())
+    let view = mat_view_from_slice(data, nrows, ncols, layout)?;
+    crate::alloc::try_to_owned("copy of the matrix (mat_from_slice)", view)
 }
 
 /// A view of the `nrows × ncols` matrix stored in `data` with the given [`Layout`], without a
@@ -188,10 +189,11 @@ pub(crate) fn symmetric_part(a: MatRef<'_, f64>, what: &'static str) -> Result<M
     // a row-major view (unit column stride) is copied through its transpose, a contiguous copy
     // instead of a strided one: the symmetric part is the same (each pair's average is
     // symmetric in the two entries), and so is the reported first bad pair
+    const COPY: &str = "copy of the symmetric matrix (its symmetric part)";
     let mut out = if a.row_stride() != 1 && a.col_stride() == 1 {
-        a.transpose().to_owned()
+        crate::alloc::try_to_owned(COPY, a.transpose())?
     } else {
-        a.to_owned()
+        crate::alloc::try_to_owned(COPY, a)?
     };
     let mut first_bad: Option<(usize, usize)> = None;
     for jb in (0..n).step_by(TILE) {

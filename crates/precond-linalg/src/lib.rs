@@ -27,6 +27,12 @@
 //!
 //! Every fallible function returns [`LinalgError`]; nothing panics on bad input.
 //!
+//! Allocation failure is an error, not an abort: the copies, factors and workspaces of the
+//! dense diagnostics (whose sizes follow from the input) are requested fallibly, and a refusal
+//! is [`LinalgError::OutOfMemory`] naming the buffer and its size. One allocation inside faer
+//! stays infallible: its matrix-product kernel reserves a per-thread packing buffer (twice the
+//! L3 cache size, address space only) on a thread's first large product.
+//!
 //! Scale-safe: the dense diagnostics (SVDs, symmetric eigensolvers, norms, 1-norm condition
 //! numbers and estimates, preconditioned spectra, equilibration) divide a matrix whose largest
 //! entry is outside `[2⁻¹²⁸, 2¹²⁹)` by a power of two (exact) before computing, and multiply
@@ -54,7 +60,9 @@
 //! # Ok::<(), precond_linalg::LinalgError>(())
 //! ```
 
+mod alloc;
 mod condition;
+mod dense;
 mod equilibration;
 mod error;
 mod estimate;

@@ -68,8 +68,8 @@ pub fn power_iteration<O: LinearOperator + ?Sized>(
             reason: format!("{} must be finite and positive", opts.rel_tol),
         });
     }
-    let mut x = random_unit(n, opts.seed);
-    let mut y = vec![0.0; n];
+    let mut x = random_unit(n, opts.seed)?;
+    let mut y = crate::alloc::try_vec("power iteration vector", n, 0.0)?;
     let mut theta = 0.0;
     let mut residual = f64::INFINITY;
     for it in 0..opts.max_iter {

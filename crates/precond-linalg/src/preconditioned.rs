@@ -2,7 +2,10 @@
 //! of iteration (5), and, separately named, the 2-norm `κ(PH)` of the row-scaled Hessian that
 //! Van der Sluis' Theorem 2 bounds.
 
-use faer::{Mat, MatRef, Side};
+use faer::{Mat, MatRef};
+
+use crate::alloc::{try_collect, try_mat_from_fn};
+use crate::dense::matmul;
 
 use crate::condition::{Cond2, singular_values_scaled};
 use crate::error::{LinalgError, Result};
@@ -38,7 +41,12 @@ pub struct PreconditionedCond {
 /// eigenvalues and singular values are multiplied by `2ᵉ`.
 pub(crate) fn finish(m: Mat<f64>, ph: MatRef<'_, f64>, e: i32) -> Result<PreconditionedCond> {
     let n = m.nrows();
-    let sym = Mat::from_fn(n, n, |i, j| 0.5 * (m[(i, j)] + m[(j, i)]));
+    let sym = try_mat_from_fn(
+        "symmetric part of the preconditioned Hessian",
+        n,
+        n,
+        |i, j| 0.5 * (m[(i, j)] + m[(j, i)]),
+    )?;
     let (ev, e_m) = sym_eigenvalues_scaled(sym, &SymSpectrumParams::default())?;
     let spectrum = SymSpectrum::from_scaled(ev, e_m + e, default_spectrum_rel_tol(n))?;
     let svd = Cond2Params::default();
@@ -47,7 +55,11 @@ pub(crate) fn finish(m: Mat<f64>, ph: MatRef<'_, f64>, e: i32) -> Result<Precond
         Cond2::from_scaled_extremes(sv[0], sv[n - 1], e_ph + e, n, n, svd.rank_rtol_factor)?;
     Ok(PreconditionedCond {
         spectral_kappa: spectrum.kappa,
-        eigenvalues: spectrum.eigenvalues.clone(),
+        eigenvalues: try_collect(
+            "eigenvalues of the preconditioned Hessian",
+            n,
+            spectrum.eigenvalues.iter().copied(),
+        )?,
         spectrum,
         row_scaled_kappa2: row_scaled.kappa,
         row_scaled,
@@ -79,10 +91,20 @@ pub fn precond_cond_diag(h: MatRef<'_, f64>, p: &[f64]) -> Result<Preconditioned
     let eh = scale_owned(&mut hs);
     // p · 2^-ep with an even ep, so that sqrt(p · 2^-ep) = sqrt(p) · 2^(-ep/2) exactly
     let ep = even_scale_exponent(p.iter().fold(0.0f64, |a, &v| a.max(v)));
-    let p: Vec<f64> = p.iter().map(|&v| ldexp(v, -ep)).collect();
-    let s: Vec<f64> = p.iter().map(|v| v.sqrt()).collect();
-    let m = Mat::from_fn(n, n, |i, j| s[i] * hs[(i, j)] * s[j]);
-    let ph = Mat::from_fn(n, n, |i, j| p[i] * hs[(i, j)]);
+    let p = try_collect(
+        "rescaled preconditioner p",
+        n,
+        p.iter().map(|&v| ldexp(v, -ep)),
+    )?;
+    let s = try_collect(
+        "square root of the preconditioner",
+        n,
+        p.iter().map(|v| v.sqrt()),
+    )?;
+    let m = try_mat_from_fn("preconditioned Hessian S H S", n, n, |i, j| {
+        s[i] * hs[(i, j)] * s[j]
+    })?;
+    let ph = try_mat_from_fn("row-scaled Hessian PH", n, n, |i, j| p[i] * hs[(i, j)])?;
     finish(m, ph.as_ref(), eh + ep)
 }
 
@@ -117,17 +139,12 @@ pub fn precond_cond_dense(h: MatRef<'_, f64>, p: MatRef<'_, f64>) -> Result<Prec
     }
     let eh = scale_owned(&mut hs);
     let ep = scale_owned(&mut ps);
-    let llt = ps.llt(Side::Lower).map_err(|e| {
-        let faer::linalg::cholesky::llt::factor::LltError::NonPositivePivot { index } = e;
-        LinalgError::NotPositiveDefinite {
-            what: "preconditioner P",
-            index,
-            value: f64::NAN,
-        }
-    })?;
-    let s = llt.L();
-    let m = s.transpose() * (&hs * s);
-    let ph = &ps * &hs;
+    let l = crate::dense::cholesky_lower(ps.as_ref(), "preconditioner P")?;
+    let s = l.as_ref();
+    let hsl = matmul("product H S of precond_cond_dense", hs.as_ref(), s)?;
+    let m = matmul("preconditioned Hessian SᵀHS", s.transpose(), hsl.as_ref())?;
+    drop(hsl);
+    let ph = matmul("product PH", ps.as_ref(), hs.as_ref())?;
     finish(m, ph.as_ref(), eh + ep)
 }
 
@@ -149,10 +166,12 @@ pub fn precond_cond_factor(h: MatRef<'_, f64>, s: MatRef<'_, f64>) -> Result<Pre
         });
     }
     let eh = scale_owned(&mut hs);
-    let owned = scaled(s);
+    let owned = scaled(s)?;
     let (s, es) = owned.as_ref().map_or((s, 0), |(m, e)| (m.as_ref(), *e));
-    let m = s.transpose() * (&hs * s);
-    let p = s * s.transpose();
-    let ph = &p * &hs;
+    let hsl = matmul("product H S of precond_cond_factor", hs.as_ref(), s)?;
+    let m = matmul("preconditioned Hessian SᵀHS", s.transpose(), hsl.as_ref())?;
+    drop(hsl);
+    let p = matmul("preconditioner P = S Sᵀ", s, s.transpose())?;
+    let ph = matmul("product PH", p.as_ref(), hs.as_ref())?;
     finish(m, ph.as_ref(), eh + 2 * es)
 }

@@ -97,12 +97,17 @@ pub(crate) fn scale_in_place(a: &mut Mat<f64>, e: i32) {
 
 /// `a` divided by a power of two so that its largest entry is in `[1, 2)` when it is outside the
 /// safe range, as an owned copy, with the exponent; `None` when `a` is used as it is.
-pub(crate) fn scaled(a: MatRef<'_, f64>) -> Option<(Mat<f64>, i32)> {
-    let e = needs_scaling(a)?;
-    Some((
-        Mat::from_fn(a.nrows(), a.ncols(), |i, j| ldexp(a[(i, j)], -e)),
-        e,
-    ))
+pub(crate) fn scaled(a: MatRef<'_, f64>) -> Result<Option<(Mat<f64>, i32)>> {
+    let Some(e) = needs_scaling(a) else {
+        return Ok(None);
+    };
+    let s = crate::alloc::try_mat_from_fn(
+        "rescaled copy of the matrix",
+        a.nrows(),
+        a.ncols(),
+        |i, j| ldexp(a[(i, j)], -e),
+    )?;
+    Ok(Some((s, e)))
 }
 
 /// Scales an owned matrix in place when needed; returns the exponent (0 when unscaled).
@@ -119,6 +124,14 @@ pub(crate) fn scale_owned(a: &mut Mat<f64>) -> i32 {
 /// `x · 2ᵉ`, or [`LinalgError::Overflow`] naming `what` when the exact value exceeds
 /// `f64::MAX`. A value below `f64::MIN_POSITIVE` is rounded to the nearest subnormal (absolute
 /// error at most `2⁻¹⁰⁷⁵`).
+/// [`unscale`] of every entry of `v`, in place (no allocation).
+pub(crate) fn unscale_all(mut v: Vec<f64>, e: i32, what: &'static str) -> Result<Vec<f64>> {
+    for x in &mut v {
+        *x = unscale(*x, e, what)?;
+    }
+    Ok(v)
+}
+
 pub(crate) fn unscale(x: f64, e: i32, what: &'static str) -> Result<f64> {
     let y = ldexp(x, e);
     if y.is_finite() || !x.is_finite() {

@@ -1,10 +1,11 @@
 //! Spectral data of a symmetric matrix (THEORY.md §1: `κ(H) = λ_max/λ_min` for SPD `H`, and the
 //! smallest *positive* eigenvalue that replaces `λ_min` for singular Hessians in Theorem 1).
 
-use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::dyn_stack::MemStack;
 use faer::linalg::evd::tridiag;
-use faer::{Mat, MatRef, Par, Side};
+use faer::{Mat, MatRef, Par};
 
+use crate::alloc::{try_collect, try_mem, try_zeros};
 use crate::error::{LinalgError, Result};
 use crate::layout::symmetric_part;
 use crate::params::SymSpectrumParams;
@@ -69,15 +70,12 @@ impl SymSpectrum {
     /// taken on the scaled values (scale-free), then every eigenvalue multiplied by `2ᵉ`
     /// ([`LinalgError::Overflow`] when one exceeds `f64::MAX`).
     pub(crate) fn from_scaled(eigenvalues: Vec<f64>, e: i32, rel_tol: f64) -> Result<Self> {
-        let s = Self::from_sorted(eigenvalues, rel_tol);
+        let mut s = Self::from_sorted(eigenvalues, rel_tol);
         if e == 0 {
             return Ok(s);
         }
-        let eigenvalues = s
-            .eigenvalues
-            .iter()
-            .map(|&l| unscale(l, e, "eigenvalue"))
-            .collect::<Result<Vec<f64>>>()?;
+        let eigenvalues =
+            crate::scaling::unscale_all(core::mem::take(&mut s.eigenvalues), e, "eigenvalue")?;
         Ok(Self {
             lambda_min: eigenvalues[0],
             lambda_max: eigenvalues[eigenvalues.len() - 1],
@@ -178,12 +176,7 @@ pub(crate) fn sym_eigenvalues_unchecked(
             faer::get_global_parallelism(),
         );
     }
-    h.self_adjoint_eigenvalues(Side::Lower)
-        .map_err(|_| LinalgError::NoConvergence {
-            what: "faer symmetric eigenvalue QR iteration",
-            iterations: 0,
-            residual: f64::NAN,
-        })
+    crate::dense::sym_eigenvalues(h.as_ref())
 }
 
 /// The two extreme eigenvalues of a symmetric matrix.
@@ -202,18 +195,21 @@ pub(crate) fn tridiagonalize(
     mut a: Mat<f64>,
     par: Par,
     params: &SymSpectrumParams,
-) -> (Vec<f64>, Vec<f64>) {
+) -> Result<(Vec<f64>, Vec<f64>)> {
     let n = a.nrows();
     if n >= params.two_stage_min_n {
         return sym_tridiagonal_two_stage(a, params.band_width, par);
     }
     let bs = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
-    let mut hh = Mat::<f64>::zeros(bs, n.saturating_sub(1));
-    let mut mem = MemBuffer::new(tridiag::tridiag_in_place_scratch::<f64>(
-        n,
-        par,
-        Default::default(),
-    ));
+    let mut hh = try_zeros(
+        "Householder factors of the tridiagonalization",
+        bs,
+        n.saturating_sub(1),
+    )?;
+    let mut mem = try_mem(
+        "workspace of the tridiagonalization",
+        tridiag::tridiag_in_place_scratch::<f64>(n, par, Default::default()),
+    )?;
     tridiag::tridiag_in_place(
         a.as_mut(),
         hh.as_mut(),
@@ -221,9 +217,13 @@ pub(crate) fn tridiagonalize(
         MemStack::new(&mut mem),
         Default::default(),
     );
-    let d = (0..n).map(|i| a[(i, i)]).collect();
-    let e = (0..n.saturating_sub(1)).map(|i| a[(i + 1, i)]).collect();
-    (d, e)
+    let d = try_collect("tridiagonal diagonal", n, (0..n).map(|i| a[(i, i)]))?;
+    let e = try_collect(
+        "tridiagonal off-diagonal",
+        n.saturating_sub(1),
+        (0..n.saturating_sub(1)).map(|i| a[(i + 1, i)]),
+    )?;
+    Ok((d, e))
 }
 
 /// The smallest and largest eigenvalues of the symmetric matrix `h`, without the full spectrum:
@@ -260,7 +260,7 @@ pub fn sym_extremes_with_params(
         });
     }
     let s = scale_owned(&mut hs);
-    let (d, e) = tridiagonalize(hs, faer::get_global_parallelism(), params);
+    let (d, e) = tridiagonalize(hs, faer::get_global_parallelism(), params)?;
     Ok(SymExtremes {
         lambda_min: unscale(kth_eigenvalue(&d, &e, 0), s, "smallest eigenvalue")?,
         lambda_max: unscale(kth_eigenvalue(&d, &e, n - 1), s, "largest eigenvalue")?,

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::dyn_stack::MemStack;
 use faer::linalg::cholesky::llt::factor::{self as llt_factor, LltError};
 use faer::{Mat, MatRef, Par};
 
@@ -16,20 +16,28 @@ use crate::spectrum::{default_spectrum_rel_tol, tridiagonalize};
 use crate::triangle::{CholeskyInverse, SymLower};
 use crate::tridiagonal::kth_eigenvalue;
 
-fn cholesky(mut a: Mat<f64>, par: Par) -> core::result::Result<Mat<f64>, LltError> {
+fn cholesky(a: MatRef<'_, f64>, par: Par) -> Result<Mat<f64>> {
     let n = a.nrows();
-    let mut mem = MemBuffer::new(llt_factor::cholesky_in_place_scratch::<f64>(
-        n,
-        par,
-        Default::default(),
-    ));
+    let mut a = crate::alloc::try_to_owned("Cholesky factor of H (sym_cond)", a)?;
+    let mut mem = crate::alloc::try_mem(
+        "workspace of the Cholesky factorization",
+        llt_factor::cholesky_in_place_scratch::<f64>(n, par, Default::default()),
+    )?;
     llt_factor::cholesky_in_place(
         a.as_mut(),
         Default::default(),
         par,
         MemStack::new(&mut mem),
         Default::default(),
-    )?;
+    )
+    .map_err(|e| {
+        let LltError::NonPositivePivot { index } = e;
+        LinalgError::NotPositiveDefinite {
+            what: "symmetric matrix H of sym_cond",
+            index,
+            value: f64::NAN,
+        }
+    })?;
     Ok(a)
 }
 
@@ -82,7 +90,7 @@ pub fn sym_cond_with_params(h: MatRef<'_, f64>, params: &SymCondParams) -> Resul
     // scale-safe: κ is scale-free, so a matrix outside the safe range is replaced by its exact
     // power-of-two rescaling (the Lanczos run on H⁻¹ would overflow or underflow otherwise)
     let mut scale_exp = 0;
-    if let Some((s, e)) = scaled(hv.as_ref()) {
+    if let Some((s, e)) = scaled(hv.as_ref())? {
         hv = SymView::Owned(s);
         scale_exp = e;
     }
@@ -96,14 +104,6 @@ pub fn sym_cond_with_params(h: MatRef<'_, f64>, params: &SymCondParams) -> Resul
             seed: 0x5eed_c0de,
             reorthogonalize: true,
         };
-        let not_spd = |e: LltError| {
-            let LltError::NonPositivePivot { index } = e;
-            LinalgError::NotPositiveDefinite {
-                what: "symmetric matrix H of sym_cond",
-                index,
-                value: f64::NAN,
-            }
-        };
         // Measured (BENCHMARKS.md): the sequential Cholesky running beside the Lanczos run on
         // `H` beats a two-thread Cholesky followed by both Lanczos runs.
         // set when the H run is over: from then on each H⁻¹ product uses both cores
@@ -115,7 +115,7 @@ pub fn sym_cond_with_params(h: MatRef<'_, f64>, params: &SymCondParams) -> Resul
                 r
             },
             || {
-                let l = cholesky(hr.to_owned(), Par::Seq).map_err(not_spd)?;
+                let l = cholesky(hr, Par::Seq)?;
                 let op = CholeskyInverse::new(l.as_ref());
                 let op = if rayon::current_num_threads() >= 2 {
                     op.with_helper_flag(&top_done)
@@ -138,9 +138,9 @@ pub fn sym_cond_with_params(h: MatRef<'_, f64>, params: &SymCondParams) -> Resul
     } else {
         let hs = match hv {
             SymView::Owned(m) => m,
-            SymView::Borrowed(b) => b.to_owned(),
+            SymView::Borrowed(b) => crate::alloc::try_to_owned("copy of the symmetric matrix", b)?,
         };
-        let (d, e) = tridiagonalize(hs, faer::get_global_parallelism(), &params.spectrum);
+        let (d, e) = tridiagonalize(hs, faer::get_global_parallelism(), &params.spectrum)?;
         (kth_eigenvalue(&d, &e, 0), kth_eigenvalue(&d, &e, n - 1))
     };
     if lambda_min <= rel * lambda_min.abs().max(lambda_max.abs()) {

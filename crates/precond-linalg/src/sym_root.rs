@@ -49,8 +49,9 @@ impl SymEigWorkspace {
     /// A workspace for `n × n` matrices, with sequential faer kernels.
     ///
     /// # Errors
-    /// [`LinalgError::Empty`] for `n = 0`, [`LinalgError::InvalidArgument`] when the buffers
-    /// (about `3n²` doubles plus faer's scratch) cannot be allocated.
+    /// [`LinalgError::Empty`] for `n = 0`, [`LinalgError::InvalidArgument`] when the size of
+    /// the buffers (about `3n²` doubles plus faer's scratch) overflows the address space,
+    /// [`LinalgError::OutOfMemory`] when the allocator refuses them.
     pub fn new(n: usize) -> Result<Self> {
         Self::with_par(n, Par::Seq)
     }
@@ -79,14 +80,15 @@ impl SymEigWorkspace {
             .ok_or_else(too_big)?;
         let req =
             self_adjoint_evd_scratch::<f64>(n, ComputeEigenvectors::Yes, par, Default::default());
-        let mem = MemBuffer::try_new(req).map_err(|_| too_big())?;
+        const WS: &str = "buffers of SymEigWorkspace";
+        let mem = crate::alloc::try_mem("scratch of SymEigWorkspace", req)?;
         Ok(Self {
             n,
             par,
-            a: Mat::zeros(n, n),
-            q: Mat::zeros(n, n),
-            w: vec![0.0; n],
-            tmp: Mat::zeros(n, n),
+            a: crate::alloc::try_zeros(WS, n, n)?,
+            q: crate::alloc::try_zeros(WS, n, n)?,
+            w: crate::alloc::try_vec(WS, n, 0.0)?,
+            tmp: crate::alloc::try_zeros(WS, n, n)?,
             mem,
         })
     }

@@ -88,16 +88,22 @@ pub(super) struct BlockReflector {
     pub(super) t: Mat<f64>,
 }
 
+/// What the buffers of the two-stage reductions are called in an out-of-memory error.
+use crate::alloc::{try_mat_from_fn, try_zeros};
+use crate::error::Result;
+
+const W: &str = "buffers of the two-stage reduction";
+
 impl BlockReflector {
     /// Reads `V` from the strictly lower part of `panel[.., ..k]` and `T` from `t` (`k × k`).
-    pub(super) fn from_qr(panel: MatRef<'_, f64>, mut t: Mat<f64>) -> Self {
+    pub(super) fn from_qr(panel: MatRef<'_, f64>, mut t: Mat<f64>) -> Result<Self> {
         let m = panel.nrows();
         let k = t.nrows();
-        let mut v = Mat::from_fn(m, k, |i, j| match i.cmp(&j) {
+        let mut v = try_mat_from_fn(W, m, k, |i, j| match i.cmp(&j) {
             core::cmp::Ordering::Less => 0.0,
             core::cmp::Ordering::Equal => 1.0,
             core::cmp::Ordering::Greater => panel[(i, j)],
-        });
+        })?;
         for j in 0..k {
             if !t[(j, j)].is_finite() || t[(j, j)] == 0.0 {
                 for i in 0..m {
@@ -110,15 +116,15 @@ impl BlockReflector {
                 t[(j, j)] = 1.0;
             }
         }
-        Self { v, t }
+        Ok(Self { v, t })
     }
 
     /// `A ← Qᵀ A` (`A` has `V`'s row count): `A − V T⁻ᵀ (Vᵀ A)`.
-    pub(super) fn apply_transpose_left(&self, mut a: MatMut<'_, f64>, par: Par) {
+    pub(super) fn apply_transpose_left(&self, mut a: MatMut<'_, f64>, par: Par) -> Result<()> {
         if a.ncols() == 0 {
-            return;
+            return Ok(());
         }
-        let mut w = Mat::<f64>::zeros(self.v.ncols(), a.ncols());
+        let mut w = try_zeros(W, self.v.ncols(), a.ncols())?;
         matmul(
             w.as_mut(),
             Accum::Replace,
@@ -136,14 +142,15 @@ impl BlockReflector {
             -1.0,
             par,
         );
+        Ok(())
     }
 
     /// `A ← A Q` (`A` has `V`'s row count as column count): `A − (A V) T⁻¹ Vᵀ`.
-    pub(super) fn apply_right(&self, mut a: MatMut<'_, f64>, par: Par) {
+    pub(super) fn apply_right(&self, mut a: MatMut<'_, f64>, par: Par) -> Result<()> {
         if a.nrows() == 0 {
-            return;
+            return Ok(());
         }
-        let mut y = Mat::<f64>::zeros(a.nrows(), self.v.ncols());
+        let mut y = try_zeros(W, a.nrows(), self.v.ncols())?;
         matmul(
             y.as_mut(),
             Accum::Replace,
@@ -162,6 +169,7 @@ impl BlockReflector {
             -1.0,
             par,
         );
+        Ok(())
     }
 }
 

@@ -15,21 +15,30 @@ mod svd;
 mod sym;
 mod symm;
 
-use faer::dyn_stack::{MemBuffer, MemStack};
-use faer::{Col, Mat, MatRef, Par};
+use faer::dyn_stack::MemStack;
+use faer::{ColMut, ColRef, Mat, MatRef, Par};
+
+use crate::alloc::{try_collect, try_mem, try_vec};
+
+/// What the buffers of the tridiagonal eigensolvers are called in an out-of-memory error.
+const TRI: &str = "buffers of the tridiagonal eigensolver";
 
 use crate::error::{LinalgError, Result};
 use crate::layout::{check_matrix, symmetric_part};
 use crate::params::check_band_width;
-use crate::scaling::{scale_owned, scaled, unscale};
+use crate::scaling::{scale_owned, scaled};
 
 pub(crate) use pwk::tridiagonal_eigenvalues_pwk;
 pub(crate) use svd::singular_values_two_stage_checked;
 pub(crate) use sym::{sym_band_to_tridiagonal, sym_dense_to_band};
 
 /// Tridiagonal `(d, e)` of the symmetric matrix `a` (lower triangle read) by the two stages.
-pub(crate) fn sym_tridiagonal_two_stage(a: Mat<f64>, b: usize, par: Par) -> (Vec<f64>, Vec<f64>) {
-    sym_band_to_tridiagonal(sym_dense_to_band(a, b, par), par)
+pub(crate) fn sym_tridiagonal_two_stage(
+    a: Mat<f64>,
+    b: usize,
+    par: Par,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    sym_band_to_tridiagonal(sym_dense_to_band(a, b, par)?, par)
 }
 
 /// Ascending eigenvalues of the symmetric tridiagonal matrix `(d, e)` (`e.len() ≥ n − 1`) by
@@ -47,8 +56,12 @@ fn first_or_qr(
     first: fn(&mut [f64], &mut [f64]) -> Result<()>,
 ) -> Result<Vec<f64>> {
     let n = d.len();
-    let mut ev = d.to_vec();
-    let mut off = e[..n.saturating_sub(1)].to_vec();
+    let mut ev = try_collect(TRI, n, d.iter().copied())?;
+    let mut off = try_collect(
+        TRI,
+        n.saturating_sub(1),
+        e[..n.saturating_sub(1)].iter().copied(),
+    )?;
     if first(&mut ev, &mut off).is_ok() {
         return Ok(ev);
     }
@@ -59,14 +72,17 @@ fn first_or_qr(
 /// iteration without vectors.
 pub(crate) fn tridiagonal_eigenvalues_qr(d: &[f64], e: &[f64]) -> Result<Vec<f64>> {
     let n = d.len();
-    let diag = Col::<f64>::from_fn(n, |i| d[i]);
-    let sub = Col::<f64>::from_fn(n, |i| if i + 1 < n { e[i] } else { 0.0 });
-    let mut s = Col::<f64>::zeros(n);
-    let mut mem = MemBuffer::new(faer::linalg::temp_mat_scratch::<f64>(n, 1).array(2));
+    let diag = try_collect(TRI, n, d.iter().copied())?;
+    let sub = try_collect(TRI, n, (0..n).map(|i| if i + 1 < n { e[i] } else { 0.0 }))?;
+    let mut s = try_vec(TRI, n, 0.0)?;
+    let mut mem = try_mem(
+        "workspace of the tridiagonal QR iteration",
+        faer::linalg::temp_mat_scratch::<f64>(n, 1).array(2),
+    )?;
     faer::linalg::evd::tridiagonal_self_adjoint_evd(
-        diag.as_diagonal(),
-        sub.as_diagonal(),
-        s.as_diagonal_mut(),
+        ColRef::from_slice(&diag).as_diagonal(),
+        ColRef::from_slice(&sub).as_diagonal(),
+        ColMut::from_slice_mut(&mut s).as_diagonal_mut(),
         None,
         Par::Seq,
         MemStack::new(&mut mem),
@@ -77,7 +93,7 @@ pub(crate) fn tridiagonal_eigenvalues_qr(d: &[f64], e: &[f64]) -> Result<Vec<f64
         iterations: 0,
         residual: f64::NAN,
     })?;
-    let mut ev: Vec<f64> = s.iter().copied().collect();
+    let mut ev = s;
     ev.sort_by(f64::total_cmp);
     Ok(ev)
 }
@@ -88,7 +104,7 @@ pub(crate) fn sym_eigenvalues_two_stage_checked(
     b: usize,
     par: Par,
 ) -> Result<Vec<f64>> {
-    let (d, e) = sym_tridiagonal_two_stage(a, b, par);
+    let (d, e) = sym_tridiagonal_two_stage(a, b, par)?;
     tridiagonal_eigenvalues(&d, &e)
 }
 
@@ -123,10 +139,8 @@ pub fn sym_eigenvalues_two_stage(h: MatRef<'_, f64>, band_width: usize) -> Resul
     check_band_width(band_width)?;
     let mut hs = symmetric_part(h, "symmetric matrix H")?;
     let e = scale_owned(&mut hs);
-    sym_eigenvalues_two_stage_checked(hs, band_width, faer::get_global_parallelism())?
-        .into_iter()
-        .map(|l| unscale(l, e, "eigenvalue"))
-        .collect()
+    let ev = sym_eigenvalues_two_stage_checked(hs, band_width, faer::get_global_parallelism())?;
+    crate::scaling::unscale_all(ev, e, "eigenvalue")
 }
 
 /// All singular values (nonincreasing) of the `m × n` matrix `a` by the two-stage reduction
@@ -165,10 +179,8 @@ pub fn sym_eigenvalues_two_stage(h: MatRef<'_, f64>, band_width: usize) -> Resul
 pub fn singular_values_two_stage(a: MatRef<'_, f64>, band_width: usize) -> Result<Vec<f64>> {
     check_band_width(band_width)?;
     check_matrix(a, "matrix A of singular_values_two_stage")?;
-    let owned = scaled(a);
+    let owned = scaled(a)?;
     let (a, e) = owned.as_ref().map_or((a, 0), |(s, e)| (s.as_ref(), *e));
-    singular_values_two_stage_checked(a, band_width, faer::get_global_parallelism())?
-        .into_iter()
-        .map(|s| unscale(s, e, "singular value"))
-        .collect()
+    let sv = singular_values_two_stage_checked(a, band_width, faer::get_global_parallelism())?;
+    crate::scaling::unscale_all(sv, e, "singular value")
 }

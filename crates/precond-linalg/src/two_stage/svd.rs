@@ -1,7 +1,7 @@
 //! Two-stage bidiagonalization: dense → upper band (BLAS3) → upper bidiagonal (bulge
 //! chasing), then the singular values of the bidiagonal through its Golub–Kahan form.
 
-use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::dyn_stack::MemStack;
 use faer::linalg::qr::no_pivoting::factor::{
     qr_in_place, qr_in_place_scratch, recommended_block_size,
 };
@@ -10,7 +10,11 @@ use faer::{Mat, MatRef, Par};
 
 use super::kernels::{BlockReflector, axpy, dot, make_householder};
 use super::tridiagonal_eigenvalues;
+use crate::alloc::{try_collect, try_mat_from_fn, try_mem, try_to_owned, try_vec, try_zeros};
 use crate::error::Result;
+
+/// What the buffers of the two-stage SVD are called in an out-of-memory error.
+const W: &str = "buffers of the two-stage singular value reduction";
 
 /// An upper band matrix of bandwidth `b` with room for the bulges of the chase: `a[r, c]` for
 /// `−(2b − 1) ≤ r − c ≤ b` at `data[c·ld + r + 2b − 1 − c]` (`ld = 3b`), so the part of a
@@ -31,7 +35,7 @@ impl UpperBand {
 
 /// faer's QR of `a` in place (`V` below the diagonal) returning the block reflector (one block
 /// for panels of at most 64 columns, which are factored on one thread: measured faster).
-fn panel_qr(mut a: faer::MatMut<'_, f64>, par: Par) -> BlockReflector {
+fn panel_qr(mut a: faer::MatMut<'_, f64>, par: Par) -> Result<BlockReflector> {
     let (m, n) = a.shape();
     let k = m.min(n);
     let (bs, par) = if k <= 64 {
@@ -39,14 +43,11 @@ fn panel_qr(mut a: faer::MatMut<'_, f64>, par: Par) -> BlockReflector {
     } else {
         (recommended_block_size::<f64>(m, n).min(k), par)
     };
-    let mut t = Mat::<f64>::zeros(bs, k);
-    let mut mem = MemBuffer::new(qr_in_place_scratch::<f64>(
-        m,
-        n,
-        bs,
-        par,
-        Default::default(),
-    ));
+    let mut t = try_zeros(W, bs, k)?;
+    let mut mem = try_mem(
+        "workspace of the two-stage SVD's QR",
+        qr_in_place_scratch::<f64>(m, n, bs, par, Default::default()),
+    )?;
     qr_in_place(
         a.rb_mut(),
         t.as_mut(),
@@ -62,7 +63,7 @@ fn panel_qr(mut a: faer::MatMut<'_, f64>, par: Par) -> BlockReflector {
 /// Stage 1 for `m ≥ n`: `A ← Q₁ᵀ A Q₂` to upper band form of bandwidth `b`, alternating a QR of
 /// a panel of `b` columns (`Q ᵀ` applied to the columns on its right) and an LQ of a panel of
 /// `b` rows (`Q` applied to the rows below), all as matrix–matrix products.
-pub(crate) fn dense_to_upper_band(mut a: Mat<f64>, b: usize, par: Par) -> UpperBand {
+pub(crate) fn dense_to_upper_band(mut a: Mat<f64>, b: usize, par: Par) -> Result<UpperBand> {
     let (m, n) = a.shape();
     let b = b.max(1);
     let mut k = 0;
@@ -72,13 +73,13 @@ pub(crate) fn dense_to_upper_band(mut a: Mat<f64>, b: usize, par: Par) -> UpperB
         if rows > 1 {
             let sub = a.as_mut().submatrix_mut(k, k, rows, n - k);
             let (panel, rest) = sub.split_at_col_mut(kb);
-            let q = panel_qr(panel, par);
-            q.apply_transpose_left(rest, par);
+            let q = panel_qr(panel, par)?;
+            q.apply_transpose_left(rest, par)?;
         }
         let cols = n - k - kb;
         if cols >= 2 {
-            let mut p = Mat::from_fn(cols, kb, |i, j| a[(k + j, k + kb + i)]);
-            let q = panel_qr(p.as_mut(), par);
+            let mut p = try_mat_from_fn(W, cols, kb, |i, j| a[(k + j, k + kb + i)])?;
+            let q = panel_qr(p.as_mut(), par)?;
             for j in 0..kb {
                 for i in 0..cols {
                     a[(k + j, k + kb + i)] = if i <= j { p[(i, j)] } else { 0.0 };
@@ -87,7 +88,7 @@ pub(crate) fn dense_to_upper_band(mut a: Mat<f64>, b: usize, par: Par) -> UpperB
             q.apply_right(
                 a.as_mut().submatrix_mut(k + kb, k + kb, m - k - kb, cols),
                 par,
-            );
+            )?;
         }
         k += kb;
     }
@@ -96,7 +97,11 @@ pub(crate) fn dense_to_upper_band(mut a: Mat<f64>, b: usize, par: Par) -> UpperB
         n,
         b,
         ld,
-        data: vec![0.0; n * ld + 1],
+        data: try_vec(
+            "band of the two-stage reduction",
+            n.saturating_mul(ld).saturating_add(1),
+            0.0,
+        )?,
     };
     for c in 0..n {
         for r in c.saturating_sub(b)..=c {
@@ -104,7 +109,7 @@ pub(crate) fn dense_to_upper_band(mut a: Mat<f64>, b: usize, par: Par) -> UpperB
             band.data[i] = a[(r, c)];
         }
     }
-    band
+    Ok(band)
 }
 
 /// `B ← B (I − τ v vᵀ)` for the block rows `r0..r1`, columns `c0..c0+v.len()`.
@@ -186,16 +191,16 @@ fn col_reflector(band: &mut UpperBand, r0: usize, c: usize, len: usize, u: &mut 
 /// `i+1+b..i+2b`) annihilates in its first row only, and so on down the band. The rest of each
 /// bulge is left for the following sweeps, which pass over the same blocks shifted by one.
 /// `≈ 8bn²` flops on `3bn` numbers. Returns the diagonal and the superdiagonal.
-pub(crate) fn upper_band_to_bidiagonal(mut band: UpperBand) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn upper_band_to_bidiagonal(mut band: UpperBand) -> Result<(Vec<f64>, Vec<f64>)> {
     pulp::Arch::new().dispatch(move || upper_band_to_bidiagonal_impl(&mut band))
 }
 
 #[inline(always)]
-fn upper_band_to_bidiagonal_impl(band: &mut UpperBand) -> (Vec<f64>, Vec<f64>) {
+fn upper_band_to_bidiagonal_impl(band: &mut UpperBand) -> Result<(Vec<f64>, Vec<f64>)> {
     let (n, b) = (band.n, band.b);
-    let mut v = vec![0.0; b];
-    let mut u = vec![0.0; b];
-    let mut y = vec![0.0; 2 * b];
+    let mut v = try_vec(W, b, 0.0)?;
+    let mut u = try_vec(W, b, 0.0)?;
+    let mut y = try_vec(W, b.saturating_mul(2), 0.0)?;
     for i in 0..n.saturating_sub(2) {
         let s = i + 1;
         let len = b.min(n - s);
@@ -217,11 +222,13 @@ fn upper_band_to_bidiagonal_impl(band: &mut UpperBand) -> (Vec<f64>, Vec<f64>) {
             r = c2;
         }
     }
-    let d = (0..n).map(|i| band.data[band.idx(i, i)]).collect();
-    let e = (0..n.saturating_sub(1))
-        .map(|i| band.data[band.idx(i, i + 1)])
-        .collect();
-    (d, e)
+    let d = try_collect(W, n, (0..n).map(|i| band.data[band.idx(i, i)]))?;
+    let e = try_collect(
+        W,
+        n.saturating_sub(1),
+        (0..n.saturating_sub(1)).map(|i| band.data[band.idx(i, i + 1)]),
+    )?;
+    Ok((d, e))
 }
 
 /// Singular values (nonincreasing) of the upper bidiagonal matrix `(d, e)`: the `n` largest
@@ -229,15 +236,15 @@ fn upper_band_to_bidiagonal_impl(band: &mut UpperBand) -> (Vec<f64>, Vec<f64>) {
 /// `d₀, e₀, d₁, …, d_{n−1}`), whose eigenvalues are `±σᵢ`.
 pub(crate) fn bidiagonal_singular_values(d: &[f64], e: &[f64]) -> Result<Vec<f64>> {
     let n = d.len();
-    let mut off = Vec::with_capacity(2 * n - 1);
+    let mut off = try_collect(W, 2 * n - 1, None)?;
     for i in 0..n {
         off.push(d[i]);
         if i + 1 < n {
             off.push(e[i]);
         }
     }
-    let ev = tridiagonal_eigenvalues(&vec![0.0; 2 * n], &off)?;
-    let mut s: Vec<f64> = ev[n..].iter().map(|x| x.abs()).collect();
+    let ev = tridiagonal_eigenvalues(&try_vec(W, 2 * n, 0.0)?, &off)?;
+    let mut s = try_collect(W, n, ev[n..].iter().map(|x| x.abs()))?;
     s.sort_by(|a, b| b.total_cmp(a));
     Ok(s)
 }
@@ -255,12 +262,12 @@ pub(crate) fn singular_values_two_stage_checked(
     };
     let (m, n) = a.shape();
     let dense = if 3 * m >= 5 * n {
-        let mut qr = a.to_owned();
-        let _ = panel_qr(qr.as_mut(), par);
-        Mat::from_fn(n, n, |i, j| if i <= j { qr[(i, j)] } else { 0.0 })
+        let mut qr = try_to_owned(W, a)?;
+        let _ = panel_qr(qr.as_mut(), par)?;
+        try_mat_from_fn(W, n, n, |i, j| if i <= j { qr[(i, j)] } else { 0.0 })?
     } else {
-        a.to_owned()
+        try_to_owned(W, a)?
     };
-    let (d, e) = upper_band_to_bidiagonal(dense_to_upper_band(dense, b, par));
+    let (d, e) = upper_band_to_bidiagonal(dense_to_upper_band(dense, b, par)?)?;
     bidiagonal_singular_values(&d, &e)
 }

@@ -1,6 +1,6 @@
 //! Two-stage symmetric tridiagonalization: dense → band (BLAS3) → tridiagonal (bulge chasing).
 
-use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::dyn_stack::MemStack;
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::linalg::qr::no_pivoting::factor::{qr_in_place, qr_in_place_scratch};
@@ -9,6 +9,12 @@ use faer::reborrow::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, Par};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::alloc::{try_collect, try_mem, try_vec, try_zeros};
+use crate::error::Result;
+
+/// What the buffers of the band reduction are called in an out-of-memory error.
+const W1: &str = "buffers of the dense-to-band reduction";
 
 use super::kernels::{BlockReflector, axpy, dot, make_householder};
 use super::symm::symm_lower;
@@ -24,14 +30,18 @@ pub(crate) struct LowerBand {
 }
 
 impl LowerBand {
-    fn zeros(n: usize, b: usize) -> Self {
+    fn zeros(n: usize, b: usize) -> Result<Self> {
         let ld = 2 * b;
-        Self {
+        Ok(Self {
             n,
             b,
             ld,
-            data: vec![0.0; n * ld + 1],
-        }
+            data: try_vec(
+                "band of the two-stage reduction",
+                n.saturating_mul(ld).saturating_add(1),
+                0.0,
+            )?,
+        })
     }
 }
 
@@ -50,7 +60,7 @@ pub(crate) const STAGE1_GROUP: usize = 4;
 /// (`A[k.., k..k+b] −= L Rᵀ` restricted to them), and its product with the not yet updated
 /// trailing matrix is corrected: `A₂₂ V = A₂₂ˢᵗᵒʳᵉᵈ V − L (Rᵀ V)`. Only the lower triangle of
 /// `a` is read.
-pub(crate) fn sym_dense_to_band(mut a: Mat<f64>, b: usize, par: Par) -> LowerBand {
+pub(crate) fn sym_dense_to_band(mut a: Mat<f64>, b: usize, par: Par) -> Result<LowerBand> {
     let n = a.nrows();
     let b = b.max(1);
     let mut k = 0;
@@ -58,8 +68,8 @@ pub(crate) fn sym_dense_to_band(mut a: Mat<f64>, b: usize, par: Par) -> LowerBan
         // the group's delayed update, rows indexed from r0 (the first panel's trailing start)
         let r0 = k + b;
         let mm = n - r0;
-        let mut lmat = Mat::<f64>::zeros(mm, 2 * b * STAGE1_GROUP);
-        let mut rmat = Mat::<f64>::zeros(mm, 2 * b * STAGE1_GROUP);
+        let mut lmat = try_zeros(W1, mm, 2 * b * STAGE1_GROUP)?;
+        let mut rmat = try_zeros(W1, mm, 2 * b * STAGE1_GROUP)?;
         let mut used = 0;
         let mut p = 0;
         while p < STAGE1_GROUP && k + b + 1 < n {
@@ -79,14 +89,11 @@ pub(crate) fn sym_dense_to_band(mut a: Mat<f64>, b: usize, par: Par) -> LowerBan
             }
             let sub = a.as_mut().submatrix_mut(k + b, k, m, b + m);
             let (mut panel, a22) = sub.split_at_col_mut(b);
-            let mut t = Mat::<f64>::zeros(kk, kk);
-            let mut mem = MemBuffer::new(qr_in_place_scratch::<f64>(
-                m,
-                b,
-                kk,
-                Par::Seq,
-                Default::default(),
-            ));
+            let mut t = try_zeros(W1, kk, kk)?;
+            let mut mem = try_mem(
+                "workspace of the band reduction's panel QR",
+                qr_in_place_scratch::<f64>(m, b, kk, Par::Seq, Default::default()),
+            )?;
             qr_in_place(
                 panel.rb_mut(),
                 t.as_mut(),
@@ -94,16 +101,16 @@ pub(crate) fn sym_dense_to_band(mut a: Mat<f64>, b: usize, par: Par) -> LowerBan
                 MemStack::new(&mut mem),
                 Default::default(),
             );
-            let q = BlockReflector::from_qr(panel.rb().get(.., ..kk), t);
+            let q = BlockReflector::from_qr(panel.rb().get(.., ..kk), t)?;
             let (v, t) = (&q.v, &q.t);
             // X = sym(A22) V T⁻¹ from the lower triangle (of the stored, not yet updated A22),
             // by the fused symmetric product of `symm.rs`
-            let mut x = Mat::<f64>::zeros(m, kk);
-            symm_lower(a22.rb(), v.as_ref(), x.as_mut(), par);
+            let mut x = try_zeros(W1, m, kk)?;
+            symm_lower(a22.rb(), v.as_ref(), x.as_mut(), par)?;
             let off2 = k + b - r0;
             if used > 0 {
                 // … minus the delayed part: L (Rᵀ V)
-                let mut y = Mat::<f64>::zeros(used, kk);
+                let mut y = try_zeros(W1, used, kk)?;
                 matmul(
                     y.as_mut(),
                     Accum::Replace,
@@ -123,7 +130,7 @@ pub(crate) fn sym_dense_to_band(mut a: Mat<f64>, b: usize, par: Par) -> LowerBan
             }
             solve_lower_triangular_in_place(t.transpose(), x.as_mut().transpose_mut(), par);
             // W = X − ½ V T⁻ᵀ (Vᵀ X)
-            let mut z = Mat::<f64>::zeros(kk, kk);
+            let mut z = try_zeros(W1, kk, kk)?;
             matmul(
                 z.as_mut(),
                 Accum::Replace,
@@ -169,13 +176,13 @@ pub(crate) fn sym_dense_to_band(mut a: Mat<f64>, b: usize, par: Par) -> LowerBan
             );
         }
     }
-    let mut band = LowerBand::zeros(n, b);
+    let mut band = LowerBand::zeros(n, b)?;
     for c in 0..n {
         for r in c..n.min(c + b + 1) {
             band.data[c * band.ld + r - c] = a[(r, c)];
         }
     }
-    band
+    Ok(band)
 }
 
 /// `A[s..s+len, s..s+len] ← H A H` for `H = I − τ v vᵀ` on the lower band storage (LAPACK
@@ -225,13 +232,20 @@ fn sym_two_sided(data: &mut [f64], ld: usize, s: usize, v: &[f64], tau: f64, w: 
 /// columns of step `k` of sweep `s` meet those of sweep `s − 1` only in its steps
 /// `k − 1 ..= k + 2`, so every band entry receives the same operations in the same order as
 /// in the sequential loop and the result is bitwise identical to it.
-pub(crate) fn sym_band_to_tridiagonal(mut band: LowerBand, par: Par) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn sym_band_to_tridiagonal(
+    mut band: LowerBand,
+    par: Par,
+) -> Result<(Vec<f64>, Vec<f64>)> {
     let threads = chase_threads(band.n, band.b, par);
     chase_with_threads(&mut band, threads, CHASE_GROUP);
     let (n, ld, data) = (band.n, band.ld, &band.data);
-    let d = (0..n).map(|i| data[i * ld]).collect();
-    let e = (0..n.saturating_sub(1)).map(|i| data[i * ld + 1]).collect();
-    (d, e)
+    let d = try_collect("tridiagonal diagonal", n, (0..n).map(|i| data[i * ld]))?;
+    let e = try_collect(
+        "tridiagonal off-diagonal",
+        n.saturating_sub(1),
+        (0..n.saturating_sub(1)).map(|i| data[i * ld + 1]),
+    )?;
+    Ok((d, e))
 }
 
 /// From this dimension on, stage 2 runs its sweeps on several threads when `par` allows it.
@@ -556,7 +570,7 @@ mod tests {
     /// A random symmetric band matrix of half-bandwidth `b` (entries in `[-1, 1)`).
     fn random_band(n: usize, b: usize, seed: u64) -> LowerBand {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut band = LowerBand::zeros(n, b);
+        let mut band = LowerBand::zeros(n, b).expect("small band");
         for c in 0..n {
             for r in c..n.min(c + b + 1) {
                 band.data[c * band.ld + r - c] = rng.random_range(-1.0..1.0);
@@ -597,8 +611,9 @@ mod tests {
     #[test]
     fn band_to_tridiagonal_par_matches_seq() {
         let n = CHASE_PAR_MIN_N + 13;
-        let seq = sym_band_to_tridiagonal(random_band(n, 32, 5), Par::Seq);
-        let par = sym_band_to_tridiagonal(random_band(n, 32, 5), Par::rayon(2));
+        let seq = sym_band_to_tridiagonal(random_band(n, 32, 5), Par::Seq).expect("tridiagonal");
+        let par =
+            sym_band_to_tridiagonal(random_band(n, 32, 5), Par::rayon(2)).expect("tridiagonal");
         let to_bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(to_bits(&seq.0), to_bits(&par.0));
         assert_eq!(to_bits(&seq.1), to_bits(&par.1));

@@ -11,8 +11,10 @@
 //! all `k` columns of `V` pass over them. The two threads (when `par` allows them) take column
 //! ranges with equal triangle areas and sum their outputs at the end.
 
+#[cfg(test)]
+use faer::Mat;
 use faer::reborrow::ReborrowMut;
-use faer::{Mat, MatMut, MatRef, Par};
+use faer::{MatMut, MatRef, Par};
 
 /// Rows of `A` per chunk: 4 columns × 256 rows × 8 bytes = 8 KB of `A` stay in L1 while the
 /// `k` columns of `V` and `X` pass over them.
@@ -23,7 +25,12 @@ const PAR_MIN_M: usize = 256;
 
 /// `x ← A v` (`x` overwritten) for symmetric `A` (`m × m`, only its lower triangle is read),
 /// `v` and `x` of size `m × k`; all three with unit row stride.
-pub(crate) fn symm_lower(a: MatRef<'_, f64>, v: MatRef<'_, f64>, mut x: MatMut<'_, f64>, par: Par) {
+pub(crate) fn symm_lower(
+    a: MatRef<'_, f64>,
+    v: MatRef<'_, f64>,
+    mut x: MatMut<'_, f64>,
+    par: Par,
+) -> crate::error::Result<()> {
     let m = a.nrows();
     let k = v.ncols();
     assert!(
@@ -36,16 +43,16 @@ pub(crate) fn symm_lower(a: MatRef<'_, f64>, v: MatRef<'_, f64>, mut x: MatMut<'
     );
     x.fill(0.0);
     if m == 0 || k == 0 {
-        return;
+        return Ok(());
     }
     let avx2 = crate::triangle::detect_avx2();
     if par.degree() < 2 || m < PAR_MIN_M {
         columns(a, v, x, 0, m, avx2);
-        return;
+        return Ok(());
     }
     // columns [0, s) and [s, m) hold equal parts of the triangle: m s − s²/2 = m²/4
     let s = ((m as f64 * (1.0 - std::f64::consts::FRAC_1_SQRT_2)) as usize) / 4 * 4;
-    let mut x0 = Mat::<f64>::zeros(m, k);
+    let mut x0 = crate::alloc::try_zeros("buffers of the two-stage reduction", m, k)?;
     rayon::join(
         || columns(a, v, x0.as_mut(), 0, s, avx2),
         || columns(a, v, x.rb_mut(), s, m, avx2),
@@ -56,6 +63,7 @@ pub(crate) fn symm_lower(a: MatRef<'_, f64>, v: MatRef<'_, f64>, mut x: MatMut<'
             *d += s;
         }
     }
+    Ok(())
 }
 
 fn col<'a>(a: MatRef<'a, f64>, j: usize) -> &'a [f64] {
@@ -295,7 +303,7 @@ mod tests {
                         x.fill(0.0);
                         columns(a, v.as_ref(), x.as_mut(), 0, m, avx2);
                     } else {
-                        symm_lower(a, v.as_ref(), x.as_mut(), par);
+                        symm_lower(a, v.as_ref(), x.as_mut(), par).expect("small buffers");
                     }
                     for c in 0..k {
                         for i in 0..m {
