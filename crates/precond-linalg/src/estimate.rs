@@ -191,8 +191,20 @@ pub fn cond_estimate_from_lu(a: MatRef<'_, f64>, lu: &PartialPivLu<f64>) -> Resu
     }
     // the solves of `lu.solve_in_place` / `lu.solve_transpose_in_place`, with their
     // workspaces allocated once and fallibly
-    let solver =
-        core::cell::RefCell::new(crate::dense::LuSolver::from_parts(lu.L(), lu.U(), lu.P())?);
+    estimate_with_solver(
+        n,
+        norm,
+        crate::dense::LuSolver::from_parts(lu.L(), lu.U(), lu.P())?,
+    )
+}
+
+/// The Hager–Higham estimate of `‖A⁻¹‖₁` through the LU solves of `solver`, and `κ₁`.
+fn estimate_with_solver(
+    n: usize,
+    norm: f64,
+    solver: crate::dense::LuSolver,
+) -> Result<CondEstimate> {
+    let solver = core::cell::RefCell::new(solver);
     let (inv, solves) = hager_higham(
         n,
         |x| solver.borrow_mut().solve(x),
@@ -250,19 +262,7 @@ fn estimate_from_own_lu(a: MatRef<'_, f64>) -> Result<CondEstimate> {
             solves: 0,
         });
     }
-    let solver = core::cell::RefCell::new(crate::dense::LuSolver::new(&lu)?);
-    let (inv, solves) = hager_higham(
-        n,
-        |x| solver.borrow_mut().solve(x),
-        |x| solver.borrow_mut().solve_t(x),
-    )?;
-    let inv = overflowed_inverse(inv, norm)?;
-    Ok(CondEstimate {
-        kappa1_estimate: norm * inv,
-        norm1: norm,
-        inv_norm1_estimate: inv,
-        solves,
-    })
+    estimate_with_solver(n, norm, crate::dense::LuSolver::new(&lu)?)
 }
 
 /// Estimate of `κ₁(A)` using an existing Cholesky factorization `llt` of the SPD matrix `a`

@@ -637,59 +637,8 @@ pub fn scan_max<T: Float>(g: &[T], par_threshold: usize) -> Result<f64, usize> {
     }
 }
 
-/// Index of the first non-finite value, if any: a vectorizable reduction in blocks, then a scan
-/// of the offending block.
+/// Index of the first non-finite value, if any ([`scan_max`]'s blocked reduction, the maximum
+/// discarded).
 pub fn first_nonfinite<T: Float>(g: &[T], par_threshold: usize) -> Option<usize> {
-    #[inline(always)]
-    fn block_ok_impl<T: Float>(b: &[T]) -> bool {
-        // An OR-reduction of comparisons (no early exit), which LLVM vectorizes.
-        let mut bad = false;
-        for &v in b {
-            bad |= !v.is_finite();
-        }
-        !bad
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn block_ok_avx2<T: Float>(b: &[T]) -> bool {
-        block_ok_impl(b)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2")]
-    fn block_ok_avx512<T: Float>(b: &[T]) -> bool {
-        block_ok_impl(b)
-    }
-    let level = SimdLevel::detect();
-    let block_ok = |b: &[T]| -> bool {
-        match level {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX-512F (and AVX2) support was detected at run time.
-            SimdLevel::Avx512 => unsafe { block_ok_avx512(b) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX2 support was detected at run time.
-            SimdLevel::Avx2 => unsafe { block_ok_avx2(b) },
-            _ => block_ok_impl(b),
-        }
-    };
-    const BLOCK: usize = 4096;
-    let find = |start: usize, part: &[T]| -> Option<usize> {
-        for (bi, b) in part.chunks(BLOCK).enumerate() {
-            if !block_ok(b) {
-                return b
-                    .iter()
-                    .position(|v| !v.is_finite())
-                    .map(|i| start + bi * BLOCK + i);
-            }
-        }
-        None
-    };
-    if g.len() >= par_threshold && rayon::current_num_threads() > 1 {
-        use rayon::prelude::*;
-        g.par_chunks(PAR_CHUNK)
-            .enumerate()
-            .filter_map(|(ci, c)| find(ci * PAR_CHUNK, c))
-            .min()
-    } else {
-        find(0, g)
-    }
+    scan_max(g, par_threshold).err()
 }
