@@ -25,7 +25,9 @@
 //! - \[Moore2009\] R. E. Moore, R. B. Kearfott, M. J. Cloud. *Introduction to Interval
 //!   Analysis.* SIAM, 2009 (outward rounding, the dependency problem).
 //! - \[Higham2002\] N. J. Higham. *Accuracy and Stability of Numerical Algorithms*, 2nd ed.,
-//!   SIAM, 2002, §2.2 (the model `fl(a op b) = (a op b)(1 + δ) + η`, `|δ| ≤ u`).
+//!   SIAM, 2002, chapter 2 (the model `fl(a op b) = (a op b)(1 + δ) + η`, `|δ| ≤ u`).
+//!
+//! docs/THEORY.md §8 states the guarantee.
 
 use crate::float::{Dtype, Float};
 use std::cmp::Ordering;
