@@ -37,9 +37,12 @@
 //! A root computation that fails (the eigensolver errors, or the factor or root is not finite,
 //! e.g. after an overflow) keeps the previous root (the identity if none was computed yet) and
 //! adds one to the state array `root_failures` (one count per failed factor). DistributedShampoo
-//! raises after 3 consecutive failures and on a non-finite factor; here a step never fails after
-//! it has started writing (parameters and state stay consistent), so the count is reported
-//! instead of an error and no NaN enters the parameters through a root.
+//! raises after 3 consecutive failures and on a non-finite factor; here a failed root is
+//! reported by the count instead of an error and no NaN enters the parameters through a root.
+//! A factor that overflows (a non-finite value in the state or the parameters after the step,
+//! from finite inputs) makes the whole step refused and undone under the policies `"error"` and
+//! `"skip"` (`OptimError::NonFiniteUpdate`, as DistributedShampoo raises; see
+//! [`crate::Optimizer::step`]); under `"propagate"` the step is kept as it is.
 //!
 //! State (per part): per-element `filtered_grad` (`β₁ > 0`), `grafting_sq` (`V`, non-negative;
 //! AdaGrad/RMSprop/Adam grafting), `momentum_buffer` (`μ > 0`); then the arrays `left_factor`,
