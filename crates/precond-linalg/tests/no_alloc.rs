@@ -1,15 +1,26 @@
 //! The matrix-preconditioner building blocks allocate nothing once their workspace exists: a
-//! counting global allocator observes the calls (one test in this binary, so no other test
-//! thread allocates meanwhile).
+//! counting global allocator observes the calls of the test's own thread (a const-initialized
+//! thread-local marks it; libtest's main thread may allocate at any moment and is not counted).
+//! The products run with `Par::Seq`, so all the work happens on that thread.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use faer::{Mat, Par};
 use precond_linalg::{
     SymEigWorkspace, gram_into, gram_t_into, sym_eigh_into, sym_inverse_root_into, sym_square_into,
 };
+
+thread_local! {
+    /// Set on the test's thread: only its allocations count (reading it never allocates).
+    static COUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn counted() -> bool {
+    COUNTED.try_with(Cell::get).unwrap_or(false)
+}
 
 struct Counting;
 
@@ -18,7 +29,9 @@ static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 // SAFETY: forwards every call to the system allocator unchanged, only counting.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        if counted() {
+            ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        }
         // SAFETY: the caller's contract is passed on unchanged.
         unsafe { System.alloc(layout) }
     }
@@ -27,7 +40,9 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        if counted() {
+            ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        }
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -38,6 +53,7 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn steps_allocate_nothing_after_setup() {
+    COUNTED.with(|c| c.set(true));
     // sizes on both sides of faer's divide-and-conquer threshold and its blocking
     for n in [5usize, 40, 200] {
         let g = Mat::from_fn(n, n + 3, |i, j| ((i * 7 + j * 3) % 11) as f64 - 5.0);

@@ -4,8 +4,10 @@
 //! full and constant-statistics backward) and LayerNorm (vector, scalar, none) networks, with
 //! the last partial mini-batch of an epoch in between full ones.
 //!
-//! The tests of this binary hold one lock so that no other test allocates concurrently (the
-//! counter is global: allocations on rayon worker threads count too).
+//! Only allocations made by the threads of the rayon pools the tests build count (a
+//! const-initialized thread-local marks them): libtest's main thread, which formats the result
+//! of the previous test at any moment a loaded machine lets it, is not observed. The tests of
+//! this binary also hold one lock so that no other test's pool allocates concurrently.
 
 mod common;
 
@@ -13,6 +15,7 @@ use common::{randn, random_targets};
 use precond_nn::*;
 use precond_optim::OptimizerConfig;
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -23,6 +26,21 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+thread_local! {
+    /// Set on the worker threads of [`pool`]'s pools: only their allocations count
+    /// (const-initialized, so reading it never allocates).
+    static COUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A rayon pool of `threads` workers whose allocations are counted while armed.
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .start_handler(|_| COUNTED.with(|c| c.set(true)))
+        .build()
+        .expect("pool")
+}
+
 struct Counting;
 
 static ARMED: AtomicBool = AtomicBool::new(false);
@@ -30,7 +48,7 @@ static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 static BYTES: AtomicUsize = AtomicUsize::new(0);
 
 fn record(bytes: usize) {
-    if ARMED.load(Ordering::Relaxed) {
+    if ARMED.load(Ordering::Relaxed) && COUNTED.try_with(Cell::get).unwrap_or(false) {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
         BYTES.fetch_add(bytes, Ordering::Relaxed);
     }
@@ -180,10 +198,7 @@ fn run_steps(check: impl Fn(&str, usize, usize, usize, usize)) {
 fn training_steps_with_a_workspace_do_not_allocate() {
     let _serial = serial();
     // one thread: the matrix products take faer's sequential kernels, and nothing allocates
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .expect("pool");
+    let pool = pool(1);
     pool.install(|| {
         run_steps(|name, i, batch, allocs, bytes| {
             assert_eq!(
@@ -197,10 +212,7 @@ fn training_steps_with_a_workspace_do_not_allocate() {
 #[test]
 fn a_reserved_workspace_does_not_allocate_on_the_first_step() {
     let _serial = serial();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .expect("pool");
+    let pool = pool(1);
     pool.install(|| {
         for (name, norm, act, loss) in variants() {
             let k = if loss == Loss::BceWithLogits { 1 } else { 10 };
@@ -240,10 +252,7 @@ fn parallel_training_steps_allocate_no_buffers() {
     // several threads: faer's parallel kernel allocates a few small job tables per product
     // (bytes ~ number of 8×… tiles), but no activation or gradient matrix is allocated: the
     // total stays far below one 128 × B matrix of f64
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .expect("pool");
+    let pool = pool(2);
     pool.install(|| {
         run_steps(|name, i, batch, allocs, bytes| {
             assert!(
@@ -459,10 +468,7 @@ fn workspace_errors_are_typed() {
 #[test]
 fn bnp_observe_and_precondition_do_not_allocate() {
     let _serial = serial();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .expect("pool");
+    let pool = pool(1);
     pool.install(|| {
         let loss = Loss::SoftmaxCrossEntropy;
         let mlp = Mlp::new(MlpConfig::feedforward(
