@@ -175,24 +175,66 @@ pub fn dry_run<T: Float, U: ElementUpdate<T>>(
 
 /// `max |v|` over `v` (`0` when empty; `∞` when some value is not finite).
 pub fn max_abs<T: Float>(v: &[T]) -> f64 {
-    let mut m = T::ZERO;
-    let mut bad = false;
-    for &a in v {
-        bad |= !a.is_finite();
-        m = m.maxv(a.abs());
+    match finite_max_abs(v) {
+        (true, m) => m.to_f64(),
+        (false, _) => f64::INFINITY,
     }
-    if bad { f64::INFINITY } else { m.to_f64() }
+}
+
+/// Lanes of the reductions below: independent accumulators, so that the compiler keeps them in
+/// vector registers (a floating-point max reduction through one accumulator is not vectorized:
+/// the compiler may not reorder it without fast-math flags).
+const REDUCE_LANES: usize = 32;
+
+/// `(every value finite, max |v_i|)` of `v` (the maximum over the finite values; `0` when empty),
+/// in [`REDUCE_LANES`] independent lanes.
+#[inline(always)]
+fn finite_max_abs<T: Float>(v: &[T]) -> (bool, T) {
+    let mut m = [T::ZERO; REDUCE_LANES];
+    let mut ok = [true; REDUCE_LANES];
+    let mut chunks = v.chunks_exact(REDUCE_LANES);
+    for c in &mut chunks {
+        for j in 0..REDUCE_LANES {
+            ok[j] &= c[j].is_finite();
+            m[j] = m[j].maxv(c[j].abs());
+        }
+    }
+    let (mut all, mut mm) = (true, T::ZERO);
+    for j in 0..REDUCE_LANES {
+        all &= ok[j];
+        mm = mm.maxv(m[j]);
+    }
+    for &a in chunks.remainder() {
+        all &= a.is_finite();
+        mm = mm.maxv(a.abs());
+    }
+    (all, mm)
 }
 
 /// `[min, max]` of `v` (`(∞, −∞)` when empty; NaN never reaches it: state values are finite).
 pub(crate) fn min_max<T: Float>(v: &[T]) -> (f64, f64) {
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for &a in v {
-        let a = a.to_f64();
-        lo = lo.min(a);
-        hi = hi.max(a);
+    let (mut lo, mut hi) = (
+        [f64::INFINITY; REDUCE_LANES],
+        [f64::NEG_INFINITY; REDUCE_LANES],
+    );
+    let mut chunks = v.chunks_exact(REDUCE_LANES);
+    for c in &mut chunks {
+        for j in 0..REDUCE_LANES {
+            let a = c[j].to_f64();
+            lo[j] = if a < lo[j] { a } else { lo[j] };
+            hi[j] = if a > hi[j] { a } else { hi[j] };
+        }
     }
-    (lo, hi)
+    let (mut l, mut h) = (f64::INFINITY, f64::NEG_INFINITY);
+    for j in 0..REDUCE_LANES {
+        l = l.min(lo[j]);
+        h = h.max(hi[j]);
+    }
+    for &a in chunks.remainder() {
+        l = l.min(a.to_f64());
+        h = h.max(a.to_f64());
+    }
+    (l, h)
 }
 
 /// Which compiled version of the loop runs.
@@ -576,13 +618,7 @@ fn fused_step_impl<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
 pub fn scan_max<T: Float>(g: &[T], par_threshold: usize) -> Result<f64, usize> {
     #[inline(always)]
     fn block_impl<T: Float>(b: &[T]) -> (bool, T) {
-        let mut bad = false;
-        let mut m = T::ZERO;
-        for &v in b {
-            bad |= !v.is_finite();
-            m = m.maxv(v.abs());
-        }
-        (!bad, m)
+        finite_max_abs(b)
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
@@ -641,4 +677,69 @@ pub fn scan_max<T: Float>(g: &[T], par_threshold: usize) -> Result<f64, usize> {
 /// discarded).
 pub fn first_nonfinite<T: Float>(g: &[T], par_threshold: usize) -> Option<usize> {
     scan_max(g, par_threshold).err()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A value of a test vector: ordinary magnitudes, zeros, extremes and the non-finite values.
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            8 => -1e3f64..1e3,
+            1 => Just(0.0),
+            1 => Just(-0.0),
+            1 => Just(f64::MAX),
+            1 => Just(-f64::MIN_POSITIVE / 4.0),
+            1 => Just(f64::NAN),
+            1 => Just(f64::INFINITY),
+            1 => Just(f64::NEG_INFINITY),
+        ]
+    }
+
+    /// The reductions as one plain loop each: the truth the laned versions must equal.
+    fn naive<T: Float>(v: &[T]) -> (Result<f64, usize>, (f64, f64)) {
+        let first_bad = v.iter().position(|a| !a.is_finite());
+        let m = v
+            .iter()
+            .filter(|a| a.is_finite())
+            .fold(0.0f64, |m, a| m.max(a.abs().to_f64()));
+        let finite: Vec<f64> = v.iter().map(|a| a.to_f64()).collect();
+        let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (first_bad.map_or(Ok(m), Err), (lo, hi))
+    }
+
+    fn check<T: Float>(v: &[T]) {
+        let (want, (lo, hi)) = naive(v);
+        for th in [1, usize::MAX] {
+            assert_eq!(scan_max(v, th), want, "threshold {th}");
+        }
+        assert_eq!(first_nonfinite(v, 1), want.err());
+        assert_eq!(max_abs(v), want.unwrap_or(f64::INFINITY));
+        if want.is_ok() {
+            assert_eq!(min_max(v), (lo, hi));
+        }
+    }
+
+    proptest! {
+        /// Every length around the lane count and the scan's block size, non-finite values
+        /// anywhere: the laned reductions equal the plain loops (f64, and the same values
+        /// rounded to f32).
+        #[test]
+        fn laned_reductions_equal_plain_loops(
+            v in prop::collection::vec(value(), 0..300),
+            tail in prop::collection::vec(-1.0f64..1.0, 0..2 * 4096 + 70),
+        ) {
+            let mut w = tail;
+            w.extend_from_slice(&v);
+            check(&v);
+            check(&w);
+            let v32: Vec<f32> = v.iter().map(|&a| a as f32).collect();
+            let w32: Vec<f32> = w.iter().map(|&a| a as f32).collect();
+            check(&v32);
+            check(&w32);
+        }
+    }
 }
