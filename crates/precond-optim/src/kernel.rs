@@ -190,18 +190,19 @@ const REDUCE_LANES: usize = 32;
 /// in [`REDUCE_LANES`] independent lanes.
 #[inline(always)]
 fn finite_max_abs<T: Float>(v: &[T]) -> (bool, T) {
+    // `nf` stays 0 while every `a − a` is 0 (finite `a`) and is NaN for good once one is not
     let mut m = [T::ZERO; REDUCE_LANES];
-    let mut ok = [true; REDUCE_LANES];
+    let mut nf = [T::ZERO; REDUCE_LANES];
     let mut chunks = v.chunks_exact(REDUCE_LANES);
     for c in &mut chunks {
         for j in 0..REDUCE_LANES {
-            ok[j] &= c[j].is_finite();
+            nf[j] = nf[j] + (c[j] - c[j]);
             m[j] = m[j].maxv(c[j].abs());
         }
     }
     let (mut all, mut mm) = (true, T::ZERO);
     for j in 0..REDUCE_LANES {
-        all &= ok[j];
+        all &= nf[j] == T::ZERO;
         mm = mm.maxv(m[j]);
     }
     for &a in chunks.remainder() {

@@ -430,10 +430,12 @@ impl Part {
         let (a, e) = self.span();
         let slots = T::slots_mut(&mut self.store)?;
         let old = &slots.backup;
-        if let Some(i) = params[a..e]
-            .iter()
-            .zip(old.iter())
-            .position(|(n, o)| o.is_finite() && !n.is_finite())
+        // the vectorized scan first; the element-wise comparison only when it finds something
+        if first_nonfinite(&params[a..e], usize::MAX).is_some()
+            && let Some(i) = params[a..e]
+                .iter()
+                .zip(old.iter())
+                .position(|(n, o)| o.is_finite() && !n.is_finite())
         {
             return Some(a + i);
         }
@@ -441,7 +443,7 @@ impl Part {
             .s
             .iter()
             .chain(slots.mats.iter())
-            .any(|v| v.iter().any(|x| !x.is_finite()));
+            .any(|v| first_nonfinite(v, usize::MAX).is_some());
         state_bad.then_some(a)
     }
 }
