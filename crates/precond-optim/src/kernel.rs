@@ -196,7 +196,9 @@ fn finite_max_abs<T: Float>(v: &[T]) -> (bool, T) {
     let mut chunks = v.chunks_exact(REDUCE_LANES);
     for c in &mut chunks {
         for j in 0..REDUCE_LANES {
-            nf[j] = nf[j] + (c[j] - c[j]);
+            #[allow(clippy::eq_op)] // `a − a` is the finiteness test
+            let z = c[j] - c[j];
+            nf[j] = nf[j] + z;
             m[j] = m[j].maxv(c[j].abs());
         }
     }
