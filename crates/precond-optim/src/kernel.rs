@@ -645,34 +645,63 @@ pub fn scan_max<T: Float>(g: &[T], par_threshold: usize) -> Result<f64, usize> {
             _ => block_impl(b),
         }
     };
+    // backwards, block by block: the last blocks read are the first the update then reads
+    // (still in this core's cache); a failing block only marks the range, the first index is
+    // found afterwards by a forward search
     const BLOCK: usize = 4096;
-    let scan = |start: usize, part: &[T]| -> Result<f64, usize> {
+    let scan_back = |part: &[T]| -> Result<f64, ()> {
         let mut m = 0.0f64;
-        for (bi, b) in part.chunks(BLOCK).enumerate() {
+        for b in part.rchunks(BLOCK) {
             let (ok, bm) = block(b);
             if !ok {
-                let i = b.iter().position(|v| !v.is_finite()).unwrap_or(0);
-                return Err(start + bi * BLOCK + i);
+                return Err(());
             }
             m = m.max(bm.to_f64());
         }
         Ok(m)
     };
-    if g.len() >= par_threshold && rayon::current_num_threads() > 1 {
-        use rayon::prelude::*;
-        g.par_chunks(PAR_CHUNK)
-            .enumerate()
-            .map(|(ci, c)| scan(ci * PAR_CHUNK, c))
-            .reduce(
-                || Ok(0.0),
-                |a, b| match (a, b) {
-                    (Ok(x), Ok(y)) => Ok(x.max(y)),
-                    (Err(i), Err(j)) => Err(i.min(j)),
-                    (Err(i), _) | (_, Err(i)) => Err(i),
-                },
-            )
+    let first_from = |s: usize| s + g[s..].iter().position(|v| !v.is_finite()).unwrap_or(0);
+    let threads = rayon::current_num_threads();
+    if g.len() >= par_threshold && threads > 1 {
+        // the same halving as the update's `par_run` (same midpoints and leaves), so that each
+        // thread scans the range it then updates; within a thread's range right before left
+        let leaf = MIN_PAR_CHUNK.max(g.len().div_ceil(4 * threads));
+        let split_levels = threads.next_power_of_two().trailing_zeros();
+        match scan_halves(g, 0, leaf, 0, split_levels, &scan_back) {
+            Ok(m) => Ok(m),
+            Err(s) => Err(first_from(s)),
+        }
     } else {
-        scan(0, g)
+        scan_back(g).map_err(|()| first_from(0))
+    }
+}
+
+/// [`scan_max`]'s parallel part: `Err(start)` of the lowest failing leaf.
+fn scan_halves<T: Float>(
+    g: &[T],
+    start: usize,
+    leaf: usize,
+    depth: u32,
+    split_levels: u32,
+    scan: &(impl Fn(&[T]) -> Result<f64, ()> + Sync),
+) -> Result<f64, usize> {
+    let n = g.len();
+    if n <= leaf {
+        return scan(g).map_err(|()| start);
+    }
+    let mid = (n / 2 + 63) & !63;
+    let (l, r) = g.split_at(mid);
+    let left = || scan_halves(l, start, leaf, depth + 1, split_levels, scan);
+    let right = || scan_halves(r, start + mid, leaf, depth + 1, split_levels, scan);
+    let (a, b) = if depth < split_levels {
+        rayon::join(left, right)
+    } else {
+        let (b, a) = rayon::join(right, left);
+        (a, b)
+    };
+    match (a, b) {
+        (Ok(x), Ok(y)) => Ok(x.max(y)),
+        (Err(i), _) | (_, Err(i)) => Err(i),
     }
 }
 
