@@ -2,7 +2,9 @@
 //! `LltParams` style): the plain functions ([`sym_spectrum`](crate::sym_spectrum),
 //! [`cond2`](crate::cond2), [`sym_cond()`](fn@crate::sym_cond), …) use the defaults, the
 //! `*_with_params` variants take a value a user has tuned. The defaults were measured on the
-//! 2-core AVX2 machine of `BENCHMARKS.md` ("Two-stage reductions" and the `sym_cond` rows).
+//! 2-core machines of `BENCHMARKS.md` ("Two-stage reductions", "Crossovers per CPU family" and the
+//! `sym_cond` rows); the two-stage crossovers depend on the CPU family, so their defaults do too
+//! (AVX-512: the Intel Xeon measured in session 9; otherwise the AMD EPYC with AVX2).
 //!
 //! ```
 //! use precond_linalg::{SymSpectrumParams, mat_from_slice, Layout, sym_spectrum_with_params};
@@ -19,10 +21,27 @@
 
 use crate::error::{LinalgError, Result};
 
-/// Default of [`SymSpectrumParams::two_stage_min_n`].
+/// Default of [`SymSpectrumParams::two_stage_min_n`] on CPUs without AVX-512 (AMD EPYC, AVX2).
 const SYM_TWO_STAGE_MIN_N: usize = 1800;
-/// Default of [`SvdParams::two_stage_min_n`].
+/// Default of [`SymSpectrumParams::two_stage_min_n`] on CPUs with AVX-512F (Intel Xeon).
+const SYM_TWO_STAGE_MIN_N_AVX512: usize = 1500;
+/// Default of [`SvdParams::two_stage_min_n`] on CPUs without AVX-512 (AMD EPYC, AVX2).
 const SVD_TWO_STAGE_MIN_N: usize = 1280;
+/// Default of [`SvdParams::two_stage_min_n`] on CPUs with AVX-512F (Intel Xeon).
+const SVD_TWO_STAGE_MIN_N_AVX512: usize = 256;
+
+/// Whether the CPU has AVX-512F: the family whose two-stage crossovers are the `*_AVX512`
+/// defaults (detected once by the standard library, then a cached load).
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 /// Default half-bandwidth of both two-stage reductions.
 const TWO_STAGE_BAND_WIDTH: usize = 32;
 /// Default of [`SymCondParams::krylov_min_n`].
@@ -43,10 +62,12 @@ const RANK_RTOL_FACTOR: f64 = 1.0;
 pub struct SymSpectrumParams {
     /// Dimension `n` from which on the two-stage tridiagonalization
     /// ([`kernel::sym_eigenvalues_two_stage`](crate::kernel::sym_eigenvalues_two_stage)) is used;
-    /// below it faer's one-stage Householder reduction. Default 1800: on the 2-core AVX2 machine
-    /// of `BENCHMARKS.md` faer's reduction is faster while the matrix fits in the L3 cache (its
-    /// matrix–vector products are not memory-bound there; measured: faer faster at n = 1000 and
-    /// 1500, the two-stage path at n = 2000).
+    /// below it faer's one-stage Householder reduction. Default 1800 on CPUs without AVX-512: on
+    /// the 2-core AVX2 machine (AMD EPYC) of `BENCHMARKS.md` faer's reduction is faster while the
+    /// matrix fits in the L3 cache (its matrix–vector products are not memory-bound there;
+    /// measured: faer faster at n = 1000 and 1500, the two-stage path at n = 2000). Default 1500
+    /// with AVX-512F: on the 2-core Intel Xeon of `BENCHMARKS.md` the two-stage path takes
+    /// 1.08× faer's time at n = 1400, 0.96× at 1500 and 0.92× at 1600.
     pub two_stage_min_n: usize,
     /// Half-bandwidth `b ≥ 1` of the intermediate band matrix of the two-stage reduction
     /// (number of sub-diagonals). Default 32 (measured at n = 500…2000; 24–48 are within a few
@@ -57,7 +78,11 @@ pub struct SymSpectrumParams {
 impl Default for SymSpectrumParams {
     fn default() -> Self {
         Self {
-            two_stage_min_n: SYM_TWO_STAGE_MIN_N,
+            two_stage_min_n: if avx512() {
+                SYM_TWO_STAGE_MIN_N_AVX512
+            } else {
+                SYM_TWO_STAGE_MIN_N
+            },
             band_width: TWO_STAGE_BAND_WIDTH,
         }
     }
@@ -76,8 +101,10 @@ impl SymSpectrumParams {
 pub struct SvdParams {
     /// `min(m, n)` from which on the two-stage bidiagonalization
     /// ([`kernel::singular_values_two_stage`](crate::kernel::singular_values_two_stage)) is
-    /// used; below it faer's SVD without vectors. Default 1280 (measured on the machine of
-    /// `BENCHMARKS.md`: faer faster at n = 1000, the two-stage path at n = 1500 and 2000).
+    /// used; below it faer's SVD without vectors. Default 1280 on CPUs without AVX-512 (measured on
+    /// the AMD EPYC of `BENCHMARKS.md`: faer faster at n = 1000, the two-stage path at n = 1500
+    /// and 2000); 256 with AVX-512F (the Intel Xeon of `BENCHMARKS.md`: the two-stage path takes
+    /// 1.45× faer's time at n = 200, 0.96× at 250, 0.88× at 300 and 0.55–0.71× at 1000–1400).
     pub two_stage_min_n: usize,
     /// Bandwidth `b ≥ 1` of the intermediate upper band matrix of the two-stage reduction
     /// (number of super-diagonals). Default 32, as [`SymSpectrumParams::band_width`].
@@ -87,7 +114,11 @@ pub struct SvdParams {
 impl Default for SvdParams {
     fn default() -> Self {
         Self {
-            two_stage_min_n: SVD_TWO_STAGE_MIN_N,
+            two_stage_min_n: if avx512() {
+                SVD_TWO_STAGE_MIN_N_AVX512
+            } else {
+                SVD_TWO_STAGE_MIN_N
+            },
             band_width: TWO_STAGE_BAND_WIDTH,
         }
     }
