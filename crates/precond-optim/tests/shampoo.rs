@@ -74,6 +74,11 @@ fn first_step_is_the_closed_form_of_the_svd() {
         (5, 5, 1024, 0.5),
         (9, 6, 4, 0.25),
         (1, 7, 1024, 1e-2),
+        // factors from 128 on: a block's two roots are computed at once (two workspaces of
+        // one size, or one workspace of each size), also over several blocks
+        (128, 128, 1024, 0.5),
+        (130, 128, 1024, 0.5),
+        (300, 140, 150, 0.25),
     ] {
         for col_major in [false, true] {
             let lr = 0.1;

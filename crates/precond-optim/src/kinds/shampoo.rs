@@ -435,16 +435,31 @@ impl Kind for Shampoo {
         if amortized {
             let ShampooWork { blocks, eig, .. } = &mut *work;
             for blk in blocks.iter() {
-                for (fac, root, off, d) in [
-                    (&*lfac, &mut *lroot, blk.info.loff, blk.info.p),
-                    (&*rfac, &mut *rroot, blk.info.roff, blk.info.q),
-                ] {
-                    // a size whose workspace could not be allocated counts as a failed root
-                    let r = &mut root[off..off + d * d];
-                    let ok = eig
-                        .iter_mut()
-                        .find(|e| e.dim() == d)
-                        .is_some_and(|e| e.inverse_root(&fac[off..off + d * d], bc2, c.epsilon, r));
+                let (p, q, lo, ro) = (blk.info.p, blk.info.q, blk.info.loff, blk.info.roff);
+                let (lf, rf) = (&lfac[lo..lo + p * p], &rfac[ro..ro + q * q]);
+                let (lr, rr) = (&mut lroot[lo..lo + p * p], &mut rroot[ro..ro + q * q]);
+                // a size whose workspace could not be allocated counts as a failed root
+                let ia = eig.iter().position(|e| e.dim() == p);
+                let ib = (0..eig.len()).find(|&i| eig[i].dim() == q && Some(i) != ia);
+                let (ok_l, ok_r) = match (ia, ib) {
+                    (Some(a), Some(b)) if p >= 128 && q >= 128 => {
+                        // the two roots at once, on two workspaces
+                        let (ea, eb) = two_mut(eig, a, b);
+                        rayon::join(
+                            || ea.inverse_root(lf, bc2, c.epsilon, lr),
+                            || eb.inverse_root(rf, bc2, c.epsilon, rr),
+                        )
+                    }
+                    _ => {
+                        let ok_l = ia.is_some_and(|a| eig[a].inverse_root(lf, bc2, c.epsilon, lr));
+                        let ok_r = eig
+                            .iter_mut()
+                            .find(|e| e.dim() == q)
+                            .is_some_and(|e| e.inverse_root(rf, bc2, c.epsilon, rr));
+                        (ok_l, ok_r)
+                    }
+                };
+                for (ok, r, d) in [(ok_l, lr, p), (ok_r, rr, q)] {
                     if !ok {
                         failures += 1;
                         if k == s {
@@ -716,9 +731,22 @@ struct BlockWork<T: StepFloat> {
     p: Mat<T>,
 }
 
+/// Mutable references to two different elements of `v` (`a ≠ b`).
+fn two_mut<X>(v: &mut [X], a: usize, b: usize) -> (&mut X, &mut X) {
+    debug_assert_ne!(a, b);
+    if a < b {
+        let (l, r) = v.split_at_mut(b);
+        (&mut l[a], &mut r[0])
+    } else {
+        let (l, r) = v.split_at_mut(a);
+        (&mut r[0], &mut l[b])
+    }
+}
+
 /// The eigendecomposition buffers for one factor size `d` (all `f64`).
 struct EigWork {
-    /// Threads of the eigendecomposition and the root's product (two for `d ≥ 128`).
+    /// Threads of the eigendecomposition and the root's product: all for `d ≥ 128`, half of
+    /// them (one on two cores) for the paired workspaces of [`ShampooWork::new`], none below.
     par: Par,
     ws: SymEigWorkspace,
     a: Mat<f64>,
@@ -729,8 +757,7 @@ struct EigWork {
 }
 
 impl EigWork {
-    fn new(d: usize) -> Option<Self> {
-        let par = if d >= 128 { Par::rayon(0) } else { Par::Seq };
+    fn new(d: usize, par: Par) -> Option<Self> {
         Some(EigWork {
             par,
             ws: SymEigWorkspace::with_par(d, par).ok()?,
@@ -811,8 +838,9 @@ impl EigWork {
     }
 }
 
-/// Shampoo's between-step workspace: the blocks' matrices and one eigendecomposition workspace
-/// per distinct factor size.
+/// Shampoo's between-step workspace: the blocks' matrices and the eigendecomposition workspaces:
+/// one per distinct factor size, two for a size from 128 on that two factors have (a block's left
+/// and right roots are then computed at once).
 struct ShampooWork<T: StepFloat> {
     shape: (usize, usize, usize),
     ncb: usize,
@@ -827,7 +855,30 @@ impl<T: StepFloat> ShampooWork<T> {
         let infos = blocks(shape.rows, shape.cols, b);
         let mut dims: Vec<usize> = infos.iter().flat_map(|i| [i.p, i.q]).collect();
         dims.sort_unstable();
-        dims.dedup();
+        // factors of a size from 128 on that occur at least twice get two workspaces, so that
+        // two roots (a block's left and right one) are computed at once, each on half the
+        // threads: faer's eigendecomposition gains little from a second thread (d = 1024 on the
+        // Xeon of BENCHMARKS.md: 230 ms on one thread, 207 ms on two)
+        let threads = rayon::current_num_threads();
+        let mut pool = Vec::new();
+        for (i, &d) in dims.iter().enumerate() {
+            if i > 0 && dims[i - 1] == d {
+                continue;
+            }
+            let count = dims.iter().filter(|&&e| e == d).count();
+            if d >= 128 && count >= 2 && threads >= 2 {
+                let half = if threads >= 4 {
+                    Par::rayon(threads / 2)
+                } else {
+                    Par::Seq
+                };
+                pool.extend(EigWork::new(d, half));
+                pool.extend(EigWork::new(d, half));
+            } else {
+                let par = if d >= 128 { Par::rayon(0) } else { Par::Seq };
+                pool.extend(EigWork::new(d, par));
+            }
+        }
         let big = infos
             .iter()
             .map(|i| i.p * i.q * i.p.max(i.q))
@@ -847,7 +898,7 @@ impl<T: StepFloat> ShampooWork<T> {
                     p: Mat::zeros(info.p, info.q),
                 })
                 .collect(),
-            eig: dims.into_iter().filter_map(EigWork::new).collect(),
+            eig: pool,
             par: if big >= 64 * 64 * 64 {
                 Par::rayon(0)
             } else {
