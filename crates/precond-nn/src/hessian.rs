@@ -11,8 +11,7 @@ use crate::batch_norm::{NormStats, StatsGradient};
 use crate::error::{NnError, Result};
 use crate::loss::Targets;
 use crate::mlp::{Forward, Mlp, Mode, Normalization, Workspace};
-use crate::util::par_for;
-use faer::linalg::matmul::matmul;
+use crate::util::product;
 use faer::{Accum, Mat, MatRef};
 use precond_linalg::LinearOperator;
 
@@ -223,13 +222,12 @@ pub fn weighted_gram(abar: MatRef<'_, f64>, d: &[f64]) -> Mat<f64> {
     let (m, n) = (abar.nrows(), abar.ncols());
     let ad = Mat::from_fn(m, n, |r, c| abar[(r, c)] * d[c] / n as f64);
     let mut h = Mat::zeros(m, m);
-    matmul(
+    product(
         h.as_mut(),
         Accum::Replace,
         ad.as_ref(),
         abar.transpose(),
         1.0,
-        par_for(m, m, n),
     );
     h
 }

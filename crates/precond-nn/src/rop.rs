@@ -12,8 +12,7 @@ use crate::batch_norm::StatsGradient;
 use crate::error::{NnError, Result};
 use crate::loss::Targets;
 use crate::mlp::{Forward, Mlp, Mode, NormTrace, Normalization, ParamKind, check_finite_vec};
-use crate::util::par_for;
-use faer::linalg::matmul::matmul;
+use crate::util::product;
 use faer::{Accum, Mat, MatMut, MatRef};
 
 /// Which axis a normalization's statistics run over.
@@ -262,23 +261,21 @@ impl Mlp {
                 .map(|blk| &v[blk.range.clone()])
                 .unwrap_or(&[]);
             let mut rz = Mat::from_fn(spec.width, b, |r, _| vb[r]);
-            matmul(
+            product(
                 rz.as_mut(),
                 Accum::Add,
                 wv(l),
                 h,
                 1.0,
-                par_for(spec.width, b, h.nrows()),
             );
             if l > 0 {
                 let rprev = &rh[l - 1];
-                matmul(
+                product(
                     rz.as_mut(),
                     Accum::Add,
                     ww(l),
                     rprev.as_ref(),
                     1.0,
-                    par_for(spec.width, b, h.nrows()),
                 );
             }
             let (u_t, pt) = match &t.pre {
@@ -388,22 +385,20 @@ impl Mlp {
                     wb.shape.0,
                     wb.shape.1,
                 );
-                matmul(
+                product(
                     hw.as_mut(),
                     Accum::Replace,
                     rd.as_ref(),
                     h.transpose(),
                     1.0,
-                    par_for(wb.shape.0, wb.shape.1, b),
                 );
                 if l > 0 {
-                    matmul(
+                    product(
                         hw.as_mut(),
                         Accum::Add,
                         d.as_ref(),
                         rh[l - 1].as_ref().transpose(),
                         1.0,
-                        par_for(wb.shape.0, wb.shape.1, b),
                     );
                 }
             }
@@ -418,30 +413,27 @@ impl Mlp {
             if l > 0 {
                 let w = ww(l);
                 let mut nd = Mat::zeros(w.ncols(), b);
-                matmul(
+                product(
                     nd.as_mut(),
                     Accum::Replace,
                     w.transpose(),
                     d.as_ref(),
                     1.0,
-                    par_for(w.ncols(), b, w.nrows()),
                 );
                 let mut nrd = Mat::zeros(w.ncols(), b);
-                matmul(
+                product(
                     nrd.as_mut(),
                     Accum::Replace,
                     wv(l).transpose(),
                     d.as_ref(),
                     1.0,
-                    par_for(w.ncols(), b, w.nrows()),
                 );
-                matmul(
+                product(
                     nrd.as_mut(),
                     Accum::Add,
                     w.transpose(),
                     rd.as_ref(),
                     1.0,
-                    par_for(w.ncols(), b, w.nrows()),
                 );
                 d = nd;
                 rd = nrd;

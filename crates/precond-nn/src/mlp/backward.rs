@@ -11,8 +11,7 @@ use crate::batch_norm::{self, StatsGradient};
 use crate::error::{NnError, Result};
 use crate::layer_norm;
 use crate::loss::Targets;
-use crate::util::{add_bias, col_slice, col_slice_mut, fit, par_for};
-use faer::linalg::matmul::matmul;
+use crate::util::{add_bias, col_slice, col_slice_mut, fit, product};
 use faer::{Accum, Mat, MatMut, MatRef};
 
 impl Mlp {
@@ -172,13 +171,12 @@ impl Mlp {
                     wb.shape.0,
                     wb.shape.1,
                 );
-                matmul(
+                product(
                     dw,
                     Accum::Replace,
                     d.as_ref(),
                     h.transpose(),
                     1.0,
-                    par_for(wb.shape.0, wb.shape.1, b),
                 );
             }
             let next = match below.last_mut() {
@@ -188,13 +186,12 @@ impl Mlp {
             };
             let w = self.weight_unchecked(params, l);
             fit(next, w.ncols(), b);
-            matmul(
+            product(
                 next.as_mut(),
                 Accum::Replace,
                 w.transpose(),
                 d.as_ref(),
                 1.0,
-                par_for(w.ncols(), b, w.nrows()),
             );
         }
     }

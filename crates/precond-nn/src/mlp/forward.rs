@@ -9,8 +9,7 @@ use crate::batch_norm::{self, NormStats, Placement};
 use crate::error::Result;
 use crate::layer_norm;
 use crate::loss::Targets;
-use crate::util::{add_bias, col_slice, col_slice_mut, fit, par_for};
-use faer::linalg::matmul::matmul;
+use crate::util::{add_bias, col_slice, col_slice_mut, fit, product};
 use faer::{Accum, Mat, MatRef};
 
 /// Which normalization statistics a forward pass uses for BatchNorm layers.
@@ -175,13 +174,12 @@ impl Mlp {
             let bias = self.slice(params, ParamKind::Bias, l).unwrap_or(&[]);
             fit(z, spec.width, b);
             fit(a, spec.width, b);
-            matmul(
+            product(
                 z.as_mut(),
                 Accum::Replace,
                 w,
                 h,
                 1.0,
-                par_for(spec.width, b, h.nrows()),
             );
             let placement = spec.norm.placement();
             set_present(pre, placement == Some(Placement::PreActivation));
