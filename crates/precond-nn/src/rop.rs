@@ -261,22 +261,10 @@ impl Mlp {
                 .map(|blk| &v[blk.range.clone()])
                 .unwrap_or(&[]);
             let mut rz = Mat::from_fn(spec.width, b, |r, _| vb[r]);
-            product(
-                rz.as_mut(),
-                Accum::Add,
-                wv(l),
-                h,
-                1.0,
-            );
+            product(rz.as_mut(), Accum::Add, wv(l), h, 1.0);
             if l > 0 {
                 let rprev = &rh[l - 1];
-                product(
-                    rz.as_mut(),
-                    Accum::Add,
-                    ww(l),
-                    rprev.as_ref(),
-                    1.0,
-                );
+                product(rz.as_mut(), Accum::Add, ww(l), rprev.as_ref(), 1.0);
             }
             let (u_t, pt) = match &t.pre {
                 Some(tr) => {
@@ -385,13 +373,7 @@ impl Mlp {
                     wb.shape.0,
                     wb.shape.1,
                 );
-                product(
-                    hw.as_mut(),
-                    Accum::Replace,
-                    rd.as_ref(),
-                    h.transpose(),
-                    1.0,
-                );
+                product(hw.as_mut(), Accum::Replace, rd.as_ref(), h.transpose(), 1.0);
                 if l > 0 {
                     product(
                         hw.as_mut(),
@@ -413,13 +395,7 @@ impl Mlp {
             if l > 0 {
                 let w = ww(l);
                 let mut nd = Mat::zeros(w.ncols(), b);
-                product(
-                    nd.as_mut(),
-                    Accum::Replace,
-                    w.transpose(),
-                    d.as_ref(),
-                    1.0,
-                );
+                product(nd.as_mut(), Accum::Replace, w.transpose(), d.as_ref(), 1.0);
                 let mut nrd = Mat::zeros(w.ncols(), b);
                 product(
                     nrd.as_mut(),
@@ -428,13 +404,7 @@ impl Mlp {
                     d.as_ref(),
                     1.0,
                 );
-                product(
-                    nrd.as_mut(),
-                    Accum::Add,
-                    w.transpose(),
-                    rd.as_ref(),
-                    1.0,
-                );
+                product(nrd.as_mut(), Accum::Add, w.transpose(), rd.as_ref(), 1.0);
                 d = nd;
                 rd = nrd;
             }

@@ -171,13 +171,7 @@ impl Mlp {
                     wb.shape.0,
                     wb.shape.1,
                 );
-                product(
-                    dw,
-                    Accum::Replace,
-                    d.as_ref(),
-                    h.transpose(),
-                    1.0,
-                );
+                product(dw, Accum::Replace, d.as_ref(), h.transpose(), 1.0);
             }
             let next = match below.last_mut() {
                 Some(prev) => prev,

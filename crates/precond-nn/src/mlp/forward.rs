@@ -174,13 +174,7 @@ impl Mlp {
             let bias = self.slice(params, ParamKind::Bias, l).unwrap_or(&[]);
             fit(z, spec.width, b);
             fit(a, spec.width, b);
-            product(
-                z.as_mut(),
-                Accum::Replace,
-                w,
-                h,
-                1.0,
-            );
+            product(z.as_mut(), Accum::Replace, w, h, 1.0);
             let placement = spec.norm.placement();
             set_present(pre, placement == Some(Placement::PreActivation));
             set_present(post, placement == Some(Placement::PostActivation));
