@@ -16,6 +16,36 @@ pub(crate) fn position(idx: usize, s: MatrixShape) -> (usize, usize) {
     }
 }
 
+/// Calls `f(idx, i, j)` for every entry of a matrix of shape `s` (flat index and position), in
+/// 32 × 32 tiles of positions, each tile in the flat array's order: a pass that reads the flat
+/// buffers and writes column-major block matrices (or the reverse) touches a few cache lines of
+/// each per tile instead of striding through a whole matrix per row.
+pub(crate) fn for_each_tiled(s: MatrixShape, mut f: impl FnMut(usize, usize, usize)) {
+    const TILE: usize = 32;
+    for i0 in (0..s.rows).step_by(TILE) {
+        let i1 = (i0 + TILE).min(s.rows);
+        for j0 in (0..s.cols).step_by(TILE) {
+            let j1 = (j0 + TILE).min(s.cols);
+            match s.order {
+                MatrixOrder::RowMajor => {
+                    for i in i0..i1 {
+                        for j in j0..j1 {
+                            f(i * s.cols + j, i, j);
+                        }
+                    }
+                }
+                MatrixOrder::ColMajor => {
+                    for j in j0..j1 {
+                        for i in i0..i1 {
+                            f(j * s.rows + i, i, j);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The one segment a matrix part steps: the matrix's shape, its parameters and gradient, its
 /// scheduled learning rate and weight decay.
 pub(crate) struct MatrixSegment<'a, T> {

@@ -59,7 +59,9 @@
 //!   (`facebookresearch/optimizers`, DistributedShampoo).
 
 use super::adam::moment_ratio_bound;
-use super::matrix::{MatrixSegment, check_factor_diagonal, observed, position, segment};
+use super::matrix::{
+    MatrixSegment, check_factor_diagonal, for_each_tiled, observed, position, segment,
+};
 use super::{Kind, StepCtx};
 use crate::config::{GraftingKind, MatrixShape, OptimizerConfig};
 use crate::error::{OptimError, Result};
@@ -389,15 +391,14 @@ impl Kind for Shampoo {
         let wdt = T::from_f64(wd);
 
         // pass A: the gradient (with coupled decay) into the block matrices
-        for (idx, (&gi, &xi)) in g.iter().zip(x.iter()).enumerate() {
-            let (i, j) = position(idx, shape);
+        for_each_tiled(shape, |idx, i, j| {
             let (bi, li, lj) = work.locate(i, j);
-            let mut v = gi * sign;
+            let mut v = g[idx] * sign;
             if coupled {
-                v += wdt * xi;
+                v += wdt * x[idx];
             }
             work.blocks[bi].g[(li, lj)] = v;
-        }
+        });
 
         // factors (every step) and, when amortized, the roots
         let [b1, b2] = c.betas;
@@ -496,9 +497,7 @@ impl Kind for Shampoo {
             1.0
         });
         let geps = T::from_f64(c.grafting.epsilon);
-        #[allow(clippy::needless_range_loop)] // three slots chosen at run time
-        for idx in 0..g.len() {
-            let (i, j) = position(idx, shape);
+        for_each_tiled(shape, |idx, i, j| {
             let (bi, li, lj) = work.locate(i, j);
             let blk = &mut work.blocks[bi];
             let gi = blk.g[(li, lj)];
@@ -520,7 +519,7 @@ impl Kind for Shampoo {
             };
             blk.g[(li, lj)] = gbar;
             blk.dg[(li, lj)] = dg;
-        }
+        });
 
         // the direction per block
         let roots_ready = k >= s;
@@ -575,10 +574,10 @@ impl Kind for Shampoo {
         let decoupled = c.use_decoupled_weight_decay && wd != 0.0;
         let mu = T::from_f64(c.momentum);
         let nlr = T::from_f64(lr);
-        for (idx, xi) in x.iter_mut().enumerate() {
-            let (i, j) = position(idx, shape);
+        for_each_tiled(shape, |idx, i, j| {
             let (bi, li, lj) = work.locate(i, j);
             let mut d = work.blocks[bi].p[(li, lj)];
+            let xi = &mut x[idx];
             if decoupled {
                 d += wdt * *xi;
             }
@@ -588,7 +587,7 @@ impl Kind for Shampoo {
                 d = m;
             }
             *xi -= nlr * d;
-        }
+        });
         Ok(ctx.propagate && first_nonfinite(g, usize::MAX).is_some())
     }
 }
@@ -783,13 +782,22 @@ impl EigWork {
         root: &mut [T],
     ) -> bool {
         let d = self.dim();
+        // `a ← Aᵀ/bc₂ + εI` column by column (row `i` of the row-major factor is column `i` of
+        // `a`: both contiguous). The eigensolver uses the symmetric part `(a_ij + a_ji)/2`,
+        // which is the same for `A` and `Aᵀ`
         for i in 0..d {
-            for j in 0..d {
-                let mut v = fac[i * d + j].to_f64() / bc2;
+            let row = &fac[i * d..(i + 1) * d];
+            let col = self
+                .a
+                .col_mut(i)
+                .try_as_col_major_mut()
+                .expect("owned column");
+            for (j, (dst, &v)) in col.as_slice_mut().iter_mut().zip(row).enumerate() {
+                let mut v = v.to_f64() / bc2;
                 if i == j {
                     v += eps;
                 }
-                self.a[(i, j)] = v;
+                *dst = v;
             }
         }
         if sym_eigh_into(self.a.as_ref(), self.q.as_mut(), &mut self.w, &mut self.ws).is_err() {
@@ -811,27 +819,35 @@ impl EigWork {
             1.0,
             self.par,
         );
-        // exactly symmetric, every entry finite in T
-        for i in 0..d {
-            for j in 0..d {
-                let v = if j > i {
-                    self.out[(j, i)]
-                } else {
-                    self.out[(i, j)]
-                };
-                if !T::from_f64(v).is_finite() {
-                    return false;
-                }
+        // exactly symmetric (the lower triangle mirrored), every entry finite in T: checked
+        // down the columns of the lower triangle first (contiguous), so that a failure leaves
+        // `root` untouched
+        for j in 0..d {
+            if self
+                .out
+                .col(j)
+                .iter()
+                .skip(j)
+                .any(|&v| !T::from_f64(v).is_finite())
+            {
+                return false;
             }
         }
-        for i in 0..d {
-            for j in 0..d {
-                let v = if j > i {
-                    self.out[(j, i)]
-                } else {
-                    self.out[(i, j)]
-                };
-                root[i * d + j] = T::from_f64(v);
+        // then written in 32 × 32 tiles: `root` is symmetric, so its row-major array is also its
+        // column-major one; each lower tile `(I, J)` is written down its columns and across its
+        // rows (the mirrored tile) while both stay in cache
+        const TILE: usize = 32;
+        for j0 in (0..d).step_by(TILE) {
+            let j1 = (j0 + TILE).min(d);
+            for i0 in (j0..d).step_by(TILE) {
+                let i1 = (i0 + TILE).min(d);
+                for j in j0..j1 {
+                    for i in i0.max(j)..i1 {
+                        let v = T::from_f64(self.out[(i, j)]);
+                        root[j * d + i] = v;
+                        root[i * d + j] = v;
+                    }
+                }
             }
         }
         true
