@@ -453,8 +453,19 @@ impl ParallelParams {
 
 /// Smallest piece of a parallel split.
 const MIN_PAR_CHUNK: usize = 1 << 11;
-/// Chunk length of the parallel non-finite scan.
+/// Chunk length of the parallel dry run.
 const PAR_CHUNK: usize = 1 << 15;
+
+/// Leaf length of the parallel halving of `n` elements over `threads` threads (the update's
+/// `par_run` and the pre-scan's `scan_halves` split alike, so a thread scans what it updates).
+fn par_leaf(n: usize, threads: usize) -> usize {
+    MIN_PAR_CHUNK.max(n.div_ceil(4 * threads))
+}
+
+/// Where the parallel halving cuts `n` elements: the middle, rounded up to a multiple of 64.
+fn par_mid(n: usize) -> usize {
+    (n / 2 + 63) & !63
+}
 
 /// The default split length of [`fused_step`] for the update `U`
 /// ([`ParallelParams::threshold_for`] of the defaults).
@@ -480,7 +491,7 @@ fn par_run<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     if n <= chunk {
         return run_chunk::<T, U, DETECT>(u, level, b);
     }
-    let mid = (n / 2 + 63) & !63;
+    let mid = par_mid(n);
     let Buffers {
         x,
         g,
@@ -604,12 +615,7 @@ fn fused_step_impl<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     check_buffers(u, &b)?;
     let n = b.x.len();
     Ok(if n >= par_threshold && rayon::current_num_threads() > 1 {
-        par_run::<T, U, DETECT>(
-            u,
-            level,
-            b,
-            MIN_PAR_CHUNK.max(n.div_ceil(4 * rayon::current_num_threads())),
-        )
+        par_run::<T, U, DETECT>(u, level, b, par_leaf(n, rayon::current_num_threads()))
     } else {
         run_chunk::<T, U, DETECT>(u, level, b)
     })
@@ -665,7 +671,7 @@ pub fn scan_max<T: Float>(g: &[T], par_threshold: usize) -> Result<f64, usize> {
     if g.len() >= par_threshold && threads > 1 {
         // the same halving as the update's `par_run` (same midpoints and leaves), so that each
         // thread scans the range it then updates; within a thread's range right before left
-        let leaf = MIN_PAR_CHUNK.max(g.len().div_ceil(4 * threads));
+        let leaf = par_leaf(g.len(), threads);
         let split_levels = threads.next_power_of_two().trailing_zeros();
         match scan_halves(g, 0, leaf, 0, split_levels, &scan_back) {
             Ok(m) => Ok(m),
@@ -689,7 +695,7 @@ fn scan_halves<T: Float>(
     if n <= leaf {
         return scan(g).map_err(|()| start);
     }
-    let mid = (n / 2 + 63) & !63;
+    let mid = par_mid(n);
     let (l, r) = g.split_at(mid);
     let left = || scan_halves(l, start, leaf, depth + 1, split_levels, scan);
     let right = || scan_halves(r, start + mid, leaf, depth + 1, split_levels, scan);

@@ -730,7 +730,8 @@ struct BlockWork<T: StepFloat> {
     p: Mat<T>,
 }
 
-/// Mutable references to two different elements of `v` (`a ≠ b`).
+/// Mutable references to two different elements of `v` (`a ≠ b`; `<[T]>::get_disjoint_mut`
+/// is newer than the crate's MSRV).
 fn two_mut<X>(v: &mut [X], a: usize, b: usize) -> (&mut X, &mut X) {
     debug_assert_ne!(a, b);
     if a < b {
@@ -877,11 +878,8 @@ impl<T: StepFloat> ShampooWork<T> {
         // Xeon of BENCHMARKS.md: 230 ms on one thread, 207 ms on two)
         let threads = rayon::current_num_threads();
         let mut pool = Vec::new();
-        for (i, &d) in dims.iter().enumerate() {
-            if i > 0 && dims[i - 1] == d {
-                continue;
-            }
-            let count = dims.iter().filter(|&&e| e == d).count();
+        for same in dims.chunk_by(|a, b| a == b) {
+            let (d, count) = (same[0], same.len());
             if d >= 128 && count >= 2 && threads >= 2 {
                 let half = if threads >= 4 {
                     Par::rayon(threads / 2)
