@@ -117,7 +117,8 @@ pub use spectrum::{
 pub use sym_cond::{sym_cond, sym_cond_with_params};
 pub use sym_root::{RootInfo, SymEigWorkspace, sym_eigh_into, sym_inverse_root_into};
 pub use symprod::{
-    SymScalar, gram_into, gram_pair_into, gram_t_into, sym_square_into, transpose_into,
+    SymScalar, gram_into, gram_pair_into, gram_t_into, product_into, sym_square_into,
+    transpose_into,
 };
 
 /// Building blocks behind the automatic choices of the crate root, for benchmarks and for

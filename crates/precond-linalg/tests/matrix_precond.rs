@@ -5,8 +5,9 @@
 
 mod common;
 use common::*;
+use faer::linalg::matmul::matmul;
 use faer::linalg::solvers::Solve;
-use faer::{Mat, MatRef, Par};
+use faer::{Accum, Mat, MatRef, Par};
 use precond_linalg::*;
 
 fn frob(a: MatRef<'_, f64>) -> f64 {
@@ -776,14 +777,19 @@ fn gram_pair_and_transpose_match_plain_products() {
         (40, 70, 13),
         (300, 41, 14),
         (517, 260, 15),
+        (700, 301, 16),
+        (290, 1100, 17),
     ] {
         let x = random_mat(m, k, seed);
         let mut xt = Mat::<f64>::zeros(k, m);
-        transpose_into(x.as_ref(), xt.as_mut()).unwrap();
-        assert!(
-            (0..m).all(|i| (0..k).all(|j| xt[(j, i)].to_bits() == x[(i, j)].to_bits())),
-            "transpose m={m} k={k}"
-        );
+        for par in [Par::rayon(3), Par::rayon(2), Par::Seq] {
+            xt.fill(f64::NAN);
+            transpose_into(x.as_ref(), xt.as_mut(), par).unwrap();
+            assert!(
+                (0..m).all(|i| (0..k).all(|j| xt[(j, i)].to_bits() == x[(i, j)].to_bits())),
+                "transpose m={m} k={k} {par:?}"
+            );
+        }
         let want = &x * x.transpose();
         let tol = 4.0 * (k as f64 + 2.0) * EPS * frob(x.as_ref()).powi(2);
         for par in [Par::Seq, Par::rayon(2)] {
@@ -806,7 +812,7 @@ fn gram_pair_and_transpose_match_plain_products() {
     // f32
     let x = Mat::<f32>::from_fn(300, 20, |i, j| ((i * 7 + j * 3) % 11) as f32 / 11.0 - 0.5);
     let mut xt = Mat::<f32>::zeros(20, 300);
-    transpose_into(x.as_ref(), xt.as_mut()).unwrap();
+    transpose_into(x.as_ref(), xt.as_mut(), Par::Seq).unwrap();
     let mut out = Mat::<f32>::zeros(300, 300);
     gram_pair_into(x.as_ref(), xt.as_ref(), out.as_mut(), Par::Seq).unwrap();
     let want = &x * x.transpose();
@@ -816,6 +822,85 @@ fn gram_pair_and_transpose_match_plain_products() {
         .fold(0.0f32, f32::max);
     assert!(d <= 1e-5, "{d}");
     assert_exactly_symmetric(out.as_ref());
+}
+
+#[test]
+fn split_products_match_the_sequential_product() {
+    // each output entry is one kernel's dot product over the whole inner dimension, so the
+    // split product differs from faer's sequential one only by the rounding of one such
+    // product (faer's edge tiles may round the `Add` epilogue differently): both are held to
+    // the classical bound |ĉ − c| ≤ γ_{k+2} (|α| |A||B| + |C₀|) against an exact-order
+    // reference, and the Replace products on one piece are bitwise those of faer
+    for &(m, k, n, seed) in &[
+        (1, 5, 1, 31),
+        (9, 4, 300, 32),
+        (300, 17, 9, 33),
+        (257, 130, 515, 34),
+        (600, 64, 200, 35),
+        (64, 1500, 300, 36),
+        (400, 700, 40, 37),
+    ] {
+        let a = random_mat(m, k, seed);
+        let b = random_mat(k, n, seed + 100);
+        let c0 = random_mat(m, n, seed + 200);
+        let alpha = 0.75;
+        let abs_ab = Mat::from_fn(m, n, |i, j| {
+            (0..k).map(|l| (a[(i, l)] * b[(l, j)]).abs()).sum::<f64>()
+        });
+        let exact_ab = Mat::from_fn(m, n, |i, j| {
+            (0..k).map(|l| a[(i, l)] * b[(l, j)]).sum::<f64>()
+        });
+        let gamma = (k as f64 + 2.0) * EPS / (1.0 - (k as f64 + 2.0) * EPS);
+        for accum in [Accum::Replace, Accum::Add] {
+            let base = |i: usize, j: usize| if accum == Accum::Add { c0[(i, j)] } else { 0.0 };
+            let mut seq = c0.clone();
+            matmul(seq.as_mut(), accum, a.as_ref(), b.as_ref(), alpha, Par::Seq);
+            for par in [Par::Seq, Par::rayon(2), Par::rayon(3), Par::rayon(4)] {
+                let mut got = c0.clone();
+                product_into(got.as_mut(), accum, a.as_ref(), b.as_ref(), alpha, par);
+                for i in 0..m {
+                    for j in 0..n {
+                        let want = base(i, j) + alpha * exact_ab[(i, j)];
+                        let bound = 2.0 * gamma * (alpha * abs_ab[(i, j)] + base(i, j).abs());
+                        assert!(
+                            (got[(i, j)] - want).abs() <= bound,
+                            "m={m} k={k} n={n} {accum:?} {par:?} ({i}, {j}): {} vs {want}",
+                            got[(i, j)]
+                        );
+                    }
+                }
+                if par == Par::Seq {
+                    assert!((0..m).all(|i| (0..n).all(|j| got[(i, j)].to_bits() == seq[(i, j)].to_bits())));
+                }
+            }
+        }
+    }
+    let a = Mat::<f32>::from_fn(70, 40, |i, j| ((i * 7 + j * 3) % 11) as f32 / 11.0 - 0.5);
+    let b = Mat::<f32>::from_fn(40, 90, |i, j| ((i * 5 + j) % 13) as f32 / 13.0 - 0.5);
+    let mut got = Mat::<f32>::zeros(70, 90);
+    product_into(
+        got.as_mut(),
+        Accum::Replace,
+        a.as_ref(),
+        b.as_ref(),
+        1.0,
+        Par::rayon(2),
+    );
+    for i in 0..70 {
+        for j in 0..90 {
+            let (mut exact, mut abs) = (0.0f64, 0.0f64);
+            for l in 0..40 {
+                let t = f64::from(a[(i, l)]) * f64::from(b[(l, j)]);
+                exact += t;
+                abs += t.abs();
+            }
+            let bound = 2.0 * 42.0 * f64::from(f32::EPSILON) * abs;
+            assert!(
+                (f64::from(got[(i, j)]) - exact).abs() <= bound,
+                "f32 ({i}, {j})"
+            );
+        }
+    }
 }
 
 #[test]
@@ -841,13 +926,13 @@ fn gram_pair_and_transpose_refuse_bad_shapes_and_overflow() {
     ));
     let mut wrong = Mat::<f64>::zeros(4, 3);
     assert!(matches!(
-        transpose_into(x.as_ref(), wrong.as_mut()),
+        transpose_into(x.as_ref(), wrong.as_mut(), Par::Seq),
         Err(LinalgError::DimensionMismatch { .. })
     ));
     // a row-major view is refused
     let mut t = Mat::<f64>::zeros(3, 4);
     assert!(matches!(
-        transpose_into(x.transpose(), t.transpose_mut()),
+        transpose_into(x.transpose(), t.transpose_mut(), Par::Seq),
         Err(LinalgError::InvalidArgument { .. })
     ));
 }

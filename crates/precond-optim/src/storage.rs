@@ -259,6 +259,7 @@ pub trait StepFloat: Float + faer::traits::RealField + sealed::Sealed {
     fn transpose(
         src: faer::MatRef<'_, Self>,
         dst: faer::MatMut<'_, Self>,
+        par: faer::Par,
     ) -> Result<(), precond_linalg::LinalgError>;
 }
 
@@ -301,8 +302,9 @@ macro_rules! step_float {
             fn transpose(
                 src: faer::MatRef<'_, $t>,
                 dst: faer::MatMut<'_, $t>,
+                par: faer::Par,
             ) -> Result<(), precond_linalg::LinalgError> {
-                precond_linalg::transpose_into::<$t>(src, dst)
+                precond_linalg::transpose_into::<$t>(src, dst, par)
             }
         }
     };

@@ -34,7 +34,7 @@ use crate::precond::Lerp;
 use crate::storage::{Geometry, SlotSpec, Slots, StepFloat};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
-use precond_linalg::{SymEigWorkspace, sym_eigh_into};
+use precond_linalg::{SymEigWorkspace, product_into, sym_eigh_into};
 
 /// torch `Muon`.
 pub(crate) struct Muon;
@@ -150,14 +150,14 @@ impl Kind for Muon {
                 }
             }
         }
-        if !flat_is_y && T::transpose(work.xt.as_ref(), work.x.as_mut()).is_err() {
+        if !flat_is_y && T::transpose(work.xt.as_ref(), work.x.as_mut(), par_for(p, q)).is_err() {
             return Err(OptimError::Unsupported(
                 "muon's workspace is not column-major".into(),
             ));
         }
         // 3: Newton–Schulz in the workspace
         work.newton_schulz(c);
-        if !flat_is_y && T::transpose(work.x.as_ref(), work.xt.as_mut()).is_err() {
+        if !flat_is_y && T::transpose(work.x.as_ref(), work.xt.as_mut(), par_for(p, q)).is_err() {
             return Err(OptimError::Unsupported(
                 "muon's workspace is not column-major".into(),
             ));
@@ -223,7 +223,7 @@ impl<T: StepFloat> MuonWork<T> {
         for _ in 0..c.ns_steps {
             // A = Y Yᵀ, B = bA + cA², Y ← aY + B Y; a non-finite product (only the `propagate`
             // policy lets NaN/inf in) makes the result NaN, as torch's
-            let ok = T::transpose(self.x.as_ref(), self.xt.as_mut()).is_ok()
+            let ok = T::transpose(self.x.as_ref(), self.xt.as_mut(), par).is_ok()
                 && T::gram_pair(self.x.as_ref(), self.xt.as_ref(), self.a.as_mut(), par).is_ok()
                 && T::gram_pair(self.a.as_ref(), self.a.as_ref(), self.b.as_mut(), par).is_ok();
             if !ok {
@@ -238,7 +238,7 @@ impl<T: StepFloat> MuonWork<T> {
                 }
                 bj[j] += ca;
             }
-            matmul(
+            product_into(
                 self.y.as_mut(),
                 Accum::Replace,
                 self.b.as_ref(),

@@ -69,10 +69,10 @@ use crate::kernel::first_nonfinite;
 use crate::matrix::{MatrixPreconditioner, PreconditionerBlock};
 use crate::precond::Lerp;
 use crate::storage::{Geometry, SlotSpec, Slots, StepFloat};
-use faer::linalg::matmul::matmul;
-use faer::linalg::matmul::triangular::{self, BlockStructure};
-use faer::{Accum, Mat, MatMut, MatRef, Par};
-use precond_linalg::{SymEigWorkspace, sym_eigh_into};
+use faer::{Accum, Mat, MatRef, Par};
+use precond_linalg::{
+    SymEigWorkspace, gram_pair_into, product_into, sym_eigh_into, transpose_into,
+};
 
 /// DistributedShampoo (one process, one 2-D parameter per part).
 pub(crate) struct Shampoo;
@@ -418,20 +418,38 @@ impl Kind for Shampoo {
         let (rroot, fails) = rest.split_at_mut(1);
         let (lfac, rfac, lroot, rroot) = (&mut lfac[0], &mut rfac[0], &mut lroot[0], &mut rroot[0]);
         let mut failures = 0u64;
-        for blk in &work.blocks {
-            let (p, q) = (blk.info.p, blk.info.q);
-            let lf = MatMut::from_row_major_slice_mut(
-                &mut lfac[blk.info.loff..blk.info.loff + p * p],
-                p,
-                p,
-            );
-            accumulate(blk.g.as_ref(), lf, fdecay, fweight, work.par);
-            let rf = MatMut::from_row_major_slice_mut(
-                &mut rfac[blk.info.roff..blk.info.roff + q * q],
-                q,
-                q,
-            );
-            accumulate(blk.g.as_ref().transpose(), rf, fdecay, fweight, work.par);
+        {
+            let ShampooWork {
+                blocks, sym, par, ..
+            } = &mut *work;
+            for blk in blocks.iter_mut() {
+                let (p, q) = (blk.info.p, blk.info.q);
+                if T::transpose(blk.g.as_ref(), blk.gt.as_mut(), *par).is_err() {
+                    return Err(OptimError::Unsupported(
+                        "shampoo's workspace is not column-major".into(),
+                    ));
+                }
+                let lf = &mut lfac[blk.info.loff..blk.info.loff + p * p];
+                accumulate(
+                    blk.g.as_ref(),
+                    blk.gt.as_ref(),
+                    sym,
+                    lf,
+                    fdecay,
+                    fweight,
+                    *par,
+                );
+                let rf = &mut rfac[blk.info.roff..blk.info.roff + q * q];
+                accumulate(
+                    blk.gt.as_ref(),
+                    blk.g.as_ref(),
+                    sym,
+                    rf,
+                    fdecay,
+                    fweight,
+                    *par,
+                );
+            }
         }
         if amortized {
             let ShampooWork { blocks, eig, .. } = &mut *work;
@@ -530,17 +548,19 @@ impl Kind for Shampoo {
                 continue;
             }
             if roots_ready {
-                let lr_ = MatRef::from_row_major_slice(
+                // the roots are exactly symmetric (written mirrored, or the identity), so their
+                // flat arrays read column-major are the same matrices, in faer's fastest layout
+                let lr_ = MatRef::from_column_major_slice(
                     &lroot[blk.info.loff..blk.info.loff + p * p],
                     p,
                     p,
                 );
-                let rr = MatRef::from_row_major_slice(
+                let rr = MatRef::from_column_major_slice(
                     &rroot[blk.info.roff..blk.info.roff + q * q],
                     q,
                     q,
                 );
-                matmul(
+                product_into(
                     blk.t.as_mut(),
                     Accum::Replace,
                     lr_,
@@ -548,7 +568,7 @@ impl Kind for Shampoo {
                     T::ONE,
                     work.par,
                 );
-                matmul(
+                product_into(
                     blk.p.as_mut(),
                     Accum::Replace,
                     blk.t.as_ref(),
@@ -666,41 +686,47 @@ fn blocks(rows: usize, cols: usize, b: usize) -> Vec<BlockInfo> {
     out
 }
 
-/// `out ← β out + w XXᵀ` (`β = None`: no decay), the lower triangle by a triangular-output
-/// product, then mirrored (exactly symmetric). No checks: a non-finite gradient (possible only
-/// under the `propagate` policy) makes a non-finite factor, which the root computation refuses.
+/// `fac ← β fac + w XXᵀ` (`β = None`: no decay) for the `n × n` factor `fac` (its flat array,
+/// symmetric, so row- and column-major alike), given `X` (`n × k`) and `XT = Xᵀ` both
+/// column-major: `XXᵀ` by precond-linalg's `gram_pair_into` into `sym` (lower triangle by
+/// recursive halving, mirrored: exactly symmetric), then added column by column. No checks
+/// beyond that product's: a non-finite gradient (possible only under the `propagate` policy)
+/// makes the factor NaN, which the root computation refuses.
 fn accumulate<T: StepFloat>(
     x: MatRef<'_, T>,
-    mut out: MatMut<'_, T>,
+    xt: MatRef<'_, T>,
+    sym: &mut Mat<T>,
+    fac: &mut [T],
     beta: Option<f64>,
     w: f64,
     par: Par,
 ) {
-    let n = out.nrows();
-    if let Some(bt) = beta {
-        let bt = T::from_f64(bt);
-        for j in 0..n {
-            for i in j..n {
-                out[(i, j)] = bt * out[(i, j)];
+    let n = x.nrows();
+    let mut s = sym.as_mut().submatrix_mut(0, 0, n, n);
+    if T::gram_pair(x, xt, s.as_mut(), par).is_err() {
+        fac.fill(T::from_f64(f64::NAN));
+        return;
+    }
+    let w = T::from_f64(w);
+    for (j, col) in fac.chunks_exact_mut(n).enumerate() {
+        let sc = s
+            .as_ref()
+            .col(j)
+            .try_as_col_major()
+            .expect("owned column")
+            .as_slice();
+        match beta {
+            Some(bt) => {
+                let bt = T::from_f64(bt);
+                for (f, &v) in col.iter_mut().zip(sc) {
+                    *f = bt * *f + w * v;
+                }
             }
-        }
-    }
-    if x.ncols() > 0 {
-        triangular::matmul(
-            out.as_mut(),
-            BlockStructure::TriangularLower,
-            Accum::Add,
-            x,
-            BlockStructure::Rectangular,
-            x.transpose(),
-            BlockStructure::Rectangular,
-            T::from_f64(w),
-            par,
-        );
-    }
-    for j in 0..n {
-        for i in j + 1..n {
-            out[(j, i)] = out[(i, j)];
+            None => {
+                for (f, &v) in col.iter_mut().zip(sc) {
+                    *f += w * v;
+                }
+            }
         }
     }
 }
@@ -728,6 +754,8 @@ struct BlockWork<T: StepFloat> {
     t: Mat<T>,
     /// The direction `P`.
     p: Mat<T>,
+    /// `Gᵀ` (`q × p`): the factors' Gram products read `G` and `Gᵀ` both column-major.
+    gt: Mat<T>,
 }
 
 /// Mutable references to two different elements of `v` (`a ≠ b`; `<[T]>::get_disjoint_mut`
@@ -804,22 +832,27 @@ impl EigWork {
         if sym_eigh_into(self.a.as_ref(), self.q.as_mut(), &mut self.w, &mut self.ws).is_err() {
             return false;
         }
+        // root = Q diag(λ^{-1/4}) Qᵀ = (Q diag(λ^{-1/8}))(Q diag(λ^{-1/8}))ᵀ: a Gram product of
+        // `qs`, with its transpose in `a` (free once decomposed), both column-major
         let lmin = self.w[0];
         for (jj, &l) in self.w.iter().enumerate() {
             let lam = if lmin < eps { l - lmin + eps } else { l };
-            let sc = lam.powf(-0.25);
+            let sc = lam.powf(-0.125);
             for ii in 0..d {
                 self.qs[(ii, jj)] = self.q[(ii, jj)] * sc;
             }
         }
-        matmul(
-            self.out.as_mut(),
-            Accum::Replace,
-            self.qs.as_ref(),
-            self.q.as_ref().transpose(),
-            1.0,
-            self.par,
-        );
+        let ok = transpose_into(self.qs.as_ref(), self.a.as_mut(), self.par).is_ok()
+            && gram_pair_into(
+                self.qs.as_ref(),
+                self.a.as_ref(),
+                self.out.as_mut(),
+                self.par,
+            )
+            .is_ok();
+        if !ok {
+            return false;
+        }
         // exactly symmetric (the lower triangle mirrored), every entry finite in T: checked
         // down the columns of the lower triangle first (contiguous), so that a failure leaves
         // `root` untouched
@@ -863,6 +896,8 @@ struct ShampooWork<T: StepFloat> {
     ncb: usize,
     bsize: usize,
     blocks: Vec<BlockWork<T>>,
+    /// A factor's new Gram product `GGᵀ` or `GᵀG` (column-major, the largest factor size).
+    sym: Mat<T>,
     eig: Vec<EigWork>,
     par: Par,
 }
@@ -898,6 +933,7 @@ impl<T: StepFloat> ShampooWork<T> {
             .map(|i| i.p * i.q * i.p.max(i.q))
             .max()
             .unwrap_or(0);
+        let big_side = infos.iter().map(|i| i.p.max(i.q)).max().unwrap_or(0);
         ShampooWork {
             shape: (shape.rows, shape.cols, b),
             ncb: shape.cols.div_ceil(b),
@@ -910,8 +946,10 @@ impl<T: StepFloat> ShampooWork<T> {
                     dg: Mat::zeros(info.p, info.q),
                     t: Mat::zeros(info.p, info.q),
                     p: Mat::zeros(info.p, info.q),
+                    gt: Mat::zeros(info.q, info.p),
                 })
                 .collect(),
+            sym: Mat::zeros(b.min(big_side), b.min(big_side)),
             eig: pool,
             par: if big >= 64 * 64 * 64 {
                 Par::rayon(0)
