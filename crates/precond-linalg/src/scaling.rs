@@ -81,7 +81,12 @@ pub(crate) fn max_abs(a: MatRef<'_, f64>) -> f64 {
 /// The exponent `e` to divide `a` by (`2ᵉ ≤ max|a| < 2ᵉ⁺¹`), or `None` when `max|a|` is in the
 /// safe range (or `a` is zero) and the matrix is used as it is.
 pub(crate) fn needs_scaling(a: MatRef<'_, f64>) -> Option<i32> {
-    let e = exponent(max_abs(a));
+    scaling_for(max_abs(a))
+}
+
+/// [`needs_scaling`] of a matrix whose largest magnitude `max|a|` is already known.
+pub(crate) fn scaling_for(amax: f64) -> Option<i32> {
+    let e = exponent(amax);
     (e.abs() > SAFE_EXPONENT).then_some(e)
 }
 

@@ -94,8 +94,8 @@ impl<T: Float> Iv<T> {
         }
         let u = rel * T::UNIT_ROUNDOFF;
         let t = T::TINY_F64;
-        let widen_down = |v: f64| next_down(v - v.abs() * u - t);
-        let widen_up = |v: f64| next_up(v + v.abs() * u + t);
+        let widen_down = |v: f64| (v - v.abs() * u - t).next_down();
+        let widen_up = |v: f64| (v + v.abs() * u + t).next_up();
         let mut l = widen_down(lo);
         let mut h = widen_up(hi);
         // rounding is monotone and 0 is representable: the sign of an exact result is kept
@@ -128,24 +128,6 @@ impl<T: Float> Iv<T> {
         }
         Self::round(a.min(b).min(c).min(d), a.max(b).max(c).max(d))
     }
-}
-
-/// The next `f64` above `v` (`f64::next_up`, stable only from Rust 1.86; MSRV 1.85).
-fn next_up(v: f64) -> f64 {
-    if v.is_nan() || v == f64::INFINITY {
-        v
-    } else if v == 0.0 {
-        f64::from_bits(1)
-    } else if v > 0.0 {
-        f64::from_bits(v.to_bits() + 1)
-    } else {
-        f64::from_bits(v.to_bits() - 1)
-    }
-}
-
-/// The next `f64` below `v`.
-fn next_down(v: f64) -> f64 {
-    -next_up(-v)
 }
 
 /// Exact equality of bounds (bit patterns of non-NaN values; `0.0` and `−0.0` are equal).

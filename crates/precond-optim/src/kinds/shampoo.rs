@@ -462,12 +462,14 @@ impl Kind for Shampoo {
                 let ib = (0..eig.len()).find(|&i| eig[i].dim() == q && Some(i) != ia);
                 let (ok_l, ok_r) = match (ia, ib) {
                     (Some(a), Some(b)) if p >= 128 && q >= 128 => {
-                        // the two roots at once, on two workspaces
-                        let (ea, eb) = two_mut(eig, a, b);
-                        rayon::join(
-                            || ea.inverse_root(lf, bc2, c.epsilon, lr),
-                            || eb.inverse_root(rf, bc2, c.epsilon, rr),
-                        )
+                        // the two roots at once, on two workspaces (a ≠ b: `ib` skips `ia`)
+                        match eig.get_disjoint_mut([a, b]) {
+                            Ok([ea, eb]) => rayon::join(
+                                || ea.inverse_root(lf, bc2, c.epsilon, lr),
+                                || eb.inverse_root(rf, bc2, c.epsilon, rr),
+                            ),
+                            Err(_) => (false, false),
+                        }
                     }
                     _ => {
                         let ok_l = ia.is_some_and(|a| eig[a].inverse_root(lf, bc2, c.epsilon, lr));
@@ -756,19 +758,6 @@ struct BlockWork<T: StepFloat> {
     p: Mat<T>,
     /// `Gᵀ` (`q × p`): the factors' Gram products read `G` and `Gᵀ` both column-major.
     gt: Mat<T>,
-}
-
-/// Mutable references to two different elements of `v` (`a ≠ b`; `<[T]>::get_disjoint_mut`
-/// is newer than the crate's MSRV).
-fn two_mut<X>(v: &mut [X], a: usize, b: usize) -> (&mut X, &mut X) {
-    debug_assert_ne!(a, b);
-    if a < b {
-        let (l, r) = v.split_at_mut(b);
-        (&mut l[a], &mut r[0])
-    } else {
-        let (l, r) = v.split_at_mut(a);
-        (&mut r[0], &mut l[b])
-    }
 }
 
 /// The eigendecomposition buffers for one factor size `d` (all `f64`).
