@@ -382,7 +382,7 @@ fn overflowing_refresh_keeps_the_old_basis() {
 #[test]
 fn zero_and_rank_one_factors_complete_the_basis() {
     // a zero first gradient, then gradients in column 0 only: the right factor is c·e₀e₀ᵀ, every
-    // column of GG·Q is parallel to e₀ and Gram–Schmidt must complete the basis
+    // column of GG·Q is parallel to e₀ and the QR must complete the basis
     let json = r#"{"optimizer": "soap", "lr": 0.01, "precondition_frequency": 1,
                    "shape": [3, 4]}"#;
     let mut opt = soap(json, 12);
