@@ -119,10 +119,10 @@ impl Theory {
             ] {
                 if let Some(rest) = trimmed.strip_prefix(kind) {
                     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                    if let Ok(n) = digits.parse() {
-                        if !set.insert(n) {
-                            t.duplicates.push(format!("{}{n}", &kind[2..]));
-                        }
+                    if let Ok(n) = digits.parse()
+                        && !set.insert(n)
+                    {
+                        t.duplicates.push(format!("{}{n}", &kind[2..]));
                     }
                 }
             }
@@ -132,12 +132,13 @@ impl Theory {
             {
                 t.add_equation(n);
             }
-            if in_references && let Some(rest) = trimmed.strip_prefix("- [") {
-                if let Some(end) = rest.find(']') {
-                    let key = rest[..end].to_string();
-                    if !t.references.insert(key.clone()) {
-                        t.duplicates.push(format!("reference [{key}]"));
-                    }
+            if in_references
+                && let Some(rest) = trimmed.strip_prefix("- [")
+                && let Some(end) = rest.find(']')
+            {
+                let key = rest[..end].to_string();
+                if !t.references.insert(key.clone()) {
+                    t.duplicates.push(format!("reference [{key}]"));
                 }
             }
         }
@@ -287,10 +288,10 @@ fn extract(line: &str) -> Vec<Citation> {
             }
         }
         let lower = line.to_lowercase();
-        if let Some(at) = lower.find("theory") {
-            if lower[at..].contains("notation") {
-                out.push(Citation::Notation);
-            }
+        if let Some(at) = lower.find("theory")
+            && lower[at..].contains("notation")
+        {
+            out.push(Citation::Notation);
         }
     }
     // Section N.M: the paper's numbering

@@ -502,10 +502,10 @@ unsafe fn with_handle_ref_full(
     let h = unsafe { &*opt };
     let mut msg = None;
     let st = boundary_with(func, || body(h), |m| msg = Some(to_cstring(m)));
-    if let Some(m) = msg {
-        if let Ok(mut e) = h.last_error.try_borrow_mut() {
-            *e = m;
-        }
+    if let Some(m) = msg
+        && let Ok(mut e) = h.last_error.try_borrow_mut()
+    {
+        *e = m;
     }
     st
 }

@@ -110,19 +110,19 @@ unsafe extern "C" fn gradient(user_data: *mut c_void, x: *const f64, g: *mut f64
         )
     };
     p.calls += 1;
-    if let Some((call, rc)) = p.fail {
-        if call == p.calls {
-            return rc;
-        }
+    if let Some((call, rc)) = p.fail
+        && call == p.calls
+    {
+        return rc;
     }
     if n != p.n {
         return -1;
     }
     g.copy_from_slice(&p.grad(x));
-    if let Some((call, i)) = p.nan {
-        if call == p.calls {
-            g[i] = f64::NAN;
-        }
+    if let Some((call, i)) = p.nan
+        && call == p.calls
+    {
+        g[i] = f64::NAN;
     }
     0
 }

@@ -185,10 +185,9 @@ pub fn norm1(a: MatRef<'_, f64>) -> f64 {
     if a.ncols() > 0
         && a.nrows() > 0
         && (0..a.ncols()).all(|j| a.col(j).iter().all(|v| !v.is_nan()))
+        && let Some(e) = needs_scaling(a)
     {
-        if let Some(e) = needs_scaling(a) {
-            return ldexp(norm1_plain(a, -e), e);
-        }
+        return ldexp(norm1_plain(a, -e), e);
     }
     norm1_plain(a, 0)
 }

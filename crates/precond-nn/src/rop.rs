@@ -358,11 +358,11 @@ impl Mlp {
                 rd = nrd;
             }
             // d = dL/dZ, rd = R{dL/dZ}
-            if let Some((cl, cu, out)) = capture.as_mut() {
-                if *cl == l {
-                    for (c, o) in out.iter_mut().enumerate() {
-                        *o = rd[(*cu, c)];
-                    }
+            if let Some((cl, cu, out)) = capture.as_mut()
+                && *cl == l
+            {
+                for (c, o) in out.iter_mut().enumerate() {
+                    *o = rd[(*cu, c)];
                 }
             }
             let h = fwd.layer_input(l);

@@ -220,7 +220,7 @@ pub fn check_training(
     // a minibatch of one sample (the whole set, or the last batch of an epoch) cannot give
     // BatchNorm statistics: refuse before the first step rather than in the middle of an epoch
     let n = train_set.n_samples();
-    let smallest = if n % config.batch_size == 0 {
+    let smallest = if n.is_multiple_of(config.batch_size) {
         config.batch_size.min(n)
     } else {
         n % config.batch_size

@@ -10,7 +10,7 @@ use precond_nn::*;
 use proptest::prelude::*;
 
 fn norm_of(idx: u8, affine: bool, full: bool) -> Normalization {
-    let placement = if idx % 2 == 0 {
+    let placement = if idx.is_multiple_of(2) {
         Placement::PostActivation
     } else {
         Placement::PreActivation

@@ -168,15 +168,13 @@ impl Mlp {
         for (l, t) in fwd.layers.iter().enumerate() {
             if let (Normalization::BatchNorm(bn), Some(run)) =
                 (self.config.layers[l].norm, self.running[l].as_mut())
-            {
-                if let Some(NormTrace {
+                && let Some(NormTrace {
                     stats: Some(st),
                     from_batch: true,
                     ..
                 }) = t.norm()
-                {
-                    run.update(st, b, bn.momentum);
-                }
+            {
+                run.update(st, b, bn.momentum);
             }
         }
         Ok(())

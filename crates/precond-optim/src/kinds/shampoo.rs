@@ -370,7 +370,7 @@ impl Kind for Shampoo {
         let k = ctx.k();
         let s = start_step(c);
         let f = c.precondition_frequency.max(1);
-        let amortized = (k % f == 0 && k > s) || k == s;
+        let amortized = (k.is_multiple_of(f) && k > s) || k == s;
         let graft = c.grafting.kind;
         let use_grafting = k < s && graft != GraftingKind::None;
         let layout = Layout::of(c);

@@ -372,7 +372,7 @@ impl Kind for Soap {
             par,
         );
         update_factors(&lay, w, mats, bs);
-        if t % c.precondition_frequency == 0 {
+        if t.is_multiple_of(c.precondition_frequency) {
             if lay.left && refresh(&mats[lay.lf()], &mats[lay.lb()], &mut w.dl, par) {
                 store_basis(&w.dl.q, &mut mats[lay.lb()]);
                 permute_sq(v_s, shape, &mut w.t, &w.dl.perm, true);
