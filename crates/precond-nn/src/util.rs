@@ -15,7 +15,7 @@ const PAR_FLOPS: usize = 1 << 17;
 /// faer's product kernel. Above [`PAR_FLOPS`] multiply-adds, with more than one rayon thread,
 /// the output is cut into as many pieces as there are threads (along its longer side: the batch
 /// columns of an activation, the rows of a weight gradient) and each piece is one sequential
-/// product on its own thread. On the 2-core Xeon of `BENCHMARKS.md` this beats faer's own
+/// product on its own thread (precond-linalg's `product_into`). On the 2-core Xeon of `BENCHMARKS.md` this beats faer's own
 /// parallel kernel on every product of a 64-128-128-10 network at batch 1437 (e.g. the
 /// 128 × 128 layer: forward 0.47 against 0.63 ms, weight gradient 0.60 against 0.87 ms), whose
 /// per-product job tables and barrier dominate at these sizes; and it allocates nothing. Each
@@ -30,47 +30,9 @@ pub(crate) fn product(
     let (m, n, k) = (dst.nrows(), dst.ncols(), lhs.ncols());
     let threads = rayon::current_num_threads();
     if threads > 1 && m.saturating_mul(n).saturating_mul(k) >= PAR_FLOPS {
-        split_product(dst, accum, lhs, rhs, alpha, threads);
+        precond_linalg::product_into(dst, accum, lhs, rhs, alpha, Par::rayon(threads));
     } else {
         matmul(dst, accum, lhs, rhs, alpha, Par::Seq);
-    }
-}
-
-/// [`product`] on `pieces` threads: halves of the longer side of `dst` (cut at a multiple of 8
-/// where the side allows), recursively.
-fn split_product(
-    dst: MatMut<'_, f64>,
-    accum: Accum,
-    lhs: MatRef<'_, f64>,
-    rhs: MatRef<'_, f64>,
-    alpha: f64,
-    pieces: usize,
-) {
-    let (m, n) = (dst.nrows(), dst.ncols());
-    let (pl, pr) = (pieces / 2, pieces - pieces / 2);
-    let cut = |len: usize| {
-        let at = len * pl / pieces;
-        let aligned = at / 8 * 8;
-        if aligned > 0 { aligned } else { at }
-    };
-    if pieces <= 1 || m.max(n) < 2 {
-        matmul(dst, accum, lhs, rhs, alpha, Par::Seq);
-    } else if n >= m {
-        let at = cut(n);
-        let (dl, dr) = dst.split_at_col_mut(at);
-        let (rl, rr) = rhs.split_at_col(at);
-        rayon::join(
-            || split_product(dl, accum, lhs, rl, alpha, pl),
-            || split_product(dr, accum, lhs, rr, alpha, pr),
-        );
-    } else {
-        let at = cut(m);
-        let (dt, db) = dst.split_at_row_mut(at);
-        let (lt, lb) = lhs.split_at_row(at);
-        rayon::join(
-            || split_product(dt, accum, lt, rhs, alpha, pl),
-            || split_product(db, accum, lb, rhs, alpha, pr),
-        );
     }
 }
 
