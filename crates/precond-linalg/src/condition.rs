@@ -8,7 +8,7 @@ use crate::error::LinalgError;
 use crate::error::Result;
 use crate::layout::{check_matrix, check_square};
 use crate::params::{Cond2Params, SvdParams};
-use crate::scaling::{ldexp, needs_scaling, scaled, unscale};
+use crate::scaling::{ldexp, scaled, scaling_for, unscale};
 use crate::two_stage::singular_values_two_stage_checked;
 
 /// The 2-norm condition number of a (possibly rectangular) matrix, with its extreme singular
@@ -184,27 +184,87 @@ pub fn singular_values_with_params(a: MatRef<'_, f64>, params: &SvdParams) -> Re
 pub fn norm1(a: MatRef<'_, f64>) -> f64 {
     if a.ncols() > 0
         && a.nrows() > 0
-        && (0..a.ncols()).all(|j| a.col(j).iter().all(|v| !v.is_nan()))
-        && let Some(e) = needs_scaling(a)
+        && let (false, amax) = nan_and_max_abs(a)
+        && let Some(e) = scaling_for(amax)
     {
         return ldexp(norm1_plain(a, -e), e);
     }
     norm1_plain(a, 0)
 }
 
-/// `max_j Σ_i |a_ij| 2ᵉ`, NaN propagating.
+/// Lanes of the column passes: independent accumulators, so the loops vectorize.
+const LANES: usize = 8;
+
+/// Whether `a` holds a NaN, and `max |a_ij|` over the other entries: one pass, by lanes on
+/// contiguous columns (the maximum does not depend on the order).
+fn nan_and_max_abs(a: MatRef<'_, f64>) -> (bool, f64) {
+    let (mut nan, mut m) = ([false; LANES], [0.0f64; LANES]);
+    for j in 0..a.ncols() {
+        match a.col(j).try_as_col_major() {
+            Some(c) => {
+                let chunks = c.as_slice().chunks_exact(LANES);
+                let tail = chunks.remainder();
+                for ch in chunks {
+                    for k in 0..LANES {
+                        let v = ch[k].abs();
+                        nan[k] |= v.is_nan();
+                        m[k] = if v > m[k] { v } else { m[k] };
+                    }
+                }
+                for &v in tail {
+                    nan[0] |= v.is_nan();
+                    m[0] = m[0].max(v.abs());
+                }
+            }
+            None => {
+                for &v in a.col(j).iter() {
+                    nan[0] |= v.is_nan();
+                    m[0] = m[0].max(v.abs());
+                }
+            }
+        }
+    }
+    (nan.contains(&true), m.iter().fold(0.0f64, |x, &y| x.max(y)))
+}
+
+/// `Σ_i |c_i|`: [`LANES`] running sums, added pairwise at the end, then the tail.
+fn abs_sum(c: &[f64]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = c.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for ch in chunks {
+        for k in 0..LANES {
+            acc[k] += ch[k].abs();
+        }
+    }
+    let pair = |x: [f64; 2]| x[0] + x[1];
+    let quad = [
+        pair([acc[0], acc[1]]) + pair([acc[2], acc[3]]),
+        pair([acc[4], acc[5]]) + pair([acc[6], acc[7]]),
+    ];
+    tail.iter().fold(quad[0] + quad[1], |s, v| s + v.abs())
+}
+
+/// `max_j Σ_i |a_ij| 2ᵉ`, NaN propagating. Contiguous columns (`e = 0`, every caller's
+/// common case) sum by lanes ([`abs_sum`]); others, and the rescaled case, sum in order.
 fn norm1_plain(a: MatRef<'_, f64>, e: i32) -> f64 {
     let mut best = 0.0f64;
     for j in 0..a.ncols() {
         let c = a.col(j);
-        let mut s = 0.0;
-        for i in 0..a.nrows() {
-            s += if e == 0 {
-                c[i].abs()
-            } else {
-                ldexp(c[i].abs(), e)
-            };
-        }
+        let s = match (e, c.try_as_col_major()) {
+            (0, Some(cs)) => abs_sum(cs.as_slice()),
+            _ => {
+                let mut s = 0.0;
+                for i in 0..a.nrows() {
+                    s += if e == 0 {
+                        c[i].abs()
+                    } else {
+                        ldexp(c[i].abs(), e)
+                    };
+                }
+                s
+            }
+        };
         if s > best || s.is_nan() {
             best = s;
         }
