@@ -8,7 +8,7 @@ use crate::error::LinalgError;
 use crate::error::Result;
 use crate::layout::{check_matrix, check_square};
 use crate::params::{Cond2Params, SvdParams};
-use crate::scaling::{ldexp, scaled, scaling_for, unscale};
+use crate::scaling::{ldexp, nan_and_max_abs, scaled, scaling_for, unscale};
 use crate::two_stage::singular_values_two_stage_checked;
 
 /// The 2-norm condition number of a (possibly rectangular) matrix, with its extreme singular
@@ -194,38 +194,6 @@ pub fn norm1(a: MatRef<'_, f64>) -> f64 {
 
 /// Lanes of the column passes: independent accumulators, so the loops vectorize.
 const LANES: usize = 8;
-
-/// Whether `a` holds a NaN, and `max |a_ij|` over the other entries: one pass, by lanes on
-/// contiguous columns (the maximum does not depend on the order).
-fn nan_and_max_abs(a: MatRef<'_, f64>) -> (bool, f64) {
-    let (mut nan, mut m) = ([false; LANES], [0.0f64; LANES]);
-    for j in 0..a.ncols() {
-        match a.col(j).try_as_col_major() {
-            Some(c) => {
-                let chunks = c.as_slice().chunks_exact(LANES);
-                let tail = chunks.remainder();
-                for ch in chunks {
-                    for k in 0..LANES {
-                        let v = ch[k].abs();
-                        nan[k] |= v.is_nan();
-                        m[k] = if v > m[k] { v } else { m[k] };
-                    }
-                }
-                for &v in tail {
-                    nan[0] |= v.is_nan();
-                    m[0] = m[0].max(v.abs());
-                }
-            }
-            None => {
-                for &v in a.col(j).iter() {
-                    nan[0] |= v.is_nan();
-                    m[0] = m[0].max(v.abs());
-                }
-            }
-        }
-    }
-    (nan.contains(&true), m.iter().fold(0.0f64, |x, &y| x.max(y)))
-}
 
 /// `Σ_i |c_i|`: [`LANES`] running sums, added pairwise at the end, then the tail.
 fn abs_sum(c: &[f64]) -> f64 {

@@ -66,16 +66,44 @@ pub(crate) fn exponent(x: f64) -> i32 {
     biased - 1023
 }
 
-/// Largest absolute entry (NaN-free input assumed: the callers checked finiteness).
+/// Largest absolute entry (NaN entries are skipped; the callers checked finiteness).
 pub(crate) fn max_abs(a: MatRef<'_, f64>) -> f64 {
-    let mut m = 0.0f64;
+    nan_and_max_abs(a).1
+}
+
+/// Lanes of [`nan_and_max_abs`]: independent maxima, so the pass vectorizes.
+const LANES: usize = 8;
+
+/// Whether `a` holds a NaN, and `max |a_ij|` over the other entries: one pass, by lanes on
+/// contiguous columns (the maximum does not depend on the order).
+pub(crate) fn nan_and_max_abs(a: MatRef<'_, f64>) -> (bool, f64) {
+    let (mut nan, mut m) = ([false; LANES], [0.0f64; LANES]);
     for j in 0..a.ncols() {
-        let c = a.col(j);
-        for i in 0..a.nrows() {
-            m = m.max(c[i].abs());
+        match a.col(j).try_as_col_major() {
+            Some(c) => {
+                let chunks = c.as_slice().chunks_exact(LANES);
+                let tail = chunks.remainder();
+                for ch in chunks {
+                    for k in 0..LANES {
+                        let v = ch[k].abs();
+                        nan[k] |= v.is_nan();
+                        m[k] = if v > m[k] { v } else { m[k] };
+                    }
+                }
+                for &v in tail {
+                    nan[0] |= v.is_nan();
+                    m[0] = m[0].max(v.abs());
+                }
+            }
+            None => {
+                for &v in a.col(j).iter() {
+                    nan[0] |= v.is_nan();
+                    m[0] = m[0].max(v.abs());
+                }
+            }
         }
     }
-    m
+    (nan.contains(&true), m.iter().fold(0.0f64, |x, &y| x.max(y)))
 }
 
 /// The exponent `e` to divide `a` by (`2ᵉ ≤ max|a| < 2ᵉ⁺¹`), or `None` when `max|a|` is in the

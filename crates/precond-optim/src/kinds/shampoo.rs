@@ -429,26 +429,21 @@ impl Kind for Shampoo {
                         "shampoo's workspace is not column-major".into(),
                     ));
                 }
-                let lf = &mut lfac[blk.info.loff..blk.info.loff + p * p];
-                accumulate(
-                    blk.g.as_ref(),
-                    blk.gt.as_ref(),
-                    sym,
-                    lf,
-                    fdecay,
-                    fweight,
-                    *par,
-                );
-                let rf = &mut rfac[blk.info.roff..blk.info.roff + q * q];
-                accumulate(
-                    blk.gt.as_ref(),
-                    blk.g.as_ref(),
-                    sym,
-                    rf,
-                    fdecay,
-                    fweight,
-                    *par,
-                );
+                // L += GGᵀ from (G, Gᵀ), R += GᵀG from (Gᵀ, G)
+                for (x, xt, fac) in [
+                    (
+                        &blk.g,
+                        &blk.gt,
+                        &mut lfac[blk.info.loff..blk.info.loff + p * p],
+                    ),
+                    (
+                        &blk.gt,
+                        &blk.g,
+                        &mut rfac[blk.info.roff..blk.info.roff + q * q],
+                    ),
+                ] {
+                    accumulate(x.as_ref(), xt.as_ref(), sym, fac, fdecay, fweight, *par);
+                }
             }
         }
         if amortized {
@@ -709,7 +704,7 @@ fn accumulate<T: StepFloat>(
         fac.fill(T::from_f64(f64::NAN));
         return;
     }
-    let w = T::from_f64(w);
+    let (w, beta) = (T::from_f64(w), beta.map(T::from_f64));
     for (j, col) in fac.chunks_exact_mut(n).enumerate() {
         let sc = s
             .as_ref()
@@ -719,7 +714,6 @@ fn accumulate<T: StepFloat>(
             .as_slice();
         match beta {
             Some(bt) => {
-                let bt = T::from_f64(bt);
                 for (f, &v) in col.iter_mut().zip(sc) {
                     *f = bt * *f + w * v;
                 }
@@ -938,7 +932,7 @@ impl<T: StepFloat> ShampooWork<T> {
                     gt: Mat::zeros(info.q, info.p),
                 })
                 .collect(),
-            sym: Mat::zeros(b.min(big_side), b.min(big_side)),
+            sym: Mat::zeros(big_side, big_side),
             eig: pool,
             par: if big >= 64 * 64 * 64 {
                 Par::rayon(0)
