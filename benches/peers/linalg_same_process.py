@@ -8,7 +8,8 @@ Run:  cargo build --release -p precond-ffi
 
 Matrices: those of linalg_peers.py (bit-identical to benches/linalg_cond.rs): a general `A` and
 the SPD `H = XᵀX/(2n) + 0.01 I` (exactly symmetric). Pairs, each timed as a block of `reps`
-calls per round (median kept; order alternates per round; 50 ms pause between blocks):
+calls per round (median kept; order alternates per round; 50 ms pause between blocks; `reps`
+raised to about 20 ms of calls, at most 200, for small sizes):
   precond_sym_eigenvalues(H)     vs numpy.linalg.eigvalsh(H)   (all eigenvalues)
   precond_cond2(A)               vs scipy.linalg.svdvals(A)    (all singular values / κ₂)
   precond_cond_estimate(A, LU)   vs scipy dgetrf + dgecon      (1-norm estimate)
@@ -115,6 +116,10 @@ def main():
     assert abs(c2.kappa - s[0] / s[-1]) <= 1e-6 * c2.kappa, "kappa differs"
     rows = []
     for name, ours, peer, reps in pairs:
+        # small sizes: enough calls per block for about 20 ms, so that the median call is a
+        # warm one (the first after the pause pays cold caches)
+        one = max(block(ours, 2), block(peer, 2))
+        reps = max(reps, min(200, int(0.02 / max(one, 1e-6))))
         per = {"ours": [], "peer": []}
         for r in range(ROUNDS):
             order = [("ours", ours), ("peer", peer)] if r % 2 == 0 else [("peer", peer), ("ours", ours)]

@@ -7,7 +7,6 @@
 
 use faer::dyn_stack::MemStack;
 use faer::linalg::cholesky::llt;
-use faer::linalg::evd::ComputeEigenvectors;
 use faer::linalg::lu::partial_pivoting as pplu;
 use faer::linalg::svd::ComputeSvdVectors;
 use faer::perm::PermRef;
@@ -43,37 +42,6 @@ pub(crate) fn singular_values(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
     )
     .map_err(|_| LinalgError::NoConvergence {
         what: "faer singular value decomposition",
-        iterations: 0,
-        residual: f64::NAN,
-    })?;
-    Ok(s)
-}
-
-/// The eigenvalues of the symmetric `h` (its lower triangle is read), nondecreasing
-/// (`h.self_adjoint_eigenvalues(Side::Lower)`).
-pub(crate) fn sym_eigenvalues(h: MatRef<'_, f64>) -> Result<Vec<f64>> {
-    let par = faer::get_global_parallelism();
-    let n = h.nrows();
-    let mut s = try_vec("eigenvalues", n, 0.0)?;
-    let mut mem = try_mem(
-        "workspace of the symmetric eigensolver",
-        faer::linalg::evd::self_adjoint_evd_scratch::<f64>(
-            n,
-            ComputeEigenvectors::No,
-            par,
-            Default::default(),
-        ),
-    )?;
-    faer::linalg::evd::self_adjoint_evd(
-        h,
-        ColMut::from_slice_mut(&mut s).as_diagonal_mut(),
-        None,
-        par,
-        MemStack::new(&mut mem),
-        Default::default(),
-    )
-    .map_err(|_| LinalgError::NoConvergence {
-        what: "faer symmetric eigenvalue QR iteration",
         iterations: 0,
         residual: f64::NAN,
     })?;
@@ -317,13 +285,6 @@ mod tests {
             assert_eq!(
                 bits(&singular_values(a.as_ref()).expect("must succeed")),
                 bits(&a.singular_values().expect("must succeed"))
-            );
-            assert_eq!(
-                bits(&sym_eigenvalues(h.as_ref()).expect("must succeed")),
-                bits(
-                    &h.self_adjoint_eigenvalues(Side::Lower)
-                        .expect("must succeed")
-                )
             );
             let lu = Lu::new(h.as_ref()).expect("must succeed");
             let flu = h.partial_piv_lu();

@@ -80,6 +80,7 @@ mod spectrum;
 mod sym_cond;
 mod sym_root;
 mod symprod;
+mod sytrd;
 mod triangle;
 mod tridiagonal;
 mod two_stage;
@@ -123,9 +124,11 @@ pub use symprod::{
 
 /// Building blocks behind the automatic choices of the crate root, for benchmarks and for
 /// users who want one algorithm at any size: the two-stage reductions (dense → band →
-/// tridiagonal or bidiagonal, LAPACK's `DSYEVD_2STAGE` design) with an explicit band width. The
-/// root functions ([`sym_spectrum`], [`cond2`], …) pick between these and faer's one-stage
-/// reductions by size ([`SymSpectrumParams`], [`SvdParams`]).
+/// tridiagonal or bidiagonal, LAPACK's `DSYEVD_2STAGE` design) with an explicit band width, and
+/// the blocked one-stage tridiagonalization (LAPACK `DSYTRD`) with an explicit panel width. The
+/// root functions ([`sym_spectrum`], [`cond2`], …) pick between these (and faer's one-stage
+/// bidiagonalization for small SVDs) by size ([`SymSpectrumParams`], [`SvdParams`]).
 pub mod kernel {
+    pub use crate::sytrd::sym_eigenvalues_blocked;
     pub use crate::two_stage::{singular_values_two_stage, sym_eigenvalues_two_stage};
 }

@@ -62,12 +62,15 @@ const RANK_RTOL_FACTOR: f64 = 1.0;
 pub struct SymSpectrumParams {
     /// Dimension `n` from which on the two-stage tridiagonalization
     /// ([`kernel::sym_eigenvalues_two_stage`](crate::kernel::sym_eigenvalues_two_stage)) is used;
-    /// below it faer's one-stage Householder reduction. Default 1800 on CPUs without AVX-512: on
-    /// the 2-core AVX2 machine (AMD EPYC) of `BENCHMARKS.md` faer's reduction is faster while the
-    /// matrix fits in the L3 cache (its matrix–vector products are not memory-bound there;
-    /// measured: faer faster at n = 1000 and 1500, the two-stage path at n = 2000). Default 1500
-    /// with AVX-512F: on the 2-core Intel Xeon of `BENCHMARKS.md` the two-stage path takes
-    /// 1.08× faer's time at n = 1400, 0.96× at 1500 and 0.92× at 1600.
+    /// below it the blocked one-stage Householder reduction
+    /// ([`kernel::sym_eigenvalues_blocked`](crate::kernel::sym_eigenvalues_blocked), LAPACK
+    /// `DSYTRD`). Default 1500 with AVX-512F: on the 2-core Intel Xeon of `BENCHMARKS.md`
+    /// (session 11) the two-stage path takes 1.39× the blocked reduction's time at n = 1000,
+    /// 0.99× at 1500, 0.86× at 2000 and 0.79× at 3000. Default 1800 on CPUs without AVX-512:
+    /// measured on the 2-core AVX2 machine (AMD EPYC) against faer's unblocked one-stage
+    /// reduction (faster at n = 1000 and 1500, the two-stage path at n = 2000); the blocked
+    /// reduction is faster than faer's, so the crossover there is at least that (not
+    /// re-measured: no AMD machine since).
     pub two_stage_min_n: usize,
     /// Half-bandwidth `b ≥ 1` of the intermediate band matrix of the two-stage reduction
     /// (number of sub-diagonals). Default 32 (measured at n = 500…2000; 24–48 are within a few

@@ -1,17 +1,14 @@
 //! Spectral data of a symmetric matrix (THEORY.md §1: `κ(H) = λ_max/λ_min` for SPD `H`, and the
 //! smallest *positive* eigenvalue that replaces `λ_min` for singular Hessians in Theorem 1).
 
-use faer::dyn_stack::MemStack;
-use faer::linalg::evd::tridiag;
 use faer::{Mat, MatRef, Par};
 
-use crate::alloc::{try_collect, try_mem, try_zeros};
 use crate::error::{LinalgError, Result};
 use crate::layout::symmetric_part;
 use crate::params::SymSpectrumParams;
 use crate::scaling::{scale_owned, unscale};
 use crate::tridiagonal::kth_eigenvalue;
-use crate::two_stage::{sym_eigenvalues_two_stage_checked, sym_tridiagonal_two_stage};
+use crate::two_stage::sym_tridiagonal_two_stage;
 
 /// Eigenvalues and conditioning of a symmetric matrix.
 ///
@@ -163,20 +160,16 @@ pub(crate) fn sym_eigenvalues_scaled(
 
 /// Ascending eigenvalues of a symmetric matrix already checked: the two-stage reduction
 /// ([`sym_eigenvalues_two_stage`](crate::kernel::sym_eigenvalues_two_stage)) from
-/// `params.two_stage_min_n` on, faer's one-stage tridiagonalization and QR iteration below.
-/// Takes the matrix by value: the two-stage path reduces it in place (no second copy).
+/// `params.two_stage_min_n` on, the blocked one-stage reduction
+/// ([`sym_eigenvalues_blocked`](crate::kernel::sym_eigenvalues_blocked)) below, then the
+/// root-free QL/QR iteration on the tridiagonal matrix. Takes the matrix by value: both
+/// reductions work in place (no second copy).
 pub(crate) fn sym_eigenvalues_unchecked(
     h: Mat<f64>,
     params: &SymSpectrumParams,
 ) -> Result<Vec<f64>> {
-    if h.nrows() >= params.two_stage_min_n {
-        return sym_eigenvalues_two_stage_checked(
-            h,
-            params.band_width,
-            faer::get_global_parallelism(),
-        );
-    }
-    crate::dense::sym_eigenvalues(h.as_ref())
+    let (d, e) = tridiagonalize(h, faer::get_global_parallelism(), params)?;
+    crate::two_stage::tridiagonal_eigenvalues(&d, &e)
 }
 
 /// The two extreme eigenvalues of a symmetric matrix.
@@ -189,10 +182,10 @@ pub struct SymExtremes {
 }
 
 /// Tridiagonalizes a symmetric matrix (lower triangle read) and returns its diagonal and
-/// off-diagonal: the two-stage reduction from `params.two_stage_min_n` on, faer's one-stage
-/// Householder tridiagonalization below (both `4n³/3` flops).
+/// off-diagonal: the two-stage reduction from `params.two_stage_min_n` on, the blocked
+/// one-stage Householder tridiagonalization (LAPACK `DSYTRD`) below (both `4n³/3` flops).
 pub(crate) fn tridiagonalize(
-    mut a: Mat<f64>,
+    a: Mat<f64>,
     par: Par,
     params: &SymSpectrumParams,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
@@ -200,36 +193,13 @@ pub(crate) fn tridiagonalize(
     if n >= params.two_stage_min_n {
         return sym_tridiagonal_two_stage(a, params.band_width, par);
     }
-    let bs = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
-    let mut hh = try_zeros(
-        "Householder factors of the tridiagonalization",
-        bs,
-        n.saturating_sub(1),
-    )?;
-    let mut mem = try_mem(
-        "workspace of the tridiagonalization",
-        tridiag::tridiag_in_place_scratch::<f64>(n, par, Default::default()),
-    )?;
-    tridiag::tridiag_in_place(
-        a.as_mut(),
-        hh.as_mut(),
-        par,
-        MemStack::new(&mut mem),
-        Default::default(),
-    );
-    let d = try_collect("tridiagonal diagonal", n, (0..n).map(|i| a[(i, i)]))?;
-    let e = try_collect(
-        "tridiagonal off-diagonal",
-        n.saturating_sub(1),
-        (0..n.saturating_sub(1)).map(|i| a[(i + 1, i)]),
-    )?;
-    Ok((d, e))
+    crate::sytrd::sym_tridiagonal_blocked(a, crate::sytrd::block_for(n), par)
 }
 
 /// The smallest and largest eigenvalues of the symmetric matrix `h`, without the full spectrum:
 /// a Householder tridiagonalization (the two-stage reduction of
 /// [`sym_eigenvalues_two_stage`](crate::kernel::sym_eigenvalues_two_stage) from
-/// [`SymSpectrumParams::two_stage_min_n`] on, faer's one-stage reduction below)
+/// [`SymSpectrumParams::two_stage_min_n`] on, the blocked one-stage reduction below)
 /// followed by Sturm-sequence bisection for the two extreme eigenvalues of the tridiagonal
 /// matrix (`O(n)` per bisection step, as LAPACK's `DSTEBZ`). Same backward error as a full symmetric eigensolver (absolute error `≈ ε‖H‖₂`
 /// per eigenvalue), at the cost of the reduction alone.

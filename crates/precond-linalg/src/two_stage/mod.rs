@@ -13,7 +13,7 @@ mod kernels;
 mod pwk;
 mod svd;
 mod sym;
-mod symm;
+pub(crate) mod symm;
 
 use faer::dyn_stack::MemStack;
 use faer::{ColMut, ColRef, Mat, MatRef, Par};

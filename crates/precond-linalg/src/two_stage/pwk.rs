@@ -31,7 +31,8 @@ const MAXIT: usize = 30;
 /// as for any QR-type method, each has absolute error `O(ε ‖T‖₂)` (per unreduced block: a block
 /// split off at step 1 is accurate relative to its own norm). Cost: `O(n²)` flops (about
 /// `2`–`3` sweeps per eigenvalue, each of `O(block length)` with three divisions per rotation,
-/// no square roots), `O(1)` extra memory.
+/// no square roots, the two divisions of a rotation independent of each other, see
+/// [`next_p`]), `O(1)` extra memory.
 ///
 /// # Errors
 /// [`LinalgError::NoConvergence`] when the iteration has not converged after `30 n` sweeps,
@@ -174,6 +175,22 @@ fn shift(p: f64, q: f64, e2: f64) -> f64 {
     p - rte / (sigma + if sigma >= 0.0 { r } else { -r })
 }
 
+/// The next `p = γ² / c` of a root-free rotation (`c = p_old / r`). The two divisions of a
+/// rotation, `1 / r` (for `c` and `s`) and `1 / c = r / p_old`, both start from `r`, so only
+/// one division latency lies on the sweep's dependency chain (DSTERF divides by `r`, then by
+/// `c`); `γ² / c` directly when `c` is subnormal (`r / p_old` could overflow there), and
+/// `c_old · e²` when `c = 0`, as DSTERF.
+#[inline(always)]
+fn next_p(gamma: f64, c: f64, cinv: f64, oldc: f64, bb: f64) -> f64 {
+    if c >= f64::MIN_POSITIVE {
+        (gamma * gamma) * cinv
+    } else if c != 0.0 {
+        (gamma * gamma) / c
+    } else {
+        oldc * bb
+    }
+}
+
 /// Root-free implicit QL iteration on the block `l..=lend` (`l < lend`) of `(d, e²)`,
 /// converging eigenvalues at the top. `false` when the sweep budget ran out.
 fn ql(
@@ -226,17 +243,14 @@ fn ql(
                 e[i + 1] = s * r;
             }
             let oldc = c;
-            c = p / r;
-            s = bb / r;
+            let (rinv, cinv) = (1.0 / r, r / p);
+            c = p * rinv;
+            s = bb * rinv;
             let oldgam = gamma;
             let alpha = d[i];
             gamma = c * (alpha - sigma) - s * oldgam;
             d[i + 1] = oldgam + (alpha - gamma);
-            p = if c != 0.0 {
-                (gamma * gamma) / c
-            } else {
-                oldc * bb
-            };
+            p = next_p(gamma, c, cinv, oldc, bb);
         }
         e[l] = s * p;
         d[l] = sigma + gamma;
@@ -303,17 +317,14 @@ fn qr(
                 e[i - 1] = s * r;
             }
             let oldc = c;
-            c = p / r;
-            s = bb / r;
+            let (rinv, cinv) = (1.0 / r, r / p);
+            c = p * rinv;
+            s = bb * rinv;
             let oldgam = gamma;
             let alpha = d[i + 1];
             gamma = c * (alpha - sigma) - s * oldgam;
             d[i] = oldgam + (alpha - gamma);
-            p = if c != 0.0 {
-                (gamma * gamma) / c
-            } else {
-                oldc * bb
-            };
+            p = next_p(gamma, c, cinv, oldc, bb);
         }
         e[l - 1] = s * p;
         d[l] = sigma + gamma;

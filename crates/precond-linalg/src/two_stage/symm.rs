@@ -45,17 +45,17 @@ pub(crate) fn symm_lower(
     if m == 0 || k == 0 {
         return Ok(());
     }
-    let avx2 = crate::triangle::detect_avx2();
+    let simd = Simd::detect();
     if par.degree() < 2 || m < PAR_MIN_M {
-        columns(a, v, x, 0, m, avx2);
+        columns(a, v, x, 0, m, simd);
         return Ok(());
     }
     // columns [0, s) and [s, m) hold equal parts of the triangle: m s − s²/2 = m²/4
     let s = ((m as f64 * (1.0 - std::f64::consts::FRAC_1_SQRT_2)) as usize) / 4 * 4;
     let mut x0 = crate::alloc::try_zeros("buffers of the two-stage reduction", m, k)?;
     rayon::join(
-        || columns(a, v, x0.as_mut(), 0, s, avx2),
-        || columns(a, v, x.rb_mut(), s, m, avx2),
+        || columns(a, v, x0.as_mut(), 0, s, simd),
+        || columns(a, v, x.rb_mut(), s, m, simd),
     );
     for c in 0..k {
         let dst = col_mut(x.rb_mut(), c);
@@ -64,6 +64,125 @@ pub(crate) fn symm_lower(
         }
     }
     Ok(())
+}
+
+/// The widest vector kernel of [`block4`] this CPU runs (detected once per call site).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Simd {
+    /// Plain loops (any target).
+    Portable,
+    /// 256-bit AVX2 with FMA.
+    Avx2,
+    /// 512-bit AVX-512F.
+    Avx512,
+}
+
+impl Simd {
+    /// The widest level the running CPU supports.
+    pub(crate) fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Self::Avx512;
+        }
+        if crate::triangle::detect_avx2() {
+            Self::Avx2
+        } else {
+            Self::Portable
+        }
+    }
+
+    /// Every level the running CPU supports, narrowest first (the tests run each).
+    #[cfg(test)]
+    pub(crate) fn available() -> Vec<Self> {
+        [Self::Portable, Self::Avx2, Self::Avx512]
+            .into_iter()
+            .filter(|&l| l <= Self::detect())
+            .collect()
+    }
+}
+
+impl PartialOrd for Simd {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some((*self as u8).cmp(&(*other as u8)))
+    }
+}
+
+/// From this dimension on, [`symv_lower`] runs on two threads when `par` allows.
+pub(crate) const SYMV_PAR_MIN_M: usize = 640;
+
+/// `y ← A v` (`y` overwritten) for symmetric `A` (`m × m`, only its lower triangle is read,
+/// unit row stride), BLAS `DSYMV` with `UPLO = 'L'`: the matrix–vector product of the blocked
+/// one-stage tridiagonalization ([`crate::sytrd`]). Every loaded `a_ij` (`i > j`) serves both
+/// `y_i += a_ij v_j` and `y_j += a_ij v_i` (columns in blocks of four, streamed top to bottom
+/// once). With two threads (`par.degree() ≥ 2`, `m ≥` [`SYMV_PAR_MIN_M`]) the columns split
+/// into two ranges of equal triangle area; the second range's contributions (rows `≥ s`) go
+/// to `spare` (length `≥ m`) and are added at the end.
+pub(crate) fn symv_lower(
+    a: MatRef<'_, f64>,
+    v: &[f64],
+    y: &mut [f64],
+    spare: &mut [f64],
+    par: Par,
+    simd: Simd,
+) {
+    let m = a.nrows();
+    assert!(
+        a.ncols() == m && v.len() == m && y.len() == m && (m == 0 || a.row_stride() == 1),
+        "symv_lower: shapes"
+    );
+    y.fill(0.0);
+    if par.degree() < 2 || m < SYMV_PAR_MIN_M {
+        symv_columns(a, v, y, 0, m, simd);
+        return;
+    }
+    let s = ((m as f64 * (1.0 - std::f64::consts::FRAC_1_SQRT_2)) as usize) / 4 * 4;
+    let spare = &mut spare[..m];
+    spare[s..].fill(0.0);
+    rayon::join(
+        || symv_columns(a, v, y, 0, s, simd),
+        || symv_columns(a, v, spare, s, m, simd),
+    );
+    for (d, x) in y[s..].iter_mut().zip(&spare[s..]) {
+        *d += x;
+    }
+}
+
+/// Adds the contributions of columns `j0..j1` of the lower triangle of `A` to `y` (rows `≥ j0`
+/// only are written): blocks of four columns, their `4 × 4` diagonal block by plain loops and
+/// the rows below by [`block4`] in one pass; the last columns by plain loops.
+fn symv_columns(a: MatRef<'_, f64>, v: &[f64], y: &mut [f64], j0: usize, j1: usize, simd: Simd) {
+    let m = a.nrows();
+    let jf = j0 + (j1 - j0) / 4 * 4;
+    for j in (j0..jf).step_by(4) {
+        let acols = [col(a, j), col(a, j + 1), col(a, j + 2), col(a, j + 3)];
+        for r in 0..4 {
+            let mut s = 0.0;
+            for t in 0..4 {
+                s += if r >= t {
+                    acols[t][j + r]
+                } else {
+                    acols[r][j + t]
+                } * v[j + t];
+            }
+            y[j + r] += s;
+        }
+        if j + 4 < m {
+            let vj = [v[j], v[j + 1], v[j + 2], v[j + 3]];
+            let dots = block4(&acols, vj, v, y, j + 4, m, simd);
+            for t in 0..4 {
+                y[j + t] += dots[t];
+            }
+        }
+    }
+    for j in jf..j1 {
+        let aj = col(a, j);
+        let mut s = aj[j] * v[j];
+        for i in j + 1..m {
+            s += aj[i] * v[i];
+            y[i] += aj[i] * v[j];
+        }
+        y[j] += s;
+    }
 }
 
 fn col<'a>(a: MatRef<'a, f64>, j: usize) -> &'a [f64] {
@@ -92,7 +211,7 @@ fn columns(
     mut x: MatMut<'_, f64>,
     j0: usize,
     j1: usize,
-    avx2: bool,
+    simd: Simd,
 ) {
     let (m, k) = (a.nrows(), v.ncols());
     let jf = j0 + (j1 - j0) / 4 * 4;
@@ -140,7 +259,7 @@ fn columns(
                 let vc = col(v, c);
                 let xc = col_mut(x.rb_mut(), c);
                 let vj = [vc[j], vc[j + 1], vc[j + 2], vc[j + 3]];
-                let dots = block4(&acols, vj, vc, xc, r0, hi, avx2);
+                let dots = block4(&acols, vj, vc, xc, r0, hi, simd);
                 for t in 0..4 {
                     xc[j + t] += dots[t];
                 }
@@ -161,7 +280,7 @@ fn block4(
     x: &mut [f64],
     lo: usize,
     hi: usize,
-    avx2: bool,
+    simd: Simd,
 ) -> [f64; 4] {
     let (v, x) = (&v[lo..hi], &mut x[lo..hi]);
     let cols = [
@@ -171,11 +290,14 @@ fn block4(
         &acols[3][lo..hi],
     ];
     #[cfg(target_arch = "x86_64")]
-    if avx2 {
+    match simd {
+        // SAFETY: AVX-512F was detected at run time (`Simd::detect`).
+        Simd::Avx512 => return unsafe { avx512_kernel::block4(cols, vj, v, x) },
         // SAFETY: AVX2 and FMA were detected at run time.
-        return unsafe { avx2_kernel::block4(cols, vj, v, x) };
+        Simd::Avx2 => return unsafe { avx2_kernel::block4(cols, vj, v, x) },
+        Simd::Portable => {}
     }
-    let _ = avx2;
+    let _ = simd;
     portable_block4(cols, vj, v, x, [0.0; 4])
 }
 
@@ -252,6 +374,91 @@ mod avx2_kernel {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512_kernel {
+    use std::arch::x86_64::*;
+
+    /// AVX-512 version of `portable_block4`: sixteen rows per iteration in two independent
+    /// halves (two sets of dot accumulators, so the loop-carried FMA latency is hidden), each
+    /// column entry loaded once for the `x` update and its dot product; the last rows by
+    /// masked loads and stores.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn block4(cols: [&[f64]; 4], vj: [f64; 4], v: &[f64], x: &mut [f64]) -> [f64; 4] {
+        let n = x.len();
+        assert!(v.len() == n && cols.iter().all(|c| c.len() == n));
+        let p = [
+            cols[0].as_ptr(),
+            cols[1].as_ptr(),
+            cols[2].as_ptr(),
+            cols[3].as_ptr(),
+        ];
+        let (vp, xp) = (v.as_ptr(), x.as_mut_ptr());
+        let b = [
+            _mm512_set1_pd(vj[0]),
+            _mm512_set1_pd(vj[1]),
+            _mm512_set1_pd(vj[2]),
+            _mm512_set1_pd(vj[3]),
+        ];
+        let mut d = [_mm512_setzero_pd(); 8];
+        let mut i = 0;
+        while i + 16 <= n {
+            for h in 0..2 {
+                let r = i + 8 * h;
+                // SAFETY: r + 8 ≤ n and every slice has length n (asserted above).
+                unsafe {
+                    let a0 = _mm512_loadu_pd(p[0].add(r));
+                    let a1 = _mm512_loadu_pd(p[1].add(r));
+                    let a2 = _mm512_loadu_pd(p[2].add(r));
+                    let a3 = _mm512_loadu_pd(p[3].add(r));
+                    let mut xv = _mm512_loadu_pd(xp.add(r));
+                    xv = _mm512_fmadd_pd(a0, b[0], xv);
+                    xv = _mm512_fmadd_pd(a1, b[1], xv);
+                    xv = _mm512_fmadd_pd(a2, b[2], xv);
+                    xv = _mm512_fmadd_pd(a3, b[3], xv);
+                    _mm512_storeu_pd(xp.add(r), xv);
+                    let vv = _mm512_loadu_pd(vp.add(r));
+                    d[4 * h] = _mm512_fmadd_pd(a0, vv, d[4 * h]);
+                    d[4 * h + 1] = _mm512_fmadd_pd(a1, vv, d[4 * h + 1]);
+                    d[4 * h + 2] = _mm512_fmadd_pd(a2, vv, d[4 * h + 2]);
+                    d[4 * h + 3] = _mm512_fmadd_pd(a3, vv, d[4 * h + 3]);
+                }
+            }
+            i += 16;
+        }
+        // the last 1–15 rows: one or two masked 8-row steps (lanes past the end neither
+        // loaded nor stored)
+        while i < n {
+            let k = (n - i).min(8);
+            let mask: __mmask8 = (((1u16) << k) - 1) as __mmask8;
+            // SAFETY: only the `k ≤ n − i` lanes of `mask` are read or written.
+            unsafe {
+                let a0 = _mm512_maskz_loadu_pd(mask, p[0].add(i));
+                let a1 = _mm512_maskz_loadu_pd(mask, p[1].add(i));
+                let a2 = _mm512_maskz_loadu_pd(mask, p[2].add(i));
+                let a3 = _mm512_maskz_loadu_pd(mask, p[3].add(i));
+                let mut xv = _mm512_maskz_loadu_pd(mask, xp.add(i));
+                xv = _mm512_fmadd_pd(a0, b[0], xv);
+                xv = _mm512_fmadd_pd(a1, b[1], xv);
+                xv = _mm512_fmadd_pd(a2, b[2], xv);
+                xv = _mm512_fmadd_pd(a3, b[3], xv);
+                _mm512_mask_storeu_pd(xp.add(i), mask, xv);
+                let vv = _mm512_maskz_loadu_pd(mask, vp.add(i));
+                d[0] = _mm512_fmadd_pd(a0, vv, d[0]);
+                d[1] = _mm512_fmadd_pd(a1, vv, d[1]);
+                d[2] = _mm512_fmadd_pd(a2, vv, d[2]);
+                d[3] = _mm512_fmadd_pd(a3, vv, d[3]);
+            }
+            i += k;
+        }
+        [
+            _mm512_reduce_add_pd(_mm512_add_pd(d[0], d[4])),
+            _mm512_reduce_add_pd(_mm512_add_pd(d[1], d[5])),
+            _mm512_reduce_add_pd(_mm512_add_pd(d[2], d[6])),
+            _mm512_reduce_add_pd(_mm512_add_pd(d[3], d[7])),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,15 +500,16 @@ mod tests {
                     &abs_a * &abs_v
                 };
                 let gamma = (m as f64 + 4.0) * f64::EPSILON;
-                for (avx2, par) in [
-                    (false, Par::Seq),
-                    (crate::triangle::detect_avx2(), Par::Seq),
-                    (crate::triangle::detect_avx2(), Par::rayon(2)),
-                ] {
+                let mut cases: Vec<(Simd, Par)> = Simd::available()
+                    .into_iter()
+                    .map(|l| (l, Par::Seq))
+                    .collect();
+                cases.push((Simd::detect(), Par::rayon(2)));
+                for (simd, par) in cases {
                     let mut x = Mat::<f64>::from_fn(m, k, |_, _| f64::NAN);
                     if par.degree() < 2 || m < PAR_MIN_M {
                         x.fill(0.0);
-                        columns(a, v.as_ref(), x.as_mut(), 0, m, avx2);
+                        columns(a, v.as_ref(), x.as_mut(), 0, m, simd);
                     } else {
                         symm_lower(a, v.as_ref(), x.as_mut(), par).expect("small buffers");
                     }
@@ -310,12 +518,54 @@ mod tests {
                             let err = (x[(i, c)] - want[(i, c)]).abs();
                             assert!(
                                 err <= gamma * bound[(i, c)],
-                                "m={m} k={k} avx2={avx2} ({i},{c}): {} vs {} (err {err:e})",
+                                "m={m} k={k} {simd:?} ({i},{c}): {} vs {} (err {err:e})",
                                 x[(i, c)],
                                 want[(i, c)]
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// `symv_lower` against the plain product with the full symmetric matrix within
+    /// `γ_{m+4} |A||v|`, at every SIMD level the CPU has and on two threads (past
+    /// `SYMV_PAR_MIN_M`), sizes around the 4-column blocks, the 16-row AVX-512 step and the
+    /// split; the strict upper triangle NaN; `y` and `spare` start as NaN (overwritten, not
+    /// accumulated into).
+    #[test]
+    fn symv_matches_the_dense_product_at_every_level() {
+        for &m in &[1usize, 2, 3, 4, 5, 15, 16, 17, 33, 383, 384, 385, 600] {
+            let r = rand_mat(m, m, 31 * m as u64);
+            let full = Mat::from_fn(m, m, |i, j| if i >= j { r[(i, j)] } else { r[(j, i)] });
+            let mut big = Mat::<f64>::from_fn(m + 1, m, |_, _| f64::NAN);
+            for j in 0..m {
+                for i in j..m {
+                    big[(i + 1, j)] = full[(i, j)];
+                }
+            }
+            let a = big.as_ref().submatrix(1, 0, m, m);
+            let v = rand_mat(m, 1, 5 + m as u64);
+            let v = v.col(0).try_as_col_major().expect("owned").as_slice();
+            let mut cases: Vec<(Simd, Par)> = Simd::available()
+                .into_iter()
+                .map(|l| (l, Par::Seq))
+                .collect();
+            cases.push((Simd::detect(), Par::rayon(2)));
+            for (simd, par) in cases {
+                let mut y = vec![f64::NAN; m];
+                let mut spare = vec![f64::NAN; m];
+                symv_lower(a, v, &mut y, &mut spare, par, simd);
+                for i in 0..m {
+                    let want: f64 = (0..m).map(|j| full[(i, j)] * v[j]).sum();
+                    let bound: f64 = (0..m).map(|j| (full[(i, j)] * v[j]).abs()).sum();
+                    let err = (y[i] - want).abs();
+                    assert!(
+                        err <= (m as f64 + 4.0) * f64::EPSILON * bound,
+                        "m={m} {simd:?} {par:?} row {i}: {} vs {want}",
+                        y[i]
+                    );
                 }
             }
         }
