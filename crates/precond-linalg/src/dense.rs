@@ -52,6 +52,24 @@ pub(crate) fn singular_values(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
 /// faer's `PartialPivLu` (`a.partial_piv_lu()`): `l` unit lower triangular with zeros above the
 /// diagonal, `u` upper triangular with zeros below, the permutation as forward / inverse
 /// index arrays.
+/// From this order on faer's partial-pivoting LU (and the solves with its factors) use the
+/// global parallelism; below it one thread. Measured on the 2-core Intel Xeon (AVX-512) of
+/// session 11, `cond_estimate_lu` in a loop, one thread against both: 0.13 / 0.18 ms at
+/// n = 100, 1.4 / 1.9–2.2 ms at 300, 4.7 / 5.4 ms at 500, 8–11 / 11–13 ms at 700, and
+/// 20–28 / 18–26 ms at 1000, 62–111 / 57–84 ms at 1500 (faer's thresholds for splitting the
+/// factorization over threads are set for larger machines: with two cores the waiting costs
+/// more than the second core brings until about n = 800).
+const LU_PAR_MIN_N: usize = 800;
+
+/// The parallelism of an LU factorization or solve of order `n` ([`LU_PAR_MIN_N`]).
+fn lu_par(n: usize) -> faer::Par {
+    if n < LU_PAR_MIN_N {
+        faer::Par::Seq
+    } else {
+        faer::get_global_parallelism()
+    }
+}
+
 pub(crate) struct Lu {
     l: Mat<f64>,
     u: Mat<f64>,
@@ -62,8 +80,8 @@ pub(crate) struct Lu {
 impl Lu {
     /// Factors the square `a`.
     pub(crate) fn new(a: MatRef<'_, f64>) -> Result<Self> {
-        let par = faer::get_global_parallelism();
         let n = a.nrows();
+        let par = lu_par(n);
         debug_assert_eq!(n, a.ncols());
         let mut l = crate::alloc::try_to_owned("LU factor L", a)?;
         let mut u = try_zeros("LU factor U", n, n)?;
@@ -175,7 +193,7 @@ impl<'a> LuSolver<'a> {
             self.p,
             Conj::No,
             col(x),
-            faer::get_global_parallelism(),
+            lu_par(self.l.nrows()),
             MemStack::new(&mut self.mem),
         );
     }
@@ -188,7 +206,7 @@ impl<'a> LuSolver<'a> {
             self.p,
             Conj::No,
             col(x),
-            faer::get_global_parallelism(),
+            lu_par(self.l.nrows()),
             MemStack::new(&mut self.mem_t),
         );
     }
