@@ -258,8 +258,7 @@ pub fn cond1(a: MatRef<'_, f64>) -> Result<f64> {
     let owned = scaled(a)?;
     let a = owned.as_ref().map_or(a, |(s, _)| s.as_ref());
     let lu = crate::dense::Lu::new(a)?;
-    let u = lu.u();
-    if (0..u.nrows()).any(|i| u[(i, i)] == 0.0) {
+    if (0..a.nrows()).any(|i| lu.u_diag(i) == 0.0) {
         return Ok(f64::INFINITY);
     }
     let inv: Mat<f64> = lu.inverse()?;

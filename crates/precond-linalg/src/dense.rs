@@ -70,9 +70,11 @@ fn lu_par(n: usize) -> faer::Par {
     }
 }
 
+/// `PA = LU` by faer's partial-pivoting factorization, kept packed as faer computes it (`L`'s
+/// strictly lower part with its unit diagonal implied, `U` on and above the diagonal): faer's
+/// solves and inverse read only those triangles, so the factor is neither split nor copied.
 pub(crate) struct Lu {
-    l: Mat<f64>,
-    u: Mat<f64>,
+    lu: Mat<f64>,
     fwd: Vec<usize>,
     bwd: Vec<usize>,
 }
@@ -83,8 +85,7 @@ impl Lu {
         let n = a.nrows();
         let par = lu_par(n);
         debug_assert_eq!(n, a.ncols());
-        let mut l = crate::alloc::try_to_owned("LU factor L", a)?;
-        let mut u = try_zeros("LU factor U", n, n)?;
+        let mut lu = crate::alloc::try_to_owned("LU factors", a)?;
         let mut fwd = try_vec("LU row permutation", n, 0usize)?;
         let mut bwd = try_vec("LU inverse row permutation", n, 0usize)?;
         let mut mem = try_mem(
@@ -92,32 +93,25 @@ impl Lu {
             pplu::factor::lu_in_place_scratch::<usize, f64>(n, n, par, Default::default()),
         )?;
         pplu::factor::lu_in_place(
-            l.as_mut(),
+            lu.as_mut(),
             &mut fwd,
             &mut bwd,
             par,
             MemStack::new(&mut mem),
             Default::default(),
         );
-        // faer's split of the packed factor (square case)
-        u.copy_from_triangular_upper(l.as_ref());
-        for j in 0..n {
-            for i in 0..j {
-                l[(i, j)] = 0.0;
-            }
-            l[(j, j)] = 1.0;
-        }
-        Ok(Self { l, u, fwd, bwd })
+        Ok(Self { lu, fwd, bwd })
     }
 
-    /// The factor `U`.
-    pub(crate) fn u(&self) -> MatRef<'_, f64> {
-        self.u.as_ref()
+    /// The packed factors: `U` on and above the diagonal, `L` strictly below it (unit
+    /// diagonal implied).
+    pub(crate) fn packed(&self) -> MatRef<'_, f64> {
+        self.lu.as_ref()
     }
 
-    /// The factor `L`.
-    pub(crate) fn l(&self) -> MatRef<'_, f64> {
-        self.l.as_ref()
+    /// `U`'s diagonal entry `i`.
+    pub(crate) fn u_diag(&self, i: usize) -> f64 {
+        self.lu[(i, i)]
     }
 
     /// The row permutation `P`.
@@ -128,7 +122,7 @@ impl Lu {
     /// The inverse `A⁻¹ = U⁻¹L⁻¹P` (`lu.inverse()`).
     pub(crate) fn inverse(&self) -> Result<Mat<f64>> {
         let par = faer::get_global_parallelism();
-        let n = self.l.nrows();
+        let n = self.lu.nrows();
         let mut out = try_zeros("inverse from the LU factors", n, n)?;
         let mut mem = try_mem(
             "workspace of the inverse from the LU factors",
@@ -136,8 +130,8 @@ impl Lu {
         )?;
         pplu::inverse::inverse(
             out.as_mut(),
-            self.l(),
-            self.u(),
+            self.packed(),
+            self.packed(),
             self.p(),
             par,
             MemStack::new(&mut mem),
@@ -159,7 +153,7 @@ pub(crate) struct LuSolver<'a> {
 impl<'a> LuSolver<'a> {
     /// The workspaces for one right-hand side.
     pub(crate) fn new(lu: &'a Lu) -> Result<Self> {
-        Self::from_parts(lu.l(), lu.u(), lu.p())
+        Self::from_parts(lu.packed(), lu.packed(), lu.p())
     }
 
     /// The same from the factors of a faer `PartialPivLu` (`L`, `U`, `P`).
@@ -306,8 +300,16 @@ mod tests {
             );
             let lu = Lu::new(h.as_ref()).expect("must succeed");
             let flu = h.partial_piv_lu();
-            assert_eq!(lu.l(), flu.L());
-            assert_eq!(lu.u(), flu.U());
+            let packed = lu.packed();
+            let l = Mat::<f64>::from_fn(n, n, |i, j| match i.cmp(&j) {
+                std::cmp::Ordering::Greater => packed[(i, j)],
+                std::cmp::Ordering::Equal => 1.0,
+                std::cmp::Ordering::Less => 0.0,
+            });
+            let u = Mat::<f64>::from_fn(n, n, |i, j| if i <= j { packed[(i, j)] } else { 0.0 });
+            assert_eq!(l.as_ref(), flu.L());
+            assert_eq!(u.as_ref(), flu.U());
+            assert!((0..n).all(|i| lu.u_diag(i).to_bits() == u[(i, i)].to_bits()));
             assert_eq!(lu.inverse().expect("must succeed"), flu.inverse());
             let mut solver = LuSolver::new(&lu).expect("must succeed");
             let rhs: Vec<f64> = (0..n).map(|i| (i as f64).sin()).collect();

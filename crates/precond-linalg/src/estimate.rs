@@ -253,8 +253,7 @@ fn estimate_from_own_lu(a: MatRef<'_, f64>) -> Result<CondEstimate> {
     let lu = crate::dense::Lu::new(a)?;
     let n = a.nrows();
     let norm = norm1(a);
-    let u = lu.u();
-    if (0..n).any(|i| u[(i, i)] == 0.0) {
+    if (0..n).any(|i| lu.u_diag(i) == 0.0) {
         return Ok(CondEstimate {
             kappa1_estimate: f64::INFINITY,
             norm1: norm,
