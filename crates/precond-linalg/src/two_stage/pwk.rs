@@ -20,17 +20,23 @@ const MAXIT: usize = 30;
 ///    0)`, `e = (48.0, 9.3·10⁻¹⁶⁰, −1.5·10⁻³²³)` gave ±47.93 for ±48.01, a fuzzing find;
 ///    dropping it moves each eigenvalue of that block by at most `ε²` times the block's norm,
 ///    far below the backward error);
-/// 2. scale a block whose largest entry is above `√Ω / 3` or below `√ω / ε²` (`Ω`, `ω` the
-///    overflow and underflow thresholds) into that range (LAPACK's `DLASCL`) and undo it on
-///    the eigenvalues, so that squares and products never overflow or underflow harmfully;
+/// 2. scale every block by a power of two to its largest entry in `[1, 2)` (exact) and undo
+///    it on the eigenvalues, so that the squares of its entries (all `≥ ε²` after step 1) and
+///    their products stay normal numbers (DSTERF scales only blocks outside
+///    `[√ω / ε², √Ω / 3]` (`Ω`, `ω` the overflow and underflow thresholds), to those ends:
+///    entries much smaller than the block's norm then square to subnormals during the
+///    iteration, which returned ±∞ on a 4 × 4 block of norm `2.7·10⁻¹⁶⁹`, a second fuzzing
+///    find);
 /// 3. replace the off-diagonal of the block by its squares `eᵢ²` and iterate on `(d, e²)`
 ///    only: each sweep is an implicitly shifted QL sweep (from the bottom up, when `|d|` is
 ///    larger at the bottom of the block) or QR sweep (top down, otherwise) whose rotations are
 ///    carried by their squared cosines and sines, so no square root is taken inside a sweep;
 ///    the shift is the eigenvalue of the leading (QL) or trailing (QR) `2 × 2` block closer to
 ///    its corner entry (Wilkinson's shift);
-/// 4. deflate an eigenvalue when `eᵢ² ≤ ε² |dᵢ dᵢ₊₁|` next to the converging end, and finish a
-///    remaining `2 × 2` block directly (LAPACK's `DLAE2`);
+/// 4. deflate an eigenvalue when `eᵢ² ≤ ε² |dᵢ dᵢ₊₁|` (DSTERF's test) or `eᵢ² ≤ ε⁴` (ours,
+///    the scaled block's norm being `≥ 1`: `|eᵢ| ≤ ε²‖block‖`, so that the iteration never
+///    continues on a subnormal `eᵢ²` when the `dᵢ` beside it are tiny) next to the converging
+///    end, and finish a remaining `2 × 2` block directly (LAPACK's `DLAE2`);
 /// 5. sort the eigenvalues ascending.
 ///
 /// Accuracy: the computed eigenvalues are those of a nearby symmetric tridiagonal matrix, so,
@@ -71,10 +77,6 @@ pub(crate) fn pwk(d: &mut [f64], e: &mut [f64], maxit: usize) -> Result<usize> {
 
     let eps = f64::EPSILON * 0.5; // LAPACK's relative machine precision (unit roundoff)
     let eps2 = eps * eps;
-    let safmin = f64::MIN_POSITIVE;
-    let safmax = 1.0 / safmin;
-    let ssfmax = safmax.sqrt() / 3.0;
-    let ssfmin = safmin.sqrt() / eps2;
     let nmaxit = maxit * n;
     let mut jtot = 0usize;
 
@@ -110,21 +112,18 @@ pub(crate) fn pwk(d: &mut [f64], e: &mut [f64], maxit: usize) -> Result<usize> {
             continue;
         }
 
-        // scale the block into the safe range
+        // scale the block by a power of two to its largest entry in [1, 2) (exact)
         if anorm == 0.0 {
             continue;
         }
-        let scale = if anorm > ssfmax {
-            Some(ssfmax)
-        } else if anorm < ssfmin {
-            Some(ssfmin)
-        } else {
-            None
-        };
-        if let Some(to) = scale {
-            let mul = to / anorm;
-            d[lsv..=lendsv].iter_mut().for_each(|x| *x *= mul);
-            e[lsv..lendsv].iter_mut().for_each(|x| *x *= mul);
+        let k = crate::scaling::exponent(anorm);
+        if k != 0 {
+            d[lsv..=lendsv]
+                .iter_mut()
+                .for_each(|x| *x = crate::scaling::ldexp(*x, -k));
+            e[lsv..lendsv]
+                .iter_mut()
+                .for_each(|x| *x = crate::scaling::ldexp(*x, -k));
         }
         e[lsv..lendsv].iter_mut().for_each(|x| *x *= *x);
 
@@ -135,9 +134,10 @@ pub(crate) fn pwk(d: &mut [f64], e: &mut [f64], maxit: usize) -> Result<usize> {
             qr(d, e, lendsv, lsv, eps2, &mut jtot, nmaxit)
         };
 
-        if let Some(to) = scale {
-            let mul = anorm / to;
-            d[lsv..=lendsv].iter_mut().for_each(|x| *x *= mul);
+        if k != 0 {
+            d[lsv..=lendsv]
+                .iter_mut()
+                .for_each(|x| *x = crate::scaling::ldexp(*x, k));
         }
         if !converged {
             let residual = e.iter().fold(0.0f64, |a, x| a.max(x.abs().sqrt()));
@@ -220,7 +220,7 @@ fn ql(
         // first negligible (squared) off-diagonal at or below l
         let mut m = l;
         while m < lend {
-            if e[m] <= eps2 * (d[m] * d[m + 1]).abs() {
+            if e[m] <= eps2 * (d[m] * d[m + 1]).abs() || e[m] <= eps2 * eps2 {
                 break;
             }
             m += 1;
@@ -287,7 +287,7 @@ fn qr(
         // first negligible (squared) off-diagonal at or above l
         let mut m = l;
         while m > lend {
-            if e[m - 1] <= eps2 * (d[m] * d[m - 1]).abs() {
+            if e[m - 1] <= eps2 * (d[m] * d[m - 1]).abs() || e[m - 1] <= eps2 * eps2 {
                 break;
             }
             m -= 1;
@@ -624,6 +624,35 @@ mod tests {
         let got = check_against_references(&d, &e, "subnormal square");
         assert!((got[3] - 48.012084603306164).abs() <= 4.0 * 4.0 * f64::EPSILON * 48.1);
         assert!((got[0] + 48.012084603306164).abs() <= 4.0 * 4.0 * f64::EPSILON * 48.1);
+    }
+
+    /// A block of norm `2.7·10⁻¹⁶⁹` whose other entries are 10¹⁵–10²⁰ times smaller, beside a
+    /// block of norm 1.2 (the tridiagonal form of a 6 × 6 input found by the
+    /// `diagnostics_scale` fuzz target): scaled to DSTERF's `√ω / ε²` only, its off-diagonals
+    /// went subnormal during the iteration and two eigenvalues came back as ±∞.
+    #[test]
+    fn a_block_of_tiny_norm_with_tinier_entries_stays_finite() {
+        let d = [
+            1.881063753025755e-207,
+            1.881063753025472e-207,
+            -4.139304300870765e-220,
+            0.0,
+            0.0,
+            0.0,
+        ];
+        let e = [
+            -1.2078431382519648,
+            -1.71983629748646e-188,
+            -5.347508652492012e-185,
+            -2.703638834727271e-169,
+            -8.76847198801886e-189,
+        ];
+        let got = check_against_references(&d, &e, "tiny block with tinier entries");
+        assert!(got.iter().all(|x| x.is_finite()));
+        let t = tol(6, 1.21);
+        assert!(
+            (got[5] - 1.2078431382519648).abs() <= t && (got[0] + 1.2078431382519648).abs() <= t
+        );
     }
 
     #[test]
