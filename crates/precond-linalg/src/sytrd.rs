@@ -52,9 +52,10 @@ pub(crate) struct SytrdWork {
 }
 
 impl SytrdWork {
-    /// Buffers for matrices up to `n × n` reduced in panels of `nb` columns.
+    /// Buffers for matrices up to `n × n` reduced in panels of `nb` columns (a panel wider
+    /// than the matrix is the whole matrix: `nb` is clamped to `[1, n]`).
     pub(crate) fn new(n: usize, nb: usize) -> Result<Self> {
-        let nb = nb.max(1);
+        let nb = nb.clamp(1, n.max(1));
         Ok(Self {
             vw: try_zeros(WHAT, n, 2 * nb)?,
             wv: try_zeros(WHAT, n, 2 * nb)?,
@@ -436,6 +437,26 @@ mod tests {
             }
         }
         r
+    }
+
+    /// The public kernel with a panel wider than the matrix (up to `usize::MAX`) reduces the
+    /// whole matrix as one panel: the same eigenvalues, bit for bit, as a panel of exactly `n`;
+    /// a zero width is a typed error.
+    #[test]
+    fn panel_widths_beyond_the_matrix_are_the_whole_matrix() {
+        let h = sym_lower(37, 5);
+        let whole = sym_eigenvalues_blocked(h.as_ref(), 37).expect("small");
+        for nb in [38, 1000, usize::MAX] {
+            let got = sym_eigenvalues_blocked(h.as_ref(), nb).expect("clamped");
+            assert_eq!(
+                got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                whole.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            );
+        }
+        assert!(matches!(
+            sym_eigenvalues_blocked(h.as_ref(), 0),
+            Err(crate::LinalgError::InvalidArgument { .. })
+        ));
     }
 
     /// `Qᵀ A Q` from the reflectors left in `a`'s lower part and `tau` equals the tridiagonal
