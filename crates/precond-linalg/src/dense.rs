@@ -48,10 +48,6 @@ pub(crate) fn singular_values(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
     Ok(s)
 }
 
-/// The LU factorization with partial (row) pivoting `PA = LU` of a square matrix, laid out as
-/// faer's `PartialPivLu` (`a.partial_piv_lu()`): `l` unit lower triangular with zeros above the
-/// diagonal, `u` upper triangular with zeros below, the permutation as forward / inverse
-/// index arrays.
 /// From this order on faer's partial-pivoting LU (and the solves with its factors) use the
 /// global parallelism; below it one thread. Measured on the 2-core Intel Xeon (AVX-512) of
 /// session 11, `cond_estimate_lu` in a loop, one thread against both: 0.13 / 0.18 ms at
@@ -70,9 +66,11 @@ fn lu_par(n: usize) -> faer::Par {
     }
 }
 
-/// `PA = LU` by faer's partial-pivoting factorization, kept packed as faer computes it (`L`'s
-/// strictly lower part with its unit diagonal implied, `U` on and above the diagonal): faer's
-/// solves and inverse read only those triangles, so the factor is neither split nor copied.
+/// The LU factorization with partial (row) pivoting `PA = LU` of a square matrix, as faer's
+/// `PartialPivLu` (`a.partial_piv_lu()`) computes it, kept packed (`L`'s strictly lower part
+/// with its unit diagonal implied, `U` on and above the diagonal; faer's solves and inverse
+/// read only those triangles, so the factor is neither split nor copied), the permutation as
+/// forward / inverse index arrays.
 pub(crate) struct Lu {
     lu: Mat<f64>,
     fwd: Vec<usize>,

@@ -15,14 +15,14 @@
 //! Accuracy: the same reflectors and the same backward error as `DSYTRD` (`T` is `Qᵀ(A + E)Q`
 //! with `‖E‖₂ ≤ c(n) ε ‖A‖₂`, `Q` orthogonal to working precision).
 
-use faer::linalg::householder::make_householder_in_place;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::reborrow::{Reborrow, ReborrowMut};
-use faer::{Accum, ColMut, Mat, MatMut, MatRef, Par};
+use faer::{Accum, Mat, MatMut, MatRef, Par};
 
 use crate::alloc::{try_vec, try_zeros};
 use crate::error::Result;
-use crate::two_stage::symm::{Simd, symv_lower};
+use crate::two_stage::kernels::{axpy, dot, make_householder};
+use crate::two_stage::symm::{Simd, col, col_mut, symv_lower};
 
 /// Panel width of the blocked reduction for an `n × n` matrix: narrow panels while the matrix
 /// sits in the caches (the panel's corrections cost `O(n · nb)` per column, the trailing
@@ -135,9 +135,9 @@ pub(crate) fn sytrd_lower(
             let (mut vcopy, wmat) = vw.as_mut().split_at_col_mut(b);
             for t in 0..b {
                 let v = &col(loc.rb(), t)[b..m];
-                slice_mut(vcopy.rb_mut(), t)[b..m].copy_from_slice(v);
-                slice_mut(wv.as_mut(), t)[b..m].copy_from_slice(&col(wmat.rb(), t)[b..m]);
-                slice_mut(wv.as_mut(), b + t)[b..m].copy_from_slice(v);
+                col_mut(vcopy.rb_mut(), t)[b..m].copy_from_slice(v);
+                col_mut(wv.as_mut(), t)[b..m].copy_from_slice(&col(wmat.rb(), t)[b..m]);
+                col_mut(wv.as_mut(), b + t)[b..m].copy_from_slice(v);
             }
             let (_, right) = loc.rb_mut().split_at_col_mut(b);
             let a22 = right.subrows_mut(b, m2);
@@ -198,39 +198,28 @@ fn panel(
     panel_body(a, b, w, d, e, tau, spare, par, simd);
 }
 
-/// [`panel_body`] compiled for AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn panel_avx512(
-    a: MatMut<'_, f64>,
-    b: usize,
-    w: MatMut<'_, f64>,
-    d: &mut [f64],
-    e: &mut [f64],
-    tau: &mut [f64],
-    spare: &mut [f64],
-    par: Par,
-) {
-    panel_body(a, b, w, d, e, tau, spare, par, Simd::Avx512);
+/// [`panel_body`] compiled with `$features` enabled (run only where `Simd::detect` found them).
+macro_rules! panel_for {
+    ($name:ident, $features:literal, $level:expr) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        fn $name(
+            a: MatMut<'_, f64>,
+            b: usize,
+            w: MatMut<'_, f64>,
+            d: &mut [f64],
+            e: &mut [f64],
+            tau: &mut [f64],
+            spare: &mut [f64],
+            par: Par,
+        ) {
+            panel_body(a, b, w, d, e, tau, spare, par, $level);
+        }
+    };
 }
-
-/// [`panel_body`] compiled for AVX2 with FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn panel_avx2(
-    a: MatMut<'_, f64>,
-    b: usize,
-    w: MatMut<'_, f64>,
-    d: &mut [f64],
-    e: &mut [f64],
-    tau: &mut [f64],
-    spare: &mut [f64],
-    par: Par,
-) {
-    panel_body(a, b, w, d, e, tau, spare, par, Simd::Avx2);
-}
+panel_for!(panel_avx512, "avx512f,avx2,fma", Simd::Avx512);
+panel_for!(panel_avx2, "avx2,fma", Simd::Avx2);
 
 /// The body of [`panel`].
 #[inline(always)]
@@ -251,10 +240,10 @@ fn panel_body(
         let (left, rest) = a.rb_mut().split_at_col_mut(j);
         let (cj, right) = rest.split_at_col_mut(1);
         let (left, right) = (left.rb(), right.rb());
-        let cj = slice_mut(cj, 0);
+        let cj = col_mut(cj, 0);
         let (wl, wr) = w.rb_mut().split_at_col_mut(j);
         let wl = wl.rb();
-        let wj = slice_mut(wr, 0);
+        let wj = col_mut(wr, 0);
         // 1. column j's update by the panel's earlier reflectors
         for t in 0..j {
             let (vt, wt) = (col(left, t), col(wl, t));
@@ -265,11 +254,10 @@ fn panel_body(
         }
         d[j] = cj[j];
         // 2. the reflector
-        let (head, tail) = cj[j + 1..].split_first_mut().expect("j + 1 < m");
-        let tj = householder(head, tail);
+        let (tj, beta) = make_householder(&mut cj[j + 1..m]);
         tau[j] = tj;
-        e[j] = *head;
-        *head = 1.0;
+        e[j] = beta;
+        cj[j + 1] = 1.0;
         let v = &cj[j + 1..m];
         // 3. w_j
         let wv = &mut wj[j + 1..m];
@@ -286,55 +274,8 @@ fn panel_body(
             *x *= tj;
         }
         let alpha = -0.5 * tj * dot(wv, v);
-        axpy(wv, alpha, v);
+        axpy(alpha, v, wv);
     }
-}
-
-/// The reflector `H = I − τ v vᵀ` with `H (α, x) = (β, 0)` (LAPACK `DLARFG`): on return
-/// `head = β = −sign(α) ‖(α, x)‖₂`, `tail = x / (α − β)` (the essential part of `v`, `v₀ = 1`),
-/// and `τ = (β − α) / β` is returned (`0` when `x = 0`: `H = I`). The norm of `x` is one
-/// sum of squares on eight accumulators when it lies in `[2⁻⁹⁰⁰, 2⁹⁰⁰]` (no square under- or
-/// overflows harmfully there); faer's scaled norm (`make_householder_in_place`) otherwise.
-#[inline(always)]
-fn householder(head: &mut f64, tail: &mut [f64]) -> f64 {
-    let ss = dot(tail, tail);
-    let (lo, hi) = (2f64.powi(-900), 2f64.powi(900));
-    if !(lo..=hi).contains(&ss) {
-        if tail.iter().all(|&x| x == 0.0) {
-            return 0.0;
-        }
-        let info = make_householder_in_place(head, ColMut::from_slice_mut(tail));
-        return info.tau.recip();
-    }
-    let alpha = *head;
-    let norm = alpha.hypot(ss.sqrt());
-    let beta = if alpha >= 0.0 { -norm } else { norm };
-    let scale = 1.0 / (alpha - beta);
-    for x in tail.iter_mut() {
-        *x *= scale;
-    }
-    *head = beta;
-    (beta - alpha) / beta
-}
-
-/// `Σ x_i y_i` on eight accumulators.
-#[inline(always)]
-fn dot(x: &[f64], y: &[f64]) -> f64 {
-    let n = x.len().min(y.len());
-    let (x, y) = (&x[..n], &y[..n]);
-    let mut acc = [0.0f64; 8];
-    let mut cx = x.chunks_exact(8);
-    let mut cy = y.chunks_exact(8);
-    for (a, b) in (&mut cx).zip(&mut cy) {
-        for k in 0..8 {
-            acc[k] += a[k] * b[k];
-        }
-    }
-    let mut s = acc.iter().sum::<f64>();
-    for (a, b) in cx.remainder().iter().zip(cy.remainder()) {
-        s += a * b;
-    }
-    s
 }
 
 /// `(x · z, y · z)` in one pass, on eight accumulators each.
@@ -360,28 +301,6 @@ fn dot2(x: &[f64], y: &[f64], z: &[f64]) -> (f64, f64) {
         sb += y[i] * z[i];
     }
     (sa, sb)
-}
-
-/// `y ← y + α x`.
-#[inline(always)]
-fn axpy(y: &mut [f64], alpha: f64, x: &[f64]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += alpha * x;
-    }
-}
-
-fn col<'a>(a: MatRef<'a, f64>, j: usize) -> &'a [f64] {
-    a.col(j)
-        .try_as_col_major()
-        .expect("unit row stride (checked by sytrd_lower)")
-        .as_slice()
-}
-
-fn slice_mut<'a>(a: MatMut<'a, f64>, j: usize) -> &'a mut [f64] {
-    a.col_mut(j)
-        .try_as_col_major_mut()
-        .expect("unit row stride (checked by sytrd_lower)")
-        .as_slice_mut()
 }
 
 /// All eigenvalues (ascending) of the symmetric matrix `h` by the blocked one-stage
@@ -474,8 +393,9 @@ mod tests {
                 }
             }
         }
-        // entries near the under- and overflow thresholds: the reflectors' norms by faer's
-        // scaled path (a sum of squares would under- or overflow)
+        // entries near the under- and overflow thresholds: the reflectors' norms by the scaled
+        // path of `kernels::norm2` (a sum of squares would under- or overflow), `β` near the
+        // underflow threshold by faer's rescaling `make_householder_in_place`
         for scale in [
             2f64.powi(-1000),
             2f64.powi(-530),

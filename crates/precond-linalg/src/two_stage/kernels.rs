@@ -13,7 +13,7 @@ use faer::{Accum, Mat, MatMut, MatRef, Par};
 
 /// `Σ a_i b_i` over the common length, with 8 independent partial sums.
 #[inline(always)]
-pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0.0f64; 8];
@@ -34,21 +34,24 @@ pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 /// `y ← y + α x` over the common length.
 #[inline(always)]
-pub(super) fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
+pub(crate) fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += alpha * xi;
     }
 }
 
-/// `‖x‖₂` without overflow or harmful underflow (scaled by the largest magnitude).
+/// `‖x‖₂` without overflow or harmful underflow: one sum of squares when it lies in
+/// `[2⁻⁹⁰⁰, 2⁹⁰⁰]` (squares that underflowed then weigh below `n · 2⁻¹²²` of it, none
+/// overflowed), otherwise scaled by the largest magnitude.
 #[inline(always)]
 pub(super) fn norm2(x: &[f64]) -> f64 {
+    let ss = dot(x, x);
+    if (2f64.powi(-900)..=2f64.powi(900)).contains(&ss) {
+        return ss.sqrt();
+    }
     let amax = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     if amax == 0.0 || !amax.is_finite() {
         return amax;
-    }
-    if (1e-140..=1e140).contains(&amax) {
-        return dot(x, x).sqrt();
     }
     let s = 1.0 / amax;
     let mut acc = 0.0;
@@ -61,15 +64,26 @@ pub(super) fn norm2(x: &[f64]) -> f64 {
 
 /// Householder reflector `H = I − τ v vᵀ` (`v₀ = 1`) with `H x = β e₀` (LAPACK `DLARFG`).
 /// On return `x[1..]` holds `v[1..]`; returns `(τ, β)`. `τ = 0` (`H = I`, `β = x₀`) when
-/// `x[1..]` is zero.
+/// `x[1..]` is zero. When `|β|` is below `ω / ε` (`ω` the underflow threshold), where
+/// `1 / (α − β)` could overflow, faer's `make_householder_in_place` (which rescales, as
+/// DLARFG does) computes it instead.
 #[inline(always)]
-pub(super) fn make_householder(x: &mut [f64]) -> (f64, f64) {
+pub(crate) fn make_householder(x: &mut [f64]) -> (f64, f64) {
     let alpha = x[0];
     let xnorm = norm2(&x[1..]);
     if xnorm == 0.0 {
         return (0.0, alpha);
     }
     let beta = -alpha.signum() * alpha.hypot(xnorm);
+    if beta.abs() < f64::MIN_POSITIVE / f64::EPSILON {
+        let (head, tail) = x.split_first_mut().expect("x[1..] is not empty");
+        let info = faer::linalg::householder::make_householder_in_place(
+            head,
+            faer::ColMut::from_slice_mut(tail),
+        );
+        // faer's reflector is `I − v vᵀ / t`: `τ = 1 / t`
+        return (info.tau.recip(), *head);
+    }
     let tau = (beta - alpha) / beta;
     let scale = 1.0 / (alpha - beta);
     for v in &mut x[1..] {

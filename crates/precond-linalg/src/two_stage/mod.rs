@@ -9,7 +9,7 @@
 //! matrix–matrix products (faer `matmul`, all cores), and the band stage is `O(n²b)` on a band
 //! of `2bn` or `3bn` numbers that fits in the L2 cache.
 
-mod kernels;
+pub(crate) mod kernels;
 mod pwk;
 mod svd;
 mod sym;

@@ -66,8 +66,9 @@ pub(crate) fn symm_lower(
     Ok(())
 }
 
-/// The widest vector kernel of [`block4`] this CPU runs (detected once per call site).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The widest vector kernel of [`block4`] this CPU runs (detected once per call site); ordered
+/// narrowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Simd {
     /// Plain loops (any target).
     Portable,
@@ -98,12 +99,6 @@ impl Simd {
             .into_iter()
             .filter(|&l| l <= Self::detect())
             .collect()
-    }
-}
-
-impl PartialOrd for Simd {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some((*self as u8).cmp(&(*other as u8)))
     }
 }
 
@@ -185,17 +180,19 @@ fn symv_columns(a: MatRef<'_, f64>, v: &[f64], y: &mut [f64], j0: usize, j1: usi
     }
 }
 
-fn col<'a>(a: MatRef<'a, f64>, j: usize) -> &'a [f64] {
+/// Column `j` of a matrix with unit row stride, as a slice (the callers check the stride).
+pub(crate) fn col<'a>(a: MatRef<'a, f64>, j: usize) -> &'a [f64] {
     a.col(j)
         .try_as_col_major()
-        .expect("unit row stride (checked by symm_lower)")
+        .expect("unit row stride (checked by the caller)")
         .as_slice()
 }
 
-fn col_mut<'a>(a: MatMut<'a, f64>, j: usize) -> &'a mut [f64] {
+/// Column `j` of a matrix with unit row stride, as a mutable slice.
+pub(crate) fn col_mut<'a>(a: MatMut<'a, f64>, j: usize) -> &'a mut [f64] {
     a.col_mut(j)
         .try_as_col_major_mut()
-        .expect("unit row stride (checked by symm_lower)")
+        .expect("unit row stride (checked by the caller)")
         .as_slice_mut()
 }
 
