@@ -42,7 +42,8 @@ pub(crate) fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
 
 /// `‖x‖₂` without overflow or harmful underflow: one sum of squares when it lies in
 /// `[2⁻⁹⁰⁰, 2⁹⁰⁰]` (squares that underflowed then weigh below `n · 2⁻¹²²` of it, none
-/// overflowed), otherwise scaled by the largest magnitude.
+/// overflowed), otherwise computed on `x · 2⁻ᵏ` with `2ᵏ ≤ max|xᵢ| < 2ᵏ⁺¹` (an exact scaling
+/// that, unlike `1 / max|xᵢ|`, does not overflow for subnormal entries).
 #[inline(always)]
 pub(super) fn norm2(x: &[f64]) -> f64 {
     let ss = dot(x, x);
@@ -53,13 +54,13 @@ pub(super) fn norm2(x: &[f64]) -> f64 {
     if amax == 0.0 || !amax.is_finite() {
         return amax;
     }
-    let s = 1.0 / amax;
+    let k = crate::scaling::exponent(amax);
     let mut acc = 0.0;
-    for v in x {
-        let t = v * s;
+    for &v in x {
+        let t = crate::scaling::ldexp(v, -k);
         acc += t * t;
     }
-    amax * acc.sqrt()
+    crate::scaling::ldexp(acc.sqrt(), k)
 }
 
 /// Householder reflector `H = I − τ v vᵀ` (`v₀ = 1`) with `H x = β e₀` (LAPACK `DLARFG`).
@@ -215,6 +216,49 @@ mod tests {
             for h in &hx[1..] {
                 assert!(h.abs() <= 4.0 * f64::EPSILON * nrm, "{x0:?}: {hx:?}");
             }
+        }
+    }
+
+    /// Subnormal and near-underflow inputs (the `diagnostics_scale` fuzz target found a
+    /// matrix whose reflector norm was subnormal: `1 / max|xᵢ|` overflowed and the eigenvalues
+    /// came back NaN): the norm is exact to rounding and the reflector finite: either
+    /// `τ ∈ [1, 2]`, `β = −sign(x₀)‖x‖` and `|vᵢ| ≤ 1`, or, for a tail whose norm is below the
+    /// smallest normal number (faer's rescaling reflector takes it as zero), `H = I`
+    /// (`τ = 0`, `β = x₀`, or `0` for a subnormal `x₀`, which faer also flushes).
+    #[test]
+    fn subnormal_norms_and_reflectors_stay_finite() {
+        let sub = f64::from_bits(1); // 2⁻¹⁰⁷⁴
+        assert_eq!(
+            norm2(&[3.0 * 2f64.powi(-1040), 4.0 * 2f64.powi(-1040)]),
+            5.0 * 2f64.powi(-1040)
+        );
+        assert_eq!(norm2(&[0.0, sub, 0.0]), sub);
+        for x0 in [
+            vec![0.0, 3.0 * 2f64.powi(-1040), -4.0 * 2f64.powi(-1040)],
+            vec![0.0, sub],
+            vec![1e-300, 1e-300, -1e-300],
+            vec![-2f64.powi(-1030), 2f64.powi(-1030)],
+        ] {
+            let mut x = x0.clone();
+            let (tau, beta) = make_householder(&mut x);
+            let nrm = norm2(&x0);
+            if norm2(&x0[1..]) < f64::MIN_POSITIVE && tau == 0.0 {
+                assert!(
+                    beta.to_bits() == x0[0].to_bits()
+                        || (x0[0].abs() < f64::MIN_POSITIVE && beta == 0.0),
+                    "{x0:?}: beta {beta}"
+                );
+                continue;
+            }
+            assert!((1.0..=2.0).contains(&tau), "{x0:?}: tau {tau}");
+            assert!(
+                (beta + x0[0].signum() * nrm).abs() <= 4.0 * f64::EPSILON * nrm + 2.0 * sub,
+                "{x0:?}: beta {beta} vs norm {nrm}"
+            );
+            assert!(
+                x[1..].iter().all(|v| v.is_finite() && v.abs() <= 1.0),
+                "{x0:?}: {x:?}"
+            );
         }
     }
 
