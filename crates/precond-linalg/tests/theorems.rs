@@ -30,7 +30,7 @@ fn random_positive(m: usize, e: f64, seed: u64) -> Vec<f64> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig { cases: 64, rng_seed: proptest::test_runner::RngSeed::Fixed(4), ..ProptestConfig::default() })]
 
     /// Theorem 2: κ(D₀A) ≤ sqrt(m) κ(DA) for every positive diagonal D, A of full column rank
     /// with rows scaled over 8 orders of magnitude.

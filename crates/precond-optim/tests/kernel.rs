@@ -54,7 +54,7 @@ fn run<T: precond_optim::StepFloat>(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, rng_seed: proptest::test_runner::RngSeed::Fixed(3), ..ProptestConfig::default() })]
     #[test]
     fn all_loop_versions_and_splits_agree_bitwise(ci in 0..CONFIGS.len(), n in 1usize..3000, seed in 0u64..1000, f32_ in any::<bool>()) {
         let cfg = OptimizerConfig::from_json(CONFIGS[ci]).unwrap();
