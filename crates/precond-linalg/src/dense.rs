@@ -48,6 +48,70 @@ pub(crate) fn singular_values(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
     Ok(s)
 }
 
+/// From this order `min(m, n)` on, [`bidiagonal`] runs faer's reduction on the global
+/// parallelism; below it on one thread. Measured on the 2-core Intel Xeon of session 12
+/// (`cond2` on the one-stage path, one thread / both): 4.0 / 7.1 ms at n = 300, 15.5 / 22.9 at
+/// 500, 54 / 53 at 700, 176 / 126 at 1000 (faer's own threshold splits from n ≈ 220).
+pub(crate) const BIDIAG_PAR_MIN_N: usize = 700;
+
+/// The upper bidiagonal `B = Uᵀ A V` of `a` (`d` its diagonal, `e` its superdiagonal, order
+/// `min(m, n)`): a wide `a` is reduced through its transpose (same singular values), a tall one
+/// (`m > 11n/6`, faer's SVD threshold) through the `R` of its QR factorization first, then faer's
+/// one-stage bidiagonalization (`bidiag_in_place`, what `a.singular_values()` starts with) on a
+/// copy, with one-column reflector blocks (only `B` is used).
+pub(crate) fn bidiagonal(a: MatRef<'_, f64>) -> Result<(Vec<f64>, Vec<f64>)> {
+    use faer::linalg::qr::no_pivoting::factor as qr;
+    use faer::linalg::svd::bidiag;
+    const W: &str = "buffers of the bidiagonalization";
+    let a = if a.nrows() >= a.ncols() {
+        a
+    } else {
+        a.transpose()
+    };
+    let (m, n) = a.shape();
+    let par = if n < BIDIAG_PAR_MIN_N {
+        faer::Par::Seq
+    } else {
+        faer::get_global_parallelism()
+    };
+    let mut b = if 6 * m > 11 * n {
+        let bs = qr::recommended_block_size::<f64>(m, n);
+        let mut f = crate::alloc::try_to_owned(W, a)?;
+        let mut t = try_zeros(W, bs, n)?;
+        let mut mem = try_mem(
+            W,
+            qr::qr_in_place_scratch::<f64>(m, n, bs, par, Default::default()),
+        )?;
+        qr::qr_in_place(
+            f.as_mut(),
+            t.as_mut(),
+            par,
+            MemStack::new(&mut mem),
+            Default::default(),
+        );
+        crate::alloc::try_mat_from_fn(W, n, n, |i, j| if i <= j { f[(i, j)] } else { 0.0 })?
+    } else {
+        crate::alloc::try_to_owned(W, a)?
+    };
+    let mut hl = try_zeros(W, 1, n)?;
+    let mut hr = try_zeros(W, 1, n.saturating_sub(1))?;
+    let mut mem = try_mem(
+        W,
+        bidiag::bidiag_in_place_scratch::<f64>(b.nrows(), n, par, Default::default()),
+    )?;
+    bidiag::bidiag_in_place(
+        b.as_mut(),
+        hl.as_mut(),
+        hr.as_mut(),
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    );
+    let d = crate::alloc::try_collect(W, n, (0..n).map(|i| b[(i, i)]))?;
+    let e = crate::alloc::try_collect(W, n.saturating_sub(1), (1..n).map(|i| b[(i - 1, i)]))?;
+    Ok((d, e))
+}
+
 /// From this order on faer's partial-pivoting LU (and the solves with its factors) use the
 /// global parallelism; below it one thread. Measured on the 2-core Intel Xeon (AVX-512) of
 /// session 11, `cond_estimate_lu` in a loop, one thread against both: 0.13 / 0.18 ms at

@@ -29,6 +29,15 @@ const SYM_TWO_STAGE_MIN_N_AVX512: usize = 1500;
 const SVD_TWO_STAGE_MIN_N: usize = 1280;
 /// Default of [`SvdParams::two_stage_min_n`] on CPUs with AVX-512F (Intel Xeon).
 const SVD_TWO_STAGE_MIN_N_AVX512: usize = 256;
+/// Default of [`Cond2Params::svd`]`.two_stage_min_n` on CPUs with AVX-512F: `cond2` needs only
+/// the bidiagonal (then two bisections), so its crossover is that of the two bidiagonalizations
+/// alone. Measured on the 2-core Intel Xeon of session 12, `cond2_with_params` forced on each
+/// path, median of 5 interleaved rounds, one-stage on one thread below
+/// `dense::BIDIAG_PAR_MIN_N`: two-stage / one-stage 1.40 at n = 200, 1.16 at 250,
+/// 1.20 at 300, 1.08 at 400, 0.95 at 500, 0.59 at 700, 0.43 at 1000. Without AVX-512 the
+/// crossover of the full SVD ([`SVD_TWO_STAGE_MIN_N`]) is kept (not re-measured: no AMD machine
+/// that session).
+const COND2_TWO_STAGE_MIN_N_AVX512: usize = 500;
 
 /// Whether the CPU has AVX-512F: the family whose two-stage crossovers are the `*_AVX512`
 /// defaults (detected once by the standard library, then a cached load).
@@ -142,15 +151,22 @@ pub struct Cond2Params {
     /// finite and `≥ 0`. Default 1, the default of `numpy.linalg.matrix_rank` and of
     /// LAPACK-based rank decisions (a singular value below `ε σ_max` has no correct digits).
     pub rank_rtol_factor: f64,
-    /// How the singular values are computed.
+    /// How the bidiagonal whose extreme singular values give `κ` is computed. Default:
+    /// [`SvdParams::default`], except that on CPUs with AVX-512F the two-stage reduction starts
+    /// at `min(m, n) = 500` (the crossover of the reductions alone, measured; the full SVD's
+    /// 256 includes the cost of all singular values).
     pub svd: SvdParams,
 }
 
 impl Default for Cond2Params {
     fn default() -> Self {
+        let mut svd = SvdParams::default();
+        if avx512() {
+            svd.two_stage_min_n = COND2_TWO_STAGE_MIN_N_AVX512;
+        }
         Self {
             rank_rtol_factor: RANK_RTOL_FACTOR,
-            svd: SvdParams::default(),
+            svd,
         }
     }
 }

@@ -7,7 +7,7 @@ use faer::{Mat, MatRef};
 use crate::alloc::{try_collect, try_mat_from_fn};
 use crate::dense::matmul;
 
-use crate::condition::{Cond2, singular_values_scaled};
+use crate::condition::{Cond2, extremes_scaled};
 use crate::error::{LinalgError, Result};
 use crate::layout::{check_positive_vec, check_square, symmetric_part};
 use crate::params::{Cond2Params, SymSpectrumParams};
@@ -50,9 +50,8 @@ pub(crate) fn finish(m: Mat<f64>, ph: MatRef<'_, f64>, e: i32) -> Result<Precond
     let (ev, e_m) = sym_eigenvalues_scaled(sym, &SymSpectrumParams::default())?;
     let spectrum = SymSpectrum::from_scaled(ev, e_m + e, default_spectrum_rel_tol(n))?;
     let svd = Cond2Params::default();
-    let (sv, e_ph) = singular_values_scaled(ph, "row-scaled Hessian PH", &svd.svd)?;
-    let row_scaled =
-        Cond2::from_scaled_extremes(sv[0], sv[n - 1], e_ph + e, n, n, svd.rank_rtol_factor)?;
+    let (smax, smin, e_ph) = extremes_scaled(ph, "row-scaled Hessian PH", &svd.svd)?;
+    let row_scaled = Cond2::from_scaled_extremes(smax, smin, e_ph + e, n, n, svd.rank_rtol_factor)?;
     Ok(PreconditionedCond {
         spectral_kappa: spectrum.kappa,
         eigenvalues: try_collect(

@@ -15,14 +15,18 @@ fn defaults_are_the_documented_values() {
     let avx512 = std::arch::is_x86_feature_detected!("avx512f");
     #[cfg(not(target_arch = "x86_64"))]
     let avx512 = false;
-    let (sym_min, svd_min) = if avx512 { (1500, 256) } else { (1800, 1280) };
+    let (sym_min, svd_min, cond2_min) = if avx512 {
+        (1500, 256, 500)
+    } else {
+        (1800, 1280, 1280)
+    };
     let s = SymSpectrumParams::default();
     assert_eq!((s.two_stage_min_n, s.band_width), (sym_min, 32));
     let v = SvdParams::default();
     assert_eq!((v.two_stage_min_n, v.band_width), (svd_min, 32));
     let c = Cond2Params::default();
     assert_eq!(c.rank_rtol_factor.to_bits(), 1.0f64.to_bits());
-    assert_eq!(c.svd, v);
+    assert_eq!((c.svd.two_stage_min_n, c.svd.band_width), (cond2_min, 32));
     let k = SymCondParams::default();
     assert_eq!((k.krylov_min_n, k.max_iter), (256, 400));
     assert_eq!(k.rel_tol.to_bits(), 1e-11f64.to_bits());

@@ -255,6 +255,18 @@ pub(crate) fn singular_values_two_stage_checked(
     b: usize,
     par: Par,
 ) -> Result<Vec<f64>> {
+    let (d, e) = bidiagonal_two_stage_checked(a, b, par)?;
+    bidiagonal_singular_values(&d, &e)
+}
+
+/// The upper bidiagonal `(d, e)` (order `min(m, n)`) of a checked matrix by the two-stage
+/// reduction with band width `b`: a wide matrix through its transpose, a tall one
+/// (`3m ≥ 5n`) through the `R` of its QR factorization.
+pub(crate) fn bidiagonal_two_stage_checked(
+    a: MatRef<'_, f64>,
+    b: usize,
+    par: Par,
+) -> Result<(Vec<f64>, Vec<f64>)> {
     let a = if a.nrows() >= a.ncols() {
         a
     } else {
@@ -268,6 +280,5 @@ pub(crate) fn singular_values_two_stage_checked(
     } else {
         try_to_owned(W, a)?
     };
-    let (d, e) = upper_band_to_bidiagonal(dense_to_upper_band(dense, b, par)?)?;
-    bidiagonal_singular_values(&d, &e)
+    upper_band_to_bidiagonal(dense_to_upper_band(dense, b, par)?)
 }
