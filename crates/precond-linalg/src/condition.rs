@@ -6,9 +6,9 @@ use faer::{Mat, MatRef};
 #[cfg(doc)]
 use crate::error::LinalgError;
 use crate::error::Result;
-use crate::layout::{check_matrix, check_square};
+use crate::layout::{check_matrix, check_shape, check_square};
 use crate::params::{Cond2Params, SvdParams};
-use crate::scaling::{ldexp, nan_and_max_abs, scaled, scaling_for, unscale};
+use crate::scaling::{checked_scaled, ldexp, nan_and_max_abs, scaled, scaling_for, unscale};
 use crate::tridiagonal::bidiagonal_extremes;
 use crate::two_stage::{bidiagonal_two_stage_checked, singular_values_two_stage_checked};
 
@@ -167,8 +167,8 @@ pub(crate) fn extremes_scaled(
     what: &'static str,
     params: &SvdParams,
 ) -> Result<(f64, f64, i32)> {
-    check_matrix(a, what)?;
-    match scaled(a)? {
+    check_shape(a, what)?;
+    match checked_scaled(a, what)? {
         Some((s, e)) => {
             let (x, n) = extremes_unscaled(s.as_ref(), params)?;
             Ok((x, n, e))
@@ -252,7 +252,7 @@ fn abs_sum(c: &[f64]) -> f64 {
 
 /// `max_j Σ_i |a_ij| 2ᵉ`, NaN propagating. Contiguous columns (`e = 0`, every caller's
 /// common case) sum by lanes ([`abs_sum`]); others, and the rescaled case, sum in order.
-fn norm1_plain(a: MatRef<'_, f64>, e: i32) -> f64 {
+pub(crate) fn norm1_plain(a: MatRef<'_, f64>, e: i32) -> f64 {
     let mut best = 0.0f64;
     for j in 0..a.ncols() {
         let c = a.col(j);

@@ -134,25 +134,19 @@ pub(crate) const SYMMETRY_RTOL: f64 = 1e-6;
 
 /// Non-empty and finite.
 pub(crate) fn check_matrix(a: MatRef<'_, f64>, what: &'static str) -> Result<()> {
-    if a.nrows() == 0 || a.ncols() == 0 {
-        return Err(LinalgError::Empty {
-            what,
-            rows: a.nrows(),
-            cols: a.ncols(),
-        });
-    }
+    check_shape(a, what)?;
     check_finite(a, what)
 }
 
 /// Non-empty, square and finite.
 pub(crate) fn check_square(a: MatRef<'_, f64>, what: &'static str) -> Result<()> {
-    if a.nrows() == 0 || a.ncols() == 0 {
-        return Err(LinalgError::Empty {
-            what,
-            rows: a.nrows(),
-            cols: a.ncols(),
-        });
-    }
+    check_square_shape(a, what)?;
+    check_finite(a, what)
+}
+
+/// Non-empty and square (finiteness not checked).
+pub(crate) fn check_square_shape(a: MatRef<'_, f64>, what: &'static str) -> Result<()> {
+    check_shape(a, what)?;
     if a.nrows() != a.ncols() {
         return Err(LinalgError::DimensionMismatch {
             what: "columns of a square matrix (must equal its rows)",
@@ -160,7 +154,19 @@ pub(crate) fn check_square(a: MatRef<'_, f64>, what: &'static str) -> Result<()>
             got: a.ncols(),
         });
     }
-    check_finite(a, what)
+    Ok(())
+}
+
+/// Non-empty (finiteness not checked).
+pub(crate) fn check_shape(a: MatRef<'_, f64>, what: &'static str) -> Result<()> {
+    if a.nrows() == 0 || a.ncols() == 0 {
+        return Err(LinalgError::Empty {
+            what,
+            rows: a.nrows(),
+            cols: a.ncols(),
+        });
+    }
+    Ok(())
 }
 
 /// Square, finite and symmetric to [`SYMMETRY_RTOL`]; returns the symmetric part. The input is

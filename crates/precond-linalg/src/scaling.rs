@@ -75,8 +75,15 @@ pub(crate) fn max_abs(a: MatRef<'_, f64>) -> f64 {
 const LANES: usize = 8;
 
 /// Whether `a` holds a NaN, and `max |a_ij|` over the other entries: one pass, by lanes on
-/// contiguous columns (the maximum does not depend on the order).
+/// contiguous columns, or on contiguous rows for a row-major view (the maximum does not depend
+/// on the order).
 pub(crate) fn nan_and_max_abs(a: MatRef<'_, f64>) -> (bool, f64) {
+    // a row-major view is walked through its transpose: contiguous rows, same entries
+    let a = if a.row_stride() != 1 && a.col_stride() == 1 {
+        a.transpose()
+    } else {
+        a
+    };
     let (mut nan, mut m) = ([false; LANES], [0.0f64; LANES]);
     for j in 0..a.ncols() {
         match a.col(j).try_as_col_major() {
@@ -131,16 +138,39 @@ pub(crate) fn scale_in_place(a: &mut Mat<f64>, e: i32) {
 /// `a` divided by a power of two so that its largest entry is in `[1, 2)` when it is outside the
 /// safe range, as an owned copy, with the exponent; `None` when `a` is used as it is.
 pub(crate) fn scaled(a: MatRef<'_, f64>) -> Result<Option<(Mat<f64>, i32)>> {
-    let Some(e) = needs_scaling(a) else {
-        return Ok(None);
-    };
-    let s = crate::alloc::try_mat_from_fn(
+    match needs_scaling(a) {
+        Some(e) => Ok(Some((scaled_copy(a, e)?, e))),
+        None => Ok(None),
+    }
+}
+
+/// `a · 2⁻ᵉ` as an owned copy.
+fn scaled_copy(a: MatRef<'_, f64>, e: i32) -> Result<Mat<f64>> {
+    crate::alloc::try_mat_from_fn(
         "rescaled copy of the matrix",
         a.nrows(),
         a.ncols(),
         |i, j| ldexp(a[(i, j)], -e),
-    )?;
-    Ok(Some((s, e)))
+    )
+}
+
+/// [`scaled`] of a matrix whose finiteness is checked in the same pass: one read of `a` for
+/// the NaN flag and the largest magnitude; only when that pass finds a NaN or an infinity does
+/// [`check_finite`](crate::layout::check_finite) walk `a` again to name the first offending
+/// entry ([`LinalgError::NonFinite`](crate::LinalgError::NonFinite) naming `what`). The
+/// shape must have been checked (non-empty).
+pub(crate) fn checked_scaled(
+    a: MatRef<'_, f64>,
+    what: &'static str,
+) -> Result<Option<(Mat<f64>, i32)>> {
+    let (nan, amax) = nan_and_max_abs(a);
+    if nan || !amax.is_finite() {
+        crate::layout::check_finite(a, what)?;
+    }
+    match scaling_for(amax) {
+        Some(e) => Ok(Some((scaled_copy(a, e)?, e))),
+        None => Ok(None),
+    }
 }
 
 /// Scales an owned matrix in place when needed; returns the exponent (0 when unscaled).
