@@ -72,6 +72,7 @@ mod lanczos;
 mod layout;
 mod operator;
 mod params;
+mod pool;
 mod power;
 mod preconditioned;
 mod rates;
@@ -130,5 +131,6 @@ pub use symprod::{
 /// bidiagonalization for small SVDs) by size ([`SymSpectrumParams`], [`SvdParams`]).
 pub mod kernel {
     pub use crate::sytrd::sym_eigenvalues_blocked;
+    pub use crate::two_stage::tridiagonal_eigenvalues_checked as tridiagonal_eigenvalues;
     pub use crate::two_stage::{singular_values_two_stage, sym_eigenvalues_two_stage};
 }

@@ -190,10 +190,12 @@ pub(crate) fn tridiagonalize(
     params: &SymSpectrumParams,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let n = a.nrows();
-    if n >= params.two_stage_min_n {
-        return sym_tridiagonal_two_stage(a, params.band_width, par);
-    }
-    crate::sytrd::sym_tridiagonal_blocked(a, crate::sytrd::block_for(n), par)
+    crate::pool::on_pool(par, || {
+        if n >= params.two_stage_min_n {
+            return sym_tridiagonal_two_stage(a, params.band_width, par);
+        }
+        crate::sytrd::sym_tridiagonal_blocked(a, crate::sytrd::block_for(n), par)
+    })
 }
 
 /// The smallest and largest eigenvalues of the symmetric matrix `h`, without the full spectrum:

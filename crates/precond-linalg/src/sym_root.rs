@@ -354,14 +354,17 @@ pub fn sym_inverse_root_into(
             reason: format!("must be finite and >= 0, got {eps}"),
         });
     }
-    ws.power_into(
-        a,
-        eps,
-        -1.0 / root,
-        out,
-        "A",
-        "A + eps*I (eigenvalue index, ascending)",
-    )
+    let par = ws.par;
+    crate::pool::on_pool(par, || {
+        ws.power_into(
+            a,
+            eps,
+            -1.0 / root,
+            out,
+            "A",
+            "A + eps*I (eigenvalue index, ascending)",
+        )
+    })
 }
 
 /// `out = A^(1/2)` for a symmetric positive definite `A` (internal: the Kronecker diagnostics).
@@ -372,7 +375,8 @@ pub(crate) fn sym_sqrt_into(
     what: &'static str,
     pd_what: &'static str,
 ) -> Result<()> {
-    ws.power_into(a, 0.0, 0.5, out, what, pd_what).map(|_| ())
+    let par = ws.par;
+    crate::pool::on_pool(par, || ws.power_into(a, 0.0, 0.5, out, what, pd_what)).map(|_| ())
 }
 
 /// The symmetric eigendecomposition `A = Q diag(λ) Qᵀ` (SOAP's eigenbasis of a Kronecker
@@ -410,7 +414,8 @@ pub fn sym_eigh_into(
             got: eigvals.len(),
         });
     }
-    let e = ws.decompose(a, "A")?;
+    let par = ws.par;
+    let e = crate::pool::on_pool(par, || ws.decompose(a, "A"))?;
     for (dst, &l) in eigvals.iter_mut().zip(&ws.w) {
         *dst = unscale(l, e, "eigenvalue of A")?;
     }

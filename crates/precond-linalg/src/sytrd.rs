@@ -22,7 +22,7 @@ use faer::{Accum, Mat, MatMut, MatRef, Par};
 use crate::alloc::{try_vec, try_zeros};
 use crate::error::Result;
 use crate::two_stage::kernels::{axpy, dot, make_householder};
-use crate::two_stage::symm::{Simd, col, col_mut, symv_lower};
+use crate::two_stage::symm::{SYMV_PAR_MIN_M, Simd, col, col_mut, symv_lower, symv_split};
 
 /// Panel width of the blocked reduction for an `n × n` matrix: narrow panels while the matrix
 /// sits in the caches (the panel's corrections cost `O(n · nb)` per column, the trailing
@@ -141,17 +141,30 @@ pub(crate) fn sytrd_lower(
             }
             let (_, right) = loc.rb_mut().split_at_col_mut(b);
             let a22 = right.subrows_mut(b, m2);
-            triangular::matmul(
-                a22,
-                BlockStructure::TriangularLower,
-                Accum::Add,
-                vw.as_ref().submatrix(b, 0, m2, 2 * b),
-                BlockStructure::Rectangular,
-                wv.as_ref().submatrix(b, 0, m2, 2 * b).transpose(),
-                BlockStructure::Rectangular,
-                -1.0,
-                if m2 * m2 < 128 * 128 { Par::Seq } else { par },
-            );
+            let lhs = vw.as_ref().submatrix(b, 0, m2, 2 * b);
+            let rhs = wv.as_ref().submatrix(b, 0, m2, 2 * b);
+            if par.degree() >= 2 && m2 > SYMV_PAR_MIN_M {
+                // each thread updates the columns its half of the next matrix–vector products
+                // reads (the same split), so those columns are in that core's L2 when read
+                let (left, rest) = a22.split_at_col_mut(symv_split(m2));
+                let s = left.ncols();
+                rayon::join(
+                    || update_columns(left, 0, lhs, rhs),
+                    || update_columns(rest, s, lhs, rhs),
+                );
+            } else {
+                triangular::matmul(
+                    a22,
+                    BlockStructure::TriangularLower,
+                    Accum::Add,
+                    lhs,
+                    BlockStructure::Rectangular,
+                    rhs.transpose(),
+                    BlockStructure::Rectangular,
+                    -1.0,
+                    if m2 * m2 < 128 * 128 { Par::Seq } else { par },
+                );
+            }
         }
         for t in 0..b {
             loc[(t + 1, t)] = e[i + t];
@@ -160,6 +173,41 @@ pub(crate) fn sytrd_lower(
     }
     if n > 0 {
         d[n - 1] = a[(n - 1, n - 1)];
+    }
+}
+
+/// `A[.., c0..c0+k] ← A[.., c0..c0+k] − L Rᵀ` on the lower triangle of the trailing matrix,
+/// for the `k` columns of `dst` (rows `0..m2` of the trailing matrix, columns from `c0`): the
+/// triangular diagonal block and the rectangle below it, each one sequential faer product.
+fn update_columns(dst: MatMut<'_, f64>, c0: usize, lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>) {
+    let k = dst.ncols();
+    let m2 = dst.nrows();
+    if k == 0 {
+        return;
+    }
+    let (_, rows) = dst.split_at_row_mut(c0);
+    let (diag, below) = rows.split_at_row_mut(k);
+    let r = rhs.subrows(c0, k).transpose();
+    triangular::matmul(
+        diag,
+        BlockStructure::TriangularLower,
+        Accum::Add,
+        lhs.subrows(c0, k),
+        BlockStructure::Rectangular,
+        r,
+        BlockStructure::Rectangular,
+        -1.0,
+        Par::Seq,
+    );
+    if c0 + k < m2 {
+        faer::linalg::matmul::matmul(
+            below,
+            Accum::Add,
+            lhs.subrows(c0 + k, m2 - c0 - k),
+            r,
+            -1.0,
+            Par::Seq,
+        );
     }
 }
 

@@ -287,3 +287,40 @@ fn sym_cond_fast_path_matches_the_dense_spectrum_to_1e_10() {
         Err(LinalgError::NotPositiveDefinite { .. })
     ));
 }
+
+/// `kernel::tridiagonal_eigenvalues` (DSTERF's algorithm): the 1-D Laplacian
+/// `tridiag(−1, 2, −1)` has `λ_k = 2 − 2cos(kπ/(n+1))`, each within `4nε‖T‖`; bad input is a
+/// typed error naming what is wrong.
+#[test]
+fn tridiagonal_eigenvalues_of_the_laplacian_and_bad_input() {
+    use precond_linalg::kernel::tridiagonal_eigenvalues;
+    for n in [1usize, 2, 7, 100, 333] {
+        let d = vec![2.0; n];
+        let e = vec![-1.0; n - 1];
+        let got = tridiagonal_eigenvalues(&d, &e).unwrap();
+        for (k, g) in got.iter().enumerate() {
+            let want =
+                2.0 - 2.0 * (((k + 1) as f64) * std::f64::consts::PI / ((n + 1) as f64)).cos();
+            assert!(
+                (g - want).abs() <= 4.0 * n as f64 * EPS * 4.0,
+                "n={n} k={k}: {g} vs {want}"
+            );
+        }
+    }
+    assert!(matches!(
+        tridiagonal_eigenvalues(&[], &[]),
+        Err(LinalgError::Empty { .. })
+    ));
+    assert!(matches!(
+        tridiagonal_eigenvalues(&[1.0, 2.0], &[]),
+        Err(LinalgError::DimensionMismatch {
+            expected: 1,
+            got: 0,
+            ..
+        })
+    ));
+    assert!(matches!(
+        tridiagonal_eigenvalues(&[1.0, 2.0, 3.0], &[0.5, f64::NAN]),
+        Err(LinalgError::NonFinite { row: 1, col: 1, .. })
+    ));
+}

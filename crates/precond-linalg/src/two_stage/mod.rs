@@ -48,6 +48,46 @@ pub(crate) fn tridiagonal_eigenvalues(d: &[f64], e: &[f64]) -> Result<Vec<f64>> 
     first_or_qr(d, e, tridiagonal_eigenvalues_pwk)
 }
 
+/// All eigenvalues, ascending, of the symmetric tridiagonal matrix with diagonal `d` and
+/// off-diagonal `e` (`e.len() + 1 == d.len()`): LAPACK `DSTERF`'s root-free Pal–Walker–Kahan
+/// QL/QR iteration (the last stage of [`sym_spectrum`](crate::sym_spectrum)), each eigenvalue
+/// with absolute error `O(ε‖T‖₂)`, `O(n²)` flops; faer's implicit QR iteration if it does not
+/// converge.
+///
+/// # Errors
+/// [`LinalgError::Empty`](crate::LinalgError::Empty) for `n = 0`,
+/// [`LinalgError::DimensionMismatch`](crate::LinalgError::DimensionMismatch) when
+/// `e.len() + 1 ≠ d.len()`, [`LinalgError::NonFinite`](crate::LinalgError::NonFinite) naming
+/// the first non-finite entry (row = index, column 0 for `d`, 1 for `e`),
+/// [`LinalgError::NoConvergence`](crate::LinalgError::NoConvergence) if the QR fallback fails.
+pub fn tridiagonal_eigenvalues_checked(d: &[f64], e: &[f64]) -> Result<Vec<f64>> {
+    if d.is_empty() {
+        return Err(crate::LinalgError::Empty {
+            what: "diagonal of the tridiagonal matrix",
+            rows: 0,
+            cols: 0,
+        });
+    }
+    if e.len() + 1 != d.len() {
+        return Err(crate::LinalgError::DimensionMismatch {
+            what: "off-diagonal length (must be the diagonal's minus one)",
+            expected: d.len() - 1,
+            got: e.len(),
+        });
+    }
+    for (col, v) in [d, e].into_iter().enumerate() {
+        if let Some(row) = v.iter().position(|x| !x.is_finite()) {
+            return Err(crate::LinalgError::NonFinite {
+                what: "tridiagonal matrix (column 0: diagonal, column 1: off-diagonal)",
+                row,
+                col,
+                value: v[row],
+            });
+        }
+    }
+    tridiagonal_eigenvalues(d, e)
+}
+
 /// Eigenvalues by `first` (in place on copies of `d` and `e[..n − 1]`), by faer's QR iteration
 /// if it fails.
 fn first_or_qr(

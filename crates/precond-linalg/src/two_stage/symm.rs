@@ -130,7 +130,7 @@ pub(crate) fn symv_lower(
         symv_columns(a, v, y, 0, m, simd);
         return;
     }
-    let s = ((m as f64 * (1.0 - std::f64::consts::FRAC_1_SQRT_2)) as usize) / 4 * 4;
+    let s = symv_split(m);
     let spare = &mut spare[..m];
     spare[s..].fill(0.0);
     rayon::join(
@@ -140,6 +140,13 @@ pub(crate) fn symv_lower(
     for (d, x) in y[s..].iter_mut().zip(&spare[s..]) {
         *d += x;
     }
+}
+
+/// Where [`symv_lower`] splits the columns of an `m × m` lower triangle between its two
+/// threads: the first `s` columns hold half the triangle's area (`s ≈ m (1 − 1/√2)`), rounded
+/// down to the four-column blocks of the kernel.
+pub(crate) fn symv_split(m: usize) -> usize {
+    ((m as f64 * (1.0 - std::f64::consts::FRAC_1_SQRT_2)) as usize) / 4 * 4
 }
 
 /// Adds the contributions of columns `j0..j1` of the lower triangle of `A` to `y` (rows `≥ j0`
