@@ -327,8 +327,8 @@ mod tests {
         // through the product of all σ is not available by bisection, so compare σ_max with
         // Gershgorin-free closed bounds: ‖B‖₂ ∈ [max column norm, ‖B‖_F]
         let n = 30;
-        let d: Vec<f64> = (0..n as i32).map(|i| 10f64.powi(-i)).collect();
-        let e: Vec<f64> = (0..n as i32 - 1).map(|i| 10f64.powi(-i)).collect();
+        let d: Vec<f64> = (0..n).map(|i| 10f64.powi(-i)).collect();
+        let e: Vec<f64> = (0..n - 1).map(|i| 10f64.powi(-i)).collect();
         let (x, _) = bidiagonal_extremes(&d, &e).expect("small");
         let fro = d.iter().chain(&e).map(|v| v * v).sum::<f64>().sqrt();
         assert!((2f64.sqrt() * 0.999..=fro).contains(&x), "{x}");
