@@ -49,7 +49,19 @@ impl Optimizer {
     /// unsharded coordinates: the local index plus [`Optimizer::shard_offset`].
     pub fn step<T: StepFloat>(&mut self, params: &mut [T], grads: &[T]) -> Result<StepOutcome> {
         let off = self.shard_offset();
-        match self.step_local(params, grads) {
+        // A long step runs its passes (the pre-scan, each part's update) on the rayon pool as a
+        // whole: one hand-off from the caller's thread instead of one locked, sleeping
+        // `rayon::join` from outside the pool per pass (each split inside is then
+        // worker-to-worker).
+        let on_pool = self.n >= ParallelParams::default().threshold
+            && rayon::current_num_threads() > 1
+            && rayon::current_thread_index().is_none();
+        let r = if on_pool {
+            rayon::scope(|_| self.step_local(params, grads))
+        } else {
+            self.step_local(params, grads)
+        };
+        match r {
             Ok(mut o) => {
                 o.nonfinite_index = o.nonfinite_index.map(|i| i + off);
                 Ok(o)
