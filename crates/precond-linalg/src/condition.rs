@@ -185,11 +185,15 @@ pub(crate) fn extremes_scaled(
 /// below), then only the two extreme singular values of that bidiagonal, by bisection
 /// ([`bidiagonal_extremes`]): the `min(m, n) − 2` values between are never computed.
 fn extremes_unscaled(a: MatRef<'_, f64>, params: &SvdParams) -> Result<(f64, f64)> {
-    let (d, e) = if a.nrows().min(a.ncols()) >= params.two_stage_min_n {
-        bidiagonal_two_stage_checked(a, params.band_width, faer::get_global_parallelism())?
-    } else {
-        crate::dense::bidiagonal(a)?
-    };
+    let k = a.nrows().min(a.ncols());
+    let par = faer::get_global_parallelism();
+    let (d, e) = crate::pool::on_pool(par, k, || {
+        if k >= params.two_stage_min_n {
+            bidiagonal_two_stage_checked(a, params.band_width, par)
+        } else {
+            crate::dense::bidiagonal(a)
+        }
+    })?;
     bidiagonal_extremes(&d, &e)
 }
 

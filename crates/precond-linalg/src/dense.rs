@@ -154,14 +154,16 @@ impl Lu {
             "workspace of the LU factorization",
             pplu::factor::lu_in_place_scratch::<usize, f64>(n, n, par, Default::default()),
         )?;
-        pplu::factor::lu_in_place(
-            lu.as_mut(),
-            &mut fwd,
-            &mut bwd,
-            par,
-            MemStack::new(&mut mem),
-            Default::default(),
-        );
+        crate::pool::on_pool(par, n, || {
+            pplu::factor::lu_in_place(
+                lu.as_mut(),
+                &mut fwd,
+                &mut bwd,
+                par,
+                MemStack::new(&mut mem),
+                Default::default(),
+            )
+        });
         Ok(Self { lu, fwd, bwd })
     }
 

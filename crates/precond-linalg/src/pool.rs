@@ -10,12 +10,18 @@
 
 use faer::Par;
 
-/// Runs `f` on a thread of the current rayon pool when `par` has at least two threads (one
-/// hand-off for the whole call, see the module documentation), else on the calling thread.
-/// Called from inside a pool it runs in place (`rayon::scope` does not hop when already on a
-/// worker).
-pub(crate) fn on_pool<R: Send>(par: Par, f: impl FnOnce() -> R + Send) -> R {
-    if par.degree() >= 2 {
+/// Below this order the routines wrapped by [`on_pool`] run no parallel kernel (faer's
+/// products split from 128 × 128 on; the matrix–vector products from
+/// [`SYMV_PAR_MIN_M`](crate::two_stage::symm::SYMV_PAR_MIN_M)): the hand-off would be pure
+/// cost.
+pub(crate) const ON_POOL_MIN_N: usize = 128;
+
+/// Runs `f` on a thread of the current rayon pool when `par` has at least two threads and the
+/// order `n ≥` [`ON_POOL_MIN_N`] (one hand-off for the whole call, see the module
+/// documentation), else on the calling thread. Called from inside a pool it runs in place
+/// (`rayon::scope` does not hop when already on a worker).
+pub(crate) fn on_pool<R: Send>(par: Par, n: usize, f: impl FnOnce() -> R + Send) -> R {
+    if par.degree() >= 2 && n >= ON_POOL_MIN_N && rayon::current_thread_index().is_none() {
         rayon::scope(|_| f())
     } else {
         f()

@@ -190,7 +190,7 @@ pub(crate) fn tridiagonalize(
     params: &SymSpectrumParams,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let n = a.nrows();
-    crate::pool::on_pool(par, || {
+    crate::pool::on_pool(par, n, || {
         if n >= params.two_stage_min_n {
             return sym_tridiagonal_two_stage(a, params.band_width, par);
         }

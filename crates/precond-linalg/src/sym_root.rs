@@ -355,7 +355,7 @@ pub fn sym_inverse_root_into(
         });
     }
     let par = ws.par;
-    crate::pool::on_pool(par, || {
+    crate::pool::on_pool(par, ws.n, || {
         ws.power_into(
             a,
             eps,
@@ -376,7 +376,7 @@ pub(crate) fn sym_sqrt_into(
     pd_what: &'static str,
 ) -> Result<()> {
     let par = ws.par;
-    crate::pool::on_pool(par, || ws.power_into(a, 0.0, 0.5, out, what, pd_what)).map(|_| ())
+    crate::pool::on_pool(par, ws.n, || ws.power_into(a, 0.0, 0.5, out, what, pd_what)).map(|_| ())
 }
 
 /// The symmetric eigendecomposition `A = Q diag(λ) Qᵀ` (SOAP's eigenbasis of a Kronecker
@@ -415,7 +415,7 @@ pub fn sym_eigh_into(
         });
     }
     let par = ws.par;
-    let e = crate::pool::on_pool(par, || ws.decompose(a, "A"))?;
+    let e = crate::pool::on_pool(par, ws.n, || ws.decompose(a, "A"))?;
     for (dst, &l) in eigvals.iter_mut().zip(&ws.w) {
         *dst = unscale(l, e, "eigenvalue of A")?;
     }

@@ -149,7 +149,25 @@ fn child() {
             "the address-space limit did not take effect"
         );
     }
-    println!("held {} free N x N regions", held.len());
+    // the routines run their parallel parts on the pool's threads (and some run wholly on
+    // one of them): a worker's own allocator arena may also have room left, so each pool
+    // thread takes and holds what fits there too
+    let per_worker: Vec<Vec<Vec<f64>>> = rayon::broadcast(|_| {
+        let mut mine = Vec::new();
+        loop {
+            let mut probe: Vec<f64> = Vec::new();
+            if probe.try_reserve_exact(N * N).is_err() || mine.len() >= 8 {
+                break;
+            }
+            mine.push(probe);
+        }
+        mine
+    });
+    let worker_held: usize = per_worker.iter().map(Vec::len).sum();
+    println!(
+        "held {} free N x N regions (and {worker_held} on the pool's threads)",
+        held.len()
+    );
 
     let a = big.as_ref();
     expect_oom("cond2", cond2(a), nn_bytes);
