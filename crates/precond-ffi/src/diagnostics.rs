@@ -157,15 +157,16 @@ fn write_matrix(m: MatRef<'_, f64>, lay: Layout, out: &mut [f64]) {
 
 /// Computes the 2-norm condition number `κ(A) = σ_max/σ_min` of the `nrows × ncols` matrix `a`
 /// (THEORY.md notation; for `nrows ≠ ncols` the smallest of the `min(nrows, ncols)` singular
-/// values is used, as `numpy.linalg.cond`). Cost: one SVD without vectors.
+/// values is used, as `numpy.linalg.cond`). Cost: one bidiagonal reduction, then only the two
+/// extreme singular values by bisection (never the ones between; precond-linalg's `cond2`).
 ///
 /// Ownership: reads `a`, writes `*out` (caller-owned); nothing is retained.
 /// Thread-safety: may be called concurrently from any number of threads.
 ///
 /// Errors: `PRECOND_NULL_POINTER` (`a`, `out`), `PRECOND_INVALID_ARGUMENT` (bad `layout`, a zero
 /// dimension), `PRECOND_DIMENSION_MISMATCH` (`nrows*ncols` overflows), `PRECOND_NON_FINITE`
-/// (naming row and column), `PRECOND_NUMERICAL_FAILURE` (SVD did not converge). `*out` is
-/// written only on success.
+/// (naming row and column), `PRECOND_NUMERICAL_FAILURE` (`σ_max` above `DBL_MAX`),
+/// `PRECOND_OUT_OF_MEMORY`. `*out` is written only on success.
 ///
 /// # Safety
 /// `a` must point to `nrows*ncols` readable doubles and `out` to a writable `precond_cond2_t`.
