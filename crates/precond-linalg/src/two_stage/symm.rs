@@ -102,8 +102,14 @@ impl Simd {
     }
 }
 
-/// From this dimension on, [`symv_lower`] runs on two threads when `par` allows.
-pub(crate) const SYMV_PAR_MIN_M: usize = 640;
+/// From this dimension on, [`symv_lower`] runs on two threads when `par` allows (and the
+/// blocked tridiagonalization splits its trailing update the same way). Measured on the 2-core
+/// Intel Xeon of session 12 with the reduction on the pool as a whole (`pool::on_pool`: each
+/// split is then a worker-to-worker join, not a locked hand-off from outside the pool), all
+/// eigenvalues with the threshold at 256 against 640, interleaved binaries: n = 260 and 300
+/// equal within noise, n = 400 5.1–6.4 vs 5.6–6.7 ms, 500 8.0–8.9 vs 9.4–10.7, 600 12.0–14.2 vs
+/// 14.0–17.6. (640 was measured when every split was such a hand-off.)
+pub(crate) const SYMV_PAR_MIN_M: usize = 320;
 
 /// `y ← A v` (`y` overwritten) for symmetric `A` (`m × m`, only its lower triangle is read,
 /// unit row stride), BLAS `DSYMV` with `UPLO = 'L'`: the matrix–vector product of the blocked
