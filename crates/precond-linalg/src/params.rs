@@ -24,7 +24,7 @@ use crate::error::{LinalgError, Result};
 /// Default of [`SymSpectrumParams::two_stage_min_n`] on CPUs without AVX-512 (AMD EPYC, AVX2).
 const SYM_TWO_STAGE_MIN_N: usize = 1800;
 /// Default of [`SymSpectrumParams::two_stage_min_n`] on CPUs with AVX-512F (Intel Xeon).
-const SYM_TWO_STAGE_MIN_N_AVX512: usize = 1500;
+const SYM_TWO_STAGE_MIN_N_AVX512: usize = 1900;
 /// Default of [`SvdParams::two_stage_min_n`] on CPUs without AVX-512 (AMD EPYC, AVX2).
 const SVD_TWO_STAGE_MIN_N: usize = 1280;
 /// Default of [`SvdParams::two_stage_min_n`] on CPUs with AVX-512F (Intel Xeon).
@@ -73,9 +73,13 @@ pub struct SymSpectrumParams {
     /// ([`kernel::sym_eigenvalues_two_stage`](crate::kernel::sym_eigenvalues_two_stage)) is used;
     /// below it the blocked one-stage Householder reduction
     /// ([`kernel::sym_eigenvalues_blocked`](crate::kernel::sym_eigenvalues_blocked), LAPACK
-    /// `DSYTRD`). Default 1500 with AVX-512F: on the 2-core Intel Xeon of `BENCHMARKS.md`
-    /// (session 11) the two-stage path takes 1.39× the blocked reduction's time at n = 1000,
-    /// 0.99× at 1500, 0.86× at 2000 and 0.79× at 3000. Default 1800 on CPUs without AVX-512:
+    /// `DSYTRD`). Default 1900 with AVX-512F: on the 2-core Intel Xeon of `BENCHMARKS.md`
+    /// (session 12, both reductions on the pool as a whole, the matrix–vector products on two
+    /// threads from m = 320; `sym_spectrum_with_params` forced on each path, median of 3–7
+    /// interleaved calls) the two-stage path takes 1.56× the blocked reduction's time at
+    /// n = 1000, 1.32× at 1200, 1.10× at 1500, 1.01× at 1800, 0.98× at 2000, 0.89× at 2500 and
+    /// 0.85× at 3000 (session 11, before those changes: 0.99× at 1500). Default 1800 on CPUs
+    /// without AVX-512:
     /// measured on the 2-core AVX2 machine (AMD EPYC) against faer's unblocked one-stage
     /// reduction (faster at n = 1000 and 1500, the two-stage path at n = 2000); the blocked
     /// reduction is faster than faer's, so the crossover there is at least that (not

@@ -16,7 +16,7 @@ fn defaults_are_the_documented_values() {
     #[cfg(not(target_arch = "x86_64"))]
     let avx512 = false;
     let (sym_min, svd_min, cond2_min) = if avx512 {
-        (1500, 256, 500)
+        (1900, 256, 500)
     } else {
         (1800, 1280, 1280)
     };
