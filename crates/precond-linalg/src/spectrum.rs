@@ -190,12 +190,11 @@ pub(crate) fn tridiagonalize(
     params: &SymSpectrumParams,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let n = a.nrows();
-    crate::pool::on_pool(par, n, || {
-        if n >= params.two_stage_min_n {
-            return sym_tridiagonal_two_stage(a, params.band_width, par);
-        }
-        crate::sytrd::sym_tridiagonal_blocked(a, crate::sytrd::block_for(n), par)
-    })
+    // both reductions run on the rayon pool as a whole (`pool::on_pool`)
+    if n >= params.two_stage_min_n {
+        return sym_tridiagonal_two_stage(a, params.band_width, par);
+    }
+    crate::sytrd::sym_tridiagonal_blocked(a, crate::sytrd::block_for(n), par)
 }
 
 /// The smallest and largest eigenvalues of the symmetric matrix `h`, without the full spectrum:

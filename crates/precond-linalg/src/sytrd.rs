@@ -78,7 +78,9 @@ pub(crate) fn sym_tridiagonal_blocked(
     let mut e = try_vec("tridiagonal off-diagonal", n.saturating_sub(1), 0.0)?;
     let mut tau = try_vec("Householder coefficients", n.saturating_sub(1), 0.0)?;
     let mut work = SytrdWork::new(n, nb)?;
-    sytrd_lower(a.as_mut(), &mut d, &mut e, &mut tau, nb, par, &mut work);
+    crate::pool::on_pool(par, n, || {
+        sytrd_lower(a.as_mut(), &mut d, &mut e, &mut tau, nb, par, &mut work);
+    });
     Ok((d, e))
 }
 

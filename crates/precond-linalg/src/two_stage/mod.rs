@@ -38,7 +38,10 @@ pub(crate) fn sym_tridiagonal_two_stage(
     b: usize,
     par: Par,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
-    sym_band_to_tridiagonal(sym_dense_to_band(a, b, par)?, par)
+    let n = a.nrows();
+    crate::pool::on_pool(par, n, || {
+        sym_band_to_tridiagonal(sym_dense_to_band(a, b, par)?, par)
+    })
 }
 
 /// Ascending eigenvalues of the symmetric tridiagonal matrix `(d, e)` (`e.len() ≥ n − 1`) by

@@ -273,12 +273,14 @@ pub(crate) fn bidiagonal_two_stage_checked(
         a.transpose()
     };
     let (m, n) = a.shape();
-    let dense = if 3 * m >= 5 * n {
-        let mut qr = try_to_owned(W, a)?;
-        let _ = panel_qr(qr.as_mut(), par)?;
-        try_mat_from_fn(W, n, n, |i, j| if i <= j { qr[(i, j)] } else { 0.0 })?
-    } else {
-        try_to_owned(W, a)?
-    };
-    upper_band_to_bidiagonal(dense_to_upper_band(dense, b, par)?)
+    crate::pool::on_pool(par, n, || {
+        let dense = if 3 * m >= 5 * n {
+            let mut qr = try_to_owned(W, a)?;
+            let _ = panel_qr(qr.as_mut(), par)?;
+            try_mat_from_fn(W, n, n, |i, j| if i <= j { qr[(i, j)] } else { 0.0 })?
+        } else {
+            try_to_owned(W, a)?
+        };
+        upper_band_to_bidiagonal(dense_to_upper_band(dense, b, par)?)
+    })
 }
