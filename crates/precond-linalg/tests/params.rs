@@ -156,3 +156,41 @@ fn invalid_values_are_errors() {
         "band_width",
     );
 }
+
+/// The routines that hand themselves to the rayon pool (`pool::on_pool`) give the same bits
+/// whether called from outside the pool (one hand-off) or from a worker (run in place): the
+/// hand-off moves the work, it never changes the arithmetic (sizes past every two-thread
+/// threshold: the matrix–vector products, the split trailing update, the LU and the
+/// bidiagonalization on two threads, the two-stage paths).
+#[test]
+fn results_do_not_depend_on_the_calling_thread() {
+    let h = random_spd(820, 0.1, 21);
+    let a = random_mat(760, 740, 22);
+    let mut two = SymSpectrumParams::default();
+    two.two_stage_min_n = 1;
+    let outside = (
+        sym_spectrum(h.as_ref()).unwrap(),
+        sym_spectrum_with_params(h.as_ref(), 1e-12, &two).unwrap(),
+        cond2(a.as_ref()).unwrap(),
+        cond_estimate_lu(h.as_ref()).unwrap(),
+    );
+    let inside = rayon::scope(|_| {
+        (
+            sym_spectrum(h.as_ref()).unwrap(),
+            sym_spectrum_with_params(h.as_ref(), 1e-12, &two).unwrap(),
+            cond2(a.as_ref()).unwrap(),
+            cond_estimate_lu(h.as_ref()).unwrap(),
+        )
+    });
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&outside.0.eigenvalues), bits(&inside.0.eigenvalues));
+    assert_eq!(bits(&outside.1.eigenvalues), bits(&inside.1.eigenvalues));
+    assert_eq!(
+        bits(&[outside.2.sigma_max, outside.2.sigma_min]),
+        bits(&[inside.2.sigma_max, inside.2.sigma_min])
+    );
+    assert_eq!(
+        outside.3.kappa1_estimate.to_bits(),
+        inside.3.kappa1_estimate.to_bits()
+    );
+}
