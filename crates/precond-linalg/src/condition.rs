@@ -168,16 +168,13 @@ pub(crate) fn extremes_scaled(
     params: &SvdParams,
 ) -> Result<(f64, f64, i32)> {
     check_shape(a, what)?;
-    match checked_scaled(a, what)? {
-        Some((s, e)) => {
-            let (x, n) = extremes_unscaled(s.as_ref(), params)?;
-            Ok((x, n, e))
-        }
-        None => {
-            let (x, n) = extremes_unscaled(a, params)?;
-            Ok((x, n, 0))
-        }
-    }
+    let copy = checked_scaled(a, what)?;
+    let (m, e) = match &copy {
+        Some((s, e)) => (s.as_ref(), *e),
+        None => (a, 0),
+    };
+    let (x, n) = extremes_unscaled(m, params)?;
+    Ok((x, n, e))
 }
 
 /// `(σ_max, σ_min)` of an already checked (and scaled) matrix: its upper bidiagonal (the

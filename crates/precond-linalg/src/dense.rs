@@ -60,7 +60,6 @@ pub(crate) const BIDIAG_PAR_MIN_N: usize = 700;
 /// one-stage bidiagonalization (`bidiag_in_place`, what `a.singular_values()` starts with) on a
 /// copy, with one-column reflector blocks (only `B` is used).
 pub(crate) fn bidiagonal(a: MatRef<'_, f64>) -> Result<(Vec<f64>, Vec<f64>)> {
-    use faer::linalg::qr::no_pivoting::factor as qr;
     use faer::linalg::svd::bidiag;
     const W: &str = "buffers of the bidiagonalization";
     let a = if a.nrows() >= a.ncols() {
@@ -75,21 +74,7 @@ pub(crate) fn bidiagonal(a: MatRef<'_, f64>) -> Result<(Vec<f64>, Vec<f64>)> {
         faer::get_global_parallelism()
     };
     let mut b = if 6 * m > 11 * n {
-        let bs = qr::recommended_block_size::<f64>(m, n);
-        let mut f = crate::alloc::try_to_owned(W, a)?;
-        let mut t = try_zeros(W, bs, n)?;
-        let mut mem = try_mem(
-            W,
-            qr::qr_in_place_scratch::<f64>(m, n, bs, par, Default::default()),
-        )?;
-        qr::qr_in_place(
-            f.as_mut(),
-            t.as_mut(),
-            par,
-            MemStack::new(&mut mem),
-            Default::default(),
-        );
-        crate::alloc::try_mat_from_fn(W, n, n, |i, j| if i <= j { f[(i, j)] } else { 0.0 })?
+        crate::two_stage::qr_r(a, par)?
     } else {
         crate::alloc::try_to_owned(W, a)?
     };

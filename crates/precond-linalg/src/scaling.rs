@@ -138,20 +138,21 @@ pub(crate) fn scale_in_place(a: &mut Mat<f64>, e: i32) {
 /// `a` divided by a power of two so that its largest entry is in `[1, 2)` when it is outside the
 /// safe range, as an owned copy, with the exponent; `None` when `a` is used as it is.
 pub(crate) fn scaled(a: MatRef<'_, f64>) -> Result<Option<(Mat<f64>, i32)>> {
-    match needs_scaling(a) {
-        Some(e) => Ok(Some((scaled_copy(a, e)?, e))),
-        None => Ok(None),
-    }
+    scaled_by(a, needs_scaling(a))
 }
 
-/// `a · 2⁻ᵉ` as an owned copy.
-fn scaled_copy(a: MatRef<'_, f64>, e: i32) -> Result<Mat<f64>> {
-    crate::alloc::try_mat_from_fn(
+/// `(a · 2⁻ᵉ, e)` as an owned copy for `Some(e)`, `None` for `None`.
+fn scaled_by(a: MatRef<'_, f64>, e: Option<i32>) -> Result<Option<(Mat<f64>, i32)>> {
+    let Some(e) = e else {
+        return Ok(None);
+    };
+    let s = crate::alloc::try_mat_from_fn(
         "rescaled copy of the matrix",
         a.nrows(),
         a.ncols(),
         |i, j| ldexp(a[(i, j)], -e),
-    )
+    )?;
+    Ok(Some((s, e)))
 }
 
 /// [`scaled`] of a matrix whose finiteness is checked in the same pass: one read of `a` for
@@ -167,10 +168,7 @@ pub(crate) fn checked_scaled(
     if nan || !amax.is_finite() {
         crate::layout::check_finite(a, what)?;
     }
-    match scaling_for(amax) {
-        Some(e) => Ok(Some((scaled_copy(a, e)?, e))),
-        None => Ok(None),
-    }
+    scaled_by(a, scaling_for(amax))
 }
 
 /// Scales an owned matrix in place when needed; returns the exponent (0 when unscaled).

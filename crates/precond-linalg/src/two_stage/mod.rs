@@ -29,7 +29,7 @@ use crate::params::check_band_width;
 use crate::scaling::{scale_owned, scaled};
 
 pub(crate) use pwk::tridiagonal_eigenvalues_pwk;
-pub(crate) use svd::{bidiagonal_two_stage_checked, singular_values_two_stage_checked};
+pub(crate) use svd::{bidiagonal_two_stage_checked, qr_r, singular_values_two_stage_checked};
 pub(crate) use sym::{sym_band_to_tridiagonal, sym_dense_to_band};
 
 /// Tridiagonal `(d, e)` of the symmetric matrix `a` (lower triangle read) by the two stages.

@@ -33,6 +33,15 @@ impl UpperBand {
     }
 }
 
+/// The `n × n` triangular factor `R` of the QR factorization of a tall `m × n` matrix (its
+/// singular values are `a`'s; the orthogonal factor is not kept).
+pub(crate) fn qr_r(a: MatRef<'_, f64>, par: Par) -> Result<Mat<f64>> {
+    let n = a.ncols();
+    let mut qr = try_to_owned(W, a)?;
+    let _ = panel_qr(qr.as_mut(), par)?;
+    try_mat_from_fn(W, n, n, |i, j| if i <= j { qr[(i, j)] } else { 0.0 })
+}
+
 /// faer's QR of `a` in place (`V` below the diagonal) returning the block reflector (one block
 /// for panels of at most 64 columns, which are factored on one thread: measured faster).
 fn panel_qr(mut a: faer::MatMut<'_, f64>, par: Par) -> Result<BlockReflector> {
@@ -275,9 +284,7 @@ pub(crate) fn bidiagonal_two_stage_checked(
     let (m, n) = a.shape();
     crate::pool::on_pool(par, n, || {
         let dense = if 3 * m >= 5 * n {
-            let mut qr = try_to_owned(W, a)?;
-            let _ = panel_qr(qr.as_mut(), par)?;
-            try_mat_from_fn(W, n, n, |i, j| if i <= j { qr[(i, j)] } else { 0.0 })?
+            qr_r(a, par)?
         } else {
             try_to_owned(W, a)?
         };
