@@ -219,6 +219,13 @@ typedef enum precond_grad_norm_mode_t {
 typedef struct precond_optimizer_t precond_optimizer_t;
 
 /**
+ * A workspace for inverse roots of `n × n` matrices (opaque; create with
+ * `precond_sym_root_new`, release with `precond_sym_root_free`): every buffer of the
+ * eigendecomposition and of the root, so that `precond_sym_inverse_root` allocates nothing.
+ */
+typedef struct precond_sym_root_t precond_sym_root_t;
+
+/**
  * Condition numbers of the extended data matrix `X̄ = [1ᵀ; X]` (`(d + 1) × N`, one column per
  * sample, the row of ones first) under the input transformations of THEORY.md §6
  * (`precond_dataset_kappa`). `κ` is the 2-norm condition number, `INFINITY` when numerically
@@ -500,6 +507,21 @@ typedef struct precond_optimizer_config_t {
      */
     size_t diag_preconditioner_len;
 } precond_optimizer_config_t;
+
+/**
+ * The eigenvalue range of the matrix given to `precond_sym_inverse_root` (before `eps` is
+ * added).
+ */
+typedef struct precond_root_info_t {
+    /**
+     * Smallest eigenvalue `λ_min(A)`.
+     */
+    double min_eigenvalue;
+    /**
+     * Largest eigenvalue `λ_max(A)`.
+     */
+    double max_eigenvalue;
+} precond_root_info_t;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1349,6 +1371,72 @@ enum precond_status_t precond_state_split(const char *config_json,
                                           uint8_t *out,
                                           size_t out_len,
                                           size_t *written);
+
+/**
+ * Creates a workspace for `n × n` inverse roots (about `6n²` doubles) whose parallel kernels
+ * use the library's thread pool (`RAYON_NUM_THREADS`).
+ *
+ * Ownership: `*out` receives a new caller-owned handle (release with `precond_sym_root_free`);
+ * on error `*out` is unchanged. Thread-safety: may be called concurrently.
+ *
+ * Errors: `PRECOND_NULL_POINTER` (`out`), `PRECOND_INVALID_ARGUMENT` (`n == 0`, a size that
+ * does not fit in memory), `PRECOND_OUT_OF_MEMORY`.
+ *
+ * # Safety
+ * `out` must point to a writable `precond_sym_root_t*`.
+ */
+enum precond_status_t precond_sym_root_new(size_t n, struct precond_sym_root_t **out);
+
+/**
+ * Releases a workspace. NULL is accepted and ignored.
+ *
+ * Ownership: takes back the handle; it must not be used afterwards.
+ * Thread-safety: no other thread may use the handle concurrently.
+ *
+ * # Safety
+ * `ws` must be NULL or a handle from `precond_sym_root_new` not freed before.
+ */
+void precond_sym_root_free(struct precond_sym_root_t *ws);
+
+/**
+ * Computes `out = (A + eps·I)^(−1/root)` for the symmetric positive semidefinite `n × n`
+ * matrix `a` (Shampoo's inverse root of a Kronecker factor, `root = 4` for a two-sided
+ * preconditioner, THEORY.md §7): from the symmetric eigendecomposition `A = Q Λ Qᵀ`,
+ * `out = Q diag((λ + eps)^(−1/root)) Qᵀ`, written as the Gram product of
+ * `Q diag((λ + eps)^(−1/(2·root)))`, so `out` is exactly symmetric. `eps ≥ 0` is added to the
+ * eigenvalues (equal to adding `eps·I`); only the symmetric part `(A + Aᵀ)/2` is used (`a` must
+ * be symmetric to `1e-6` of its largest entry). Scale-safe for any finite `A`. If `info` is
+ * not NULL it receives `λ_min(A)` and `λ_max(A)`.
+ *
+ * Cost: one tridiagonal reduction, a parallel divide and conquer for the eigenvectors, one
+ * back-transformation and one Gram product; no allocation.
+ *
+ * Ownership: reads `a`, writes `out` (`out_len == n·n` doubles in `layout`) and `*info`.
+ * Thread-safety: not concurrently on the same workspace; different workspaces may be used
+ * concurrently.
+ *
+ * Errors: `PRECOND_NULL_POINTER` (`ws`, `a`, `out`), `PRECOND_INVALID_ARGUMENT` (bad
+ * `layout`, `root ≤ 0` or not finite, `eps < 0` or not finite, `a` not symmetric, an output
+ * overlapping `a` or the other output), `PRECOND_DIMENSION_MISMATCH` (`n` is not the
+ * workspace's size, `out_len != n·n`), `PRECOND_NON_FINITE` (an entry of `a`),
+ * `PRECOND_NUMERICAL_FAILURE` (an eigenvalue with `λ + eps ≤ 0`: the message names its index
+ * and value; no convergence; a result that overflows). `out` and `*info` are written only on
+ * success.
+ *
+ * # Safety
+ * `ws` must be a live handle; `a` must point to `n·n` readable doubles, `out` to `out_len`
+ * writable doubles not overlapping `a`, `info` to a writable `precond_root_info_t`
+ * (overlapping neither) or be NULL.
+ */
+enum precond_status_t precond_sym_inverse_root(struct precond_sym_root_t *ws,
+                                               const double *a,
+                                               size_t n,
+                                               int32_t layout,
+                                               double eps,
+                                               double root,
+                                               double *out,
+                                               size_t out_len,
+                                               struct precond_root_info_t *info);
 
 #ifdef __cplusplus
 }  // extern "C"

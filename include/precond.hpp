@@ -204,7 +204,6 @@ inline precond_optimizer_config_t default_config(precond_optimizer_kind_t kind) 
     return cfg;
 }
 
-/** An optimizer over n_params parameters (owns a precond_optimizer_t). */
 /** Running statistics of a BNP group (Optimizer::bnp_stats): per input feature, the running
  *  mean and population variance. */
 struct BnpStatistics {
@@ -212,6 +211,43 @@ struct BnpStatistics {
     std::vector<double> var;
 };
 
+/** A workspace for inverse roots of n x n symmetric positive semidefinite matrices (owns a
+ *  precond_sym_root_t): Shampoo's (A + eps I)^(-1/root), its buffers reused by every call. */
+class SymRoot {
+public:
+    explicit SymRoot(std::size_t n) : n_(n) { detail::check(precond_sym_root_new(n, &ws_)); }
+    ~SymRoot() { precond_sym_root_free(ws_); }
+    SymRoot(const SymRoot &) = delete;
+    SymRoot &operator=(const SymRoot &) = delete;
+    SymRoot(SymRoot &&other) noexcept : ws_(std::exchange(other.ws_, nullptr)), n_(other.n_) {}
+    SymRoot &operator=(SymRoot &&other) noexcept {
+        if (this != &other) {
+            precond_sym_root_free(ws_);
+            ws_ = std::exchange(other.ws_, nullptr);
+            n_ = other.n_;
+        }
+        return *this;
+    }
+    /** The size n the workspace serves. */
+    std::size_t dim() const { return n_; }
+    /** out = (A + eps I)^(-1/root) (precond_sym_inverse_root), exactly symmetric, n x n in
+     *  either layout; returns the eigenvalue range of A. `out` must hold n*n values. */
+    precond_root_info_t inverse_root(span<const double> a, Layout layout, double eps, double root,
+                                     span<double> out) {
+        detail::require_len(a.size(), n_, n_, "precond::SymRoot::inverse_root (a)");
+        detail::require_len(out.size(), n_, n_, "precond::SymRoot::inverse_root (out)");
+        precond_root_info_t info{};
+        detail::check(precond_sym_inverse_root(ws_, a.data(), n_, static_cast<int32_t>(layout),
+                                               eps, root, out.data(), out.size(), &info));
+        return info;
+    }
+
+private:
+    precond_sym_root_t *ws_ = nullptr;
+    std::size_t n_;
+};
+
+/** An optimizer over n_params parameters (owns a precond_optimizer_t). */
 class Optimizer {
 public:
     /** From the JSON configuration (torch names), e.g. {"optimizer": "adamw", "lr": 1e-3}. */

@@ -14,6 +14,9 @@ Cases:
   precondition_frequency 1 (two 1024x1024 factor updates GGᵀ, GᵀG, two inverse fourth roots by
   symmetric eigendecomposition, two products) against torch doing the same arithmetic
   (`G @ G.T`, `G.T @ G`, two `torch.linalg.eigh`, the roots `Q diag(λ^-1/4) Qᵀ`, two products).
+- Shampoo's inverse root alone: `precond_sym_inverse_root` (workspace made once) on a
+  1024x1024 float64 factor `G Gᵀ` against `torch.linalg.eigh` of it and torch's root.
+`--only=muon,shampoo,root` runs a subset.
 Each round times a block of calls of each runner (order rotated per round) and keeps the block's
 median; the ratio reported is the median over rounds of torch/ours (> 1: ours faster), with its
 range.
@@ -71,6 +74,13 @@ def load():
         f.restype = ctypes.c_int
     lib.precond_optimizer_free.argtypes = [ctypes.c_void_p]
     lib.precond_last_error.restype = ctypes.c_char_p
+    lib.precond_sym_root_new.argtypes = [ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)]
+    lib.precond_sym_root_new.restype = ctypes.c_int
+    lib.precond_sym_root_free.argtypes = [ctypes.c_void_p]
+    lib.precond_sym_inverse_root.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int32,
+                                             ctypes.c_double, ctypes.c_double, ctypes.c_void_p,
+                                             ctypes.c_size_t, ctypes.c_void_p]
+    lib.precond_sym_inverse_root.restype = ctypes.c_int
     return lib
 
 
@@ -162,9 +172,50 @@ def shampoo_case(lib, d):
             "seconds": per, "torch/ours": ratio(per, "torch_eigh", "ours_step")}
 
 
+def root_case(lib, d):
+    """One inverse fourth root of a d x d Shampoo factor G Gᵀ (G standard normal, float64):
+    ours (`precond_sym_inverse_root` on a workspace made once) against `torch.linalg.eigh` alone
+    (the issue's bar) and torch's whole root `(q·λ^(-1/4)) qᵀ`."""
+    gen = torch.Generator().manual_seed(2)
+    g = torch.randn(d, d, generator=gen, dtype=torch.float64)
+    f = (g @ g.T).contiguous()
+    eps = 1e-6
+    fe = f + eps * torch.eye(d, dtype=torch.float64)
+    out = torch.empty(d, d, dtype=torch.float64)
+    ws = ctypes.c_void_p()
+    st = lib.precond_sym_root_new(d, ctypes.byref(ws))
+    if st != 0:
+        raise RuntimeError(f"sym_root_new: status {st}: {lib.precond_last_error().decode()}")
+
+    def ours():
+        st = lib.precond_sym_inverse_root(ws, ctypes.c_void_p(f.data_ptr()), d, 0, eps, 4.0,
+                                          ctypes.c_void_p(out.data_ptr()), d * d, None)
+        if st != 0:
+            raise RuntimeError(f"inverse_root: status {st}: {lib.precond_last_error().decode()}")
+
+    def torch_root():
+        lam, q = torch.linalg.eigh(fe)
+        return (q * lam.pow(-0.25)) @ q.T
+
+    ours()
+    want = torch_root()
+    err = (out - want).abs().max().item() / want.abs().max().item()
+    assert err < 1e-8, f"inverse roots differ: {err}"
+    per = rounds({"torch_eigh": lambda: torch.linalg.eigh(fe), "torch_root": torch_root, "ours_root": ours}, 3)
+    lib.precond_sym_root_free(ws)
+    return {"case": f"inverse fourth root of a {d}x{d} f64 factor", "rounds": ROUNDS, "seconds": per,
+            "max_rel_diff_vs_torch_root": err,
+            "torch_eigh/ours": ratio(per, "torch_eigh", "ours_root"),
+            "torch_root/ours": ratio(per, "torch_root", "ours_root")}
+
+
 def main():
     lib = load()
-    rows = [muon_case(lib, 1024, 1024), muon_case(lib, 4096, 1024), shampoo_case(lib, 1024)]
+    only = _arg("only", "")
+    cases = {"muon": lambda: [muon_case(lib, 1024, 1024), muon_case(lib, 4096, 1024)],
+             "shampoo": lambda: [shampoo_case(lib, 1024)],
+             "root": lambda: [root_case(lib, 1024)]}
+    rows = [r for k, f in cases.items() if not only or k in only.split(",") for r in f()]
     for r in rows:
         med = {k: statistics.median(v) * 1e3 for k, v in r["seconds"].items()}
         rats = {k: v for k, v in r.items() if "/" in k}

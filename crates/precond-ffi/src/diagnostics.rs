@@ -142,7 +142,7 @@ pub(crate) fn disjoint<T>(m: MatRef<'_, f64>, out: *const T, len: usize, arg: &s
     Ok(())
 }
 
-fn write_matrix(m: MatRef<'_, f64>, lay: Layout, out: &mut [f64]) {
+pub(crate) fn write_matrix(m: MatRef<'_, f64>, lay: Layout, out: &mut [f64]) {
     let (r, c) = (m.nrows(), m.ncols());
     for j in 0..c {
         for i in 0..r {

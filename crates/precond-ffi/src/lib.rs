@@ -74,6 +74,7 @@ mod optimizer;
 mod ptr;
 mod shard;
 mod status;
+mod sym_root;
 
 use std::ffi::{CStr, c_char};
 
@@ -104,6 +105,10 @@ pub use shard::{
     precond_optimizer_new_shard, precond_shard_range, precond_state_assemble, precond_state_split,
 };
 pub use status::{FfiError, precond_status_t};
+pub use sym_root::{
+    precond_root_info_t, precond_sym_inverse_root, precond_sym_root_free, precond_sym_root_new,
+    precond_sym_root_t,
+};
 
 /// The library version, `"MAJOR.MINOR.PATCH"` (NUL-terminated, never NULL); equals the
 /// header's `PRECOND_VERSION` when header and library match.

@@ -265,8 +265,9 @@ fn parse_ccalls(src: &str) -> Vec<Ccall> {
 }
 
 /// Julia struct name of each C struct.
-const STRUCTS: [(&str, &str); 7] = [
+const STRUCTS: [(&str, &str); 8] = [
     ("precond_cond2_t", "Cond2"),
+    ("precond_root_info_t", "RootInfo"),
     ("precond_matrix_block_t", "MatrixBlock"),
     ("precond_spectrum_t", "Spectrum"),
     ("precond_preconditioned_cond_t", "PreconditionedCond"),
@@ -304,7 +305,8 @@ fn compatible(c: &CType, j: &str) -> bool {
         "uint8_t" => &["UInt8"],
         "char" => &["Cchar", "UInt8"],
         "void" => &["Cvoid", "Nothing"],
-        "precond_optimizer_t" => &["Cvoid"],
+        // opaque handles
+        "precond_optimizer_t" | "precond_sym_root_t" => &["Cvoid"],
         // the gradient callback of precond_grad_norm_regularize: an @cfunction pointer
         "precond_gradient_fn" => &["Ptr{Cvoid}"],
         other => {

@@ -83,6 +83,7 @@ mod sym_root;
 mod symprod;
 mod sytrd;
 mod triangle;
+mod tridiag_dc;
 mod tridiagonal;
 mod two_stage;
 

@@ -2,27 +2,35 @@
 //! Shampoo's `(L + εI)^(−1/4)`, SOAP's eigenbasis of `L`, computed from one symmetric
 //! eigendecomposition in a reusable workspace, so that an optimizer step allocates nothing.
 
-use faer::diag::DiagMut;
-use faer::dyn_stack::{MemBuffer, MemStack};
-use faer::linalg::evd::{ComputeEigenvectors, self_adjoint_evd, self_adjoint_evd_scratch};
-use faer::{Mat, MatMut, MatRef, Par};
+use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
+use faer::linalg::evd::tridiag::{tridiag_in_place, tridiag_in_place_scratch};
+use faer::linalg::householder::{
+    apply_block_householder_sequence_on_the_left_in_place_scratch,
+    apply_block_householder_sequence_on_the_left_in_place_with_conj,
+};
+use faer::{Conj, Mat, MatMut, MatRef, Par};
 
 use crate::error::{LinalgError, Result};
 use crate::layout::{SYMMETRY_RTOL, check_finite};
 use crate::scaling::{exponent, ldexp, max_abs, scaling_for, unscale};
 use crate::symprod::{gram_pair_into, transpose_into};
+use crate::tridiag_dc::{DcScratch, tridiagonal_eigh};
 
 /// Every buffer of [`sym_inverse_root_into`] and [`sym_eigh_into`] for one size `n`: the
-/// (rescaled) symmetric input, the eigenvectors and eigenvalues, a scaled copy of the
-/// eigenvectors, and faer's scratch memory of `self_adjoint_evd`. Built once; the calls that
-/// take it allocate nothing.
+/// (rescaled) symmetric input and its Householder reflectors, the tridiagonal, the
+/// eigenvectors and eigenvalues, a scaled copy of the eigenvectors, the buffers of the
+/// tridiagonal divide and conquer, and faer's scratch memory of the reduction and the
+/// back-transformation. Built once; the calls that take it allocate nothing.
 pub struct SymEigWorkspace {
     n: usize,
     par: Par,
     a: Mat<f64>,
+    householder: Mat<f64>,
     q: Mat<f64>,
     w: Vec<f64>,
+    offdiag: Vec<f64>,
     tmp: Mat<f64>,
+    dc: DcScratch,
     mem: MemBuffer,
 }
 
@@ -50,7 +58,7 @@ impl SymEigWorkspace {
     ///
     /// # Errors
     /// [`LinalgError::Empty`] for `n = 0`, [`LinalgError::InvalidArgument`] when the size of
-    /// the buffers (about `3n²` doubles plus faer's scratch) overflows the address space,
+    /// the buffers (about `5n²` doubles plus faer's scratch) overflows the address space,
     /// [`LinalgError::OutOfMemory`] when the allocator refuses them.
     pub fn new(n: usize) -> Result<Self> {
         Self::with_par(n, Par::Seq)
@@ -73,22 +81,28 @@ impl SymEigWorkspace {
             name: "n",
             reason: format!("a workspace for {n} x {n} matrices does not fit in memory"),
         };
-        // 3 n x n matrices of f64 must be addressable
+        // 5 n x n matrices of f64 must be addressable
         n.checked_mul(n)
-            .and_then(|nn| nn.checked_mul(3 * 8))
+            .and_then(|nn| nn.checked_mul(5 * 8))
             .filter(|&b| b <= isize::MAX as usize)
             .ok_or_else(too_big)?;
-        let req =
-            self_adjoint_evd_scratch::<f64>(n, ComputeEigenvectors::Yes, par, Default::default());
+        let bs = householder_block(n);
+        let req = StackReq::any_of(&[
+            tridiag_in_place_scratch::<f64>(n, par, Default::default()),
+            apply_block_householder_sequence_on_the_left_in_place_scratch::<f64>(n - 1, bs, n),
+        ]);
         const WS: &str = "buffers of SymEigWorkspace";
         let mem = crate::alloc::try_mem("scratch of SymEigWorkspace", req)?;
         Ok(Self {
             n,
             par,
             a: crate::alloc::try_zeros(WS, n, n)?,
+            householder: crate::alloc::try_zeros(WS, bs, n - 1)?,
             q: crate::alloc::try_zeros(WS, n, n)?,
             w: crate::alloc::try_vec(WS, n, 0.0)?,
+            offdiag: crate::alloc::try_vec(WS, n, 0.0)?,
             tmp: crate::alloc::try_zeros(WS, n, n)?,
+            dc: DcScratch::new(n)?,
             mem,
         })
     }
@@ -157,20 +171,37 @@ impl SymEigWorkspace {
                 }
             }
         }
-        let stack = MemStack::new(&mut self.mem);
-        self_adjoint_evd(
-            self.a.as_ref(),
-            DiagMut::from_slice_mut(&mut self.w),
-            Some(self.q.as_mut()),
-            self.par,
-            stack,
+        // A = H T Hᵀ (faer's blocked reduction of the lower triangle, reflectors kept in `a`
+        // and `householder`), T = Z Λ Zᵀ (our divide and conquer), Q = H Z
+        let par = self.par;
+        tridiag_in_place(
+            self.a.as_mut(),
+            self.householder.as_mut(),
+            par,
+            MemStack::new(&mut self.mem),
             Default::default(),
-        )
-        .map_err(|_| LinalgError::NoConvergence {
-            what: "symmetric eigendecomposition (faer self_adjoint_evd)",
-            iterations: 0,
-            residual: f64::NAN,
-        })?;
+        );
+        for i in 0..n {
+            self.w[i] = self.a[(i, i)];
+            self.offdiag[i] = if i + 1 < n { self.a[(i + 1, i)] } else { 0.0 };
+        }
+        tridiagonal_eigh(
+            &mut self.w,
+            &mut self.offdiag,
+            self.q.as_mut(),
+            &mut self.dc,
+            par,
+        )?;
+        if n > 1 {
+            apply_block_householder_sequence_on_the_left_in_place_with_conj(
+                self.a.as_ref().submatrix(1, 0, n - 1, n - 1),
+                self.householder.as_ref(),
+                Conj::No,
+                self.q.as_mut().subrows_mut(1, n - 1),
+                par,
+                MemStack::new(&mut self.mem),
+            );
+        }
         if let Some(j) = (0..n).find(|&j| self.q.col(j).iter().any(|v| !v.is_finite())) {
             return Err(LinalgError::NoConvergence {
                 what: "symmetric eigendecomposition (non-finite eigenvector column)",
@@ -287,6 +318,12 @@ impl SymEigWorkspace {
     }
 }
 
+/// Rows of the block Householder factors of the tridiagonal reduction (faer's QR block size,
+/// as its `self_adjoint_evd`).
+fn householder_block(n: usize) -> usize {
+    faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n)
+}
+
 /// `tmp[:, k] = g · q[:, k]`.
 fn scale_col(q: MatRef<'_, f64>, mut tmp: MatMut<'_, f64>, k: usize, g: f64) {
     for i in 0..q.nrows() {
@@ -303,6 +340,11 @@ fn scale_col(q: MatRef<'_, f64>, mut tmp: MatMut<'_, f64>, k: usize, g: f64) {
 /// `A = Q Λ Qᵀ`, `out = Q diag((λ+ε)^(−1/root)) Qᵀ`, computed as the Gram product `G Gᵀ` of
 /// `G = Q diag((λ+ε)^(−1/(2 root)))` (lower triangle, mirrored), so `out` is exactly symmetric
 /// and positive semidefinite to rounding. Only the symmetric part `(A + Aᵀ)/2` is used.
+///
+/// The eigendecomposition: faer's blocked reduction to a tridiagonal `T = HᵀAH`, our
+/// parallel divide and conquer for `T = ZΛZᵀ` (Cuppen's method with deflation, the secular
+/// equation by Li's middle way and Gu–Eisenstat eigenvectors, THEORY.md §8), and faer's blocked
+/// back-transformation `Q = HZ`.
 ///
 /// Scale-safe: when the largest entry of `A` is outside `[2⁻¹²⁸, 2¹²⁹)`, the
 /// eigendecomposition runs on `2⁻ᵉA` (exact), the eigenvalues are brought back to the scale of

@@ -23,7 +23,8 @@ export PrecondError, Optimizer, OptimizerConfig, default_config, step!, lr, set_
        matrix_blocks, matrix_block_range, matrix_preconditioner, bnp_observe!, bnp_stats,
        shard_range, state_assemble, state_split,
        cond2, sym_eigenvalues, preconditioned_cond_diag, row_equilibrate, col_equilibrate,
-       cond_estimate, dataset_kappa, version, grad_norm_regularize!
+       cond_estimate, dataset_kappa, version, grad_norm_regularize!, SymRoot, RootInfo,
+       inverse_root, inverse_root!
 
 using Libdl: dlext
 
@@ -129,6 +130,11 @@ struct Spectrum
     has_positive::Int32
 end
 
+struct RootInfo
+    min_eigenvalue::Cdouble
+    max_eigenvalue::Cdouble
+end
+
 struct PreconditionedCond
     spectral_kappa::Cdouble
     lambda_min::Cdouble
@@ -208,6 +214,55 @@ function sym_eigenvalues(H::AbstractMatrix{<:Real})
                 h, n, PRECOND_COL_MAJOR, ev, length(ev), summary))
     return ev, summary[]
 end
+
+"""
+    SymRoot(n)
+
+A workspace for inverse roots of `n × n` symmetric positive semidefinite matrices (Shampoo's
+`(A + εI)^(-1/root)`, THEORY.md section 7), freed by its finalizer or `close`; every call on it
+reuses its buffers. Not to be used by two tasks at the same time.
+"""
+mutable struct SymRoot
+    ptr::Ptr{Cvoid}
+    n::Int
+
+    function SymRoot(n::Integer)
+        out = Ref{Ptr{Cvoid}}(C_NULL)
+        check(ccall((:precond_sym_root_new, libprecond()), Cint, (Csize_t, Ref{Ptr{Cvoid}}),
+                    n, out))
+        return finalizer(close, new(out[], n))
+    end
+end
+
+"""Frees the workspace now (idempotent; the finalizer calls it too)."""
+function Base.close(w::SymRoot)
+    if w.ptr != C_NULL
+        ccall((:precond_sym_root_free, libprecond()), Cvoid, (Ptr{Cvoid},), w.ptr)
+        w.ptr = C_NULL
+    end
+    return nothing
+end
+
+"""
+    inverse_root!(out, ws::SymRoot, A; eps=0.0, root=4.0) -> (out, RootInfo)
+
+`out = (A + eps I)^(-1/root)` for a symmetric positive semidefinite `A` (eps added to the
+eigenvalues), exactly symmetric; `RootInfo` holds `λ_min(A)` and `λ_max(A)`.
+"""
+function inverse_root!(out::Matrix{Float64}, w::SymRoot, A::AbstractMatrix{<:Real};
+                       eps::Real=0.0, root::Real=4.0)
+    a = Matrix{Float64}(A)
+    info = Ref{RootInfo}()
+    check(ccall((:precond_sym_inverse_root, libprecond()), Cint,
+                (Ptr{Cvoid}, Ptr{Cdouble}, Csize_t, Cint, Cdouble, Cdouble, Ptr{Cdouble}, Csize_t,
+                 Ref{RootInfo}),
+                w.ptr, a, size(a, 1), PRECOND_COL_MAJOR, eps, root, out, length(out), info))
+    return out, info[]
+end
+
+"""`inverse_root!` into a new matrix."""
+inverse_root(w::SymRoot, A::AbstractMatrix{<:Real}; kw...) =
+    inverse_root!(Matrix{Float64}(undef, size(A)...), w, A; kw...)
 
 """κ(P^{1/2} H P^{1/2}) and κ(P H) for the diagonal preconditioner P = diag(p)."""
 function preconditioned_cond_diag(H::AbstractMatrix{<:Real}, p::AbstractVector{<:Real})
