@@ -126,12 +126,15 @@ pub use symprod::{
 
 /// Building blocks behind the automatic choices of the crate root, for benchmarks and for
 /// users who want one algorithm at any size: the two-stage reductions (dense → band →
-/// tridiagonal or bidiagonal, LAPACK's `DSYEVD_2STAGE` design) with an explicit band width, and
-/// the blocked one-stage tridiagonalization (LAPACK `DSYTRD`) with an explicit panel width. The
+/// tridiagonal or bidiagonal, LAPACK's `DSYEVD_2STAGE` design) with an explicit band width,
+/// the blocked one-stage tridiagonalization (LAPACK `DSYTRD`) with an explicit panel width, and
+/// the tridiagonal eigensolvers (values only, LAPACK `DSTERF`; values and vectors by divide and
+/// conquer, LAPACK `DSTEDC`). The
 /// root functions ([`sym_spectrum`], [`cond2`], …) pick between these (and faer's one-stage
 /// bidiagonalization for small SVDs) by size ([`SymSpectrumParams`], [`SvdParams`]).
 pub mod kernel {
     pub use crate::sytrd::sym_eigenvalues_blocked;
+    pub use crate::tridiag_dc::tridiagonal_eigh_checked as tridiagonal_eigh;
     pub use crate::two_stage::tridiagonal_eigenvalues_checked as tridiagonal_eigenvalues;
     pub use crate::two_stage::{singular_values_two_stage, sym_eigenvalues_two_stage};
 }

@@ -188,6 +188,7 @@ impl SymEigWorkspace {
         tridiagonal_eigh(
             &mut self.w,
             &mut self.offdiag,
+            self.tmp.as_mut(),
             self.q.as_mut(),
             &mut self.dc,
             par,
@@ -275,11 +276,20 @@ impl SymEigWorkspace {
         let total = if direct {
             let gmax = self.w.iter().fold(0.0f64, |m, &mu| m.max(mu.powf(half)));
             let t = exponent(gmax);
+            let total = 2.0 * f64::from(t) + p * f64::from(ew);
+            // a common factor 2^total with |total| ≤ 900 goes into the columns (2^(total/2)
+            // each: neither the columns nor the entries of the product leave the normal range
+            // where it matters), else it is applied after the product
+            let (fold, total) = if total.abs() <= 900.0 {
+                ((0.5 * total).exp2(), 0.0)
+            } else {
+                (1.0, total)
+            };
             for k in 0..n {
-                let g = ldexp(self.w[k].powf(half), -t);
-                scale_col(self.q.as_ref(), self.tmp.as_mut(), k, g);
+                let g = ldexp(self.w[k].powf(half), -t) * fold;
+                scale_col(&self.q, &mut self.tmp, k, g);
             }
-            2.0 * f64::from(t) + p * f64::from(ew)
+            total
         } else {
             let lmax = self
                 .w
@@ -287,7 +297,7 @@ impl SymEigWorkspace {
                 .fold(f64::NEG_INFINITY, |m, &mu| m.max(half * mu.log2()));
             for k in 0..n {
                 let g = (half * self.w[k].log2() - lmax).exp2();
-                scale_col(self.q.as_ref(), self.tmp.as_mut(), k, g);
+                scale_col(&self.q, &mut self.tmp, k, g);
             }
             2.0 * lmax + p * f64::from(ew)
         };
@@ -325,9 +335,9 @@ fn householder_block(n: usize) -> usize {
 }
 
 /// `tmp[:, k] = g · q[:, k]`.
-fn scale_col(q: MatRef<'_, f64>, mut tmp: MatMut<'_, f64>, k: usize, g: f64) {
-    for i in 0..q.nrows() {
-        tmp[(i, k)] = g * q[(i, k)];
+fn scale_col(q: &Mat<f64>, tmp: &mut Mat<f64>, k: usize, g: f64) {
+    for (d, s) in tmp.col_as_slice_mut(k).iter_mut().zip(q.col_as_slice(k)) {
+        *d = g * s;
     }
 }
 

@@ -159,7 +159,9 @@ impl<'a> Ws<'a> {
 /// Eigendecomposition `T = Q diag(d) Qᵀ` of the symmetric tridiagonal `T` with diagonal `d`
 /// and off-diagonal `e[i] = T[i+1, i]` (`e.len() ≥ n`, `e[n−1]` ignored; `e` is overwritten):
 /// on return `d` holds the eigenvalues in ascending order and `q` (`n × n`) the orthonormal
-/// eigenvectors in its columns. `s` must have been built for `n`.
+/// eigenvectors in its columns. `work` (`n × n`) holds the vectors of the recursion (in the
+/// order of the last merge; copied once into `q` in ascending order). `s` must have been built
+/// for `n`.
 ///
 /// # Errors
 /// [`LinalgError::NoConvergence`] when a QL leaf or a secular equation does not converge
@@ -167,12 +169,14 @@ impl<'a> Ws<'a> {
 pub(crate) fn tridiagonal_eigh(
     d: &mut [f64],
     e: &mut [f64],
+    mut work: MatMut<'_, f64>,
     mut q: MatMut<'_, f64>,
     s: &mut DcScratch,
     par: Par,
 ) -> Result<()> {
     let n = d.len();
     assert!(n == s.n && q.nrows() == n && q.ncols() == n && e.len() >= n);
+    assert!(work.nrows() == n && work.ncols() == n);
     if n == 0 {
         return Ok(());
     }
@@ -208,15 +212,70 @@ pub(crate) fn tridiagonal_eigh(
         origin,
         defl,
     };
-    recurse(d, e, q.rb_mut(), &mut ws, par)?;
+    recurse(d, e, work.rb_mut(), &mut ws, par)?;
     // the columns into ascending order of their eigenvalues
     for (t, &j) in ws.perm.iter().enumerate() {
         ws.dl[t] = d[j];
-        ws.w1.rb_mut().col_mut(t).copy_from(q.rb().col(j));
+        q.rb_mut().col_mut(t).copy_from(work.rb().col(j));
     }
     d.copy_from_slice(ws.dl);
-    q.copy_from(ws.w1.rb());
     Ok(())
+}
+
+/// All eigenvalues (ascending) and orthonormal eigenvectors of the symmetric tridiagonal
+/// matrix with diagonal `d` and off-diagonal `e` (`e.len() + 1 == d.len()`), LAPACK's `DSTEDC`:
+/// the divide and conquer of this module (Cuppen's method with deflation, the secular equation
+/// by Li's middle way, Gu–Eisenstat eigenvectors; THEORY.md §8), the merges' roots, vectors and
+/// products on the threads of `par`. Returns `(λ, Q)` with `T = Q diag(λ) Qᵀ`; residual
+/// `‖TQ − QΛ‖` and orthogonality `‖QᵀQ − I‖` are `O(nε‖T‖)` and `O(nε)`.
+///
+/// Allocates its result and about `3n²` doubles of work space; the allocation-free form is the
+/// eigendecomposition inside [`SymEigWorkspace`](crate::SymEigWorkspace).
+///
+/// # Errors
+/// [`LinalgError::Empty`] for `n = 0`, [`LinalgError::DimensionMismatch`] when
+/// `e.len() + 1 ≠ d.len()`, [`LinalgError::NonFinite`] naming the first non-finite entry (row =
+/// index, column 0 for `d`, 1 for `e`), [`LinalgError::OutOfMemory`],
+/// [`LinalgError::NoConvergence`] (not expected for finite input).
+pub fn tridiagonal_eigh_checked(d: &[f64], e: &[f64], par: Par) -> Result<(Vec<f64>, Mat<f64>)> {
+    // the same checks (and messages) as the eigenvalues-only kernel
+    let n = d.len();
+    if n == 0 {
+        return Err(LinalgError::Empty {
+            what: "diagonal of the tridiagonal matrix",
+            rows: 0,
+            cols: 0,
+        });
+    }
+    if e.len() + 1 != n {
+        return Err(LinalgError::DimensionMismatch {
+            what: "off-diagonal length (must be the diagonal's minus one)",
+            expected: n - 1,
+            got: e.len(),
+        });
+    }
+    for (col, v) in [d, e].into_iter().enumerate() {
+        if let Some(row) = v.iter().position(|x| !x.is_finite()) {
+            return Err(LinalgError::NonFinite {
+                what: "tridiagonal matrix (column 0: diagonal, column 1: off-diagonal)",
+                row,
+                col,
+                value: v[row],
+            });
+        }
+    }
+    const WS: &str = "tridiagonal eigendecomposition";
+    let mut dd = crate::alloc::try_vec(WS, n, 0.0)?;
+    dd.copy_from_slice(d);
+    let mut ee = crate::alloc::try_vec(WS, n, 0.0)?;
+    ee[..n - 1].copy_from_slice(e);
+    let mut q = crate::alloc::try_zeros(WS, n, n)?;
+    let mut work = crate::alloc::try_zeros(WS, n, n)?;
+    let mut s = DcScratch::new(n)?;
+    crate::pool::on_pool(par, n, || {
+        tridiagonal_eigh(&mut dd, &mut ee, work.as_mut(), q.as_mut(), &mut s, par)
+    })?;
+    Ok((dd, q))
 }
 
 fn reborrow<'b>(ws: &'b mut Ws<'_>) -> Ws<'b> {
@@ -632,8 +691,9 @@ impl pulp::WithSimd for SecularRoot<'_> {
 /// the root (`ψ`) and right of it (`φ`) are each modelled by one pole (the nearest) matched in
 /// value and slope, and the model's root is the next iterate; a step leaving the bracket
 /// (updated from the sign of `f` at each iterate) or going against the sign of `f` is replaced
-/// by bisection / Newton. Stops when `|f| ≤ ε·(8(φ − ψ + 1/ρ) + |τ| f′)`, the rounding error of
-/// evaluating `f`, or when the bracket is a few ulps wide.
+/// by bisection / Newton. Stops when `|f| ≤ ε·((k/8 + 8)(φ − ψ) + 2/ρ + |τ| f′)`, the rounding
+/// error of evaluating `f`, when a rational step moves `τ` by at most two ulps, or when the
+/// bracket is a few ulps wide.
 #[inline(always)]
 fn secular_root(d: &[f64], z: &[f64], rho: f64, i: usize) -> Result<(usize, f64)> {
     let k = d.len();
@@ -676,7 +736,10 @@ fn secular_root(d: &[f64], z: &[f64], rho: f64, i: usize) -> Result<(usize, f64)
         if f == 0.0 {
             return Ok((o, tau));
         }
-        let err = 8.0 * (phi - psi + rinv) + tau.abs() * df;
+        // the rounding error of evaluating f: each of the 8 partial sums of `pole_sums` adds
+        // about k/8 terms one after another (LAPACK's DLAED4 uses the running error bound of
+        // recursive summation the same way), plus the constant and the error in τ
+        let err = (k as f64 / 8.0 + 8.0) * (phi - psi) + 2.0 * rinv + tau.abs() * df;
         if f.abs() <= f64::EPSILON * err {
             return Ok((o, tau));
         }
@@ -714,6 +777,10 @@ fn secular_root(d: &[f64], z: &[f64], rho: f64, i: usize) -> Result<(usize, f64)
         let mut next = tau + eta;
         if !(next > lo && next < hi && next.is_finite()) {
             next = 0.5 * (lo + hi);
+        } else if eta.abs() <= 2.0 * f64::EPSILON * next.abs() {
+            // a rational step of a few ulps: the iteration (quadratic) has converged, the
+            // next evaluation would only confirm it
+            return Ok((o, next));
         }
         tau = next;
         sums = secular_sums(d, z, o, tau, split);
@@ -891,8 +958,10 @@ mod tests {
         let mut ee = e.to_vec();
         ee.resize(n, 0.0);
         let mut q = Mat::<f64>::zeros(n, n);
+        let mut work = Mat::<f64>::zeros(n, n);
         let mut s = DcScratch::new(n).expect("scratch");
-        tridiagonal_eigh(&mut dd, &mut ee, q.as_mut(), &mut s, par).expect("converges");
+        tridiagonal_eigh(&mut dd, &mut ee, work.as_mut(), q.as_mut(), &mut s, par)
+            .expect("converges");
         let tnorm = (0..n)
             .map(|i| {
                 d[i].abs()
@@ -963,8 +1032,17 @@ mod tests {
         let mut ee = e.clone();
         ee.push(0.0);
         let mut q = Mat::<f64>::zeros(n, n);
+        let mut work = Mat::<f64>::zeros(n, n);
         let mut s = DcScratch::new(n).expect("scratch");
-        tridiagonal_eigh(&mut dd, &mut ee, q.as_mut(), &mut s, Par::rayon(2)).expect("ok");
+        tridiagonal_eigh(
+            &mut dd,
+            &mut ee,
+            work.as_mut(),
+            q.as_mut(),
+            &mut s,
+            Par::rayon(2),
+        )
+        .expect("ok");
         for (k, &l) in dd.iter().enumerate() {
             let x = ((k + 1) as f64 * core::f64::consts::PI / (n + 1) as f64).cos();
             let exact = 2.0 - 2.0 * x;
