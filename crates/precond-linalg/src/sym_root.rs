@@ -136,20 +136,46 @@ impl SymEigWorkspace {
         // and its mirror stay in cache (a column-by-column walk strides through the mirror)
         const TILE: usize = 16;
         let mut symmetric = true;
+        let pair = |x: f64, y: f64| {
+            if x.to_bits() == y.to_bits() {
+                ldexp(x, -e)
+            } else {
+                0.5 * ldexp(x, -e) + 0.5 * ldexp(y, -e)
+            }
+        };
+        // columns as slices: column-major storage, or the transpose of row-major storage (the
+        // symmetric part of Aᵀ is that of A: each pair only swaps, and `pair` is symmetric)
+        let src = if a.row_stride() == 1 {
+            a
+        } else {
+            a.transpose()
+        };
+        let contiguous = src.row_stride() == 1;
         for j0 in (0..n).step_by(TILE) {
             let j1 = (j0 + TILE).min(n);
             for i0 in (j0..n).step_by(TILE) {
                 let i1 = (i0 + TILE).min(n);
-                for j in j0..j1 {
-                    for i in i0.max(j)..i1 {
-                        let (x, y) = (a[(i, j)], a[(j, i)]);
-                        symmetric &= (x - y).abs() <= tol;
-                        let v = if x.to_bits() == y.to_bits() {
-                            ldexp(x, -e)
-                        } else {
-                            0.5 * ldexp(x, -e) + 0.5 * ldexp(y, -e)
-                        };
-                        self.a[(i, j)] = v;
+                if contiguous {
+                    let mut mirror: [&[f64]; TILE] = [&[]; TILE];
+                    for (t, i) in (i0..i1).enumerate() {
+                        mirror[t] = col_slice(src, i);
+                    }
+                    for j in j0..j1 {
+                        let xs = col_slice(src, j);
+                        let dst = self.a.col_as_slice_mut(j);
+                        for i in i0.max(j)..i1 {
+                            let (x, y) = (xs[i], mirror[i - i0][j]);
+                            symmetric &= (x - y).abs() <= tol;
+                            dst[i] = pair(x, y);
+                        }
+                    }
+                } else {
+                    for j in j0..j1 {
+                        for i in i0.max(j)..i1 {
+                            let (x, y) = (a[(i, j)], a[(j, i)]);
+                            symmetric &= (x - y).abs() <= tol;
+                            self.a[(i, j)] = pair(x, y);
+                        }
                     }
                 }
             }
@@ -306,7 +332,15 @@ impl SymEigWorkspace {
         // recursive halving column-major × column-major, faer's fastest layout (the
         // triangular-output product with a transposed operand was ~3× slower at n = 1024)
         transpose_into(self.tmp.as_ref(), self.a.as_mut(), self.par)?;
-        gram_pair_into(self.tmp.as_ref(), self.a.as_ref(), out.as_mut(), self.par)?;
+        gram_pair_into(self.tmp.as_ref(), self.a.as_ref(), out.as_mut(), self.par).map_err(
+            |e| match e {
+                LinalgError::Overflow { .. } => LinalgError::Overflow {
+                    what: "an entry of (A + eps*I)^(-1/root)",
+                    log2: total.max(1024.0),
+                },
+                other => other,
+            },
+        )?;
         if total != 0.0 {
             let k = total.floor();
             let frac = (total - k).exp2();
@@ -316,16 +350,24 @@ impl SymEigWorkspace {
                     out[(i, j)] = ldexp(out[(i, j)] * frac, k);
                 }
             }
-        }
-        if let Some(j) = (0..n).find(|&j| (0..n).any(|i| !out[(i, j)].is_finite())) {
-            let i = (0..n).find(|&i| !out[(i, j)].is_finite()).unwrap_or(0);
-            return Err(LinalgError::Overflow {
-                what: "an entry of (A + eps*I)^(-1/root)",
-                log2: if out[(i, j)].is_nan() { 1024.0 } else { total },
-            });
+            // (with total = 0 the product's own check has seen every entry)
+            if let Some(j) = (0..n).find(|&j| (0..n).any(|i| !out[(i, j)].is_finite())) {
+                let i = (0..n).find(|&i| !out[(i, j)].is_finite()).unwrap_or(0);
+                return Err(LinalgError::Overflow {
+                    what: "an entry of (A + eps*I)^(-1/root)",
+                    log2: if out[(i, j)].is_nan() { 1024.0 } else { total },
+                });
+            }
         }
         Ok(info)
     }
+}
+
+/// Column `j` of `m` as a slice (`m` has unit row stride; empty otherwise).
+fn col_slice(m: MatRef<'_, f64>, j: usize) -> &[f64] {
+    m.col(j)
+        .try_as_col_major()
+        .map_or(&[][..], |c| c.as_slice())
 }
 
 /// Rows of the block Householder factors of the tridiagonal reduction (faer's QR block size,
