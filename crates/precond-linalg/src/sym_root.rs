@@ -163,8 +163,9 @@ impl SymEigWorkspace {
                     for j in j0..j1 {
                         let xs = col_slice(src, j);
                         let dst = self.a.col_as_slice_mut(j);
-                        for i in i0.max(j)..i1 {
-                            let (x, y) = (xs[i], mirror[i - i0][j]);
+                        let start = i0.max(j);
+                        for (ys, i) in mirror[start - i0..i1 - i0].iter().zip(start..i1) {
+                            let (x, y) = (xs[i], ys[j]);
                             symmetric &= (x - y).abs() <= tol;
                             dst[i] = pair(x, y);
                         }
