@@ -216,21 +216,8 @@ fn the_statistics_survive_save_and_load() {
 /// C call's status.
 #[test]
 fn the_cpp_wrapper_observes_and_reads() {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("test binary directory").to_path_buf();
-    let Some(lib) = [deps.clone(), deps.join("..")]
-        .into_iter()
-        .map(|d| d.join("libprecond_ffi.a"))
-        .find(|p| p.exists())
-    else {
-        panic!("libprecond_ffi.a not found next to {}", exe.display());
-    };
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bnp-cpp");
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    let src = dir.join("bnp.cpp");
-    std::fs::write(
-        &src,
+    let text = common::run_cpp(
+        "bnp",
         r#"#include "precond.hpp"
 #include <cstdio>
 #include <vector>
@@ -263,39 +250,7 @@ int main() {
     return 0;
 }
 "#,
-    )
-    .expect("write source");
-    let bin = dir.join("bnp");
-    let out = std::process::Command::new("g++")
-        .args([
-            "-std=c++17",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pedantic",
-            "-O1",
-        ])
-        .arg("-I")
-        .arg(root.join("include"))
-        .arg(&src)
-        .arg("-o")
-        .arg(&bin)
-        .arg(&lib)
-        .args(["-lm", "-lpthread", "-ldl"])
-        .output()
-        .expect("run g++");
-    assert!(
-        out.status.success(),
-        "g++ failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
     );
-    let run = std::process::Command::new(&bin).output().expect("run");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let text = String::from_utf8(run.stdout).expect("utf-8");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         &lines[..3],

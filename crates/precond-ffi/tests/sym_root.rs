@@ -8,13 +8,8 @@ use std::ptr::{null, null_mut};
 use precond_ffi::*;
 use precond_status_t::*;
 
-/// The calling thread's last error message.
-fn last() -> String {
-    // SAFETY: never NULL, NUL-terminated.
-    unsafe { std::ffi::CStr::from_ptr(precond_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
+mod common;
+use common::last;
 
 const ROW_MAJOR: i32 = 0;
 const COL_MAJOR: i32 = 1;
@@ -268,21 +263,8 @@ fn bad_inputs_are_refused_and_leave_the_outputs_alone() {
 /// status.
 #[test]
 fn the_cpp_wrapper_computes_the_root_and_throws_on_bad_input() {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("test binary directory").to_path_buf();
-    let Some(lib) = [deps.clone(), deps.join("..")]
-        .into_iter()
-        .map(|d| d.join("libprecond_ffi.a"))
-        .find(|p| p.exists())
-    else {
-        panic!("libprecond_ffi.a not found next to {}", exe.display());
-    };
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sym-root-cpp");
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    let src = dir.join("root.cpp");
-    std::fs::write(
-        &src,
+    let text = common::run_cpp(
+        "sym-root",
         r#"#include "precond.hpp"
 #include <cstdio>
 #include <vector>
@@ -308,39 +290,7 @@ int main() {
     return 0;
 }
 "#,
-    )
-    .expect("write source");
-    let bin = dir.join("root");
-    let out = std::process::Command::new("g++")
-        .args([
-            "-std=c++17",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pedantic",
-            "-O1",
-        ])
-        .arg("-I")
-        .arg(root.join("include"))
-        .arg(&src)
-        .arg("-o")
-        .arg(&bin)
-        .arg(&lib)
-        .args(["-lm", "-lpthread", "-ldl"])
-        .output()
-        .expect("run g++");
-    assert!(
-        out.status.success(),
-        "g++ failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
     );
-    let run = std::process::Command::new(&bin).output().expect("run");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let text = String::from_utf8(run.stdout).expect("utf-8");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 12, "{text}");
     let s = 3f64.powf(-0.5);

@@ -238,32 +238,8 @@ pub(crate) fn tridiagonal_eigh(
 /// index, column 0 for `d`, 1 for `e`), [`LinalgError::OutOfMemory`],
 /// [`LinalgError::NoConvergence`] (not expected for finite input).
 pub fn tridiagonal_eigh_checked(d: &[f64], e: &[f64], par: Par) -> Result<(Vec<f64>, Mat<f64>)> {
-    // the same checks (and messages) as the eigenvalues-only kernel
+    crate::two_stage::check_tridiagonal(d, e)?;
     let n = d.len();
-    if n == 0 {
-        return Err(LinalgError::Empty {
-            what: "diagonal of the tridiagonal matrix",
-            rows: 0,
-            cols: 0,
-        });
-    }
-    if e.len() + 1 != n {
-        return Err(LinalgError::DimensionMismatch {
-            what: "off-diagonal length (must be the diagonal's minus one)",
-            expected: n - 1,
-            got: e.len(),
-        });
-    }
-    for (col, v) in [d, e].into_iter().enumerate() {
-        if let Some(row) = v.iter().position(|x| !x.is_finite()) {
-            return Err(LinalgError::NonFinite {
-                what: "tridiagonal matrix (column 0: diagonal, column 1: off-diagonal)",
-                row,
-                col,
-                value: v[row],
-            });
-        }
-    }
     const WS: &str = "tridiagonal eigendecomposition";
     let mut dd = crate::alloc::try_vec(WS, n, 0.0)?;
     dd.copy_from_slice(d);

@@ -64,6 +64,13 @@ pub(crate) fn tridiagonal_eigenvalues(d: &[f64], e: &[f64]) -> Result<Vec<f64>> 
 /// the first non-finite entry (row = index, column 0 for `d`, 1 for `e`),
 /// [`LinalgError::NoConvergence`](crate::LinalgError::NoConvergence) if the QR fallback fails.
 pub fn tridiagonal_eigenvalues_checked(d: &[f64], e: &[f64]) -> Result<Vec<f64>> {
+    check_tridiagonal(d, e)?;
+    tridiagonal_eigenvalues(d, e)
+}
+
+/// The checks of the public tridiagonal kernels: `n ≥ 1`, `e.len() + 1 == n`, every entry
+/// finite (the error names the first non-finite one: row = index, column 0 for `d`, 1 for `e`).
+pub(crate) fn check_tridiagonal(d: &[f64], e: &[f64]) -> Result<()> {
     if d.is_empty() {
         return Err(crate::LinalgError::Empty {
             what: "diagonal of the tridiagonal matrix",
@@ -88,7 +95,7 @@ pub fn tridiagonal_eigenvalues_checked(d: &[f64], e: &[f64]) -> Result<Vec<f64>>
             });
         }
     }
-    tridiagonal_eigenvalues(d, e)
+    Ok(())
 }
 
 /// Eigenvalues by `first` (in place on copies of `d` and `e[..n − 1]`), by faer's QR iteration
