@@ -42,7 +42,7 @@ fn check_bytes<T>(len: usize, arg: &str) -> FfiResult<()> {
     }
 }
 
-fn check_ptr<T>(p: *const T, arg: &str) -> FfiResult<()> {
+pub(crate) fn check_ptr<T>(p: *const T, arg: &str) -> FfiResult<()> {
     if p.is_null() {
         return Err(FfiError::null(arg));
     }

@@ -6,7 +6,7 @@ use faer::Mat;
 use precond_linalg::{Layout, SymEigWorkspace, sym_inverse_root_into};
 
 use crate::diagnostics::{disjoint, read_matrix, write_matrix};
-use crate::ptr::{expect_len, nonzero, out_ref, out_slice, outputs_disjoint};
+use crate::ptr::{check_ptr, expect_len, nonzero, out_ref, out_slice, outputs_disjoint};
 use crate::status::{FfiError, FfiResult, boundary, precond_status_t};
 
 /// A workspace for inverse roots of `n × n` matrices (opaque; create with
@@ -127,7 +127,7 @@ pub unsafe extern "C" fn precond_sym_inverse_root(
             )));
         }
         // SAFETY: caller contract: `a` points to `n*n` readable doubles.
-        let (m, lay) = unsafe { read_matrix(&a, n, n, layout, "a")? };
+        let (m, _) = unsafe { read_matrix(&a, n, n, layout, "a")? };
         disjoint(m, out, out_len, "out")?;
         disjoint(m, info, 1, "info")?;
         outputs_disjoint(out, out_len, "out", info, 1, "info")?;
@@ -143,7 +143,6 @@ pub unsafe extern "C" fn precond_sym_inverse_root(
         let r = sym_inverse_root_into(m, eps, root, h.out.as_mut(), &mut h.ws)?;
         // the root is exactly symmetric (a mirrored lower triangle): its row-major and
         // column-major arrays are the same, so it is copied contiguously in either layout
-        let _ = lay;
         write_matrix(h.out.as_ref(), Layout::ColMajor, dst);
         if let Some(i) = info {
             *i = precond_root_info_t {
@@ -160,12 +159,8 @@ pub unsafe extern "C" fn precond_sym_inverse_root(
 /// # Safety
 /// A non-NULL, aligned `ws` must be a live handle that nothing else accesses during the call.
 unsafe fn out_ref_handle<'a>(ws: *mut precond_sym_root_t) -> FfiResult<&'a mut precond_sym_root_t> {
-    if ws.is_null() {
-        return Err(FfiError::null("ws"));
-    }
-    if !ws.is_aligned() {
-        return Err(FfiError::invalid("argument `ws` is misaligned"));
-    }
-    // SAFETY: non-null and aligned; liveness and exclusivity are the caller's contract.
+    check_ptr(ws, "ws")?;
+    // SAFETY: non-null and aligned (checked); liveness and exclusivity are the caller's
+    // contract.
     Ok(unsafe { &mut *ws })
 }

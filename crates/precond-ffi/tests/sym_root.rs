@@ -177,49 +177,23 @@ fn bad_inputs_are_refused_and_leave_the_outputs_alone() {
     check(st, "root", PRECOND_INVALID_ARGUMENT);
     let st = call(ws.0, p, n, 0, 0.0, 4.0, &mut out, n * n - 1, &mut info);
     check(st, "out", PRECOND_DIMENSION_MISMATCH);
+    // a full-size, in-layout call on the matrix `m` with this `eps`
+    let on = |m: &[f64], eps: f64, out: &mut Vec<f64>, info: &mut precond_root_info_t| {
+        call(ws.0, m.as_ptr(), n, 0, eps, 4.0, out, n * n, info)
+    };
     let mut bad = a.clone();
     bad[1] = 1.0; // a[0][1] ≠ a[1][0]
-    let st = call(
-        ws.0,
-        bad.as_ptr(),
-        n,
-        0,
-        0.0,
-        4.0,
-        &mut out,
-        n * n,
-        &mut info,
-    );
+    let st = on(&bad, 0.0, &mut out, &mut info);
     assert_eq!(st, PRECOND_INVALID_ARGUMENT, "{}", last());
     assert!(last().contains("symmetric"), "{}", last());
     bad = a.clone();
     bad[5] = f64::INFINITY;
-    let st = call(
-        ws.0,
-        bad.as_ptr(),
-        n,
-        0,
-        0.0,
-        4.0,
-        &mut out,
-        n * n,
-        &mut info,
-    );
+    let st = on(&bad, 0.0, &mut out, &mut info);
     assert_eq!(st, PRECOND_NON_FINITE, "{}", last());
     // indefinite: λ = −2 + ε ≤ 0 at index 0
     bad = a.clone();
     bad[0] = -2.0;
-    let st = call(
-        ws.0,
-        bad.as_ptr(),
-        n,
-        0,
-        1e-3,
-        4.0,
-        &mut out,
-        n * n,
-        &mut info,
-    );
+    let st = on(&bad, 1e-3, &mut out, &mut info);
     assert_eq!(st, PRECOND_NUMERICAL_FAILURE, "{}", last());
     assert!(last().contains("pivot 0 is -1.999"), "{}", last());
     assert!(
@@ -246,7 +220,11 @@ fn bad_inputs_are_refused_and_leave_the_outputs_alone() {
         unsafe { precond_sym_root_new(0, &mut h) },
         PRECOND_INVALID_ARGUMENT
     );
-    assert!(h.is_null() && last().contains('n'));
+    assert!(
+        h.is_null() && last().contains("argument `n` is 0"),
+        "{}",
+        last()
+    );
     // SAFETY: NULL out pointer is refused.
     assert_eq!(
         unsafe { precond_sym_root_new(2, null_mut()) },

@@ -100,10 +100,11 @@ struct Ws<'a> {
     defl: &'a mut [usize],
 }
 
-impl<'a> Ws<'a> {
-    fn split(self, n1: usize) -> (Ws<'a>, Ws<'a>) {
-        let (w1a, _, _, w1b) = self.w1.split_at_mut(n1, n1);
-        let (w2a, _, _, w2b) = self.w2.split_at_mut(n1, n1);
+impl Ws<'_> {
+    /// The scratch of the two halves `[0, n1)` and `[n1, n)`, borrowed from this one.
+    fn split(&mut self, n1: usize) -> (Ws<'_>, Ws<'_>) {
+        let (w1a, _, _, w1b) = self.w1.rb_mut().split_at_mut(n1, n1);
+        let (w2a, _, _, w2b) = self.w2.rb_mut().split_at_mut(n1, n1);
         let (dla, dlb) = self.dl.split_at_mut(n1);
         let (zla, zlb) = self.zl.split_at_mut(n1);
         let (zha, zhb) = self.zh.split_at_mut(n1);
@@ -254,26 +255,6 @@ pub fn tridiagonal_eigh_checked(d: &[f64], e: &[f64], par: Par) -> Result<(Vec<f
     Ok((dd, q))
 }
 
-fn reborrow<'b>(ws: &'b mut Ws<'_>) -> Ws<'b> {
-    Ws {
-        w1: ws.w1.rb_mut(),
-        w2: ws.w2.rb_mut(),
-        dl: ws.dl,
-        zl: ws.zl,
-        zh: ws.zh,
-        tau: ws.tau,
-        dp: ws.dp,
-        zp: ws.zp,
-        z: ws.z,
-        perm: ws.perm,
-        order: ws.order,
-        cols: ws.cols,
-        ctype: ws.ctype,
-        origin: ws.origin,
-        defl: ws.defl,
-    }
-}
-
 /// Solves the subproblem on `d` (order `n`) and `e[..n−1]`: leaves in `q`'s columns the
 /// eigenvectors of the eigenvalues left in `d` (not sorted) and in `ws.perm` their ascending
 /// order (`d[perm[0]] ≤ d[perm[1]] ≤ …`).
@@ -300,7 +281,7 @@ fn recurse(
         let (d1, d2) = d.split_at_mut(n1);
         let (e1, e2) = e.split_at_mut(n1);
         let (q1, _, _, q2) = q.rb_mut().split_at_mut(n1, n1);
-        let (mut wa, mut wb) = reborrow(ws).split(n1);
+        let (mut wa, mut wb) = ws.split(n1);
         if par.degree() >= 2 && n >= PAR_MIN_N {
             let (ra, rb) = rayon::join(
                 || recurse(d1, e1, q1, &mut wa, par),
