@@ -625,6 +625,30 @@ fn first_nonfinite_is_found_in_large_parallel_buffers() {
 }
 
 #[test]
+fn scan_max_over_many_blocks_finds_the_first_nonfinite_and_the_maximum() {
+    // 2.5 · 10⁶ f64 = 20 MB: several 256 KiB scan blocks per parallel leaf, scanned backwards
+    let n = 2_500_000;
+    let mut g: Vec<f64> = (0..n).map(|i| ((i % 89) as f64 - 44.0) * 1e-3).collect();
+    g[1_999_999] = -7.25;
+    for th in [1, usize::MAX] {
+        assert_eq!(precond_optim::kernel::scan_max(&g, th), Ok(7.25));
+    }
+    // the first bad index wins even when a later block (scanned earlier) also fails
+    g[2_400_001] = f64::NAN;
+    g[700_003] = f64::NEG_INFINITY;
+    g[700_004] = f64::NAN;
+    for th in [1, usize::MAX] {
+        assert_eq!(precond_optim::kernel::scan_max(&g, th), Err(700_003));
+    }
+    let mut h: Vec<f32> = vec![0.25; n];
+    h[n - 1] = f32::INFINITY;
+    h[65_536] = f32::NAN; // the first element of the second block
+    assert_eq!(precond_optim::kernel::scan_max(&h, 1), Err(65_536));
+    h[65_536] = 0.5;
+    assert_eq!(precond_optim::kernel::scan_max(&h, 1), Err(n - 1));
+}
+
+#[test]
 fn reset_set_lr_and_observers() {
     let mut o = OptimizerConfig::adam(0.1).build(3).unwrap();
     let mut p = vec![0.0; 3];
