@@ -4,7 +4,8 @@
 //! `*_with_params` variants take a value a user has tuned. The defaults were measured on the
 //! 2-core machines of `BENCHMARKS.md` ("Two-stage reductions", "Crossovers per CPU family" and the
 //! `sym_cond` rows); the two-stage crossovers depend on the CPU family, so their defaults do too
-//! (AVX-512: the Intel Xeon measured in session 9; otherwise the AMD EPYC with AVX2).
+//! (AVX-512: the Intel Xeon measured in session 9, with `cond2`'s crossover re-measured on the
+//! AMD EPYC with AVX-512 (Zen 4) of session 14; otherwise the AMD EPYC with AVX2).
 //!
 //! ```
 //! use precond_linalg::{SymSpectrumParams, mat_from_slice, Layout, sym_spectrum_with_params};
@@ -38,6 +39,12 @@ const SVD_TWO_STAGE_MIN_N_AVX512: usize = 256;
 /// crossover of the full SVD ([`SVD_TWO_STAGE_MIN_N`]) is kept (not re-measured: no AMD machine
 /// that session).
 const COND2_TWO_STAGE_MIN_N_AVX512: usize = 500;
+/// Default of [`Cond2Params::svd`]`.two_stage_min_n` on AMD CPUs with AVX-512F (Zen 4: 512-bit
+/// instructions on 256-bit units, 1 MiB of L2 per core). Measured on the 2-core AMD EPYC (Zen 4)
+/// of session 14 as [`COND2_TWO_STAGE_MIN_N_AVX512`]: two-stage / one-stage 1.41 at n = 300,
+/// 1.28 at 400, 1.09 at 500, 1.14 at 600, 1.23–1.30 at 700, 1.15 at 800, 1.08 at 900,
+/// 0.80–1.09 at 1000, 0.96 at 1200, 0.55 at 1500.
+const COND2_TWO_STAGE_MIN_N_AMD_AVX512: usize = 1000;
 
 /// Whether the CPU has AVX-512F: the family whose two-stage crossovers are the `*_AVX512`
 /// defaults (detected once by the standard library, then a cached load).
@@ -45,6 +52,22 @@ fn avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+/// Whether the CPU's vendor is AMD (`AuthenticAMD` in CPUID leaf 0): with AVX-512F, the Zen 4
+/// family, whose `cond2` crossover differs from the Intel Xeon's.
+fn amd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AMD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AMD.get_or_init(|| {
+            let r = std::arch::x86_64::__cpuid(0);
+            [r.ebx, r.edx, r.ecx] == [0x6874_7541, 0x6974_6e65, 0x444d_4163]
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -78,7 +101,10 @@ pub struct SymSpectrumParams {
     /// threads from m = 320; `sym_spectrum_with_params` forced on each path, median of 3–7
     /// interleaved calls) the two-stage path takes 1.56× the blocked reduction's time at
     /// n = 1000, 1.32× at 1200, 1.10× at 1500, 1.01× at 1800, 0.98× at 2000, 0.89× at 2500 and
-    /// 0.85× at 3000 (session 11, before those changes: 0.99× at 1500). Default 1800 on CPUs
+    /// 0.85× at 3000 (session 11, before those changes: 0.99× at 1500); on the AMD EPYC with
+    /// AVX-512 (Zen 4) of session 14 1.62× at 1200, 1.33–1.40× at 1500, 0.92–1.22× at 1800,
+    /// 0.96–1.13× at 2000, 0.90× at 2200, 0.78× at 2500: the same default, within that VM's
+    /// spread. Default 1800 on CPUs
     /// without AVX-512:
     /// measured on the 2-core AVX2 machine (AMD EPYC) against faer's unblocked one-stage
     /// reduction (faster at n = 1000 and 1500, the two-stage path at n = 2000); the blocked
@@ -157,8 +183,9 @@ pub struct Cond2Params {
     pub rank_rtol_factor: f64,
     /// How the bidiagonal whose extreme singular values give `κ` is computed. Default:
     /// [`SvdParams::default`], except that on CPUs with AVX-512F the two-stage reduction starts
-    /// at `min(m, n) = 500` (the crossover of the reductions alone, measured; the full SVD's
-    /// 256 includes the cost of all singular values).
+    /// at `min(m, n) = 500` on Intel and 1000 on AMD (Zen 4) (the crossovers of the reductions
+    /// alone, measured on each family; the full SVD's 256 includes the cost of all singular
+    /// values).
     pub svd: SvdParams,
 }
 
@@ -166,7 +193,11 @@ impl Default for Cond2Params {
     fn default() -> Self {
         let mut svd = SvdParams::default();
         if avx512() {
-            svd.two_stage_min_n = COND2_TWO_STAGE_MIN_N_AVX512;
+            svd.two_stage_min_n = if amd() {
+                COND2_TWO_STAGE_MIN_N_AMD_AVX512
+            } else {
+                COND2_TWO_STAGE_MIN_N_AVX512
+            };
         }
         Self {
             rank_rtol_factor: RANK_RTOL_FACTOR,
