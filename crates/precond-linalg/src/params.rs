@@ -4,8 +4,8 @@
 //! `*_with_params` variants take a value a user has tuned. The defaults were measured on the
 //! 2-core machines of `BENCHMARKS.md` ("Two-stage reductions", "Crossovers per CPU family" and the
 //! `sym_cond` rows); the two-stage crossovers depend on the CPU family, so their defaults do too
-//! (AVX-512: the Intel Xeon measured in session 9, with `cond2`'s crossover re-measured on the
-//! AMD EPYC with AVX-512 (Zen 4) of session 14; otherwise the AMD EPYC with AVX2).
+//! (AVX-512: the Intel Xeon measured in sessions 9–12, AMD with AVX-512 (Zen 4) measured in
+//! session 14 for the symmetric and `cond2` crossovers; otherwise the AMD EPYC with AVX2).
 //!
 //! ```
 //! use precond_linalg::{SymSpectrumParams, mat_from_slice, Layout, sym_spectrum_with_params};
@@ -26,6 +26,11 @@ use crate::error::{LinalgError, Result};
 const SYM_TWO_STAGE_MIN_N: usize = 1800;
 /// Default of [`SymSpectrumParams::two_stage_min_n`] on CPUs with AVX-512F (Intel Xeon).
 const SYM_TWO_STAGE_MIN_N_AVX512: usize = 1900;
+/// Default of [`SymSpectrumParams::two_stage_min_n`] on AMD CPUs with AVX-512F (Zen 4),
+/// measured on the 2-core AMD EPYC of session 14 after the blocked reduction's products moved
+/// to a two-thread team (`sytrd::Team`): two-stage / blocked 1.72 at n = 1500, 1.46 at 2000,
+/// 1.28 at 2200, 0.94 at 2500 (twice), 0.92 at 3000.
+const SYM_TWO_STAGE_MIN_N_AMD_AVX512: usize = 2400;
 /// Default of [`SvdParams::two_stage_min_n`] on CPUs without AVX-512 (AMD EPYC, AVX2).
 const SVD_TWO_STAGE_MIN_N: usize = 1280;
 /// Default of [`SvdParams::two_stage_min_n`] on CPUs with AVX-512F (Intel Xeon).
@@ -96,15 +101,16 @@ pub struct SymSpectrumParams {
     /// ([`kernel::sym_eigenvalues_two_stage`](crate::kernel::sym_eigenvalues_two_stage)) is used;
     /// below it the blocked one-stage Householder reduction
     /// ([`kernel::sym_eigenvalues_blocked`](crate::kernel::sym_eigenvalues_blocked), LAPACK
-    /// `DSYTRD`). Default 1900 with AVX-512F: on the 2-core Intel Xeon of `BENCHMARKS.md`
+    /// `DSYTRD`). Default 1900 with AVX-512F on Intel: on the 2-core Intel Xeon of `BENCHMARKS.md`
     /// (session 12, both reductions on the pool as a whole, the matrix–vector products on two
     /// threads from m = 320; `sym_spectrum_with_params` forced on each path, median of 3–7
     /// interleaved calls) the two-stage path takes 1.56× the blocked reduction's time at
     /// n = 1000, 1.32× at 1200, 1.10× at 1500, 1.01× at 1800, 0.98× at 2000, 0.89× at 2500 and
-    /// 0.85× at 3000 (session 11, before those changes: 0.99× at 1500); on the AMD EPYC with
-    /// AVX-512 (Zen 4) of session 14 1.62× at 1200, 1.33–1.40× at 1500, 0.92–1.22× at 1800,
-    /// 0.96–1.13× at 2000, 0.90× at 2200, 0.78× at 2500: the same default, within that VM's
-    /// spread. Default 1800 on CPUs
+    /// 0.85× at 3000 (session 11, before those changes: 0.99× at 1500; not re-measured since
+    /// the blocked reduction's products run on a two-thread team, session 14). Default 2400 on
+    /// AMD CPUs with AVX-512F (Zen 4): on the AMD EPYC of session 14, 1.72× at 1500, 1.46× at
+    /// 2000, 1.28× at 2200, 0.94× at 2500 and 0.92× at 3000 with the team (before it 0.92–1.22×
+    /// at 1800 and 0.96–1.13× at 2000, when the Intel default applied). Default 1800 on CPUs
     /// without AVX-512:
     /// measured on the 2-core AVX2 machine (AMD EPYC) against faer's unblocked one-stage
     /// reduction (faster at n = 1000 and 1500, the two-stage path at n = 2000); the blocked
@@ -120,7 +126,9 @@ pub struct SymSpectrumParams {
 impl Default for SymSpectrumParams {
     fn default() -> Self {
         Self {
-            two_stage_min_n: if avx512() {
+            two_stage_min_n: if avx512() && amd() {
+                SYM_TWO_STAGE_MIN_N_AMD_AVX512
+            } else if avx512() {
                 SYM_TWO_STAGE_MIN_N_AVX512
             } else {
                 SYM_TWO_STAGE_MIN_N

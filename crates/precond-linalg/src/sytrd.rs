@@ -12,6 +12,12 @@
 //! triangular `matmul`, all cores). Half the `4n³/3` flops are then matrix–matrix, and the
 //! other half read the matrix instead of reading and writing it.
 //!
+//! On two threads the whole reduction runs as one [`Team`]: the reducing thread and a spinning
+//! helper split every matrix–vector product (the columns of equal triangle area of
+//! [`symv_split`]) and every trailing update (the same column split), with one `rayon::join`
+//! for the whole reduction instead of one per column and per panel; the results are the same
+//! bits as with a join per product.
+//!
 //! Accuracy: the same reflectors and the same backward error as `DSYTRD` (`T` is `Qᵀ(A + E)Q`
 //! with `‖E‖₂ ≤ c(n) ε ‖A‖₂`, `Q` orthogonal to working precision).
 
@@ -22,7 +28,11 @@ use faer::{Accum, Mat, MatMut, MatRef, Par};
 use crate::alloc::{try_vec, try_zeros};
 use crate::error::Result;
 use crate::two_stage::kernels::{axpy, dot, make_householder};
-use crate::two_stage::symm::{SYMV_PAR_MIN_M, Simd, col, col_mut, symv_lower, symv_split};
+use crate::two_stage::symm::{
+    SYMV_PAR_MIN_M, Simd, col, col_mut, symv_columns, symv_lower, symv_split,
+};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// Panel width of the blocked reduction for an `n × n` matrix: narrow panels while the matrix
 /// sits in the caches (the panel's corrections cost `O(n · nb)` per column, the trailing
@@ -90,7 +100,7 @@ pub(crate) fn sym_tridiagonal_blocked(
 /// (`v_k = (0, …, 0, 1, a[k+2.., k])`, the unit at row `k + 1`) with `τ_k` in `tau[k]`; the
 /// subdiagonal holds `e`. Panels of `nb` columns; `work` sized for at least `n` and `nb`.
 pub(crate) fn sytrd_lower(
-    mut a: MatMut<'_, f64>,
+    a: MatMut<'_, f64>,
     d: &mut [f64],
     e: &mut [f64],
     tau: &mut [f64],
@@ -110,6 +120,36 @@ pub(crate) fn sytrd_lower(
         "sytrd_lower: shapes"
     );
     let nb = nb.max(1).min(work.nb);
+    if par.degree() >= 2 && n > SYMV_PAR_MIN_M + 1 {
+        // the products of every panel and the trailing updates on two threads through one
+        // hand-off (a `Team`) instead of a `rayon::join` per column and per panel
+        let team = Team::new();
+        rayon::join(
+            || {
+                let _end = TeamEnd(&team);
+                reduce(a, d, e, tau, nb, par, Some(&team), work);
+            },
+            || team.help(),
+        );
+    } else {
+        reduce(a, d, e, tau, nb, par, None, work);
+    }
+}
+
+/// The panels of [`sytrd_lower`], with the products split over a [`Team`] when there is one,
+/// else on the calling thread (the trailing update by faer on `par`'s threads).
+#[allow(clippy::too_many_arguments)]
+fn reduce(
+    mut a: MatMut<'_, f64>,
+    d: &mut [f64],
+    e: &mut [f64],
+    tau: &mut [f64],
+    nb: usize,
+    par: Par,
+    team: Option<&Team>,
+    work: &mut SytrdWork,
+) {
+    let n = a.nrows();
     let simd = Simd::detect();
     let mut i = 0;
     while i + 1 < n {
@@ -118,17 +158,8 @@ pub(crate) fn sytrd_lower(
         let mut loc = a.rb_mut().submatrix_mut(i, i, m, m);
         {
             let w = work.vw.as_mut().submatrix_mut(0, b, m, b);
-            panel(
-                loc.rb_mut(),
-                b,
-                w,
-                &mut d[i..i + b],
-                &mut e[i..i + b],
-                &mut tau[i..i + b],
-                &mut work.spare,
-                par,
-                simd,
-            );
+            let (d, e, tau) = (&mut d[i..i + b], &mut e[i..i + b], &mut tau[i..i + b]);
+            panel(loc.rb_mut(), b, w, d, e, tau, &mut work.spare, team, simd);
         }
         // trailing update A₂₂ ← A₂₂ − [V W] [W V]ᵀ on the lower triangle (rows/cols b..m)
         let m2 = m - b;
@@ -145,17 +176,33 @@ pub(crate) fn sytrd_lower(
             let a22 = right.subrows_mut(b, m2);
             let lhs = vw.as_ref().submatrix(b, 0, m2, 2 * b);
             let rhs = wv.as_ref().submatrix(b, 0, m2, 2 * b);
-            if par.degree() >= 2 && m2 > SYMV_PAR_MIN_M {
-                // each thread updates the columns its half of the next matrix–vector products
-                // reads (the same split), so those columns are in that core's L2 when read
-                let (left, rest) = a22.split_at_col_mut(symv_split(m2));
-                let s = left.ncols();
-                rayon::join(
-                    || update_columns(left, 0, lhs, rhs),
-                    || update_columns(rest, s, lhs, rhs),
-                );
-            } else {
-                triangular::matmul(
+            match team {
+                Some(t) if m2 > SYMV_PAR_MIN_M => {
+                    // each thread updates the columns its half of the next matrix–vector
+                    // products reads (the same split), so those columns are in that core's L2
+                    // when read
+                    let (left, rest) = a22.split_at_col_mut(symv_split(m2));
+                    let s = left.ncols();
+                    t.run_split(
+                        Job::Update(UpdateJob {
+                            dst: rest.as_ptr_mut(),
+                            dst_cs: rest.col_stride(),
+                            m2,
+                            k: rest.ncols(),
+                            c0: s,
+                            lhs: lhs.as_ptr(),
+                            lhs_cs: lhs.col_stride(),
+                            rhs: rhs.as_ptr(),
+                            rhs_cs: rhs.col_stride(),
+                            r: 2 * b,
+                        }),
+                        || update_columns(left, 0, lhs, rhs),
+                    );
+                }
+                // inside a team on the calling thread (never faer's parallel kernels, whose
+                // threads would wait for the spinning helper)
+                Some(_) => update_columns(a22, 0, lhs, rhs),
+                None => triangular::matmul(
                     a22,
                     BlockStructure::TriangularLower,
                     Accum::Add,
@@ -165,7 +212,7 @@ pub(crate) fn sytrd_lower(
                     BlockStructure::Rectangular,
                     -1.0,
                     if m2 * m2 < 128 * 128 { Par::Seq } else { par },
-                );
+                ),
             }
         }
         for t in 0..b {
@@ -213,6 +260,221 @@ fn update_columns(dst: MatMut<'_, f64>, c0: usize, lhs: MatRef<'_, f64>, rhs: Ma
     }
 }
 
+/// Two threads sharing the products of the whole reduction ([`sytrd_lower`]) with one
+/// hand-off: the reducing thread posts the second half of each split product (a column's
+/// matrix–vector product, the columns `s..m` of [`symv_split`]; a trailing update's right
+/// columns) and computes the first; a helper thread ([`Team::help`], the other side of a
+/// `rayon::join`) spins, claims a posted half and computes it. A half nobody has claimed when
+/// the reducing thread is done with its own is claimed and computed by that thread, so it
+/// never waits for a helper that has not started (one that is never stolen runs after the
+/// reduction, finds it finished and returns): waiting happens only on a half being computed.
+/// Per-column `rayon::join`s cost a wake-up of a sleeping worker each (`perf`: ≈ 10 % of the
+/// reduction's samples in the scheduler at n = 2000 on the AMD EPYC of BENCHMARKS.md,
+/// session 14). The halves and their sums are those of [`symv_lower`] and of the split update:
+/// the same bits whoever computes them.
+pub(crate) struct Team {
+    /// [`IDLE`], [`POSTED`], [`TAKEN`] (by either thread) or [`DONE`] (by the helper).
+    state: AtomicU8,
+    /// Set (by [`TeamEnd`]) when the reducing thread is done: the helper returns.
+    finished: AtomicBool,
+    /// The posted half: written by the reducing thread only while no half is outstanding
+    /// (`IDLE`), read by the helper only after claiming it (`POSTED → TAKEN`).
+    job: UnsafeCell<Job>,
+}
+
+/// No half outstanding.
+const IDLE: u8 = 0;
+/// A half posted, not claimed.
+const POSTED: u8 = 1;
+/// A half claimed by one of the two threads.
+const TAKEN: u8 = 2;
+/// The helper's half computed.
+const DONE: u8 = 3;
+
+/// A posted half, as raw parts of the reducing thread's live borrows.
+#[derive(Clone, Copy)]
+enum Job {
+    /// Nothing posted yet.
+    None,
+    /// Columns `s..m` of the lower triangle of the `m × m` matrix at `a` (unit row stride,
+    /// column stride `cs`) times `v` (length `m`), added into `out[s..m]` (zeroed by the
+    /// poster).
+    Symv {
+        a: *const f64,
+        cs: isize,
+        m: usize,
+        s: usize,
+        v: *const f64,
+        out: *mut f64,
+        simd: Simd,
+    },
+    /// [`update_columns`] on the `m2 × k` columns at `dst` (columns `c0..c0+k` of the
+    /// trailing matrix) with the `m2 × r` matrices `lhs` and `rhs` (unit row strides).
+    Update(UpdateJob),
+}
+
+/// The parts of [`Job::Update`].
+#[derive(Clone, Copy)]
+struct UpdateJob {
+    dst: *mut f64,
+    dst_cs: isize,
+    m2: usize,
+    k: usize,
+    c0: usize,
+    lhs: *const f64,
+    lhs_cs: isize,
+    rhs: *const f64,
+    rhs_cs: isize,
+    r: usize,
+}
+
+// SAFETY: the raw parts in `job` are only dereferenced under the protocol above (the posting
+// thread neither reads nor writes what a posted half writes, nor writes what it reads, while
+// the half is outstanding).
+unsafe impl Sync for Team {}
+
+/// Marks the team finished when the reducing side of the `join` ends (also by unwinding, so
+/// the helper never spins forever).
+struct TeamEnd<'a>(&'a Team);
+
+impl Drop for TeamEnd<'_> {
+    fn drop(&mut self) {
+        self.0.finished.store(true, Ordering::Release);
+    }
+}
+
+impl Team {
+    fn new() -> Self {
+        Self {
+            state: AtomicU8::new(IDLE),
+            finished: AtomicBool::new(false),
+            job: UnsafeCell::new(Job::None),
+        }
+    }
+
+    /// Posts `job`, runs `own` (the first half) here, then computes `job` here if the helper
+    /// has not claimed it, else waits for the helper's `DONE`.
+    fn run_split(&self, job: Job, own: impl FnOnce()) {
+        // SAFETY: no half is outstanding (`IDLE`): the helper does not read `job` now
+        unsafe { *self.job.get() = job };
+        self.state.store(POSTED, Ordering::Release);
+        own();
+        if self
+            .state
+            .compare_exchange(POSTED, TAKEN, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            // SAFETY: the half is ours; its parts are our caller's live borrows
+            unsafe { run(job) };
+        } else {
+            while self.state.load(Ordering::Acquire) != DONE {
+                std::hint::spin_loop();
+            }
+        }
+        self.state.store(IDLE, Ordering::Relaxed);
+    }
+
+    /// `y ← A v` as [`symv_lower`] on two threads (the second half in `spare`), the same bits.
+    fn symv(&self, a: MatRef<'_, f64>, v: &[f64], y: &mut [f64], spare: &mut [f64], simd: Simd) {
+        let m = a.nrows();
+        assert!(
+            a.ncols() == m
+                && v.len() == m
+                && y.len() == m
+                && spare.len() >= m
+                && (m == 0 || a.row_stride() == 1),
+            "Team::symv: shapes"
+        );
+        y.fill(0.0);
+        let s = symv_split(m);
+        let spare = &mut spare[..m];
+        spare[s..].fill(0.0);
+        let job = Job::Symv {
+            a: a.as_ptr(),
+            cs: a.col_stride(),
+            m,
+            s,
+            v: v.as_ptr(),
+            out: spare.as_mut_ptr(),
+            simd,
+        };
+        self.run_split(job, || symv_columns(a, v, y, 0, s, simd));
+        for (d, x) in y[s..].iter_mut().zip(&spare[s..]) {
+            *d += x;
+        }
+    }
+
+    /// The helper's side: claims and computes posted halves until the reduction is finished.
+    fn help(&self) {
+        // spins while halves come quickly; after `SPINS` empty polls in a row, yields the core
+        // between polls (another process's thread, or the reducing thread itself on a
+        // crowded machine, may need it)
+        const SPINS: u32 = 1 << 14;
+        let mut idle = 0u32;
+        while !self.finished.load(Ordering::Acquire) {
+            if self.state.load(Ordering::Relaxed) == POSTED
+                && self
+                    .state
+                    .compare_exchange(POSTED, TAKEN, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                // SAFETY: claimed (`POSTED → TAKEN`, acquiring the poster's write of `job`);
+                // the poster waits for `DONE` before touching the half's buffers again
+                unsafe { run(self.job.get().read()) };
+                self.state.store(DONE, Ordering::Release);
+                idle = 0;
+            } else if idle < SPINS {
+                idle += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Computes a claimed half.
+///
+/// # Safety
+/// `job` was posted by [`Team::run_split`], which has not returned (the borrows its parts
+/// come from are alive and nobody else touches what the half reads and writes).
+unsafe fn run(job: Job) {
+    match job {
+        Job::None => {}
+        Job::Symv {
+            a,
+            cs,
+            m,
+            s,
+            v,
+            out,
+            simd,
+        } => {
+            // SAFETY: the caller's contract: the parts describe `symv`'s live arguments
+            let (a, v, out) = unsafe {
+                (
+                    MatRef::from_raw_parts(a, m, m, 1, cs),
+                    std::slice::from_raw_parts(v, m),
+                    std::slice::from_raw_parts_mut(out, m),
+                )
+            };
+            symv_columns(a, v, out, s, m, simd);
+        }
+        Job::Update(u) => {
+            // SAFETY: the caller's contract: the parts describe the trailing update's live
+            // right columns and its two factors
+            let (dst, lhs, rhs) = unsafe {
+                (
+                    MatMut::from_raw_parts_mut(u.dst, u.m2, u.k, 1, u.dst_cs),
+                    MatRef::from_raw_parts(u.lhs, u.m2, u.r, 1, u.lhs_cs),
+                    MatRef::from_raw_parts(u.rhs, u.m2, u.r, 1, u.rhs_cs),
+                )
+            };
+            update_columns(dst, u.c0, lhs, rhs);
+        }
+    }
+}
+
 /// `DLATRD('L')` on the `m × m` trailing matrix `a` (its first `b < m` columns are the panel):
 /// reduces the panel's columns, leaving the trailing matrix `a[b.., b..]` to be updated by the
 /// caller with `V` (the panel's reflectors, units written on the subdiagonal) and `W`
@@ -234,18 +496,18 @@ fn panel(
     e: &mut [f64],
     tau: &mut [f64],
     spare: &mut [f64],
-    par: Par,
+    team: Option<&Team>,
     simd: Simd,
 ) {
     #[cfg(target_arch = "x86_64")]
     match simd {
         // SAFETY: AVX-512F was detected at run time (`Simd::detect`).
-        Simd::Avx512 => return unsafe { panel_avx512(a, b, w, d, e, tau, spare, par) },
+        Simd::Avx512 => return unsafe { panel_avx512(a, b, w, d, e, tau, spare, team) },
         // SAFETY: AVX2 and FMA were detected at run time.
-        Simd::Avx2 => return unsafe { panel_avx2(a, b, w, d, e, tau, spare, par) },
+        Simd::Avx2 => return unsafe { panel_avx2(a, b, w, d, e, tau, spare, team) },
         Simd::Portable => {}
     }
-    panel_body(a, b, w, d, e, tau, spare, par, simd);
+    panel_body(a, b, w, d, e, tau, spare, team, simd);
 }
 
 /// [`panel_body`] compiled with `$features` enabled (run only where `Simd::detect` found them).
@@ -262,9 +524,9 @@ macro_rules! panel_for {
             e: &mut [f64],
             tau: &mut [f64],
             spare: &mut [f64],
-            par: Par,
+            team: Option<&Team>,
         ) {
-            panel_body(a, b, w, d, e, tau, spare, par, $level);
+            panel_body(a, b, w, d, e, tau, spare, team, $level);
         }
     };
 }
@@ -282,7 +544,7 @@ fn panel_body(
     e: &mut [f64],
     tau: &mut [f64],
     spare: &mut [f64],
-    par: Par,
+    team: Option<&Team>,
     simd: Simd,
 ) {
     let m = a.nrows();
@@ -312,7 +574,10 @@ fn panel_body(
         // 3. w_j
         let wv = &mut wj[j + 1..m];
         let a22 = right.subrows(j + 1, m - j - 1);
-        symv_lower(a22, v, wv, spare, par, simd);
+        match team {
+            Some(t) if a22.nrows() >= SYMV_PAR_MIN_M => t.symv(a22, v, wv, spare, simd),
+            _ => symv_lower(a22, v, wv, spare, Par::Seq, simd),
+        }
         for t in 0..j {
             let (vt, wt) = (&col(left, t)[j + 1..m], &col(wl, t)[j + 1..m]);
             let (cw, cv) = dot2(wt, vt, v);
@@ -426,6 +691,111 @@ mod tests {
             sym_eigenvalues_blocked(h.as_ref(), 0),
             Err(crate::LinalgError::InvalidArgument { .. })
         ));
+    }
+
+    /// The reduction on two threads gives the same bits whether the team's helper runs beside
+    /// it (a pool of two) or never (a pool of one: every half claimed by the reducing thread).
+    #[test]
+    fn team_reduction_is_the_same_with_and_without_a_helper() {
+        for &n in &[SYMV_PAR_MIN_M + 2, 390, 700] {
+            let full = sym_lower(n, n as u64);
+            let reduce_on = |threads: usize| {
+                let mut a = full.clone();
+                let mut d = vec![0.0; n];
+                let mut e = vec![0.0; n - 1];
+                let mut tau = vec![0.0; n - 1];
+                let mut work = SytrdWork::new(n, 32).expect("small");
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("pool");
+                pool.install(|| {
+                    sytrd_lower(
+                        a.as_mut(),
+                        &mut d,
+                        &mut e,
+                        &mut tau,
+                        32,
+                        Par::rayon(2),
+                        &mut work,
+                    )
+                });
+                let mut bits: Vec<u64> = d
+                    .iter()
+                    .chain(&e)
+                    .chain(&tau)
+                    .map(|x| x.to_bits())
+                    .collect();
+                for j in 0..n {
+                    for i in j + 1..n {
+                        bits.push(a[(i, j)].to_bits());
+                    }
+                }
+                bits
+            };
+            assert_eq!(reduce_on(2), reduce_on(1), "n = {n}");
+        }
+    }
+
+    /// The team's product equals `symv_lower` on two threads bit for bit, with a helper
+    /// claiming halves, with none (every half claimed by the posting thread), and after the
+    /// helper has returned; the helper returns when the posting side ends.
+    #[test]
+    fn team_products_equal_the_split_product_bitwise() {
+        for &m in &[SYMV_PAR_MIN_M, 321, 517, 1000] {
+            let a = sym_lower(m, m as u64 + 7);
+            let simd = Simd::detect();
+            let vs: Vec<Vec<f64>> = (0..6)
+                .map(|k| {
+                    (0..m)
+                        .map(|i| ((i * 31 + k * 17) % 23) as f64 - 11.0)
+                        .collect()
+                })
+                .collect();
+            let want: Vec<Vec<f64>> = vs
+                .iter()
+                .map(|v| {
+                    let (mut y, mut spare) = (vec![0.0; m], vec![0.0; m]);
+                    symv_lower(a.as_ref(), v, &mut y, &mut spare, Par::rayon(2), simd);
+                    y
+                })
+                .collect();
+            let run = |team: &Team| {
+                let mut out = Vec::new();
+                for v in &vs {
+                    let (mut y, mut spare) = (vec![f64::NAN; m], vec![f64::NAN; m + 3]);
+                    team.symv(a.as_ref(), v, &mut y, &mut spare, simd);
+                    out.push(y);
+                }
+                out
+            };
+            let alone = Team::new();
+            let mut got = vec![run(&alone)];
+            let team = Team::new();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .expect("pool");
+            let (helped, ()) = pool.install(|| {
+                rayon::join(
+                    || {
+                        let _end = TeamEnd(&team);
+                        run(&team)
+                    },
+                    || team.help(),
+                )
+            });
+            got.push(helped);
+            // a finished team's helper returns at once
+            team.help();
+            got.push(run(&team));
+            for g in &got {
+                for (y, w) in g.iter().zip(&want) {
+                    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(y), bits(w), "m = {m}");
+                }
+            }
+        }
     }
 
     /// `Qᵀ A Q` from the reflectors left in `a`'s lower part and `tau` equals the tridiagonal

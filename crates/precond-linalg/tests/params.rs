@@ -28,7 +28,11 @@ fn defaults_are_the_documented_values() {
     #[cfg(not(target_arch = "x86_64"))]
     let amd = false;
     let (sym_min, svd_min, cond2_min) = if avx512 {
-        (1900, 256, if amd { 1000 } else { 500 })
+        if amd {
+            (2400, 256, 1000)
+        } else {
+            (1900, 256, 500)
+        }
     } else {
         (1800, 1280, 1280)
     };

@@ -158,7 +158,14 @@ pub(crate) fn symv_split(m: usize) -> usize {
 /// Adds the contributions of columns `j0..j1` of the lower triangle of `A` to `y` (rows `≥ j0`
 /// only are written): blocks of four columns, their `4 × 4` diagonal block by plain loops and
 /// the rows below by [`block4`] in one pass; the last columns by plain loops.
-fn symv_columns(a: MatRef<'_, f64>, v: &[f64], y: &mut [f64], j0: usize, j1: usize, simd: Simd) {
+pub(crate) fn symv_columns(
+    a: MatRef<'_, f64>,
+    v: &[f64],
+    y: &mut [f64],
+    j0: usize,
+    j1: usize,
+    simd: Simd,
+) {
     let m = a.nrows();
     let jf = j0 + (j1 - j0) / 4 * 4;
     for j in (j0..jf).step_by(4) {
