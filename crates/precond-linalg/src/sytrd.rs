@@ -290,6 +290,8 @@ const POSTED: u8 = 1;
 const TAKEN: u8 = 2;
 /// The helper's half computed.
 const DONE: u8 = 3;
+/// Polls of a waiting thread spent spinning before it yields its core between polls.
+const SPINS: u32 = 1 << 14;
 
 /// A posted half, as raw parts of the reducing thread's live borrows.
 #[derive(Clone, Copy)]
@@ -367,8 +369,16 @@ impl Team {
             // SAFETY: the half is ours; its parts are our caller's live borrows
             unsafe { run(job) };
         } else {
+            let mut polls = 0u32;
             while self.state.load(Ordering::Acquire) != DONE {
-                std::hint::spin_loop();
+                if polls < SPINS {
+                    polls += 1;
+                    std::hint::spin_loop();
+                } else {
+                    // the helper is computing the half but is not running (a crowded machine,
+                    // or a tool like valgrind that runs one thread at a time)
+                    std::thread::yield_now();
+                }
             }
         }
         self.state.store(IDLE, Ordering::Relaxed);
@@ -409,7 +419,6 @@ impl Team {
         // spins while halves come quickly; after `SPINS` empty polls in a row, yields the core
         // between polls (another process's thread, or the reducing thread itself on a
         // crowded machine, may need it)
-        const SPINS: u32 = 1 << 14;
         let mut idle = 0u32;
         while !self.finished.load(Ordering::Acquire) {
             if self.state.load(Ordering::Relaxed) == POSTED
