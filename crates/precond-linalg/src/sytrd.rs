@@ -336,11 +336,17 @@ struct UpdateJob {
 unsafe impl Sync for Team {}
 
 /// Marks the team finished when the reducing side of the `join` ends (also by unwinding, so
-/// the helper never spins forever).
+/// the helper never spins forever, and never claims a half whose poster has unwound).
 struct TeamEnd<'a>(&'a Team);
 
 impl Drop for TeamEnd<'_> {
     fn drop(&mut self) {
+        // a half still posted (the reducing side unwound between posting and claiming) is
+        // withdrawn first, so the helper never starts one after the poster has gone
+        let _ = self
+            .0
+            .state
+            .compare_exchange(POSTED, TAKEN, Ordering::AcqRel, Ordering::Relaxed);
         self.0.finished.store(true, Ordering::Release);
     }
 }
