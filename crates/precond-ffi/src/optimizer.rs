@@ -409,14 +409,8 @@ pub unsafe extern "C" fn precond_optimizer_new(
 /// `opt` must be NULL or a handle from `precond_optimizer_new*` not freed before.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn precond_optimizer_free(opt: *mut precond_optimizer_t) {
-    if opt.is_null() {
-        return;
-    }
-    // Dropping cannot panic (plain vectors), but stay behind the boundary anyway.
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: a live handle from Box::into_raw, by contract.
-        drop(unsafe { Box::from_raw(opt) });
-    }));
+    // SAFETY: NULL or a live handle from Box::into_raw, by contract.
+    unsafe { crate::ptr::free_box(opt) };
 }
 
 /// Runs `body` on the handle behind the panic boundary; errors go to the handle and to the

@@ -167,6 +167,22 @@ pub(crate) fn bool01(v: i32, arg: &str) -> FfiResult<bool> {
     }
 }
 
+/// Takes back and drops a handle made by `Box::into_raw` (the `precond_*_free` functions);
+/// NULL is ignored. The drop stays behind the C boundary (a panic is caught, never unwound
+/// into C).
+///
+/// # Safety
+/// `p` is NULL or a live pointer from `Box::into_raw` not freed before.
+pub(crate) unsafe fn free_box<T>(p: *mut T) {
+    if p.is_null() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: a live pointer from Box::into_raw, by the caller's contract.
+        drop(unsafe { Box::from_raw(p) });
+    }));
+}
+
 /// True when the byte ranges of two buffers overlap.
 pub(crate) fn overlaps<A, B>(a: *const A, a_len: usize, b: *const B, b_len: usize) -> bool {
     let (a0, b0) = (a as usize, b as usize);

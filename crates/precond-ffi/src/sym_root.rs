@@ -66,13 +66,8 @@ pub unsafe extern "C" fn precond_sym_root_new(
 /// `ws` must be NULL or a handle from `precond_sym_root_new` not freed before.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn precond_sym_root_free(ws: *mut precond_sym_root_t) {
-    if ws.is_null() {
-        return;
-    }
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: a live handle from Box::into_raw, by contract.
-        drop(unsafe { Box::from_raw(ws) });
-    }));
+    // SAFETY: NULL or a live handle from Box::into_raw, by contract.
+    unsafe { crate::ptr::free_box(ws) };
 }
 
 /// Computes `out = (A + eps·I)^(−1/root)` for the symmetric positive semidefinite `n × n`

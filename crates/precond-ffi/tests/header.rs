@@ -94,6 +94,7 @@ fn every_exported_function_has_a_panic_boundary() {
                     "with_handle_step(",
                     "with_handle_ref(",
                     "with_handle_ref_full(",
+                    "free_box(",
                     "catch_unwind("
                 ]
                 .iter()
