@@ -2,11 +2,10 @@
 //! Shampoo's `(L + εI)^(−1/4)`, SOAP's eigenbasis of `L`, computed from one symmetric
 //! eigendecomposition in a reusable workspace, so that an optimizer step allocates nothing.
 
-use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
-use faer::linalg::evd::tridiag::{tridiag_in_place, tridiag_in_place_scratch};
+use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::householder::{
     apply_block_householder_sequence_on_the_left_in_place_scratch,
-    apply_block_householder_sequence_on_the_left_in_place_with_conj,
+    apply_block_householder_sequence_on_the_left_in_place_with_conj, upgrade_householder_factor,
 };
 use faer::{Conj, Mat, MatMut, MatRef, Par};
 
@@ -14,17 +13,21 @@ use crate::error::{LinalgError, Result};
 use crate::layout::{SYMMETRY_RTOL, check_finite};
 use crate::scaling::{exponent, ldexp, max_abs, scaling_for, unscale};
 use crate::symprod::{gram_pair_into, transpose_into};
+use crate::sytrd::{SytrdWork, block_for, sytrd_lower};
 use crate::tridiag_dc::{DcScratch, tridiagonal_eigh};
 
 /// Every buffer of [`sym_inverse_root_into`] and [`sym_eigh_into`] for one size `n`: the
-/// (rescaled) symmetric input and its Householder reflectors, the tridiagonal, the
-/// eigenvectors and eigenvalues, a scaled copy of the eigenvectors, the buffers of the
-/// tridiagonal divide and conquer, and faer's scratch memory of the reduction and the
-/// back-transformation. Built once; the calls that take it allocate nothing.
+/// (rescaled) symmetric input and its Householder reflectors with their coefficients and
+/// block factors, the buffers of the blocked reduction, the tridiagonal, the eigenvectors and
+/// eigenvalues, a scaled copy of the eigenvectors, the buffers of the tridiagonal divide and
+/// conquer, and faer's scratch memory of the back-transformation. Built once; the calls that
+/// take it allocate nothing.
 pub struct SymEigWorkspace {
     n: usize,
     par: Par,
     a: Mat<f64>,
+    tau: Vec<f64>,
+    sytrd: SytrdWork,
     householder: Mat<f64>,
     q: Mat<f64>,
     w: Vec<f64>,
@@ -87,16 +90,16 @@ impl SymEigWorkspace {
             .filter(|&b| b <= isize::MAX as usize)
             .ok_or_else(too_big)?;
         let bs = householder_block(n);
-        let req = StackReq::any_of(&[
-            tridiag_in_place_scratch::<f64>(n, par, Default::default()),
-            apply_block_householder_sequence_on_the_left_in_place_scratch::<f64>(n - 1, bs, n),
-        ]);
+        let req =
+            apply_block_householder_sequence_on_the_left_in_place_scratch::<f64>(n - 1, bs, n);
         const WS: &str = "buffers of SymEigWorkspace";
         let mem = crate::alloc::try_mem("scratch of SymEigWorkspace", req)?;
         Ok(Self {
             n,
             par,
             a: crate::alloc::try_zeros(WS, n, n)?,
+            tau: crate::alloc::try_vec(WS, n - 1, 0.0)?,
+            sytrd: SytrdWork::new(n, block_for(n))?,
             householder: crate::alloc::try_zeros(WS, bs, n - 1)?,
             q: crate::alloc::try_zeros(WS, n, n)?,
             w: crate::alloc::try_vec(WS, n, 0.0)?,
@@ -198,19 +201,63 @@ impl SymEigWorkspace {
                 }
             }
         }
-        // A = H T Hᵀ (faer's blocked reduction of the lower triangle, reflectors kept in `a`
-        // and `householder`), T = Z Λ Zᵀ (our divide and conquer), Q = H Z
+        // A = H T Hᵀ, T = Z Λ Zᵀ, Q = H Z, on the pool as a whole (one hand-off for the
+        // reduction's team and faer's parallel products)
         let par = self.par;
-        tridiag_in_place(
+        crate::pool::on_pool(par, n, || self.reduce_and_solve())?;
+        if let Some(j) = (0..n).find(|&j| self.q.col(j).iter().any(|v| !v.is_finite())) {
+            return Err(LinalgError::NoConvergence {
+                what: "symmetric eigendecomposition (non-finite eigenvector column)",
+                iterations: j,
+                residual: f64::NAN,
+            });
+        }
+        if let Some(k) = self.w.iter().position(|v| !v.is_finite()) {
+            return Err(LinalgError::NonFinite {
+                what: "eigenvalue of the symmetric eigendecomposition",
+                row: k,
+                col: 0,
+                value: self.w[k],
+            });
+        }
+        Ok(e)
+    }
+
+    /// The three stages of [`decompose`](Self::decompose) on `self.a` (lower triangle):
+    /// the blocked reduction `A = H T Hᵀ` ([`sytrd_lower`], LAPACK `DSYTRD`, with its
+    /// two-thread team; reflectors left in `a` below the subdiagonal and coefficients in
+    /// `tau`), `T = Z Λ Zᵀ` by our divide and conquer, and `Q = H Z` by faer's blocked
+    /// application of the reflectors, whose block factors are built here from `tau`.
+    fn reduce_and_solve(&mut self) -> Result<()> {
+        let n = self.n;
+        let par = self.par;
+        sytrd_lower(
             self.a.as_mut(),
-            self.householder.as_mut(),
+            &mut self.w,
+            &mut self.offdiag[..n - 1],
+            &mut self.tau,
+            block_for(n),
             par,
-            MemStack::new(&mut self.mem),
-            Default::default(),
+            &mut self.sytrd,
         );
-        for i in 0..n {
-            self.w[i] = self.a[(i, i)];
-            self.offdiag[i] = if i + 1 < n { self.a[(i + 1, i)] } else { 0.0 };
+        self.offdiag[n - 1] = 0.0;
+        if n > 1 {
+            // faer's block reflector `H_j ⋯ H_{j+b−1} = I − V F⁻¹ Vᵀ` has `F_kk = 1/τ_k` (its
+            // reflectors are `I − v vᵀ / t`; `τ = 0`, the identity, is `t = ∞`, as faer's own
+            // reduction marks it) and `F_ik = v_iᵀ v_k` above the diagonal, which
+            // `upgrade_householder_factor` computes from the basis
+            let basis = self.a.as_ref().submatrix(1, 0, n - 1, n - 1);
+            let bs = self.householder.nrows();
+            let mut j = 0;
+            while j < n - 1 {
+                let b = bs.min(n - 1 - j);
+                let mut f = self.householder.as_mut().submatrix_mut(0, j, b, b);
+                for k in 0..b {
+                    f[(k, k)] = self.tau[j + k].recip();
+                }
+                upgrade_householder_factor(f, basis.submatrix(j, j, n - 1 - j, b), b, 1, par);
+                j += b;
+            }
         }
         tridiagonal_eigh(
             &mut self.w,
@@ -230,22 +277,7 @@ impl SymEigWorkspace {
                 MemStack::new(&mut self.mem),
             );
         }
-        if let Some(j) = (0..n).find(|&j| self.q.col(j).iter().any(|v| !v.is_finite())) {
-            return Err(LinalgError::NoConvergence {
-                what: "symmetric eigendecomposition (non-finite eigenvector column)",
-                iterations: j,
-                residual: f64::NAN,
-            });
-        }
-        if let Some(k) = self.w.iter().position(|v| !v.is_finite()) {
-            return Err(LinalgError::NonFinite {
-                what: "eigenvalue of the symmetric eigendecomposition",
-                row: k,
-                col: 0,
-                value: self.w[k],
-            });
-        }
-        Ok(e)
+        Ok(())
     }
 
     /// `out = (A + ε I)^p` from the decomposition of `A` (any real `p`; the inverse root is
@@ -394,7 +426,8 @@ fn scale_col(q: &Mat<f64>, tmp: &mut Mat<f64>, k: usize, g: f64) {
 /// `G = Q diag((λ+ε)^(−1/(2 root)))` (lower triangle, mirrored), so `out` is exactly symmetric
 /// and positive semidefinite to rounding. Only the symmetric part `(A + Aᵀ)/2` is used.
 ///
-/// The eigendecomposition: faer's blocked reduction to a tridiagonal `T = HᵀAH`, our
+/// The eigendecomposition: our blocked reduction to a tridiagonal `T = HᵀAH` (LAPACK
+/// `DSYTRD`, on a two-thread team when the workspace has two threads), our
 /// parallel divide and conquer for `T = ZΛZᵀ` (Cuppen's method with deflation, the secular
 /// equation by Li's middle way and Gu–Eisenstat eigenvectors, THEORY.md §8), and faer's blocked
 /// back-transformation `Q = HZ`.

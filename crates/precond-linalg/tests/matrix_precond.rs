@@ -357,6 +357,50 @@ fn inverse_square_root_identity_on_random_spd() {
     }
 }
 
+/// The blocked reduction's reflectors as faer block reflectors: a block-diagonal matrix (a
+/// random block, a diagonal block whose reflectors are all the identity, `τ = 0`, and another
+/// random block) of order 700, above the two-thread team's threshold, on one thread and on
+/// two: `A V = V Λ` and `VᵀV = I` to `8nε‖A‖`, the diagonal block's eigenvalues exact among
+/// them, and the same eigenvalues from both (to the same tolerance).
+#[test]
+fn eigh_with_identity_reflectors_on_one_and_two_threads() {
+    let (b1, b2, b3) = (250, 200, 250);
+    let n = b1 + b2 + b3;
+    let r1 = random_spd(b1, 0.5, 61);
+    let r3 = random_spd(b3, 0.5, 62);
+    let diagonal: Vec<f64> = (0..b2).map(|i| 0.25 + i as f64 / 16.0).collect();
+    let a = Mat::from_fn(n, n, |i, j| match (i, j) {
+        _ if i < b1 && j < b1 => r1[(i, j)],
+        _ if i >= b1 + b2 && j >= b1 + b2 => r3[(i - b1 - b2, j - b1 - b2)],
+        _ if i == j && i >= b1 && i < b1 + b2 => diagonal[i - b1],
+        _ => 0.0,
+    });
+    let scale = a.norm_l2();
+    let tol = 8.0 * n as f64 * EPS * scale;
+    let mut all = Vec::new();
+    for par in [Par::Seq, Par::rayon(2)] {
+        let mut ws = SymEigWorkspace::with_par(n, par).unwrap();
+        let mut v = Mat::zeros(n, n);
+        let mut w = vec![0.0; n];
+        sym_eigh_into(a.as_ref(), v.as_mut(), &mut w, &mut ws).unwrap();
+        let vtv = v.transpose() * &v;
+        assert!(max_diff(vtv.as_ref(), identity(n).as_ref()) <= 8.0 * n as f64 * EPS);
+        let av = &a * &v;
+        let vl = Mat::from_fn(n, n, |i, k| v[(i, k)] * w[k]);
+        assert!(max_diff(av.as_ref(), vl.as_ref()) <= tol, "{par:?}");
+        for d in &diagonal {
+            assert!(
+                w.iter().any(|x| (x - d).abs() <= tol),
+                "{par:?}: eigenvalue {d} missing"
+            );
+        }
+        all.push(w);
+    }
+    for (x, y) in all[0].iter().zip(&all[1]) {
+        assert!((x - y).abs() <= tol);
+    }
+}
+
 #[test]
 fn rank_deficient_factor_with_eps() {
     // A = G Gᵀ of rank 3 in R⁸ (a Shampoo factor from few gradients)
