@@ -53,12 +53,14 @@ pub(crate) fn block_for(n: usize) -> usize {
 const WHAT: &str = "buffers of the blocked tridiagonalization";
 
 /// Buffers of [`sytrd_lower`]: `[V | W]` and `[W | V]` for the trailing update (`n × 2nb`
-/// each) and the second thread's part of the matrix–vector product.
+/// each), the second thread's part of the matrix–vector product, and the `2nb` coefficients
+/// of a panel column's corrections.
 pub(crate) struct SytrdWork {
     vw: Mat<f64>,
     wv: Mat<f64>,
     nb: usize,
     spare: Vec<f64>,
+    coef: Vec<f64>,
 }
 
 impl SytrdWork {
@@ -71,6 +73,7 @@ impl SytrdWork {
             wv: try_zeros(WHAT, n, 2 * nb)?,
             nb,
             spare: try_vec(WHAT, n, 0.0)?,
+            coef: try_vec(WHAT, 2 * nb, 0.0)?,
         })
     }
 }
@@ -159,7 +162,8 @@ fn reduce(
         {
             let w = work.vw.as_mut().submatrix_mut(0, b, m, b);
             let (d, e, tau) = (&mut d[i..i + b], &mut e[i..i + b], &mut tau[i..i + b]);
-            panel(loc.rb_mut(), b, w, d, e, tau, &mut work.spare, team, simd);
+            let scratch = (&mut work.spare[..], &mut work.coef[..]);
+            panel(loc.rb_mut(), b, w, d, e, tau, scratch, team, simd);
         }
         // trailing update A₂₂ ← A₂₂ − [V W] [W V]ᵀ on the lower triangle (rows/cols b..m)
         let m2 = m - b;
@@ -510,19 +514,19 @@ fn panel(
     d: &mut [f64],
     e: &mut [f64],
     tau: &mut [f64],
-    spare: &mut [f64],
+    scratch: (&mut [f64], &mut [f64]),
     team: Option<&Team>,
     simd: Simd,
 ) {
     #[cfg(target_arch = "x86_64")]
     match simd {
         // SAFETY: AVX-512F was detected at run time (`Simd::detect`).
-        Simd::Avx512 => return unsafe { panel_avx512(a, b, w, d, e, tau, spare, team) },
+        Simd::Avx512 => return unsafe { panel_avx512(a, b, w, d, e, tau, scratch, team) },
         // SAFETY: AVX2 and FMA were detected at run time.
-        Simd::Avx2 => return unsafe { panel_avx2(a, b, w, d, e, tau, spare, team) },
+        Simd::Avx2 => return unsafe { panel_avx2(a, b, w, d, e, tau, scratch, team) },
         Simd::Portable => {}
     }
-    panel_body(a, b, w, d, e, tau, spare, team, simd);
+    panel_body(a, b, w, d, e, tau, scratch, team, simd);
 }
 
 /// [`panel_body`] compiled with `$features` enabled (run only where `Simd::detect` found them).
@@ -538,10 +542,10 @@ macro_rules! panel_for {
             d: &mut [f64],
             e: &mut [f64],
             tau: &mut [f64],
-            spare: &mut [f64],
+            scratch: (&mut [f64], &mut [f64]),
             team: Option<&Team>,
         ) {
-            panel_body(a, b, w, d, e, tau, spare, team, $level);
+            panel_body(a, b, w, d, e, tau, scratch, team, $level);
         }
     };
 }
@@ -558,11 +562,12 @@ fn panel_body(
     d: &mut [f64],
     e: &mut [f64],
     tau: &mut [f64],
-    spare: &mut [f64],
+    (spare, coef): (&mut [f64], &mut [f64]),
     team: Option<&Team>,
     simd: Simd,
 ) {
     let m = a.nrows();
+    let (ca, cb) = coef.split_at_mut(b);
     for j in 0..b {
         let (left, rest) = a.rb_mut().split_at_col_mut(j);
         let (cj, right) = rest.split_at_col_mut(1);
@@ -573,12 +578,10 @@ fn panel_body(
         let wj = col_mut(wr, 0);
         // 1. column j's update by the panel's earlier reflectors
         for t in 0..j {
-            let (vt, wt) = (col(left, t), col(wl, t));
-            let (c1, c2) = (wt[j], vt[j]);
-            for ((x, v), w) in cj[j..].iter_mut().zip(&vt[j..m]).zip(&wt[j..m]) {
-                *x -= v * c1 + w * c2;
-            }
+            ca[t] = wl[(j, t)];
+            cb[t] = left[(j, t)];
         }
+        sub_pairs(&mut cj[j..m], left, wl, j, &ca[..j], &cb[..j]);
         d[j] = cj[j];
         // 2. the reflector
         let (tj, beta) = make_householder(&mut cj[j + 1..m]);
@@ -595,11 +598,9 @@ fn panel_body(
         }
         for t in 0..j {
             let (vt, wt) = (&col(left, t)[j + 1..m], &col(wl, t)[j + 1..m]);
-            let (cw, cv) = dot2(wt, vt, v);
-            for ((y, a), b) in wv.iter_mut().zip(vt).zip(wt) {
-                *y -= a * cw + b * cv;
-            }
+            (ca[t], cb[t]) = dot2(wt, vt, v);
         }
+        sub_pairs(wv, left, wl, j + 1, &ca[..j], &cb[..j]);
         for x in wv.iter_mut() {
             *x *= tj;
         }
@@ -607,6 +608,55 @@ fn panel_body(
         axpy(alpha, v, wv);
     }
 }
+
+/// `y[i] −= Σ_t (p_t[r0 + i] α_t + q_t[r0 + i] β_t)` with `p_t`, `q_t` column `t` of `p`, `q`
+/// (`t < α.len()`), the terms of each entry subtracted in the order `t = 0, 1, …` (the same
+/// bits as one pass over `y` per `t`). Rows in chunks of [`SUB_CHUNK`] held in registers while
+/// the `2 · α.len()` columns pass over them: `y` is read and written once instead of once per
+/// `t`.
+#[inline(always)]
+fn sub_pairs(
+    y: &mut [f64],
+    p: MatRef<'_, f64>,
+    q: MatRef<'_, f64>,
+    r0: usize,
+    alpha: &[f64],
+    beta: &[f64],
+) {
+    let len = y.len();
+    let full = len / SUB_CHUNK * SUB_CHUNK;
+    for c0 in (0..full).step_by(SUB_CHUNK) {
+        let yc: &mut [f64; SUB_CHUNK] = (&mut y[c0..c0 + SUB_CHUNK])
+            .try_into()
+            .expect("a full chunk");
+        let mut acc = *yc;
+        for (t, (&a, &b)) in alpha.iter().zip(beta).enumerate() {
+            let r = r0 + c0;
+            let pc: &[f64; SUB_CHUNK] = col(p, t)[r..r + SUB_CHUNK]
+                .try_into()
+                .expect("a full chunk");
+            let qc: &[f64; SUB_CHUNK] = col(q, t)[r..r + SUB_CHUNK]
+                .try_into()
+                .expect("a full chunk");
+            for i in 0..SUB_CHUNK {
+                acc[i] -= pc[i] * a + qc[i] * b;
+            }
+        }
+        *yc = acc;
+    }
+    for (t, (&a, &b)) in alpha.iter().zip(beta).enumerate() {
+        let (pc, qc) = (
+            &col(p, t)[r0 + full..r0 + len],
+            &col(q, t)[r0 + full..r0 + len],
+        );
+        for ((x, u), w) in y[full..].iter_mut().zip(pc).zip(qc) {
+            *x -= u * a + w * b;
+        }
+    }
+}
+
+/// Rows per register-held chunk of [`sub_pairs`] (four 512-bit or eight 256-bit vectors).
+const SUB_CHUNK: usize = 32;
 
 /// `(x · z, y · z)` in one pass, on eight accumulators each.
 #[inline(always)]
