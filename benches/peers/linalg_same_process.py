@@ -8,7 +8,8 @@ Run:  cargo build --release -p precond-ffi
 
 Matrices: those of linalg_peers.py (bit-identical to benches/linalg_cond.rs): a general `A` and
 the SPD `H = XᵀX/(2n) + 0.01 I` (exactly symmetric). Pairs, each timed as a block of `reps`
-calls per round (median kept; order alternates per round; 50 ms pause between blocks; `reps`
+calls per round (median kept; order alternates per round; each block after a pause and an untimed call, see
+same_process.py; `reps`
 raised to about 20 ms of calls, at most 200, for small sizes):
   precond_sym_eigenvalues(H)     vs numpy.linalg.eigvalsh(H)   (all eigenvalues)
   precond_cond2(A)               vs scipy.linalg.svdvals(A)    (all singular values / κ₂)
@@ -124,7 +125,6 @@ def main():
         for r in range(ROUNDS):
             order = [("ours", ours), ("peer", peer)] if r % 2 == 0 else [("peer", peer), ("ours", ours)]
             for k, f in order:
-                time.sleep(0.05)
                 per[k].append(block(f, reps))
         ratios = [o / p for o, p in zip(per["ours"], per["peer"])]
         row = {"pair": name, "n": N, "rounds": ROUNDS, "reps": reps, "seconds": per,

@@ -108,7 +108,6 @@ def rounds(runners, reps):
     for r in range(ROUNDS):
         order = names[r % len(names):] + names[:r % len(names)]
         for k in order:
-            time.sleep(0.05)
             per[k].append(block(runners[k], reps))
     return per
 

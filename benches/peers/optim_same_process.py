@@ -11,8 +11,8 @@ the same torch-named JSON (`"nonfinite": "error"`, the default, which scans g be
 and `"nonfinite": "propagate"`, torch's semantics). All parameter and gradient buffers are torch
 tensors (same allocator, same values as benches/optim_step.rs and optim_peers.py); our state
 lives in the library. Each round times a block of steps of each of the three (order rotated per
-round, 50 ms pause between blocks so neither thread pool's spinning workers overlap the next
-block) and keeps the block's median; the reported ratio is the median over rounds of the
+round; each block after a pause and an untimed step, so that neither thread pool's spinning
+workers overlap the next block: see same_process.py) and keeps the block's median; the reported ratio is the median over rounds of the
 per-round ratio ours / torch (throughput, > 1 means we are faster), with its range.
 """
 import ctypes
@@ -119,7 +119,6 @@ def main():
                 for r in range(ROUNDS):
                     order = names[r % 3:] + names[:r % 3]
                     for k in order:
-                        time.sleep(0.05)
                         per[k].append(block(runners[k], reps))
                 for o in ours.values():
                     o.free()

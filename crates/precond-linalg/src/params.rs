@@ -53,7 +53,7 @@ const COND2_TWO_STAGE_MIN_N_AMD_AVX512: usize = 1000;
 
 /// Whether the CPU has AVX-512F: the family whose two-stage crossovers are the `*_AVX512`
 /// defaults (detected once by the standard library, then a cached load).
-fn avx512() -> bool {
+pub(crate) fn avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
@@ -65,7 +65,7 @@ fn avx512() -> bool {
 }
 /// Whether the CPU's vendor is AMD (`AuthenticAMD` in CPUID leaf 0): with AVX-512F, the Zen 4
 /// family, whose `cond2` crossover differs from the Intel Xeon's.
-fn amd() -> bool {
+pub(crate) fn amd() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         static AMD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();

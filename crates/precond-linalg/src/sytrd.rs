@@ -41,10 +41,17 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 /// interleaved, median of 7–300 calls): best width 8 at n = 100 (0.24 ms against 0.31 at 32),
 /// 16 at n = 300 and 500 (3.02 / 9.77 ms against 3.26 / 10.11), 32 at n = 1000 (55.1 ms
 /// against 58.2 at 16 and 62.6 at 48).
+///
+/// On AMD with AVX-512 (Zen 4: 1 MiB of L2 per core) 16 stays the best width from 160 on:
+/// measured on the 2-core AMD EPYC of session 15 (same routine, widths interleaved, median of
+/// 9–11 rounds, after the register-blocked corrections of [`sub_pairs`]): n = 700 14.3 ms at 16
+/// against 16.0 at 32; n = 1000 35.6–42.8 against 40.7–43.4 (24: 38.8–41.2); n = 1500 106.3
+/// against 110.1; n = 2000 228.4–231.9 against 242.3–250.6 (12: 231.5, 48: 266.4).
 pub(crate) fn block_for(n: usize) -> usize {
     match n {
         0..160 => 8,
         160..640 => 16,
+        _ if crate::params::avx512() && crate::params::amd() => 16,
         _ => 32,
     }
 }
