@@ -456,15 +456,11 @@ const MIN_PAR_CHUNK: usize = 1 << 11;
 /// Chunk length of the parallel dry run.
 const PAR_CHUNK: usize = 1 << 15;
 
-/// Leaf length of the parallel halving of `n` elements over `threads` threads (the update's
-/// `par_run` and the pre-scan's `scan_halves` split alike, so a thread scans what it updates).
+/// Chunk length of the parallel split of `n` elements over `threads` threads (the update's
+/// [`par_run`] and the pre-scan split alike): about four chunks per thread, at least
+/// [`MIN_PAR_CHUNK`], a multiple of 64 elements (whole cache lines and vectors).
 fn par_leaf(n: usize, threads: usize) -> usize {
-    MIN_PAR_CHUNK.max(n.div_ceil(4 * threads))
-}
-
-/// Where the parallel halving cuts `n` elements: the middle, rounded up to a multiple of 64.
-fn par_mid(n: usize) -> usize {
-    (n / 2 + 63) & !63
+    (MIN_PAR_CHUNK.max(n.div_ceil(4 * threads)) + 63) & !63
 }
 
 /// The default split length of [`fused_step`] for the update `U`
@@ -473,14 +469,55 @@ pub fn default_par_threshold<T: Float, U: ElementUpdate<T>>() -> usize {
     ParallelParams::default().threshold_for::<T, U>()
 }
 
-fn split_opt<T>(s: &mut [T], mid: usize) -> (&mut [T], &mut [T]) {
-    if s.is_empty() {
-        (Default::default(), Default::default())
-    } else {
-        s.split_at_mut(mid)
+/// A buffer's base pointer and length, shared by the threads of one step (each touches only
+/// its chunks, see [`par_run`]).
+#[derive(Clone, Copy)]
+struct Raw<T>(*mut T, usize);
+
+// SAFETY: used only by `par_run`, whose chunks are disjoint ranges of buffers that outlive
+// the step (`team::run` returns after every chunk has run).
+unsafe impl<T: Send> Sync for Raw<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for Raw<T> {}
+
+impl<T> Raw<T> {
+    fn of(s: &mut [T]) -> Self {
+        Raw(s.as_mut_ptr(), s.len())
+    }
+
+    /// Elements `lo..hi` (an empty slice for an empty buffer).
+    ///
+    /// # Safety
+    /// `lo ≤ hi ≤ len` when the buffer is not empty, and no other live reference to these
+    /// elements.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn part<'a>(&self, lo: usize, hi: usize) -> &'a mut [T] {
+        if self.1 == 0 {
+            return &mut [];
+        }
+        debug_assert!(lo <= hi && hi <= self.1);
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(lo), hi - lo) }
+    }
+
+    /// Elements `lo..hi` read-only (an empty slice for an empty buffer).
+    ///
+    /// # Safety
+    /// `lo ≤ hi ≤ len` when the buffer is not empty, and no live mutable reference to these
+    /// elements.
+    unsafe fn part_ref<'a>(&self, lo: usize, hi: usize) -> &'a [T] {
+        if self.1 == 0 {
+            return &[];
+        }
+        debug_assert!(lo <= hi && hi <= self.1);
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(self.0.cast_const().add(lo), hi - lo) }
     }
 }
 
+/// The update over chunks of `chunk` elements, spread over the calling thread and the step
+/// team's helpers ([`crate::team`]; rayon's pool inside a rayon worker). Each chunk is the
+/// same arithmetic on its elements whichever thread runs it: the split changes no result.
 fn par_run<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     u: &U,
     level: SimdLevel,
@@ -488,55 +525,40 @@ fn par_run<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     chunk: usize,
 ) -> bool {
     let n = b.x.len();
-    if n <= chunk {
-        return run_chunk::<T, U, DETECT>(u, level, b);
-    }
-    let mid = par_mid(n);
     let Buffers {
         x,
         g,
         aux,
         slots: [s0, s1, s2],
     } = b;
-    let (xl, xr) = x.split_at_mut(mid);
-    let (gl, gr) = g.split_at(mid);
-    let (al, ar) = if aux.is_empty() {
-        (aux, aux)
-    } else {
-        aux.split_at(mid)
-    };
-    let (s0l, s0r) = split_opt(s0, mid);
-    let (s1l, s1r) = split_opt(s1, mid);
-    let (s2l, s2r) = split_opt(s2, mid);
-    let (bad_l, bad_r) = rayon::join(
-        || {
-            par_run::<T, U, DETECT>(
-                u,
-                level,
-                Buffers {
-                    x: xl,
-                    g: gl,
-                    aux: al,
-                    slots: [s0l, s1l, s2l],
-                },
-                chunk,
-            )
-        },
-        || {
-            par_run::<T, U, DETECT>(
-                u,
-                level,
-                Buffers {
-                    x: xr,
-                    g: gr,
-                    aux: ar,
-                    slots: [s0r, s1r, s2r],
-                },
-                chunk,
-            )
-        },
-    );
-    bad_l || bad_r
+    let x = Raw::of(x);
+    // read-only buffers as raw parts too (only ever read, through `part_ref`)
+    let g = Raw(g.as_ptr().cast_mut(), g.len());
+    let aux = Raw(aux.as_ptr().cast_mut(), aux.len());
+    let slots = [Raw::of(s0), Raw::of(s1), Raw::of(s2)];
+    let bad = std::sync::atomic::AtomicBool::new(false);
+    crate::team::run(n.div_ceil(chunk), &|c| {
+        let lo = c * chunk;
+        let hi = (lo + chunk).min(n);
+        // SAFETY: chunk `c` is the range lo..hi of every buffer (all of length n or empty,
+        // checked by `check_buffers`), disjoint from every other chunk, run once.
+        let b = unsafe {
+            Buffers {
+                x: x.part(lo, hi),
+                g: g.part_ref(lo, hi),
+                aux: aux.part_ref(lo, hi),
+                slots: [
+                    slots[0].part(lo, hi),
+                    slots[1].part(lo, hi),
+                    slots[2].part(lo, hi),
+                ],
+            }
+        };
+        if run_chunk::<T, U, DETECT>(u, level, b) {
+            bad.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    bad.into_inner()
 }
 
 /// Errors of [`fused_step`]: a used buffer whose length differs from `x`'s.
@@ -614,8 +636,9 @@ fn fused_step_impl<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
 ) -> Result<bool, BufferLengthError> {
     check_buffers(u, &b)?;
     let n = b.x.len();
-    Ok(if n >= par_threshold && rayon::current_num_threads() > 1 {
-        par_run::<T, U, DETECT>(u, level, b, par_leaf(n, rayon::current_num_threads()))
+    let threads = crate::team::threads();
+    Ok(if n >= par_threshold && threads > 1 {
+        par_run::<T, U, DETECT>(u, level, b, par_leaf(n, threads))
     } else {
         run_chunk::<T, U, DETECT>(u, level, b)
     })
@@ -671,47 +694,34 @@ pub fn scan_max<T: Float>(g: &[T], par_threshold: usize) -> Result<f64, usize> {
         Ok(m)
     };
     let first_from = |s: usize| s + g[s..].iter().position(|v| !v.is_finite()).unwrap_or(0);
-    let threads = rayon::current_num_threads();
+    let threads = crate::team::threads();
     if g.len() >= par_threshold && threads > 1 {
-        // the same halving as the update's `par_run` (same midpoints and leaves), so that each
-        // thread scans the range it then updates; within a thread's range right before left
+        // the chunks of the update's `par_run`, claimed last first: the chunks scanned last
+        // are the first the update claims (still in the caches)
+        use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
         let leaf = par_leaf(g.len(), threads);
-        let split_levels = threads.next_power_of_two().trailing_zeros();
-        match scan_halves(g, 0, leaf, 0, split_levels, &scan_back) {
-            Ok(m) => Ok(m),
-            Err(s) => Err(first_from(s)),
+        let chunks = g.len().div_ceil(leaf);
+        let max_bits = AtomicU64::new(0);
+        let first_bad = AtomicUsize::new(usize::MAX);
+        crate::team::run(chunks, &|c| {
+            let k = chunks - 1 - c;
+            let part = &g[k * leaf..((k + 1) * leaf).min(g.len())];
+            match scan_back(part) {
+                // a non-negative f64's bits order as the value
+                Ok(m) => {
+                    max_bits.fetch_max(m.to_bits(), Ordering::Relaxed);
+                }
+                Err(()) => {
+                    first_bad.fetch_min(k, Ordering::Relaxed);
+                }
+            }
+        });
+        match first_bad.into_inner() {
+            usize::MAX => Ok(f64::from_bits(max_bits.into_inner())),
+            k => Err(first_from(k * leaf)),
         }
     } else {
         scan_back(g).map_err(|()| first_from(0))
-    }
-}
-
-/// [`scan_max`]'s parallel part: `Err(start)` of the lowest failing leaf.
-fn scan_halves<T: Float>(
-    g: &[T],
-    start: usize,
-    leaf: usize,
-    depth: u32,
-    split_levels: u32,
-    scan: &(impl Fn(&[T]) -> Result<f64, ()> + Sync),
-) -> Result<f64, usize> {
-    let n = g.len();
-    if n <= leaf {
-        return scan(g).map_err(|()| start);
-    }
-    let mid = par_mid(n);
-    let (l, r) = g.split_at(mid);
-    let left = || scan_halves(l, start, leaf, depth + 1, split_levels, scan);
-    let right = || scan_halves(r, start + mid, leaf, depth + 1, split_levels, scan);
-    let (a, b) = if depth < split_levels {
-        rayon::join(left, right)
-    } else {
-        let (b, a) = rayon::join(right, left);
-        (a, b)
-    };
-    match (a, b) {
-        (Ok(x), Ok(y)) => Ok(x.max(y)),
-        (Err(i), _) | (_, Err(i)) => Err(i),
     }
 }
 

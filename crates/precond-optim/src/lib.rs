@@ -139,6 +139,7 @@ mod schedule;
 mod shard;
 mod state;
 mod storage;
+mod team;
 
 pub use bnp::{BnpSpec, BnpStats, bnp_precondition};
 pub use config::{
