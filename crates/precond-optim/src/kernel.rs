@@ -7,8 +7,10 @@
 //! target, with AVX2+FMA and with AVX-512F enabled, and picked at run time by CPU feature
 //! detection ([`SimdLevel`]), so a default `cargo build` vectorizes with the widest vectors the
 //! CPU has. LLVM never contracts `a*b + c` into an FMA on its own, so every version gives
-//! bit-identical results (tested at every level the CPU supports). Above a size threshold rayon splits
-//! the buffers into chunks.
+//! bit-identical results (tested at every level the CPU supports). Above a size threshold the
+//! buffers are split into chunks run by the calling thread and the step team's helpers
+//! (the `team` module: threads that stay awake between steps; rayon's pool when the caller is a
+//! rayon worker).
 
 pub use crate::bound::{GuardIn, Iv, SlotRanges};
 pub use crate::float::Float;
@@ -414,7 +416,7 @@ fn run_chunk<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     }
 }
 
-/// When a fused step (and the non-finite scan) is split across the rayon pool: tuning values
+/// When a fused step (and the non-finite scan) is split across threads: tuning values
 /// with measured defaults, passed as a value (faer's `*Params` style).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParallelParams {
@@ -516,7 +518,7 @@ impl<T> Raw<T> {
 }
 
 /// The update over chunks of `chunk` elements, spread over the calling thread and the step
-/// team's helpers ([`crate::team`]; rayon's pool inside a rayon worker). Each chunk is the
+/// team's helpers (the `team` module; rayon's pool inside a rayon worker). Each chunk is the
 /// same arithmetic on its elements whichever thread runs it: the split changes no result.
 fn par_run<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     u: &U,
@@ -573,9 +575,10 @@ pub struct BufferLengthError {
 }
 
 /// Run the fused update `u` over the buffers in one pass: `level` picks the compiled version
-/// (use [`SimdLevel::detect`]); buffers at least `par_threshold` long are split across the rayon
-/// pool (pass [`default_par_threshold`] for the measured default), in pieces of at least 2 Ki
-/// elements, four per thread. The split does not change any result (every element is updated
+/// (use [`SimdLevel::detect`]); buffers at least `par_threshold` long are split into chunks of at
+/// least 2 Ki elements, about four per thread, run by the calling thread and the step team's
+/// helper threads (rayon's pool when called from a rayon worker; pass [`default_par_threshold`]
+/// for the measured default). The split does not change any result (every element is updated
 /// by the same arithmetic). Lengths are checked before anything is written.
 pub fn fused_step<T: Float, U: ElementUpdate<T>>(
     u: &U,
