@@ -639,8 +639,13 @@ fn fused_step_impl<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
 ) -> Result<bool, BufferLengthError> {
     check_buffers(u, &b)?;
     let n = b.x.len();
-    let threads = crate::team::threads();
-    Ok(if n >= par_threshold && threads > 1 {
+    // (the team is started only by a step long enough to split)
+    let threads = if n >= par_threshold {
+        crate::team::threads()
+    } else {
+        1
+    };
+    Ok(if threads > 1 {
         par_run::<T, U, DETECT>(u, level, b, par_leaf(n, threads))
     } else {
         run_chunk::<T, U, DETECT>(u, level, b)
@@ -697,8 +702,13 @@ pub fn scan_max<T: Float>(g: &[T], par_threshold: usize) -> Result<f64, usize> {
         Ok(m)
     };
     let first_from = |s: usize| s + g[s..].iter().position(|v| !v.is_finite()).unwrap_or(0);
-    let threads = crate::team::threads();
-    if g.len() >= par_threshold && threads > 1 {
+    // (the team is started only by a scan long enough to split)
+    let threads = if g.len() >= par_threshold {
+        crate::team::threads()
+    } else {
+        1
+    };
+    if threads > 1 {
         // the chunks of the update's `par_run`, claimed last first: the chunks scanned last
         // are the first the update claims (still in the caches)
         use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

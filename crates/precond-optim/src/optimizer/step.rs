@@ -49,13 +49,19 @@ impl Optimizer {
     /// unsharded coordinates: the local index plus [`Optimizer::shard_offset`].
     pub fn step<T: StepFloat>(&mut self, params: &mut [T], grads: &[T]) -> Result<StepOutcome> {
         let off = self.shard_offset();
-        // A long step runs its passes (the pre-scan, each part's update) on the rayon pool as a
-        // whole: one hand-off from the caller's thread instead of one locked, sleeping
-        // `rayon::join` from outside the pool per pass (each split inside is then
-        // worker-to-worker).
+        // A long step of elementwise parts runs on the calling thread, its passes (the
+        // pre-scan, each part's update) split with the step team (`crate::team`: helpers that
+        // stay awake between steps, the caller never sleeps). One with matrix or BNP parts
+        // runs on the rayon pool as a whole (their faer products and joins are then
+        // worker-to-worker): one hand-off from the caller's thread instead of one locked,
+        // sleeping `rayon::join` from outside the pool per pass.
         let on_pool = self.n >= ParallelParams::default().threshold
             && rayon::current_num_threads() > 1
-            && rayon::current_thread_index().is_none();
+            && rayon::current_thread_index().is_none()
+            && self
+                .parts
+                .iter()
+                .any(|p| p.cfg.optimizer.is_matrix() || p.bnp.is_some());
         let r = if on_pool {
             rayon::scope(|_| self.step_local(params, grads))
         } else {
