@@ -478,9 +478,9 @@ struct Raw<T>(*mut T, usize);
 
 // SAFETY: used only by `par_run`, whose chunks are disjoint ranges of buffers that outlive
 // the step (`team::run` returns after every chunk has run).
-unsafe impl<T: Send> Sync for Raw<T> {}
+unsafe impl<T: Send + Sync> Sync for Raw<T> {}
 // SAFETY: as above.
-unsafe impl<T: Send> Send for Raw<T> {}
+unsafe impl<T: Send + Sync> Send for Raw<T> {}
 
 impl<T> Raw<T> {
     fn of(s: &mut [T]) -> Self {
