@@ -6,7 +6,8 @@ Run:  cargo build --release -p precond-ffi
       /tmp/peers/bin/python benches/peers/optim_same_process.py [--rounds=7] [--sizes=1000000,10000000]
           [--only=adam,sgd] [--out=optim_same_process.json]
 
-For every optimizer x dtype x n: one torch optimizer (fused=True) and two of ours built from
+For every optimizer x dtype x n: one torch optimizer (fused=True; RMSprop, which has no fused
+implementation in torch, with foreach=True, its fastest) and two of ours built from
 the same torch-named JSON (`"nonfinite": "error"`, the default, which scans g before writing,
 and `"nonfinite": "propagate"`, torch's semantics). All parameter and gradient buffers are torch
 tensors (same allocator, same values as benches/optim_step.rs and optim_peers.py); our state
@@ -51,7 +52,10 @@ OPTS = {
     "adagrad": (torch.optim.Adagrad, {}, '"optimizer": "adagrad"'),
     "adam": (torch.optim.Adam, {}, '"optimizer": "adam"'),
     "adamw": (torch.optim.AdamW, {}, '"optimizer": "adamw"'),
+    "rmsprop": (torch.optim.RMSprop, {}, '"optimizer": "rmsprop"'),
 }
+# torch's fastest implementation of each: fused where it exists
+TORCH_MODE = {"rmsprop": "foreach"}
 
 
 class Ours:
@@ -101,7 +105,8 @@ def main():
                     continue
                 p = torch.nn.Parameter(torch.linspace(1.0, 1.1, n, dtype=dt))
                 p.grad = torch.linspace(-0.044, 0.044, n, dtype=dt)
-                topt = cls([p], fused=True, **kw)
+                mode = TORCH_MODE.get(name, "fused")
+                topt = cls([p], **{mode: True}, **kw)
                 xs = {pol: torch.linspace(1.0, 1.1, n, dtype=dt) for pol in ("error", "propagate")}
                 g = torch.linspace(-0.044, 0.044, n, dtype=dt)
                 ours = {pol: Ours(lib, "{" + cfg + f', "nonfinite": "{pol}"' + "}", n, dt)
@@ -122,7 +127,7 @@ def main():
                         per[k].append(block(runners[k], reps))
                 for o in ours.values():
                     o.free()
-                row = {"optimizer": name, "dtype": dname, "n": n, "rounds": ROUNDS, "reps": reps,
+                row = {"optimizer": name, "torch_mode": mode, "dtype": dname, "n": n, "rounds": ROUNDS, "reps": reps,
                        "seconds": per}
                 for k in ("ours_error", "ours_propagate"):
                     ratios = [t / o for t, o in zip(per["torch_fused"], per[k])]
@@ -131,7 +136,7 @@ def main():
                 rows.append(row)
                 mp = {k: n / statistics.median(v) * 1e-6 for k, v in per.items()}
                 e, q = row["ours_error/torch"], row["ours_propagate/torch"]
-                print(f"{name:13s} {dname} n={n:>9}: torch fused {mp['torch_fused']:7.0f} | error {mp['ours_error']:7.0f} "
+                print(f"{name:13s} {dname} n={n:>9}: torch {mode:7s} {mp['torch_fused']:7.0f} | error {mp['ours_error']:7.0f} "
                       f"| propagate {mp['ours_propagate']:7.0f} Mparam/s | error/torch {e['median']:.2f} "
                       f"[{e['min']:.2f}, {e['max']:.2f}] | propagate/torch {q['median']:.2f} "
                       f"[{q['min']:.2f}, {q['max']:.2f}]", flush=True)

@@ -92,6 +92,52 @@ pub trait Float:
     fn is_finite(self) -> bool;
     /// Bit pattern widened to `u64` (for exact comparisons in tests and state files).
     fn to_bits_u64(self) -> u64;
+    /// `(every value finite, max |v_i|)` over `v` (`(true, 0)` when empty; `(false, ∞)` when
+    /// some value is NaN or infinite): the pre-scan of a step (`kernel::scan_max`).
+    ///
+    /// Computed on the bit patterns: with the sign bit cleared, the bits of IEEE values order
+    /// as their magnitudes, with +∞ and every NaN above each finite value. One integer
+    /// maximum per element therefore finds the largest magnitude and detects any non-finite
+    /// value at once (bits ≥ those of +∞). An integer maximum is associative, so the compiler
+    /// vectorizes the loop with several accumulators: an AND and a `vpmaxs` per vector, where
+    /// the floating-point test it replaces (`a − a` accumulated, and `max(m, |a|)`) took four
+    /// operations and a chain through the adder's latency (n = 10⁶ `f32` in the L3 cache,
+    /// two threads, AMD EPYC Zen 4: 35 → 22 µs). The default, for other implementors: one
+    /// pass of `is_finite` and `max`.
+    #[inline(always)]
+    fn finite_max_abs(v: &[Self]) -> (bool, Self) {
+        let mut m = Self::ZERO;
+        for &a in v {
+            if !a.is_finite() {
+                return (false, Self::from_f64(f64::INFINITY));
+            }
+            m = m.maxv(a.abs());
+        }
+        (true, m)
+    }
+}
+
+/// [`Float::finite_max_abs`] for one float type, its bits as the signed integer type `$i`
+/// (the sign bit cleared, so signed and unsigned order agree, and AVX2 has a signed 64-bit
+/// compare but no unsigned one).
+macro_rules! finite_max_abs_bits {
+    ($f:ty, $i:ty) => {
+        #[inline(always)]
+        fn finite_max_abs(v: &[$f]) -> (bool, $f) {
+            const MAG: $i = <$i>::MAX; // every bit but the sign
+            let inf = <$f>::INFINITY.to_bits() as $i;
+            // an integer maximum may be reassociated: the compiler vectorizes this loop
+            // with several vector accumulators
+            let mm = v
+                .iter()
+                .fold(0 as $i, |m, a| m.max(a.to_bits() as $i & MAG));
+            if mm < inf {
+                (true, <$f>::from_bits(mm as _))
+            } else {
+                (false, <$f>::INFINITY)
+            }
+        }
+    };
 }
 
 /// Floating-point type tag of buffers and saved state.
@@ -146,6 +192,7 @@ impl Float for f32 {
     fn to_bits_u64(self) -> u64 {
         u64::from(self.to_bits())
     }
+    finite_max_abs_bits!(f32, i32);
 }
 
 impl Float for f64 {
@@ -180,4 +227,5 @@ impl Float for f64 {
     fn to_bits_u64(self) -> u64 {
         self.to_bits()
     }
+    finite_max_abs_bits!(f64, i64);
 }

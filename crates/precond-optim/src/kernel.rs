@@ -188,32 +188,11 @@ pub fn max_abs<T: Float>(v: &[T]) -> f64 {
 /// the compiler may not reorder it without fast-math flags).
 const REDUCE_LANES: usize = 32;
 
-/// `(every value finite, max |v_i|)` of `v` (the maximum over the finite values; `0` when empty),
-/// in [`REDUCE_LANES`] independent lanes.
+/// `(every value finite, max |v_i|)` of `v` ([`Float::finite_max_abs`]: one integer maximum
+/// of the bit patterns per element).
 #[inline(always)]
 fn finite_max_abs<T: Float>(v: &[T]) -> (bool, T) {
-    // `nf` stays 0 while every `a − a` is 0 (finite `a`) and is NaN for good once one is not
-    let mut m = [T::ZERO; REDUCE_LANES];
-    let mut nf = [T::ZERO; REDUCE_LANES];
-    let mut chunks = v.chunks_exact(REDUCE_LANES);
-    for c in &mut chunks {
-        for j in 0..REDUCE_LANES {
-            #[allow(clippy::eq_op)] // `a − a` is the finiteness test
-            let z = c[j] - c[j];
-            nf[j] = nf[j] + z;
-            m[j] = m[j].maxv(c[j].abs());
-        }
-    }
-    let (mut all, mut mm) = (true, T::ZERO);
-    for j in 0..REDUCE_LANES {
-        all &= nf[j] == T::ZERO;
-        mm = mm.maxv(m[j]);
-    }
-    for &a in chunks.remainder() {
-        all &= a.is_finite();
-        mm = mm.maxv(a.abs());
-    }
-    (all, mm)
+    T::finite_max_abs(v)
 }
 
 /// `[min, max]` of `v` (`(∞, −∞)` when empty; NaN never reaches it: state values are finite).
