@@ -4,7 +4,8 @@ processes and minutes (see BENCHMARKS.md, precond-optim, session 4).
 
 Run:  cargo build --release -p precond-ffi
       /tmp/peers/bin/python benches/peers/optim_same_process.py [--rounds=7] [--sizes=1000000,10000000]
-          [--only=adam,sgd] [--out=optim_same_process.json]
+          [--only=adam,sgd] [--gap-us=0] [--out=optim_same_process.json]
+      (--gap-us=1000: each step follows 1 ms of busy waiting, as in a training loop)
 
 For every optimizer x dtype x n: one torch optimizer (fused=True; RMSprop, which has no fused
 implementation in torch, with foreach=True, its fastest) and two of ours built from
@@ -41,6 +42,8 @@ ROUNDS = int(_arg("rounds", ["7"])[0])
 SIZES = [int(s) for s in _arg("sizes", ["1000000", "10000000"])]
 ONLY = _arg("only", None)
 OUT = _arg("out", ["optim_same_process.json"])[0]
+# busy wait before each timed step, microseconds (0: steps back to back)
+GAP_US = float(_arg("gap-us", ["0"])[0])
 torch.set_num_threads(2)
 
 
@@ -124,7 +127,7 @@ def main():
                 for r in range(ROUNDS):
                     order = names[r % 3:] + names[:r % 3]
                     for k in order:
-                        per[k].append(block(runners[k], reps))
+                        per[k].append(block(runners[k], reps, GAP_US * 1e-6))
                 for o in ours.values():
                     o.free()
                 row = {"optimizer": name, "torch_mode": mode, "dtype": dname, "n": n, "rounds": ROUNDS, "reps": reps,
@@ -142,7 +145,7 @@ def main():
                       f"[{q['min']:.2f}, {q['max']:.2f}]", flush=True)
                 del topt, p, xs, g
     res = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-           "torch": torch.__version__, "lib": LIB, "rows": rows}
+           "torch": torch.__version__, "lib": LIB, "gap_us": GAP_US, "rows": rows}
     out = OUT if os.path.isabs(OUT) else os.path.join(os.path.dirname(__file__), OUT)
     with open(out, "w") as f:
         json.dump(res, f, indent=1)

@@ -25,13 +25,19 @@ LIB = os.environ.get("PRECOND_LIB", os.path.join(ROOT, "target", "release", "lib
 PAUSE = float(os.environ.get("PEER_PAUSE", "0.4"))
 
 
-def block(f, reps):
+def block(f, reps, gap=0.0):
     """Median wall time of `reps` calls of `f`, in seconds, after a pause of PAUSE seconds and
-    one untimed call (see the module documentation)."""
+    one untimed call (see the module documentation). With `gap` > 0, each call follows `gap`
+    seconds of busy waiting (untimed): the rest of a training loop between two steps, during
+    which thread pools' idle workers fall asleep."""
     time.sleep(PAUSE)
     f()
     ts = []
     for _ in range(reps):
+        if gap > 0:
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < gap:
+                pass
         t0 = time.perf_counter()
         f()
         ts.append(time.perf_counter() - t0)

@@ -397,25 +397,38 @@ fn run_chunk<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
 
 /// When a fused step (and the non-finite scan) is split across threads: tuning values
 /// with measured defaults, passed as a value (faer's `*Params` style).
+///
+/// Measured on the 2-core AMD EPYC (Zen 4) VM of BENCHMARKS.md (precond-optim, session 16):
+/// `cargo bench --bench optim_step -- par_` for steps back to back (the step team's helper
+/// awake), and steps separated by 1 ms of other work (the helper asleep, woken by the step).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParallelParams {
     /// Length from which a memory-light step (SGD, momentum, fixed `P`; and the non-finite check
-    /// of the gradient) is split. Default `2^18`: measured with
-    /// `cargo bench --bench optim_step -- par_n` on the 2-core development VM (BENCHMARKS.md),
-    /// where handing work to a second rayon thread costs about 15–20 µs: SGD breaks even between
-    /// 128 Ki and 256 Ki elements.
+    /// of the gradient) is split while the step team's helpers are awake. Default `2^16`: SGD
+    /// back to back, serial / split, f32 7.3 / 5.4 µs at 64 Ki elements, 3.7 / 3.5 µs at
+    /// 32 Ki; f64 16.8 / 10.3 and 7.9 / 5.5 µs.
     pub threshold: usize,
     /// Length from which an arithmetic-bound step ([`ElementUpdate::HEAVY`]: AdaGrad, RMSProp,
-    /// Adam, AdamW) is split. Default `2^16` (same benchmark: Adam f64 gains from 64 Ki elements,
-    /// f32 from 128 Ki).
+    /// Adam, AdamW) is split while the helpers are awake. Default `2^16` (Adam f32 26.9 / 26.2 µs
+    /// at 64 Ki elements, 13.4 / 17.1 at 32 Ki; f64 76.8 / 58.6 and 34.2 / 19.2).
     pub threshold_heavy: usize,
+    /// Length from which a memory-light step wakes helpers that have fallen asleep (a
+    /// shorter one runs on the caller alone and wakes them only when it follows the previous
+    /// step within the helpers' spin time). Default `3 · 2^18`: SGD f32 steps 1 ms apart,
+    /// serial / waking, 59 / 74 µs at 2^19 elements, 137 / 126 µs at 10⁶.
+    pub wake: usize,
+    /// The same for an arithmetic-bound step. Default `2^18`: Adam f32 steps 1 ms apart,
+    /// serial / waking, 79 / 63 µs at 2^18 elements, 328 / 237 µs at 10⁶.
+    pub wake_heavy: usize,
 }
 
 impl Default for ParallelParams {
     fn default() -> Self {
         ParallelParams {
-            threshold: 1 << 18,
+            threshold: 1 << 16,
             threshold_heavy: 1 << 16,
+            wake: 3 << 18,
+            wake_heavy: 1 << 18,
         }
     }
 }
@@ -429,6 +442,12 @@ impl ParallelParams {
         } else {
             self.threshold
         }
+    }
+
+    /// The length from which the update `U` wakes sleeping helpers: [`Self::wake_heavy`] when
+    /// `U::HEAVY`, else [`Self::wake`].
+    pub fn wake_for<T: Float, U: ElementUpdate<T>>(&self) -> usize {
+        if U::HEAVY { self.wake_heavy } else { self.wake }
     }
 }
 
@@ -518,7 +537,8 @@ fn par_run<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     let aux = Raw(aux.as_ptr().cast_mut(), aux.len());
     let slots = [Raw::of(s0), Raw::of(s1), Raw::of(s2)];
     let bad = std::sync::atomic::AtomicBool::new(false);
-    crate::team::run(n.div_ceil(chunk), &|c| {
+    let wake = n >= ParallelParams::default().wake_for::<T, U>();
+    crate::team::run(n.div_ceil(chunk), wake, &|c| {
         let lo = c * chunk;
         let hi = (lo + chunk).min(n);
         // SAFETY: chunk `c` is the range lo..hi of every buffer (all of length n or empty,
@@ -695,7 +715,8 @@ pub fn scan_max<T: Float>(g: &[T], par_threshold: usize) -> Result<f64, usize> {
         let chunks = g.len().div_ceil(leaf);
         let max_bits = AtomicU64::new(0);
         let first_bad = AtomicUsize::new(usize::MAX);
-        crate::team::run(chunks, &|c| {
+        let wake = g.len() >= ParallelParams::default().wake;
+        crate::team::run(chunks, wake, &|c| {
             let k = chunks - 1 - c;
             let part = &g[k * leaf..((k + 1) * leaf).min(g.len())];
             match scan_back(part) {

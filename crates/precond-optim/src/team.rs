@@ -57,6 +57,11 @@ struct Team {
     wake: Condvar,
     /// Per helper: where its wake-ups may land (see [`steer`]).
     places: Box<[steer::Place]>,
+    /// When the last step on the team ended, in nanoseconds since `epoch`.
+    last_end: AtomicU64,
+    /// Whether the last step began within [`SPIN`] of the one before it ended.
+    close: AtomicBool,
+    epoch: Instant,
 }
 
 // SAFETY: `job` is written only by the caller holding `busy` while no helper is active on it
@@ -88,6 +93,9 @@ fn team() -> Option<&'static Team> {
             lock: Mutex::new(()),
             wake: Condvar::new(),
             places: (0..helpers).map(|_| steer::Place::default()).collect(),
+            last_end: AtomicU64::new(0),
+            close: AtomicBool::new(false),
+            epoch: Instant::now(),
         }));
         for i in 0..helpers {
             let spawned = std::thread::Builder::new()
@@ -119,7 +127,14 @@ pub(crate) fn threads() -> usize {
 /// Runs `f(c)` for every chunk `c < chunks`, each exactly once, on the calling thread and the
 /// team's helpers (on rayon's pool when the caller is a rayon worker or the team is busy).
 /// Returns when every chunk has run; a panic in `f` is resumed on the caller.
-pub(crate) fn run(chunks: usize, f: &(dyn Fn(usize) + Sync)) {
+///
+/// `wake`: whether the step is long enough to wake helpers that have fallen asleep. Waking
+/// one costs the caller two system calls and the helper arrives tens of microseconds later
+/// (on the VM of BENCHMARKS.md, session 16), so a shorter step finds the helpers asleep
+/// runs all its chunks on the caller, in order; if it and the step before it each followed
+/// their predecessor within [`SPIN`] (steps back to back, not merely the passes of one
+/// optimizer step), it then wakes the helpers for the next one.
+pub(crate) fn run(chunks: usize, wake: bool, f: &(dyn Fn(usize) + Sync)) {
     if chunks <= 1 {
         if chunks == 1 {
             f(0);
@@ -132,7 +147,11 @@ pub(crate) fn run(chunks: usize, f: &(dyn Fn(usize) + Sync)) {
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     {
-        t.post_and_work(chunks, f);
+        if !wake && t.sleepers.load(Ordering::SeqCst) >= t.helpers {
+            t.alone(chunks, f);
+        } else {
+            t.post_and_work(chunks, f);
+        }
         return;
     }
     use rayon::prelude::*;
@@ -142,6 +161,7 @@ pub(crate) fn run(chunks: usize, f: &(dyn Fn(usize) + Sync)) {
 impl Team {
     /// The caller's side of one step (holding `busy`).
     fn post_and_work(&self, chunks: usize, f: &(dyn Fn(usize) + Sync)) {
+        self.began();
         // SAFETY: no helper is active (the previous caller waited for `active == 0` before
         // releasing `busy`) and `open` is clear, so no helper reads `job` now. The lifetime is
         // erased: helpers use the pointer only while this call has not returned (protocol).
@@ -167,6 +187,7 @@ impl Team {
         self.open.store(false, Ordering::SeqCst);
         wait_until(|| self.active.load(Ordering::SeqCst) == 0);
         let helper_panicked = self.panicked.swap(false, Ordering::Relaxed);
+        self.ended();
         self.busy.store(false, Ordering::Release);
         if let Err(p) = mine {
             resume_unwind(p);
@@ -175,6 +196,50 @@ impl Team {
             !helper_panicked,
             "a step's chunk panicked on a helper thread"
         );
+    }
+
+    /// The caller's side of a short step while every helper sleeps (holding `busy`): all
+    /// chunks on the caller; then, when this step and the one before it each began less than
+    /// [`SPIN`] after their predecessor ended, a new generation without a job, which wakes
+    /// the helpers (they find nothing open and keep looking for the next step for [`SPIN`]).
+    fn alone(&self, chunks: usize, f: &(dyn Fn(usize) + Sync)) {
+        let close = self.began();
+        let mine = catch_unwind(AssertUnwindSafe(|| (0..chunks).for_each(f)));
+        if close {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            if self.sleepers.load(Ordering::SeqCst) > 0 {
+                for p in self.places.iter() {
+                    p.away_from_caller();
+                }
+                let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+                self.wake.notify_all();
+            }
+        }
+        self.ended();
+        self.busy.store(false, Ordering::Release);
+        if let Err(p) = mine {
+            resume_unwind(p);
+        }
+    }
+
+    /// At the start of a step (holding `busy`): whether it and the step before it each began
+    /// within [`SPIN`] of their predecessor's end.
+    fn began(&self) -> bool {
+        let since = self
+            .now()
+            .saturating_sub(self.last_end.load(Ordering::Relaxed));
+        let close = since < SPIN.as_nanos() as u64;
+        self.close.swap(close, Ordering::Relaxed) && close
+    }
+
+    /// Nanoseconds since the team started.
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Records the end of a step (before `busy` is released).
+    fn ended(&self) {
+        self.last_end.store(self.now(), Ordering::Relaxed);
     }
 
     /// Claims and runs chunks until none is left.
@@ -387,13 +452,14 @@ mod tests {
     use std::sync::atomic::AtomicU32;
 
     /// Every chunk runs exactly once, from the caller's thread and from rayon workers, for
-    /// steps back to back and after the helpers have fallen asleep.
+    /// steps back to back and after the helpers have fallen asleep, steps that wake them and
+    /// steps that do not (then alone on the caller, rousing the helpers when back to back).
     #[test]
     fn every_chunk_runs_once() {
         for (chunks, pause) in [(1usize, 0u64), (2, 0), (7, 0), (64, 0), (64, 2), (1000, 1)] {
-            for _ in 0..20 {
+            for r in 0..20 {
                 let counts: Vec<AtomicU32> = (0..chunks).map(|_| AtomicU32::new(0)).collect();
-                run(chunks, &|c| {
+                run(chunks, r % 3 == 0, &|c| {
                     counts[c].fetch_add(1, Ordering::Relaxed);
                 });
                 assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1));
@@ -401,7 +467,7 @@ mod tests {
             }
             let counts: Vec<AtomicU32> = (0..chunks).map(|_| AtomicU32::new(0)).collect();
             rayon::scope(|_| {
-                run(chunks, &|c| {
+                run(chunks, false, &|c| {
                     counts[c].fetch_add(1, Ordering::Relaxed);
                 })
             });
@@ -420,7 +486,7 @@ mod tests {
                         let chunks = 3 + (k + r) % 29;
                         let counts: Vec<AtomicU32> =
                             (0..chunks).map(|_| AtomicU32::new(0)).collect();
-                        run(chunks, &|c| {
+                        run(chunks, r % 2 == 0, &|c| {
                             counts[c].fetch_add(1, Ordering::Relaxed);
                         });
                         assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1));
@@ -460,7 +526,9 @@ mod tests {
             s.spawn(move || {
                 place.register();
                 // SAFETY: plain query.
-                to_main.send(unsafe { libc::gettid() }).expect("test channel");
+                to_main
+                    .send(unsafe { libc::gettid() })
+                    .expect("test channel");
                 from_main.recv().expect("test channel");
                 place.restore();
                 to_main.send(0).expect("test channel");
@@ -502,18 +570,22 @@ mod tests {
     /// A panicking chunk reaches the caller, and the team works afterwards.
     #[test]
     fn a_panic_reaches_the_caller() {
-        for bad in [0usize, 5, 31] {
-            let r = catch_unwind(|| {
-                run(32, &|c| {
-                    if c == bad {
-                        panic!("chunk {c}");
-                    }
-                })
-            });
-            assert!(r.is_err());
+        for wake in [true, false] {
+            for bad in [0usize, 5, 31] {
+                // (after a pause the helpers sleep: without `wake` the caller runs alone)
+                std::thread::sleep(Duration::from_millis(2));
+                let r = catch_unwind(|| {
+                    run(32, wake, &|c| {
+                        if c == bad {
+                            panic!("chunk {c}");
+                        }
+                    })
+                });
+                assert!(r.is_err());
+            }
         }
         let counts: Vec<AtomicU32> = (0..16).map(|_| AtomicU32::new(0)).collect();
-        run(16, &|c| {
+        run(16, false, &|c| {
             counts[c].fetch_add(1, Ordering::Relaxed);
         });
         assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1));

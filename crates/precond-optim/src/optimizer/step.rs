@@ -55,7 +55,7 @@ impl Optimizer {
         // runs on the rayon pool as a whole (their faer products and joins are then
         // worker-to-worker): one hand-off from the caller's thread instead of one locked,
         // sleeping `rayon::join` from outside the pool per pass.
-        let on_pool = self.n >= ParallelParams::default().threshold
+        let on_pool = self.n >= ON_POOL_MIN
             && rayon::current_num_threads() > 1
             && rayon::current_thread_index().is_none()
             && self
@@ -324,6 +324,10 @@ impl Optimizer {
         })
     }
 }
+
+/// Length from which a step with matrix or BNP parts runs on the rayon pool as a whole (the
+/// former default split length, `2^18`, measured with the hand-off to the pool).
+const ON_POOL_MIN: usize = 1 << 18;
 
 /// What every part's step shares.
 struct PartCtx {
