@@ -62,7 +62,9 @@ pub fn mat_view_from_slice(
             got: data.len(),
         });
     }
-    if let Some(k) = data.iter().position(|v| !v.is_finite()) {
+    if crate::scaling::abs_bits_max(data) >= crate::scaling::INF_BITS
+        && let Some(k) = data.iter().position(|v| !v.is_finite())
+    {
         let (row, col) = match layout {
             Layout::RowMajor => (k / ncols, k % ncols),
             Layout::ColMajor => (k % nrows, k / nrows),
@@ -100,9 +102,7 @@ pub fn check_finite(a: MatRef<'_, f64>, what: &'static str) -> Result<()> {
     if let Some(t) = contiguous {
         let clean = (0..t.ncols()).all(|j| {
             t.col(j).try_as_col_major().is_some_and(|c| {
-                !c.as_slice()
-                    .iter()
-                    .fold(false, |bad, v| bad | !v.is_finite())
+                crate::scaling::abs_bits_max(c.as_slice()) < crate::scaling::INF_BITS
             })
         });
         if clean {
@@ -292,7 +292,9 @@ pub(crate) fn check_vec(v: &[f64], what: &'static str) -> Result<()> {
             cols: 1,
         });
     }
-    if let Some(k) = v.iter().position(|x| !x.is_finite()) {
+    if crate::scaling::abs_bits_max(v) >= crate::scaling::INF_BITS
+        && let Some(k) = v.iter().position(|x| !x.is_finite())
+    {
         return Err(LinalgError::NonFinite {
             what,
             row: k,

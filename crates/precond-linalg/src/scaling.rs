@@ -66,17 +66,62 @@ pub(crate) fn exponent(x: f64) -> i32 {
     biased - 1023
 }
 
-/// Largest absolute entry (NaN entries are skipped; the callers checked finiteness).
+/// Largest absolute entry (`+∞` when there is a NaN; the callers checked finiteness).
 pub(crate) fn max_abs(a: MatRef<'_, f64>) -> f64 {
     nan_and_max_abs(a).1
 }
 
-/// Lanes of [`nan_and_max_abs`]: independent maxima, so the pass vectorizes.
-const LANES: usize = 8;
+/// The bits of `+∞`: an entry `v` is finite iff `|v|`'s bits are below these, and NaN iff
+/// above.
+pub(crate) const INF_BITS: u64 = 0x7ff0_0000_0000_0000;
 
-/// Whether `a` holds a NaN, and `max |a_ij|` over the other entries: one pass, by lanes on
-/// contiguous columns, or on contiguous rows for a row-major view (the maximum does not depend
-/// on the order).
+/// `max_i` of the bits of `|v_i|` (the sign bit cleared; `0` for an empty slice). The bits of
+/// non-negative doubles order as their values, with `+∞` ([`INF_BITS`]) above every finite
+/// value and every NaN above `+∞`; so one integer maximum gives `max |v_i|` when all are
+/// finite and tells a NaN (`> INF_BITS`) or an infinity (`== INF_BITS`) apart. An integer
+/// maximum is associative: the compiler vectorizes it with several accumulators (an AND and
+/// a compare-select per vector), where the floating-point tests it replaces took an
+/// early-exit search one entry at a time (`position(|v| !v.is_finite())`) or four operations
+/// per vector on the baseline target's 128-bit registers: at n = 100 the input checks of the
+/// LU condition estimate took about 11 of its 83 µs (`perf`, AMD EPYC Zen 4). Runs the AVX2 or
+/// AVX-512 build of the loop when the CPU has it.
+pub(crate) fn abs_bits_max(v: &[f64]) -> u64 {
+    abs_bits_max_at(v, crate::two_stage::symm::Simd::detect())
+}
+
+/// [`abs_bits_max`] with the vector level chosen by the caller (the tests run each).
+pub(crate) fn abs_bits_max_at(v: &[f64], level: crate::two_stage::symm::Simd) -> u64 {
+    use crate::two_stage::symm::Simd;
+    #[inline(always)]
+    fn imp(v: &[f64]) -> u64 {
+        // signed: the sign bit is clear, and AVX2 compares 64-bit integers signed only
+        v.iter()
+            .fold(0i64, |m, x| m.max((x.to_bits() & !(1u64 << 63)) as i64)) as u64
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn avx2(v: &[f64]) -> u64 {
+        imp(v)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn avx512(v: &[f64]) -> u64 {
+        imp(v)
+    }
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the level is at most what `Simd::detect` found on this CPU.
+        Simd::Avx512 => unsafe { avx512(v) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Simd::Avx2 => unsafe { avx2(v) },
+        _ => imp(v),
+    }
+}
+
+/// Whether `a` holds a NaN, and `max |a_ij|` (`+∞` when there is a NaN): one pass of
+/// [`abs_bits_max`] per contiguous column, or per contiguous row for a row-major view (the
+/// maximum does not depend on the order).
 pub(crate) fn nan_and_max_abs(a: MatRef<'_, f64>) -> (bool, f64) {
     // a row-major view is walked through its transpose: contiguous rows, same entries
     let a = if a.row_stride() != 1 && a.col_stride() == 1 {
@@ -84,33 +129,21 @@ pub(crate) fn nan_and_max_abs(a: MatRef<'_, f64>) -> (bool, f64) {
     } else {
         a
     };
-    let (mut nan, mut m) = ([false; LANES], [0.0f64; LANES]);
+    let mut m = 0u64;
     for j in 0..a.ncols() {
-        match a.col(j).try_as_col_major() {
-            Some(c) => {
-                let chunks = c.as_slice().chunks_exact(LANES);
-                let tail = chunks.remainder();
-                for ch in chunks {
-                    for k in 0..LANES {
-                        let v = ch[k].abs();
-                        nan[k] |= v.is_nan();
-                        m[k] = if v > m[k] { v } else { m[k] };
-                    }
-                }
-                for &v in tail {
-                    nan[0] |= v.is_nan();
-                    m[0] = m[0].max(v.abs());
-                }
-            }
-            None => {
-                for &v in a.col(j).iter() {
-                    nan[0] |= v.is_nan();
-                    m[0] = m[0].max(v.abs());
-                }
-            }
-        }
+        m = m.max(match a.col(j).try_as_col_major() {
+            Some(c) => abs_bits_max(c.as_slice()),
+            None => a
+                .col(j)
+                .iter()
+                .fold(0u64, |m, x| m.max(x.to_bits() & !(1u64 << 63))),
+        });
     }
-    (nan.contains(&true), m.iter().fold(0.0f64, |x, &y| x.max(y)))
+    if m > INF_BITS {
+        (true, f64::INFINITY)
+    } else {
+        (false, f64::from_bits(m))
+    }
 }
 
 /// The exponent `e` to divide `a` by (`2ᵉ ≤ max|a| < 2ᵉ⁺¹`), or `None` when `max|a|` is in the
@@ -208,6 +241,70 @@ pub(crate) fn unscale(x: f64, e: i32, what: &'static str) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bit maximum at every vector level equals a plain loop over `|v|` (largest value
+    /// when finite; an infinity or a NaN detected) on every length around the vector widths,
+    /// with the special values anywhere; and `nan_and_max_abs` reads it right on column- and
+    /// row-major views.
+    #[test]
+    #[allow(clippy::float_cmp)] // a maximum is one of the inputs
+    fn bit_maximum_equals_plain_loops() {
+        use crate::two_stage::symm::Simd;
+        let specials = [
+            0.0,
+            -0.0,
+            f64::MIN_POSITIVE / 8.0,
+            -f64::MAX,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            -f64::NAN,
+        ];
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64 * 2e3 - 1e3
+        };
+        for len in [0usize, 1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 257] {
+            let base: Vec<f64> = (0..len).map(|_| next()).collect();
+            let mut cases = vec![base.clone()];
+            for (k, &sp) in specials.iter().enumerate() {
+                if len > 0 {
+                    let mut v = base.clone();
+                    v[(k * 37) % len] = sp;
+                    cases.push(v);
+                }
+            }
+            for v in cases {
+                let nan = v.iter().any(|x| x.is_nan());
+                let inf = v.iter().any(|x| x.is_infinite());
+                let max = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+                for level in Simd::available() {
+                    let b = abs_bits_max_at(&v, level);
+                    assert_eq!(b > INF_BITS, nan, "{level:?} len {len}");
+                    assert_eq!(b >= INF_BITS, nan || inf, "{level:?} len {len}");
+                    if !nan {
+                        assert_eq!(f64::from_bits(b), max, "{level:?} len {len}");
+                    }
+                }
+                if len > 0 {
+                    let rows = if len % 2 == 0 { 2 } else { 1 };
+                    for m in [
+                        MatRef::from_column_major_slice(&v, rows, len / rows),
+                        MatRef::from_row_major_slice(&v, rows, len / rows),
+                    ] {
+                        let (has_nan, amax) = nan_and_max_abs(m);
+                        assert_eq!(has_nan, nan);
+                        if !nan {
+                            assert_eq!(amax, max);
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn ldexp_is_exact_and_rounds_once() {
