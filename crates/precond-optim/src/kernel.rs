@@ -9,8 +9,9 @@
 //! CPU has. LLVM never contracts `a*b + c` into an FMA on its own, so every version gives
 //! bit-identical results (tested at every level the CPU supports). Above a size threshold the
 //! buffers are split into chunks run by the calling thread and the step team's helpers
-//! (the `team` module: threads that stay awake between steps; rayon's pool when the caller is a
-//! rayon worker).
+//! (the `team` module: threads that stay awake between steps, woken on another CPU than the
+//! caller's, and woken at all only for steps long enough to repay it ([`ParallelParams`]);
+//! rayon's pool when the caller is a rayon worker).
 
 pub use crate::bound::{GuardIn, Iv, SlotRanges};
 pub use crate::float::Float;

@@ -72,8 +72,10 @@
 //!
 //! [`kernel::Fused`] composes a [`kernel::PrecondRule`], a [`kernel::MomentumRule`] and a
 //! [`kernel::Regularizer`]; [`kernel::fused_step`] runs any composition in one pass, compiled for
-//! the baseline target and for AVX2+FMA and dispatched at run time, split over rayon above the
-//! lengths of [`kernel::ParallelParams`] (a lower one for the arithmetic-bound adaptive rules).
+//! the baseline target, for AVX2+FMA and for AVX-512F and dispatched at run time, split over the
+//! calling thread and the step team's helper threads above the lengths of
+//! [`kernel::ParallelParams`] (helpers found asleep are woken only for longer steps: a lower
+//! length for the arithmetic-bound adaptive rules).
 //!
 //! # Example
 //!

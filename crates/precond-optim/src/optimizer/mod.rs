@@ -382,7 +382,9 @@ impl Optimizer {
     pub fn set_simd_level(&mut self, level: SimdLevel) {
         self.level = level;
     }
-    /// Length from which steps are split across the rayon pool. `0` restores the default:
+    /// Length from which steps are split over the calling thread and the step team's helpers
+    /// (a step shorter than [`ParallelParams::wake`](crate::kernel::ParallelParams) that finds
+    /// them asleep still runs on the caller alone). `0` restores the default:
     /// [`ParallelParams::threshold_heavy`](crate::kernel::ParallelParams) for the adaptive rules (a square root per element) and
     /// [`ParallelParams::threshold`](crate::kernel::ParallelParams) for the others and for the non-finite check of the gradient.
     pub fn set_parallel_threshold(&mut self, n: usize) {
