@@ -656,6 +656,16 @@ fn fused_step_impl<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
 /// first non-finite index. One pass, as [`first_nonfinite`] (the maximum is a vector max folded
 /// into the same blocks).
 pub fn scan_max<T: Float>(g: &[T], par_threshold: usize) -> Result<f64, usize> {
+    scan_max_at(g, par_threshold, SimdLevel::detect())
+}
+
+/// [`scan_max`] with the compiled version picked by `level` (a level the CPU lacks falls back
+/// to the best one below it, [`SimdLevel::effective`]); the tests run every level.
+pub(crate) fn scan_max_at<T: Float>(
+    g: &[T],
+    par_threshold: usize,
+    level: SimdLevel,
+) -> Result<f64, usize> {
     #[inline(always)]
     fn block_impl<T: Float>(b: &[T]) -> (bool, T) {
         finite_max_abs(b)
@@ -670,11 +680,11 @@ pub fn scan_max<T: Float>(g: &[T], par_threshold: usize) -> Result<f64, usize> {
     fn block_avx512<T: Float>(b: &[T]) -> (bool, T) {
         block_impl(b)
     }
-    let level = SimdLevel::detect();
+    let level = level.effective();
     let block = |b: &[T]| -> (bool, T) {
         match level {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX-512F (and AVX2) support was detected at run time.
+            // SAFETY: AVX-512F (and AVX2) support was detected at run time (`effective`).
             SimdLevel::Avx512 => unsafe { block_avx512(b) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX2 support was detected at run time.
@@ -783,6 +793,9 @@ mod tests {
         let (want, (lo, hi)) = naive(v);
         for th in [1, usize::MAX] {
             assert_eq!(scan_max(v, th), want, "threshold {th}");
+            for level in SimdLevel::available() {
+                assert_eq!(scan_max_at(v, th, level), want, "threshold {th}, {level:?}");
+            }
         }
         assert_eq!(first_nonfinite(v, 1), want.err());
         assert_eq!(max_abs(v), want.unwrap_or(f64::INFINITY));
