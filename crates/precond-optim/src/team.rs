@@ -174,14 +174,7 @@ impl Team {
         self.next.store(0, Ordering::Relaxed);
         self.chunks.store(chunks, Ordering::Relaxed);
         self.open.store(true, Ordering::SeqCst);
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            for p in self.places.iter() {
-                p.away_from_caller();
-            }
-            let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.wake.notify_all();
-        }
+        self.next_generation_posted();
         let mine = catch_unwind(AssertUnwindSafe(|| self.claim(chunks, f)));
         // no chunk is left to claim: close the job, then wait for helpers inside it
         self.open.store(false, Ordering::SeqCst);
@@ -206,19 +199,25 @@ impl Team {
         let close = self.began();
         let mine = catch_unwind(AssertUnwindSafe(|| (0..chunks).for_each(f)));
         if close {
-            self.generation.fetch_add(1, Ordering::SeqCst);
-            if self.sleepers.load(Ordering::SeqCst) > 0 {
-                for p in self.places.iter() {
-                    p.away_from_caller();
-                }
-                let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-                self.wake.notify_all();
-            }
+            self.next_generation_posted();
         }
         self.ended();
         self.busy.store(false, Ordering::Release);
         if let Err(p) = mine {
             resume_unwind(p);
+        }
+    }
+
+    /// Bumps the generation (a posted job, or none) and wakes the sleeping helpers, each
+    /// steered off the caller's CPU ([`steer`]).
+    fn next_generation_posted(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            for p in self.places.iter() {
+                p.away_from_caller();
+            }
+            let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.wake.notify_all();
         }
     }
 
