@@ -531,6 +531,8 @@ mod tests {
                 from_main.recv().expect("test channel");
                 place.restore();
                 to_main.send(0).expect("test channel");
+                // alive until the caller has read its set again
+                from_main.recv().expect("test channel");
             });
             let tid = from_helper.recv().expect("test channel");
             let base = set_of(tid);
@@ -562,7 +564,9 @@ mod tests {
             }
             to_helper.send(()).expect("test channel");
             from_helper.recv().expect("test channel");
-            assert!(same(&set_of(tid), &base), "the helper's own set again");
+            let after = set_of(tid);
+            to_helper.send(()).expect("test channel");
+            assert!(same(&after, &base), "the helper's own set again");
         });
     }
 
