@@ -62,9 +62,7 @@ pub fn mat_view_from_slice(
             got: data.len(),
         });
     }
-    if crate::scaling::abs_bits_max(data) >= crate::scaling::INF_BITS
-        && let Some(k) = data.iter().position(|v| !v.is_finite())
-    {
+    if let Some(k) = crate::scaling::first_nonfinite(data) {
         let (row, col) = match layout {
             Layout::RowMajor => (k / ncols, k % ncols),
             Layout::ColMajor => (k % nrows, k / nrows),
@@ -292,9 +290,7 @@ pub(crate) fn check_vec(v: &[f64], what: &'static str) -> Result<()> {
             cols: 1,
         });
     }
-    if crate::scaling::abs_bits_max(v) >= crate::scaling::INF_BITS
-        && let Some(k) = v.iter().position(|x| !x.is_finite())
-    {
+    if let Some(k) = crate::scaling::first_nonfinite(v) {
         return Err(LinalgError::NonFinite {
             what,
             row: k,

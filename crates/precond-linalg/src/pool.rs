@@ -70,9 +70,6 @@ mod spread {
         cpu: usize,
     }
 
-    // SAFETY: plain data (a thread id and a bit set).
-    unsafe impl Send for Worker {}
-
     /// The global pool's workers (empty: nothing to do), and the number of active calls.
     fn state() -> &'static Mutex<(Vec<Worker>, usize)> {
         static S: OnceLock<Mutex<(Vec<Worker>, usize)>> = OnceLock::new();

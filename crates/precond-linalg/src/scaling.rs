@@ -75,6 +75,22 @@ pub(crate) fn max_abs(a: MatRef<'_, f64>) -> f64 {
 /// above.
 pub(crate) const INF_BITS: u64 = 0x7ff0_0000_0000_0000;
 
+/// The bits of `|x|` (the sign bit cleared).
+#[inline(always)]
+fn abs_bits(x: f64) -> u64 {
+    x.to_bits() & !(1u64 << 63)
+}
+
+/// Index of the first NaN or infinite entry of `v`, if any: one vectorized [`abs_bits_max`]
+/// pass, and the search for the index only when it finds one.
+pub(crate) fn first_nonfinite(v: &[f64]) -> Option<usize> {
+    if abs_bits_max(v) < INF_BITS {
+        None
+    } else {
+        v.iter().position(|x| !x.is_finite())
+    }
+}
+
 /// `max_i` of the bits of `|v_i|` (the sign bit cleared; `0` for an empty slice). The bits of
 /// non-negative doubles order as their values, with `+∞` ([`INF_BITS`]) above every finite
 /// value and every NaN above `+∞`; so one integer maximum gives `max |v_i|` when all are
@@ -95,8 +111,7 @@ pub(crate) fn abs_bits_max_at(v: &[f64], level: crate::two_stage::symm::Simd) ->
     #[inline(always)]
     fn imp(v: &[f64]) -> u64 {
         // signed: the sign bit is clear, and AVX2 compares 64-bit integers signed only
-        v.iter()
-            .fold(0i64, |m, x| m.max((x.to_bits() & !(1u64 << 63)) as i64)) as u64
+        v.iter().fold(0i64, |m, &x| m.max(abs_bits(x) as i64)) as u64
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
@@ -129,14 +144,12 @@ pub(crate) fn nan_and_max_abs(a: MatRef<'_, f64>) -> (bool, f64) {
     } else {
         a
     };
+    let level = crate::two_stage::symm::Simd::detect();
     let mut m = 0u64;
     for j in 0..a.ncols() {
         m = m.max(match a.col(j).try_as_col_major() {
-            Some(c) => abs_bits_max(c.as_slice()),
-            None => a
-                .col(j)
-                .iter()
-                .fold(0u64, |m, x| m.max(x.to_bits() & !(1u64 << 63))),
+            Some(c) => abs_bits_max_at(c.as_slice(), level),
+            None => a.col(j).iter().fold(0u64, |m, &x| m.max(abs_bits(x))),
         });
     }
     if m > INF_BITS {

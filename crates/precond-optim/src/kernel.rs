@@ -178,7 +178,7 @@ pub fn dry_run<T: Float, U: ElementUpdate<T>>(
 
 /// `max |v|` over `v` (`0` when empty; `∞` when some value is not finite).
 pub fn max_abs<T: Float>(v: &[T]) -> f64 {
-    match finite_max_abs(v) {
+    match T::finite_max_abs(v) {
         (true, m) => m.to_f64(),
         (false, _) => f64::INFINITY,
     }
@@ -188,13 +188,6 @@ pub fn max_abs<T: Float>(v: &[T]) -> f64 {
 /// vector registers (a floating-point max reduction through one accumulator is not vectorized:
 /// the compiler may not reorder it without fast-math flags).
 const REDUCE_LANES: usize = 32;
-
-/// `(every value finite, max |v_i|)` of `v` ([`Float::finite_max_abs`]: one integer maximum
-/// of the bit patterns per element).
-#[inline(always)]
-fn finite_max_abs<T: Float>(v: &[T]) -> (bool, T) {
-    T::finite_max_abs(v)
-}
 
 /// `[min, max]` of `v` (`(∞, −∞)` when empty; NaN never reaches it: state values are finite).
 pub(crate) fn min_max<T: Float>(v: &[T]) -> (f64, f64) {
@@ -668,7 +661,7 @@ pub(crate) fn scan_max_at<T: Float>(
 ) -> Result<f64, usize> {
     #[inline(always)]
     fn block_impl<T: Float>(b: &[T]) -> (bool, T) {
-        finite_max_abs(b)
+        T::finite_max_abs(b)
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
