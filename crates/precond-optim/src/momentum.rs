@@ -53,9 +53,12 @@ impl<T: Float> MomentumRule<T> for NoMomentum<T> {
     }
 }
 
-/// torch `SGD` momentum on the gradient (heavy ball, optionally Nesterov), slot 0 = buffer `b`:
-/// `b ← μ b + (1 − dampening) g` (the first step sets `b = g`), `u = g + μ b` (Nesterov) or `u = b`,
-/// `Δ = P (−η u)`. Branch-free: the first step and the non-Nesterov case are coefficients.
+/// torch `SGD` momentum on the gradient (heavy ball, Nesterov when `NESTEROV`), slot 0 =
+/// buffer `b`: `b ← μ b + (1 − dampening) g` (the first step sets `b = g`), `u = g + μ b`
+/// (Nesterov) or `u = b`, `Δ = P (−η u)`. The first step is a pair of coefficients (`μ → 0`,
+/// `1 − dampening → 1`); the Nesterov choice is the type's, so that the plain heavy ball
+/// computes exactly torch's `u = b` (no `0 · g + 1 · b`: three multiplications and an addition
+/// less per element, and `u = b` also where `g` is infinite, as in torch).
 ///
 /// With a constant step, no dampening and no Nesterov term this is Polyak's heavy ball on the
 /// preconditioned gradient: $x_{k+1} = x_k - \eta P g_k + \mu (x_k - x_{k-1})$.
@@ -71,54 +74,46 @@ impl<T: Float> MomentumRule<T> for NoMomentum<T> {
 /// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
 ///   Regularization* (the source paper), as restated in THEORY.md §1, heavy-ball momentum.
 #[derive(Clone, Copy, Debug)]
-pub struct HeavyBall<T> {
+pub struct HeavyBall<T, const NESTEROV: bool> {
     keep: T,
     grad_coeff: T,
-    nest_g: T,
-    nest_b: T,
+    momentum: T,
     scale: T,
 }
 
-impl<T: Float> HeavyBall<T> {
-    /// Momentum `μ`, `dampening`, `nesterov`, learning rate `lr`; `first` is true on the very first
-    /// step (torch initialises the buffer to the gradient then, without dampening).
-    pub fn new(momentum: f64, dampening: f64, nesterov: bool, lr: f64, first: bool) -> Self {
+impl<T: Float, const NESTEROV: bool> HeavyBall<T, NESTEROV> {
+    /// Momentum `μ`, `dampening`, learning rate `lr`; `first` is true on the very first step
+    /// (torch initialises the buffer to the gradient then, without dampening).
+    pub fn new(momentum: f64, dampening: f64, lr: f64, first: bool) -> Self {
         let (keep, grad_coeff) = if first {
             (0.0, 1.0)
         } else {
             (momentum, 1.0 - dampening)
         };
-        let (nest_g, nest_b) = if nesterov {
-            (1.0, momentum)
-        } else {
-            (0.0, 1.0)
-        };
         HeavyBall {
             keep: T::from_f64(keep),
             grad_coeff: T::from_f64(grad_coeff),
-            nest_g: T::from_f64(nest_g),
-            nest_b: T::from_f64(nest_b),
+            momentum: T::from_f64(momentum),
             scale: T::from_f64(-lr),
         }
     }
 }
 
-impl<T: Float> MomentumRule<T> for HeavyBall<T> {
+impl<T: Float, const NESTEROV: bool> MomentumRule<T> for HeavyBall<T, NESTEROV> {
     const SLOTS: usize = 1;
     #[inline(always)]
     fn increment<P: PrecondRule<T>>(&self, g: T, pre: &P, q: T, s: &mut [T]) -> T {
         let b = s[0] * self.keep + self.grad_coeff * g;
         s[0] = b;
-        let u = self.nest_g * g + self.nest_b * b;
+        let u = if NESTEROV { g + self.momentum * b } else { b };
         pre.apply(q, self.scale * u)
     }
-    type Lifted = HeavyBall<Iv<T>>;
+    type Lifted = HeavyBall<Iv<T>, NESTEROV>;
     fn lift(&self) -> Self::Lifted {
         HeavyBall {
             keep: lift(self.keep),
             grad_coeff: lift(self.grad_coeff),
-            nest_g: lift(self.nest_g),
-            nest_b: lift(self.nest_b),
+            momentum: lift(self.momentum),
             scale: lift(self.scale),
         }
     }

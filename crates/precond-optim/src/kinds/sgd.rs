@@ -69,8 +69,12 @@ pub(crate) fn heavy_ball_step<T: Float, P: PrecondRule<T>>(
     pre: P,
     b: Buffers<'_, T>,
 ) -> Result<bool> {
-    if c.momentum != 0.0 {
-        let m = HeavyBall::new(c.momentum, c.dampening, c.nesterov, s.lr, s.k == 1);
+    let first = s.k == 1;
+    if c.momentum != 0.0 && c.nesterov {
+        let m = HeavyBall::<T, true>::new(c.momentum, c.dampening, s.lr, first);
+        with_reg(s, s.lr, pre, m, b)
+    } else if c.momentum != 0.0 {
+        let m = HeavyBall::<T, false>::new(c.momentum, c.dampening, s.lr, first);
         with_reg(s, s.lr, pre, m, b)
     } else {
         let m = NoMomentum {
