@@ -297,3 +297,111 @@ fn simd_levels_detected_and_forced() {
         eprintln!("levels of this CPU: {avail:?}");
     }
 }
+
+/// One cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// `v` copied into 64-byte aligned memory, `off` elements past its start.
+fn lines<T: Copy>(v: &[T], off: usize) -> Vec<Line> {
+    let size = std::mem::size_of::<T>();
+    let mut buf = vec![Line([0; 64]); ((v.len() + off) * size).div_ceil(64) + 1];
+    // SAFETY: the buffer holds at least `(len + off) · size` bytes; `T` is `f32` or `f64`
+    // (plain bits); the destination is aligned for `T` (64-byte lines, `off` whole elements).
+    unsafe {
+        std::ptr::copy_nonoverlapping(v.as_ptr(), buf.as_mut_ptr().cast::<T>().add(off), v.len())
+    };
+    buf
+}
+
+/// The `n` elements of [`lines`]'s buffer from element `off`.
+fn at<T>(buf: &mut [Line], off: usize, n: usize) -> &mut [T] {
+    assert!((off + n) * std::mem::size_of::<T>() <= buf.len() * 64);
+    // SAFETY: in bounds (checked), aligned for `T`, borrowed from `buf` for the result's life.
+    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<T>().add(off), n) }
+}
+
+/// Every start of `x` modulo 64 bytes (the kernel runs the elements before `x`'s first 64-byte
+/// boundary apart from the vector loop), with `g` and the state at other offsets, every SIMD
+/// level: each element equals the update evaluated alone, bit for bit, and the non-finite
+/// detection sees an entry wherever it sits.
+fn peel_case<T: precond_optim::StepFloat>() {
+    use precond_optim::kernel::{ElementUpdate, MAX_SLOTS, fused_step_detect};
+    let u = Fused {
+        sign: T::ONE,
+        pre: AdamPrecond::<T, false>::new(0.999, 1e-8, 3),
+        mom: Ema::<T>::new(0.9, 1e-2, 3),
+        reg: NoReg,
+    };
+    let lanes = 64 / std::mem::size_of::<T>();
+    let to_t = |v: Vec<f64>| -> Vec<T> { v.into_iter().map(T::from_f64).collect() };
+    for level in SimdLevel::available() {
+        for n in [1usize, 2, lanes - 1, lanes, lanes + 1, 3 * lanes + 5, 200] {
+            for off_x in 0..lanes {
+                let (off_g, off_s) = ((off_x + 3) % lanes, (off_x * 5 + 1) % lanes);
+                let (x0, g0) = (to_t(data(n, 7, 0)), to_t(data(n, 7, 1)));
+                let v0: Vec<T> = to_t(data(n, 7, 2).iter().map(|a| a * a).collect());
+                let m0 = to_t(data(n, 7, 3));
+                // the reference: one element at a time
+                let mut want = Vec::with_capacity(n);
+                for i in 0..n {
+                    let mut st = [T::ZERO; MAX_SLOTS];
+                    st[0] = v0[i];
+                    st[1] = m0[i];
+                    let x = u.update(x0[i], g0[i], T::ZERO, &mut st);
+                    want.push((x.to_bits_u64(), st[0].to_bits_u64(), st[1].to_bits_u64()));
+                }
+                let (mut bx, mut bg) = (lines::<T>(&x0, off_x), lines::<T>(&g0, off_g));
+                let (mut bv, mut bm) =
+                    (lines::<T>(&v0, off_s), lines::<T>(&m0, (off_s + 2) % lanes));
+                let x = at::<T>(&mut bx, off_x, n);
+                let g = at::<T>(&mut bg, off_g, n);
+                let v = at::<T>(&mut bv, off_s, n);
+                let m = at::<T>(&mut bm, (off_s + 2) % lanes, n);
+                assert_eq!(x.as_ptr() as usize % 64, off_x * std::mem::size_of::<T>());
+                let bad = fused_step_detect(
+                    &u,
+                    Buffers {
+                        x,
+                        g,
+                        aux: &[],
+                        slots: [v, m, &mut []],
+                    },
+                    level,
+                    usize::MAX,
+                )
+                .unwrap();
+                assert!(!bad);
+                for i in 0..n {
+                    let got = (x[i].to_bits_u64(), v[i].to_bits_u64(), m[i].to_bits_u64());
+                    assert_eq!(got, want[i], "{level:?} n {n} offset {off_x} element {i}");
+                }
+                // a non-finite gradient entry in the peeled head, and in the vector part
+                for at in [0, n - 1] {
+                    g[at] = T::from_f64(f64::NAN);
+                    let bad = fused_step_detect(
+                        &u,
+                        Buffers {
+                            x,
+                            g,
+                            aux: &[],
+                            slots: [v, m, &mut []],
+                        },
+                        level,
+                        usize::MAX,
+                    )
+                    .unwrap();
+                    assert!(bad, "{level:?} n {n} offset {off_x}: NaN at {at} not seen");
+                    g[at] = g0[at];
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_alignment_of_x_gives_the_elementwise_update() {
+    peel_case::<f32>();
+    peel_case::<f64>();
+}
