@@ -735,7 +735,7 @@ pub(crate) fn scan_max_at<T: Float>(
         block_impl(b)
     }
     let level = level.effective();
-    let block = |b: &[T]| -> (bool, T) {
+    let block_at = |b: &[T]| -> (bool, T) {
         match level {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX-512F (and AVX2) support was detected at run time (`effective`).
@@ -745,6 +745,16 @@ pub(crate) fn scan_max_at<T: Float>(
             SimdLevel::Avx2 => unsafe { block_avx2(b) },
             _ => block_impl(b),
         }
+    };
+    // the elements before the first 64-byte boundary apart (as the update's `run_chunk`)
+    let block = |b: &[T]| -> (bool, T) {
+        let head = b.as_ptr().align_offset(64).min(b.len());
+        if head == 0 {
+            return block_at(b);
+        }
+        let (h, rest) = b.split_at(head);
+        let ((ok0, m0), (ok1, m1)) = (block_impl(h), block_at(rest));
+        (ok0 && ok1, m0.maxv(m1))
     };
     // backwards, block by block: the last blocks read are the first the update then reads
     // (still in this core's cache); a failing block only marks the range, the first index is
@@ -849,6 +859,17 @@ mod tests {
             assert_eq!(scan_max(v, th), want, "threshold {th}");
             for level in SimdLevel::available() {
                 assert_eq!(scan_max_at(v, th, level), want, "threshold {th}, {level:?}");
+            }
+        }
+        // every start modulo 64 bytes (the elements before the first boundary run apart)
+        for k in 1..v.len().min(64 / std::mem::size_of::<T>()) {
+            let (want, _) = naive(&v[k..]);
+            for level in SimdLevel::available() {
+                assert_eq!(
+                    scan_max_at(&v[k..], usize::MAX, level),
+                    want,
+                    "from {k}, {level:?}"
+                );
             }
         }
         assert_eq!(first_nonfinite(v, 1), want.err());
