@@ -96,8 +96,9 @@ impl Part {
             // parameters + every state array: the undo of a step that overflowed
             let len =
                 s.s.iter()
-                    .chain(s.mats.iter())
-                    .fold(self.geo.len, |acc, v| acc.saturating_add(v.len()));
+                    .map(|v| v.len())
+                    .chain(s.mats.iter().map(Vec::len))
+                    .fold(self.geo.len, |acc, l| acc.saturating_add(l));
             s.backup = crate::storage::filled(len, T::ZERO, "step backup")?;
         }
         Ok(s)

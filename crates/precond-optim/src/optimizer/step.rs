@@ -413,7 +413,7 @@ impl Part {
         } = slots;
         let mut off = 0;
         for src in std::iter::once(&params[a..e])
-            .chain(s.iter().map(Vec::as_slice))
+            .chain(s.iter().map(|v| &v[..]))
             .chain(mats.iter().map(Vec::as_slice))
         {
             if off + src.len() > backup.len() {
@@ -435,7 +435,7 @@ impl Part {
         } = slots;
         let mut off = 0;
         for dst in std::iter::once(&mut params[a..e])
-            .chain(s.iter_mut().map(Vec::as_mut_slice))
+            .chain(s.iter_mut().map(|v| &mut v[..]))
             .chain(mats.iter_mut().map(Vec::as_mut_slice))
         {
             if off + dst.len() > backup.len() {
@@ -464,7 +464,8 @@ impl Part {
         let state_bad = slots
             .s
             .iter()
-            .chain(slots.mats.iter())
+            .map(|v| &v[..])
+            .chain(slots.mats.iter().map(Vec::as_slice))
             .any(|v| first_nonfinite(v, usize::MAX).is_some());
         state_bad.then_some(a)
     }

@@ -151,15 +151,19 @@ impl Optimizer {
                         Dtype::F32 => {
                             let mut s = p.alloc::<f32>()?;
                             for k in 0..p.specs.len() {
-                                *s.array_mut(&p.specs, k) =
-                                    st.slots[j + k].iter().map(|&x| x as f32).collect();
+                                // (lengths checked above)
+                                for (d, &x) in
+                                    s.array_mut(&p.specs, k).iter_mut().zip(&st.slots[j + k])
+                                {
+                                    *d = x as f32;
+                                }
                             }
                             Store::F32(s)
                         }
                         Dtype::F64 => {
                             let mut s = p.alloc::<f64>()?;
                             for k in 0..p.specs.len() {
-                                s.array_mut(&p.specs, k).clone_from(&st.slots[j + k]);
+                                s.array_mut(&p.specs, k).copy_from_slice(&st.slots[j + k]);
                             }
                             Store::F64(s)
                         }
