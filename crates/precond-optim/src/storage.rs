@@ -430,6 +430,7 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Aligned<T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod aligned_tests {
     use super::Aligned;
     use crate::error::OptimError;
@@ -442,7 +443,7 @@ mod aligned_tests {
             if len > 0 {
                 assert_eq!(a.as_ptr() as usize % 64, 0, "len {len}");
             }
-            assert!(a.iter().all(|&v| v == 0.5));
+            assert!(a.iter().all(|v| v.to_bits() == 0.5f32.to_bits()));
             for (i, v) in a.iter_mut().enumerate() {
                 *v = i as f32;
             }
@@ -453,7 +454,7 @@ mod aligned_tests {
                 assert_ne!(c.as_ptr(), a.as_ptr());
             }
             let d = Aligned::<f64>::filled(len, -1.0, "test").unwrap();
-            assert!(d.iter().all(|&v| v == -1.0));
+            assert!(d.iter().all(|v| v.to_bits() == (-1.0f64).to_bits()));
         }
         assert!(Aligned::<f64>::default().is_empty());
     }
