@@ -27,8 +27,10 @@ import datetime
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -92,11 +94,13 @@ def optim(out, scale):
 
 
 def c_reference(out):
-    exe = os.path.join(out, "c_reference")
+    # (the program links the static library: tens of MB, kept out of the output directory)
+    exe = os.path.join(tempfile.mkdtemp(prefix="precond_c_reference_"), "c_reference")
     run(["gcc", "-O3", "-march=native", "-fno-math-errno", "-std=c99", "-Iinclude",
          os.path.join(HERE, "c_reference.c"), "target/release/libprecond_ffi.a", "-lm", "-lpthread",
          "-ldl", "-o", exe], os.path.join(out, "c_reference_build.log"))
     text = run([exe, "bench", "10000"], os.path.join(out, "c_reference.log"))
+    shutil.rmtree(os.path.dirname(exe), ignore_errors=True)
     rows = []
     pat = re.compile(r"^(\S+)\s+(f32|f64) n=(\d+)\s+(error|propagate)\s+precond\s+([\d.]+) us\s+C\s+"
                      r"([\d.]+) us\s+ratio ([\d.]+) \[([\d.]+), ([\d.]+)\]")

@@ -55,7 +55,7 @@ pub trait ElementUpdate<T: Float>: Copy + Send + Sync {
 /// `q = pre.update(g)`, `Δ = mom.increment(g, pre, q)`, `x ← reg.finish(x, reg.decay(x) + Δ)`.
 #[derive(Clone, Copy, Debug)]
 pub struct Fused<T, P, M, R> {
-    /// `1` or `−1` (`maximize`).
+    /// `1` or `−1` (`maximize`): only its sign bit is used ([`Float::mul_unit_sign`]).
     pub sign: T,
     /// Preconditioner rule.
     pub pre: P,
@@ -73,7 +73,7 @@ impl<T: Float, P: PrecondRule<T>, M: MomentumRule<T>, R: Regularizer<T>> Element
     const HEAVY: bool = P::HEAVY;
     #[inline(always)]
     fn update(&self, x: T, g: T, aux: T, st: &mut [T; MAX_SLOTS]) -> T {
-        let g = self.reg.grad(x, g * self.sign);
+        let g = self.reg.grad(x, g.mul_unit_sign(self.sign));
         let (sp, sm) = st.split_at_mut(P::SLOTS);
         let q = self.pre.update(g, aux, sp);
         let d = self.mom.increment(g, &self.pre, q, sm);

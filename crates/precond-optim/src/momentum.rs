@@ -56,9 +56,11 @@ impl<T: Float> MomentumRule<T> for NoMomentum<T> {
 /// torch `SGD` momentum on the gradient (heavy ball, Nesterov when `NESTEROV`), slot 0 =
 /// buffer `b`: `b ← μ b + (1 − dampening) g` (the first step sets `b = g`), `u = g + μ b`
 /// (Nesterov) or `u = b`, `Δ = P (−η u)`. The first step is a pair of coefficients (`μ → 0`,
-/// `1 − dampening → 1`); the Nesterov choice is the type's, so that the plain heavy ball
-/// computes exactly torch's `u = b` (no `0 · g + 1 · b`: three multiplications and an addition
-/// less per element, and `u = b` also where `g` is infinite, as in torch).
+/// `1 − dampening → 1`). The Nesterov choice and whether `g` is scaled at all (`DAMPENED`:
+/// a dampening other than 0, after the first step) are the type's, so that the common heavy
+/// ball computes exactly torch's `b = μ b + g`, `u = b`: no `1 · g`, no `0 · g + 1 · b` (four
+/// multiplications less per element than a coefficient form, and `u = b` also where `g` is
+/// infinite, as in torch).
 ///
 /// With a constant step, no dampening and no Nesterov term this is Polyak's heavy ball on the
 /// preconditioned gradient: $x_{k+1} = x_k - \eta P g_k + \mu (x_k - x_{k-1})$.
@@ -74,16 +76,18 @@ impl<T: Float> MomentumRule<T> for NoMomentum<T> {
 /// - \[PrecondPaper\] *Preconditioning for Accelerated Gradient Descent Optimization and
 ///   Regularization* (the source paper), as restated in THEORY.md §1, heavy-ball momentum.
 #[derive(Clone, Copy, Debug)]
-pub struct HeavyBall<T, const NESTEROV: bool> {
+pub struct HeavyBall<T, const NESTEROV: bool, const DAMPENED: bool> {
     keep: T,
     grad_coeff: T,
     momentum: T,
     scale: T,
 }
 
-impl<T: Float, const NESTEROV: bool> HeavyBall<T, NESTEROV> {
+impl<T: Float, const NESTEROV: bool, const DAMPENED: bool> HeavyBall<T, NESTEROV, DAMPENED> {
     /// Momentum `μ`, `dampening`, learning rate `lr`; `first` is true on the very first step
-    /// (torch initialises the buffer to the gradient then, without dampening).
+    /// (torch initialises the buffer to the gradient then, without dampening). With
+    /// `DAMPENED = false` the gradient enters unscaled: use it when `dampening = 0` or
+    /// `first` (the coefficient `1 − dampening` is then exactly 1).
     pub fn new(momentum: f64, dampening: f64, lr: f64, first: bool) -> Self {
         let (keep, grad_coeff) = if first {
             (0.0, 1.0)
@@ -99,16 +103,22 @@ impl<T: Float, const NESTEROV: bool> HeavyBall<T, NESTEROV> {
     }
 }
 
-impl<T: Float, const NESTEROV: bool> MomentumRule<T> for HeavyBall<T, NESTEROV> {
+impl<T: Float, const NESTEROV: bool, const DAMPENED: bool> MomentumRule<T>
+    for HeavyBall<T, NESTEROV, DAMPENED>
+{
     const SLOTS: usize = 1;
     #[inline(always)]
     fn increment<P: PrecondRule<T>>(&self, g: T, pre: &P, q: T, s: &mut [T]) -> T {
-        let b = s[0] * self.keep + self.grad_coeff * g;
+        let b = if DAMPENED {
+            s[0] * self.keep + self.grad_coeff * g
+        } else {
+            s[0] * self.keep + g
+        };
         s[0] = b;
         let u = if NESTEROV { g + self.momentum * b } else { b };
         pre.apply(q, self.scale * u)
     }
-    type Lifted = HeavyBall<Iv<T>, NESTEROV>;
+    type Lifted = HeavyBall<Iv<T>, NESTEROV, DAMPENED>;
     fn lift(&self) -> Self::Lifted {
         HeavyBall {
             keep: lift(self.keep),

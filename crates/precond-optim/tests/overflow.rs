@@ -358,8 +358,8 @@ proptest! {
         both!(&st, |T| Fused { sign: -T::ONE, pre: AdamPrecond::<T, false>::new(0.99, 1e-12, k), mom: Ema::new(0.5, lr, k), reg: DecoupledL2 { factor: T::from_f64(1.0 - lr * 1e-2) } });
         both!(&st, |T| Fused { sign: T::ONE, pre: AdagradPrecond::<T>::new(1e-10), mom: NoMomentum { scale: T::from_f64(-lr) }, reg: CoupledL2 { weight_decay: T::from_f64(1e-3) } });
         both!(&st, |T| Fused { sign: T::ONE, pre: RmsPrecond::<T, true>::new(0.99, 1e-8), mom: NoMomentum { scale: T::from_f64(-lr) }, reg: NoReg });
-        both!(&st_m, |T| Fused { sign: T::ONE, pre: Identity, mom: HeavyBall::<T, true>::new(0.9, 0.0, lr, false), reg: CoupledL2 { weight_decay: T::from_f64(5e-4) } });
-        both!(&st_m, |T| Fused { sign: -T::ONE, pre: Identity, mom: HeavyBall::<T, false>::new(0.9, 0.1, lr, false), reg: NoReg });
+        both!(&st_m, |T| Fused { sign: T::ONE, pre: Identity, mom: HeavyBall::<T, true, false>::new(0.9, 0.0, lr, false), reg: CoupledL2 { weight_decay: T::from_f64(5e-4) } });
+        both!(&st_m, |T| Fused { sign: -T::ONE, pre: Identity, mom: HeavyBall::<T, false, true>::new(0.9, 0.1, lr, false), reg: NoReg });
     }
 }
 

@@ -70,12 +70,40 @@ pub(crate) fn heavy_ball_step<T: Float, P: PrecondRule<T>>(
     b: Buffers<'_, T>,
 ) -> Result<bool> {
     let first = s.k == 1;
-    if c.momentum != 0.0 && c.nesterov {
-        let m = HeavyBall::<T, true>::new(c.momentum, c.dampening, s.lr, first);
-        with_reg(s, s.lr, pre, m, b)
-    } else if c.momentum != 0.0 {
-        let m = HeavyBall::<T, false>::new(c.momentum, c.dampening, s.lr, first);
-        with_reg(s, s.lr, pre, m, b)
+    // the gradient is scaled only by a dampening other than 0 after the first step
+    let damp = c.dampening != 0.0 && !first;
+    let (mu, d, lr) = (c.momentum, c.dampening, s.lr);
+    if c.momentum != 0.0 {
+        match (c.nesterov, damp) {
+            (true, true) => with_reg(
+                s,
+                lr,
+                pre,
+                HeavyBall::<T, true, true>::new(mu, d, lr, first),
+                b,
+            ),
+            (true, false) => with_reg(
+                s,
+                lr,
+                pre,
+                HeavyBall::<T, true, false>::new(mu, d, lr, first),
+                b,
+            ),
+            (false, true) => with_reg(
+                s,
+                lr,
+                pre,
+                HeavyBall::<T, false, true>::new(mu, d, lr, first),
+                b,
+            ),
+            (false, false) => with_reg(
+                s,
+                lr,
+                pre,
+                HeavyBall::<T, false, false>::new(mu, d, lr, first),
+                b,
+            ),
+        }
     } else {
         let m = NoMomentum {
             scale: T::from_f64(-s.lr),
