@@ -360,40 +360,26 @@ fn peel_case<T: precond_optim::StepFloat>() {
                 let v = at::<T>(&mut bv, off_s, n);
                 let m = at::<T>(&mut bm, (off_s + 2) % lanes, n);
                 assert_eq!(x.as_ptr() as usize % 64, off_x * std::mem::size_of::<T>());
-                let bad = fused_step_detect(
-                    &u,
-                    Buffers {
+                let step = |x: &mut [T], g: &[T], v: &mut [T], m: &mut [T]| {
+                    let b = Buffers {
                         x,
                         g,
                         aux: &[],
                         slots: [v, m, &mut []],
-                    },
-                    level,
-                    usize::MAX,
-                )
-                .unwrap();
-                assert!(!bad);
+                    };
+                    fused_step_detect(&u, b, level, usize::MAX).unwrap()
+                };
+                assert!(!step(x, g, v, m));
                 for i in 0..n {
                     let got = (x[i].to_bits_u64(), v[i].to_bits_u64(), m[i].to_bits_u64());
                     assert_eq!(got, want[i], "{level:?} n {n} offset {off_x} element {i}");
                 }
                 // a non-finite gradient entry in the peeled head, and in the vector part
-                for at in [0, n - 1] {
-                    g[at] = T::from_f64(f64::NAN);
-                    let bad = fused_step_detect(
-                        &u,
-                        Buffers {
-                            x,
-                            g,
-                            aux: &[],
-                            slots: [v, m, &mut []],
-                        },
-                        level,
-                        usize::MAX,
-                    )
-                    .unwrap();
-                    assert!(bad, "{level:?} n {n} offset {off_x}: NaN at {at} not seen");
-                    g[at] = g0[at];
+                for k in [0, n - 1] {
+                    g[k] = T::from_f64(f64::NAN);
+                    let bad = step(x, g, v, m);
+                    assert!(bad, "{level:?} n {n} offset {off_x}: NaN at {k} not seen");
+                    g[k] = g0[k];
                 }
             }
         }
