@@ -322,8 +322,8 @@ fn at<T>(buf: &mut [Line], off: usize, n: usize) -> &mut [T] {
     unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<T>().add(off), n) }
 }
 
-/// Every start of `x` modulo 64 bytes (the kernel runs the elements before `x`'s first 64-byte
-/// boundary apart from the vector loop), with `g` and the state at other offsets, every SIMD
+/// Every start of `x` modulo 64 bytes (from 4 KiB on the kernel runs the elements before `x`'s
+/// first 64-byte boundary apart from the vector loop), with `g` and the state at other offsets, every SIMD
 /// level: each element equals the update evaluated alone, bit for bit, and the non-finite
 /// detection sees an entry wherever it sits.
 fn peel_case<T: precond_optim::StepFloat>() {
@@ -337,7 +337,18 @@ fn peel_case<T: precond_optim::StepFloat>() {
     let lanes = 64 / std::mem::size_of::<T>();
     let to_t = |v: Vec<f64>| -> Vec<T> { v.into_iter().map(T::from_f64).collect() };
     for level in SimdLevel::available() {
-        for n in [1usize, 2, lanes - 1, lanes, lanes + 1, 3 * lanes + 5, 200] {
+        // (short ones run as one piece; from 4 KiB of `x` on, the head apart)
+        for n in [
+            1usize,
+            2,
+            lanes - 1,
+            lanes,
+            lanes + 1,
+            3 * lanes + 5,
+            200,
+            1100,
+            1500,
+        ] {
             for off_x in 0..lanes {
                 let (off_g, off_s) = ((off_x + 3) % lanes, (off_x * 5 + 1) % lanes);
                 let (x0, g0) = (to_t(data(n, 7, 0)), to_t(data(n, 7, 1)));
