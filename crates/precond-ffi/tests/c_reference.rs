@@ -14,19 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+mod common;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `libprecond_ffi.a` of this build (cargo builds every crate type of the lib).
-fn static_lib() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("test binary directory").to_path_buf();
-    [deps.clone(), deps.join("..")]
-        .into_iter()
-        .map(|d| d.join("libprecond_ffi.a"))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("libprecond_ffi.a not found next to {}", exe.display()))
 }
 
 /// The reference program, compiled once per test binary.
@@ -48,7 +39,7 @@ fn program() -> &'static Path {
             .arg("-I")
             .arg(root().join("include"))
             .arg(root().join("benches/peers/c_reference.c"))
-            .arg(static_lib())
+            .arg(common::static_lib())
             .args(["-lm", "-lpthread", "-ldl", "-o"])
             .arg(&bin)
             .output()

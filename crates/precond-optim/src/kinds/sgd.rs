@@ -69,40 +69,14 @@ pub(crate) fn heavy_ball_step<T: Float, P: PrecondRule<T>>(
     pre: P,
     b: Buffers<'_, T>,
 ) -> Result<bool> {
-    let first = s.k == 1;
     // the gradient is scaled only by a dampening other than 0 after the first step
-    let damp = c.dampening != 0.0 && !first;
-    let (mu, d, lr) = (c.momentum, c.dampening, s.lr);
+    let damp = c.dampening != 0.0 && s.k != 1;
     if c.momentum != 0.0 {
         match (c.nesterov, damp) {
-            (true, true) => with_reg(
-                s,
-                lr,
-                pre,
-                HeavyBall::<T, true, true>::new(mu, d, lr, first),
-                b,
-            ),
-            (true, false) => with_reg(
-                s,
-                lr,
-                pre,
-                HeavyBall::<T, true, false>::new(mu, d, lr, first),
-                b,
-            ),
-            (false, true) => with_reg(
-                s,
-                lr,
-                pre,
-                HeavyBall::<T, false, true>::new(mu, d, lr, first),
-                b,
-            ),
-            (false, false) => with_reg(
-                s,
-                lr,
-                pre,
-                HeavyBall::<T, false, false>::new(mu, d, lr, first),
-                b,
-            ),
+            (true, true) => momentum_step::<T, P, true, true>(c, s, pre, b),
+            (true, false) => momentum_step::<T, P, true, false>(c, s, pre, b),
+            (false, true) => momentum_step::<T, P, false, true>(c, s, pre, b),
+            (false, false) => momentum_step::<T, P, false, false>(c, s, pre, b),
         }
     } else {
         let m = NoMomentum {
@@ -110,4 +84,15 @@ pub(crate) fn heavy_ball_step<T: Float, P: PrecondRule<T>>(
         };
         with_reg(s, s.lr, pre, m, b)
     }
+}
+
+/// [`heavy_ball_step`] with momentum, its Nesterov and dampening choices as the rule's type.
+fn momentum_step<T: Float, P: PrecondRule<T>, const NESTEROV: bool, const DAMPENED: bool>(
+    c: &OptimizerConfig,
+    s: &SegStep,
+    pre: P,
+    b: Buffers<'_, T>,
+) -> Result<bool> {
+    let m = HeavyBall::<T, NESTEROV, DAMPENED>::new(c.momentum, c.dampening, s.lr, s.k == 1);
+    with_reg(s, s.lr, pre, m, b)
 }
