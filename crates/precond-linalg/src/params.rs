@@ -24,8 +24,13 @@ use crate::error::{LinalgError, Result};
 
 /// Default of [`SymSpectrumParams::two_stage_min_n`] on CPUs without AVX-512 (AMD EPYC, AVX2).
 const SYM_TWO_STAGE_MIN_N: usize = 1800;
-/// Default of [`SymSpectrumParams::two_stage_min_n`] on CPUs with AVX-512F (Intel Xeon).
-const SYM_TWO_STAGE_MIN_N_AVX512: usize = 1900;
+/// Default of [`SymSpectrumParams::two_stage_min_n`] on CPUs with AVX-512F (Intel Xeon),
+/// measured on the 2-core Intel Xeon (Ice Lake, family 6 model 106) of session 18 with the
+/// blocked reduction's two-thread team and 16-column panels (`sym_spectrum_with_params` forced
+/// on each path from a thread outside the pool, interleaved, median of 3–5 rounds): two-stage /
+/// blocked 2.06 at n = 1500, 1.63 at 2000, 1.52 at 2500, 1.30 at 3000, 1.13 at 3500, 0.92 and
+/// 1.07 at 4000 (two runs). It was 1900 (session 12, before the team).
+const SYM_TWO_STAGE_MIN_N_AVX512: usize = 4000;
 /// Default of [`SymSpectrumParams::two_stage_min_n`] on AMD CPUs with AVX-512F (Zen 4),
 /// measured on the 2-core AMD EPYC of session 14 after the blocked reduction's products moved
 /// to a two-thread team (`sytrd::Team`): two-stage / blocked 1.72 at n = 1500, 1.46 at 2000,
@@ -101,13 +106,12 @@ pub struct SymSpectrumParams {
     /// ([`kernel::sym_eigenvalues_two_stage`](crate::kernel::sym_eigenvalues_two_stage)) is used;
     /// below it the blocked one-stage Householder reduction
     /// ([`kernel::sym_eigenvalues_blocked`](crate::kernel::sym_eigenvalues_blocked), LAPACK
-    /// `DSYTRD`). Default 1900 with AVX-512F on Intel: on the 2-core Intel Xeon of `BENCHMARKS.md`
-    /// (session 12, both reductions on the pool as a whole, the matrix–vector products on two
-    /// threads from m = 320; `sym_spectrum_with_params` forced on each path, median of 3–7
-    /// interleaved calls) the two-stage path takes 1.56× the blocked reduction's time at
-    /// n = 1000, 1.32× at 1200, 1.10× at 1500, 1.01× at 1800, 0.98× at 2000, 0.89× at 2500 and
-    /// 0.85× at 3000 (session 11, before those changes: 0.99× at 1500; not re-measured since
-    /// the blocked reduction's products run on a two-thread team, session 14). Default 2400 on
+    /// `DSYTRD`). Default 4000 with AVX-512F on Intel: on the 2-core Intel Xeon (Ice Lake) of
+    /// `BENCHMARKS.md` (session 18, the blocked reduction's products on a two-thread team, 16-column
+    /// panels; `sym_spectrum_with_params` forced on each path, median of 3–5 interleaved calls)
+    /// the two-stage path takes 2.06× the blocked reduction's time at n = 1500, 1.63× at 2000,
+    /// 1.52× at 2500, 1.30× at 3000, 1.13× at 3500 and 0.92–1.07× at 4000 (session 12, before
+    /// the team: 1.56× at 1000, 0.98× at 2000, 0.85× at 3000, hence 1900 then). Default 2400 on
     /// AMD CPUs with AVX-512F (Zen 4): on the AMD EPYC of session 14, 1.72× at 1500, 1.46× at
     /// 2000, 1.28× at 2200, 0.94× at 2500 and 0.92× at 3000 with the team (before it 0.92–1.22×
     /// at 1800 and 0.96–1.13× at 2000, when the Intel default applied). Default 1800 on CPUs

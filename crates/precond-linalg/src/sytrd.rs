@@ -47,11 +47,21 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 /// 9–11 rounds, after the register-blocked corrections of [`sub_pairs`]): n = 700 14.3 ms at 16
 /// against 16.0 at 32; n = 1000 35.6–42.8 against 40.7–43.4 (24: 38.8–41.2); n = 1500 106.3
 /// against 110.1; n = 2000 228.4–231.9 against 242.3–250.6 (12: 231.5, 48: 266.4).
+///
+/// On the Intel Xeon (AVX-512, Ice Lake, family 6 model 106) of session 18, after the
+/// two-thread team and the register-blocked corrections, narrower panels win too (same
+/// routine, widths interleaved, median of 7 rounds): n = 300 3.89 ms at 8 against 4.13 at 16
+/// and 4.29 at 32; n = 500 11.4 at 8, 12.5 at 16; n = 700 21.9 / 22.3 / 25.0 (8 / 16 / 32);
+/// n = 1000 56.2 / 57.9 / 66.4; n = 1500 179.5 / 176.7 / 189.6; n = 2000 398.2 / 395.1 /
+/// 420.0 (48: 454.2). So 8 below 640 and 16 from there on.
 pub(crate) fn block_for(n: usize) -> usize {
+    let avx512 = crate::params::avx512();
     match n {
         0..160 => 8,
+        _ if avx512 && crate::params::amd() => 16,
+        160..640 if avx512 => 8,
         160..640 => 16,
-        _ if crate::params::avx512() && crate::params::amd() => 16,
+        _ if avx512 => 16,
         _ => 32,
     }
 }

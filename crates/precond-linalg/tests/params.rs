@@ -31,7 +31,7 @@ fn defaults_are_the_documented_values() {
         if amd {
             (2400, 256, 1000)
         } else {
-            (1900, 256, 500)
+            (4000, 256, 500)
         }
     } else {
         (1800, 1280, 1280)
