@@ -36,6 +36,62 @@ pub(crate) fn product(
     }
 }
 
+/// `dst ← lhs · rhs`, then `then(dst, extra)` on the same columns: [`product`] with an epilogue.
+/// When the product is split by columns (the batch columns of an activation: above
+/// [`PAR_FLOPS`] multiply-adds, more than one rayon thread, at least as many columns as
+/// rows), each thread runs `then` on its own columns of `dst` and `extra` right after its piece
+/// of the product, while they are still in its cache; otherwise `then` runs once on the whole
+/// of both after the product. `extra` has `dst`'s number of columns. Every column gets the
+/// same arithmetic either way (the pieces are [`product`]'s).
+pub(crate) fn product_then<F>(
+    dst: MatMut<'_, f64>,
+    lhs: MatRef<'_, f64>,
+    rhs: MatRef<'_, f64>,
+    extra: MatMut<'_, f64>,
+    then: &F,
+) where
+    F: Fn(MatMut<'_, f64>, MatMut<'_, f64>) + Sync,
+{
+    let (m, n, k) = (dst.nrows(), dst.ncols(), lhs.ncols());
+    let threads = rayon::current_num_threads();
+    if threads > 1 && n >= m.max(2) && m.saturating_mul(n).saturating_mul(k) >= PAR_FLOPS {
+        split_then(dst, lhs, rhs, extra, then, threads);
+    } else {
+        let mut dst = dst;
+        product(dst.as_mut(), Accum::Replace, lhs, rhs, 1.0);
+        then(dst, extra);
+    }
+}
+
+/// [`product_then`] on `pieces` column pieces, cut as `precond_linalg::product_into` cuts them.
+fn split_then<F>(
+    mut dst: MatMut<'_, f64>,
+    lhs: MatRef<'_, f64>,
+    rhs: MatRef<'_, f64>,
+    extra: MatMut<'_, f64>,
+    then: &F,
+    pieces: usize,
+) where
+    F: Fn(MatMut<'_, f64>, MatMut<'_, f64>) + Sync,
+{
+    let n = dst.ncols();
+    if pieces <= 1 || n < 2 {
+        matmul(dst.as_mut(), Accum::Replace, lhs, rhs, 1.0, Par::Seq);
+        then(dst, extra);
+        return;
+    }
+    let (pl, pr) = (pieces / 2, pieces - pieces / 2);
+    let at = n * pl / pieces;
+    let at = if at / 8 > 0 { at / 8 * 8 } else { at };
+    let (dl, dr) = dst.split_at_col_mut(at);
+    let (rl, rr) = rhs.split_at_col(at);
+    let (el, er) = extra.split_at_col_mut(at);
+    rayon::join(
+        || split_then(dl, lhs, rl, el, then, pl),
+        || split_then(dr, lhs, rr, er, then, pr),
+    );
+}
+
 /// Gives `m` the shape `rows × cols`, reusing its storage: shrinking never reallocates, growing
 /// reallocates only beyond the largest shape held so far (new entries are zero).
 #[inline]

@@ -14,6 +14,54 @@ use crate::loss::Targets;
 use crate::util::{add_bias, col_slice, col_slice_mut, fit, product};
 use faer::{Accum, Mat, MatMut, MatRef};
 
+/// Elements from which [`activation_backward`] runs its two halves on two threads.
+const ACT_PAR_MIN: usize = 1 << 14;
+
+/// `d ← d ⊙ σ'(u)` over the batch columns, and with `db` the bias gradient `db += Σ_n d[:, n]`
+/// in the same pass: the columns in two halves cut at a multiple of 8 (the first half summed
+/// into `db`, the second into `half`, then added), on two threads when the pass is long and
+/// the pool has them. The cut does not depend on the number of threads: the same sums in the
+/// same order on any pool.
+fn activation_backward(
+    act: Activation,
+    u: MatRef<'_, f64>,
+    d: MatMut<'_, f64>,
+    mut db: Option<&mut [f64]>,
+    half: &mut Vec<f64>,
+) {
+    let (w, b) = (d.nrows(), d.ncols());
+    let pass = |u: MatRef<'_, f64>, mut d: MatMut<'_, f64>, mut db: Option<&mut [f64]>| {
+        for c in 0..d.ncols() {
+            let dc = col_slice_mut(d.as_mut(), c);
+            act.mul_derivative_slice(col_slice(u, c), dc);
+            if let Some(db) = db.as_deref_mut() {
+                add_bias(db, dc);
+            }
+        }
+    };
+    let at = b / 2 / 8 * 8;
+    if at == 0 {
+        return pass(u, d, db);
+    }
+    let (ul, ur) = u.split_at_col(at);
+    let (dl, dr) = d.split_at_col_mut(at);
+    let right = db.is_some().then(|| {
+        half.clear();
+        half.resize(w, 0.0);
+        &mut half[..]
+    });
+    let has_db = right.is_some();
+    if rayon::current_num_threads() > 1 && w * b >= ACT_PAR_MIN {
+        rayon::join(|| pass(ul, dl, db.as_deref_mut()), || pass(ur, dr, right));
+    } else {
+        pass(ul, dl, db.as_deref_mut());
+        pass(ur, dr, right);
+    }
+    if let (true, Some(db)) = (has_db, db) {
+        add_bias(db, half);
+    }
+}
+
 impl Mlp {
     #[allow(clippy::too_many_arguments)]
     fn norm_backward(
@@ -124,6 +172,7 @@ impl Mlp {
             deltas,
             input_grad: dx,
             scratch,
+            bias_half,
         } = bufs;
         for l in (0..self.n_layers()).rev() {
             let spec = &self.config.layers[l];
@@ -145,14 +194,11 @@ impl Mlp {
                 grad[r.clone()].iter_mut().for_each(|v| *v = 0.0);
             }
             if act != Activation::Identity || fused {
-                let u = t.activation_input();
-                for c in 0..b {
-                    let dc = col_slice_mut(d.as_mut(), c);
-                    act.mul_derivative_slice(col_slice(u, c), dc);
-                    if let (true, Some(r)) = (fused, &bias) {
-                        add_bias(&mut grad[r.clone()], dc);
-                    }
-                }
+                let db = match (fused, &bias) {
+                    (true, Some(r)) => Some(&mut grad[r.clone()]),
+                    _ => None,
+                };
+                activation_backward(act, t.activation_input(), d.as_mut(), db, bias_half);
             }
             if let Some(pre) = &t.pre {
                 self.norm_backward(params, l, pre, d.as_mut(), grad, scratch);

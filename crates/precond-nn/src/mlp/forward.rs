@@ -9,8 +9,8 @@ use crate::batch_norm::{self, NormStats, Placement};
 use crate::error::Result;
 use crate::layer_norm;
 use crate::loss::Targets;
-use crate::util::{add_bias, col_slice, col_slice_mut, fit, product};
-use faer::{Accum, Mat, MatRef};
+use crate::util::{add_bias, col_slice, col_slice_mut, fit, product_then};
+use faer::{Mat, MatRef};
 
 /// Which normalization statistics a forward pass uses for BatchNorm layers.
 #[derive(Debug, Clone, Copy)]
@@ -174,28 +174,31 @@ impl Mlp {
             let bias = self.slice(params, ParamKind::Bias, l).unwrap_or(&[]);
             fit(z, spec.width, b);
             fit(a, spec.width, b);
-            product(z.as_mut(), Accum::Replace, w, h, 1.0);
             let placement = spec.norm.placement();
             set_present(pre, placement == Some(Placement::PreActivation));
             set_present(post, placement == Some(Placement::PostActivation));
             let act = spec.activation;
             match pre {
                 Some(pre) => {
-                    for c in 0..b {
-                        add_bias(col_slice_mut(z.as_mut(), c), bias);
-                    }
+                    product_then(z.as_mut(), w, h, a.as_mut(), &|mut z, _| {
+                        for c in 0..z.ncols() {
+                            add_bias(col_slice_mut(z.as_mut(), c), bias);
+                        }
+                    });
                     self.norm_forward_into(params, l, z.as_ref(), mode, pre);
                     for c in 0..b {
                         act.apply_slice(col_slice(pre.y.as_ref(), c), col_slice_mut(a.as_mut(), c));
                     }
                 }
-                None => {
-                    for c in 0..b {
+                // `z = W h + b` and `a = σ(z)` on each thread's columns right after its part
+                // of the product (still in its cache)
+                None => product_then(z.as_mut(), w, h, a.as_mut(), &|mut z, mut a| {
+                    for c in 0..z.ncols() {
                         let zc = col_slice_mut(z.as_mut(), c);
                         add_bias(zc, bias);
                         act.apply_slice(zc, col_slice_mut(a.as_mut(), c));
                     }
-                }
+                }),
             }
             if let Some(post) = post {
                 self.norm_forward_into(params, l, a.as_ref(), mode, post);

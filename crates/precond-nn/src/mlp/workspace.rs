@@ -106,6 +106,9 @@ pub(crate) struct BackwardBuffers {
     pub(crate) input_grad: Mat<f64>,
     /// Per-feature scratch of the BatchNorm backward pass.
     pub(crate) scratch: NormScratch,
+    /// The bias gradient's sum over the second half of the batch columns
+    /// (`Mlp::backward_core`'s activation pass).
+    pub(crate) bias_half: Vec<f64>,
 }
 
 /// Per-feature scratch of the BatchNorm backward pass.
@@ -125,6 +128,7 @@ impl Default for BackwardBuffers {
             deltas: Vec::new(),
             input_grad: Mat::new(),
             scratch: NormScratch::default(),
+            bias_half: Vec::new(),
         }
     }
 }
