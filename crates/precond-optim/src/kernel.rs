@@ -222,50 +222,17 @@ pub enum SimdLevel {
     Baseline,
     /// AVX2 + FMA (x86-64 only).
     Avx2,
-    /// AVX-512F (with AVX2 + FMA; x86-64 only): 512-bit vectors, the AMD Zen 4+ default.
+    /// AVX-512F (with AVX2 + FMA; x86-64 only): 512-bit vectors, the Intel Xeon (and AMD Zen 4+)
+    /// level.
     Avx512,
-    /// The AVX-512F loops on pieces of at least [`AVX512_MIN_BYTES`] of `x`, the AVX2 loops
-    /// on shorter ones (the same arithmetic, bit for bit): the default on Intel CPUs with
-    /// AVX-512F, whose 512-bit arithmetic lowers the core clock while the buffers sit in the
-    /// caches, where it gains nothing. Measured on the Intel Xeon (Ice Lake, family 6 model
-    /// 106) of BENCHMARKS.md, `Optimizer::step` with `propagate`, AVX-512 / AVX2 time, median
-    /// of 15 interleaved rounds, two runs: n = 10⁴ (one piece) heavy ball `f32` 1.18 / 1.18,
-    /// `f64` 1.12 / 1.33, Nesterov 1.27 / 1.28 and 1.20 / 1.22, Adagrad and RMSprop 1.01–1.03,
-    /// AdamW 1.03–1.11, Adam `f64` 1.05 (AVX-512 ahead only for SGD `f64` 0.85 and Adam `f32`
-    /// 0.88 / 0.97); n = 10⁵ (two pieces of 200 or 400 KB) 0.80–0.99 but for the heavy ball
-    /// `f64` and AdamW; n = 10⁷ (streaming from memory) 0.88–0.99 for every optimizer.
-    Avx512Long,
-}
-
-/// Length in bytes of a piece of `x` from which [`SimdLevel::Avx512Long`] runs the AVX-512F
-/// loops (below it, the AVX2 loops): between the 10⁴-element pieces (40 or 80 KB), where the
-/// AVX2 loops are faster on the Intel Xeon, and the 200–400 KB pieces of 10⁵ elements on two
-/// threads, where the AVX-512F ones mostly are.
-pub const AVX512_MIN_BYTES: usize = 128 << 10;
-
-/// Whether the CPU's vendor is Intel (`GenuineIntel` in CPUID leaf 0).
-fn intel() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let r = std::arch::x86_64::__cpuid(0);
-        [r.ebx, r.edx, r.ecx] == [0x756e_6547, 0x4965_6e69, 0x6c65_746e]
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 impl SimdLevel {
-    /// The best level this CPU supports (detected once, then cached: no allocation per call):
-    /// with AVX-512F, [`SimdLevel::Avx512Long`] on Intel CPUs and [`SimdLevel::Avx512`] on
-    /// others; else AVX2 + FMA, else the baseline.
+    /// The best level this CPU supports (detected once, then cached: no allocation per call).
     pub fn detect() -> SimdLevel {
         static BEST: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
-            if SimdLevel::Avx512.supported() && intel() {
-                SimdLevel::Avx512Long
-            } else if SimdLevel::Avx512.supported() {
+            if SimdLevel::Avx512.supported() {
                 SimdLevel::Avx512
             } else if SimdLevel::Avx2.supported() {
                 SimdLevel::Avx2
@@ -285,7 +252,7 @@ impl SimdLevel {
                     && std::arch::is_x86_feature_detected!("fma")
             }
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx512 | SimdLevel::Avx512Long => {
+            SimdLevel::Avx512 => {
                 SimdLevel::Avx2.supported() && std::arch::is_x86_feature_detected!("avx512f")
             }
             #[cfg(not(target_arch = "x86_64"))]
@@ -295,27 +262,18 @@ impl SimdLevel {
 
     /// Every level this CPU supports, lowest first (tests force each one).
     pub fn available() -> Vec<SimdLevel> {
-        [
-            SimdLevel::Baseline,
-            SimdLevel::Avx2,
-            SimdLevel::Avx512,
-            SimdLevel::Avx512Long,
-        ]
-        .into_iter()
-        .filter(|l| l.supported())
-        .collect()
+        [SimdLevel::Baseline, SimdLevel::Avx2, SimdLevel::Avx512]
+            .into_iter()
+            .filter(|l| l.supported())
+            .collect()
     }
 
     /// The level that actually runs when `self` is asked for: `self` when the CPU supports it,
     /// else the best supported level below it.
     pub fn effective(self) -> SimdLevel {
         match self {
-            SimdLevel::Avx512 | SimdLevel::Avx512Long if SimdLevel::Avx512.supported() => self,
-            SimdLevel::Avx512 | SimdLevel::Avx512Long | SimdLevel::Avx2
-                if SimdLevel::Avx2.supported() =>
-            {
-                SimdLevel::Avx2
-            }
+            SimdLevel::Avx512 if SimdLevel::Avx512.supported() => SimdLevel::Avx512,
+            SimdLevel::Avx512 | SimdLevel::Avx2 if SimdLevel::Avx2.supported() => SimdLevel::Avx2,
             _ => SimdLevel::Baseline,
         }
     }
@@ -483,13 +441,9 @@ fn run_chunk<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     } else {
         (false, b)
     };
-    let level = match level.effective() {
-        SimdLevel::Avx512Long if std::mem::size_of_val(b.x) < AVX512_MIN_BYTES => SimdLevel::Avx2,
-        l => l,
-    };
-    bad |= match level {
+    bad |= match level.effective() {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 | SimdLevel::Avx512Long => {
+        SimdLevel::Avx512 => {
             // SAFETY: `effective` returns Avx512 only when the CPU has AVX-512F, AVX2 and FMA.
             unsafe { fused_loop_avx512::<T, U, DETECT>(u, b) }
         }
@@ -792,8 +746,7 @@ pub(crate) fn scan_max_at<T: Float>(
         match level {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX-512F (and AVX2) support was detected at run time (`effective`).
-            // (the scan's AVX-512 loop on any length: not measured against AVX2 apart)
-            SimdLevel::Avx512 | SimdLevel::Avx512Long => unsafe { block_avx512(b) },
+            SimdLevel::Avx512 => unsafe { block_avx512(b) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX2 support was detected at run time.
             SimdLevel::Avx2 => unsafe { block_avx2(b) },
