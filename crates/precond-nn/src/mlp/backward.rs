@@ -50,14 +50,13 @@ fn activation_backward(
         half.resize(w, 0.0);
         &mut half[..]
     });
-    let has_db = right.is_some();
     if rayon::current_num_threads() > 1 && w * b >= ACT_PAR_MIN {
         rayon::join(|| pass(ul, dl, db.as_deref_mut()), || pass(ur, dr, right));
     } else {
         pass(ul, dl, db.as_deref_mut());
         pass(ur, dr, right);
     }
-    if let (true, Some(db)) = (has_db, db) {
+    if let Some(db) = db {
         add_bias(db, half);
     }
 }
