@@ -270,11 +270,15 @@ impl SimdLevel {
 
     /// The level that actually runs when `self` is asked for: `self` when the CPU supports it,
     /// else the best supported level below it.
+    ///
+    /// The supported levels are downward closed (AVX-512 is only supported with AVX2+FMA), so
+    /// this is the lower of `self` and [`SimdLevel::detect`]: one cached load per fused pass.
+    #[inline]
     pub fn effective(self) -> SimdLevel {
-        match self {
-            SimdLevel::Avx512 if SimdLevel::Avx512.supported() => SimdLevel::Avx512,
-            SimdLevel::Avx512 | SimdLevel::Avx2 if SimdLevel::Avx2.supported() => SimdLevel::Avx2,
-            _ => SimdLevel::Baseline,
+        match (self, SimdLevel::detect()) {
+            (SimdLevel::Baseline, _) | (_, SimdLevel::Baseline) => SimdLevel::Baseline,
+            (SimdLevel::Avx2, _) | (_, SimdLevel::Avx2) => SimdLevel::Avx2,
+            (SimdLevel::Avx512, SimdLevel::Avx512) => SimdLevel::Avx512,
         }
     }
 }

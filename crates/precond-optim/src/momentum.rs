@@ -150,7 +150,7 @@ pub struct Ema<T> {
 impl<T: Float> Ema<T> {
     /// `β₁`, learning rate `lr`, step `k ≥ 1`.
     pub fn new(beta1: f64, lr: f64, k: u64) -> Self {
-        let bc1 = 1.0 - beta1.powf(k as f64);
+        let bc1 = crate::float::one_minus_pow(beta1, k);
         Ema {
             lerp: Lerp::new(1.0 - beta1),
             scale: T::from_f64(-(lr / bc1)),

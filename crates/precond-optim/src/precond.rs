@@ -488,7 +488,7 @@ impl<T: Float, const AMSGRAD: bool> AdamPrecond<T, AMSGRAD> {
 impl<T: Float, const AMSGRAD: bool, R: Root<T>> AdamPrecond<T, AMSGRAD, R> {
     /// The rule at step `k ≥ 1` with the map `v ↦ v^power`.
     pub fn with_root(beta2: f64, eps: f64, k: u64, root: R) -> Self {
-        let bc2 = 1.0 - beta2.powf(k as f64);
+        let bc2 = crate::float::one_minus_pow(beta2, k);
         AdamPrecond {
             beta2: T::from_f64(beta2),
             one_minus_beta2: T::from_f64(1.0 - beta2),

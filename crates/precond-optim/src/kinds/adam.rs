@@ -168,7 +168,7 @@ pub(crate) fn moment_ratio_bound(b1: f64, b2: f64, w: f64, step: u64) -> Option<
     let r = b1 * b1 / b2;
     let k = step as f64;
     let sum = if r < 1.0 {
-        (1.0 - r.powf(k)) / (1.0 - r)
+        crate::float::one_minus_pow(r, step) / (1.0 - r)
     } else {
         // r ≥ 1: the finite sum is at most k r^(k−1)
         k * r.powf(k - 1.0)

@@ -408,7 +408,7 @@ impl Kind for Shampoo {
             (Some(b2), 1.0 - b2)
         };
         let bc2 = if c.use_bias_correction && b2 < 1.0 {
-            1.0 - b2.powf(k as f64)
+            crate::float::one_minus_pow(b2, k)
         } else {
             1.0
         };
@@ -497,7 +497,7 @@ impl Kind for Shampoo {
         // pass B: grafting state, filtered gradient, grafting direction
         let filt = Lerp::<T>::new(1.0 - b1);
         let fbc = T::from_f64(if c.use_bias_correction {
-            1.0 - b1.powf(k as f64)
+            crate::float::one_minus_pow(b1, k)
         } else {
             1.0
         });
@@ -507,7 +507,7 @@ impl Kind for Shampoo {
             _ => (T::from_f64(gb), T::from_f64(1.0 - gb)),
         };
         let bcg = T::from_f64(if graft == GraftingKind::Adam {
-            1.0 - gb.powf(k as f64)
+            crate::float::one_minus_pow(gb, k)
         } else {
             1.0
         });

@@ -238,7 +238,7 @@ impl Kind for Soap {
         let t = step - 1;
         if t >= 1 {
             let c2 = if c.correct_bias {
-                (1.0 - c.betas[1].powf(t as f64)).sqrt()
+                crate::float::one_minus_pow(c.betas[1], t).sqrt()
             } else {
                 1.0
             };
@@ -347,8 +347,8 @@ impl Kind for Soap {
         // 5–6: the update and the decoupled decay
         let mut step_size = lr;
         if c.correct_bias {
-            let bc1 = 1.0 - b1.powf(t as f64);
-            let bc2 = 1.0 - b2.powf(t as f64);
+            let bc1 = crate::float::one_minus_pow(b1, t);
+            let bc2 = crate::float::one_minus_pow(b2, t);
             step_size = step_size * bc2.sqrt() / bc1;
         }
         let nstep = T::from_f64(-step_size);
