@@ -56,7 +56,20 @@ pub enum Schedule {
 
 impl Schedule {
     /// Learning rate after `t` steps, for base learning rate `base`.
+    ///
+    /// The constant schedule (the default) is answered inline, without a call: a step asks for
+    /// the learning rate of every segment twice (to check it, then to use it).
+    #[inline]
     pub fn lr(&self, base: f64, t: u64) -> f64 {
+        if let Schedule::Constant = self {
+            base
+        } else {
+            self.lr_scheduled(base, t)
+        }
+    }
+
+    /// [`Schedule::lr`] of the non-constant schedules.
+    fn lr_scheduled(&self, base: f64, t: u64) -> f64 {
         match self {
             Schedule::Constant => base,
             Schedule::Step { step_size, gamma } => base * gamma.powf((t / step_size) as f64),
