@@ -18,6 +18,11 @@ const OPTIMIZERS: &[(&str, &str)] = &[
         "sgd_momentum",
         r#"{"optimizer": "sgd", "lr": 0.01, "momentum": 0.9}"#,
     ),
+    // coupled weight decay: the checked step also scans `x` (its `max |x|` enters the bound)
+    (
+        "sgd_momentum_wd",
+        r#"{"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}"#,
+    ),
     ("adagrad", r#"{"optimizer": "adagrad"}"#),
     ("rmsprop", r#"{"optimizer": "rmsprop"}"#),
     ("adam", r#"{"optimizer": "adam"}"#),

@@ -8,7 +8,7 @@ use crate::error::{OptimError, Result};
 use crate::float::Float;
 use crate::kernel::{
     BufferLengthError, Buffers, ElementUpdate, Fused, MAX_SLOTS, SimdLevel, check_buffers,
-    default_par_threshold, dry_run, fused_step, fused_step_detect, max_abs,
+    default_par_threshold, dry_run, fused_step, fused_step_detect, max_abs_at,
 };
 use crate::momentum::MomentumRule;
 use crate::precond::PrecondRule;
@@ -171,12 +171,17 @@ fn go<T: Float, U: ElementUpdate<T>>(u: &U, b: Buffers<'_, T>, ex: Exec<'_>) -> 
         expected: e.expected,
         got: e.got,
     };
+    let th = if ex.th == 0 {
+        default_par_threshold::<T, U>()
+    } else {
+        ex.th
+    };
     if let Some(gc) = ex.guard {
         // the checking half: prove every written value finite, or find the first that is not
         check_buffers(u, &b).map_err(len_err)?;
         let inp = GuardIn {
             g_max: gc.g_max,
-            x_max: U::READS_X_IN_GRAD.then(|| max_abs(b.x)),
+            x_max: U::READS_X_IN_GRAD.then(|| max_abs_at(b.x, th, ex.level)),
             aux: gc.aux,
             st: gc.st,
         };
@@ -190,11 +195,6 @@ fn go<T: Float, U: ElementUpdate<T>>(u: &U, b: Buffers<'_, T>, ex: Exec<'_>) -> 
         gc.merge(r);
         return Ok(false);
     }
-    let th = if ex.th == 0 {
-        default_par_threshold::<T, U>()
-    } else {
-        ex.th
-    };
     let res = if ex.detect {
         fused_step_detect(u, b, ex.level, th)
     } else {

@@ -3,7 +3,7 @@
 use super::{Optimizer, Part, StepOutcome};
 use crate::config::NonFinitePolicy;
 use crate::error::{OptimError, Result};
-use crate::kernel::{MAX_SLOTS, ParallelParams, first_nonfinite, max_abs, min_max, scan_max};
+use crate::kernel::{MAX_SLOTS, ParallelParams, first_nonfinite, max_abs_at, min_max, scan_max};
 use crate::kinds::StepCtx;
 use crate::kinds::compose::GuardCtx;
 use crate::storage::{Slots, StepFloat, Store};
@@ -236,7 +236,7 @@ impl Optimizer {
                     }
                 });
                 let gm = if part.bnp.is_some() {
-                    max_abs(&slots.bnp_grad)
+                    max_abs_at(&slots.bnp_grad, scan_th, self.level)
                 } else {
                     g_max
                 };
