@@ -799,16 +799,16 @@ pub(crate) fn scan_max_at<T: Float>(
         1
     };
     if threads > 1 {
-        // the chunks of the update's `par_run`, claimed last first: the chunks scanned last
-        // are the first the update claims (still in the caches)
+        // the chunks of the update's `par_run`, claimed from the same ends (`team`: the caller
+        // from the front, the helpers from the back), so that each thread scans the chunks it
+        // then updates (still in its own core's caches when they fit)
         use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
         let leaf = par_leaf(g.len(), threads);
         let chunks = g.len().div_ceil(leaf);
         let max_bits = AtomicU64::new(0);
         let first_bad = AtomicUsize::new(usize::MAX);
         let wake = g.len() >= ParallelParams::default().wake;
-        crate::team::run(chunks, wake, &|c| {
-            let k = chunks - 1 - c;
+        crate::team::run(chunks, wake, &|k| {
             let part = &g[k * leaf..((k + 1) * leaf).min(g.len())];
             match scan_back(part) {
                 // a non-negative f64's bits order as the value
