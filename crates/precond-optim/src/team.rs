@@ -14,11 +14,13 @@
 //! thus takes the same end of every pass, step after step (on two threads: the caller the
 //! first half, the helper the second), and the lines it updates stay in its own core's
 //! caches; claiming from one counter handed chunks to whichever thread came first, and a
-//! line written by one core was next read or written by the other (see [`Team::claim`]). A helper keeps looking for the next step for [`SPIN`] after one
-//! ends (first busy, then yielding its core to any other runnable thread), then sleeps on a
-//! condition variable, so back-to-back steps (a benchmark, a loop over parameter groups) find
-//! it awake and a step after a long gap costs the caller at most the work it does alone. One
-//! step at a time: a caller that finds the team busy (another thread stepping) uses rayon.
+//! line written by one core was next read or written by the other (see [`Team::claim`]).
+//!
+//! A helper keeps looking for the next step for [`SPIN`] after one ends (first busy, then
+//! yielding its core to any other runnable thread), then sleeps on a condition variable, so
+//! back-to-back steps (a benchmark, a loop over parameter groups) find it awake and a step
+//! after a long gap costs the caller at most the work it does alone. One step at a time: a
+//! caller that finds the team busy (another thread stepping) uses rayon.
 //!
 //! The chunks' results never depend on which thread ran them (each chunk is the same
 //! arithmetic on the same elements), so the split is invisible in the numbers.
@@ -522,10 +524,10 @@ mod tests {
                 } else {
                     &theirs
                 };
-                who.lock().unwrap().push(c);
+                who.lock().expect("no panic while held").push(c);
             });
-            let mine = mine.into_inner().unwrap();
-            let mut theirs = theirs.into_inner().unwrap();
+            let mine = mine.into_inner().expect("no panic while held");
+            let mut theirs = theirs.into_inner().expect("no panic while held");
             assert_eq!(mine, (0..mine.len()).collect::<Vec<_>>(), "round {r}");
             theirs.sort_unstable();
             assert_eq!(
