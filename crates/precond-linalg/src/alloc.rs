@@ -19,11 +19,54 @@ fn oom(what: &'static str, bytes: u64) -> LinalgError {
     LinalgError::OutOfMemory { what, bytes }
 }
 
+/// Buffers from this size on are advised to the kernel as transparent huge pages
+/// ([`advise_huge_pages`]).
+const HUGE_PAGES_MIN_BYTES: usize = 4 << 20;
+
+/// Asks the kernel to back the whole pages of `[ptr, ptr + bytes)` with transparent huge pages
+/// (Linux `madvise(MADV_HUGEPAGE)`: honoured when `/sys/kernel/mm/transparent_hugepage/enabled`
+/// is `madvise` or `always`), for a buffer of at least [`HUGE_PAGES_MIN_BYTES`] not yet touched:
+/// its first writes then fault one 2 MiB page at a time instead of 512 pages of 4 KiB, and
+/// the routines that walk it miss the TLB less. numpy advises its large arrays the same way
+/// (`numpy/_core/src/multiarray/alloc.c`, from 4 MiB), so LAPACK's side of every comparison in
+/// BENCHMARKS.md already had it. Advisory only: no contents change, and a refusal (an old
+/// kernel, huge pages disabled) leaves ordinary pages.
+fn advise_huge_pages(ptr: *mut u8, bytes: usize) {
+    #[cfg(target_os = "linux")]
+    if let Some((start, end)) = whole_pages(ptr as usize, bytes) {
+        // SAFETY: `[start, end)` lies inside the caller's live allocation; MADV_HUGEPAGE
+        // changes neither the contents nor the validity of the range, only how the kernel
+        // backs it (the result is ignored: the advice is optional).
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (ptr, bytes);
+}
+
+/// The whole 4 KiB pages `[start, end)` inside `[addr, addr + bytes)` when the buffer is long
+/// enough to advise ([`HUGE_PAGES_MIN_BYTES`]), else `None`.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn whole_pages(addr: usize, bytes: usize) -> Option<(usize, usize)> {
+    const PAGE: usize = 4096;
+    if bytes < HUGE_PAGES_MIN_BYTES {
+        return None;
+    }
+    let start = addr.checked_next_multiple_of(PAGE)?;
+    let end = addr.checked_add(bytes)? & !(PAGE - 1);
+    (end > start).then_some((start, end))
+}
+
 /// A `Vec` of `len` copies of `value`, or [`LinalgError::OutOfMemory`] naming `what`.
 pub(crate) fn try_vec<T: Clone>(what: &'static str, len: usize, value: T) -> Result<Vec<T>> {
-    let mut v = Vec::new();
+    let mut v: Vec<T> = Vec::new();
     v.try_reserve_exact(len)
         .map_err(|_| oom(what, bytes_of(len, core::mem::size_of::<T>())))?;
+    advise_huge_pages(
+        v.as_mut_ptr().cast(),
+        v.capacity() * core::mem::size_of::<T>(),
+    );
     v.resize(len, value);
     Ok(v)
 }
@@ -35,9 +78,13 @@ pub(crate) fn try_collect<T>(
     len: usize,
     items: impl IntoIterator<Item = T>,
 ) -> Result<Vec<T>> {
-    let mut v = Vec::new();
+    let mut v: Vec<T> = Vec::new();
     v.try_reserve_exact(len)
         .map_err(|_| oom(what, bytes_of(len, core::mem::size_of::<T>())))?;
+    advise_huge_pages(
+        v.as_mut_ptr().cast(),
+        v.capacity() * core::mem::size_of::<T>(),
+    );
     v.extend(items);
     Ok(v)
 }
@@ -57,6 +104,9 @@ pub(crate) fn try_mat_from_fn(
             bytes_of(nrows, core::mem::size_of::<f64>()).saturating_mul(ncols as u64),
         )
     })?;
+    // (the reserved columns are `col_stride` apart: the buffer holds at least `ncols` of them)
+    let bytes = m.col_stride().unsigned_abs() * ncols * core::mem::size_of::<f64>();
+    advise_huge_pages(m.as_ptr_mut().cast(), bytes);
     m.resize_with(nrows, ncols, f);
     Ok(m)
 }
@@ -92,6 +142,38 @@ pub(crate) fn try_mem(what: &'static str, req: StackReq) -> Result<MemBuffer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_page_advice_covers_only_whole_pages_inside_long_buffers() {
+        let min = HUGE_PAGES_MIN_BYTES;
+        assert_eq!(whole_pages(0x1000, min - 1), None);
+        assert_eq!(whole_pages(0x1000, min), Some((0x1000, 0x1000 + min)));
+        // a malloc'd block 16 bytes past a page: the first partial page is left out, and so
+        // is the partial page at the end
+        assert_eq!(
+            whole_pages(0x7000_0010, min + 100),
+            Some((0x7000_1000, (0x7000_0010 + min + 100) & !0xfff))
+        );
+        for addr in [1usize, 0xfff, 0x1001, 0x1234_5678] {
+            for bytes in [min, min + 1, 3 * min + 4095] {
+                let (s, e) = whole_pages(addr, bytes).expect("long enough");
+                assert!(s >= addr && e <= addr + bytes && s % 4096 == 0 && e % 4096 == 0);
+                assert!(
+                    s - addr < 4096 && addr + bytes - e < 4096,
+                    "{addr:#x} {bytes}"
+                );
+            }
+        }
+        // no overflow near the top of the address space
+        assert_eq!(whole_pages(usize::MAX - 10, min), None);
+        assert_eq!(whole_pages(usize::MAX - min + 1, min), None);
+        let addr = usize::MAX - min - 0x2000;
+        let top = (usize::MAX - 0x2000) & !0xfff;
+        assert_eq!(
+            whole_pages(addr, min),
+            Some((addr.next_multiple_of(4096), top))
+        );
+    }
 
     #[test]
     fn impossible_sizes_are_typed_errors() {
