@@ -117,7 +117,7 @@ impl Optimizer {
         let k = self
             .step
             .checked_add(1)
-            .ok_or(OptimError::StepCountOverflow { step: self.step })?;
+            .ok_or_else(|| OptimError::StepCountOverflow { step: self.step })?;
         // every learning rate this step will use, checked before anything is written
         for seg in self.parts.iter().flat_map(|p| &p.segments) {
             let lr = self
