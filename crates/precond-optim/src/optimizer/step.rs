@@ -114,6 +114,11 @@ impl Optimizer {
                 got: T::DTYPE.name(),
             });
         }
+        #[expect(
+            clippy::unnecessary_lazy_evaluations,
+            reason = "built eagerly, the error is dropped on every step's path (callgrind: 20 of \
+                      1165 instructions of a 16-element SGD step through the C ABI)"
+        )]
         let k = self
             .step
             .checked_add(1)
