@@ -261,17 +261,18 @@ impl Team {
             if lo >= hi {
                 return;
             }
+            let (lo, hi) = (lo as usize, hi as usize);
             let (next, c) = if back {
-                (lo | ((hi - 1) << 32), hi - 1)
+                (span(lo, hi - 1), hi - 1)
             } else {
-                ((lo + 1) | (hi << 32), lo)
+                (span(lo + 1, hi), lo)
             };
             match self
                 .span
                 .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
             {
                 Ok(_) => {
-                    f(c as usize);
+                    f(c);
                     cur = self.span.load(Ordering::Relaxed);
                 }
                 Err(now) => cur = now,
@@ -505,8 +506,6 @@ mod tests {
         }
     }
 
-    /// Steps posted from several threads at once (one gets the team, the others rayon) each
-    /// run all their chunks once.
     /// The calling thread takes chunks from the front, the helpers from the back: the caller's
     /// chunks of a pass are always `0..j`, in order, whichever thread was faster.
     #[test]
@@ -538,6 +537,8 @@ mod tests {
         }
     }
 
+    /// Steps posted from several threads at once (one gets the team, the others rayon) each
+    /// run all their chunks once.
     #[test]
     fn concurrent_callers() {
         std::thread::scope(|s| {
