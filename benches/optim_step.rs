@@ -1,7 +1,7 @@
 //! One optimizer step of every `precond-optim` optimizer at n = 1e3 … 1e7, f32 and f64, with a
 //! STREAM-like copy/triad baseline measured in the same run (the memory-bandwidth bound), the
 //! baseline-vs-AVX2 loop versions, and the serial-vs-rayon crossovers used for the defaults of
-//! `ParallelParams::threshold` and `ParallelParams::threshold_heavy`.
+//! `ParallelParams::split_bytes` and `ParallelParams::split_bytes_heavy`.
 //!
 //! Run: `cargo bench --bench optim_step` (a few minutes); summarize with
 //! `python3 benches/peers/summarize_criterion.py`. Peer numbers: `benches/peers/optim_peers.py`.
@@ -198,8 +198,8 @@ fn bench_dispatch(c: &mut Criterion) {
     grp.finish();
 }
 
-/// Serial vs rayon crossover: sets `ParallelParams::threshold_heavy` (Adam,
-/// arithmetic-bound) and `ParallelParams::threshold` (SGD, memory-bound).
+/// Serial vs split crossover: sets `ParallelParams::split_bytes_heavy` (Adam,
+/// arithmetic-bound) and `ParallelParams::split_bytes` (SGD, memory-bound).
 fn bench_threshold(c: &mut Criterion) {
     for n in [
         1usize << 12,
@@ -244,7 +244,7 @@ fn bench_kernel_only(c: &mut Criterion) {
     use precond::optim::kernel::{
         AdamPrecond, Buffers, Ema, Fused, NoReg, ParallelParams, fused_step,
     };
-    let par_threshold = ParallelParams::default().threshold;
+    let par_threshold = ParallelParams::default().split_length::<f64>(true);
     let n = 10_000_000;
     let mut grp = config(c, "kernel", n);
     let u = Fused {

@@ -33,7 +33,7 @@ pub trait ElementUpdate<T: Float>: Copy + Send + Sync {
     const USES_AUX: bool;
     /// Whether the update is arithmetic-bound (a square root and a division per element, as the
     /// adaptive rules): such steps pay for two threads from a smaller length
-    /// ([`ParallelParams::threshold_heavy`] instead of [`ParallelParams::threshold`]).
+    /// ([`ParallelParams::split_bytes_heavy`] instead of [`ParallelParams::split_bytes`]).
     const HEAVY: bool = false;
     /// New `x` from `x`, gradient `g`, auxiliary value and state slots.
     fn update(&self, x: T, g: T, aux: T, st: &mut [T; MAX_SLOTS]) -> T;
@@ -165,7 +165,7 @@ pub fn dry_run<T: Float, U: ElementUpdate<T>>(
         (Err(i), Err(j)) => Err(i.min(j)),
         (Err(i), _) | (_, Err(i)) => Err(i),
     };
-    if n >= ParallelParams::default().threshold_heavy && rayon::current_num_threads() > 1 {
+    if n >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
         use rayon::prelude::*;
         (0..n.div_ceil(PAR_CHUNK))
             .into_par_iter()
@@ -467,22 +467,33 @@ fn run_chunk<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
 }
 
 /// When a fused step (and the non-finite scan) is split across threads: tuning values
-/// with measured defaults, passed as a value (faer's `*Params` style).
+/// with measured defaults, passed as a value (faer's `*Params` style). The split lengths are
+/// in bytes of one buffer (`n · size_of::<T>()`): the crossover of a memory-bound step follows
+/// the bytes it moves, so one value serves `f32` and `f64` ([`Self::split_length`] turns it
+/// into elements); the wake lengths are in elements.
 ///
-/// Measured on the 2-core AMD EPYC (Zen 4) VM of BENCHMARKS.md (precond-optim, session 16):
-/// `cargo bench --bench optim_step -- par_` for steps back to back (the step team's helper
-/// awake), and steps separated by 1 ms of other work (the helper asleep, woken by the step).
+/// Measured on the 2-core AMD EPYC (Zen 4) VM of BENCHMARKS.md: steps back to back (the step
+/// team's helper awake; a Rust probe, 41 interleaved rounds per size, serial against split,
+/// sessions 16 and 21), and steps separated by 1 ms of other work (the helper asleep, woken
+/// by the step; session 16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParallelParams {
-    /// Length from which a memory-light step (SGD, momentum, fixed `P`; and the non-finite check
-    /// of the gradient) is split while the step team's helpers are awake. Default `2^16`: SGD
-    /// back to back, serial / split, f32 7.3 / 5.4 µs at 64 Ki elements, 3.7 / 3.5 µs at
-    /// 32 Ki; f64 16.8 / 10.3 and 7.9 / 5.5 µs.
-    pub threshold: usize,
-    /// Length from which an arithmetic-bound step ([`ElementUpdate::HEAVY`]: AdaGrad, RMSProp,
-    /// Adam, AdamW) is split while the helpers are awake. Default `2^16` (Adam f32 26.9 / 26.2 µs
-    /// at 64 Ki elements, 13.4 / 17.1 at 32 Ki; f64 76.8 / 58.6 and 34.2 / 19.2).
-    pub threshold_heavy: usize,
+    /// Bytes per buffer from which a memory-light step (SGD, momentum, fixed `P`; and the
+    /// non-finite check of such a step's gradient) is split while the step team's helpers are
+    /// awake. Default 72 KiB (`f64` 9216 elements, `f32` 18 432): the split's fixed cost (the
+    /// hand-off to the helper and back, about 0.5 µs on that VM) is paid back from 64–80 KiB.
+    /// `propagate`, time split / serial over three runs: SGD `f64` 1.22–1.23 at 4096 elements,
+    /// 0.93–0.94 at 8192, 0.89–0.92 at 10⁴, 0.76 at 16 Ki; SGD with momentum `f64` (`error`)
+    /// 1.02–1.12 at 8192, 0.88–0.93 at 10⁴; SGD `f32` 1.03–1.08 at 16 Ki, 0.89–0.93 at 24 Ki,
+    /// 0.75–0.77 at 32 Ki (one run of three at 24–32 Ki: 1.27–1.35, the helper's half arriving
+    /// late); SGD `f32` at 10⁴: 1.20–1.39.
+    pub split_bytes: usize,
+    /// The same for an arithmetic-bound step ([`ElementUpdate::HEAVY`]: AdaGrad, RMSProp, Adam,
+    /// AdamW) and its gradient's check. Default 32 KiB (`f64` 4096 elements, `f32` 8192): AdaGrad
+    /// `f64` (`propagate`) split / serial 0.64 at 4096, 0.66 at 10⁴, 0.56 at 16 Ki; Adam `f64`
+    /// (`error`) 0.72 at 4096, 0.65 at 8192; Adam `f32` (`error`) 1.15 at 4096, 1.24 at 6144,
+    /// 0.97 at 8192, 0.79 at 16 Ki; AdaGrad `f32` 0.93 at 4096 and 8192, 0.63–0.68 at 10⁴–16 Ki.
+    pub split_bytes_heavy: usize,
     /// Length from which a memory-light step wakes helpers that have fallen asleep (a
     /// shorter one runs on the caller alone and wakes them only when it follows the previous
     /// step within the helpers' spin time). Default `3 · 2^18`: SGD f32 steps 1 ms apart,
@@ -496,8 +507,8 @@ pub struct ParallelParams {
 impl Default for ParallelParams {
     fn default() -> Self {
         ParallelParams {
-            threshold: 1 << 16,
-            threshold_heavy: 1 << 16,
+            split_bytes: 72 << 10,
+            split_bytes_heavy: 32 << 10,
             wake: 3 << 18,
             wake_heavy: 1 << 18,
         }
@@ -505,14 +516,21 @@ impl Default for ParallelParams {
 }
 
 impl ParallelParams {
-    /// The split length for the update `U`: [`Self::threshold_heavy`] when `U::HEAVY`, else
-    /// [`Self::threshold`].
-    pub fn threshold_for<T: Float, U: ElementUpdate<T>>(&self) -> usize {
-        if U::HEAVY {
-            self.threshold_heavy
+    /// The split length in elements of `T` of a step that is arithmetic-bound (`heavy`) or not:
+    /// [`Self::split_bytes_heavy`] or [`Self::split_bytes`] over `size_of::<T>()`.
+    pub fn split_length<T>(&self, heavy: bool) -> usize {
+        let bytes = if heavy {
+            self.split_bytes_heavy
         } else {
-            self.threshold
-        }
+            self.split_bytes
+        };
+        bytes / std::mem::size_of::<T>().max(1)
+    }
+
+    /// The split length in elements for the update `U`: [`Self::split_length`] with
+    /// [`ElementUpdate::HEAVY`].
+    pub fn threshold_for<T: Float, U: ElementUpdate<T>>(&self) -> usize {
+        self.split_length::<T>(U::HEAVY)
     }
 
     /// The length from which the update `U` wakes sleeping helpers: [`Self::wake_heavy`] when

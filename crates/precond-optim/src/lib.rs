@@ -115,7 +115,7 @@
 //! };
 //! let (mut x, g, mut v) = (vec![1.0f32; 1000], vec![0.5f32; 1000], vec![0.0f32; 1000]);
 //! fused_step(&update, Buffers { x: &mut x, g: &g, aux: &[], slots: [&mut v, &mut [], &mut []] },
-//!            SimdLevel::detect(), ParallelParams::default().threshold).unwrap();
+//!            SimdLevel::detect(), ParallelParams::default().split_length::<f32>(true)).unwrap();
 //! assert!(x[0] < 1.0);
 //! ```
 

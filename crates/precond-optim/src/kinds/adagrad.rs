@@ -15,7 +15,7 @@ use crate::config::OptimizerConfig;
 use crate::error::Result;
 use crate::kernel::Buffers;
 use crate::momentum::NoMomentum;
-use crate::precond::{AdagradPrecond, Root, with_root};
+use crate::precond::{AdagradPrecond, PrecondRule, Root, with_root};
 use crate::storage::{SlotSpec, Slots, StepFloat};
 
 /// torch `Adagrad`.
@@ -24,6 +24,7 @@ pub(crate) struct Adagrad;
 impl Kind for Adagrad {
     const KEYS: &'static [&'static str] =
         &["lr_decay", "initial_accumulator_value", "eps", "power"];
+    const HEAVY: bool = <AdagradPrecond<f64> as PrecondRule<f64>>::HEAVY;
 
     fn defaults(c: &mut OptimizerConfig) {
         c.lr = 1e-2;

@@ -23,7 +23,7 @@ use crate::config::OptimizerConfig;
 use crate::error::{OptimError, Result};
 use crate::kernel::Buffers;
 use crate::momentum::Ema;
-use crate::precond::{AdamPrecond, with_root};
+use crate::precond::{AdamPrecond, PrecondRule, with_root};
 use crate::storage::{Geometry, SlotSpec, Slots, StepFloat};
 
 /// torch `Adam` (`DECOUPLED = false`) and `AdamW` (`DECOUPLED = true`).
@@ -36,6 +36,7 @@ pub(crate) type AdamW = AdamFamily<true>;
 impl<const DECOUPLED: bool> Kind for AdamFamily<DECOUPLED> {
     const KEYS: &'static [&'static str] = &["betas", "eps", "amsgrad", "power"];
     const DECOUPLED_WEIGHT_DECAY: bool = DECOUPLED;
+    const HEAVY: bool = <AdamPrecond<f64, false> as PrecondRule<f64>>::HEAVY;
 
     fn defaults(c: &mut OptimizerConfig) {
         if DECOUPLED {

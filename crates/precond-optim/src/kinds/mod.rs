@@ -93,6 +93,10 @@ pub(crate) trait Kind {
     /// `weight_decay` is decoupled (`x ← x(1 − ηλ)`, intrinsic L2 (11)) rather than coupled
     /// (`g ← g + λx`, (10)).
     const DECOUPLED_WEIGHT_DECAY: bool = false;
+    /// The per-element pass is arithmetic-bound (its preconditioner rule's
+    /// [`crate::kernel::PrecondRule::HEAVY`]): the step and the non-finite check of its
+    /// gradient are split over threads from [`crate::kernel::ParallelParams::split_bytes_heavy`].
+    const HEAVY: bool = false;
     /// torch's defaults where they differ from the shared ones (`OptimizerConfig::base`).
     fn defaults(_c: &mut OptimizerConfig) {}
     /// Range checks of the kind's own keys (the common keys are checked by the config).
@@ -196,6 +200,10 @@ macro_rules! define_dispatch {
             }
             pub(crate) fn validate(self, c: &OptimizerConfig) -> Result<()> {
                 match self { $(OptimizerKind::$variant => <$ty as Kind>::validate(c),)* }
+            }
+            /// Whether the per-element pass is arithmetic-bound ([`Kind::HEAVY`]).
+            pub(crate) fn heavy(self) -> bool {
+                match self { $(OptimizerKind::$variant => <$ty as Kind>::HEAVY,)* }
             }
             /// Whether the kind preconditions whole matrices (needs a 2-D `shape`).
             pub fn is_matrix(self) -> bool {

@@ -17,7 +17,7 @@ use crate::config::OptimizerConfig;
 use crate::error::{OptimError, Result};
 use crate::kernel::Buffers;
 use crate::momentum::{NoMomentum, PostHeavyBall};
-use crate::precond::{RmsPrecond, with_root};
+use crate::precond::{PrecondRule, RmsPrecond, with_root};
 use crate::storage::{SlotSpec, Slots, StepFloat};
 
 /// torch `RMSprop`.
@@ -25,6 +25,7 @@ pub(crate) struct Rmsprop;
 
 impl Kind for Rmsprop {
     const KEYS: &'static [&'static str] = &["alpha", "eps", "momentum", "centered", "power"];
+    const HEAVY: bool = <RmsPrecond<f64, false> as PrecondRule<f64>>::HEAVY;
 
     fn defaults(c: &mut OptimizerConfig) {
         c.lr = 1e-2;

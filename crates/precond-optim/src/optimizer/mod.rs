@@ -386,8 +386,10 @@ impl Optimizer {
     /// Length from which steps are split over the calling thread and the step team's helpers
     /// (a step shorter than [`ParallelParams::wake`](crate::kernel::ParallelParams) that finds
     /// them asleep still runs on the caller alone). `0` restores the default:
-    /// [`ParallelParams::threshold_heavy`](crate::kernel::ParallelParams) for the adaptive rules (a square root per element) and
-    /// [`ParallelParams::threshold`](crate::kernel::ParallelParams) for the others and for the non-finite check of the gradient.
+    /// [`ParallelParams::split_length`](crate::kernel::ParallelParams::split_length) of the
+    /// step's element type, from `split_bytes_heavy` for the adaptive rules (a square root
+    /// per element) and `split_bytes` for the others, the non-finite check of the gradient
+    /// split as the update.
     pub fn set_parallel_threshold(&mut self, n: usize) {
         self.par_threshold = n;
     }

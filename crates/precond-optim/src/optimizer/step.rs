@@ -138,8 +138,10 @@ impl Optimizer {
             }
         }
         let lr_top = self.lr();
+        // the gradient's check splits as the update does (each thread then updates what it
+        // has just scanned)
         let scan_th = if self.par_threshold == 0 {
-            ParallelParams::default().threshold
+            ParallelParams::default().split_length::<T>(self.cfg.optimizer.heavy())
         } else {
             self.par_threshold
         };
