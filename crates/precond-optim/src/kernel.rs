@@ -516,6 +516,19 @@ impl Default for ParallelParams {
 }
 
 impl ParallelParams {
+    /// The defaults with both split lengths multiplied by the step team's factor for the
+    /// hand-off latency it measures ([`handoff_latency`]): 1 on the machine the defaults were
+    /// measured on, more where (or while) handing a chunk to another core takes longer.
+    pub fn current() -> Self {
+        let d = Self::default();
+        let s = crate::team::split_scale();
+        ParallelParams {
+            split_bytes: d.split_bytes.saturating_mul(s),
+            split_bytes_heavy: d.split_bytes_heavy.saturating_mul(s),
+            ..d
+        }
+    }
+
     /// The split length in elements of `T` of a step that is arithmetic-bound (`heavy`) or not:
     /// [`Self::split_bytes_heavy`] or [`Self::split_bytes`] over `size_of::<T>()`.
     pub fn split_length<T>(&self, heavy: bool) -> usize {
@@ -553,9 +566,17 @@ fn par_leaf(n: usize, threads: usize) -> usize {
 }
 
 /// The default split length of [`fused_step`] for the update `U`
-/// ([`ParallelParams::threshold_for`] of the defaults).
+/// ([`ParallelParams::threshold_for`] of [`ParallelParams::current`]).
 pub fn default_par_threshold<T: Float, U: ElementUpdate<T>>() -> usize {
-    ParallelParams::default().threshold_for::<T, U>()
+    ParallelParams::current().threshold_for::<T, U>()
+}
+
+/// The step team's hand-off latency: the running average of the time from a caller posting a
+/// split step to a spinning helper seeing it, in time-stamp-counter ticks (x86-64; 0 elsewhere
+/// and before any split step), and the factor [`ParallelParams::current`] applies to the split
+/// lengths for it. On a VM the two can change as the host moves its virtual CPUs.
+pub fn handoff_latency() -> (u64, usize) {
+    (crate::team::handoff_ticks(), crate::team::split_scale())
 }
 
 /// A buffer's base pointer and length, shared by the threads of one step (each touches only

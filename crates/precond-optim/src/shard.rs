@@ -309,7 +309,7 @@ impl ShardedOptimizer {
 /// Index of the first NaN or infinite entry of `g` (local to the slice), if any: what each rank
 /// tests before a step under the `"error"` and `"skip"` policies (see the module docs).
 pub fn first_nonfinite<T: StepFloat>(g: &[T]) -> Option<usize> {
-    crate::kernel::first_nonfinite(g, ParallelParams::default().split_length::<T>(false))
+    crate::kernel::first_nonfinite(g, ParallelParams::current().split_length::<T>(false))
 }
 
 /// For each part of the local optimizer `local`, the range of its per-element arrays within the

@@ -26,7 +26,9 @@
 //! arithmetic on the same elements), so the split is invisible in the numbers.
 //!
 //! Protocol (no allocation after the helpers are started once): the caller takes `busy`,
-//! writes the job, sets `open` and bumps `generation`; a helper that sees a new generation
+//! writes the job and the unclaimed chunks (all but chunk 0, the caller's own), sets `open`
+//! and bumps `generation` (release stores, so that the caller starts on chunk 0 at once, not
+//! after its stores have reached the helpers' cores); a helper that sees a new generation
 //! increments `active`, then reads `open`: if set, the job is valid until it decrements
 //! `active`, because the caller, after claiming the last chunk, clears `open` and then waits
 //! for `active == 0` (both sides sequentially consistent: either the helper's increment is
@@ -68,6 +70,14 @@ struct Team {
     /// Whether the last step began within [`SPIN`] of the one before it ended.
     close: AtomicBool,
     epoch: Instant,
+    /// When the caller posted the open job ([`ticks`]), read by the helpers that see it.
+    posted_at: AtomicU64,
+    /// The helpers' hand-off latency ([`Latency`]): its average in ticks and the factor on
+    /// the split lengths it implies ([`split_scale`]), written when they change.
+    latency: AtomicU64,
+    scale: AtomicUsize,
+    /// Until when (in [`ticks`]) a factor above 1 holds (see [`split_scale`]).
+    scale_until: AtomicU64,
 }
 
 // SAFETY: `job` is written only by the caller holding `busy` while no helper is active on it
@@ -101,6 +111,10 @@ fn team() -> Option<&'static Team> {
             last_end: AtomicU64::new(0),
             close: AtomicBool::new(false),
             epoch: Instant::now(),
+            posted_at: AtomicU64::new(0),
+            latency: AtomicU64::new(0),
+            scale: AtomicUsize::new(1),
+            scale_until: AtomicU64::new(0),
         }));
         for i in 0..helpers {
             let spawned = std::thread::Builder::new()
@@ -166,8 +180,11 @@ pub(crate) fn run(chunks: usize, wake: bool, f: &(dyn Fn(usize) + Sync)) {
 
 impl Team {
     /// The caller's side of one step (holding `busy`).
+    ///
+    /// It reads no clock (two reads were 5 % of a split SGD step of 10⁴ `f64`): with the
+    /// helpers awake, the next step that finds them asleep comes at least [`SPIN`] after this
+    /// one began, so the times [`Self::alone`] compares need not include this step.
     fn post_and_work(&self, chunks: usize, f: &(dyn Fn(usize) + Sync)) {
-        self.began();
         // SAFETY: no helper is active (the previous caller waited for `active == 0` before
         // releasing `busy`) and `open` is clear, so no helper reads `job` now. The lifetime is
         // erased: helpers use the pointer only while this call has not returned (protocol).
@@ -177,15 +194,20 @@ impl Team {
             );
             *self.job.get() = Some(erased);
         }
-        self.span.store(span(0, chunks), Ordering::Relaxed);
-        self.open.store(true, Ordering::SeqCst);
+        // chunk 0 is the caller's from the start: it begins its work without waiting for the
+        // posting stores to reach the helpers (release stores, no read-modify-write before it)
+        self.span.store(span(1, chunks), Ordering::Relaxed);
+        self.posted_at.store(ticks(), Ordering::Relaxed);
+        self.open.store(true, Ordering::Release);
         self.next_generation_posted();
-        let mine = catch_unwind(AssertUnwindSafe(|| self.claim(false, f)));
+        let mine = catch_unwind(AssertUnwindSafe(|| {
+            f(0);
+            self.claim(false, f)
+        }));
         // no chunk is left to claim: close the job, then wait for helpers inside it
         self.open.store(false, Ordering::SeqCst);
         wait_until(|| self.active.load(Ordering::SeqCst) == 0);
         let helper_panicked = self.panicked.swap(false, Ordering::Relaxed);
-        self.ended();
         self.busy.store(false, Ordering::Release);
         if let Err(p) = mine {
             resume_unwind(p);
@@ -215,9 +237,16 @@ impl Team {
 
     /// Bumps the generation (a posted job, or none) and wakes the sleeping helpers, each
     /// steered off the caller's CPU ([`steer`]).
+    ///
+    /// A release store and a relaxed look at `sleepers`, no fence: a helper that goes to sleep
+    /// just as the generation is posted may miss the notification. That costs this step its
+    /// help (the caller claims every chunk no helper takes), not its correctness, and the next
+    /// step finds the helper counted in `sleepers` and wakes it.
     fn next_generation_posted(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
+        // only the caller holding `busy` writes the generation
+        let g = self.generation.load(Ordering::Relaxed);
+        self.generation.store(g.wrapping_add(1), Ordering::Release);
+        if self.sleepers.load(Ordering::Relaxed) > 0 {
             for p in self.places.iter() {
                 p.away_from_caller();
             }
@@ -286,10 +315,22 @@ impl Team {
         let place = &self.places[i];
         place.register();
         let mut seen = self.generation.load(Ordering::SeqCst);
+        let mut latency = Latency::default();
         loop {
-            seen = self.next_generation(seen);
+            let spun;
+            (seen, spun) = self.next_generation(seen);
+            let arrived = ticks();
             self.active.fetch_add(1, Ordering::SeqCst);
             if self.open.load(Ordering::SeqCst) {
+                if spun {
+                    let since = arrived.wrapping_sub(self.posted_at.load(Ordering::Relaxed));
+                    if let Some((avg, scale)) = latency.sample(since) {
+                        self.latency.store(avg, Ordering::Relaxed);
+                        self.scale_until
+                            .store(arrived.wrapping_add(SCALE_HOLD), Ordering::Relaxed);
+                        self.scale.store(scale, Ordering::Relaxed);
+                    }
+                }
                 // SAFETY: `open` was set after `job` was written and is cleared only before
                 // the caller waits for `active == 0`: the job is live until the decrement.
                 let job = unsafe { *self.job.get() };
@@ -308,14 +349,15 @@ impl Team {
     }
 
     /// Waits until `generation` differs from `seen` and returns it: busy, then yielding, for
-    /// [`SPIN`], then asleep on the condition variable.
-    fn next_generation(&self, seen: u64) -> u64 {
+    /// [`SPIN`], then asleep on the condition variable; with whether it was seen while busy
+    /// (then the wait measured the hand-off, not a wake-up).
+    fn next_generation(&self, seen: u64) -> (u64, bool) {
         let start = Instant::now();
         let mut spins = 0u32;
         loop {
             let g = self.generation.load(Ordering::SeqCst);
             if g != seen {
-                return g;
+                return (g, spins < BUSY_SPINS);
             }
             if spins < BUSY_SPINS {
                 spins += 1;
@@ -333,10 +375,120 @@ impl Team {
                 }
                 self.sleepers.fetch_sub(1, Ordering::SeqCst);
                 drop(guard);
-                return self.generation.load(Ordering::SeqCst);
+                return (self.generation.load(Ordering::SeqCst), false);
             }
         }
     }
+}
+
+/// A cheap clock for the hand-off latency: the time-stamp counter (x86-64: constant-rate and
+/// synchronized across CPUs on the machines this crate measures; a pair of readings from two
+/// CPUs that is not ordered is discarded by [`Latency::sample`]); elsewhere none (0: the split
+/// lengths keep their defaults).
+fn ticks() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `rdtsc` exists on every x86-64 CPU and only reads the counter.
+        #[allow(unused_unsafe)]
+        unsafe {
+            core::arch::x86_64::_rdtsc()
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        0
+    }
+}
+
+/// Hand-off latency at which the defaults of [`crate::kernel::ParallelParams`] were measured,
+/// in [`ticks`]: from the caller's posting of a job to a busy helper seeing it. On the 2-core
+/// AMD EPYC (Zen 4) VM of BENCHMARKS.md (time-stamp counter at 2.6 GHz) it averaged 106–430
+/// ticks while the host kept the two virtual CPUs near each other (a C ping-pong round trip
+/// of 52–99 ns; the defaults were measured so) and 1140–1460 while it had them far apart
+/// (round trip 330–390 ns, switching back and forth within seconds; a split SGD step of 10⁴
+/// `f64` then took 2.3–2.8 µs against 1.5–1.9 µs serial, and 1.2–1.3 µs split when near).
+/// With 384 the factor is 1 near and 3 far.
+const LATENCY_REF: u64 = 384;
+
+/// Largest factor [`split_scale`] applies.
+const MAX_SCALE: u64 = 8;
+
+/// How long (in [`ticks`], about 13 ms at 2.6 GHz) a factor above 1 holds without a new
+/// measurement: steps that the factor keeps on one thread measure nothing, so after this the
+/// default lengths apply again and the next split step measures the latency anew.
+const SCALE_HOLD: u64 = 1 << 25;
+
+/// A helper's running average of the hand-off latency (exponential, weight 1/8 per step, in
+/// [`ticks`] × 8), and the split factor it last published.
+#[derive(Default)]
+struct Latency {
+    avg8: u64,
+    samples: u64,
+    published: (u64, usize),
+}
+
+impl Latency {
+    /// Adds one hand-off time; readings above a millisecond at any clock rate (a helper
+    /// preempted, or counters of two CPUs out of step) are dropped, the others clipped at
+    /// four times [`LATENCY_REF`]. Returns the new average
+    /// and factor when the factor changed, while it is above 1, and every 64 samples (what
+    /// the team publishes).
+    fn sample(&mut self, since: u64) -> Option<(u64, usize)> {
+        if since > 1 << 24 {
+            return None;
+        }
+        // one slow hand-off (an interrupt, a helper descheduled) moves the average by at most
+        // half of LATENCY_REF
+        let since = since.min(4 * LATENCY_REF);
+        self.avg8 = if self.samples == 0 {
+            since * 8
+        } else {
+            self.avg8 - self.avg8 / 8 + since
+        };
+        self.samples += 1;
+        let avg = self.avg8 / 8;
+        let scale = (avg / LATENCY_REF).clamp(1, MAX_SCALE) as usize;
+        // a factor above 1 is republished with every sample (renewing its hold)
+        if scale != self.published.1 || scale > 1 || self.samples.is_multiple_of(64) {
+            self.published = (avg, scale);
+            Some(self.published)
+        } else {
+            None
+        }
+    }
+}
+
+/// The factor on the default split lengths for the current hand-off latency between the
+/// caller and the team's helpers: 1 up to twice [`LATENCY_REF`], then the latency over it (at
+/// most [`MAX_SCALE`]). 1 before the team has measured it.
+pub(crate) fn split_scale() -> usize {
+    let Some(t) = TEAM.get().copied().flatten() else {
+        return 1;
+    };
+    let s = t.scale.load(Ordering::Relaxed);
+    if s > 1 {
+        held(s, t.scale_until.load(Ordering::Relaxed), ticks())
+    } else {
+        s
+    }
+}
+
+/// `scale` while `now` is before `until` (both [`ticks`], compared modulo 2⁶⁴: a deadline
+/// less than 2⁶² ticks ahead), else 1.
+fn held(scale: usize, until: u64, now: u64) -> usize {
+    if now.wrapping_sub(until) < 1 << 62 {
+        1
+    } else {
+        scale
+    }
+}
+
+/// The helpers' average hand-off latency in [`ticks`] (0 before any was measured).
+pub(crate) fn handoff_ticks() -> u64 {
+    TEAM.get()
+        .copied()
+        .flatten()
+        .map_or(0, |t| t.latency.load(Ordering::Relaxed))
 }
 
 /// The packed range `front..back` of unclaimed chunks (`back ≤ u32::MAX`, checked by [`run`]).
@@ -655,5 +807,61 @@ mod tests {
             counts[c].fetch_add(1, Ordering::Relaxed);
         });
         assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1));
+    }
+
+    /// The hand-off average: the first sample sets it, later ones move it by 1/8; readings
+    /// above 2²⁴ ticks are dropped, others clipped at four times the reference; the factor is
+    /// ⌊average / LATENCY_REF⌋ within 1..=MAX_SCALE, published when it changes, while it is
+    /// above 1, and every 64 samples.
+    #[test]
+    fn the_latency_average_and_its_factor() {
+        let mut l = Latency::default();
+        assert_eq!(l.sample(LATENCY_REF), Some((LATENCY_REF, 1)));
+        // the same factor: not republished before the 64th sample
+        for k in 2..64 {
+            assert_eq!(l.sample(LATENCY_REF), None, "sample {k}");
+        }
+        assert_eq!(l.sample(LATENCY_REF), Some((LATENCY_REF, 1)));
+        // dropped: no change at all
+        assert_eq!(l.sample(1 << 25), None);
+        assert_eq!(l.avg8 / 8, LATENCY_REF);
+        // clipped: one huge reading moves the average by (4 − 1)/8 of the reference
+        let before = l.avg8;
+        l.sample(1 << 20);
+        assert_eq!(l.avg8, before - before / 8 + 4 * LATENCY_REF);
+        // a sustained far hand-off (3.5 × the reference) brings the factor to 3 and keeps it
+        // published with every sample
+        let mut last = None;
+        for _ in 0..200 {
+            last = l.sample(7 * LATENCY_REF / 2);
+            assert!(last.is_some() || l.published.1 == 1);
+        }
+        let (avg, scale) = last.expect("published while above 1");
+        assert!(avg.abs_diff(7 * LATENCY_REF / 2) <= 8, "average {avg}");
+        assert_eq!(scale, 3);
+        // back near: the factor returns to 1
+        for _ in 0..200 {
+            l.sample(LATENCY_REF / 2);
+        }
+        assert_eq!(l.published.1, 1);
+        assert!(l.avg8 / 8 < LATENCY_REF);
+        // a first sample above MAX_SCALE times the reference is clipped to 4 × (factor 4)
+        let mut m = Latency::default();
+        assert_eq!(m.sample(100 * LATENCY_REF), Some((4 * LATENCY_REF, 4)));
+        const { assert!(MAX_SCALE >= 4) };
+    }
+
+    /// A factor holds until its deadline, compared modulo 2⁶⁴.
+    #[test]
+    fn a_factor_holds_until_its_deadline() {
+        assert_eq!(held(3, 1000, 999), 3);
+        assert_eq!(held(3, 1000, 1000), 1);
+        assert_eq!(held(3, 1000, 1 << 40), 1);
+        // across the counter's wrap
+        let until = 5u64;
+        assert_eq!(held(2, until, u64::MAX - 10), 2);
+        assert_eq!(held(2, until, 6), 1);
+        assert_eq!(held(2, u64::MAX - 3, u64::MAX - 4), 2);
+        assert_eq!(held(2, u64::MAX - 3, 2), 1);
     }
 }

@@ -141,7 +141,7 @@ impl Optimizer {
         // the gradient's check splits as the update does (each thread then updates what it
         // has just scanned)
         let scan_th = if self.par_threshold == 0 {
-            ParallelParams::default().split_length::<T>(self.cfg.optimizer.heavy())
+            ParallelParams::current().split_length::<T>(self.cfg.optimizer.heavy())
         } else {
             self.par_threshold
         };
