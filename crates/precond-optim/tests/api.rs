@@ -805,3 +805,36 @@ fn fixed_preconditioner_validation() {
     };
     assert!(matches!(c.build(2), Err(OptimError::Unsupported(_))));
 }
+
+/// The state allocated at the first step sits at the page offset of the parameters it updates
+/// (no 4 KiB aliasing between the state's stores and the loads of `x`): for the top level and
+/// for a group, wherever the parameters start in their page.
+#[test]
+fn first_step_state_sits_at_the_parameters_page_offset() {
+    let n = 10_000;
+    for k in [0usize, 1, 16, 100, 1023] {
+        let mut big = vec![0.5f32; n + k];
+        let x = &mut big[k..];
+        let g = vec![1e-3f32; n];
+        let mut o = OptimizerConfig::from_json(
+            r#"{"optimizer": "sgd", "lr": 0.01, "momentum": 0.9,
+                "groups": [{"start": 3000, "end": 10000, "optimizer": "adam", "lr": 0.001}]}"#,
+        )
+        .unwrap()
+        .build(n)
+        .unwrap();
+        o.step(x, &g).unwrap();
+        let page = |p: *const f32| p as usize % 4096;
+        let names = o.slot_names();
+        for (j, name) in names.iter().enumerate() {
+            let s = o.slot::<f32>(j).unwrap();
+            let want = if name.starts_with("groups[0]") {
+                page(x[3000..].as_ptr())
+            } else {
+                page(x.as_ptr())
+            };
+            assert_eq!(page(s.as_ptr()), want, "offset {k}, slot {name}");
+        }
+        assert!(names.len() >= 3, "{names:?}");
+    }
+}

@@ -86,9 +86,11 @@ pub(crate) struct Part {
 
 impl Part {
     /// Fresh state in dtype `T` ([`OptimError::OutOfMemory`] when the allocator refuses it),
-    /// with the copy of the gradient that BNP preconditions for a BNP part.
-    pub(crate) fn alloc<T: StepFloat>(&self) -> Result<Slots<T>> {
-        let mut s = Slots::new(&self.specs, &self.prepared, self.geo.len)?;
+    /// with the copy of the gradient that BNP preconditions for a BNP part. `page`: the page
+    /// offset of the part's first parameter, where the per-element slots are placed
+    /// ([`Slots::new`]; `None` when the parameters are not at hand, as for a loaded state).
+    pub(crate) fn alloc<T: StepFloat>(&self, page: Option<usize>) -> Result<Slots<T>> {
+        let mut s = Slots::new(&self.specs, &self.prepared, self.geo.len, page)?;
         if self.bnp.is_some() {
             s.bnp_grad = crate::storage::filled(self.geo.len, T::ZERO, "BNP gradient copy")?;
         }

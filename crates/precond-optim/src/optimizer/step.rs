@@ -174,7 +174,13 @@ impl Optimizer {
                 .parts
                 .iter()
                 .map(|p| match p.store {
-                    Store::Empty => p.alloc::<T>().map(|s| Some(T::wrap(s))),
+                    Store::Empty => {
+                        // the slots at the page offset of the part's first parameter
+                        // (`storage::Aligned`: no 4 KiB aliasing between them and `x`)
+                        let first = p.segments.first().map_or(0, |s| s.start);
+                        let page = params.get(first..).map(|x| x.as_ptr() as usize % 4096);
+                        p.alloc::<T>(page).map(|s| Some(T::wrap(s)))
+                    }
                     _ => Ok(None),
                 })
                 .collect::<Result<Vec<_>>>()?;

@@ -149,7 +149,7 @@ impl Optimizer {
                 for p in self.parts() {
                     let store = match d {
                         Dtype::F32 => {
-                            let mut s = p.alloc::<f32>()?;
+                            let mut s = p.alloc::<f32>(None)?;
                             for k in 0..p.specs.len() {
                                 // (lengths checked above)
                                 for (d, &x) in
@@ -161,7 +161,7 @@ impl Optimizer {
                             Store::F32(s)
                         }
                         Dtype::F64 => {
-                            let mut s = p.alloc::<f64>()?;
+                            let mut s = p.alloc::<f64>(None)?;
                             for k in 0..p.specs.len() {
                                 s.array_mut(&p.specs, k).copy_from_slice(&st.slots[j + k]);
                             }
