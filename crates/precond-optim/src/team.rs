@@ -410,8 +410,9 @@ fn ticks() -> u64 {
 /// With 384 the factor is 1 near and 3 far.
 const LATENCY_REF: u64 = 384;
 
-/// Largest factor [`split_scale`] applies.
-const MAX_SCALE: u64 = 8;
+/// Largest factor [`split_scale`] applies: readings are clipped at this many times
+/// [`LATENCY_REF`] (a far hand-off measured 3–3.8 times it).
+const MAX_SCALE: u64 = 4;
 
 /// How long (in [`ticks`], about 13 ms at 2.6 GHz) a factor above 1 holds without a new
 /// measurement: steps that the factor keeps on one thread measure nothing, so after this the
@@ -428,18 +429,17 @@ struct Latency {
 }
 
 impl Latency {
-    /// Adds one hand-off time; readings above a millisecond at any clock rate (a helper
-    /// preempted, or counters of two CPUs out of step) are dropped, the others clipped at
-    /// four times [`LATENCY_REF`]. Returns the new average
-    /// and factor when the factor changed, while it is above 1, and every 64 samples (what
-    /// the team publishes).
+    /// Adds one hand-off time; readings above 2²⁴ ticks (6 ms at 2.6 GHz: a helper preempted,
+    /// or counters of two CPUs out of step) are dropped, the others clipped at [`MAX_SCALE`]
+    /// times [`LATENCY_REF`]. Returns the new average and factor when the factor changed,
+    /// while it is above 1, and every 64 samples (what the team publishes).
     fn sample(&mut self, since: u64) -> Option<(u64, usize)> {
         if since > 1 << 24 {
             return None;
         }
         // one slow hand-off (an interrupt, a helper descheduled) moves the average by at most
         // half of LATENCY_REF
-        let since = since.min(4 * LATENCY_REF);
+        let since = since.min(MAX_SCALE * LATENCY_REF);
         self.avg8 = if self.samples == 0 {
             since * 8
         } else {
@@ -810,7 +810,7 @@ mod tests {
     }
 
     /// The hand-off average: the first sample sets it, later ones move it by 1/8; readings
-    /// above 2²⁴ ticks are dropped, others clipped at four times the reference; the factor is
+    /// above 2²⁴ ticks are dropped, others clipped at MAX_SCALE (4) times the reference; the factor is
     /// ⌊average / LATENCY_REF⌋ within 1..=MAX_SCALE, published when it changes, while it is
     /// above 1, and every 64 samples.
     #[test]
@@ -848,7 +848,7 @@ mod tests {
         // a first sample above MAX_SCALE times the reference is clipped to 4 × (factor 4)
         let mut m = Latency::default();
         assert_eq!(m.sample(100 * LATENCY_REF), Some((4 * LATENCY_REF, 4)));
-        const { assert!(MAX_SCALE >= 4) };
+        const { assert!(MAX_SCALE == 4) };
     }
 
     /// A factor holds until its deadline, compared modulo 2⁶⁴.
