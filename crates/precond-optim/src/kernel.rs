@@ -485,8 +485,9 @@ pub struct ParallelParams {
     /// `propagate`, time split / serial over three runs: SGD `f64` 1.22–1.23 at 4096 elements,
     /// 0.93–0.94 at 8192, 0.89–0.92 at 10⁴, 0.76 at 16 Ki; SGD with momentum `f64` (`error`)
     /// 1.02–1.12 at 8192, 0.88–0.93 at 10⁴; SGD `f32` 1.03–1.08 at 16 Ki, 0.89–0.93 at 24 Ki,
-    /// 0.75–0.77 at 32 Ki (one run of three at 24–32 Ki: 1.27–1.35, the helper's half arriving
-    /// late); SGD `f32` at 10⁴: 1.20–1.39.
+    /// 0.75–0.77 at 32 Ki; SGD `f32` at 10⁴: 1.20–1.39. All with the VM's two virtual CPUs
+    /// near each other; far apart, the split pays only from several times these lengths (SGD
+    /// `f32` 1.27–1.35 at 24–32 Ki): [`ParallelParams::current`] scales them.
     pub split_bytes: usize,
     /// The same for an arithmetic-bound step ([`ElementUpdate::HEAVY`]: AdaGrad, RMSProp, Adam,
     /// AdamW) and its gradient's check. Default 32 KiB (`f64` 4096 elements, `f32` 8192): AdaGrad

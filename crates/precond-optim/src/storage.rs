@@ -334,7 +334,7 @@ step_float!(f64, F64);
 /// BENCHMARKS.md, SGD with momentum, `f32`, 10⁴ elements, `x` at a page start and `g` half a
 /// page on, µs per step over the momentum buffer's page offset: 1.13 at 0 (`x`'s), 1.31 at
 /// 64, 1.12–1.13 at 128 to 4032 except 1.29 at 192; with `g` one or two lines past `x`, only
-/// the offsets 0 and 128 (or 64) stay at 1.13–1.17 while others reach 1.3–1.6.
+/// the offsets 0 and 128 (or 64) stay at 1.13–1.17 while others reach 1.3–1.8.
 pub(crate) struct Aligned<T> {
     ptr: std::ptr::NonNull<T>,
     len: usize,
