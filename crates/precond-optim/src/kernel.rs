@@ -559,11 +559,26 @@ const MIN_PAR_CHUNK: usize = 1 << 11;
 /// Chunk length of the parallel dry run.
 const PAR_CHUNK: usize = 1 << 15;
 
-/// Chunk length of the parallel split of `n` elements over `threads` threads (the update's
-/// [`par_run`] and the pre-scan split alike): about four chunks per thread, at least
-/// [`MIN_PAR_CHUNK`], a multiple of 64 elements (whole cache lines and vectors).
-fn par_leaf(n: usize, threads: usize) -> usize {
-    (MIN_PAR_CHUNK.max(n.div_ceil(4 * threads)) + 63) & !63
+/// Buffers shorter than this are split into one chunk per thread ([`par_leaf`]): each chunk
+/// claimed is a round trip of the claim counter between the cores, and a short step cannot
+/// spare it. Measured on the AMD EPYC (Zen 4) VM of BENCHMARKS.md (virtual CPUs near each
+/// other; Rust probe, eight alternations, SGD split, one chunk per thread against four):
+/// `f32` 24 Ki elements 1.27–1.31 against 1.42–1.46 µs (one run 1.50), `f64` 10⁴ 1.10–1.13
+/// against 1.24–1.27; `f32` 128 Ki (512 KiB, past this length) 4.9–5.2 against 5.2–5.5; Adam
+/// `f32` 64 Ki 11.5–11.7 against 11.9–12.0.
+const ONE_CHUNK_PER_THREAD_BYTES: usize = 256 << 10;
+
+/// Chunk length of the parallel split of `n` elements of `T` over `threads` threads (the
+/// update's [`par_run`] and the pre-scan split alike): one chunk per thread for buffers
+/// shorter than [`ONE_CHUNK_PER_THREAD_BYTES`], else about four per thread, at least
+/// [`MIN_PAR_CHUNK`]; a multiple of 64 elements (whole cache lines and vectors).
+fn par_leaf<T>(n: usize, threads: usize) -> usize {
+    let per = if n.saturating_mul(std::mem::size_of::<T>()) < ONE_CHUNK_PER_THREAD_BYTES {
+        n.div_ceil(threads.max(1))
+    } else {
+        MIN_PAR_CHUNK.max(n.div_ceil(4 * threads))
+    };
+    (per + 63) & !63
 }
 
 /// The default split length of [`fused_step`] for the update `U`
@@ -685,8 +700,9 @@ pub struct BufferLengthError {
 }
 
 /// Run the fused update `u` over the buffers in one pass: `level` picks the compiled version
-/// (use [`SimdLevel::detect`]); buffers at least `par_threshold` long are split into chunks of at
-/// least 2 Ki elements, about four per thread, run by the calling thread and the step team's
+/// (use [`SimdLevel::detect`]); buffers at least `par_threshold` long are split into chunks (one
+/// per thread below 256 KiB per buffer, else about four per thread of at least 2 Ki elements),
+/// run by the calling thread and the step team's
 /// helper threads (rayon's pool when called from a rayon worker; pass [`default_par_threshold`]
 /// for the measured default). The split does not change any result (every element is updated
 /// by the same arithmetic). Lengths are checked before anything is written.
@@ -756,7 +772,7 @@ fn fused_step_impl<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
         1
     };
     Ok(if threads > 1 {
-        par_run::<T, U, DETECT>(u, level, b, par_leaf(n, threads))
+        par_run::<T, U, DETECT>(u, level, b, par_leaf::<T>(n, threads))
     } else {
         run_chunk::<T, U, DETECT>(u, level, b)
     })
@@ -934,7 +950,7 @@ pub(crate) fn scan_max_at<T: Float>(
         // from the front, the helpers from the back), so that each thread scans the chunks it
         // then updates (still in its own core's caches when they fit)
         use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-        let leaf = par_leaf(g.len(), threads);
+        let leaf = par_leaf::<T>(g.len(), threads);
         let chunks = g.len().div_ceil(leaf);
         let max_bits = AtomicU64::new(0);
         let first_bad = AtomicUsize::new(usize::MAX);
