@@ -344,7 +344,7 @@ pub(crate) struct Aligned<T> {
 }
 
 /// The page [`Aligned::filled_at`] places a buffer in, in bytes.
-const PAGE: usize = 4096;
+pub(crate) const PAGE: usize = 4096;
 
 /// Buffers from this size on are placed at the requested page offset (a smaller one keeps the
 /// plain layout: its loop is too short for the aliasing to cost much, and a page of padding

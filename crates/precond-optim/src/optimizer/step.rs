@@ -178,7 +178,9 @@ impl Optimizer {
                         // the slots at the page offset of the part's first parameter
                         // (`storage::Aligned`: no 4 KiB aliasing between them and `x`)
                         let first = p.segments.first().map_or(0, |s| s.start);
-                        let page = params.get(first..).map(|x| x.as_ptr() as usize % 4096);
+                        let page = params
+                            .get(first..)
+                            .map(|x| x.as_ptr() as usize % crate::storage::PAGE);
                         p.alloc::<T>(page).map(|s| Some(T::wrap(s)))
                     }
                     _ => Ok(None),
