@@ -474,26 +474,26 @@ fn run_chunk<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
 ///
 /// Measured on the 2-core AMD EPYC (Zen 4) VM of BENCHMARKS.md: steps back to back (the step
 /// team's helper awake; a Rust probe, 41 interleaved rounds per size, serial against split,
-/// sessions 16 and 21), and steps separated by 1 ms of other work (the helper asleep, woken
+/// sessions 16, 21 and 22), and steps separated by 1 ms of other work (the helper asleep, woken
 /// by the step; session 16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParallelParams {
     /// Bytes per buffer from which a memory-light step (SGD, momentum, fixed `P`; and the
     /// non-finite check of such a step's gradient) is split while the step team's helpers are
-    /// awake. Default 72 KiB (`f64` 9216 elements, `f32` 18 432): the split's fixed cost (the
-    /// hand-off to the helper and back, about 0.5 µs on that VM) is paid back from 64–80 KiB.
-    /// `propagate`, time split / serial over three runs: SGD `f64` 1.22–1.23 at 4096 elements,
-    /// 0.93–0.94 at 8192, 0.89–0.92 at 10⁴, 0.76 at 16 Ki; SGD with momentum `f64` (`error`)
-    /// 1.02–1.12 at 8192, 0.88–0.93 at 10⁴; SGD `f32` 1.03–1.08 at 16 Ki, 0.89–0.93 at 24 Ki,
-    /// 0.75–0.77 at 32 Ki; SGD `f32` at 10⁴: 1.20–1.39. All with the VM's two virtual CPUs
-    /// near each other; far apart, the split pays only from several times these lengths (SGD
-    /// `f32` 1.27–1.35 at 24–32 Ki): [`ParallelParams::current`] scales them.
+    /// awake, at the reference hand-off latency ([`ParallelParams::current`] scales it with
+    /// the measured one). Default 36 KiB (`f64` 4608 elements, `f32` 9216): SGD
+    /// (`propagate`), time split / serial with the VM's two virtual CPUs near each other
+    /// (session 22, after the team's padded lines and by-value chunk closures): `f64` 1.15 at
+    /// 2048 elements, 1.07 at 3072, 0.95 at 4096, 0.85 at 6144, 0.71 at 10⁴; `f32` 1.22 at
+    /// 4096, 1.0–1.2 at 8192, 0.92 at 10⁴, 0.89 at 12 Ki, 0.70–0.73 at 24 Ki. Far apart
+    /// (hand-off 4.2–4.5 times the reference) the crossover was at about 160 KiB: `f32` 1.12
+    /// at 32 Ki, 0.90 at 48 Ki; `f64` 1.11 at 16 Ki, 0.91 at 24 Ki.
     pub split_bytes: usize,
     /// The same for an arithmetic-bound step ([`ElementUpdate::HEAVY`]: AdaGrad, RMSProp, Adam,
-    /// AdamW) and its gradient's check. Default 32 KiB (`f64` 4096 elements, `f32` 8192): AdaGrad
-    /// `f64` (`propagate`) split / serial 0.64 at 4096, 0.66 at 10⁴, 0.56 at 16 Ki; Adam `f64`
-    /// (`error`) 0.72 at 4096, 0.65 at 8192; Adam `f32` (`error`) 1.15 at 4096, 1.24 at 6144,
-    /// 0.97 at 8192, 0.79 at 16 Ki; AdaGrad `f32` 0.93 at 4096 and 8192, 0.63–0.68 at 10⁴–16 Ki.
+    /// AdamW) and its gradient's check. Default 16 KiB (`f64` 2048 elements, `f32` 4096): Adam
+    /// (`error`) split / serial near: `f32` 1.16 at 2048, 0.91 at 4096, 0.77 at 8192; `f64`
+    /// 0.91 at 1024, 0.77 at 2048, 0.67 at 4096; far: `f32` 1.33 at 8192, 1.07 at 16 Ki, 0.91
+    /// at 24 Ki; `f64` 0.76 at 12 Ki.
     pub split_bytes_heavy: usize,
     /// Length from which a memory-light step wakes helpers that have fallen asleep (a
     /// shorter one runs on the caller alone and wakes them only when it follows the previous
@@ -508,8 +508,8 @@ pub struct ParallelParams {
 impl Default for ParallelParams {
     fn default() -> Self {
         ParallelParams {
-            split_bytes: 72 << 10,
-            split_bytes_heavy: 32 << 10,
+            split_bytes: 36 << 10,
+            split_bytes_heavy: 16 << 10,
             wake: 3 << 18,
             wake_heavy: 1 << 18,
         }
@@ -518,14 +518,17 @@ impl Default for ParallelParams {
 
 impl ParallelParams {
     /// The defaults with both split lengths multiplied by the step team's factor for the
-    /// hand-off latency it measures ([`handoff_latency`]): 1 on the machine the defaults were
-    /// measured on, more where (or while) handing a chunk to another core takes longer.
+    /// hand-off latency it measures ([`handoff_latency`]): the latency over the one the
+    /// defaults were measured at (208 time-stamp ticks), between 1 and 8, in sixteenths; a
+    /// split pays back the two hand-offs it costs (to the helper and back) from a length in
+    /// proportion to them.
     pub fn current() -> Self {
         let d = Self::default();
         let s = crate::team::split_scale();
+        let one = crate::team::SCALE_ONE;
         ParallelParams {
-            split_bytes: d.split_bytes.saturating_mul(s),
-            split_bytes_heavy: d.split_bytes_heavy.saturating_mul(s),
+            split_bytes: d.split_bytes.saturating_mul(s) / one,
+            split_bytes_heavy: d.split_bytes_heavy.saturating_mul(s) / one,
             ..d
         }
     }
@@ -591,8 +594,9 @@ pub fn default_par_threshold<T: Float, U: ElementUpdate<T>>() -> usize {
 /// split step to a spinning helper seeing it, in time-stamp-counter ticks (x86-64; 0 elsewhere
 /// and before any split step), and the factor [`ParallelParams::current`] applies to the split
 /// lengths for it. On a VM the two can change as the host moves its virtual CPUs.
-pub fn handoff_latency() -> (u64, usize) {
-    (crate::team::handoff_ticks(), crate::team::split_scale())
+pub fn handoff_latency() -> (u64, f64) {
+    let s = crate::team::split_scale() as f64 / crate::team::SCALE_ONE as f64;
+    (crate::team::handoff_ticks(), s)
 }
 
 /// A buffer's base pointer and length, shared by the threads of one step (each touches only

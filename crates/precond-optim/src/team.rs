@@ -126,7 +126,7 @@ fn team() -> Option<&'static Team> {
             close: AtomicBool::new(false),
             epoch: Instant::now(),
             latency: AtomicU64::new(0),
-            scale: AtomicUsize::new(1),
+            scale: AtomicUsize::new(SCALE_ONE),
             scale_until: AtomicU64::new(0),
         }));
         for i in 0..helpers {
@@ -417,24 +417,30 @@ fn ticks() -> u64 {
 
 /// Hand-off latency at which the defaults of [`crate::kernel::ParallelParams`] were measured,
 /// in [`ticks`]: from the caller's posting of a job to a busy helper seeing it. On the 2-core
-/// AMD EPYC (Zen 4) VM of BENCHMARKS.md (time-stamp counter at 2.6 GHz) it averaged 106–430
+/// AMD EPYC (Zen 4) VM of BENCHMARKS.md (time-stamp counter at 2.6 GHz) it averaged 145–364
 /// ticks while the host kept the two virtual CPUs near each other (a C ping-pong round trip
-/// of 52–99 ns; the defaults were measured so) and 1140–1460 while it had them far apart
-/// (round trip 330–390 ns, switching back and forth within seconds; a split SGD step of 10⁴
-/// `f64` then took 2.3–2.8 µs against 1.5–1.9 µs serial, and 1.2–1.3 µs split when near).
-/// With 384 the factor is 1 near and 3 far.
-const LATENCY_REF: u64 = 384;
+/// of 52–99 ns; the defaults were measured so, at averages of 150–260) and 865–936 while it
+/// had them far apart (round trip 330–390 ns, switching back and forth within seconds). The
+/// split lengths' crossovers moved with it: SGD (`propagate`) about 36–40 KiB per buffer near
+/// and 160 KiB far, in proportion to the latency ([`split_scale`]).
+const LATENCY_REF: u64 = 208;
 
-/// Largest factor [`split_scale`] applies: readings are clipped at this many times
-/// [`LATENCY_REF`] (a far hand-off measured 3–3.8 times it).
-const MAX_SCALE: u64 = 4;
+/// [`split_scale`]'s unit: factors are in sixteenths.
+pub(crate) const SCALE_ONE: usize = 16;
 
-/// How long (in [`ticks`], about 13 ms at 2.6 GHz) a factor above 1 holds without a new
+/// Largest factor [`split_scale`] applies, in units of [`SCALE_ONE`]: readings are clipped at
+/// this many times [`LATENCY_REF`] (a far hand-off measured 4.2–4.5 times it).
+const MAX_SCALE: u64 = 8;
+
+/// How long (in [`ticks`], about 0.8 ms at 2.6 GHz) a factor above 1 holds without a new
 /// measurement: steps that the factor keeps on one thread measure nothing, so after this the
-/// default lengths apply again and the next split step measures the latency anew.
-const SCALE_HOLD: u64 = 1 << 25;
+/// default lengths apply again and the next split step measures the latency anew (on a
+/// far team one split step per hold that does not pay, about 1 µs of every 800 at 10⁴
+/// elements; a hold of 2²⁵ ticks, 13 ms, kept a team serial for a tenth of a second after one
+/// slow first reading, the C-loop comparison's whole measurement of one optimizer).
+const SCALE_HOLD: u64 = 1 << 21;
 
-/// A helper's running average of the hand-off latency (exponential, weight 1/8 per step, in
+/// A helper's running average of the hand-off latency (exponential: a reading above it weighs 1/8, one below it 1/2; in
 /// [`ticks`] × 8), and the split factor it last published.
 #[derive(Default)]
 struct Latency {
@@ -446,25 +452,32 @@ struct Latency {
 impl Latency {
     /// Adds one hand-off time; readings above 2²⁴ ticks (6 ms at 2.6 GHz: a helper preempted,
     /// or counters of two CPUs out of step) are dropped, the others clipped at [`MAX_SCALE`]
-    /// times [`LATENCY_REF`]. Returns the new average and factor when the factor changed,
+    /// times [`LATENCY_REF`]. Returns the new average and factor (in sixteenths:
+    /// `16 · average / LATENCY_REF` within `16..=16 · MAX_SCALE`) when the factor changed,
     /// while it is above 1, and every 64 samples (what the team publishes).
     fn sample(&mut self, since: u64) -> Option<(u64, usize)> {
         if since > 1 << 24 {
             return None;
         }
         // one slow hand-off (an interrupt, a helper descheduled) moves the average by at most
-        // half of LATENCY_REF
+        // MAX_SCALE/8 of LATENCY_REF
         let since = since.min(MAX_SCALE * LATENCY_REF);
+        // down fast, up slowly: a reading below the average moves it half way (the first
+        // hand-offs after a wake-up are slow, a virtual CPU coming out of halt; they must not
+        // keep a near team serial for long), one above it by 1/8
         self.avg8 = if self.samples == 0 {
             since * 8
+        } else if since * 8 < self.avg8 {
+            (self.avg8 + since * 8) / 2
         } else {
             self.avg8 - self.avg8 / 8 + since
         };
         self.samples += 1;
         let avg = self.avg8 / 8;
-        let scale = (avg / LATENCY_REF).clamp(1, MAX_SCALE) as usize;
+        let one = SCALE_ONE as u64;
+        let scale = (avg * one / LATENCY_REF).clamp(one, MAX_SCALE * one) as usize;
         // a factor above 1 is republished with every sample (renewing its hold)
-        if scale != self.published.1 || scale > 1 || self.samples.is_multiple_of(64) {
+        if scale != self.published.1 || scale > SCALE_ONE || self.samples.is_multiple_of(64) {
             self.published = (avg, scale);
             Some(self.published)
         } else {
@@ -474,14 +487,15 @@ impl Latency {
 }
 
 /// The factor on the default split lengths for the current hand-off latency between the
-/// caller and the team's helpers: 1 up to twice [`LATENCY_REF`], then the latency over it (at
-/// most [`MAX_SCALE`]). 1 before the team has measured it.
+/// caller and the team's helpers, in sixteenths ([`SCALE_ONE`] is 1): the latency over
+/// [`LATENCY_REF`], at least 1, at most [`MAX_SCALE`]. 1 before the team has measured it and
+/// once a factor above 1 has not been renewed for [`SCALE_HOLD`].
 pub(crate) fn split_scale() -> usize {
     let Some(t) = TEAM.get().copied().flatten() else {
-        return 1;
+        return SCALE_ONE;
     };
     let s = t.scale.load(Ordering::Relaxed);
-    if s > 1 {
+    if s > SCALE_ONE {
         held(s, t.scale_until.load(Ordering::Relaxed), ticks())
     } else {
         s
@@ -489,10 +503,10 @@ pub(crate) fn split_scale() -> usize {
 }
 
 /// `scale` while `now` is before `until` (both [`ticks`], compared modulo 2⁶⁴: a deadline
-/// less than 2⁶² ticks ahead), else 1.
+/// less than 2⁶² ticks ahead), else [`SCALE_ONE`].
 fn held(scale: usize, until: u64, now: u64) -> usize {
     if now.wrapping_sub(until) < 1 << 62 {
-        1
+        SCALE_ONE
     } else {
         scale
     }
@@ -824,59 +838,64 @@ mod tests {
         assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1));
     }
 
-    /// The hand-off average: the first sample sets it, later ones move it by 1/8; readings
-    /// above 2²⁴ ticks are dropped, others clipped at MAX_SCALE (4) times the reference; the factor is
-    /// ⌊average / LATENCY_REF⌋ within 1..=MAX_SCALE, published when it changes, while it is
-    /// above 1, and every 64 samples.
+    /// The hand-off average: the first sample sets it, later ones move it up by 1/8 and down
+    /// by 1/2; readings
+    /// above 2²⁴ ticks are dropped, others clipped at MAX_SCALE (8) times the reference; the
+    /// factor is 16 · average / LATENCY_REF within 16..=16 · MAX_SCALE, published when it
+    /// changes, while it is above 16, and every 64 samples.
     #[test]
     fn the_latency_average_and_its_factor() {
         let mut l = Latency::default();
-        assert_eq!(l.sample(LATENCY_REF), Some((LATENCY_REF, 1)));
+        assert_eq!(l.sample(LATENCY_REF), Some((LATENCY_REF, 16)));
         // the same factor: not republished before the 64th sample
         for k in 2..64 {
             assert_eq!(l.sample(LATENCY_REF), None, "sample {k}");
         }
-        assert_eq!(l.sample(LATENCY_REF), Some((LATENCY_REF, 1)));
+        assert_eq!(l.sample(LATENCY_REF), Some((LATENCY_REF, 16)));
         // dropped: no change at all
         assert_eq!(l.sample(1 << 25), None);
         assert_eq!(l.avg8 / 8, LATENCY_REF);
-        // clipped: one huge reading moves the average by (4 − 1)/8 of the reference
+        // clipped: one huge reading moves the average by (8 − 1)/8 of the reference
         let before = l.avg8;
         l.sample(1 << 20);
-        assert_eq!(l.avg8, before - before / 8 + 4 * LATENCY_REF);
-        // a sustained far hand-off (3.5 × the reference) brings the factor to 3 and keeps it
-        // published with every sample
+        assert_eq!(l.avg8, before - before / 8 + 8 * LATENCY_REF);
+        // a sustained far hand-off (4.25 × the reference) brings the factor to 4.25 (68
+        // sixteenths) and keeps it published with every sample
         let mut last = None;
         for _ in 0..200 {
-            last = l.sample(7 * LATENCY_REF / 2);
-            assert!(last.is_some() || l.published.1 == 1);
+            last = l.sample(17 * LATENCY_REF / 4);
+            assert!(last.is_some() || l.published.1 == 16);
         }
         let (avg, scale) = last.expect("published while above 1");
-        assert!(avg.abs_diff(7 * LATENCY_REF / 2) <= 8, "average {avg}");
-        assert_eq!(scale, 3);
-        // back near: the factor returns to 1
-        for _ in 0..200 {
+        assert!(avg.abs_diff(17 * LATENCY_REF / 4) <= 8, "average {avg}");
+        assert!(scale.abs_diff(68) <= 1, "factor {scale}");
+        // back near: a reading below the average halves the distance, and the factor
+        // returns to 1 within a few readings
+        let before = l.avg8;
+        l.sample(LATENCY_REF / 2);
+        assert_eq!(l.avg8, (before + 4 * LATENCY_REF) / 2);
+        for _ in 0..5 {
             l.sample(LATENCY_REF / 2);
         }
-        assert_eq!(l.published.1, 1);
+        assert_eq!(l.published.1, 16);
         assert!(l.avg8 / 8 < LATENCY_REF);
-        // a first sample above MAX_SCALE times the reference is clipped to 4 × (factor 4)
+        // a first sample above MAX_SCALE times the reference is clipped to 8 × (factor 8)
         let mut m = Latency::default();
-        assert_eq!(m.sample(100 * LATENCY_REF), Some((4 * LATENCY_REF, 4)));
-        const { assert!(MAX_SCALE == 4) };
+        assert_eq!(m.sample(100 * LATENCY_REF), Some((8 * LATENCY_REF, 128)));
+        const { assert!(MAX_SCALE == 8) };
     }
 
     /// A factor holds until its deadline, compared modulo 2⁶⁴.
     #[test]
     fn a_factor_holds_until_its_deadline() {
-        assert_eq!(held(3, 1000, 999), 3);
-        assert_eq!(held(3, 1000, 1000), 1);
-        assert_eq!(held(3, 1000, 1 << 40), 1);
+        assert_eq!(held(48, 1000, 999), 48);
+        assert_eq!(held(48, 1000, 1000), SCALE_ONE);
+        assert_eq!(held(48, 1000, 1 << 40), SCALE_ONE);
         // across the counter's wrap
         let until = 5u64;
-        assert_eq!(held(2, until, u64::MAX - 10), 2);
-        assert_eq!(held(2, until, 6), 1);
-        assert_eq!(held(2, u64::MAX - 3, u64::MAX - 4), 2);
-        assert_eq!(held(2, u64::MAX - 3, 2), 1);
+        assert_eq!(held(32, until, u64::MAX - 10), 32);
+        assert_eq!(held(32, until, 6), SCALE_ONE);
+        assert_eq!(held(32, u64::MAX - 3, u64::MAX - 4), 32);
+        assert_eq!(held(32, u64::MAX - 3, 2), SCALE_ONE);
     }
 }
