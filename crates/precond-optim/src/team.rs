@@ -35,7 +35,6 @@
 //! seen by the caller's wait or the caller's clear is seen by the helper, which then leaves
 //! the job untouched).
 
-use crossbeam_utils::CachePadded;
 use std::cell::UnsafeCell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -51,18 +50,15 @@ const BUSY_SPINS: u32 = 1 << 10;
 /// The chunk function of a posted step, its lifetime erased (see the protocol above).
 type ChunkFn = *const (dyn Fn(usize) + Sync);
 
-/// The team's shared state. What the caller writes to post a step ([`Post`]), the helpers'
-/// `active` count and the chunk range `span` (both read-modify-written by the helpers) each
-/// have their own cache lines ([`CachePadded`]: two lines on x86-64, for the adjacent-line
-/// prefetcher): on one line, every helper's increment or claim took the line from the caller
-/// in the middle of its posting stores, and the next store took it back.
 struct Team {
     helpers: usize,
     busy: AtomicBool,
-    post: CachePadded<Post>,
-    active: CachePadded<AtomicUsize>,
+    open: AtomicBool,
+    generation: AtomicU64,
+    active: AtomicUsize,
     /// The unclaimed chunks `front..back` (front in the low 32 bits, back in the high ones).
-    span: CachePadded<AtomicU64>,
+    span: AtomicU64,
+    job: UnsafeCell<Option<ChunkFn>>,
     panicked: AtomicBool,
     sleepers: AtomicUsize,
     lock: Mutex<()>,
@@ -74,21 +70,14 @@ struct Team {
     /// Whether the last step began within [`SPIN`] of the one before it ended.
     close: AtomicBool,
     epoch: Instant,
+    /// When the caller posted the open job ([`ticks`]), read by the helpers that see it.
+    posted_at: AtomicU64,
     /// The helpers' hand-off latency ([`Latency`]): its average in ticks and the factor on
     /// the split lengths it implies ([`split_scale`]), written when they change.
     latency: AtomicU64,
     scale: AtomicUsize,
     /// Until when (in [`ticks`]) a factor above 1 holds (see [`split_scale`]).
     scale_until: AtomicU64,
-}
-
-/// What the caller writes to post a step and the helpers read.
-struct Post {
-    open: AtomicBool,
-    generation: AtomicU64,
-    job: UnsafeCell<Option<ChunkFn>>,
-    /// When the caller posted the open job ([`ticks`]), read by the helpers that see it.
-    posted_at: AtomicU64,
 }
 
 // SAFETY: `job` is written only by the caller holding `busy` while no helper is active on it
@@ -109,14 +98,11 @@ fn team() -> Option<&'static Team> {
         let t: &'static Team = Box::leak(Box::new(Team {
             helpers,
             busy: AtomicBool::new(false),
-            post: CachePadded::new(Post {
-                open: AtomicBool::new(false),
-                generation: AtomicU64::new(0),
-                job: UnsafeCell::new(None),
-                posted_at: AtomicU64::new(0),
-            }),
-            active: CachePadded::new(AtomicUsize::new(0)),
-            span: CachePadded::new(AtomicU64::new(0)),
+            open: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
+            span: AtomicU64::new(0),
+            job: UnsafeCell::new(None),
             panicked: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
             lock: Mutex::new(()),
@@ -125,6 +111,7 @@ fn team() -> Option<&'static Team> {
             last_end: AtomicU64::new(0),
             close: AtomicBool::new(false),
             epoch: Instant::now(),
+            posted_at: AtomicU64::new(0),
             latency: AtomicU64::new(0),
             scale: AtomicUsize::new(SCALE_ONE),
             scale_until: AtomicU64::new(0),
@@ -205,20 +192,20 @@ impl Team {
             let erased: ChunkFn = std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), ChunkFn>(
                 f as *const (dyn Fn(usize) + Sync + '_),
             );
-            *self.post.job.get() = Some(erased);
+            *self.job.get() = Some(erased);
         }
         // chunk 0 is the caller's from the start: it begins its work without waiting for the
         // posting stores to reach the helpers (release stores, no read-modify-write before it)
         self.span.store(span(1, chunks), Ordering::Relaxed);
-        self.post.posted_at.store(ticks(), Ordering::Relaxed);
-        self.post.open.store(true, Ordering::Release);
+        self.posted_at.store(ticks(), Ordering::Relaxed);
+        self.open.store(true, Ordering::Release);
         self.next_generation_posted();
         let mine = catch_unwind(AssertUnwindSafe(|| {
             f(0);
             self.claim(false, f)
         }));
         // no chunk is left to claim: close the job, then wait for helpers inside it
-        self.post.open.store(false, Ordering::SeqCst);
+        self.open.store(false, Ordering::SeqCst);
         wait_until(|| self.active.load(Ordering::SeqCst) == 0);
         let helper_panicked = self.panicked.swap(false, Ordering::Relaxed);
         self.busy.store(false, Ordering::Release);
@@ -257,10 +244,8 @@ impl Team {
     /// step finds the helper counted in `sleepers` and wakes it.
     fn next_generation_posted(&self) {
         // only the caller holding `busy` writes the generation
-        let g = self.post.generation.load(Ordering::Relaxed);
-        self.post
-            .generation
-            .store(g.wrapping_add(1), Ordering::Release);
+        let g = self.generation.load(Ordering::Relaxed);
+        self.generation.store(g.wrapping_add(1), Ordering::Release);
         if self.sleepers.load(Ordering::Relaxed) > 0 {
             for p in self.places.iter() {
                 p.away_from_caller();
@@ -329,16 +314,16 @@ impl Team {
     fn help(&self, i: usize) {
         let place = &self.places[i];
         place.register();
-        let mut seen = self.post.generation.load(Ordering::SeqCst);
+        let mut seen = self.generation.load(Ordering::SeqCst);
         let mut latency = Latency::default();
         loop {
             let spun;
             (seen, spun) = self.next_generation(seen);
             let arrived = ticks();
             self.active.fetch_add(1, Ordering::SeqCst);
-            if self.post.open.load(Ordering::SeqCst) {
+            if self.open.load(Ordering::SeqCst) {
                 if spun {
-                    let since = arrived.wrapping_sub(self.post.posted_at.load(Ordering::Relaxed));
+                    let since = arrived.wrapping_sub(self.posted_at.load(Ordering::Relaxed));
                     if let Some((avg, scale)) = latency.sample(since) {
                         self.latency.store(avg, Ordering::Relaxed);
                         self.scale_until
@@ -348,7 +333,7 @@ impl Team {
                 }
                 // SAFETY: `open` was set after `job` was written and is cleared only before
                 // the caller waits for `active == 0`: the job is live until the decrement.
-                let job = unsafe { *self.post.job.get() };
+                let job = unsafe { *self.job.get() };
                 if let Some(f) = job {
                     // SAFETY: as above, the referent outlives this use.
                     let f = unsafe { &*f };
@@ -370,7 +355,7 @@ impl Team {
         let start = Instant::now();
         let mut spins = 0u32;
         loop {
-            let g = self.post.generation.load(Ordering::SeqCst);
+            let g = self.generation.load(Ordering::SeqCst);
             if g != seen {
                 return (g, spins < BUSY_SPINS);
             }
@@ -385,12 +370,12 @@ impl Team {
                 // re-checked under the lock after announcing the sleep: a caller that bumped
                 // the generation before seeing `sleepers > 0` is caught here, one after it
                 // takes the lock to notify
-                while self.post.generation.load(Ordering::SeqCst) == seen {
+                while self.generation.load(Ordering::SeqCst) == seen {
                     guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
                 }
                 self.sleepers.fetch_sub(1, Ordering::SeqCst);
                 drop(guard);
-                return (self.post.generation.load(Ordering::SeqCst), false);
+                return (self.generation.load(Ordering::SeqCst), false);
             }
         }
     }
@@ -440,8 +425,8 @@ const MAX_SCALE: u64 = 8;
 /// slow first reading, the C-loop comparison's whole measurement of one optimizer).
 const SCALE_HOLD: u64 = 1 << 21;
 
-/// A helper's running average of the hand-off latency (exponential: a reading above it weighs 1/8, one below it 1/2; in
-/// [`ticks`] × 8), and the split factor it last published.
+/// A helper's running average of the hand-off latency (exponential: a reading above it weighs
+/// 1/8, one below it 1/2; in [`ticks`] × 8), and the split factor it last published.
 #[derive(Default)]
 struct Latency {
     avg8: u64,
@@ -839,10 +824,9 @@ mod tests {
     }
 
     /// The hand-off average: the first sample sets it, later ones move it up by 1/8 and down
-    /// by 1/2; readings
-    /// above 2²⁴ ticks are dropped, others clipped at MAX_SCALE (8) times the reference; the
-    /// factor is 16 · average / LATENCY_REF within 16..=16 · MAX_SCALE, published when it
-    /// changes, while it is above 16, and every 64 samples.
+    /// by 1/2; readings above 2²⁴ ticks are dropped, others clipped at MAX_SCALE (8) times
+    /// the reference; the factor is 16 · average / LATENCY_REF within 16..=16 · MAX_SCALE,
+    /// published when it changes, while it is above 16, and every 64 samples.
     #[test]
     fn the_latency_average_and_its_factor() {
         let mut l = Latency::default();
