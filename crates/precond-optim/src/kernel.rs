@@ -481,13 +481,16 @@ pub struct ParallelParams {
     /// Bytes per buffer from which a memory-light step (SGD, momentum, fixed `P`; and the
     /// non-finite check of such a step's gradient) is split while the step team's helpers are
     /// awake, at the reference hand-off latency ([`ParallelParams::current`] scales it with
-    /// the measured one). Default 36 KiB (`f64` 4608 elements, `f32` 9216): SGD
+    /// the measured one). Default 40 KiB (`f64` 5120 elements, `f32` 10 240): SGD
     /// (`propagate`), time split / serial with the VM's two virtual CPUs near each other
-    /// (session 22, after the team's padded lines and by-value chunk closures): `f64` 1.15 at
-    /// 2048 elements, 1.07 at 3072, 0.95 at 4096, 0.85 at 6144, 0.71 at 10⁴; `f32` 1.22 at
-    /// 4096, 1.0–1.2 at 8192, 0.92 at 10⁴, 0.89 at 12 Ki, 0.70–0.73 at 24 Ki. Far apart
-    /// (hand-off 4.2–4.5 times the reference) the crossover was at about 160 KiB: `f32` 1.12
-    /// at 32 Ki, 0.90 at 48 Ki; `f64` 1.11 at 16 Ki, 0.91 at 24 Ki.
+    /// (session 22, with the by-value chunk closures of [`fused_step`]'s split): `f64` 1.15
+    /// at 2048 elements, 1.07 at 3072, 0.95 at 4096, 0.85 at 6144, 0.71 at 10⁴; `f32` 1.22 at
+    /// 4096, 1.0–1.2 at 8192, 0.92 at 10⁴, 0.89 at 12 Ki, 0.70–0.73 at 24 Ki; but `f32` at 10⁴
+    /// against the C loop (`benches/peers/c_reference.c`, four alternations, 36 against 72
+    /// KiB) was not faster split (0.67–0.73 against 0.69–0.79 of the C loop's throughput), so
+    /// the length stays above 40 000 bytes. Far apart (hand-off 4.2–4.5 times the reference)
+    /// the crossover was at about 160 KiB: `f32` 1.12 at 32 Ki, 0.90 at 48 Ki; `f64` 1.11 at
+    /// 16 Ki, 0.91 at 24 Ki.
     pub split_bytes: usize,
     /// The same for an arithmetic-bound step ([`ElementUpdate::HEAVY`]: AdaGrad, RMSProp, Adam,
     /// AdamW) and its gradient's check. Default 16 KiB (`f64` 2048 elements, `f32` 4096): Adam
@@ -508,7 +511,7 @@ pub struct ParallelParams {
 impl Default for ParallelParams {
     fn default() -> Self {
         ParallelParams {
-            split_bytes: 36 << 10,
+            split_bytes: 40 << 10,
             split_bytes_heavy: 16 << 10,
             wake: 3 << 18,
             wake_heavy: 1 << 18,

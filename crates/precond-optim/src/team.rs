@@ -406,7 +406,7 @@ fn ticks() -> u64 {
 /// ticks while the host kept the two virtual CPUs near each other (a C ping-pong round trip
 /// of 52–99 ns; the defaults were measured so, at averages of 150–260) and 865–936 while it
 /// had them far apart (round trip 330–390 ns, switching back and forth within seconds). The
-/// split lengths' crossovers moved with it: SGD (`propagate`) about 36–40 KiB per buffer near
+/// split lengths' crossovers moved with it: SGD (`propagate`) about 32–40 KiB per buffer near
 /// and 160 KiB far, in proportion to the latency ([`split_scale`]).
 const LATENCY_REF: u64 = 208;
 
