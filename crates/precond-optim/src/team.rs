@@ -317,19 +317,18 @@ impl Team {
         let mut seen = self.generation.load(Ordering::SeqCst);
         let mut latency = Latency::default();
         loop {
-            let spun;
-            (seen, spun) = self.next_generation(seen);
+            let how;
+            (seen, how) = self.next_generation(seen);
             let arrived = ticks();
+            latency.woke(how);
             self.active.fetch_add(1, Ordering::SeqCst);
             if self.open.load(Ordering::SeqCst) {
-                if spun {
-                    let since = arrived.wrapping_sub(self.posted_at.load(Ordering::Relaxed));
-                    if let Some((avg, scale)) = latency.sample(since) {
-                        self.latency.store(avg, Ordering::Relaxed);
-                        self.scale_until
-                            .store(arrived.wrapping_add(SCALE_HOLD), Ordering::Relaxed);
-                        self.scale.store(scale, Ordering::Relaxed);
-                    }
+                let since = arrived.wrapping_sub(self.posted_at.load(Ordering::Relaxed));
+                if let Some((avg, scale)) = latency.hand_off(how, since) {
+                    self.latency.store(avg, Ordering::Relaxed);
+                    self.scale_until
+                        .store(arrived.wrapping_add(SCALE_HOLD), Ordering::Relaxed);
+                    self.scale.store(scale, Ordering::Relaxed);
                 }
                 // SAFETY: `open` was set after `job` was written and is cleared only before
                 // the caller waits for `active == 0`: the job is live until the decrement.
@@ -349,15 +348,20 @@ impl Team {
     }
 
     /// Waits until `generation` differs from `seen` and returns it: busy, then yielding, for
-    /// [`SPIN`], then asleep on the condition variable; with whether it was seen while busy
-    /// (then the wait measured the hand-off, not a wake-up).
-    fn next_generation(&self, seen: u64) -> (u64, bool) {
+    /// [`SPIN`], then asleep on the condition variable; with how it was seen (while busy, the
+    /// wait measured the hand-off, not a wake-up).
+    fn next_generation(&self, seen: u64) -> (u64, Seen) {
         let start = Instant::now();
         let mut spins = 0u32;
         loop {
             let g = self.generation.load(Ordering::SeqCst);
             if g != seen {
-                return (g, spins < BUSY_SPINS);
+                let how = if spins < BUSY_SPINS {
+                    Seen::Busy
+                } else {
+                    Seen::Yielding
+                };
+                return (g, how);
             }
             if spins < BUSY_SPINS {
                 spins += 1;
@@ -375,11 +379,26 @@ impl Team {
                 }
                 self.sleepers.fetch_sub(1, Ordering::SeqCst);
                 drop(guard);
-                return (self.generation.load(Ordering::SeqCst), false);
+                return (self.generation.load(Ordering::SeqCst), Seen::Asleep);
             }
         }
     }
 }
+
+/// How a helper saw a new generation: spinning, yielding its core, or woken from sleep.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Busy,
+    Yielding,
+    Asleep,
+}
+
+/// Hand-offs a helper does not time after it starts and after every sleep: the first ones
+/// after a wake-up are slow (on a VM the helper's virtual CPU comes out of halt). Timed, the
+/// first of them kept the split factor high: the factor held a team serial, the helper fell
+/// asleep meanwhile, and the one split step after each hold was again a first hand-off
+/// after a wake-up (SGD `f64` at 10⁴ against the C loop: serial with the virtual CPUs near).
+const WARM_UP: u32 = 2;
 
 /// A cheap clock for the hand-off latency: the time-stamp counter (x86-64: constant-rate and
 /// synchronized across CPUs on the machines this crate measures; a pair of readings from two
@@ -432,9 +451,34 @@ struct Latency {
     avg8: u64,
     samples: u64,
     published: (u64, usize),
+    /// Hand-offs seen while busy still to be skipped ([`WARM_UP`] less those skipped since
+    /// the start or the last sleep).
+    skipped: u32,
 }
 
 impl Latency {
+    /// Called with how every new generation was seen: after a sleep the next [`WARM_UP`]
+    /// hand-offs are not timed.
+    fn woke(&mut self, how: Seen) {
+        if how == Seen::Asleep {
+            self.skipped = 0;
+        }
+    }
+
+    /// One open job seen `since` ticks after it was posted: a reading ([`Latency::sample`])
+    /// when it was seen while busy and [`WARM_UP`] busy hand-offs have passed since the start
+    /// or the last sleep; `None` otherwise.
+    fn hand_off(&mut self, how: Seen, since: u64) -> Option<(u64, usize)> {
+        if how != Seen::Busy {
+            return None;
+        }
+        if self.skipped < WARM_UP {
+            self.skipped += 1;
+            return None;
+        }
+        self.sample(since)
+    }
+
     /// Adds one hand-off time; readings above 2²⁴ ticks (6 ms at 2.6 GHz: a helper preempted,
     /// or counters of two CPUs out of step) are dropped, the others clipped at [`MAX_SCALE`]
     /// times [`LATENCY_REF`]. Returns the new average and factor (in sixteenths:
@@ -867,6 +911,25 @@ mod tests {
         let mut m = Latency::default();
         assert_eq!(m.sample(100 * LATENCY_REF), Some((8 * LATENCY_REF, 128)));
         const { assert!(MAX_SCALE == 8) };
+    }
+
+    /// Only hand-offs seen while busy are timed, and not the first WARM_UP (2) after the
+    /// start or after a sleep.
+    #[test]
+    fn the_first_hand_offs_after_a_sleep_are_not_timed() {
+        let mut l = Latency::default();
+        l.woke(Seen::Busy);
+        assert_eq!(l.hand_off(Seen::Busy, 5000), None);
+        assert_eq!(l.hand_off(Seen::Busy, 5000), None);
+        assert_eq!(l.hand_off(Seen::Busy, LATENCY_REF), Some((LATENCY_REF, 16)));
+        assert_eq!(l.hand_off(Seen::Yielding, 8 * LATENCY_REF), None);
+        assert_eq!(l.samples, 1);
+        l.woke(Seen::Asleep);
+        assert_eq!(l.hand_off(Seen::Busy, 8 * LATENCY_REF), None);
+        assert_eq!(l.hand_off(Seen::Busy, 8 * LATENCY_REF), None);
+        assert_eq!(l.samples, 1);
+        assert!(l.hand_off(Seen::Busy, 2 * LATENCY_REF).is_some());
+        assert_eq!(l.samples, 2);
     }
 
     /// A factor holds until its deadline, compared modulo 2⁶⁴.
