@@ -395,7 +395,6 @@ impl<T: Clone> Aligned<T> {
             size > 0
                 && p < PAGE
                 && p % size == 0
-                && p % std::mem::align_of::<T>() == 0
                 && len.saturating_mul(size) >= PAGE_PLACED_MIN_BYTES
         });
         let oom = || OptimError::OutOfMemory {
@@ -426,7 +425,7 @@ impl<T: Clone> Aligned<T> {
         let raw = unsafe { base.add(page.unwrap_or(0)) }.cast::<T>();
         let ptr = std::ptr::NonNull::new(raw).ok_or_else(oom)?;
         // SAFETY: `raw` is valid for `len` writes of `T`, aligned (64 ≥ align_of::<T>(), or a
-        // page offset that is a multiple of it).
+        // page offset that is a multiple of the element size, hence of its alignment).
         unsafe {
             for i in 0..len {
                 raw.add(i).write(value.clone());
@@ -490,17 +489,12 @@ impl<T: Clone> Clone for Aligned<T> {
         if self.len == 0 {
             return Self::default();
         }
-        let mut c = Self::filled_at(
-            self.len,
-            self[0].clone(),
-            "state copy",
-            self.head.map(|_| self.ptr.as_ptr() as usize % PAGE),
-        )
-        .unwrap_or_else(|_| {
-            std::alloc::handle_alloc_error(
-                Self::layout(self.len).expect("the layout of an existing buffer"),
-            )
-        });
+        let mut c = Self::filled_at(self.len, self[0].clone(), "state copy", self.head)
+            .unwrap_or_else(|_| {
+                std::alloc::handle_alloc_error(
+                    Self::layout(self.len).expect("the layout of an existing buffer"),
+                )
+            });
         c.clone_from_slice(self);
         c
     }
