@@ -25,15 +25,21 @@
 //! The chunks' results never depend on which thread ran them (each chunk is the same
 //! arithmetic on the same elements), so the split is invisible in the numbers.
 //!
-//! Protocol (no allocation after the helpers are started once): the caller takes `busy`,
-//! writes the job and the unclaimed chunks (all but chunk 0, the caller's own), sets `open`
-//! and bumps `generation` (release stores, so that the caller starts on chunk 0 at once, not
-//! after its stores have reached the helpers' cores); a helper that sees a new generation
-//! increments `active`, then reads `open`: if set, the job is valid until it decrements
-//! `active`, because the caller, after claiming the last chunk, clears `open` and then waits
-//! for `active == 0` (both sides sequentially consistent: either the helper's increment is
-//! seen by the caller's wait or the caller's clear is seen by the helper, which then leaves
-//! the job untouched).
+//! Protocol (no allocation after the helpers are started once): one word, [`Post::state`],
+//! holds the unclaimed chunks `front..back` and the number of chunks the helpers have
+//! finished. The caller takes `busy`, writes the job, then the word (chunk 0 is its own from
+//! the start, so it begins its work at once) with a release store; a helper that sees
+//! `front < back` claims `back − 1` by a compare-and-swap of the whole word and only then
+//! reads the job, runs the chunk and adds one to the finished count. The caller claims from
+//! the front until none is left, then waits until the finished count equals the chunks it did
+//! not run itself: every claimed chunk has ended, and no helper can claim another, so the job
+//! (and the closure it points to) is not read after the caller returns. A helper whose
+//! compare-and-swap saw an older step fails, or (the same word again, a later step) claims a
+//! chunk of the step that word now describes, whose job it reads after the claim. The job,
+//! the word and the post time share one cache line: a helper gets all three with one
+//! transfer from the caller's core. Measured against the protocol it replaced (a count of
+//! active helpers and an `open` flag, each on its own read-modify-write): see
+//! [`Team::post_and_work`].
 
 use std::cell::UnsafeCell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -50,16 +56,25 @@ const BUSY_SPINS: u32 = 1 << 10;
 /// The chunk function of a posted step, its lifetime erased (see the protocol above).
 type ChunkFn = *const (dyn Fn(usize) + Sync);
 
-struct Team {
-    helpers: usize,
-    busy: AtomicBool,
-    open: AtomicBool,
+/// What a posted step shares with the helpers, on one cache line (see the protocol above).
+#[repr(C, align(64))]
+struct Post {
+    /// The unclaimed chunks `front..back` and the chunks the helpers have finished, packed
+    /// ([`pack`]).
+    state: AtomicU64,
+    /// Bumped with every post and every wake-up without a job; sleeping helpers wait for it
+    /// to change.
     generation: AtomicU64,
-    active: AtomicUsize,
-    /// The unclaimed chunks `front..back` (front in the low 32 bits, back in the high ones).
-    span: AtomicU64,
+    /// When the caller posted the job ([`ticks`]), read by the helpers that claim from it.
+    posted_at: AtomicU64,
     job: UnsafeCell<Option<ChunkFn>>,
     panicked: AtomicBool,
+}
+
+struct Team {
+    post: Post,
+    helpers: usize,
+    busy: AtomicBool,
     sleepers: AtomicUsize,
     lock: Mutex<()>,
     wake: Condvar,
@@ -70,8 +85,6 @@ struct Team {
     /// Whether the last step began within [`SPIN`] of the one before it ended.
     close: AtomicBool,
     epoch: Instant,
-    /// When the caller posted the open job ([`ticks`]), read by the helpers that see it.
-    posted_at: AtomicU64,
     /// The helpers' hand-off latency ([`Latency`]): its average in ticks and the factor on
     /// the split lengths it implies ([`split_scale`]), written when they change.
     latency: AtomicU64,
@@ -80,9 +93,10 @@ struct Team {
     scale_until: AtomicU64,
 }
 
-// SAFETY: `job` is written only by the caller holding `busy` while no helper is active on it
-// and read by helpers only between their `active` increment and decrement while `open` is set
-// (the protocol in the module documentation); everything else is atomic or a lock.
+// SAFETY: `job` is written only by the caller holding `busy` before it publishes the step's
+// chunks, and read by a helper only after it has claimed one of them and before it reports
+// the chunk finished, which the caller waits for (the protocol in the module documentation);
+// everything else is atomic or a lock.
 unsafe impl Sync for Team {}
 
 static TEAM: OnceLock<Option<&'static Team>> = OnceLock::new();
@@ -96,14 +110,15 @@ fn team() -> Option<&'static Team> {
             return None;
         }
         let t: &'static Team = Box::leak(Box::new(Team {
+            post: Post {
+                state: AtomicU64::new(0),
+                generation: AtomicU64::new(0),
+                posted_at: AtomicU64::new(0),
+                job: UnsafeCell::new(None),
+                panicked: AtomicBool::new(false),
+            },
             helpers,
             busy: AtomicBool::new(false),
-            open: AtomicBool::new(false),
-            generation: AtomicU64::new(0),
-            active: AtomicUsize::new(0),
-            span: AtomicU64::new(0),
-            job: UnsafeCell::new(None),
-            panicked: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wake: Condvar::new(),
@@ -111,7 +126,6 @@ fn team() -> Option<&'static Team> {
             last_end: AtomicU64::new(0),
             close: AtomicBool::new(false),
             epoch: Instant::now(),
-            posted_at: AtomicU64::new(0),
             latency: AtomicU64::new(0),
             scale: AtomicUsize::new(SCALE_ONE),
             scale_until: AtomicU64::new(0),
@@ -161,7 +175,7 @@ pub(crate) fn run(chunks: usize, wake: bool, f: &(dyn Fn(usize) + Sync)) {
         return;
     }
     if rayon::current_thread_index().is_none()
-        && chunks <= u32::MAX as usize
+        && chunks <= MAX_CHUNKS
         && let Some(t) = team()
         && t.busy
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -184,33 +198,50 @@ impl Team {
     /// It reads no clock (`clock_gettime`, 23 ns each on the VM of BENCHMARKS.md): with the
     /// helpers awake, the next step that finds them asleep comes at least [`SPIN`] after this
     /// one began, so the times [`Self::alone`] compares need not include this step.
+    ///
+    /// Against the protocol before this one (the helper counted itself into an `active`
+    /// count and read an `open` flag before it claimed, the caller cleared `open` with a
+    /// sequentially consistent store and waited for `active == 0`: three read-modify-writes
+    /// and four cache lines per hand-off), measured on the 2-core AMD EPYC (Zen 4) VM of
+    /// BENCHMARKS.md, SGD `f32` at 10⁴ split in two, `Optimizer::step` in a Rust probe (41
+    /// interleaved rounds of 2000 steps, the two builds alternated three times, virtual CPUs
+    /// at a ping-pong round trip of 97–140 ns): 2015–2287 time-stamp ticks per step against
+    /// 2075–2429 (faster in each alternation), the helpers' hand-off average 138–164 ticks
+    /// against 254–301; at 10⁵ and 10⁶ the same within the noise.
     fn post_and_work(&self, chunks: usize, f: &(dyn Fn(usize) + Sync)) {
-        // SAFETY: no helper is active (the previous caller waited for `active == 0` before
-        // releasing `busy`) and `open` is clear, so no helper reads `job` now. The lifetime is
-        // erased: helpers use the pointer only while this call has not returned (protocol).
+        let p = &self.post;
+        // SAFETY: every chunk of the previous step was claimed and has finished (its caller
+        // waited for that before releasing `busy`), so no helper reads `job` now; one reads it
+        // only after claiming a chunk of the state published below. The lifetime is erased:
+        // helpers use the pointer only while this call has not returned (protocol).
         unsafe {
             let erased: ChunkFn = std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), ChunkFn>(
                 f as *const (dyn Fn(usize) + Sync + '_),
             );
-            *self.job.get() = Some(erased);
+            *p.job.get() = Some(erased);
         }
         // chunk 0 is the caller's from the start: it begins its work without waiting for the
         // posting stores to reach the helpers (release stores, no read-modify-write before it)
-        self.span.store(span(1, chunks), Ordering::Relaxed);
-        self.posted_at.store(ticks(), Ordering::Relaxed);
-        self.open.store(true, Ordering::Release);
+        p.posted_at.store(ticks(), Ordering::Relaxed);
+        p.state.store(pack(1, chunks, 0), Ordering::Release);
         self.next_generation_posted();
-        let mine = catch_unwind(AssertUnwindSafe(|| {
+        let mut mine = 1;
+        let ran = catch_unwind(AssertUnwindSafe(|| {
             f(0);
-            self.claim(false, f)
+            while let Some(c) = self.claim_front() {
+                mine += 1;
+                f(c);
+            }
         }));
-        // no chunk is left to claim: close the job, then wait for helpers inside it
-        self.open.store(false, Ordering::SeqCst);
-        wait_until(|| self.active.load(Ordering::SeqCst) == 0);
-        let helper_panicked = self.panicked.swap(false, Ordering::Relaxed);
+        // (after a panic: the chunks still unclaimed taken without running them)
+        mine += self.close();
+        // every chunk claimed; wait until the helpers' ones have ended
+        let theirs = chunks - mine;
+        wait_until(|| unpack(p.state.load(Ordering::Acquire)).2 == theirs);
+        let helper_panicked = p.panicked.swap(false, Ordering::Relaxed);
         self.busy.store(false, Ordering::Release);
-        if let Err(p) = mine {
-            resume_unwind(p);
+        if let Err(e) = ran {
+            resume_unwind(e);
         }
         assert!(
             !helper_panicked,
@@ -221,7 +252,8 @@ impl Team {
     /// The caller's side of a short step while every helper sleeps (holding `busy`): all
     /// chunks on the caller; then, when this step and the one before it each began less than
     /// [`SPIN`] after their predecessor ended, a new generation without a job, which wakes
-    /// the helpers (they find nothing open and keep looking for the next step for [`SPIN`]).
+    /// the helpers (they find no chunk to claim and keep looking for the next step for
+    /// [`SPIN`]).
     fn alone(&self, chunks: usize, f: &(dyn Fn(usize) + Sync)) {
         let close = self.began();
         let mine = catch_unwind(AssertUnwindSafe(|| (0..chunks).for_each(f)));
@@ -244,8 +276,11 @@ impl Team {
     /// step finds the helper counted in `sleepers` and wakes it.
     fn next_generation_posted(&self) {
         // only the caller holding `busy` writes the generation
-        let g = self.generation.load(Ordering::Relaxed);
-        self.generation.store(g.wrapping_add(1), Ordering::Release);
+        let gen_ = &self.post.generation;
+        gen_.store(
+            gen_.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Release,
+        );
         if self.sleepers.load(Ordering::Relaxed) > 0 {
             for p in self.places.iter() {
                 p.away_from_caller();
@@ -275,87 +310,133 @@ impl Team {
         self.last_end.store(self.now(), Ordering::Relaxed);
     }
 
-    /// Claims and runs chunks until none is left: the caller from the front (`back = false`),
-    /// the helpers from the back.
+    /// The caller's claim: the front chunk, if any is left.
     ///
-    /// Why two ends: measured on the 2-core AMD EPYC (Zen 4) of BENCHMARKS.md, SGD with
-    /// momentum, `f32`, 10⁵ elements (all buffers in the two L2 caches), a step preceded by a
-    /// split scan of `x` took 2.3–2.7× a step alone when both claimed from one counter: each
-    /// pass handed a chunk to whichever thread asked first, so about half the lines of `x`
-    /// moved between the cores on every pass.
-    fn claim(&self, back: bool, f: &(dyn Fn(usize) + Sync)) {
-        let mut cur = self.span.load(Ordering::Relaxed);
+    /// The caller claims from the front and the helpers from the back. Why two ends: measured
+    /// on the 2-core AMD EPYC (Zen 4) of BENCHMARKS.md, SGD with momentum, `f32`, 10⁵ elements
+    /// (all buffers in the two L2 caches), a step preceded by a split scan of `x` took
+    /// 2.3–2.7× a step alone when both claimed from one counter: each pass handed a chunk to
+    /// whichever thread asked first, so about half the lines of `x` moved between the cores
+    /// on every pass.
+    fn claim_front(&self) -> Option<usize> {
+        let st = &self.post.state;
+        let mut cur = st.load(Ordering::Relaxed);
         loop {
-            let (lo, hi) = (cur & u64::from(u32::MAX), cur >> 32);
+            let (lo, hi, _) = unpack(cur);
             if lo >= hi {
-                return;
+                return None;
             }
-            let (lo, hi) = (lo as usize, hi as usize);
-            let (next, c) = if back {
-                (span(lo, hi - 1), hi - 1)
-            } else {
-                (span(lo + 1, hi), lo)
-            };
-            match self
-                .span
-                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    f(c);
-                    cur = self.span.load(Ordering::Relaxed);
-                }
+            match st.compare_exchange_weak(cur, cur + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(lo),
                 Err(now) => cur = now,
             }
         }
     }
 
-    /// A helper thread's loop: wait for a new generation, help with the job if it is still
-    /// open, repeat.
+    /// The caller's end of the claims: every chunk still unclaimed is taken (none, unless a
+    /// chunk of the caller's panicked); returns how many.
+    fn close(&self) -> usize {
+        let st = &self.post.state;
+        let mut cur = st.load(Ordering::Relaxed);
+        loop {
+            let (lo, hi, done) = unpack(cur);
+            if lo >= hi {
+                return 0;
+            }
+            match st.compare_exchange_weak(
+                cur,
+                pack(hi, hi, done),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return hi - lo,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// A helper's claim: the back chunk, if any is left. `Acquire` on success: the job the
+    /// caller wrote before publishing this state is visible.
+    fn claim_back(&self) -> Option<usize> {
+        let st = &self.post.state;
+        let mut cur = st.load(Ordering::Acquire);
+        loop {
+            let (lo, hi, _) = unpack(cur);
+            if lo >= hi {
+                return None;
+            }
+            match st.compare_exchange_weak(
+                cur,
+                cur - BACK_ONE,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(hi - 1),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// A helper thread's loop: wait for chunks to claim (or a new generation), claim and run
+    /// them from the back until none is left, repeat.
     fn help(&self, i: usize) {
         let place = &self.places[i];
         place.register();
-        let mut seen = self.generation.load(Ordering::SeqCst);
+        let p = &self.post;
+        let mut seen = p.generation.load(Ordering::SeqCst);
         let mut latency = Latency::default();
         loop {
             let how;
-            (seen, how) = self.next_generation(seen);
+            (seen, how) = self.next_work(seen);
             let arrived = ticks();
             latency.woke(how);
-            self.active.fetch_add(1, Ordering::SeqCst);
-            if self.open.load(Ordering::SeqCst) {
-                let since = arrived.wrapping_sub(self.posted_at.load(Ordering::Relaxed));
-                if let Some((avg, scale)) = latency.hand_off(how, since) {
-                    self.latency.store(avg, Ordering::Relaxed);
-                    self.scale_until
-                        .store(arrived.wrapping_add(SCALE_HOLD), Ordering::Relaxed);
-                    self.scale.store(scale, Ordering::Relaxed);
-                }
-                // SAFETY: `open` was set after `job` was written and is cleared only before
-                // the caller waits for `active == 0`: the job is live until the decrement.
-                let job = unsafe { *self.job.get() };
-                if let Some(f) = job {
-                    // SAFETY: as above, the referent outlives this use.
-                    let f = unsafe { &*f };
-                    if catch_unwind(AssertUnwindSafe(|| self.claim(true, f))).is_err() {
-                        // the remaining chunks are run by the caller
-                        self.panicked.store(true, Ordering::Relaxed);
+            let mut timed = false;
+            while let Some(c) = self.claim_back() {
+                if !timed {
+                    timed = true;
+                    let since = arrived.wrapping_sub(p.posted_at.load(Ordering::Relaxed));
+                    if let Some((avg, scale)) = latency.hand_off(how, since) {
+                        self.latency.store(avg, Ordering::Relaxed);
+                        self.scale_until
+                            .store(arrived.wrapping_add(SCALE_HOLD), Ordering::Relaxed);
+                        self.scale.store(scale, Ordering::Relaxed);
                     }
                 }
+                // SAFETY: the claim succeeded on the state the caller published after writing
+                // `job` (acquire), and the caller does not return (nor write `job` again)
+                // before this chunk is reported finished below.
+                let job = unsafe { *p.job.get() };
+                let ok = job.is_some_and(|f| {
+                    // SAFETY: as above, the referent outlives this use.
+                    let f = unsafe { &*f };
+                    catch_unwind(AssertUnwindSafe(|| f(c))).is_ok()
+                });
+                if !ok {
+                    // the chunks left are the caller's (it claims what no helper takes)
+                    p.panicked.store(true, Ordering::Relaxed);
+                }
+                // the chunk's writes published to the caller, which waits for this count
+                p.state.fetch_add(DONE_ONE, Ordering::Release);
+                if !ok {
+                    break;
+                }
             }
-            self.active.fetch_sub(1, Ordering::SeqCst);
             place.restore();
         }
     }
 
-    /// Waits until `generation` differs from `seen` and returns it: busy, then yielding, for
-    /// [`SPIN`], then asleep on the condition variable; with how it was seen (while busy, the
-    /// wait measured the hand-off, not a wake-up).
-    fn next_generation(&self, seen: u64) -> (u64, Seen) {
+    /// Waits until there is a chunk to claim or `generation` differs from `seen`: busy, then
+    /// yielding, for [`SPIN`], then asleep on the condition variable. Returns the generation
+    /// and how the change was seen (while busy, the wait measured the hand-off, not a
+    /// wake-up).
+    fn next_work(&self, seen: u64) -> (u64, Seen) {
+        let p = &self.post;
         let start = Instant::now();
         let mut spins = 0u32;
         loop {
-            let g = self.generation.load(Ordering::SeqCst);
-            if g != seen {
+            let (lo, hi, _) = unpack(p.state.load(Ordering::Relaxed));
+            let g = p.generation.load(Ordering::Relaxed);
+            if lo < hi || g != seen {
                 let how = if spins < BUSY_SPINS {
                     Seen::Busy
                 } else {
@@ -374,12 +455,12 @@ impl Team {
                 // re-checked under the lock after announcing the sleep: a caller that bumped
                 // the generation before seeing `sleepers > 0` is caught here, one after it
                 // takes the lock to notify
-                while self.generation.load(Ordering::SeqCst) == seen {
+                while p.generation.load(Ordering::SeqCst) == seen {
                     guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
                 }
                 self.sleepers.fetch_sub(1, Ordering::SeqCst);
                 drop(guard);
-                return (self.generation.load(Ordering::SeqCst), Seen::Asleep);
+                return (p.generation.load(Ordering::SeqCst), Seen::Asleep);
             }
         }
     }
@@ -465,9 +546,9 @@ impl Latency {
         }
     }
 
-    /// One open job seen `since` ticks after it was posted: a reading ([`Latency::sample`])
-    /// when it was seen while busy and [`WARM_UP`] busy hand-offs have passed since the start
-    /// or the last sleep; `None` otherwise.
+    /// One posted job claimed from, seen `since` ticks after it was posted: a reading
+    /// ([`Latency::sample`]) when it was seen while busy and [`WARM_UP`] busy hand-offs have
+    /// passed since the start or the last sleep; `None` otherwise.
     fn hand_off(&mut self, how: Seen, since: u64) -> Option<(u64, usize)> {
         if how != Seen::Busy {
             return None;
@@ -549,9 +630,30 @@ pub(crate) fn handoff_ticks() -> u64 {
         .map_or(0, |t| t.latency.load(Ordering::Relaxed))
 }
 
-/// The packed range `front..back` of unclaimed chunks (`back ≤ u32::MAX`, checked by [`run`]).
-fn span(front: usize, back: usize) -> u64 {
-    front as u64 | ((back as u64) << 32)
+/// Bits of each field of [`Post::state`].
+const FIELD_BITS: u32 = 21;
+
+/// Most chunks one step can have on the team (more go to rayon).
+const MAX_CHUNKS: usize = (1 << FIELD_BITS) - 1;
+
+/// [`Post::state`]'s back chunk and finished count, each in units of one.
+const BACK_ONE: u64 = 1 << FIELD_BITS;
+const DONE_ONE: u64 = 1 << (2 * FIELD_BITS);
+
+/// The packed state of a step: the unclaimed chunks `front..back` and the number of chunks
+/// the helpers have finished, each below 2²¹ (`back ≤ MAX_CHUNKS`, checked by [`run`]).
+fn pack(front: usize, back: usize, done: usize) -> u64 {
+    front as u64 | (back as u64) << FIELD_BITS | (done as u64) << (2 * FIELD_BITS)
+}
+
+/// [`pack`] undone: `(front, back, done)`.
+fn unpack(w: u64) -> (usize, usize, usize) {
+    let m = (1u64 << FIELD_BITS) - 1;
+    (
+        (w & m) as usize,
+        ((w >> FIELD_BITS) & m) as usize,
+        (w >> (2 * FIELD_BITS)) as usize,
+    )
 }
 
 /// Where a sleeping helper wakes up.
@@ -930,6 +1032,27 @@ mod tests {
         assert_eq!(l.samples, 1);
         assert!(l.hand_off(Seen::Busy, 2 * LATENCY_REF).is_some());
         assert_eq!(l.samples, 2);
+    }
+
+    /// The packed state: each field round-trips up to `MAX_CHUNKS`, and the claims and the
+    /// finished count move one field each, never carrying into the next.
+    #[test]
+    fn the_packed_state() {
+        for (f, b, d) in [
+            (0, 0, 0),
+            (1, 2, 0),
+            (7, 64, 3),
+            (MAX_CHUNKS, MAX_CHUNKS, MAX_CHUNKS),
+        ] {
+            assert_eq!(unpack(pack(f, b, d)), (f, b, d));
+        }
+        let w = pack(1, MAX_CHUNKS, MAX_CHUNKS - 1);
+        assert_eq!(unpack(w + 1), (2, MAX_CHUNKS, MAX_CHUNKS - 1));
+        assert_eq!(unpack(w - BACK_ONE), (1, MAX_CHUNKS - 1, MAX_CHUNKS - 1));
+        assert_eq!(unpack(w + DONE_ONE), (1, MAX_CHUNKS, MAX_CHUNKS));
+        let w = pack(MAX_CHUNKS - 1, MAX_CHUNKS, 0);
+        assert_eq!(unpack(w + 1), (MAX_CHUNKS, MAX_CHUNKS, 0));
+        assert_eq!(unpack(pack(0, 1, 0) - BACK_ONE), (0, 0, 0));
     }
 
     /// A factor holds until its deadline, compared modulo 2⁶⁴.
