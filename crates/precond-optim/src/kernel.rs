@@ -481,16 +481,17 @@ pub struct ParallelParams {
     /// Bytes per buffer from which a memory-light step (SGD, momentum, fixed `P`; and the
     /// non-finite check of such a step's gradient) is split while the step team's helpers are
     /// awake, at the reference hand-off latency ([`ParallelParams::current`] scales it with
-    /// the measured one). Default 40 KiB (`f64` 5120 elements, `f32` 10 240): SGD
+    /// the measured one). Default 32 KiB (`f64` 4096 elements, `f32` 8192): SGD
     /// (`propagate`), time split / serial with the VM's two virtual CPUs near each other
-    /// (session 22, with the by-value chunk closures of [`fused_step`]'s split): `f64` 1.15
-    /// at 2048 elements, 1.07 at 3072, 0.95 at 4096, 0.85 at 6144, 0.71 at 10⁴; `f32` 1.22 at
-    /// 4096, 1.0–1.2 at 8192, 0.92 at 10⁴, 0.89 at 12 Ki, 0.70–0.73 at 24 Ki; but `f32` at 10⁴
-    /// against the C loop (`benches/peers/c_reference.c`, four alternations, 36 against 72
-    /// KiB) was not faster split (0.67–0.73 against 0.69–0.79 of the C loop's throughput), so
-    /// the length stays above 40 000 bytes. Far apart (hand-off 4.2–4.5 times the reference)
-    /// the crossover was at about 160 KiB: `f32` 1.12 at 32 Ki, 0.90 at 48 Ki; `f64` 1.11 at
-    /// 16 Ki, 0.91 at 24 Ki.
+    /// (session 22, with the by-value chunk closures of [`fused_step`]'s split, even chunks):
+    /// `f64` 1.15 at 2048 elements, 1.07 at 3072, 0.95 at 4096, 0.85 at 6144, 0.71 at 10⁴;
+    /// `f32` 1.22 at 4096, 1.0–1.2 at 8192, 0.92 at 10⁴, 0.89 at 12 Ki, 0.70–0.73 at 24 Ki.
+    /// With the caller's head start ([`CALLER_HEAD_START_BYTES`], session 23) `f32` at 10⁴
+    /// against the C loop (`benches/peers/c_reference.c`, three alternations, near): split
+    /// (32 KiB) 1.07–1.18 of the C loop's throughput, serial (40 KiB, the length before)
+    /// 0.84–0.88; `f64` at 10⁴ 1.38–1.46 with the head start, 1.20–1.37 without. Far apart
+    /// (hand-off 4.2–4.5 times the reference) the crossover was at about 160 KiB: `f32` 1.12
+    /// at 32 Ki, 0.90 at 48 Ki; `f64` 1.11 at 16 Ki, 0.91 at 24 Ki.
     pub split_bytes: usize,
     /// The same for an arithmetic-bound step ([`ElementUpdate::HEAVY`]: AdaGrad, RMSProp, Adam,
     /// AdamW) and its gradient's check. Default 16 KiB (`f64` 2048 elements, `f32` 4096): Adam
@@ -511,7 +512,7 @@ pub struct ParallelParams {
 impl Default for ParallelParams {
     fn default() -> Self {
         ParallelParams {
-            split_bytes: 40 << 10,
+            split_bytes: 32 << 10,
             split_bytes_heavy: 16 << 10,
             wake: 3 << 18,
             wake_heavy: 1 << 18,
@@ -587,6 +588,37 @@ fn par_leaf<T>(n: usize, threads: usize) -> usize {
     (per + 63) & !63
 }
 
+/// Bytes per buffer by which the caller's chunk (chunk 0) of a memory-light step split one
+/// chunk per thread is longer than a helper's, at the reference hand-off latency (scaled by
+/// the measured one as the split lengths are, [`ParallelParams::current`]): the caller starts
+/// its chunk at once, a helper only once it has seen the post and claimed its chunk. A light
+/// pass in the L2 moves about one cache line per time-stamp tick on the AMD EPYC (Zen 4) VM of
+/// BENCHMARKS.md, so a head start of a few hundred ticks is a few KiB. Measured there (Rust
+/// probe `benches/peers/goals_session23_amd_zen4_optim/split_protocol_probe.rs`, SGD `f32`
+/// at 10⁴ split in two, virtual CPUs near, medians of 41 rounds of 2000 steps): the caller's
+/// share 32/64 (even) 2371–2469 ticks per step, 35/64 (+1.9 KiB) 2153–2174, 38/64 (+3.7 KiB)
+/// 2150–2209 (two alternations); then four alternations, even chunks 2319–2632, 37/64 1871–2444
+/// (median 2134), this rule (+3 KiB, 58 %) 2128–2421 (serial 2075–2614 in the same runs: the
+/// VM's other tenant). Arithmetic-bound steps keep even chunks (not measured).
+const CALLER_HEAD_START_BYTES: usize = 3 << 10;
+
+/// The length of chunk 0 (the caller's) of the split of `n` elements of `T` into chunks of
+/// `chunk` ([`par_leaf`]) over `threads` threads, and the length of the others: for a
+/// memory-light update split one chunk per thread, chunk 0 is longer by
+/// [`CALLER_HEAD_START_BYTES`] (scaled) and the rest is shared evenly; otherwise all are
+/// `chunk`. Multiples of 64 elements; chunk 0 never exceeds `n`.
+fn par_first<T>(n: usize, chunk: usize, threads: usize, heavy: bool) -> (usize, usize) {
+    let size = std::mem::size_of::<T>().max(1);
+    if heavy || threads < 2 || n.saturating_mul(size) >= ONE_CHUNK_PER_THREAD_BYTES {
+        return (chunk, chunk);
+    }
+    let scale = crate::team::split_scale();
+    let extra = (CALLER_HEAD_START_BYTES * scale / crate::team::SCALE_ONE / size + 63) & !63;
+    let first = (chunk + extra).min(n);
+    let rest = ((n - first).div_ceil(threads - 1) + 63) & !63;
+    (first, rest.max(64))
+}
+
 /// The default split length of [`fused_step`] for the update `U`
 /// ([`ParallelParams::threshold_for`] of [`ParallelParams::current`]).
 pub fn default_par_threshold<T: Float, U: ElementUpdate<T>>() -> usize {
@@ -648,14 +680,15 @@ impl<T> Raw<T> {
     }
 }
 
-/// The update over chunks of `chunk` elements, spread over the calling thread and the step
+/// The update over chunk 0 of `first` elements and chunks of `chunk` elements after it
+/// ([`par_first`]), spread over the calling thread (chunk 0 is the caller's) and the step
 /// team's helpers (the `team` module; rayon's pool inside a rayon worker). Each chunk is the
 /// same arithmetic on its elements whichever thread runs it: the split changes no result.
 fn par_run<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     u: &U,
     level: SimdLevel,
     b: Buffers<'_, T>,
-    chunk: usize,
+    (first, chunk): (usize, usize),
 ) -> bool {
     let n = b.x.len();
     let Buffers {
@@ -678,9 +711,14 @@ fn par_run<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     // elements, split in two: the helper's half took 1.2–1.5 k time-stamp ticks against
     // 1.1 k after, and about 0.95 k when the caller ran both halves alone)
     let (u, flag) = (*u, &bad);
-    crate::team::run(n.div_ceil(chunk), wake, &move |c| {
-        let lo = c * chunk;
-        let hi = (lo + chunk).min(n);
+    let chunks = 1 + (n - first.min(n)).div_ceil(chunk);
+    crate::team::run(chunks, wake, &move |c| {
+        let (lo, hi) = if c == 0 {
+            (0, first.min(n))
+        } else {
+            let lo = first + (c - 1) * chunk;
+            (lo, (lo + chunk).min(n))
+        };
         // SAFETY: chunk `c` is the range lo..hi of every buffer (all of length n or empty,
         // checked by `check_buffers`), disjoint from every other chunk, run once.
         let b = unsafe {
@@ -786,7 +824,8 @@ fn fused_step_impl<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
         1
     };
     Ok(if threads > 1 {
-        par_run::<T, U, DETECT>(u, level, b, par_leaf::<T>(n, threads))
+        let leaf = par_leaf::<T>(n, threads);
+        par_run::<T, U, DETECT>(u, level, b, par_first::<T>(n, leaf, threads, U::HEAVY))
     } else {
         run_chunk::<T, U, DETECT>(u, level, b)
     })
@@ -1002,6 +1041,35 @@ pub fn first_nonfinite<T: Float>(g: &[T], par_threshold: usize) -> Option<usize>
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The caller's chunk of a light split one chunk per thread is longer by the head start
+    /// (at least, the latency factor may scale it up), the others share the rest evenly; the
+    /// chunks tile `0..n` in multiples of 64; heavy updates, long buffers and one thread keep
+    /// even chunks.
+    #[test]
+    fn the_callers_chunk_has_a_head_start() {
+        for (n, threads) in [
+            (10_000usize, 2usize),
+            (20_000, 2),
+            (30_000, 3),
+            (65_000, 4),
+            (100, 2),
+        ] {
+            let leaf = par_leaf::<f32>(n, threads);
+            let (first, rest) = par_first::<f32>(n, leaf, threads, false);
+            let extra = CALLER_HEAD_START_BYTES / 4;
+            assert!(first >= (leaf + extra).min(n), "n {n}: {first} {leaf}");
+            assert!(first.is_multiple_of(64) || first == n);
+            assert!(rest.is_multiple_of(64) && rest > 0);
+            let chunks = 1 + (n - first).div_ceil(rest);
+            assert!(chunks <= threads, "n {n}: {chunks} chunks");
+            assert_eq!(par_first::<f32>(n, leaf, threads, true), (leaf, leaf));
+            assert_eq!(par_first::<f32>(n, leaf, 1, false), (leaf, leaf));
+        }
+        let n = 1 << 20;
+        let leaf = par_leaf::<f32>(n, 2);
+        assert_eq!(par_first::<f32>(n, leaf, 2, false), (leaf, leaf));
+    }
 
     /// A value of a test vector: ordinary magnitudes, zeros, extremes and the non-finite values.
     fn value() -> impl Strategy<Value = f64> {
