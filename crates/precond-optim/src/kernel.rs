@@ -486,12 +486,12 @@ pub struct ParallelParams {
     /// (session 22, with the by-value chunk closures of [`fused_step`]'s split, even chunks):
     /// `f64` 1.15 at 2048 elements, 1.07 at 3072, 0.95 at 4096, 0.85 at 6144, 0.71 at 10⁴;
     /// `f32` 1.22 at 4096, 1.0–1.2 at 8192, 0.92 at 10⁴, 0.89 at 12 Ki, 0.70–0.73 at 24 Ki.
-    /// With the caller's head start ([`CALLER_HEAD_START_BYTES`], session 23) `f32` at 10⁴
-    /// against the C loop (`benches/peers/c_reference.c`, three alternations, near): split
-    /// (32 KiB) 1.07–1.18 of the C loop's throughput, serial (40 KiB, the length before)
-    /// 0.84–0.88; `f64` at 10⁴ 1.38–1.46 with the head start, 1.20–1.37 without. Far apart
-    /// (hand-off 4.2–4.5 times the reference) the crossover was at about 160 KiB: `f32` 1.12
-    /// at 32 Ki, 0.90 at 48 Ki; `f64` 1.11 at 16 Ki, 0.91 at 24 Ki.
+    /// With the caller's chunk 3 KiB longer (its head start over a helper, session 23) `f32`
+    /// at 10⁴ against the C loop (`benches/peers/c_reference.c`, three alternations, near):
+    /// split (32 KiB) 1.07–1.18 of the C loop's throughput, serial (40 KiB, the length
+    /// before) 0.84–0.88; `f64` at 10⁴ 1.38–1.46 with the head start, 1.20–1.37 without.
+    /// Far apart (hand-off 4.2–4.5 times the reference) the crossover was at about 160 KiB:
+    /// `f32` 1.12 at 32 Ki, 0.90 at 48 Ki; `f64` 1.11 at 16 Ki, 0.91 at 24 Ki.
     pub split_bytes: usize,
     /// The same for an arithmetic-bound step ([`ElementUpdate::HEAVY`]: AdaGrad, RMSProp, Adam,
     /// AdamW) and its gradient's check. Default 16 KiB (`f64` 2048 elements, `f32` 4096): Adam

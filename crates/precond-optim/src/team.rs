@@ -319,59 +319,36 @@ impl Team {
     /// whichever thread asked first, so about half the lines of `x` moved between the cores
     /// on every pass.
     fn claim_front(&self) -> Option<usize> {
-        let st = &self.post.state;
-        let mut cur = st.load(Ordering::Relaxed);
-        loop {
-            let (lo, hi, _) = unpack(cur);
-            if lo >= hi {
-                return None;
-            }
-            match st.compare_exchange_weak(cur, cur + 1, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return Some(lo),
-                Err(now) => cur = now,
-            }
-        }
+        self.take(|lo, hi, done| (pack(lo + 1, hi, done), lo))
+    }
+
+    /// A helper's claim: the back chunk, if any is left.
+    fn claim_back(&self) -> Option<usize> {
+        self.take(|lo, hi, done| (pack(lo, hi - 1, done), hi - 1))
     }
 
     /// The caller's end of the claims: every chunk still unclaimed is taken (none, unless a
     /// chunk of the caller's panicked); returns how many.
     fn close(&self) -> usize {
-        let st = &self.post.state;
-        let mut cur = st.load(Ordering::Relaxed);
-        loop {
-            let (lo, hi, done) = unpack(cur);
-            if lo >= hi {
-                return 0;
-            }
-            match st.compare_exchange_weak(
-                cur,
-                pack(hi, hi, done),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return hi - lo,
-                Err(now) => cur = now,
-            }
-        }
+        self.take(|lo, hi, done| (pack(hi, hi, done), hi - lo))
+            .unwrap_or(0)
     }
 
-    /// A helper's claim: the back chunk, if any is left. `Acquire` on success: the job the
-    /// caller wrote before publishing this state is visible.
-    fn claim_back(&self) -> Option<usize> {
+    /// One claim on the state: while chunks are unclaimed, `next(front, back, done)` gives
+    /// the new state and the result, installed by compare-and-swap (retried on a change);
+    /// `None` once none is left. `Acquire`: a helper whose claim succeeds sees the job the
+    /// caller wrote before publishing that state.
+    fn take<R>(&self, next: impl Fn(usize, usize, usize) -> (u64, R)) -> Option<R> {
         let st = &self.post.state;
         let mut cur = st.load(Ordering::Acquire);
         loop {
-            let (lo, hi, _) = unpack(cur);
+            let (lo, hi, done) = unpack(cur);
             if lo >= hi {
                 return None;
             }
-            match st.compare_exchange_weak(
-                cur,
-                cur - BACK_ONE,
-                Ordering::Acquire,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Some(hi - 1),
+            let (new, r) = next(lo, hi, done);
+            match st.compare_exchange_weak(cur, new, Ordering::Acquire, Ordering::Acquire) {
+                Ok(_) => return Some(r),
                 Err(now) => cur = now,
             }
         }
@@ -636,8 +613,7 @@ const FIELD_BITS: u32 = 21;
 /// Most chunks one step can have on the team (more go to rayon).
 const MAX_CHUNKS: usize = (1 << FIELD_BITS) - 1;
 
-/// [`Post::state`]'s back chunk and finished count, each in units of one.
-const BACK_ONE: u64 = 1 << FIELD_BITS;
+/// [`Post::state`]'s finished count in units of one.
 const DONE_ONE: u64 = 1 << (2 * FIELD_BITS);
 
 /// The packed state of a step: the unclaimed chunks `front..back` and the number of chunks
@@ -1048,11 +1024,14 @@ mod tests {
         }
         let w = pack(1, MAX_CHUNKS, MAX_CHUNKS - 1);
         assert_eq!(unpack(w + 1), (2, MAX_CHUNKS, MAX_CHUNKS - 1));
-        assert_eq!(unpack(w - BACK_ONE), (1, MAX_CHUNKS - 1, MAX_CHUNKS - 1));
+        assert_eq!(
+            unpack(w - (1 << FIELD_BITS)),
+            (1, MAX_CHUNKS - 1, MAX_CHUNKS - 1)
+        );
         assert_eq!(unpack(w + DONE_ONE), (1, MAX_CHUNKS, MAX_CHUNKS));
         let w = pack(MAX_CHUNKS - 1, MAX_CHUNKS, 0);
         assert_eq!(unpack(w + 1), (MAX_CHUNKS, MAX_CHUNKS, 0));
-        assert_eq!(unpack(pack(0, 1, 0) - BACK_ONE), (0, 0, 0));
+        assert_eq!(unpack(pack(0, 1, 0) - (1 << FIELD_BITS)), (0, 0, 0));
     }
 
     /// A factor holds until its deadline, compared modulo 2⁶⁴.
