@@ -204,10 +204,10 @@ impl Team {
     /// sequentially consistent store and waited for `active == 0`: three read-modify-writes
     /// and four cache lines per hand-off), measured on the 2-core AMD EPYC (Zen 4) VM of
     /// BENCHMARKS.md, SGD `f32` at 10⁴ split in two, `Optimizer::step` in a Rust probe (41
-    /// interleaved rounds of 2000 steps, the two builds alternated three times, virtual CPUs
-    /// at a ping-pong round trip of 97–140 ns): 2015–2287 time-stamp ticks per step against
-    /// 2075–2429 (faster in each alternation), the helpers' hand-off average 138–164 ticks
-    /// against 254–301; at 10⁵ and 10⁶ the same within the noise.
+    /// interleaved rounds of 2000 steps, medians, the two builds alternated three times,
+    /// virtual CPUs near, a ping-pong round trip of 60–90 ns): 2502 / 2474 / 2319 time-stamp
+    /// ticks per step against 2663 / 2499 / 2487 (faster in each alternation; serial
+    /// 2117–2677 in both, the VM's other tenant).
     fn post_and_work(&self, chunks: usize, f: &(dyn Fn(usize) + Sync)) {
         let p = &self.post;
         // SAFETY: every chunk of the previous step was claimed and has finished (its caller
