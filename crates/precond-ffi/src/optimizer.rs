@@ -522,6 +522,47 @@ unsafe fn check_step_buffers<'a, T>(
     n: usize,
     n_params: usize,
 ) -> FfiResult<(&'a mut [T], &'a [T])> {
+    // Every check passes on a well-formed call: test them all at once and build the slices
+    // here; the first failing check is named by the checks below, in their order. (A 16-element
+    // SGD step through the C ABI: 155 of its 1175 instructions were these checks, callgrind.)
+    let (p, g) = (*params, *grads);
+    if n == n_params
+        && !p.is_null()
+        && !g.is_null()
+        && p.is_aligned()
+        && g.is_aligned()
+        && n.checked_mul(size_of::<T>())
+            .is_some_and(|b| b <= isize::MAX as usize)
+        && !overlaps(p as *const T, n, g, n)
+    {
+        // SAFETY: non-NULL, aligned, `n` elements within `isize::MAX` bytes, not overlapping
+        // (checked); `n` valid elements each for `'a`, `params` accessed only through this
+        // slice: this function's contract.
+        return Ok(unsafe {
+            (
+                std::slice::from_raw_parts_mut(p, n),
+                std::slice::from_raw_parts(g, n),
+            )
+        });
+    }
+    // SAFETY: this function's contract.
+    unsafe { step_buffers_refused(params, grads, n, n_params) }
+}
+
+/// [`check_step_buffers`] once some check failed (or both buffers are empty): the checks one
+/// by one, the first that fails named.
+///
+/// # Safety
+/// As [`check_step_buffers`].
+#[cold]
+#[inline(never)]
+#[expect(clippy::mut_from_ref, reason = "as check_step_buffers")]
+unsafe fn step_buffers_refused<'a, T>(
+    params: &'a *mut T,
+    grads: &'a *const T,
+    n: usize,
+    n_params: usize,
+) -> FfiResult<(&'a mut [T], &'a [T])> {
     if n == 0 && n_params == 0 {
         // an empty shard (precond_optimizer_new_shard): nothing is read, any pointers do
         return Ok((Default::default(), Default::default()));

@@ -343,6 +343,30 @@ fn bad_steps_leave_params_state_and_handle_untouched() {
     // SAFETY: overlap is detected before any slice is formed.
     let st = unsafe { precond_optimizer_step_f64(o.0, x.as_mut_ptr(), x.as_ptr().add(1), 4) };
     expect(st, PRECOND_INVALID_ARGUMENT, &o.msg(), "overlap");
+    // a buffer one byte past an 8-byte boundary, either argument (checked before any slice is
+    // formed; the valid one is left untouched)
+    let mut raw = [0u8; 48];
+    let mis = raw
+        .as_mut_ptr()
+        .wrapping_add(raw.as_ptr().align_offset(8) + 1)
+        .cast::<f64>();
+    // SAFETY: the misaligned pointer is refused before it is read.
+    let st = unsafe { precond_optimizer_step_f64(o.0, mis, g.as_ptr(), 4) };
+    expect(
+        st,
+        PRECOND_INVALID_ARGUMENT,
+        &o.msg(),
+        "argument `params` is not aligned to 8 bytes",
+    );
+    // SAFETY: as above.
+    let st = unsafe { precond_optimizer_step_f64(o.0, x.as_mut_ptr(), mis.cast_const(), 4) };
+    expect(
+        st,
+        PRECOND_INVALID_ARGUMENT,
+        &o.msg(),
+        "argument `grads` is not aligned to 8 bytes",
+    );
+    assert!(raw.iter().all(|&b| b == 0));
     let mut xf = [1.0f32; 4];
     // SAFETY: valid f32 buffers.
     let st = unsafe { precond_optimizer_step_f32(o.0, xf.as_mut_ptr(), [1.0f32; 4].as_ptr(), 4) };
