@@ -124,28 +124,32 @@ impl Optimizer {
             .checked_add(1)
             .ok_or_else(|| OptimError::StepCountOverflow { step: self.step })?;
         // every learning rate this step will use, checked before anything is written
-        for seg in self.parts.iter().flat_map(|p| &p.segments) {
-            let lr = self
-                .cfg
-                .schedule
-                .lr(seg.lr.unwrap_or(self.base_lr), self.step);
-            if !(lr.is_finite() && lr >= 0.0) {
-                return Err(OptimError::InvalidLearningRate {
-                    lr,
-                    step: k,
-                    start: seg.start,
-                });
+        for part in &self.parts {
+            for seg in &part.segments {
+                let lr = self
+                    .cfg
+                    .schedule
+                    .lr(seg.lr.unwrap_or(self.base_lr), self.step);
+                if !(lr.is_finite() && lr >= 0.0) {
+                    return Err(OptimError::InvalidLearningRate {
+                        lr,
+                        step: k,
+                        start: seg.start,
+                    });
+                }
             }
         }
         let lr_top = self.lr();
-        // the gradient's check splits as the update does (each thread then updates what it
-        // has just scanned)
-        let scan_th = if self.par_threshold == 0 {
+        let propagate = self.cfg.nonfinite == NonFinitePolicy::Propagate;
+        // the gradient's check (not with `propagate`) splits as the update does (each thread
+        // then updates what it has just scanned)
+        let scan_th = if propagate {
+            usize::MAX
+        } else if self.par_threshold == 0 {
             ParallelParams::current().split_length::<T>(self.cfg.optimizer.heavy())
         } else {
             self.par_threshold
         };
-        let propagate = self.cfg.nonfinite == NonFinitePolicy::Propagate;
         let policy = self.cfg.nonfinite;
         let refuse = |index: usize, step: u64| -> Result<StepOutcome> {
             match policy {
@@ -204,6 +208,9 @@ impl Optimizer {
         // any part steps; unless `propagate`, a non-finite preconditioned entry (a zero variance
         // with `eps = 0`, or overflow) is treated as a non-finite gradient at its index
         for part in &mut self.parts {
+            if part.bnp.is_none() {
+                continue;
+            }
             let (a, e) = part.span();
             let (Some(b), Some(slots)) = (&part.bnp, T::slots_mut(&mut part.store)) else {
                 continue;
@@ -362,6 +369,7 @@ fn dtype_lost<T: StepFloat>() -> OptimError {
 
 /// One part's step (or, with `guard`, its checking half): a BNP part steps its optimizer on its
 /// preconditioned gradient copy, in the copy's coordinates; indices come back in the buffer's.
+#[inline(always)]
 fn step_part<T: StepFloat>(
     part: &mut Part,
     pc: &PartCtx,
