@@ -126,7 +126,13 @@ impl<T: Float> Iv<T> {
         if a.is_nan() || b.is_nan() || c.is_nan() || d.is_nan() {
             return Self::everything();
         }
-        Self::round(a.min(b).min(c).min(d), a.max(b).max(c).max(d))
+        // no NaN here, so a plain comparison picks the same value as `f64::min`/`max` (up to
+        // the sign of a zero, which no bound depends on) without their NaN handling: one
+        // instruction each (callgrind, the checked 16-element SGD step: hull4 was 260 of
+        // its 2033 instructions)
+        let min = |x: f64, y: f64| if y < x { y } else { x };
+        let max = |x: f64, y: f64| if y > x { y } else { x };
+        Self::round(min(min(a, b), min(c, d)), max(max(a, b), max(c, d)))
     }
 }
 
