@@ -816,7 +816,7 @@ pub fn check_buffers<T: Float, U: ElementUpdate<T>>(
 /// two call frames fewer per step (a step is a chain of a dozen calls before its loop, each
 /// saving and restoring registers and passing the six buffers on). Measured with callgrind
 /// on the AMD EPYC (Zen 4) of BENCHMARKS.md, one 16-element `f32` step through the C ABI with
-/// `propagate`, instructions per step: SGD 1185 → 967, RMSprop 1277 → 1052, Adam 1587 → 1362.
+/// `propagate`, instructions per step: SGD 1047 → 967, RMSprop 1139 → 1052, Adam 1449 → 1362.
 #[inline(always)]
 fn fused_step_impl<T: Float, U: ElementUpdate<T>, const DETECT: bool>(
     u: &U,
