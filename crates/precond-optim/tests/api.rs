@@ -739,10 +739,15 @@ fn schedules_closed_forms() {
     for _ in 0..13 {
         used.push(o.lr());
         let before = x[0];
-        o.step_f64(&mut x, &[1.0]).unwrap();
+        let out = o.step_f64(&mut x, &[1.0]).unwrap();
         assert!(
             (before - x[0] - used.last().unwrap()).abs() < 1e-15,
             "the step used lr()"
+        );
+        assert_eq!(
+            out.lr.to_bits(),
+            used.last().unwrap().to_bits(),
+            "the outcome reports the learning rate the step used"
         );
     }
     assert!(

@@ -90,6 +90,12 @@ impl Optimizer {
     }
 
     /// [`Optimizer::step`] with indices local to `params`.
+    ///
+    /// The path every step takes stays in this function; what only some steps need (the first
+    /// step's allocation, BNP parts, the checking half of a checked step, parts with their own
+    /// step routine) is in functions of its own, so that this one's stack frame, which a long
+    /// step's pass evicts from the L1 cache before the next step, stays small (the function
+    /// whole reserved 1200 bytes of stack).
     fn step_local<T: StepFloat>(&mut self, params: &mut [T], grads: &[T]) -> Result<StepOutcome> {
         let n = self.n;
         if params.len() != n {
@@ -139,89 +145,33 @@ impl Optimizer {
                 }
             }
         }
-        let lr_top = self.lr();
-        let propagate = self.cfg.nonfinite == NonFinitePolicy::Propagate;
-        // the gradient's check (not with `propagate`) splits as the update does (each thread
-        // then updates what it has just scanned)
-        let scan_th = if propagate {
-            usize::MAX
-        } else if self.par_threshold == 0 {
+        // the gradient's check splits as the update does (each thread then updates what it
+        // has just scanned)
+        let scan_th = if self.par_threshold == 0 {
             ParallelParams::current().split_length::<T>(self.cfg.optimizer.heavy())
         } else {
             self.par_threshold
         };
-        let policy = self.cfg.nonfinite;
-        let refuse = |index: usize, step: u64| -> Result<StepOutcome> {
-            match policy {
-                NonFinitePolicy::Skip => Ok(StepOutcome {
-                    applied: false,
-                    step,
-                    lr: lr_top,
-                    nonfinite_index: Some(index),
-                }),
-                _ => Err(OptimError::NonFiniteGradient { index }),
-            }
-        };
+        let propagate = self.cfg.nonfinite == NonFinitePolicy::Propagate;
         // the pre-scan: every gradient entry finite, and `max |g|` for the guard
         let mut g_max = f64::INFINITY;
         if !propagate {
             match scan_max(grads, scan_th) {
                 Ok(m) => g_max = m,
-                Err(index) => return refuse(index, self.step),
+                Err(index) => return self.refuse(index),
             }
         }
         // first step: every part's state allocated (fallibly) before any part steps, so an
-        // allocation failure leaves the optimizer as it was
+        // allocation failure leaves the optimizer as it was; on a refusal after this point the
+        // state it allocated goes again (`forget_fresh`)
         let first = self.parts.iter().any(|p| matches!(p.store, Store::Empty));
         if first {
-            let fresh = self
-                .parts
-                .iter()
-                .map(|p| match p.store {
-                    Store::Empty => {
-                        // the slots at the page offset of the part's first parameter
-                        // (`storage::Aligned`: no 4 KiB aliasing between them and `x`)
-                        let first = p.segments.first().map_or(0, |s| s.start);
-                        let page = params
-                            .get(first..)
-                            .map(|x| x.as_ptr() as usize % crate::storage::PAGE);
-                        p.alloc::<T>(page).map(|s| Some(T::wrap(s)))
-                    }
-                    _ => Ok(None),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            for (part, s) in self.parts.iter_mut().zip(fresh) {
-                if let Some(s) = s {
-                    part.store = s;
-                }
-            }
+            self.allocate_state::<T>(params)?;
         }
-        // on a refusal after this point: the state a first step allocated goes again
-        let forget_fresh = |parts: &mut [Part]| {
-            if first {
-                for p in parts {
-                    p.store = Store::Empty;
-                }
-            }
-        };
-        // BNP parts: their gradient copied and preconditioned (`P g`, docs/THEORY.md §6) before
-        // any part steps; unless `propagate`, a non-finite preconditioned entry (a zero variance
-        // with `eps = 0`, or overflow) is treated as a non-finite gradient at its index
-        for part in &mut self.parts {
-            if part.bnp.is_none() {
-                continue;
-            }
-            let (a, e) = part.span();
-            let (Some(b), Some(slots)) = (&part.bnp, T::slots_mut(&mut part.store)) else {
-                continue;
-            };
-            let copy = &mut slots.bnp_grad;
-            copy.copy_from_slice(&grads[a..e]);
-            b.precondition(copy)?;
-            if !propagate && let Some(i) = first_nonfinite(copy, scan_th) {
-                forget_fresh(&mut self.parts);
-                return refuse(a + i, self.step);
-            }
+        if self.parts.iter().any(|p| p.bnp.is_some())
+            && let Some(r) = self.precondition_bnp::<T>(grads, propagate, scan_th, first)
+        {
+            return r;
         }
         let ctx = PartCtx {
             base_lr: self.base_lr,
@@ -230,96 +180,16 @@ impl Optimizer {
             par_threshold: self.par_threshold,
             propagate,
         };
-        // the checking half (unless `propagate`): every per-element part proves, by an interval
-        // enclosure of its update or an exact dry run, that it writes only finite values
-        // (crate::bound); nothing is written yet
-        if !propagate {
-            for part in &mut self.parts {
-                if part.own_step() {
-                    continue;
-                }
-                let Some(slots) = T::slots_mut(&mut part.store) else {
-                    return Err(dtype_lost::<T>());
-                };
-                let st = *slots.ranges.get_or_insert_with(|| {
-                    let mut r = [(0.0, 0.0); MAX_SLOTS];
-                    for (rj, v) in r.iter_mut().zip(&slots.s) {
-                        if !v.is_empty() {
-                            *rj = min_max(v);
-                        }
-                    }
-                    r
-                });
-                let aux = *slots.aux_range.get_or_insert_with(|| {
-                    if slots.aux.is_empty() {
-                        (0.0, 0.0)
-                    } else {
-                        min_max(&slots.aux)
-                    }
-                });
-                let gm = if part.bnp.is_some() {
-                    max_abs_at(&slots.bnp_grad, scan_th, self.level)
-                } else {
-                    g_max
-                };
-                let gc = GuardCtx::new(gm, st, aux);
-                let r = step_part(part, &ctx, params, grads, Some(&gc));
-                self.dry_runs += gc.dry_runs.get();
-                if let Err(e) = r {
-                    forget_fresh(&mut self.parts);
-                    return match e {
-                        OptimError::NonFiniteUpdate { index } => match policy {
-                            NonFinitePolicy::Skip => refuse(index, self.step),
-                            _ => Err(e),
-                        },
-                        e => Err(e),
-                    };
-                }
-                if let Some(slots) = T::slots_mut(&mut part.store) {
-                    slots.pending = Some(gc.out.get());
-                }
-            }
+        if !propagate && let Some(r) = self.prove_parts(&ctx, params, grads, g_max, scan_th, first)
+        {
+            return r;
         }
         let mut bad = false;
-        // parts with their own step routine (matrix kinds, a dense `P`) first: each saves its
-        // parameters and state, steps, and is undone (with the ones before it) when it left a
-        // non-finite value where there was none (unless `propagate`)
-        let undo = |parts: &mut [Part], upto: usize, params: &mut [T]| {
-            for p in parts[..=upto].iter_mut().filter(|p| p.own_step()) {
-                p.restore(params);
-            }
-            forget_fresh(parts);
-        };
-        for pi in 0..self.parts.len() {
-            if !self.parts[pi].own_step() {
-                continue;
-            }
-            if !propagate {
-                self.parts[pi].save::<T>(params);
-            }
-            let r = step_part(&mut self.parts[pi], &ctx, params, grads, None);
-            let r = match r {
-                Ok(b) if !propagate => match self.parts[pi].verify::<T>(params) {
-                    Some(index) => Err(OptimError::NonFiniteUpdate { index }),
-                    None => Ok(b),
-                },
-                r => r,
-            };
-            match r {
-                Ok(b) => bad |= b,
-                Err(e) => {
-                    if !propagate {
-                        undo(&mut self.parts, pi, params);
-                    }
-                    return match e {
-                        OptimError::NonFiniteUpdate { index }
-                            if policy == NonFinitePolicy::Skip =>
-                        {
-                            refuse(index, self.step)
-                        }
-                        e => Err(e),
-                    };
-                }
+        // parts with their own step routine (matrix kinds, a dense `P`) first
+        if self.parts.iter().any(Part::own_step) {
+            match self.step_own_parts(&ctx, params, grads, first) {
+                Ok(b) => bad = b,
+                Err(r) => return r,
             }
         }
         // then the per-element parts, proven finite above
@@ -332,11 +202,13 @@ impl Optimizer {
                 slots.ranges = slots.pending.take();
             }
         }
+        // the learning rate of this step (the schedule's at the count before it)
+        let lr = self.lr();
         self.step = k;
         Ok(StepOutcome {
             applied: true,
             step: k,
-            lr: lr_top,
+            lr,
             // the fused pass only knows "some entry" (rare): find the first one afterwards
             nonfinite_index: if bad {
                 first_nonfinite(grads, scan_th)
@@ -344,6 +216,208 @@ impl Optimizer {
                 None
             },
         })
+    }
+
+    /// A step refused for a non-finite gradient entry at `index` (or a non-finite update under
+    /// `skip`): the skipped step's outcome under `skip`, else the error. Nothing has changed.
+    fn refuse(&self, index: usize) -> Result<StepOutcome> {
+        match self.cfg.nonfinite {
+            NonFinitePolicy::Skip => Ok(StepOutcome {
+                applied: false,
+                step: self.step,
+                lr: self.lr(),
+                nonfinite_index: Some(index),
+            }),
+            _ => Err(OptimError::NonFiniteGradient { index }),
+        }
+    }
+
+    /// The state a first step allocated dropped again (`first`: this step allocated it), when
+    /// the step is refused after the allocation.
+    fn forget_fresh(&mut self, first: bool) {
+        if first {
+            for p in &mut self.parts {
+                p.store = Store::Empty;
+            }
+        }
+    }
+
+    /// The first step's state: every part's slots allocated (fallibly) before any is kept, so
+    /// that an allocation failure leaves the optimizer as it was.
+    #[inline(never)]
+    fn allocate_state<T: StepFloat>(&mut self, params: &[T]) -> Result<()> {
+        let fresh = self
+            .parts
+            .iter()
+            .map(|p| match p.store {
+                Store::Empty => {
+                    // the slots at the page offset of the part's first parameter
+                    // (`storage::Aligned`: no 4 KiB aliasing between them and `x`)
+                    let first = p.segments.first().map_or(0, |s| s.start);
+                    let page = params
+                        .get(first..)
+                        .map(|x| x.as_ptr() as usize % crate::storage::PAGE);
+                    p.alloc::<T>(page).map(|s| Some(T::wrap(s)))
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (part, s) in self.parts.iter_mut().zip(fresh) {
+            if let Some(s) = s {
+                part.store = s;
+            }
+        }
+        Ok(())
+    }
+
+    /// BNP parts: their gradient copied and preconditioned (`P g`, docs/THEORY.md §6) before
+    /// any part steps; unless `propagate`, a non-finite preconditioned entry (a zero variance
+    /// with `eps = 0`, or overflow) is treated as a non-finite gradient at its index. `Some`:
+    /// the step ends with this result (the fresh state dropped when it was refused).
+    #[inline(never)]
+    fn precondition_bnp<T: StepFloat>(
+        &mut self,
+        grads: &[T],
+        propagate: bool,
+        scan_th: usize,
+        first: bool,
+    ) -> Option<Result<StepOutcome>> {
+        for pi in 0..self.parts.len() {
+            let part = &mut self.parts[pi];
+            if part.bnp.is_none() {
+                continue;
+            }
+            let (a, e) = part.span();
+            let (Some(b), Some(slots)) = (&part.bnp, T::slots_mut(&mut part.store)) else {
+                continue;
+            };
+            let copy = &mut slots.bnp_grad;
+            copy.copy_from_slice(&grads[a..e]);
+            if let Err(err) = b.precondition(copy) {
+                return Some(Err(err));
+            }
+            if !propagate && let Some(i) = first_nonfinite(copy, scan_th) {
+                self.forget_fresh(first);
+                return Some(self.refuse(a + i));
+            }
+        }
+        None
+    }
+
+    /// The checking half of a checked step: every per-element part proves, by an interval
+    /// enclosure of its update or an exact dry run, that it writes only finite values
+    /// ([`crate::bound`]); nothing is written. `Some`: the step ends with this result (the
+    /// fresh state dropped).
+    #[inline(never)]
+    fn prove_parts<T: StepFloat>(
+        &mut self,
+        ctx: &PartCtx,
+        params: &mut [T],
+        grads: &[T],
+        g_max: f64,
+        scan_th: usize,
+        first: bool,
+    ) -> Option<Result<StepOutcome>> {
+        for pi in 0..self.parts.len() {
+            let part = &mut self.parts[pi];
+            if part.own_step() {
+                continue;
+            }
+            let Some(slots) = T::slots_mut(&mut part.store) else {
+                return Some(Err(dtype_lost::<T>()));
+            };
+            let st = *slots.ranges.get_or_insert_with(|| {
+                let mut r = [(0.0, 0.0); MAX_SLOTS];
+                for (rj, v) in r.iter_mut().zip(&slots.s) {
+                    if !v.is_empty() {
+                        *rj = min_max(v);
+                    }
+                }
+                r
+            });
+            let aux = *slots.aux_range.get_or_insert_with(|| {
+                if slots.aux.is_empty() {
+                    (0.0, 0.0)
+                } else {
+                    min_max(&slots.aux)
+                }
+            });
+            let gm = if part.bnp.is_some() {
+                max_abs_at(&slots.bnp_grad, scan_th, self.level)
+            } else {
+                g_max
+            };
+            let gc = GuardCtx::new(gm, st, aux);
+            let r = step_part(part, ctx, params, grads, Some(&gc));
+            self.dry_runs += gc.dry_runs.get();
+            if let Err(e) = r {
+                self.forget_fresh(first);
+                return Some(match e {
+                    OptimError::NonFiniteUpdate { index }
+                        if self.cfg.nonfinite == NonFinitePolicy::Skip =>
+                    {
+                        self.refuse(index)
+                    }
+                    e => Err(e),
+                });
+            }
+            if let Some(slots) = T::slots_mut(&mut self.parts[pi].store) {
+                slots.pending = Some(gc.out.get());
+            }
+        }
+        None
+    }
+
+    /// The parts with their own step routine (matrix kinds, a dense `P`): each saves its
+    /// parameters and state, steps, and is undone (with the ones before it) when it left a
+    /// non-finite value where there was none (unless `propagate`). `Ok`: whether a non-finite
+    /// gradient entry was seen (`propagate`); `Err`: the step ends with this result.
+    #[inline(never)]
+    fn step_own_parts<T: StepFloat>(
+        &mut self,
+        ctx: &PartCtx,
+        params: &mut [T],
+        grads: &[T],
+        first: bool,
+    ) -> std::result::Result<bool, Result<StepOutcome>> {
+        let propagate = ctx.propagate;
+        let mut bad = false;
+        for pi in 0..self.parts.len() {
+            if !self.parts[pi].own_step() {
+                continue;
+            }
+            if !propagate {
+                self.parts[pi].save::<T>(params);
+            }
+            let r = step_part(&mut self.parts[pi], ctx, params, grads, None);
+            let r = match r {
+                Ok(b) if !propagate => match self.parts[pi].verify::<T>(params) {
+                    Some(index) => Err(OptimError::NonFiniteUpdate { index }),
+                    None => Ok(b),
+                },
+                r => r,
+            };
+            match r {
+                Ok(b) => bad |= b,
+                Err(e) => {
+                    if !propagate {
+                        for p in self.parts[..=pi].iter_mut().filter(|p| p.own_step()) {
+                            p.restore(params);
+                        }
+                        self.forget_fresh(first);
+                    }
+                    return Err(match e {
+                        OptimError::NonFiniteUpdate { index }
+                            if self.cfg.nonfinite == NonFinitePolicy::Skip =>
+                        {
+                            self.refuse(index)
+                        }
+                        e => Err(e),
+                    });
+                }
+            }
+        }
+        Ok(bad)
     }
 }
 
