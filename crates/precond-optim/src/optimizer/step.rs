@@ -232,6 +232,19 @@ impl Optimizer {
         }
     }
 
+    /// A part's failed step as the step's result: a non-finite update under `skip` is a
+    /// skipped step ([`Self::refuse`]), anything else the error.
+    fn refuse_error(&self, e: OptimError) -> Result<StepOutcome> {
+        match e {
+            OptimError::NonFiniteUpdate { index }
+                if self.cfg.nonfinite == NonFinitePolicy::Skip =>
+            {
+                self.refuse(index)
+            }
+            e => Err(e),
+        }
+    }
+
     /// The state a first step allocated dropped again (`first`: this step allocated it), when
     /// the step is refused after the allocation.
     fn forget_fresh(&mut self, first: bool) {
@@ -352,14 +365,7 @@ impl Optimizer {
             self.dry_runs += gc.dry_runs.get();
             if let Err(e) = r {
                 self.forget_fresh(first);
-                return Some(match e {
-                    OptimError::NonFiniteUpdate { index }
-                        if self.cfg.nonfinite == NonFinitePolicy::Skip =>
-                    {
-                        self.refuse(index)
-                    }
-                    e => Err(e),
-                });
+                return Some(self.refuse_error(e));
             }
             if let Some(slots) = T::slots_mut(&mut self.parts[pi].store) {
                 slots.pending = Some(gc.out.get());
@@ -406,14 +412,7 @@ impl Optimizer {
                         }
                         self.forget_fresh(first);
                     }
-                    return Err(match e {
-                        OptimError::NonFiniteUpdate { index }
-                            if self.cfg.nonfinite == NonFinitePolicy::Skip =>
-                        {
-                            self.refuse(index)
-                        }
-                        e => Err(e),
-                    });
+                    return Err(self.refuse_error(e));
                 }
             }
         }
